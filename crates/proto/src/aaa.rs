@@ -54,7 +54,12 @@ impl AaaRequest {
         let priv_lvl = PrivLvl::decode(r.u8()?, packet)?;
         let authen_type = AuthenType::decode(r.u8()?, packet)?;
         let authen_service = AuthenService::decode(r.u8()?, packet)?;
-        let (ul, pl, rl, argc) = (r.u8()? as usize, r.u8()? as usize, r.u8()? as usize, r.u8()? as usize);
+        let (ul, pl, rl, argc) = (
+            r.u8()? as usize,
+            r.u8()? as usize,
+            r.u8()? as usize,
+            r.u8()? as usize,
+        );
         let arg_lens = r.lens(argc)?;
         let declared = ul + pl + rl + arg_lens.iter().map(|&l| l as usize).sum::<usize>();
         r.expect_remaining(declared)?;
@@ -66,12 +71,27 @@ impl AaaRequest {
         for &l in arg_lens {
             args.push(Argument::parse(r.bytes(l as usize)?, packet)?);
         }
-        Ok(AaaRequest { authen_method, priv_lvl, authen_type, authen_service, user, port, rem_addr, args })
+        Ok(AaaRequest {
+            authen_method,
+            priv_lvl,
+            authen_type,
+            authen_service,
+            user,
+            port,
+            rem_addr,
+            args,
+        })
     }
 
     fn encode_after(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let argc = u8::try_from(self.args.len()).map_err(|_| EncodeError::TooManyArgs { count: self.args.len() })?;
-        let lens = [len_u8("user", &self.user)?, len_u8("port", &self.port)?, len_u8("rem_addr", &self.rem_addr)?];
+        let argc = u8::try_from(self.args.len()).map_err(|_| EncodeError::TooManyArgs {
+            count: self.args.len(),
+        })?;
+        let lens = [
+            len_u8("user", &self.user)?,
+            len_u8("port", &self.port)?,
+            len_u8("rem_addr", &self.rem_addr)?,
+        ];
         out.extend_from_slice(&[
             self.authen_method.to_u8(),
             self.priv_lvl.get(),
@@ -137,7 +157,12 @@ pub struct AuthorResponse {
 impl AuthorResponse {
     /// A response with a status, a message and no AVs.
     pub fn new(status: AuthorStatus, server_msg: impl Into<Bytes>) -> Self {
-        AuthorResponse { status, args: Vec::new(), server_msg: server_msg.into(), data: Bytes::new() }
+        AuthorResponse {
+            status,
+            args: Vec::new(),
+            server_msg: server_msg.into(),
+            data: Bytes::new(),
+        }
     }
 
     /// Decode a de-obfuscated RESPONSE body.
@@ -157,7 +182,12 @@ impl AuthorResponse {
             args.push(Argument::parse(r.bytes(l as usize)?, P)?);
         }
         r.finish()?;
-        Ok(AuthorResponse { status, args, server_msg, data })
+        Ok(AuthorResponse {
+            status,
+            args,
+            server_msg,
+            data,
+        })
     }
 
     /// Append the body to `out`.
@@ -205,7 +235,11 @@ impl AcctFlags {
             Self::STOP => Ok(AcctFlags::Stop),
             Self::WATCHDOG => Ok(AcctFlags::Watchdog),
             x if x == Self::WATCHDOG | Self::START => Ok(AcctFlags::WatchdogUpdate),
-            _ => Err(DecodeError::UnknownValue { packet, field: "flags", value: v }),
+            _ => Err(DecodeError::UnknownValue {
+                packet,
+                field: "flags",
+                value: v,
+            }),
         }
     }
 
@@ -272,7 +306,11 @@ pub struct AcctReply {
 impl AcctReply {
     /// A reply with a status and message.
     pub fn new(status: AcctStatus, server_msg: impl Into<Bytes>) -> Self {
-        AcctReply { status, server_msg: server_msg.into(), data: Bytes::new() }
+        AcctReply {
+            status,
+            server_msg: server_msg.into(),
+            data: Bytes::new(),
+        }
     }
 
     /// Decode a de-obfuscated REPLY body.
@@ -283,7 +321,11 @@ impl AcctReply {
         let (ml, dl) = (r.u16()? as usize, r.u16()? as usize);
         let status = AcctStatus::decode(r.u8()?, P)?;
         r.expect_remaining(ml + dl)?;
-        let reply = AcctReply { status, server_msg: r.bytes(ml)?, data: r.bytes(dl)? };
+        let reply = AcctReply {
+            status,
+            server_msg: r.bytes(ml)?,
+            data: r.bytes(dl)?,
+        };
         r.finish()?;
         Ok(reply)
     }

@@ -42,10 +42,19 @@ impl AuthenStart {
         let priv_lvl = PrivLvl::decode(r.u8()?, P)?;
         let authen_type = AuthenType::decode(r.u8()?, P)?;
         let authen_service = AuthenService::decode(r.u8()?, P)?;
-        let (ul, pl, rl, dl) = (r.u8()? as usize, r.u8()? as usize, r.u8()? as usize, r.u8()? as usize);
+        let (ul, pl, rl, dl) = (
+            r.u8()? as usize,
+            r.u8()? as usize,
+            r.u8()? as usize,
+            r.u8()? as usize,
+        );
         r.expect_remaining(ul + pl + rl + dl)?;
         if authen_type == AuthenType::NotSet {
-            return Err(DecodeError::Invalid { packet: P, field: "authen_type", reason: "not_set is only valid in authorization and accounting" });
+            return Err(DecodeError::Invalid {
+                packet: P,
+                field: "authen_type",
+                reason: "not_set is only valid in authorization and accounting",
+            });
         }
         let start = AuthenStart {
             action,
@@ -93,7 +102,10 @@ impl fmt::Debug for AuthenStart {
             .field("user", &String::from_utf8_lossy(&self.user))
             .field("port", &String::from_utf8_lossy(&self.port))
             .field("rem_addr", &String::from_utf8_lossy(&self.rem_addr))
-            .field("data", &format_args!("<redacted {} bytes>", self.data.len()))
+            .field(
+                "data",
+                &format_args!("<redacted {} bytes>", self.data.len()),
+            )
             .finish()
     }
 }
@@ -119,7 +131,12 @@ pub const CONTINUE_FLAG_ABORT: u8 = 0x01;
 impl AuthenReply {
     /// A reply with a status and message and nothing else.
     pub fn new(status: AuthenStatus, server_msg: impl Into<Bytes>) -> Self {
-        AuthenReply { status, noecho: false, server_msg: server_msg.into(), data: Bytes::new() }
+        AuthenReply {
+            status,
+            noecho: false,
+            server_msg: server_msg.into(),
+            data: Bytes::new(),
+        }
     }
 
     /// Decode a de-obfuscated REPLY body.
@@ -131,7 +148,12 @@ impl AuthenReply {
         let flags = r.u8()?;
         let (ml, dl) = (r.u16()? as usize, r.u16()? as usize);
         r.expect_remaining(ml + dl)?;
-        let reply = AuthenReply { status, noecho: flags & REPLY_FLAG_NOECHO != 0, server_msg: r.bytes(ml)?, data: r.bytes(dl)? };
+        let reply = AuthenReply {
+            status,
+            noecho: flags & REPLY_FLAG_NOECHO != 0,
+            server_msg: r.bytes(ml)?,
+            data: r.bytes(dl)?,
+        };
         r.finish()?;
         Ok(reply)
     }
@@ -140,7 +162,10 @@ impl AuthenReply {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let ml = len_u16("server_msg", &self.server_msg)?;
         let dl = len_u16("data", &self.data)?;
-        out.extend_from_slice(&[self.status.to_u8(), if self.noecho { REPLY_FLAG_NOECHO } else { 0 }]);
+        out.extend_from_slice(&[
+            self.status.to_u8(),
+            if self.noecho { REPLY_FLAG_NOECHO } else { 0 },
+        ]);
         put_u16(out, ml);
         put_u16(out, dl);
         out.extend_from_slice(&self.server_msg);
@@ -170,7 +195,11 @@ impl AuthenContinue {
         let (ml, dl) = (r.u16()? as usize, r.u16()? as usize);
         let flags = r.u8()?;
         r.expect_remaining(ml + dl)?;
-        let c = AuthenContinue { user_msg: r.bytes(ml)?, data: r.bytes(dl)?, abort: flags & CONTINUE_FLAG_ABORT != 0 };
+        let c = AuthenContinue {
+            user_msg: r.bytes(ml)?,
+            data: r.bytes(dl)?,
+            abort: flags & CONTINUE_FLAG_ABORT != 0,
+        };
         r.finish()?;
         Ok(c)
     }
@@ -191,8 +220,14 @@ impl AuthenContinue {
 impl fmt::Debug for AuthenContinue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuthenContinue")
-            .field("user_msg", &format_args!("<redacted {} bytes>", self.user_msg.len()))
-            .field("data", &format_args!("<redacted {} bytes>", self.data.len()))
+            .field(
+                "user_msg",
+                &format_args!("<redacted {} bytes>", self.user_msg.len()),
+            )
+            .field(
+                "data",
+                &format_args!("<redacted {} bytes>", self.data.len()),
+            )
             .field("abort", &self.abort)
             .finish()
     }

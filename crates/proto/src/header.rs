@@ -85,7 +85,11 @@ impl Flags {
     }
     /// Set or clear a flag bit.
     pub fn with(self, bit: u8, on: bool) -> Self {
-        if on { Flags(self.0 | bit) } else { Flags(self.0 & !bit) }
+        if on {
+            Flags(self.0 | bit)
+        } else {
+            Flags(self.0 & !bit)
+        }
     }
 }
 
@@ -114,7 +118,11 @@ impl Header {
         let h: &[u8; HEADER_LEN] = buf
             .get(..HEADER_LEN)
             .and_then(|s| s.try_into().ok())
-            .ok_or(DecodeError::Truncated { what: "header", need: HEADER_LEN, have: buf.len() })?;
+            .ok_or(DecodeError::Truncated {
+                what: "header",
+                need: HEADER_LEN,
+                have: buf.len(),
+            })?;
         let major = h[0] >> 4;
         if major != MAJOR_VERSION {
             return Err(DecodeError::BadMajorVersion(major));
@@ -131,7 +139,10 @@ impl Header {
         }
         let length = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
         if length > max_body {
-            return Err(DecodeError::BodyTooLong { len: length, max: max_body });
+            return Err(DecodeError::BodyTooLong {
+                len: length,
+                max: max_body,
+            });
         }
         Ok(Header {
             minor,
@@ -197,26 +208,48 @@ mod tests {
         let b = h.to_bytes();
         assert_eq!(b[0], 0xc1);
         assert_eq!(Header::decode(&b, DEFAULT_MAX_BODY), Ok(h));
-        assert!(matches!(Header::decode(&b[..11], 100), Err(DecodeError::Truncated { need: 12, have: 11, .. })));
+        assert!(matches!(
+            Header::decode(&b[..11], 100),
+            Err(DecodeError::Truncated {
+                need: 12,
+                have: 11,
+                ..
+            })
+        ));
         let mut bad = b;
         bad[0] = 0xd0;
-        assert_eq!(Header::decode(&bad, 100), Err(DecodeError::BadMajorVersion(0xd)));
+        assert_eq!(
+            Header::decode(&bad, 100),
+            Err(DecodeError::BadMajorVersion(0xd))
+        );
         bad = b;
         bad[0] = 0xc2;
-        assert_eq!(Header::decode(&bad, 100), Err(DecodeError::BadMinorVersion(2)));
+        assert_eq!(
+            Header::decode(&bad, 100),
+            Err(DecodeError::BadMinorVersion(2))
+        );
         bad = b;
         bad[1] = 9;
-        assert_eq!(Header::decode(&bad, 100), Err(DecodeError::UnknownPacketType(9)));
+        assert_eq!(
+            Header::decode(&bad, 100),
+            Err(DecodeError::UnknownPacketType(9))
+        );
         bad = b;
         bad[2] = 0;
         assert_eq!(Header::decode(&bad, 100), Err(DecodeError::ZeroSeqNo));
-        assert_eq!(Header::decode(&b, 41), Err(DecodeError::BodyTooLong { len: 42, max: 41 }));
+        assert_eq!(
+            Header::decode(&b, 41),
+            Err(DecodeError::BodyTooLong { len: 42, max: 41 })
+        );
     }
 
     #[test]
     fn undecodable_reply_bumps_seq_and_zeroes_length() {
         let raw = [0xd0, 9, 1, 0, 1, 2, 3, 4, 0, 0, 0, 7];
-        assert_eq!(undecodable_reply(&raw), Some([0xd0, 9, 2, 0, 1, 2, 3, 4, 0, 0, 0, 0]));
+        assert_eq!(
+            undecodable_reply(&raw),
+            Some([0xd0, 9, 2, 0, 1, 2, 3, 4, 0, 0, 0, 0])
+        );
         let mut wrap = raw;
         wrap[2] = 255;
         assert_eq!(undecodable_reply(&wrap), None);
