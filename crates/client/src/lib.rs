@@ -1,1 +1,345 @@
+//! # tacvs-client
+//!
+//! A tokio driver around [`tacvs_proto::ClientConnection`]: connects (optionally
+//! from a chosen source address), runs authentication, authorization and
+//! accounting sessions with a timeout on every await, and reuses the connection
+//! when single-connect mode was negotiated. Used by `tacvs client`, the device
+//! simulator and the director's TACACS+ health checks.
 
+pub mod selfcheck;
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tacvs_proto::{
+    AaaRequest, AcctReply, AcctRequest, AuthenReply, AuthenStart, AuthenStatus, AuthorResponse, ClientConfig, ClientConnection,
+    ClientConnectionError, ClientEvent, ClientSessionError, DEFAULT_MAX_BODY, Key, SessionError,
+};
+use thiserror::Error;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::timeout;
+
+/// How to reach and talk to a server.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Server address.
+    pub server: SocketAddr,
+    /// Shared secret; `None` sends clear text (deprecated by RFC 8907 §4.5).
+    pub key: Option<Key>,
+    /// Bound on every network wait (connect, write, each read).
+    pub timeout: Duration,
+    /// Ask for single-connect mode and keep the connection between sessions.
+    pub single_connect: bool,
+    /// Bind this source address before connecting.
+    pub source: Option<IpAddr>,
+}
+
+impl ClientOptions {
+    /// Options with a 5 s timeout, no single-connect, no source binding.
+    pub fn new(server: SocketAddr, key: Option<Key>) -> Self {
+        ClientOptions { server, key, timeout: Duration::from_secs(5), single_connect: false, source: None }
+    }
+}
+
+/// Why a request did not get a reply.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    /// The TCP connection could not be made.
+    #[error("cannot connect to {addr}: {source}")]
+    Connect {
+        /// Server.
+        addr: SocketAddr,
+        /// The OS error (refused, unreachable, ...).
+        source: io::Error,
+    },
+    /// No TCP connection within the timeout.
+    #[error("connecting to {addr} timed out after {after:?}")]
+    ConnectTimeout {
+        /// Server.
+        addr: SocketAddr,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The server did not answer within the timeout.
+    #[error("no reply from {addr} within {after:?}")]
+    ReplyTimeout {
+        /// Server.
+        addr: SocketAddr,
+        /// The timeout.
+        after: Duration,
+    },
+    /// The server closed the connection before answering.
+    #[error("{addr} closed the connection without replying (unknown client address, or a wrong key?)")]
+    Closed {
+        /// Server.
+        addr: SocketAddr,
+    },
+    /// A read or write failed (reset, broken pipe).
+    #[error("connection to {addr} failed: {source}")]
+    Io {
+        /// Server.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The reply was unusable (wrong key, bad sequence, empty error packet).
+    #[error("{0}")]
+    Session(#[from] ClientSessionError),
+    /// The server broke the protocol.
+    #[error("protocol error from the server: {0}")]
+    Protocol(#[from] ClientConnectionError),
+    /// The request itself could not be sent (a field too long, ...).
+    #[error("cannot send the request: {0}")]
+    Local(#[from] SessionError),
+}
+
+impl ClientError {
+    /// Whether the error says the shared key is probably wrong.
+    pub fn is_wrong_key(&self) -> bool {
+        matches!(self, ClientError::Session(ClientSessionError::WrongKey(_) | ClientSessionError::EmptyReply))
+    }
+
+    /// A short stable name for reports and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientError::Connect { source, .. } if source.kind() == io::ErrorKind::ConnectionRefused => "connect_refused",
+            ClientError::Connect { .. } => "connect_error",
+            ClientError::ConnectTimeout { .. } => "connect_timeout",
+            ClientError::ReplyTimeout { .. } => "read_timeout",
+            ClientError::Closed { .. } => "closed",
+            ClientError::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset => "reset",
+            ClientError::Io { .. } => "io_error",
+            e if e.is_wrong_key() => "wrong_key",
+            ClientError::Session(_) | ClientError::Protocol(_) => "protocol_error",
+            ClientError::Local(_) => "local_error",
+        }
+    }
+}
+
+/// Answers an ASCII authentication's prompts (RFC 8907 §5.4.2.1).
+pub trait Prompter: Send {
+    /// Answer a GETUSER / GETPASS / GETDATA prompt, or `None` to abort the session.
+    fn answer(&mut self, status: AuthenStatus, server_msg: &str, noecho: bool) -> Option<String>;
+}
+
+/// Answers prompts from fixed values: GETUSER gets the user, GETPASS and GETDATA
+/// the password. Gives up (aborts) after `max_rounds` prompts.
+#[derive(Clone)]
+pub struct FixedAnswers {
+    /// Answer to GETUSER.
+    pub user: String,
+    /// Answer to GETPASS / GETDATA.
+    pub password: String,
+    /// Most prompts to answer before aborting.
+    pub max_rounds: u32,
+}
+
+impl std::fmt::Debug for FixedAnswers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FixedAnswers").field("user", &self.user).field("password", &"<redacted>").finish()
+    }
+}
+
+impl Prompter for FixedAnswers {
+    fn answer(&mut self, status: AuthenStatus, _msg: &str, _noecho: bool) -> Option<String> {
+        if self.max_rounds == 0 {
+            return None;
+        }
+        self.max_rounds -= 1;
+        Some(if status == AuthenStatus::GetUser { self.user.clone() } else { self.password.clone() })
+    }
+}
+
+struct Conn {
+    stream: TcpStream,
+    machine: ClientConnection,
+}
+
+/// A TACACS+ client for one server.
+pub struct Client {
+    opts: ClientOptions,
+    conn: Option<Conn>,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("opts", &self.opts).field("connected", &self.conn.is_some()).finish()
+    }
+}
+
+enum Started {
+    Authen(AuthenStart),
+    Author(AaaRequest),
+    Acct(AcctRequest),
+}
+
+impl Client {
+    /// A client; it connects on first use.
+    pub fn new(opts: ClientOptions) -> Self {
+        Client { opts, conn: None, rbuf: BytesMut::with_capacity(4096), wbuf: Vec::with_capacity(1024) }
+    }
+
+    /// The options in use.
+    pub fn options(&self) -> &ClientOptions {
+        &self.opts
+    }
+
+    /// Whether single-connect was negotiated on the current connection.
+    pub fn single_connect(&self) -> Option<bool> {
+        self.conn.as_ref().and_then(|c| c.machine.single_connect())
+    }
+
+    async fn connect(&mut self) -> Result<(), ClientError> {
+        let addr = self.opts.server;
+        let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(|source| ClientError::Connect { addr, source })?;
+        if let Some(src) = self.opts.source {
+            socket.bind(SocketAddr::new(src, 0)).map_err(|source| ClientError::Connect { addr, source })?;
+        }
+        let stream = match timeout(self.opts.timeout, socket.connect(addr)).await {
+            Err(_) => return Err(ClientError::ConnectTimeout { addr, after: self.opts.timeout }),
+            Ok(Err(source)) => return Err(ClientError::Connect { addr, source }),
+            Ok(Ok(s)) => s,
+        };
+        stream.set_nodelay(true).ok();
+        let cfg = ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: self.opts.single_connect };
+        self.rbuf.clear();
+        self.conn = Some(Conn { stream, machine: ClientConnection::new(cfg, self.opts.key.clone()) });
+        Ok(())
+    }
+
+    async fn begin(&mut self, what: Started) -> Result<u32, ClientError> {
+        if !self.conn.as_ref().is_some_and(|c| c.machine.can_start_session()) {
+            self.connect().await?;
+        }
+        let conn = self.conn.as_mut().expect("connected above");
+        let mut sid: u32 = rand::random();
+        while sid == 0 {
+            sid = rand::random();
+        }
+        match what {
+            Started::Authen(s) => conn.machine.start_authen(sid, s)?,
+            Started::Author(r) => conn.machine.authorize(sid, r)?,
+            Started::Acct(r) => conn.machine.account(sid, r)?,
+        }
+        self.flush().await?;
+        Ok(sid)
+    }
+
+    async fn flush(&mut self) -> Result<(), ClientError> {
+        let addr = self.opts.server;
+        let conn = self.conn.as_mut().expect("connected");
+        self.wbuf.clear();
+        conn.machine.poll_transmit(&mut self.wbuf);
+        match timeout(self.opts.timeout, conn.stream.write_all(&self.wbuf)).await {
+            Err(_) => Err(ClientError::ReplyTimeout { addr, after: self.opts.timeout }),
+            Ok(Err(source)) => {
+                self.conn = None;
+                Err(ClientError::Io { addr, source })
+            }
+            Ok(Ok(())) => Ok(()),
+        }
+    }
+
+    /// Read until the machine yields an event for `sid`.
+    async fn wait(&mut self, sid: u32) -> Result<ClientEvent, ClientError> {
+        let addr = self.opts.server;
+        loop {
+            let conn = self.conn.as_mut().expect("connected");
+            while let Some(ev) = conn.machine.poll_event() {
+                match ev {
+                    ClientEvent::ConnectionFailed(e) => {
+                        self.conn = None;
+                        return Err(e.into());
+                    }
+                    ClientEvent::SessionFailed { session_id, error } if session_id == sid => {
+                        // A reply we cannot read leaves the stream's state unknown.
+                        self.conn = None;
+                        return Err(error.into());
+                    }
+                    ev if event_session(&ev) == sid => {
+                        if !conn.machine.can_start_session() && conn.machine.open_sessions() == 0 {
+                            self.conn = None;
+                        }
+                        return Ok(ev);
+                    }
+                    _ => {}
+                }
+            }
+            let n = match timeout(self.opts.timeout, conn.stream.read_buf(&mut self.rbuf)).await {
+                Err(_) => {
+                    self.conn = None;
+                    return Err(ClientError::ReplyTimeout { addr, after: self.opts.timeout });
+                }
+                Ok(Err(source)) => {
+                    self.conn = None;
+                    return Err(ClientError::Io { addr, source });
+                }
+                Ok(Ok(n)) => n,
+            };
+            if n == 0 {
+                self.conn = None;
+                return Err(ClientError::Closed { addr });
+            }
+            conn.machine.handle_input(&mut self.rbuf);
+        }
+    }
+
+    /// Run an authentication session to its end, answering prompts with `prompter`.
+    /// Returns the final reply (PASS, FAIL, ERROR, RESTART or FOLLOW).
+    pub async fn authenticate(&mut self, start: AuthenStart, prompter: &mut dyn Prompter) -> Result<AuthenReply, ClientError> {
+        let sid = self.begin(Started::Authen(start)).await?;
+        loop {
+            let reply = match self.wait(sid).await? {
+                ClientEvent::AuthenReply { reply, .. } => reply,
+                other => unreachable!("authentication session got {other:?}"),
+            };
+            if !reply.status.expects_continue() {
+                return Ok(reply);
+            }
+            let msg = String::from_utf8_lossy(&reply.server_msg).into_owned();
+            let conn = self.conn.as_mut().expect("session open");
+            match prompter.answer(reply.status, &msg, reply.noecho) {
+                Some(answer) => conn.machine.continue_authen(sid, Bytes::from(answer))?,
+                None => {
+                    conn.machine.abort_authen(sid, Bytes::from_static(b"aborted by user"))?;
+                    self.flush().await?;
+                    return Ok(AuthenReply::new(AuthenStatus::Fail, "aborted by the client"));
+                }
+            }
+            self.flush().await?;
+        }
+    }
+
+    /// Send an authorization REQUEST and return the RESPONSE.
+    pub async fn authorize(&mut self, req: AaaRequest) -> Result<AuthorResponse, ClientError> {
+        let sid = self.begin(Started::Author(req)).await?;
+        match self.wait(sid).await? {
+            ClientEvent::AuthorResponse { response, .. } => Ok(response),
+            other => unreachable!("authorization session got {other:?}"),
+        }
+    }
+
+    /// Send an accounting REQUEST and return the REPLY.
+    pub async fn account(&mut self, req: AcctRequest) -> Result<AcctReply, ClientError> {
+        let sid = self.begin(Started::Acct(req)).await?;
+        match self.wait(sid).await? {
+            ClientEvent::AcctReply { reply, .. } => Ok(reply),
+            other => unreachable!("accounting session got {other:?}"),
+        }
+    }
+}
+
+fn event_session(ev: &ClientEvent) -> u32 {
+    match ev {
+        ClientEvent::AuthenReply { session_id, .. }
+        | ClientEvent::AuthorResponse { session_id, .. }
+        | ClientEvent::AcctReply { session_id, .. }
+        | ClientEvent::SessionFailed { session_id, .. } => *session_id,
+        ClientEvent::ConnectionFailed(_) => 0,
+    }
+}

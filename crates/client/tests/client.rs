@@ -1,0 +1,71 @@
+//! tacvs-client over real loopback TCP: every flow, and each failure kind.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tacvs_client::selfcheck::{self, spawn_responder};
+use tacvs_client::{Client, ClientOptions};
+use tacvs_proto::{AaaRequest, Key};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpListener;
+
+const KEY: &str = "client-test-key";
+
+fn opts(addr: SocketAddr) -> ClientOptions {
+    ClientOptions { timeout: Duration::from_millis(500), ..ClientOptions::new(addr, Some(Key::new(KEY))) }
+}
+
+#[tokio::test]
+async fn every_flow_against_the_responder() {
+    let r = spawn_responder("127.0.0.1:0".parse().unwrap(), Key::new(KEY)).await.unwrap();
+    let checks = selfcheck::run(r.addr, Key::new(KEY)).await;
+    assert!(checks.len() >= 13);
+    for c in &checks {
+        assert!(c.ok(), "{}: got {:?}, want {:?}", c.name, c.got, c.want);
+    }
+}
+
+#[tokio::test]
+async fn refused_port_is_classified() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    drop(l);
+    let e = Client::new(opts(addr)).authorize(AaaRequest::new("u", vec![])).await.unwrap_err();
+    assert_eq!(e.kind(), "connect_refused", "{e}");
+}
+
+#[tokio::test]
+async fn silent_server_times_out_and_closing_server_is_closed() {
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = silent.local_addr().unwrap();
+    let hold = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = silent.accept().await {
+            held.push(s);
+        }
+    });
+    let e = Client::new(opts(addr)).authorize(AaaRequest::new("u", vec![])).await.unwrap_err();
+    assert_eq!(e.kind(), "read_timeout", "{e}");
+    hold.abort();
+
+    let closer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closer.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = closer.accept().await {
+            let mut b = [0u8; 64];
+            let _ = s.read(&mut b).await;
+        }
+    });
+    let e = Client::new(opts(addr)).authorize(AaaRequest::new("u", vec![])).await.unwrap_err();
+    assert_eq!(e.kind(), "closed", "{e}");
+}
+
+#[tokio::test]
+async fn binds_the_requested_source_address() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let peer = tokio::spawn(async move { l.accept().await.unwrap().1 });
+    let o = ClientOptions { source: Some("127.9.8.7".parse().unwrap()), ..opts(addr) };
+    let _ = Client::new(o).authorize(AaaRequest::new("u", vec![])).await;
+    assert_eq!(peer.await.unwrap().ip().to_string(), "127.9.8.7");
+}
