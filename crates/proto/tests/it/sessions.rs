@@ -187,7 +187,7 @@ fn enable_service_flow() {
             ),
         )
         .unwrap();
-    p.to_server();
+    p.deliver_to_server();
     match &p.server_events[..] {
         [
             ServerEvent::Request {
@@ -217,7 +217,7 @@ fn abort_ends_session_without_reply() {
     p.round();
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::GetUser);
     p.client.abort_authen(4, "user hit ^C").unwrap();
-    p.to_server();
+    p.deliver_to_server();
     assert!(
         matches!(&p.server_events[..], [ServerEvent::AuthenAborted { session_id: 4, reason }] if reason == "user hit ^C")
     );
@@ -250,7 +250,7 @@ fn server_refuses_prompt_in_pap() {
     p.client
         .start_authen(4, pap("alice", "alice-pass"))
         .unwrap();
-    p.to_server();
+    p.deliver_to_server();
     let r = p
         .server
         .reply_authen(4, AuthenReply::new(AuthenStatus::GetPass, "pw?"));
@@ -271,7 +271,7 @@ fn server_refuses_prompt_in_pap() {
 fn authorization_and_accounting() {
     let mut p = Pair::new(KEY, &[KEY], false);
     p.client.authorize(10, author("show version")).unwrap();
-    p.to_server();
+    p.deliver_to_server();
     match &p.server_events[..] {
         [
             ServerEvent::Request {
@@ -286,7 +286,7 @@ fn authorization_and_accounting() {
     }
     p.server_events.clear();
     answer(&mut p.server, 10, &Request::Author(author("show version")));
-    p.to_client();
+    p.deliver_to_client();
     match one_reply(&mut p) {
         ClientEvent::AuthorResponse { response, .. } => {
             assert_eq!(response.status, AuthorStatus::PassAdd);
@@ -325,14 +325,14 @@ fn authorization_and_accounting() {
                 },
             )
             .unwrap();
-        p.to_server();
+        p.deliver_to_server();
         assert!(
             matches!(&p.server_events[..], [ServerEvent::Request { request: Request::Acct(AcctRequest { flags: f, .. }), .. }] if *f == flags)
         );
         p.server
             .reply_acct(12, AcctReply::new(AcctStatus::Success, ""))
             .unwrap();
-        p.to_client();
+        p.deliver_to_client();
         assert!(matches!(
             one_reply(&mut p),
             ClientEvent::AcctReply {
@@ -422,7 +422,7 @@ fn wrong_key_is_detected_on_both_sides() {
     // Server side: ERROR reply, protocol error event, connection closes.
     let mut p = Pair::new("not-the-key", &[KEY], false);
     p.client.authorize(1, author("show version")).unwrap();
-    p.to_server();
+    p.deliver_to_server();
     assert!(matches!(
         &p.server_events[..],
         [ServerEvent::ProtocolError {
@@ -432,7 +432,7 @@ fn wrong_key_is_detected_on_both_sides() {
     ));
     assert_eq!(p.server.close_reason(), Some(CloseReason::ProtocolError));
     // The ERROR reply is obfuscated with the server's key: the client cannot read it.
-    p.to_client();
+    p.deliver_to_client();
     assert!(matches!(
         one_reply(&mut p),
         ClientEvent::SessionFailed {
@@ -448,7 +448,7 @@ fn key_rotation_tries_each_key_and_sticks() {
     p.client
         .start_authen(1, pap("alice", "alice-pass"))
         .unwrap();
-    p.to_server();
+    p.deliver_to_server();
     assert!(matches!(
         &p.server_events[..],
         [ServerEvent::Request { key_index: 1, .. }]
@@ -471,7 +471,7 @@ fn seq_exhaustion_ends_the_session() {
             ),
         )
         .unwrap();
-    p.to_server();
+    p.deliver_to_server();
     p.server_events.clear();
     let mut n = 0;
     // The server keeps prompting; the client keeps answering, until seq_no runs out.
@@ -484,10 +484,10 @@ fn seq_exhaustion_ends_the_session() {
             Err(SessionError::SeqExhausted(1)) => break,
             Err(e) => panic!("{e}"),
         }
-        p.to_client();
+        p.deliver_to_client();
         p.take_client_events();
         p.client.continue_authen(1, "x").unwrap();
-        p.to_server();
+        p.deliver_to_server();
         p.server_events.clear();
         n += 1;
     }
@@ -498,7 +498,7 @@ fn seq_exhaustion_ends_the_session() {
     p.server
         .reply_authen(1, AuthenReply::new(AuthenStatus::Fail, ""))
         .unwrap();
-    p.to_client();
+    p.deliver_to_client();
     assert!(matches!(
         one_reply(&mut p),
         ClientEvent::AuthenReply {

@@ -37,7 +37,7 @@ impl Pair {
     }
 
     /// Move client bytes to the server and collect server events (no policy).
-    pub fn to_server(&mut self) {
+    pub fn deliver_to_server(&mut self) {
         let mut out = Vec::new();
         self.client.poll_transmit(&mut out);
         self.c2s.extend_from_slice(&out);
@@ -48,7 +48,7 @@ impl Pair {
     }
 
     /// Move server bytes to the client and collect client events.
-    pub fn to_client(&mut self) {
+    pub fn deliver_to_client(&mut self) {
         let mut out = Vec::new();
         self.server.poll_transmit(&mut out);
         self.s2c.extend_from_slice(&out);
@@ -60,7 +60,7 @@ impl Pair {
 
     /// Deliver client bytes, answer every request with `policy`, deliver replies.
     pub fn round(&mut self) {
-        self.to_server();
+        self.deliver_to_server();
         for e in std::mem::take(&mut self.server_events) {
             match &e {
                 ServerEvent::Request {
@@ -71,7 +71,7 @@ impl Pair {
                 _ => self.server_events.push(e),
             }
         }
-        self.to_client();
+        self.deliver_to_client();
     }
 
     pub fn take_client_events(&mut self) -> Vec<ClientEvent> {
