@@ -1,5 +1,6 @@
 //! `tacvs`: the one binary. Each subcommand lives in its own module.
 
+mod admin;
 mod client;
 mod demo;
 
@@ -25,6 +26,10 @@ enum Command {
     Client(Box<client::ClientArgs>),
     /// Run the demonstration on loopback (no files needed).
     Demo(demo::DemoArgs),
+    /// Hash a password for a `[[user]]` entry.
+    HashPassword(admin::HashArgs),
+    /// Validate a configuration file without starting anything.
+    Check(admin::CheckArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +48,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Client(a) => client::run(*a).await,
             Command::Demo(a) => demo::run(a).await,
+            Command::HashPassword(a) => admin::hash_password(a),
+            Command::Check(a) => admin::check(a),
         }
     });
     match code {

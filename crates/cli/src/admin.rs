@@ -1,0 +1,64 @@
+//! `tacvs hash-password` and `tacvs check`.
+
+use std::io::BufRead;
+use std::path::PathBuf;
+
+use clap::Args;
+use tacvs_policy::{HashAlgorithm, PasswordHash};
+
+#[derive(Debug, Args)]
+pub struct HashArgs {
+    /// sha512-crypt (default), sha256-crypt, yescrypt, bcrypt or argon2id.
+    #[arg(long, short = 'a', default_value = "sha512-crypt")]
+    algorithm: HashAlgorithm,
+    /// Read the password from standard input (first line) instead of prompting.
+    #[arg(long)]
+    stdin: bool,
+}
+
+pub fn hash_password(a: HashArgs) -> anyhow::Result<u8> {
+    let pw = if a.stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        let p1 = rpassword::prompt_password("Password: ")?;
+        let p2 = rpassword::prompt_password("Again: ")?;
+        anyhow::ensure!(p1 == p2, "the passwords differ");
+        p1
+    };
+    anyhow::ensure!(!pw.is_empty(), "empty password");
+    println!(
+        "{}",
+        PasswordHash::create(a.algorithm, pw.as_bytes()).map_err(anyhow::Error::msg)?
+    );
+    Ok(0)
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Configuration file to validate.
+    file: PathBuf,
+}
+
+pub fn check(a: CheckArgs) -> anyhow::Result<u8> {
+    match tacvs_policy::load(&a.file) {
+        Ok(p) => {
+            println!(
+                "{}: OK (server {:?}: {} listener(s), {} device group(s), {} group(s), {} user(s))",
+                a.file.display(),
+                p.server_name,
+                p.listeners.len(),
+                p.device_groups.len(),
+                p.groups.len(),
+                p.user_count()
+            );
+            Ok(0)
+        }
+        Err(errs) => {
+            eprintln!("{errs}");
+            eprintln!("{}: {} error(s)", a.file.display(), errs.0.len());
+            Ok(1)
+        }
+    }
+}

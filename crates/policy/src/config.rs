@@ -1,0 +1,355 @@
+//! The server configuration file, as written (TOML). Every table rejects unknown
+//! keys so a typo is an error, not a silently ignored setting. Names and
+//! cross-references are `Spanned` so validation can point at them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::units::{Dur, Size};
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerFile {
+    /// `[server]`: identity and listeners.
+    pub server: ServerSection,
+    /// `[limits]`.
+    #[serde(default)]
+    pub limits: Limits,
+    /// `[authentication]`.
+    #[serde(default)]
+    pub authentication: AuthSection,
+    /// `[accounting]`.
+    #[serde(default)]
+    pub accounting: AccountingSection,
+    /// `[metrics]`: Prometheus exposition.
+    #[serde(default)]
+    pub metrics: Option<MetricsSection>,
+    /// `[[device_group]]`.
+    #[serde(default, rename = "device_group")]
+    pub device_groups: Vec<DeviceGroupConf>,
+    /// `[[group]]`.
+    #[serde(default, rename = "group")]
+    pub groups: Vec<GroupConf>,
+    /// `[[user]]`.
+    #[serde(default, rename = "user")]
+    pub users: Vec<UserConf>,
+}
+
+/// `[server]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    /// This server's name in accounting records and logs.
+    #[serde(default = "default_name")]
+    pub name: String,
+    /// `[[server.listen]]`: where to accept connections.
+    pub listen: Vec<ListenConf>,
+}
+
+fn default_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "tacvs".into())
+}
+
+/// Whether a listener expects a PROXY protocol header (v1 or v2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ProxyMode {
+    /// No header: the TCP peer is the device.
+    #[default]
+    Off,
+    /// A header from a trusted proxy is used; a direct connection without one is served.
+    Optional,
+    /// Every connection must start with a header from a trusted proxy.
+    Required,
+}
+
+/// `[[server.listen]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenConf {
+    /// Address and port, e.g. `"0.0.0.0:49"` or `"[::]:49"`.
+    pub address: Spanned<String>,
+    /// PROXY protocol intake.
+    #[serde(default)]
+    pub proxy_protocol: ProxyMode,
+    /// Peers whose PROXY headers are believed (the directors).
+    #[serde(default)]
+    pub trusted_proxies: Vec<Spanned<String>>,
+}
+
+/// `[limits]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Connections open at once, over all listeners.
+    pub max_connections: usize,
+    /// Connections open at once from one source address.
+    pub max_connections_per_source: usize,
+    /// A connection with no session in progress is closed after this long.
+    pub idle_timeout: Dur,
+    /// A session in progress must make progress within this long.
+    pub read_timeout: Dur,
+    /// Largest packet body accepted.
+    pub max_body: Size,
+    /// Sessions in progress on one single-connect connection.
+    pub max_sessions_per_connection: usize,
+    /// Time allowed for a PROXY header to arrive.
+    pub proxy_header_timeout: Dur,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // The machines' open-file hard limit is 20,000; keep room for journals and metrics.
+            max_connections: 18_000,
+            max_connections_per_source: 512,
+            idle_timeout: Dur(Duration::from_secs(600)),
+            read_timeout: Dur(Duration::from_secs(30)),
+            max_body: Size(64 * 1024),
+            max_sessions_per_connection: 64,
+            proxy_header_timeout: Dur(Duration::from_secs(5)),
+        }
+    }
+}
+
+/// `[authentication]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    /// Password tries in one ASCII login before FAIL.
+    pub max_login_attempts: u8,
+    /// Threads that verify password hashes (off the async threads).
+    pub hash_workers: usize,
+    /// Hash verifications waiting for a worker before new ones fail fast.
+    pub hash_queue: usize,
+    /// `[authentication.lockout]`.
+    pub lockout: LockoutConf,
+    /// `[authentication.cache]`: verified-credential cache.
+    pub cache: CacheConf,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        AuthSection {
+            max_login_attempts: 3,
+            hash_workers: 2,
+            hash_queue: 4096,
+            lockout: LockoutConf::default(),
+            cache: CacheConf::default(),
+        }
+    }
+}
+
+/// Failed-login lockout, counted per user and per source address.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LockoutConf {
+    /// Failures within `window` that lock; 0 disables lockout.
+    pub max_failures: u32,
+    /// How far back failures count.
+    pub window: Dur,
+    /// How long a lock lasts.
+    pub duration: Dur,
+}
+
+impl Default for LockoutConf {
+    fn default() -> Self {
+        LockoutConf {
+            max_failures: 10,
+            window: Dur(Duration::from_secs(300)),
+            duration: Dur(Duration::from_secs(300)),
+        }
+    }
+}
+
+/// Verified-credential cache: remembers that (user, password) verified, keyed by a
+/// per-process-secret HMAC, so repeated automation logins skip the slow hash.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConf {
+    /// On or off.
+    pub enabled: bool,
+    /// How long a verified credential is trusted.
+    pub ttl: Dur,
+    /// Entries kept at most.
+    pub max_entries: usize,
+}
+
+impl Default for CacheConf {
+    fn default() -> Self {
+        CacheConf {
+            enabled: true,
+            ttl: Dur(Duration::from_secs(60)),
+            max_entries: 100_000,
+        }
+    }
+}
+
+/// `[accounting]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccountingSection {
+    /// Directory of the JSON Lines journal.
+    pub directory: PathBuf,
+    /// Start a new journal file past this size.
+    pub rotate_size: Size,
+    /// Start a new journal file after this long.
+    pub rotate_interval: Dur,
+    /// `[accounting.syslog]`: forward committed records.
+    pub syslog: Option<SyslogConf>,
+}
+
+impl Default for AccountingSection {
+    fn default() -> Self {
+        AccountingSection {
+            directory: PathBuf::from("./var/acct"),
+            rotate_size: Size(256 << 20),
+            rotate_interval: Dur(Duration::from_secs(86_400)),
+            syslog: None,
+        }
+    }
+}
+
+/// `[accounting.syslog]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyslogConf {
+    /// `udp://HOST:PORT`, `tcp://HOST:PORT` or `unix:///path`.
+    pub target: Spanned<String>,
+    /// RFC 5424 facility name, e.g. `local6`.
+    #[serde(default = "default_facility")]
+    pub facility: Spanned<String>,
+    /// APP-NAME field.
+    #[serde(default = "default_app")]
+    pub app_name: String,
+}
+
+fn default_facility() -> Spanned<String> {
+    Spanned::new(0..0, "local6".into())
+}
+
+fn default_app() -> String {
+    "tacvs".into()
+}
+
+/// `[metrics]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsSection {
+    /// Address of the Prometheus text endpoint.
+    pub listen: SocketAddr,
+}
+
+/// `[[device_group]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceGroupConf {
+    /// Name used in logs and command rules.
+    pub name: Spanned<String>,
+    /// Addresses of the devices, as CIDR prefixes.
+    pub prefixes: Vec<Spanned<String>>,
+    /// Shared keys, tried in order (rotation).
+    #[serde(default)]
+    pub keys: Vec<String>,
+    /// Files holding a key each (first line), tried after `keys`.
+    #[serde(default)]
+    pub key_files: Vec<Spanned<PathBuf>>,
+    /// Command action when no rule matches, for devices of this group.
+    #[serde(default)]
+    pub default_command_action: Option<Spanned<String>>,
+}
+
+/// `[[group]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupConf {
+    /// Name users refer to.
+    pub name: Spanned<String>,
+    /// Privilege level granted for the shell (0-15).
+    #[serde(default = "one")]
+    pub priv_lvl: u8,
+    /// `permit` or `deny` when no command rule matches.
+    #[serde(default = "deny")]
+    pub default_command_action: Spanned<String>,
+    /// `[[group.service]]`.
+    #[serde(default, rename = "service")]
+    pub services: Vec<ServiceConf>,
+    /// `[[group.command]]`, evaluated in order.
+    #[serde(default, rename = "command")]
+    pub commands: Vec<CommandConf>,
+}
+
+fn one() -> u8 {
+    1
+}
+
+fn deny() -> Spanned<String> {
+    Spanned::new(0..0, "deny".into())
+}
+
+/// `[[group.service]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConf {
+    /// The `service` AV this grants, e.g. `shell`, `ppp`.
+    pub name: String,
+    /// Only when the request's `protocol` AV is this.
+    #[serde(default)]
+    pub protocol: Option<String>,
+    /// AVs to return, `NAME=VALUE` or `NAME*VALUE`.
+    #[serde(default)]
+    pub args: Vec<Spanned<String>>,
+    /// Answer PASS_REPL (use exactly these AVs) instead of PASS_ADD.
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// `[[group.command]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConf {
+    /// Regular expression over the whole command line (`cmd` and `cmd-arg`s
+    /// joined by single spaces).
+    #[serde(rename = "match")]
+    pub pattern: Spanned<String>,
+    /// `permit` or `deny`.
+    pub action: Spanned<String>,
+    /// Anchored at both ends (default). `false` matches anywhere in the line and
+    /// must be written on purpose.
+    #[serde(default = "yes")]
+    pub anchored: bool,
+    /// Only for devices in these groups.
+    #[serde(default)]
+    pub device_groups: Vec<Spanned<String>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `[[user]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConf {
+    /// Login name.
+    pub name: Spanned<String>,
+    /// Password hash (`$6$`, `$5$`, `$y$`, `$2b$`, `$argon2id$`); see `tacvs hash-password`.
+    #[serde(default)]
+    pub password: Option<Spanned<String>>,
+    /// Clear-text secret for CHAP / MS-CHAP, which need the password itself.
+    #[serde(default)]
+    pub chap_secret: Option<String>,
+    /// Enable password hash.
+    #[serde(default)]
+    pub enable: Option<Spanned<String>>,
+    /// Groups, in order of precedence.
+    #[serde(default)]
+    pub groups: Vec<Spanned<String>>,
+}

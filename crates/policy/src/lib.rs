@@ -1,0 +1,20 @@
+//! # tacvs-policy
+//!
+//! The server role's configuration file: its serde model (`deny_unknown_fields`),
+//! validation that reports every mistake with `file:line:column`, and the
+//! compiled policy the server evaluates: device groups in a longest-prefix-match
+//! trie, users and groups, password hashes, command rules and service grants.
+//! Evaluation is pure: a request in, a decision and the rule that made it out.
+
+pub mod authz;
+pub mod config;
+pub mod error;
+pub mod hash;
+pub mod policy;
+pub mod units;
+
+pub use authz::{AuthorDecision, CommandLine};
+pub use config::{ProxyMode, ServerFile};
+pub use error::{ConfigError, ConfigErrors};
+pub use hash::{HashAlgorithm, PasswordHash};
+pub use policy::{Action, DeviceGroup, Group, Policy, User, load, parse};

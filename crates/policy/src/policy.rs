@@ -1,0 +1,617 @@
+//! The compiled policy: built from a [`ServerFile`], checked as a whole, ready to
+//! evaluate. Building it is the only place configuration can fail.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
+use prefix_trie::PrefixMap;
+use regex::{Regex, RegexSet};
+use tacvs_proto::{Argument, Key};
+use toml::Spanned;
+
+use crate::config::{self, ProxyMode, ServerFile};
+use crate::error::{ConfigError, ConfigErrors, Locator};
+use crate::hash::PasswordHash;
+
+/// A permit or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Allowed.
+    Permit,
+    /// Refused.
+    Deny,
+}
+
+impl Action {
+    fn parse(s: &Spanned<String>, loc: &Locator<'_>, errs: &mut Vec<ConfigError>) -> Action {
+        match s.get_ref().as_str() {
+            "permit" => Action::Permit,
+            "deny" => Action::Deny,
+            other => {
+                errs.push(loc.at(
+                    s.span().start,
+                    format!("action {other:?} is neither \"permit\" nor \"deny\""),
+                ));
+                Action::Deny
+            }
+        }
+    }
+
+    /// `permit` / `deny`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Permit => "permit",
+            Action::Deny => "deny",
+        }
+    }
+}
+
+/// A listener, compiled.
+#[derive(Debug, Clone)]
+pub struct Listener {
+    /// Address to bind.
+    pub address: SocketAddr,
+    /// PROXY header intake.
+    pub proxy: ProxyMode,
+    /// Peers allowed to send PROXY headers.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+impl Listener {
+    /// Whether `peer` may send a PROXY header here.
+    pub fn trusts(&self, peer: IpAddr) -> bool {
+        let peer = canonical(peer);
+        self.trusted_proxies.iter().any(|n| n.contains(&peer))
+    }
+}
+
+/// A group of devices that share keys.
+#[derive(Debug)]
+pub struct DeviceGroup {
+    /// Name.
+    pub name: String,
+    /// Keys to try, in order.
+    pub keys: Arc<[Key]>,
+    /// Command default for these devices, overriding the user's group default.
+    pub default_command_action: Option<Action>,
+}
+
+/// A service a group grants.
+#[derive(Debug)]
+pub struct ServiceGrant {
+    /// `service` AV value.
+    pub name: String,
+    /// Required `protocol` AV value.
+    pub protocol: Option<String>,
+    /// AVs returned.
+    pub args: Vec<Argument>,
+    /// PASS_REPL instead of PASS_ADD.
+    pub replace: bool,
+}
+
+/// One command rule.
+#[derive(Debug)]
+pub struct CommandRule {
+    /// The pattern as written.
+    pub pattern: String,
+    /// Permit or deny.
+    pub action: Action,
+    /// Restricted to these device groups (indices); empty = all.
+    pub device_groups: Vec<usize>,
+    /// 1-based position in the group, for log lines.
+    pub number: usize,
+    /// Whether it is anchored.
+    pub anchored: bool,
+}
+
+/// A user group.
+#[derive(Debug)]
+pub struct Group {
+    /// Name.
+    pub name: String,
+    /// Shell privilege level granted.
+    pub priv_lvl: u8,
+    /// When no rule matches.
+    pub default_command_action: Action,
+    /// Services granted.
+    pub services: Vec<ServiceGrant>,
+    /// Command rules, in order.
+    pub commands: Vec<CommandRule>,
+    pub(crate) command_set: RegexSet,
+}
+
+/// A clear-text secret (CHAP); `Debug` hides it.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// A user.
+#[derive(Debug)]
+pub struct User {
+    /// Login name.
+    pub name: String,
+    /// Login password hash.
+    pub password: Option<PasswordHash>,
+    /// CHAP / MS-CHAP secret.
+    pub chap_secret: Option<Secret>,
+    /// Enable password hash.
+    pub enable: Option<PasswordHash>,
+    /// Group indices, in precedence order.
+    pub groups: Vec<usize>,
+    /// Highest priv-lvl any of the user's groups grants.
+    pub max_priv: u8,
+}
+
+/// Everything the server runs on, compiled from one file.
+#[derive(Debug)]
+pub struct Policy {
+    /// This server's name.
+    pub server_name: String,
+    /// Listeners.
+    pub listeners: Vec<Listener>,
+    /// Connection limits and timeouts.
+    pub limits: config::Limits,
+    /// Authentication settings.
+    pub auth: config::AuthSection,
+    /// Accounting journal settings.
+    pub accounting: config::AccountingSection,
+    /// Prometheus endpoint.
+    pub metrics: Option<SocketAddr>,
+    /// Device groups.
+    pub device_groups: Vec<DeviceGroup>,
+    /// User groups.
+    pub groups: Vec<Group>,
+    users: HashMap<String, Arc<User>>,
+    v4: PrefixMap<Ipv4Net, usize>,
+    v6: PrefixMap<Ipv6Net, usize>,
+}
+
+/// IPv4-mapped IPv6 (from dual-stack sockets) as plain IPv4.
+pub fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+impl Policy {
+    /// The device group of an address: longest prefix match.
+    pub fn device_group(&self, ip: IpAddr) -> Option<(usize, &DeviceGroup)> {
+        let i = match canonical(ip) {
+            IpAddr::V4(a) => *self.v4.get_lpm(&Ipv4Net::from(a))?.1,
+            IpAddr::V6(a) => *self.v6.get_lpm(&Ipv6Net::from(a))?.1,
+        };
+        Some((i, &self.device_groups[i]))
+    }
+
+    /// A user by name.
+    pub fn user(&self, name: &[u8]) -> Option<&Arc<User>> {
+        std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| self.users.get(n))
+    }
+
+    /// Number of users.
+    pub fn user_count(&self) -> usize {
+        self.users.len()
+    }
+}
+
+/// Read and compile a configuration file.
+pub fn load(path: &Path) -> Result<Policy, ConfigErrors> {
+    let name = path.display().to_string();
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError::File {
+            file: name.clone(),
+            msg: format!("cannot read: {e}"),
+        }])
+    })?;
+    parse(&name, &src, path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Compile configuration text. `base` resolves relative key files.
+pub fn parse(file: &str, src: &str, base: &Path) -> Result<Policy, ConfigErrors> {
+    let loc = Locator { file, src };
+    let raw: ServerFile = toml::from_str(src).map_err(|e| {
+        let msg = e.message().trim().to_owned();
+        ConfigErrors(vec![match e.span() {
+            Some(span) => loc.at(span.start, msg),
+            None => loc.whole(msg),
+        }])
+    })?;
+    let mut errs = Vec::new();
+    let policy = compile(raw, &loc, base, &mut errs);
+    if errs.is_empty() {
+        Ok(policy)
+    } else {
+        Err(ConfigErrors(errs))
+    }
+}
+
+fn names<'a, T>(
+    items: &'a [T],
+    name: impl Fn(&'a T) -> &'a Spanned<String>,
+    what: &str,
+    loc: &Locator<'_>,
+    errs: &mut Vec<ConfigError>,
+) -> HashMap<&'a str, usize> {
+    let mut map = HashMap::new();
+    for (i, it) in items.iter().enumerate() {
+        let n = name(it);
+        if n.get_ref().is_empty() {
+            errs.push(loc.at(n.span().start, format!("{what} name is empty")));
+        }
+        if map.insert(n.get_ref().as_str(), i).is_some() {
+            errs.push(loc.at(
+                n.span().start,
+                format!(
+                    "{what} {:?} is defined twice; names must be unique",
+                    n.get_ref()
+                ),
+            ));
+        }
+    }
+    map
+}
+
+fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<ConfigError>) -> Policy {
+    // Listeners.
+    let mut listeners = Vec::new();
+    if raw.server.listen.is_empty() {
+        errs.push(loc.whole(
+            "[server] has no [[server.listen]] entry: add one, e.g. address = \"0.0.0.0:49\"",
+        ));
+    }
+    for l in &raw.server.listen {
+        let address = match l.address.get_ref().parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                errs.push(loc.at(
+                    l.address.span().start,
+                    format!(
+                        "listen address {:?} is not IP:PORT (e.g. \"0.0.0.0:49\", \"[::]:49\")",
+                        l.address.get_ref()
+                    ),
+                ));
+                continue;
+            }
+        };
+        let trusted: Vec<IpNet> = l
+            .trusted_proxies
+            .iter()
+            .filter_map(|p| parse_net(p, loc, errs))
+            .collect();
+        if l.proxy_protocol != ProxyMode::Off && trusted.is_empty() {
+            errs.push(loc.at(
+                l.address.span().start,
+                "proxy_protocol is on but trusted_proxies is empty: list the directors' addresses",
+            ));
+        }
+        listeners.push(Listener {
+            address,
+            proxy: l.proxy_protocol,
+            trusted_proxies: trusted,
+        });
+    }
+    let lim = &raw.limits;
+    if lim.max_connections == 0
+        || lim.max_connections_per_source == 0
+        || lim.max_sessions_per_connection == 0
+    {
+        errs.push(loc.whole("[limits]: max_connections, max_connections_per_source and max_sessions_per_connection must be at least 1"));
+    }
+    if lim.max_body.0 < 64 || lim.max_body.0 > u32::MAX as u64 {
+        errs.push(loc.whole("[limits] max_body must be between 64 bytes and 4GiB"));
+    }
+    if raw.authentication.max_login_attempts == 0 || raw.authentication.hash_workers == 0 {
+        errs.push(
+            loc.whole("[authentication]: max_login_attempts and hash_workers must be at least 1"),
+        );
+    }
+    if let Some(s) = &raw.accounting.syslog {
+        let t = s.target.get_ref();
+        if !(t.starts_with("udp://") || t.starts_with("tcp://") || t.starts_with("unix://")) {
+            errs.push(loc.at(
+                s.target.span().start,
+                format!(
+                    "syslog target {t:?} must be udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH"
+                ),
+            ));
+        }
+        if facility_code(s.facility.get_ref()).is_none() {
+            errs.push(loc.at(
+                s.facility.span().start,
+                format!(
+                    "unknown syslog facility {:?} (e.g. local0..local7, auth, daemon)",
+                    s.facility.get_ref()
+                ),
+            ));
+        }
+    }
+
+    // Device groups.
+    let dg_names = names(&raw.device_groups, |d| &d.name, "device group", loc, errs);
+    let mut v4 = PrefixMap::new();
+    let mut v6 = PrefixMap::new();
+    let mut seen: HashMap<IpNet, String> = HashMap::new();
+    let mut device_groups = Vec::new();
+    for (i, d) in raw.device_groups.iter().enumerate() {
+        if d.prefixes.is_empty() {
+            errs.push(loc.at(
+                d.name.span().start,
+                format!("device group {:?} has no prefixes", d.name.get_ref()),
+            ));
+        }
+        for p in &d.prefixes {
+            let Some(net) = parse_net(p, loc, errs) else {
+                continue;
+            };
+            if let Some(other) = seen.insert(net, d.name.get_ref().clone()) {
+                errs.push(loc.at(
+                    p.span().start,
+                    format!("prefix {net} is already in device group {other:?}"),
+                ));
+            }
+            match net {
+                IpNet::V4(n) => v4.insert(n, i),
+                IpNet::V6(n) => v6.insert(n, i),
+            };
+        }
+        let mut keys: Vec<Key> = Vec::new();
+        for k in &d.keys {
+            if k.is_empty() {
+                errs.push(loc.at(
+                    d.name.span().start,
+                    format!("device group {:?} has an empty key", d.name.get_ref()),
+                ));
+            }
+            keys.push(Key::new(k.as_bytes()));
+        }
+        for kf in &d.key_files {
+            let path = base.join(kf.get_ref());
+            match std::fs::read_to_string(&path) {
+                Ok(t) => match t
+                    .lines()
+                    .next()
+                    .map(|l| l.trim_end_matches('\r'))
+                    .filter(|l| !l.is_empty())
+                {
+                    Some(k) => keys.push(Key::new(k.as_bytes())),
+                    None => errs.push(loc.at(
+                        kf.span().start,
+                        format!(
+                            "key file {} is empty: put the key on its first line",
+                            path.display()
+                        ),
+                    )),
+                },
+                Err(e) => errs.push(loc.at(
+                    kf.span().start,
+                    format!("cannot read key file {}: {e}", path.display()),
+                )),
+            }
+        }
+        if keys.is_empty() {
+            errs.push(loc.at(
+                d.name.span().start,
+                format!(
+                    "device group {:?} has no key: add keys = [\"...\"] or key_files",
+                    d.name.get_ref()
+                ),
+            ));
+        }
+        let default_command_action = d
+            .default_command_action
+            .as_ref()
+            .map(|a| Action::parse(a, loc, errs));
+        device_groups.push(DeviceGroup {
+            name: d.name.get_ref().clone(),
+            keys: keys.into(),
+            default_command_action,
+        });
+    }
+
+    // Groups.
+    let g_names = names(&raw.groups, |g| &g.name, "group", loc, errs);
+    let mut groups = Vec::new();
+    for g in &raw.groups {
+        if g.priv_lvl > 15 {
+            errs.push(loc.at(
+                g.name.span().start,
+                format!(
+                    "group {:?}: priv_lvl {} is above 15",
+                    g.name.get_ref(),
+                    g.priv_lvl
+                ),
+            ));
+        }
+        let default_command_action = Action::parse(&g.default_command_action, loc, errs);
+        let mut services = Vec::new();
+        for s in &g.services {
+            let args = s
+                .args
+                .iter()
+                .filter_map(|a| match a.get_ref().parse::<Argument>() {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        errs.push(loc.at(a.span().start, e));
+                        None
+                    }
+                })
+                .collect();
+            services.push(ServiceGrant {
+                name: s.name.clone(),
+                protocol: s.protocol.clone(),
+                args,
+                replace: s.replace,
+            });
+        }
+        let mut commands = Vec::new();
+        let mut patterns = Vec::new();
+        for (n, c) in g.commands.iter().enumerate() {
+            let text = c.pattern.get_ref();
+            let full = if c.anchored {
+                format!("^(?:{text})$")
+            } else {
+                text.clone()
+            };
+            if let Err(e) = Regex::new(&full) {
+                errs.push(loc.at(
+                    c.pattern.span().start,
+                    format!("command pattern {text:?} is not a valid regular expression: {e}"),
+                ));
+            }
+            patterns.push(full);
+            let action = Action::parse(&c.action, loc, errs);
+            let dgs = c
+                .device_groups
+                .iter()
+                .filter_map(|d| match dg_names.get(d.get_ref().as_str()) {
+                    Some(&i) => Some(i),
+                    None => {
+                        errs.push(loc.at(
+                            d.span().start,
+                            format!("no device group named {:?}", d.get_ref()),
+                        ));
+                        None
+                    }
+                })
+                .collect();
+            commands.push(CommandRule {
+                pattern: text.clone(),
+                action,
+                device_groups: dgs,
+                number: n + 1,
+                anchored: c.anchored,
+            });
+        }
+        let command_set = RegexSet::new(&patterns).unwrap_or_else(|_| RegexSet::empty());
+        groups.push(Group {
+            name: g.name.get_ref().clone(),
+            priv_lvl: g.priv_lvl.min(15),
+            default_command_action,
+            services,
+            commands,
+            command_set,
+        });
+    }
+
+    // Users.
+    let _ = names(&raw.users, |u| &u.name, "user", loc, errs);
+    let mut users = HashMap::new();
+    for u in &raw.users {
+        let hash = |h: &Option<Spanned<String>>, errs: &mut Vec<ConfigError>| {
+            h.as_ref()
+                .and_then(|h| match PasswordHash::parse(h.get_ref()) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        errs.push(
+                            loc.at(h.span().start, format!("user {:?}: {e}", u.name.get_ref())),
+                        );
+                        None
+                    }
+                })
+        };
+        let password = hash(&u.password, errs);
+        let enable = hash(&u.enable, errs);
+        let gs: Vec<usize> = u
+            .groups
+            .iter()
+            .filter_map(|g| match g_names.get(g.get_ref().as_str()) {
+                Some(&i) => Some(i),
+                None => {
+                    errs.push(loc.at(
+                        g.span().start,
+                        format!(
+                            "user {:?}: no group named {:?}",
+                            u.name.get_ref(),
+                            g.get_ref()
+                        ),
+                    ));
+                    None
+                }
+            })
+            .collect();
+        let max_priv = gs.iter().map(|&i| groups[i].priv_lvl).max().unwrap_or(0);
+        let user = User {
+            name: u.name.get_ref().clone(),
+            password,
+            chap_secret: u.chap_secret.clone().map(Secret),
+            enable,
+            groups: gs,
+            max_priv,
+        };
+        users.insert(user.name.clone(), Arc::new(user));
+    }
+
+    Policy {
+        server_name: raw.server.name,
+        listeners,
+        limits: raw.limits,
+        auth: raw.authentication,
+        accounting: raw.accounting,
+        metrics: raw.metrics.map(|m| m.listen),
+        device_groups,
+        groups,
+        users,
+        v4,
+        v6,
+    }
+}
+
+fn parse_net(s: &Spanned<String>, loc: &Locator<'_>, errs: &mut Vec<ConfigError>) -> Option<IpNet> {
+    let t = s.get_ref();
+    let parsed = t
+        .parse::<IpNet>()
+        .ok()
+        .or_else(|| t.parse::<IpAddr>().ok().map(IpNet::from));
+    match parsed {
+        Some(n) if n.trunc() != n => {
+            errs.push(loc.at(
+                s.span().start,
+                format!(
+                    "prefix {t:?} has host bits set; did you mean {}?",
+                    n.trunc()
+                ),
+            ));
+            None
+        }
+        Some(n) => Some(n),
+        None => {
+            errs.push(loc.at(
+                s.span().start,
+                format!("{t:?} is not an IP prefix (e.g. \"10.0.0.0/8\", \"2001:db8::/32\")"),
+            ));
+            None
+        }
+    }
+}
+
+/// RFC 5424 facility code by name.
+pub fn facility_code(name: &str) -> Option<u8> {
+    Some(match name {
+        "kern" => 0,
+        "user" => 1,
+        "daemon" => 3,
+        "auth" => 4,
+        "authpriv" => 10,
+        "local0" => 16,
+        "local1" => 17,
+        "local2" => 18,
+        "local3" => 19,
+        "local4" => 20,
+        "local5" => 21,
+        "local6" => 22,
+        "local7" => 23,
+        _ => return None,
+    })
+}
