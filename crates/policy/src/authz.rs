@@ -153,10 +153,11 @@ impl Policy {
                     continue;
                 }
                 let mut args = s.args.clone();
-                if service == "shell" && !args.iter().any(|a| a.name() == b"priv-lvl") {
-                    if let Ok(a) = Argument::new("priv-lvl", &g.priv_lvl.to_string(), true) {
-                        args.insert(0, a);
-                    }
+                if service == "shell"
+                    && !args.iter().any(|a| a.name() == b"priv-lvl")
+                    && let Ok(a) = Argument::new("priv-lvl", &g.priv_lvl.to_string(), true)
+                {
+                    args.insert(0, a);
                 }
                 let status = if s.replace {
                     AuthorStatus::PassRepl
