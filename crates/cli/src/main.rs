@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod demo;
+mod server;
 
 use std::process::ExitCode;
 
@@ -13,8 +14,30 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "tacvs", version, about, long_about = None)]
 struct Cli {
+    /// Log format on standard error.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level filter (error, warn, info, debug, trace, or a tracing directive).
+    #[arg(long, global = true, env = "TACVS_LOG", default_value = "info")]
+    log_level: String,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => b.try_init(),
+        LogFormat::Json => b.json().flatten_event(true).try_init(),
+    };
 }
 
 #[derive(Debug, Subcommand)]
@@ -24,6 +47,8 @@ enum Command {
     /// Exit status: 0 on PASS / SUCCESS, 1 on FAIL, 2 on ERROR, a wrong key or a
     /// transport failure.
     Client(Box<client::ClientArgs>),
+    /// Run the TACACS+ AAA server (SIGHUP reloads, SIGTERM drains and stops).
+    Server(server::ServerArgs),
     /// Run the demonstration on loopback (no files needed).
     Demo(demo::DemoArgs),
     /// Hash a password for a `[[user]]` entry.
@@ -34,6 +59,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -47,6 +73,7 @@ fn main() -> ExitCode {
     let code = rt.block_on(async {
         match cli.command {
             Command::Client(a) => client::run(*a).await,
+            Command::Server(a) => server::run(a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::HashPassword(a) => admin::hash_password(a),
             Command::Check(a) => admin::check(a),

@@ -1,0 +1,75 @@
+//! `tacvs server`: run the AAA server from a configuration file.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Debug, Args)]
+pub struct ServerArgs {
+    /// Configuration file (TOML); see examples/server.toml.
+    #[arg(long, short = 'c')]
+    config: PathBuf,
+    /// How long SIGTERM waits for sessions in progress to finish.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    drain: Duration,
+}
+
+/// Latency buckets for request and fsync histograms (seconds).
+pub const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+pub async fn run(a: ServerArgs) -> anyhow::Result<u8> {
+    let policy = match tacvs_policy::load(&a.config) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            anyhow::bail!("{}: {} configuration error(s); nothing started", a.config.display(), e.0.len());
+        }
+    };
+    if let Some(addr) = policy.metrics {
+        PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .set_buckets(BUCKETS)
+            .context("metrics buckets")?
+            .install()
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+    }
+    raise_nofile_limit();
+    let server = tacvs_server::start(policy, Some(a.config.clone())).await?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                let _ = server.reload();
+            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+        }
+    }
+    tracing::info!(drain = ?a.drain, "shutting down: no new connections; finishing sessions in progress");
+    server.shutdown(a.drain).await;
+    tracing::info!("stopped");
+    Ok(0)
+}
+
+/// Use the whole open-file hard limit (20,000 on these machines): every
+/// connection is a descriptor.
+fn raise_nofile_limit() {
+    #[allow(unsafe_code)]
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                tracing::info!(from = r.rlim_cur, to = r.rlim_max, "raised the open-file limit");
+            }
+        }
+    }
+}

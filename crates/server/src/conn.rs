@@ -1,0 +1,496 @@
+//! One connection: PROXY intake, device lookup, limits, then the loop that feeds
+//! the protocol machine, runs slow work (hash checks, journal writes) without
+//! stalling other sessions on the same connection, and writes replies.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
+use serde::Serialize;
+use tacvs_policy::Policy;
+use tacvs_proto::chap;
+use tacvs_proto::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::Shared;
+use crate::authn::{CredKind, Locked};
+use crate::journal::JournalError;
+
+type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
+
+/// The result of slow work, applied back to the protocol machine.
+enum Done {
+    Password { sid: u32, user: Bytes, verdict: Verdict, started: Instant },
+    Acct { sid: u32, result: Result<(), JournalError>, started: Instant, user: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    Pass,
+    Fail(&'static str),
+    Locked(Locked),
+    Busy,
+}
+
+/// An interactive (ASCII) login in progress.
+struct Login {
+    user: Option<Bytes>,
+    tries: u8,
+    kind: CredKind,
+    priv_lvl: u8,
+    started: Instant,
+}
+
+struct Ctx {
+    shared: Arc<Shared>,
+    device: SocketAddr,
+    dg: usize,
+    dg_name: String,
+    logins: HashMap<u32, Login>,
+}
+
+pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, listener: usize) {
+    let policy = shared.policy();
+    let Some(l) = policy.listeners.get(listener).cloned() else { return };
+    let mut buf = BytesMut::with_capacity(4096);
+    stream.set_nodelay(true).ok();
+
+    let device = match crate::proxy::intake(&mut stream, &mut buf, l.proxy, l.trusts(peer.ip()), policy.limits.proxy_header_timeout.0).await {
+        Ok(Some(addr)) => addr,
+        Ok(None) => peer,
+        Err(e) => {
+            tracing::warn!(%peer, reason = %e, "connection refused at PROXY intake");
+            metrics::counter!("tacvs_rejects_total", "reason" => "proxy_protocol").increment(1);
+            return;
+        }
+    };
+    let Some((dg, group)) = policy.device_group(device.ip()) else {
+        tracing::warn!(%device, %peer, "connection refused: the device's address is in no device_group");
+        metrics::counter!("tacvs_rejects_total", "reason" => "unknown_device").increment(1);
+        return;
+    };
+    let _slot = match SourceSlot::take(shared, device.ip(), policy.limits.max_connections_per_source) {
+        Some(s) => s,
+        None => {
+            tracing::warn!(%device, max = policy.limits.max_connections_per_source, "connection refused: max_connections_per_source reached");
+            metrics::counter!("tacvs_rejects_total", "reason" => "max_connections_per_source").increment(1);
+            return;
+        }
+    };
+    let cfg = ServerConfig {
+        max_body: policy.limits.max_body.0 as u32,
+        single_connect: true,
+        max_sessions: policy.limits.max_sessions_per_connection,
+    };
+    let mut conn = ServerConnection::new(cfg, group.keys.clone());
+    let mut ctx = Ctx { shared: shared.clone(), device, dg, dg_name: group.name.clone(), logins: HashMap::new() };
+    drop(policy);
+
+    let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+    let mut out = Vec::with_capacity(1024);
+    let mut shutdown = shared.shutdown.clone();
+    let mut draining = *shutdown.borrow();
+    let mut peer_closed = false;
+    loop {
+        // Process what is buffered (also bytes that came with the PROXY header).
+        if !buf.is_empty() && !draining_stops_reading(draining, &conn) {
+            conn.handle_input(&mut buf);
+            while let Some(ev) = conn.poll_event() {
+                if let Some(p) = ctx.on_event(&mut conn, ev) {
+                    pending.push(p);
+                }
+            }
+        }
+        if conn.has_output() {
+            out.clear();
+            conn.poll_transmit(&mut out);
+            let wt = ctx.shared.policy.load().limits.read_timeout.0;
+            match tokio::time::timeout(wt, stream.write_all(&out)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(%device, error = %e, "write failed; closing");
+                    break;
+                }
+                Err(_) => {
+                    tracing::warn!(%device, "peer is not reading our replies; closing");
+                    metrics::counter!("tacvs_rejects_total", "reason" => "write_timeout").increment(1);
+                    break;
+                }
+            }
+        }
+        if pending.is_empty() && (conn.close_reason().is_some() || peer_closed || (draining && conn.open_sessions() == 0)) {
+            break;
+        }
+        let limits = &ctx.shared.policy.load().limits;
+        let wait = if conn.open_sessions() > 0 || !buf.is_empty() { limits.read_timeout.0 } else { limits.idle_timeout.0 };
+        let reading = !peer_closed && conn.close_reason().is_none();
+        tokio::select! {
+            r = stream.read_buf(&mut buf), if reading => match r {
+                Ok(0) | Err(_) => peer_closed = true,
+                Ok(_) => {}
+            },
+            Some(done) = pending.next(), if !pending.is_empty() => ctx.on_done(&mut conn, done),
+            _ = tokio::time::sleep(wait), if pending.is_empty() => {
+                let open = conn.open_sessions();
+                tracing::debug!(%device, open_sessions = open, "timeout; closing");
+                metrics::counter!("tacvs_timeouts_total", "kind" => if open > 0 { "read" } else { "idle" }).increment(1);
+                break;
+            }
+            _ = shutdown.changed(), if !draining => draining = true,
+        }
+    }
+}
+
+fn draining_stops_reading(_draining: bool, _conn: &ServerConnection) -> bool {
+    // While draining we still read: sessions in progress (an ASCII login waiting
+    // for its password) must be able to finish.
+    false
+}
+
+/// A per-source connection slot, released on drop.
+struct SourceSlot {
+    shared: Arc<Shared>,
+    ip: IpAddr,
+}
+
+impl SourceSlot {
+    fn take(shared: &Arc<Shared>, ip: IpAddr, max: usize) -> Option<SourceSlot> {
+        let mut m = shared.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceSlot { shared: shared.clone(), ip })
+    }
+}
+
+impl Drop for SourceSlot {
+    fn drop(&mut self) {
+        let mut m = self.shared.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn count(kind: &'static str, result: &'static str, started: Instant) {
+    metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result).increment(1);
+    metrics::histogram!("tacvs_request_duration_seconds", "type" => kind).record(started.elapsed().as_secs_f64());
+}
+
+#[derive(Serialize)]
+struct AcctRecord<'a> {
+    time: String,
+    server: &'a str,
+    device: String,
+    device_port: u16,
+    device_group: &'a str,
+    session_id: u32,
+    record: &'static str,
+    user: String,
+    port: String,
+    rem_addr: String,
+    priv_lvl: u8,
+    authen_method: &'static str,
+    authen_type: &'static str,
+    authen_service: &'static str,
+    args: Vec<String>,
+}
+
+impl Ctx {
+    fn on_event(&mut self, conn: &mut ServerConnection, ev: ServerEvent) -> Option<Pending> {
+        let now = Instant::now();
+        match ev {
+            ServerEvent::Request { session_id: sid, key_index, request } => {
+                if key_index > 0 {
+                    tracing::debug!(device = %self.device, key_index, "device uses a rotated key");
+                }
+                match request {
+                    Request::AuthenStart(s) => self.authen_start(conn, sid, s, now),
+                    Request::AuthenContinue(c) => self.authen_continue(conn, sid, c),
+                    Request::Author(r) => {
+                        self.authorize(conn, sid, &r, now);
+                        None
+                    }
+                    Request::Acct(r) => Some(self.account(sid, r, now)),
+                }
+            }
+            ServerEvent::AuthenAborted { session_id, reason } => {
+                self.logins.remove(&session_id);
+                tracing::info!(device = %self.device, reason = %lossy(&reason), "authentication aborted by the client");
+                count("authen", "abort", now);
+                None
+            }
+            ServerEvent::ProtocolError { session_id, error } => {
+                let reason = match error {
+                    ProtocolError::WrongKey { .. } => "wrong_key",
+                    _ => "protocol_error",
+                };
+                tracing::warn!(device = %self.device, device_group = %self.dg_name, session = ?session_id, %error, "protocol error; closing the connection");
+                metrics::counter!("tacvs_rejects_total", "reason" => reason).increment(1);
+                None
+            }
+        }
+    }
+
+    fn reply(&self, conn: &mut ServerConnection, sid: u32, r: AuthenReply) {
+        if let Err(e) = conn.reply_authen(sid, r) {
+            tracing::warn!(device = %self.device, error = %e, "cannot send authentication reply");
+        }
+    }
+
+    fn authen_start(&mut self, conn: &mut ServerConnection, sid: u32, s: AuthenStart, started: Instant) -> Option<Pending> {
+        let kind = if s.authen_service == AuthenService::Enable { CredKind::Enable } else { CredKind::Login };
+        match s.action {
+            AuthenAction::Login => {}
+            AuthenAction::ChangePassword => {
+                tracing::info!(device = %self.device, user = %lossy(&s.user), "password change refused: not supported");
+                count("authen", "fail", started);
+                self.reply(conn, sid, AuthenReply::new(AuthenStatus::Fail, "Changing passwords is not supported by this server; ask your administrator."));
+                return None;
+            }
+            AuthenAction::SendAuth => {
+                count("authen", "fail", started);
+                self.reply(conn, sid, AuthenReply::new(AuthenStatus::Fail, "SENDAUTH is not supported by this server."));
+                return None;
+            }
+        }
+        match s.authen_type {
+            AuthenType::Ascii => {
+                let user = (!s.user.is_empty()).then(|| s.user.clone());
+                let prompt = if user.is_some() { AuthenStatus::GetPass } else { AuthenStatus::GetUser };
+                self.logins.insert(sid, Login { user, tries: 0, kind, priv_lvl: s.priv_lvl.get(), started });
+                self.reply(conn, sid, prompt_reply(prompt, ""));
+                None
+            }
+            AuthenType::Pap => Some(self.check_password(sid, s.user.clone(), s.data.to_vec(), kind, s.priv_lvl.get(), started)),
+            AuthenType::Chap | AuthenType::MsChapV1 | AuthenType::MsChapV2 => {
+                let policy = self.shared.policy();
+                let user = lossy(&s.user);
+                let (status, msg, why) = match (kind, policy.user(&s.user)) {
+                    (CredKind::Enable, _) => (AuthenStatus::Fail, "Enable with CHAP is not supported; use ASCII or PAP.", "enable via chap"),
+                    (_, None) => (AuthenStatus::Fail, "", "unknown user"),
+                    (_, Some(u)) => match &u.chap_secret {
+                        None => (AuthenStatus::Fail, "CHAP and MS-CHAP need a reversible secret for this user, and none is configured.", "no chap_secret"),
+                        Some(secret) => match chap::verify(s.authen_type, &s.data, &s.user, &secret.0) {
+                            Ok(true) => (AuthenStatus::Pass, "", "response matches"),
+                            Ok(false) => (AuthenStatus::Fail, "", "wrong response"),
+                            Err(_) => (AuthenStatus::Error, "Malformed CHAP data.", "malformed chap data"),
+                        },
+                    },
+                };
+                tracing::info!(device = %self.device, %user, method = %s.authen_type, result = %status, reason = why, "authentication");
+                count("authen", status.as_str(), started);
+                self.reply(conn, sid, AuthenReply::new(status, msg));
+                None
+            }
+            AuthenType::NotSet => {
+                self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "authen_type not set"));
+                None
+            }
+        }
+    }
+
+    fn authen_continue(&mut self, conn: &mut ServerConnection, sid: u32, c: AuthenContinue) -> Option<Pending> {
+        let Some(login) = self.logins.get_mut(&sid) else {
+            self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "unexpected CONTINUE"));
+            return None;
+        };
+        match login.user.clone() {
+            None => {
+                if c.user_msg.is_empty() {
+                    self.reply(conn, sid, prompt_reply(AuthenStatus::GetUser, ""));
+                } else {
+                    login.user = Some(c.user_msg);
+                    self.reply(conn, sid, prompt_reply(AuthenStatus::GetPass, ""));
+                }
+                None
+            }
+            Some(user) => {
+                let (kind, priv_lvl, started) = (login.kind, login.priv_lvl, login.started);
+                Some(self.check_password(sid, user, c.user_msg.to_vec(), kind, priv_lvl, started))
+            }
+        }
+    }
+
+    /// Verify a password off the async threads; the result comes back as `Done`.
+    fn check_password(&self, sid: u32, user: Bytes, password: Vec<u8>, kind: CredKind, priv_lvl: u8, started: Instant) -> Pending {
+        let shared = self.shared.clone();
+        let src = self.device.ip();
+        Box::pin(async move {
+            let verdict = verify(&shared, &user, password, kind, priv_lvl, src).await;
+            Done::Password { sid, user, verdict, started }
+        })
+    }
+
+    fn on_done(&mut self, conn: &mut ServerConnection, done: Done) {
+        match done {
+            Done::Password { sid, user, verdict, started } => {
+                let ascii = self.logins.get_mut(&sid);
+                let max_tries = self.shared.policy.load().auth.max_login_attempts;
+                let reply = match (verdict, ascii) {
+                    (Verdict::Pass, _) => {
+                        self.logins.remove(&sid);
+                        AuthenReply::new(AuthenStatus::Pass, "")
+                    }
+                    (Verdict::Fail(_), Some(l)) if l.tries + 1 < max_tries => {
+                        l.tries += 1;
+                        prompt_reply(AuthenStatus::GetPass, "Password incorrect. ")
+                    }
+                    (Verdict::Fail(_), _) => {
+                        self.logins.remove(&sid);
+                        AuthenReply::new(AuthenStatus::Fail, "Authentication failed.")
+                    }
+                    (Verdict::Locked(_), _) => {
+                        self.logins.remove(&sid);
+                        AuthenReply::new(AuthenStatus::Fail, "Too many failed logins; try again later.")
+                    }
+                    (Verdict::Busy, _) => {
+                        self.logins.remove(&sid);
+                        AuthenReply::new(AuthenStatus::Error, "Server busy; try again.")
+                    }
+                };
+                let (result, why) = match verdict {
+                    Verdict::Pass => ("pass", "password verified"),
+                    Verdict::Fail(w) => ("fail", w),
+                    Verdict::Locked(Locked::User(_)) => ("fail", "user locked out"),
+                    Verdict::Locked(Locked::Source(_)) => ("fail", "source locked out"),
+                    Verdict::Busy => ("error", "hash queue full"),
+                };
+                if reply.status != AuthenStatus::GetPass {
+                    count("authen", result, started);
+                }
+                tracing::info!(device = %self.device, user = %lossy(&user), result, reason = why, "authentication");
+                self.reply(conn, sid, reply);
+            }
+            Done::Acct { sid, result, started, user } => {
+                let r = match &result {
+                    Ok(()) => conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new())),
+                    Err(e) => {
+                        tracing::error!(device = %self.device, %user, error = %e, "accounting record not stored; replying ERROR");
+                        conn.reply_acct(sid, AcctReply::new(AcctStatus::Error, "accounting record not stored"))
+                    }
+                };
+                count("acct", if result.is_ok() { "success" } else { "error" }, started);
+                if let Err(e) = r {
+                    tracing::debug!(device = %self.device, error = %e, "accounting reply not sent");
+                }
+            }
+        }
+    }
+
+    fn authorize(&self, conn: &mut ServerConnection, sid: u32, r: &AaaRequest, started: Instant) {
+        let policy: Arc<Policy> = self.shared.policy();
+        let d = policy.authorize(self.dg, r);
+        let cmd = tacvs_policy::CommandLine::from_args(&r.args);
+        tracing::info!(
+            device = %self.device,
+            user = %lossy(&r.user),
+            cmd = %cmd.as_ref().map(|c| c.0.as_str()).unwrap_or(""),
+            result = %d.status,
+            reason = %d.reason,
+            "authorization"
+        );
+        count("author", d.status.as_str(), started);
+        let mut resp = AuthorResponse::new(d.status, d.server_msg);
+        resp.args = d.args;
+        if let Err(e) = conn.reply_author(sid, resp) {
+            tracing::warn!(device = %self.device, error = %e, "cannot send authorization response");
+        }
+    }
+
+    fn account(&self, sid: u32, r: AcctRequest, started: Instant) -> Pending {
+        let policy = self.shared.policy.load();
+        let q = &r.request;
+        let rec = AcctRecord {
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
+            server: &policy.server_name,
+            device: crate::canonical_ip(self.device.ip()).to_string(),
+            device_port: self.device.port(),
+            device_group: &self.dg_name,
+            session_id: sid,
+            record: r.flags.as_str(),
+            user: lossy(&q.user),
+            port: lossy(&q.port),
+            rem_addr: lossy(&q.rem_addr),
+            priv_lvl: q.priv_lvl.get(),
+            authen_method: q.authen_method.as_str(),
+            authen_type: q.authen_type.as_str(),
+            authen_service: q.authen_service.as_str(),
+            args: q.args.iter().map(|a| a.to_string()).collect(),
+        };
+        let line = serde_json::to_vec(&rec).unwrap_or_default();
+        let user = rec.user.clone();
+        tracing::debug!(device = %self.device, %user, record = rec.record, "accounting");
+        let journal = self.shared.journal.clone();
+        Box::pin(async move {
+            let result = journal.append(line).await;
+            Done::Acct { sid, result, started, user }
+        })
+    }
+}
+
+fn prompt_reply(status: AuthenStatus, prefix: &str) -> AuthenReply {
+    let (msg, noecho) = match status {
+        AuthenStatus::GetUser => ("Username: ", false),
+        _ => ("Password: ", true),
+    };
+    AuthenReply { noecho, ..AuthenReply::new(status, format!("{prefix}{msg}")) }
+}
+
+async fn verify(shared: &Shared, user: &[u8], password: Vec<u8>, kind: CredKind, priv_lvl: u8, src: IpAddr) -> Verdict {
+    if let Some(l) = shared.lockout.check(user, src) {
+        return Verdict::Locked(l);
+    }
+    let policy = shared.policy();
+    let Some(u) = policy.user(user) else {
+        shared.lockout.failure(user, src);
+        return Verdict::Fail("unknown user");
+    };
+    let hash = match kind {
+        CredKind::Login => u.password.clone(),
+        CredKind::Enable => {
+            if priv_lvl > u.max_priv {
+                return Verdict::Fail("enable level above the user's groups");
+            }
+            u.enable.clone()
+        }
+    };
+    let Some(hash) = hash else {
+        return Verdict::Fail(if kind == CredKind::Enable { "no enable password configured" } else { "no password configured" });
+    };
+    if shared.cache.hit(kind, user, &password) {
+        metrics::counter!("tacvs_credential_cache_total", "result" => "hit").increment(1);
+        shared.lockout.success(user);
+        return Verdict::Pass;
+    }
+    metrics::counter!("tacvs_credential_cache_total", "result" => "miss").increment(1);
+    let user_owned = user.to_vec();
+    match shared.hashes.verify(hash, password.clone()).await {
+        Err(_) => Verdict::Busy,
+        Ok(true) => {
+            shared.cache.insert(kind, &user_owned, &password);
+            shared.lockout.success(&user_owned);
+            Verdict::Pass
+        }
+        Ok(false) => {
+            if let Some(l) = shared.lockout.failure(&user_owned, src) {
+                tracing::warn!(user = %lossy(&user_owned), %src, lock = ?l, "lockout engaged after repeated failures");
+            }
+            Verdict::Fail("wrong password")
+        }
+    }
+}

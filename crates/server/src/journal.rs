@@ -1,0 +1,298 @@
+//! The accounting journal: JSON Lines files, one record a line, appended and
+//! fsync'd *before* the SUCCESS reply goes out (RFC 8907 §7.3 lets the server say
+//! SUCCESS only once the record is kept).
+//!
+//! One writer thread owns the file. Requests queue a record and a oneshot; the
+//! writer takes everything queued, writes it in one `write`, calls `fdatasync`
+//! once, then acknowledges the whole batch: group commit, so a thousand
+//! concurrent accounting requests cost one fsync, not a thousand.
+//!
+//! Files are `acct-YYYYMMDDTHHMMSSZ.jsonl` in the journal directory, rotated by
+//! size and age. At start-up a torn last line (a crash mid-write) is cut off and
+//! logged; a record is either whole or absent, never half-kept.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot};
+
+/// Why a record was not stored.
+#[derive(Debug, Clone, Error)]
+pub enum JournalError {
+    /// Writing or syncing failed; the record is not on disk.
+    #[error("journal write failed in {dir}: {msg}")]
+    Io {
+        /// Journal directory.
+        dir: String,
+        /// The OS error.
+        msg: String,
+    },
+    /// The journal has stopped.
+    #[error("the journal is shut down")]
+    Closed,
+}
+
+/// Journal settings.
+#[derive(Debug, Clone)]
+pub struct JournalConfig {
+    /// Directory of the files.
+    pub dir: PathBuf,
+    /// Rotate past this many bytes.
+    pub rotate_size: u64,
+    /// Rotate after this long.
+    pub rotate_interval: Duration,
+}
+
+struct Pending {
+    line: Vec<u8>,
+    ack: oneshot::Sender<Result<(), JournalError>>,
+}
+
+/// Cheap handle to the writer thread.
+#[derive(Clone, Debug)]
+pub struct Journal {
+    tx: mpsc::UnboundedSender<Pending>,
+}
+
+/// Lines just made durable, for sinks that forward them (syslog).
+pub type CommittedTx = mpsc::Sender<Vec<u8>>;
+
+/// What start-up found.
+#[derive(Debug, Clone, Default)]
+pub struct Recovery {
+    /// The file appended to.
+    pub file: PathBuf,
+    /// Bytes of a torn last line that were cut off.
+    pub torn_bytes_cut: u64,
+}
+
+impl Journal {
+    /// Open (or create) the journal and start its writer thread. `committed`
+    /// receives every line once it is on disk (dropped, with a counter, when full).
+    pub fn open(cfg: JournalConfig, committed: Option<CommittedTx>) -> io::Result<(Journal, Recovery, std::thread::JoinHandle<()>)> {
+        fs::create_dir_all(&cfg.dir)?;
+        let (file, path, size, recovery) = open_latest(&cfg.dir)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = Writer { cfg, file, path, size, opened: Instant::now(), committed };
+        let handle = std::thread::Builder::new().name("tacvs-journal".into()).spawn(move || writer.run(rx))?;
+        Ok((Journal { tx }, recovery, handle))
+    }
+
+    /// Append one record (a JSON object without the newline). Resolves once it is
+    /// on disk, or with the reason it is not.
+    pub async fn append(&self, mut line: Vec<u8>) -> Result<(), JournalError> {
+        line.push(b'\n');
+        let (ack, rx) = oneshot::channel();
+        self.tx.send(Pending { line, ack }).map_err(|_| JournalError::Closed)?;
+        rx.await.map_err(|_| JournalError::Closed)?
+    }
+}
+
+/// `acct-20261125T221000Z-000.jsonl`: names sort in creation order; the counter
+/// separates files created within one second.
+fn file_name(t: SystemTime, n: u32) -> String {
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    let compact: String = s.chars().filter(|c| c.is_ascii_digit() || *c == 'T').collect();
+    format!("acct-{compact}Z-{n:03}.jsonl")
+}
+
+/// Journal files in `dir`, oldest first.
+pub fn journal_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("acct-") && n.ends_with(".jsonl")))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn open_latest(dir: &Path) -> io::Result<(File, PathBuf, u64, Recovery)> {
+    let mut recovery = Recovery::default();
+    let path = match journal_files(dir)?.pop() {
+        Some(p) => {
+            recovery.torn_bytes_cut = repair_torn_tail(&p)?;
+            p
+        }
+        None => dir.join(file_name(SystemTime::now(), 0)),
+    };
+    let file = OpenOptions::new().create(true).append(true).open(&path)?;
+    let size = file.metadata()?.len();
+    recovery.file = path.clone();
+    Ok((file, path, size, recovery))
+}
+
+/// Cut everything after the last newline; returns how many bytes were cut.
+pub fn repair_torn_tail(path: &Path) -> io::Result<u64> {
+    let mut f = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = f.metadata()?.len();
+    if len == 0 {
+        return Ok(0);
+    }
+    // Scan back from the end in chunks for the last '\n'.
+    let mut end = len;
+    let mut buf = vec![0u8; 64 * 1024];
+    let keep = loop {
+        let start = end.saturating_sub(buf.len() as u64);
+        let n = (end - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..n])?;
+        if let Some(i) = buf[..n].iter().rposition(|&b| b == b'\n') {
+            break start + i as u64 + 1;
+        }
+        if start == 0 {
+            break 0;
+        }
+        end = start;
+    };
+    if keep < len {
+        f.set_len(keep)?;
+        f.sync_all()?;
+    }
+    Ok(len - keep)
+}
+
+struct Writer {
+    cfg: JournalConfig,
+    file: File,
+    path: PathBuf,
+    size: u64,
+    opened: Instant,
+    committed: Option<CommittedTx>,
+}
+
+impl Writer {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Pending>) {
+        let mut batch: Vec<Pending> = Vec::with_capacity(1024);
+        let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+        while let Some(first) = rx.blocking_recv() {
+            batch.push(first);
+            while batch.len() < 8192 {
+                match rx.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            buf.clear();
+            for p in &batch {
+                buf.extend_from_slice(&p.line);
+            }
+            let t = Instant::now();
+            let result = self.write_batch(&buf);
+            metrics::histogram!("tacvs_journal_fsync_seconds").record(t.elapsed().as_secs_f64());
+            metrics::counter!("tacvs_journal_batches_total").increment(1);
+            match &result {
+                Ok(()) => {
+                    metrics::counter!("tacvs_journal_records_total").increment(batch.len() as u64);
+                    if let Some(c) = &self.committed {
+                        for p in &batch {
+                            if c.try_send(p.line.clone()).is_err() {
+                                metrics::counter!("tacvs_syslog_dropped_total").increment(1);
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("tacvs_journal_errors_total").increment(1);
+                    tracing::error!(file = %self.path.display(), error = %e, records = batch.len(), "journal write failed; replying ERROR to these accounting requests");
+                }
+            }
+            for p in batch.drain(..) {
+                let _ = p.ack.send(result.clone());
+            }
+        }
+        // Channel closed: every sender is gone; the last batch was synced above.
+    }
+
+    fn write_batch(&mut self, buf: &[u8]) -> Result<(), JournalError> {
+        if self.size > 0 && (self.size + buf.len() as u64 > self.cfg.rotate_size || self.opened.elapsed() >= self.cfg.rotate_interval) {
+            self.rotate().map_err(|e| self.err(e))?;
+        }
+        if let Err(e) = self.file.write_all(buf).and_then(|_| self.file.sync_data()) {
+            // A failed write may have left a partial line: cut it so the file stays whole.
+            let _ = self.file.set_len(self.size);
+            return Err(self.err(e));
+        }
+        self.size += buf.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        let now = SystemTime::now();
+        let mut n = 0;
+        let mut path = self.cfg.dir.join(file_name(now, n));
+        while path.exists() || path <= self.path {
+            n += 1;
+            path = self.cfg.dir.join(file_name(now, n));
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        // Make the new directory entry durable too.
+        if let Ok(d) = File::open(&self.cfg.dir) {
+            let _ = d.sync_all();
+        }
+        tracing::info!(old = %self.path.display(), new = %path.display(), bytes = self.size, "journal rotated");
+        self.file = file;
+        self.path = path;
+        self.size = 0;
+        self.opened = Instant::now();
+        Ok(())
+    }
+
+    fn err(&self, e: io::Error) -> JournalError {
+        JournalError::Io { dir: self.cfg.dir.display().to_string(), msg: e.to_string() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tacvs-journal-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        d
+    }
+
+    #[test]
+    fn torn_tail_is_cut() {
+        let d = tmp("torn");
+        fs::create_dir_all(&d).unwrap();
+        let p = d.join("acct-1.jsonl");
+        fs::write(&p, b"{\"a\":1}\n{\"b\":2}\n{\"c\":").unwrap();
+        assert_eq!(repair_torn_tail(&p).unwrap(), 5);
+        assert_eq!(fs::read(&p).unwrap(), b"{\"a\":1}\n{\"b\":2}\n");
+        assert_eq!(repair_torn_tail(&p).unwrap(), 0);
+        fs::write(&p, b"no newline at all").unwrap();
+        assert_eq!(repair_torn_tail(&p).unwrap(), 17);
+        assert_eq!(fs::read(&p).unwrap(), b"");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn group_commit_and_rotation() {
+        let d = tmp("rotate");
+        let cfg = JournalConfig { dir: d.clone(), rotate_size: 2000, rotate_interval: Duration::from_secs(3600) };
+        let (j, rec, _h) = Journal::open(cfg.clone(), None).unwrap();
+        assert_eq!(rec.torn_bytes_cut, 0);
+        let mut tasks = Vec::new();
+        for i in 0..200 {
+            let j = j.clone();
+            tasks.push(tokio::spawn(async move { j.append(format!("{{\"n\":{i}}}").into_bytes()).await }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let files = journal_files(&d).unwrap();
+        assert!(files.len() >= 2, "rotated by size: {files:?}");
+        let lines: usize = files.iter().map(|f| fs::read_to_string(f).unwrap().lines().count()).sum();
+        assert_eq!(lines, 200);
+        drop(j);
+        // Reopen: appends to the newest file.
+        let (j2, rec2, _h) = Journal::open(cfg, None).unwrap();
+        assert_eq!(rec2.file, *files.last().unwrap());
+        j2.append(b"{\"n\":200}".to_vec()).await.unwrap();
+        fs::remove_dir_all(&d).unwrap();
+    }
+}

@@ -1,0 +1,145 @@
+//! PROXY protocol (v1 text, v2 binary) intake on listeners behind a director or
+//! load balancer. A header is believed only from configured trusted peers; the
+//! address inside it then stands for the device everywhere (key lookup, policy,
+//! limits, logs, accounting).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ppp::{HeaderResult, PartialResult, v1, v2};
+use tacvs_policy::ProxyMode;
+use thiserror::Error;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// A v2 header with TLVs can be long; nothing legitimate needs more than this.
+const MAX_HEADER: usize = 1024;
+
+/// Why a connection was refused at PROXY intake.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ProxyError {
+    /// A header from a peer that is not a trusted proxy.
+    #[error("PROXY header from an untrusted peer (add it to trusted_proxies if it is a director)")]
+    Untrusted,
+    /// The listener requires a header and none came.
+    #[error("no PROXY header, but this listener requires one")]
+    Missing,
+    /// The header does not parse.
+    #[error("malformed PROXY header")]
+    Malformed,
+    /// The peer closed or went quiet before the header was complete.
+    #[error("connection closed or timed out before the PROXY header was complete")]
+    Incomplete,
+}
+
+/// Read a PROXY header if this listener takes one. Returns the device's address
+/// (None: the TCP peer is the device, e.g. a direct connection on an `optional`
+/// listener, or a v2 LOCAL health check). Bytes after the header stay in `buf`.
+pub async fn intake<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    mode: ProxyMode,
+    trusted: bool,
+    wait: Duration,
+) -> Result<Option<SocketAddr>, ProxyError> {
+    match mode {
+        ProxyMode::Off => return Ok(None),
+        ProxyMode::Required if !trusted => return Err(ProxyError::Untrusted),
+        _ => {}
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    if buf.is_empty() {
+        read_more(stream, buf, deadline).await?;
+    }
+    // TACACS+ packets start with 0xc0/0xc1; PROXY v2 with "\r\n", v1 with "PROXY".
+    if !matches!(buf[0], b'\r' | b'P') {
+        return if mode == ProxyMode::Required { Err(ProxyError::Missing) } else { Ok(None) };
+    }
+    if !trusted {
+        return Err(ProxyError::Untrusted);
+    }
+    loop {
+        let parsed = HeaderResult::parse(buf);
+        if parsed.is_complete() {
+            let (len, addr) = match parsed {
+                HeaderResult::V2(Ok(h)) => {
+                    let addr = match (h.command, h.addresses) {
+                        (v2::Command::Local, _) => None,
+                        (_, v2::Addresses::IPv4(a)) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                        (_, v2::Addresses::IPv6(a)) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                        _ => return Err(ProxyError::Malformed),
+                    };
+                    (h.header.len(), addr)
+                }
+                HeaderResult::V1(Ok(h)) => {
+                    let addr = match h.addresses {
+                        v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                        v1::Addresses::Tcp6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                        v1::Addresses::Unknown => None,
+                    };
+                    (h.header.len(), addr)
+                }
+                _ => return Err(ProxyError::Malformed),
+            };
+            let _ = buf.split_to(len);
+            return Ok(addr);
+        }
+        if buf.len() >= MAX_HEADER {
+            return Err(ProxyError::Malformed);
+        }
+        read_more(stream, buf, deadline).await?;
+    }
+}
+
+async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut, deadline: tokio::time::Instant) -> Result<(), ProxyError> {
+    match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+        Ok(Ok(n)) if n > 0 => Ok(()),
+        _ => Err(ProxyError::Incomplete),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run(bytes: &[u8], mode: ProxyMode, trusted: bool) -> (Result<Option<SocketAddr>, ProxyError>, Vec<u8>) {
+        let (mut a, mut b) = tokio::io::duplex(4096);
+        tokio::io::AsyncWriteExt::write_all(&mut a, bytes).await.unwrap();
+        drop(a);
+        let mut buf = BytesMut::new();
+        let r = intake(&mut b, &mut buf, mode, trusted, Duration::from_millis(200)).await;
+        (r, buf.to_vec())
+    }
+
+    fn v2(src: &str) -> Vec<u8> {
+        let addrs: v2::Addresses = (src.parse::<SocketAddr>().unwrap(), "10.0.0.1:49".parse::<SocketAddr>().unwrap()).into();
+        v2::Builder::with_addresses(v2::Version::Two | v2::Command::Proxy, v2::Protocol::Stream, addrs).build().unwrap()
+    }
+
+    #[tokio::test]
+    async fn v2_and_v1_headers_yield_the_device_address() {
+        let mut bytes = v2("192.0.2.7:40000");
+        bytes.extend_from_slice(&[0xc0, 1, 1]);
+        let (r, rest) = run(&bytes, ProxyMode::Required, true).await;
+        assert_eq!(r, Ok(Some("192.0.2.7:40000".parse().unwrap())));
+        assert_eq!(rest, [0xc0, 1, 1], "TACACS+ bytes after the header are kept");
+        let (r, _) = run(&v2("[2001:db8::5]:1234"), ProxyMode::Optional, true).await;
+        assert_eq!(r, Ok(Some("[2001:db8::5]:1234".parse().unwrap())));
+        let (r, rest) = run(b"PROXY TCP4 198.51.100.9 10.0.0.1 5555 49\r\n\xc0", ProxyMode::Required, true).await;
+        assert_eq!(r, Ok(Some("198.51.100.9:5555".parse().unwrap())));
+        assert_eq!(rest, [0xc0]);
+    }
+
+    #[tokio::test]
+    async fn refusals() {
+        assert_eq!(run(&v2("192.0.2.7:1"), ProxyMode::Required, false).await.0, Err(ProxyError::Untrusted));
+        assert_eq!(run(&v2("192.0.2.7:1"), ProxyMode::Optional, false).await.0, Err(ProxyError::Untrusted));
+        assert_eq!(run(&[0xc0, 1, 1, 0], ProxyMode::Required, true).await.0, Err(ProxyError::Missing));
+        assert_eq!(run(&[0xc0, 1, 1, 0], ProxyMode::Optional, false).await.0, Ok(None));
+        assert_eq!(run(b"PROXY garbage\r\n", ProxyMode::Required, true).await.0, Err(ProxyError::Malformed));
+        let mut v = v2("192.0.2.7:1");
+        v.truncate(20);
+        assert_eq!(run(&v, ProxyMode::Required, true).await.0, Err(ProxyError::Incomplete));
+        assert_eq!(run(&[0xc0], ProxyMode::Off, false).await.0, Ok(None));
+    }
+}
