@@ -25,8 +25,18 @@ type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
 
 /// The result of slow work, applied back to the protocol machine.
 enum Done {
-    Password { sid: u32, user: Bytes, verdict: Verdict, started: Instant },
-    Acct { sid: u32, result: Result<(), JournalError>, started: Instant, user: String },
+    Password {
+        sid: u32,
+        user: Bytes,
+        verdict: Verdict,
+        started: Instant,
+    },
+    Acct {
+        sid: u32,
+        result: Result<(), JournalError>,
+        started: Instant,
+        user: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,13 +64,28 @@ struct Ctx {
     logins: HashMap<u32, Login>,
 }
 
-pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, listener: usize) {
+pub(crate) async fn serve(
+    shared: &Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+) {
     let policy = shared.policy();
-    let Some(l) = policy.listeners.get(listener).cloned() else { return };
+    let Some(l) = policy.listeners.get(listener).cloned() else {
+        return;
+    };
     let mut buf = BytesMut::with_capacity(4096);
     stream.set_nodelay(true).ok();
 
-    let device = match crate::proxy::intake(&mut stream, &mut buf, l.proxy, l.trusts(peer.ip()), policy.limits.proxy_header_timeout.0).await {
+    let device = match crate::proxy::intake(
+        &mut stream,
+        &mut buf,
+        l.proxy,
+        l.trusts(peer.ip()),
+        policy.limits.proxy_header_timeout.0,
+    )
+    .await
+    {
         Ok(Some(addr)) => addr,
         Ok(None) => peer,
         Err(e) => {
@@ -74,11 +99,16 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: Soc
         metrics::counter!("tacvs_rejects_total", "reason" => "unknown_device").increment(1);
         return;
     };
-    let _slot = match SourceSlot::take(shared, device.ip(), policy.limits.max_connections_per_source) {
+    let _slot = match SourceSlot::take(
+        shared,
+        device.ip(),
+        policy.limits.max_connections_per_source,
+    ) {
         Some(s) => s,
         None => {
             tracing::warn!(%device, max = policy.limits.max_connections_per_source, "connection refused: max_connections_per_source reached");
-            metrics::counter!("tacvs_rejects_total", "reason" => "max_connections_per_source").increment(1);
+            metrics::counter!("tacvs_rejects_total", "reason" => "max_connections_per_source")
+                .increment(1);
             return;
         }
     };
@@ -88,7 +118,13 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: Soc
         max_sessions: policy.limits.max_sessions_per_connection,
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
-    let mut ctx = Ctx { shared: shared.clone(), device, dg, dg_name: group.name.clone(), logins: HashMap::new() };
+    let mut ctx = Ctx {
+        shared: shared.clone(),
+        device,
+        dg,
+        dg_name: group.name.clone(),
+        logins: HashMap::new(),
+    };
     drop(policy);
 
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
@@ -118,16 +154,25 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: Soc
                 }
                 Err(_) => {
                     tracing::warn!(%device, "peer is not reading our replies; closing");
-                    metrics::counter!("tacvs_rejects_total", "reason" => "write_timeout").increment(1);
+                    metrics::counter!("tacvs_rejects_total", "reason" => "write_timeout")
+                        .increment(1);
                     break;
                 }
             }
         }
-        if pending.is_empty() && (conn.close_reason().is_some() || peer_closed || (draining && conn.open_sessions() == 0)) {
+        if pending.is_empty()
+            && (conn.close_reason().is_some()
+                || peer_closed
+                || (draining && conn.open_sessions() == 0))
+        {
             break;
         }
         let limits = &ctx.shared.policy.load().limits;
-        let wait = if conn.open_sessions() > 0 || !buf.is_empty() { limits.read_timeout.0 } else { limits.idle_timeout.0 };
+        let wait = if conn.open_sessions() > 0 || !buf.is_empty() {
+            limits.read_timeout.0
+        } else {
+            limits.idle_timeout.0
+        };
         let reading = !peer_closed && conn.close_reason().is_none();
         tokio::select! {
             r = stream.read_buf(&mut buf), if reading => match r {
@@ -166,13 +211,20 @@ impl SourceSlot {
             return None;
         }
         *n += 1;
-        Some(SourceSlot { shared: shared.clone(), ip })
+        Some(SourceSlot {
+            shared: shared.clone(),
+            ip,
+        })
     }
 }
 
 impl Drop for SourceSlot {
     fn drop(&mut self) {
-        let mut m = self.shared.per_source.lock().unwrap_or_else(|e| e.into_inner());
+        let mut m = self
+            .shared
+            .per_source
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
         if let Some(n) = m.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -188,7 +240,8 @@ fn lossy(b: &[u8]) -> String {
 
 fn count(kind: &'static str, result: &'static str, started: Instant) {
     metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result).increment(1);
-    metrics::histogram!("tacvs_request_duration_seconds", "type" => kind).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("tacvs_request_duration_seconds", "type" => kind)
+        .record(started.elapsed().as_secs_f64());
 }
 
 #[derive(Serialize)]
@@ -214,7 +267,11 @@ impl Ctx {
     fn on_event(&mut self, conn: &mut ServerConnection, ev: ServerEvent) -> Option<Pending> {
         let now = Instant::now();
         match ev {
-            ServerEvent::Request { session_id: sid, key_index, request } => {
+            ServerEvent::Request {
+                session_id: sid,
+                key_index,
+                request,
+            } => {
                 if key_index > 0 {
                     tracing::debug!(device = %self.device, key_index, "device uses a rotated key");
                 }
@@ -252,8 +309,18 @@ impl Ctx {
         }
     }
 
-    fn authen_start(&mut self, conn: &mut ServerConnection, sid: u32, s: AuthenStart, started: Instant) -> Option<Pending> {
-        let kind = if s.authen_service == AuthenService::Enable { CredKind::Enable } else { CredKind::Login };
+    fn authen_start(
+        &mut self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        s: AuthenStart,
+        started: Instant,
+    ) -> Option<Pending> {
+        let kind = if s.authen_service == AuthenService::Enable {
+            CredKind::Enable
+        } else {
+            CredKind::Login
+        };
         match s.action {
             AuthenAction::Login => {}
             AuthenAction::ChangePassword => {
@@ -264,32 +331,73 @@ impl Ctx {
             }
             AuthenAction::SendAuth => {
                 count("authen", "fail", started);
-                self.reply(conn, sid, AuthenReply::new(AuthenStatus::Fail, "SENDAUTH is not supported by this server."));
+                self.reply(
+                    conn,
+                    sid,
+                    AuthenReply::new(
+                        AuthenStatus::Fail,
+                        "SENDAUTH is not supported by this server.",
+                    ),
+                );
                 return None;
             }
         }
         match s.authen_type {
             AuthenType::Ascii => {
                 let user = (!s.user.is_empty()).then(|| s.user.clone());
-                let prompt = if user.is_some() { AuthenStatus::GetPass } else { AuthenStatus::GetUser };
-                self.logins.insert(sid, Login { user, tries: 0, kind, priv_lvl: s.priv_lvl.get(), started });
+                let prompt = if user.is_some() {
+                    AuthenStatus::GetPass
+                } else {
+                    AuthenStatus::GetUser
+                };
+                self.logins.insert(
+                    sid,
+                    Login {
+                        user,
+                        tries: 0,
+                        kind,
+                        priv_lvl: s.priv_lvl.get(),
+                        started,
+                    },
+                );
                 self.reply(conn, sid, prompt_reply(prompt, ""));
                 None
             }
-            AuthenType::Pap => Some(self.check_password(sid, s.user.clone(), s.data.to_vec(), kind, s.priv_lvl.get(), started)),
+            AuthenType::Pap => Some(self.check_password(
+                sid,
+                s.user.clone(),
+                s.data.to_vec(),
+                kind,
+                s.priv_lvl.get(),
+                started,
+            )),
             AuthenType::Chap | AuthenType::MsChapV1 | AuthenType::MsChapV2 => {
                 let policy = self.shared.policy();
                 let user = lossy(&s.user);
                 let (status, msg, why) = match (kind, policy.user(&s.user)) {
-                    (CredKind::Enable, _) => (AuthenStatus::Fail, "Enable with CHAP is not supported; use ASCII or PAP.", "enable via chap"),
+                    (CredKind::Enable, _) => (
+                        AuthenStatus::Fail,
+                        "Enable with CHAP is not supported; use ASCII or PAP.",
+                        "enable via chap",
+                    ),
                     (_, None) => (AuthenStatus::Fail, "", "unknown user"),
                     (_, Some(u)) => match &u.chap_secret {
-                        None => (AuthenStatus::Fail, "CHAP and MS-CHAP need a reversible secret for this user, and none is configured.", "no chap_secret"),
-                        Some(secret) => match chap::verify(s.authen_type, &s.data, &s.user, &secret.0) {
-                            Ok(true) => (AuthenStatus::Pass, "", "response matches"),
-                            Ok(false) => (AuthenStatus::Fail, "", "wrong response"),
-                            Err(_) => (AuthenStatus::Error, "Malformed CHAP data.", "malformed chap data"),
-                        },
+                        None => (
+                            AuthenStatus::Fail,
+                            "CHAP and MS-CHAP need a reversible secret for this user, and none is configured.",
+                            "no chap_secret",
+                        ),
+                        Some(secret) => {
+                            match chap::verify(s.authen_type, &s.data, &s.user, &secret.0) {
+                                Ok(true) => (AuthenStatus::Pass, "", "response matches"),
+                                Ok(false) => (AuthenStatus::Fail, "", "wrong response"),
+                                Err(_) => (
+                                    AuthenStatus::Error,
+                                    "Malformed CHAP data.",
+                                    "malformed chap data",
+                                ),
+                            }
+                        }
                     },
                 };
                 tracing::info!(device = %self.device, %user, method = %s.authen_type, result = %status, reason = why, "authentication");
@@ -298,15 +406,28 @@ impl Ctx {
                 None
             }
             AuthenType::NotSet => {
-                self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "authen_type not set"));
+                self.reply(
+                    conn,
+                    sid,
+                    AuthenReply::new(AuthenStatus::Error, "authen_type not set"),
+                );
                 None
             }
         }
     }
 
-    fn authen_continue(&mut self, conn: &mut ServerConnection, sid: u32, c: AuthenContinue) -> Option<Pending> {
+    fn authen_continue(
+        &mut self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        c: AuthenContinue,
+    ) -> Option<Pending> {
         let Some(login) = self.logins.get_mut(&sid) else {
-            self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "unexpected CONTINUE"));
+            self.reply(
+                conn,
+                sid,
+                AuthenReply::new(AuthenStatus::Error, "unexpected CONTINUE"),
+            );
             return None;
         };
         match login.user.clone() {
@@ -327,18 +448,36 @@ impl Ctx {
     }
 
     /// Verify a password off the async threads; the result comes back as `Done`.
-    fn check_password(&self, sid: u32, user: Bytes, password: Vec<u8>, kind: CredKind, priv_lvl: u8, started: Instant) -> Pending {
+    fn check_password(
+        &self,
+        sid: u32,
+        user: Bytes,
+        password: Vec<u8>,
+        kind: CredKind,
+        priv_lvl: u8,
+        started: Instant,
+    ) -> Pending {
         let shared = self.shared.clone();
         let src = self.device.ip();
         Box::pin(async move {
             let verdict = verify(&shared, &user, password, kind, priv_lvl, src).await;
-            Done::Password { sid, user, verdict, started }
+            Done::Password {
+                sid,
+                user,
+                verdict,
+                started,
+            }
         })
     }
 
     fn on_done(&mut self, conn: &mut ServerConnection, done: Done) {
         match done {
-            Done::Password { sid, user, verdict, started } => {
+            Done::Password {
+                sid,
+                user,
+                verdict,
+                started,
+            } => {
                 let ascii = self.logins.get_mut(&sid);
                 let max_tries = self.shared.policy.load().auth.max_login_attempts;
                 let reply = match (verdict, ascii) {
@@ -356,7 +495,10 @@ impl Ctx {
                     }
                     (Verdict::Locked(_), _) => {
                         self.logins.remove(&sid);
-                        AuthenReply::new(AuthenStatus::Fail, "Too many failed logins; try again later.")
+                        AuthenReply::new(
+                            AuthenStatus::Fail,
+                            "Too many failed logins; try again later.",
+                        )
                     }
                     (Verdict::Busy, _) => {
                         self.logins.remove(&sid);
@@ -376,15 +518,29 @@ impl Ctx {
                 tracing::info!(device = %self.device, user = %lossy(&user), result, reason = why, "authentication");
                 self.reply(conn, sid, reply);
             }
-            Done::Acct { sid, result, started, user } => {
+            Done::Acct {
+                sid,
+                result,
+                started,
+                user,
+            } => {
                 let r = match &result {
-                    Ok(()) => conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new())),
+                    Ok(()) => {
+                        conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new()))
+                    }
                     Err(e) => {
                         tracing::error!(device = %self.device, %user, error = %e, "accounting record not stored; replying ERROR");
-                        conn.reply_acct(sid, AcctReply::new(AcctStatus::Error, "accounting record not stored"))
+                        conn.reply_acct(
+                            sid,
+                            AcctReply::new(AcctStatus::Error, "accounting record not stored"),
+                        )
                     }
                 };
-                count("acct", if result.is_ok() { "success" } else { "error" }, started);
+                count(
+                    "acct",
+                    if result.is_ok() { "success" } else { "error" },
+                    started,
+                );
                 if let Err(e) = r {
                     tracing::debug!(device = %self.device, error = %e, "accounting reply not sent");
                 }
@@ -438,7 +594,12 @@ impl Ctx {
         let journal = self.shared.journal.clone();
         Box::pin(async move {
             let result = journal.append(line).await;
-            Done::Acct { sid, result, started, user }
+            Done::Acct {
+                sid,
+                result,
+                started,
+                user,
+            }
         })
     }
 }
@@ -448,10 +609,20 @@ fn prompt_reply(status: AuthenStatus, prefix: &str) -> AuthenReply {
         AuthenStatus::GetUser => ("Username: ", false),
         _ => ("Password: ", true),
     };
-    AuthenReply { noecho, ..AuthenReply::new(status, format!("{prefix}{msg}")) }
+    AuthenReply {
+        noecho,
+        ..AuthenReply::new(status, format!("{prefix}{msg}"))
+    }
 }
 
-async fn verify(shared: &Shared, user: &[u8], password: Vec<u8>, kind: CredKind, priv_lvl: u8, src: IpAddr) -> Verdict {
+async fn verify(
+    shared: &Shared,
+    user: &[u8],
+    password: Vec<u8>,
+    kind: CredKind,
+    priv_lvl: u8,
+    src: IpAddr,
+) -> Verdict {
     if let Some(l) = shared.lockout.check(user, src) {
         return Verdict::Locked(l);
     }
@@ -470,7 +641,11 @@ async fn verify(shared: &Shared, user: &[u8], password: Vec<u8>, kind: CredKind,
         }
     };
     let Some(hash) = hash else {
-        return Verdict::Fail(if kind == CredKind::Enable { "no enable password configured" } else { "no password configured" });
+        return Verdict::Fail(if kind == CredKind::Enable {
+            "no enable password configured"
+        } else {
+            "no password configured"
+        });
     };
     if shared.cache.hit(kind, user, &password) {
         metrics::counter!("tacvs_credential_cache_total", "result" => "hit").increment(1);

@@ -72,8 +72,15 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         rotate_size: policy.accounting.rotate_size.0,
         rotate_interval: policy.accounting.rotate_interval.0,
     };
-    let (journal, recovery, _writer) = Journal::open(jcfg, None)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot open the accounting journal in {}: {e}", policy.accounting.directory.display())))?;
+    let (journal, recovery, _writer) = Journal::open(jcfg, None).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot open the accounting journal in {}: {e}",
+                policy.accounting.directory.display()
+            ),
+        )
+    })?;
     if recovery.torn_bytes_cut > 0 {
         tracing::warn!(file = %recovery.file.display(), bytes = recovery.torn_bytes_cut, "journal ended in a torn record (crash during a write); cut it off. That record was never acknowledged");
     }
@@ -83,7 +90,11 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
     let shared = Arc::new(Shared {
         hashes: HashPool::new(a.hash_workers, a.hash_queue),
         cache: CredCache::new(a.cache.enabled, a.cache.ttl.0, a.cache.max_entries),
-        lockout: Lockout::new(a.lockout.max_failures, a.lockout.window.0, a.lockout.duration.0),
+        lockout: Lockout::new(
+            a.lockout.max_failures,
+            a.lockout.window.0,
+            a.lockout.duration.0,
+        ),
         journal,
         conns: AtomicUsize::new(0),
         per_source: Mutex::new(HashMap::new()),
@@ -94,11 +105,21 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
     let mut local_addrs = Vec::new();
     let mut accept_tasks = Vec::new();
     for (i, l) in policy.listeners.iter().enumerate() {
-        let socket = if l.address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+        let socket = if l.address.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
         socket.set_reuseaddr(true)?;
-        socket
-            .bind(l.address)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e} (is another server running there?)", l.address)))?;
+        socket.bind(l.address).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot listen on {}: {e} (is another server running there?)",
+                    l.address
+                ),
+            )
+        })?;
         let listener = socket.listen(4096)?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, proxy_protocol = ?l.proxy, "listening");
@@ -106,7 +127,13 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         accept_tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, i)));
     }
     metrics::gauge!("tacvs_config_users").set(policy.user_count() as f64);
-    Ok(ServerHandle { local_addrs, shared, shutdown_tx, accept_tasks, config_path })
+    Ok(ServerHandle {
+        local_addrs,
+        shared,
+        shutdown_tx,
+        accept_tasks,
+        config_path,
+    })
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, index: usize) {
@@ -161,7 +188,9 @@ impl ServerHandle {
     /// Listener and journal settings need a restart; keys, users, groups and rules
     /// apply to new sessions at once, including on open single-connect connections.
     pub fn reload(&self) -> Result<(), ConfigErrors> {
-        let Some(path) = &self.config_path else { return Ok(()) };
+        let Some(path) = &self.config_path else {
+            return Ok(());
+        };
         let t = Instant::now();
         match tacvs_policy::load(path) {
             Ok(p) => {
@@ -199,7 +228,10 @@ impl ServerHandle {
         }
         let left = self.shared.connections();
         if left > 0 {
-            tracing::warn!(connections = left, "shutdown: drain time is up; closing the rest");
+            tracing::warn!(
+                connections = left,
+                "shutdown: drain time is up; closing the rest"
+            );
         }
     }
 }
