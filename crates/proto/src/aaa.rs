@@ -49,11 +49,14 @@ impl AaaRequest {
         }
     }
 
-    fn decode_after(r: &mut Reader<'_>, packet: &'static str) -> Result<Self, DecodeError> {
-        let authen_method = AuthenMethod::decode(r.u8()?, packet)?;
-        let priv_lvl = PrivLvl::decode(r.u8()?, packet)?;
-        let authen_type = AuthenType::decode(r.u8()?, packet)?;
-        let authen_service = AuthenService::decode(r.u8()?, packet)?;
+    /// `flags` is the accounting flags byte, judged after the lengths like the rest.
+    fn decode_after(
+        r: &mut Reader<'_>,
+        packet: &'static str,
+        flags: Option<u8>,
+    ) -> Result<(Self, Option<AcctFlags>), DecodeError> {
+        // Lengths first: a wrong key shows there, before any code point is judged.
+        let codes = [r.u8()?, r.u8()?, r.u8()?, r.u8()?];
         let (ul, pl, rl, argc) = (
             r.u8()? as usize,
             r.u8()? as usize,
@@ -63,6 +66,11 @@ impl AaaRequest {
         let arg_lens = r.lens(argc)?;
         let declared = ul + pl + rl + arg_lens.iter().map(|&l| l as usize).sum::<usize>();
         r.expect_remaining(declared)?;
+        let flags = flags.map(|f| AcctFlags::decode(f, packet)).transpose()?;
+        let authen_method = AuthenMethod::decode(codes[0], packet)?;
+        let priv_lvl = PrivLvl::decode(codes[1], packet)?;
+        let authen_type = AuthenType::decode(codes[2], packet)?;
+        let authen_service = AuthenService::decode(codes[3], packet)?;
         let user = r.bytes(ul)?;
         let port = r.bytes(pl)?;
         let rem_addr = r.bytes(rl)?;
@@ -71,7 +79,7 @@ impl AaaRequest {
         for &l in arg_lens {
             args.push(Argument::parse(r.bytes(l as usize)?, packet)?);
         }
-        Ok(AaaRequest {
+        let req = AaaRequest {
             authen_method,
             priv_lvl,
             authen_type,
@@ -80,7 +88,8 @@ impl AaaRequest {
             port,
             rem_addr,
             args,
-        })
+        };
+        Ok((req, flags))
     }
 
     fn encode_after(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
@@ -117,7 +126,7 @@ impl AaaRequest {
         const P: &str = "authorization REQUEST";
         let mut r = Reader::new(body, P);
         r.need_fixed(8)?;
-        let req = Self::decode_after(&mut r, P)?;
+        let (req, _) = Self::decode_after(&mut r, P, None)?;
         r.finish()?;
         Ok(req)
     }
@@ -170,11 +179,12 @@ impl AuthorResponse {
         const P: &str = "authorization RESPONSE";
         let mut r = Reader::new(body, P);
         r.need_fixed(6)?;
-        let status = AuthorStatus::decode(r.u8()?, P)?;
+        let status = r.u8()?;
         let argc = r.u8()? as usize;
         let (ml, dl) = (r.u16()? as usize, r.u16()? as usize);
         let arg_lens = r.lens(argc)?;
         r.expect_remaining(ml + dl + arg_lens.iter().map(|&l| l as usize).sum::<usize>())?;
+        let status = AuthorStatus::decode(status, P)?;
         let server_msg = r.bytes(ml)?;
         let data = r.bytes(dl)?;
         let mut args = Vec::with_capacity(argc);
@@ -279,10 +289,13 @@ impl AcctRequest {
         const P: &str = "accounting REQUEST";
         let mut r = Reader::new(body, P);
         r.need_fixed(9)?;
-        let flags = AcctFlags::decode(r.u8()?, P)?;
-        let request = AaaRequest::decode_after(&mut r, P)?;
+        let flags = r.u8()?;
+        let (request, flags) = AaaRequest::decode_after(&mut r, P, Some(flags))?;
         r.finish()?;
-        Ok(AcctRequest { flags, request })
+        Ok(AcctRequest {
+            flags: flags.expect("flags were passed in"),
+            request,
+        })
     }
 
     /// Append the body to `out`.
@@ -319,8 +332,9 @@ impl AcctReply {
         let mut r = Reader::new(body, P);
         r.need_fixed(5)?;
         let (ml, dl) = (r.u16()? as usize, r.u16()? as usize);
-        let status = AcctStatus::decode(r.u8()?, P)?;
+        let status = r.u8()?;
         r.expect_remaining(ml + dl)?;
+        let status = AcctStatus::decode(status, P)?;
         let reply = AcctReply {
             status,
             server_msg: r.bytes(ml)?,

@@ -38,10 +38,8 @@ impl AuthenStart {
         const P: &str = "authentication START";
         let mut r = Reader::new(body, P);
         r.need_fixed(START_FIXED)?;
-        let action = AuthenAction::decode(r.u8()?, P)?;
-        let priv_lvl = PrivLvl::decode(r.u8()?, P)?;
-        let authen_type = AuthenType::decode(r.u8()?, P)?;
-        let authen_service = AuthenService::decode(r.u8()?, P)?;
+        // Lengths first: a wrong key shows there, before any code point is judged.
+        let codes = [r.u8()?, r.u8()?, r.u8()?, r.u8()?];
         let (ul, pl, rl, dl) = (
             r.u8()? as usize,
             r.u8()? as usize,
@@ -49,6 +47,10 @@ impl AuthenStart {
             r.u8()? as usize,
         );
         r.expect_remaining(ul + pl + rl + dl)?;
+        let action = AuthenAction::decode(codes[0], P)?;
+        let priv_lvl = PrivLvl::decode(codes[1], P)?;
+        let authen_type = AuthenType::decode(codes[2], P)?;
+        let authen_service = AuthenService::decode(codes[3], P)?;
         if authen_type == AuthenType::NotSet {
             return Err(DecodeError::Invalid {
                 packet: P,
@@ -144,10 +146,10 @@ impl AuthenReply {
         const P: &str = "authentication REPLY";
         let mut r = Reader::new(body, P);
         r.need_fixed(6)?;
-        let status = AuthenStatus::decode(r.u8()?, P)?;
-        let flags = r.u8()?;
+        let (status, flags) = (r.u8()?, r.u8()?);
         let (ml, dl) = (r.u16()? as usize, r.u16()? as usize);
         r.expect_remaining(ml + dl)?;
+        let status = AuthenStatus::decode(status, P)?;
         let reply = AuthenReply {
             status,
             noecho: flags & REPLY_FLAG_NOECHO != 0,

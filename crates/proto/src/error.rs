@@ -65,15 +65,15 @@ pub enum DecodeError {
 }
 
 impl DecodeError {
-    /// True when the error is of the kind a wrong shared key produces: the fixed
-    /// header was fine but the de-obfuscated body does not parse.
+    /// True when the error is of the kind a wrong shared key produces: the
+    /// de-obfuscated field lengths do not add up to the body. Decoders check
+    /// lengths before code points and contents, so an unknown value or a bad AV
+    /// in a body whose lengths add up is a malformed packet, not a key mismatch.
     pub fn is_body_garbled(&self) -> bool {
         matches!(
             self,
             DecodeError::FieldsOverflow { .. }
                 | DecodeError::TrailingBytes { .. }
-                | DecodeError::UnknownValue { .. }
-                | DecodeError::Invalid { .. }
                 | DecodeError::Truncated { .. }
         )
     }

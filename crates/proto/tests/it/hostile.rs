@@ -374,3 +374,34 @@ fn garbage_never_panics() {
         while c.poll_event().is_some() {}
     }
 }
+
+#[test]
+fn malformed_av_with_the_right_key_is_not_called_a_wrong_key() {
+    // service=shell and a separator-less "show version", hand-built (our encoder refuses it).
+    let mut body = vec![0x06, 0x01, 0x01, 0x01, 3, 0, 0, 2, 13, 12];
+    body.extend_from_slice(b"bobservice=shellshow version");
+    let h = Header {
+        minor: MinorVersion::Default,
+        packet_type: PacketType::Authorization,
+        seq_no: 1,
+        flags: Flags::default(),
+        session_id: 3,
+        length: body.len() as u32,
+    };
+    tacvs_proto::obfuscation::apply_pad(&h, &Key::new(KEY), &mut body);
+    let mut frame = h.to_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    let mut s = server();
+    let ev = feed(&mut s, &frame);
+    assert!(
+        matches!(
+            the_error(&ev),
+            ProtocolError::Decode(DecodeError::Invalid {
+                field: "argument",
+                ..
+            })
+        ),
+        "{:?}",
+        the_error(&ev)
+    );
+}
