@@ -319,7 +319,13 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
     }
     if let Some(s) = &raw.accounting.syslog {
         let t = s.target.get_ref();
-        if !(t.starts_with("udp://") || t.starts_with("tcp://") || t.starts_with("unix://")) {
+        let net_ok = |a: &str| a.parse::<SocketAddr>().is_ok();
+        let ok = t
+            .strip_prefix("udp://")
+            .map(net_ok)
+            .or_else(|| t.strip_prefix("tcp://").map(net_ok))
+            .unwrap_or(t.starts_with("unix:///"));
+        if !ok {
             errs.push(loc.at(
                 s.target.span().start,
                 format!(

@@ -11,6 +11,7 @@ pub mod authn;
 mod conn;
 pub mod journal;
 pub mod proxy;
+pub mod syslog;
 
 use std::collections::HashMap;
 use std::io;
@@ -72,7 +73,25 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         rotate_size: policy.accounting.rotate_size.0,
         rotate_interval: policy.accounting.rotate_interval.0,
     };
-    let (journal, recovery, _writer) = Journal::open(jcfg, None).map_err(|e| {
+    let committed = match &policy.accounting.syslog {
+        Some(conf) => {
+            let target = syslog::Target::parse(conf.target.get_ref())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let settings = syslog::SyslogSettings {
+                target,
+                facility: tacvs_policy::policy::facility_code(conf.facility.get_ref())
+                    .unwrap_or(22),
+                app_name: conf.app_name.clone(),
+                hostname: policy.server_name.clone(),
+            };
+            let (tx, rx) = tokio::sync::mpsc::channel(16_384);
+            tracing::info!(target = %conf.target.get_ref(), "forwarding accounting records to syslog");
+            tokio::spawn(syslog::run(settings, rx));
+            Some(tx)
+        }
+        None => None,
+    };
+    let (journal, recovery, _writer) = Journal::open(jcfg, committed).map_err(|e| {
         io::Error::new(
             e.kind(),
             format!(

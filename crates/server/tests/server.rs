@@ -28,7 +28,7 @@ impl Drop for Harness {
     }
 }
 
-fn config(dir: &Path, extra_listener: &str, lockout: u32) -> String {
+fn config(dir: &Path, extra_listener: &str, lockout: u32, syslog: &str) -> String {
     // Users: alice (netops, all commands) and bob (readonly, show only).
     let alice =
         tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-pass")
@@ -57,6 +57,7 @@ window = "1m"
 duration = "1m"
 [accounting]
 directory = "{dir}/acct"
+{syslog}
 [[device_group]]
 name = "lab"
 prefixes = ["127.0.0.0/9"]
@@ -90,10 +91,14 @@ groups = ["readonly"]
 }
 
 async fn start(tag: &str, extra_listener: &str, lockout: u32) -> Harness {
+    start_with(tag, extra_listener, lockout, "").await
+}
+
+async fn start_with(tag: &str, extra_listener: &str, lockout: u32, syslog: &str) -> Harness {
     let dir = std::env::temp_dir().join(format!("tacvs-server-it-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let text = config(&dir, extra_listener, lockout);
+    let text = config(&dir, extra_listener, lockout, syslog);
     std::fs::write(dir.join("server.toml"), &text).unwrap();
     let policy = tacvs_policy::load(&dir.join("server.toml")).unwrap();
     let server = tacvs_server::start(policy, Some(dir.join("server.toml")))
@@ -188,7 +193,12 @@ fn cmd(user: &str, line: &str) -> AaaRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_exchange() {
-    let h = start("flows", "", 0).await;
+    let collector = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let syslog = format!(
+        "[accounting.syslog]\ntarget = \"udp://{}\"\nfacility = \"local5\"",
+        collector.local_addr().unwrap()
+    );
+    let h = start_with("flows", "", 0, &syslog).await;
     for ty in [
         AuthenType::Pap,
         AuthenType::Ascii,
@@ -328,6 +338,17 @@ async fn every_exchange() {
     assert_eq!(j[0]["user"], "alice");
     assert_eq!(j[0]["server"], "test-rs");
     assert_eq!(j[0]["args"][0], "task_id=77");
+    // The committed record also went to syslog (local5.info = <174>).
+    let mut buf = [0u8; 2048];
+    let n = tokio::time::timeout(Duration::from_secs(3), collector.recv(&mut buf))
+        .await
+        .expect("syslog message")
+        .unwrap();
+    let msg = String::from_utf8_lossy(&buf[..n]);
+    assert!(
+        msg.starts_with("<174>1 ") && msg.contains(" test-rs tacvs ") && msg.contains("task_id=77"),
+        "{msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
