@@ -4,6 +4,7 @@ mod admin;
 mod client;
 mod demo;
 mod server;
+mod sim;
 
 use std::process::ExitCode;
 
@@ -53,6 +54,11 @@ enum Command {
     Client(Box<client::ClientArgs>),
     /// Run the TACACS+ AAA server (SIGHUP reloads, SIGTERM drains and stops).
     Server(server::ServerArgs),
+    /// Simulate a fleet of devices against a target and report what happened.
+    ///
+    /// Exit status: 0 when every --expect holds, 1 when one fails, 2 on a usage
+    /// or set-up error.
+    Sim(Box<sim::SimArgs>),
     /// Run the demonstration on loopback (no files needed).
     Demo(demo::DemoArgs),
     /// Hash a password for a `[[user]]` entry.
@@ -78,6 +84,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Client(a) => client::run(*a).await,
             Command::Server(a) => server::run(a).await,
+            Command::Sim(a) => sim::run(*a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::HashPassword(a) => admin::hash_password(a),
             Command::Check(a) => admin::check(a),

@@ -1,0 +1,190 @@
+//! The run's report: totals, latency percentiles per request type, every
+//! failure by kind, a per-second series. Serialized as documented in
+//! `docs/sim-report.md`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Latency {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+impl Latency {
+    /// From a histogram of microseconds.
+    pub fn from_hist(h: &Histogram<u64>) -> Latency {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        Latency {
+            p50: ms(h.value_at_quantile(0.5)),
+            p90: ms(h.value_at_quantile(0.9)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+            mean: h.mean() / 1000.0,
+        }
+    }
+}
+
+/// Counts and latency for one request type (or all).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Totals {
+    /// Requests completed in the measured window (any outcome).
+    pub requests: u64,
+    /// PASS / SUCCESS.
+    pub ok: u64,
+    /// A well-formed FAIL (wrong password, command denied).
+    pub fail: u64,
+    /// Everything else: ERROR replies, transport and protocol failures.
+    pub errors: u64,
+    /// Completed requests per second over the measured window.
+    pub throughput: f64,
+    /// Latency of completed requests, from the intended send time (open loop)
+    /// or the actual start (closed loop).
+    pub latency_ms: Latency,
+}
+
+/// One second of the run.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Second {
+    /// Seconds since the start (warm-up included).
+    pub t: u64,
+    /// Requests completed.
+    pub requests: u64,
+    /// Of which errors.
+    pub errors: u64,
+    /// Of which FAIL.
+    pub fail: u64,
+    /// p99 latency of that second.
+    pub p99_ms: f64,
+}
+
+/// Everything a run measured.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Report {
+    /// Schema version.
+    pub version: u32,
+    /// Target address.
+    pub target: String,
+    /// Profile name.
+    pub profile: String,
+    /// Simulated devices.
+    pub devices: usize,
+    /// "open" or "closed".
+    pub mode: String,
+    /// Open loop: requested rate (requests/s).
+    pub rate: Option<f64>,
+    /// Closed loop: concurrent requesters.
+    pub concurrency: Option<usize>,
+    /// Measured window, seconds.
+    pub duration_s: f64,
+    /// Warm-up excluded from the totals, seconds.
+    pub warmup_s: f64,
+    /// All request types together.
+    pub total: Totals,
+    /// Per type: "authen", "author", "acct".
+    pub by_type: BTreeMap<String, Totals>,
+    /// Errors by kind (connect_refused, connect_timeout, reset, read_timeout,
+    /// closed, protocol_error, wrong_key, status_error, ...).
+    pub errors_by_kind: BTreeMap<String, u64>,
+    /// Requests the generator had to send late (all sockets busy, or the
+    /// device's previous request still running) — their wait is in the latency.
+    pub delayed_starts: u64,
+    /// Per-second series.
+    pub series: Vec<Second>,
+    /// CPU time the simulator itself used (user + system), seconds.
+    pub sim_cpu_s: f64,
+    /// Simulator CPU per completed request, microseconds.
+    pub sim_cpu_us_per_request: f64,
+}
+
+impl Report {
+    /// The human table.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let load = match (self.rate, self.concurrency) {
+            (Some(r), _) => format!("open loop at {r:.0} req/s"),
+            (_, Some(c)) => format!("closed loop, {c} concurrent"),
+            _ => String::new(),
+        };
+        let _ = writeln!(
+            s,
+            "tacvs sim: {} devices, profile {}, {load}, {:.1}s measured (+{:.1}s warm-up) against {}",
+            self.devices, self.profile, self.duration_s, self.warmup_s, self.target
+        );
+        let _ = writeln!(
+            s,
+            "{:<8} {:>10} {:>10} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "type",
+            "requests",
+            "ok",
+            "fail",
+            "errors",
+            "req/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99.9",
+            "max ms"
+        );
+        let mut row = |name: &str, t: &Totals| {
+            let l = &t.latency_ms;
+            let _ = writeln!(
+                s,
+                "{name:<8} {:>10} {:>10} {:>8} {:>8} {:>11.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+                t.requests,
+                t.ok,
+                t.fail,
+                t.errors,
+                t.throughput,
+                l.p50,
+                l.p90,
+                l.p99,
+                l.p999,
+                l.max
+            );
+        };
+        for (k, t) in &self.by_type {
+            row(k, t);
+        }
+        row("all", &self.total);
+        if !self.errors_by_kind.is_empty() {
+            let e: Vec<String> = self
+                .errors_by_kind
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(s, "errors: {}", e.join(", "));
+        }
+        if self.delayed_starts > 0 {
+            let _ = writeln!(
+                s,
+                "delayed starts: {} (waits are included in the latency)",
+                self.delayed_starts
+            );
+        }
+        let _ = writeln!(
+            s,
+            "simulator CPU: {:.2}s, {:.1} µs per request",
+            self.sim_cpu_s, self.sim_cpu_us_per_request
+        );
+        s
+    }
+}
