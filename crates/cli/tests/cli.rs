@@ -257,9 +257,22 @@ async fn key_file_and_transport_failure() {
 
 #[test]
 fn demo_passes() {
-    let o = tacvs(&["demo"], None);
-    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("0 failed"));
+    let o = tacvs(
+        &[
+            "demo",
+            "--devices",
+            "300",
+            "--rate",
+            "600",
+            "--duration",
+            "2s",
+        ],
+        None,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}");
+    assert!(out.contains("All expectations met"), "{out}");
+    assert!(out.contains("300 distinct device addresses"), "{out}");
 }
 
 // ---------------------------------------------------------------------------

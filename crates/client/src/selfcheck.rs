@@ -189,6 +189,12 @@ fn authen_start(ty: AuthenType, user: &str, data: Vec<u8>) -> AuthenStart {
 /// Run every flow against the responder at `addr`, over fresh and single-connect
 /// connections, including a wrong key.
 pub async fn run(addr: SocketAddr, key: Key) -> Vec<Check> {
+    run_as(addr, key, USER, PASSWORD).await
+}
+
+/// [`run`] with other credentials: `user` must be allowed `show version` and
+/// denied `reload`, and have `password` as its password and CHAP secret.
+pub async fn run_as(addr: SocketAddr, key: Key, user: &str, password: &str) -> Vec<Check> {
     let mut checks = Vec::new();
     let opts = ClientOptions {
         timeout: Duration::from_secs(3),
@@ -214,13 +220,13 @@ pub async fn run(addr: SocketAddr, key: Key) -> Vec<Check> {
             _ => ChapData {
                 id: 1,
                 challenge: &challenge,
-                response: &chap::mschapv2_response(&challenge, &peer, USER.as_bytes(), pw),
+                response: &chap::mschapv2_response(&challenge, &peer, user.as_bytes(), pw),
             }
             .to_vec(),
         }
     };
     let cases: Vec<(&'static str, AuthenType, &str, &'static str)> = vec![
-        ("PAP login", AuthenType::Pap, PASSWORD, "pass"),
+        ("PAP login", AuthenType::Pap, password, "pass"),
         (
             "PAP login, wrong password",
             AuthenType::Pap,
@@ -230,12 +236,12 @@ pub async fn run(addr: SocketAddr, key: Key) -> Vec<Check> {
         (
             "ASCII login (GETUSER, GETPASS)",
             AuthenType::Ascii,
-            PASSWORD,
+            password,
             "pass",
         ),
-        ("CHAP login", AuthenType::Chap, PASSWORD, "pass"),
-        ("MS-CHAPv1 login", AuthenType::MsChapV1, PASSWORD, "pass"),
-        ("MS-CHAPv2 login", AuthenType::MsChapV2, PASSWORD, "pass"),
+        ("CHAP login", AuthenType::Chap, password, "pass"),
+        ("MS-CHAPv1 login", AuthenType::MsChapV1, password, "pass"),
+        ("MS-CHAPv2 login", AuthenType::MsChapV2, password, "pass"),
         (
             "MS-CHAPv2 login, wrong password",
             AuthenType::MsChapV2,
@@ -245,18 +251,18 @@ pub async fn run(addr: SocketAddr, key: Key) -> Vec<Check> {
     ];
     for (name, ty, pw, want) in cases {
         let t = Instant::now();
-        let (user, data) = match ty {
-            AuthenType::Pap => (USER, pw.as_bytes().to_vec()),
+        let (start_user, data) = match ty {
+            AuthenType::Pap => (user, pw.as_bytes().to_vec()),
             AuthenType::Ascii => ("", Vec::new()),
-            _ => (USER, chap_data(ty, pw)),
+            _ => (user, chap_data(ty, pw)),
         };
         let mut answers = FixedAnswers {
-            user: USER.into(),
+            user: user.into(),
             password: pw.into(),
             max_rounds: 3,
         };
         let got = match Client::new(opts.clone())
-            .authenticate(authen_start(ty, user, data), &mut answers)
+            .authenticate(authen_start(ty, start_user, data), &mut answers)
             .await
         {
             Ok(r) => r.status.to_string(),
@@ -284,7 +290,7 @@ pub async fn run(addr: SocketAddr, key: Key) -> Vec<Check> {
         let mut words = cmd.split(' ');
         args.push(Argument::new("cmd", words.next().unwrap_or_default(), true).expect("short"));
         args.extend(words.map(|w| Argument::new("cmd-arg", w, true).expect("short")));
-        let got = match sc.authorize(AaaRequest::new(USER, args)).await {
+        let got = match sc.authorize(AaaRequest::new(user.to_owned(), args)).await {
             Ok(r) => r.status.to_string(),
             Err(e) => e.to_string(),
         };
@@ -308,7 +314,7 @@ pub async fn run(addr: SocketAddr, key: Key) -> Vec<Check> {
         let got = match sc
             .account(AcctRequest {
                 flags,
-                request: AaaRequest::new(USER, args),
+                request: AaaRequest::new(user.to_owned(), args),
             })
             .await
         {
@@ -335,7 +341,7 @@ pub async fn run(addr: SocketAddr, key: Key) -> Vec<Check> {
         ..opts
     };
     let got = match Client::new(wrong)
-        .authorize(AaaRequest::new(USER, Vec::new()))
+        .authorize(AaaRequest::new(user.to_owned(), Vec::new()))
         .await
     {
         Ok(r) => r.status.to_string(),
