@@ -85,6 +85,7 @@ async fn demo(a: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<u8> {
         duration: a.duration,
         warmup: Duration::ZERO,
         timeout: Duration::from_secs(5),
+        pipeline: 1,
     };
     let report = tacvs_sim::run(cfg).await?;
     for line in report.table().lines() {

@@ -51,6 +51,10 @@ pub struct SimArgs {
     /// Per-request timeout.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Closed loop with a single-connect profile: sessions in flight on each
+    /// device's connection (pipelining, RFC 8907 §4.3).
+    #[arg(long, default_value_t = 1)]
+    pipeline: usize,
     /// Write the full report as JSON (schema: docs/sim-report.md).
     #[arg(long)]
     json: Option<PathBuf>,
@@ -100,6 +104,7 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
         duration: a.duration,
         warmup: a.warmup,
         timeout: a.timeout,
+        pipeline: a.pipeline,
     };
     let report = tacvs_sim::run(cfg).await?;
     print!("{}", report.table());

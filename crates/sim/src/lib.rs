@@ -7,6 +7,7 @@
 //! closed loop (a fixed number of requesters). Every outcome is classified.
 
 pub mod expect;
+mod pipeline;
 pub mod profile;
 pub mod report;
 
@@ -61,6 +62,8 @@ pub struct SimConfig {
     pub warmup: Duration,
     /// Per-request timeout (connect, each reply).
     pub timeout: Duration,
+    /// Closed loop, single-connect: sessions in flight per connection.
+    pub pipeline: usize,
 }
 
 /// A run that could not start.
@@ -246,6 +249,20 @@ pub async fn run(cfg: SimConfig) -> Result<Report, SimError> {
             }
             drain(&shared, handles, cfg.timeout).await;
         }
+        Load::Closed(n) if cfg.profile.style == Style::SingleConnect => {
+            // One connection per device, each with `pipeline` sessions in flight.
+            let mut handles = Vec::new();
+            for dev in 0..n.min(cfg.devices) {
+                handles.push(tokio::spawn(pipeline::connection(
+                    shared.clone(),
+                    dev,
+                    cfg.pipeline.max(1),
+                    end,
+                )));
+            }
+            tokio::time::sleep_until(end).await;
+            drain(&shared, handles, cfg.timeout).await;
+        }
         Load::Closed(n) => {
             let mut handles = Vec::new();
             for w in 0..n {
@@ -284,6 +301,9 @@ async fn drain(shared: &Shared, handles: Vec<tokio::task::JoinHandle<()>>, timeo
 /// One request by device `dev`, intended to start at `intended`.
 async fn request(sh: &Shared, dev: usize, intended: Instant) {
     let mut d = sh.devices[dev].lock().await;
+    if sh.stop.load(Ordering::Relaxed) && Instant::now() > intended + sh.cfg.timeout {
+        return;
+    }
     let profile = sh.cfg.profile.for_device(dev);
     let script = profile.script();
     let op = script[d.pos % script.len()].clone();
@@ -345,29 +365,29 @@ fn arg(name: &str, value: &str) -> Argument {
         .unwrap_or_else(|_| Argument::new(name, "x", true).expect("short"))
 }
 
-/// Run one operation; Ok(true) = PASS/SUCCESS, Ok(false) = FAIL, Err(kind).
-async fn perform(
-    c: &mut Client,
-    p: &Profile,
-    op: &Op,
-    dev: usize,
-    task: u64,
-) -> (Kind, Result<bool, &'static str>) {
-    let err = |e: ClientError| e.kind();
-    let task_id = format!("{dev}-{task}");
+/// A request ready to send.
+pub(crate) enum Built {
+    Authen(AuthenStart),
+    Author(AaaRequest),
+    Acct(AcctRequest),
+}
+
+/// Build the request for `op` of device `dev` in its session number `task`.
+pub(crate) fn build(p: &Profile, op: &Op, dev: usize, task: u64) -> Built {
     let req = |args: Vec<Argument>| {
         let mut r = AaaRequest::new(Bytes::from(p.user.clone()), args);
         r.port = Bytes::from_static(b"vty0");
         r.priv_lvl = PrivLvl::new(15).unwrap_or(PrivLvl::USER);
         r
     };
+    let task_id = || format!("{dev}-{task}");
     match op {
         Op::Login => {
             let (ty, data) = match p.login {
                 Login::Pap => (AuthenType::Pap, Bytes::from(p.password.clone())),
                 Login::Ascii => (AuthenType::Ascii, Bytes::new()),
             };
-            let start = AuthenStart {
+            Built::Authen(AuthenStart {
                 action: AuthenAction::Login,
                 priv_lvl: PrivLvl::USER,
                 authen_type: ty,
@@ -376,22 +396,7 @@ async fn perform(
                 port: Bytes::from_static(b"vty0"),
                 rem_addr: Bytes::from_static(b"192.0.2.10"),
                 data,
-            };
-            let mut answers = FixedAnswers {
-                user: p.user.clone(),
-                password: p.password.clone(),
-                max_rounds: 2,
-            };
-            let r = c
-                .authenticate(start, &mut answers)
-                .await
-                .map_err(err)
-                .and_then(|r| match r.status {
-                    AuthenStatus::Pass => Ok(true),
-                    AuthenStatus::Fail => Ok(false),
-                    _ => Err("status_error"),
-                });
-            (Kind::Authen, r)
+            })
         }
         Op::Exec | Op::Command(_) => {
             let mut args = vec![arg("service", "shell")];
@@ -403,52 +408,100 @@ async fn perform(
             } else {
                 args.push(Argument::new("cmd", "", false).expect("short"));
             }
-            let r = c
-                .authorize(req(args))
-                .await
-                .map_err(err)
-                .and_then(|r| match r.status {
-                    AuthorStatus::PassAdd | AuthorStatus::PassRepl => Ok(true),
-                    AuthorStatus::Fail => Ok(false),
-                    _ => Err("status_error"),
-                });
-            (Kind::Author, r)
+            Built::Author(req(args))
         }
         Op::AcctStart | Op::AcctStop | Op::AcctCommand(_) => {
             let (flags, mut args) = match op {
                 Op::AcctStart => (
                     AcctFlags::Start,
-                    vec![arg("task_id", &task_id), arg("service", "shell")],
+                    vec![arg("task_id", &task_id()), arg("service", "shell")],
                 ),
                 Op::AcctStop => (
                     AcctFlags::Stop,
                     vec![
-                        arg("task_id", &task_id),
+                        arg("task_id", &task_id()),
                         arg("service", "shell"),
                         arg("elapsed_time", "5"),
                     ],
                 ),
                 _ => (
                     AcctFlags::Stop,
-                    vec![arg("task_id", &task_id), arg("service", "shell")],
+                    vec![arg("task_id", &task_id()), arg("service", "shell")],
                 ),
             };
             if let Op::AcctCommand(i) = op {
                 args.push(arg("cmd", &p.command_lines[i % p.command_lines.len()]));
             }
-            let r = c
-                .account(AcctRequest {
-                    flags,
-                    request: req(args),
-                })
+            Built::Acct(AcctRequest {
+                flags,
+                request: req(args),
+            })
+        }
+    }
+}
+
+fn authen_result(s: AuthenStatus) -> Result<bool, &'static str> {
+    match s {
+        AuthenStatus::Pass => Ok(true),
+        AuthenStatus::Fail => Ok(false),
+        _ => Err("status_error"),
+    }
+}
+
+fn author_result(s: AuthorStatus) -> Result<bool, &'static str> {
+    match s {
+        AuthorStatus::PassAdd | AuthorStatus::PassRepl => Ok(true),
+        AuthorStatus::Fail => Ok(false),
+        _ => Err("status_error"),
+    }
+}
+
+fn acct_result(s: AcctStatus) -> Result<bool, &'static str> {
+    if s == AcctStatus::Success {
+        Ok(true)
+    } else {
+        Err("status_error")
+    }
+}
+
+/// Run one operation; Ok(true) = PASS/SUCCESS, Ok(false) = FAIL, Err(kind).
+async fn perform(
+    c: &mut Client,
+    p: &Profile,
+    op: &Op,
+    dev: usize,
+    task: u64,
+) -> (Kind, Result<bool, &'static str>) {
+    let err = |e: ClientError| e.kind();
+    match build(p, op, dev, task) {
+        Built::Authen(start) => {
+            let mut answers = FixedAnswers {
+                user: p.user.clone(),
+                password: p.password.clone(),
+                max_rounds: 2,
+            };
+            (
+                Kind::Authen,
+                c.authenticate(start, &mut answers)
+                    .await
+                    .map_err(err)
+                    .and_then(|r| authen_result(r.status)),
+            )
+        }
+        Built::Author(r) => (
+            Kind::Author,
+            c.authorize(r)
                 .await
                 .map_err(err)
-                .and_then(|r| match r.status {
-                    AcctStatus::Success => Ok(true),
-                    _ => Err("status_error"),
-                });
-            (Kind::Acct, r)
-        }
+                .and_then(|r| author_result(r.status)),
+        ),
+        Built::Acct(r) => (
+            Kind::Acct,
+            c.account(r)
+                .await
+                .map_err(err)
+                .and_then(|r| acct_result(r.status)),
+        ),
     }
 }
 

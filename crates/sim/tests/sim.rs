@@ -40,6 +40,7 @@ fn cfg(target: SocketAddr, key: &str, profile: Profile, load: Load) -> SimConfig
         duration: Duration::from_millis(1500),
         warmup: Duration::ZERO,
         timeout: Duration::from_millis(400),
+        pipeline: 1,
     }
 }
 
