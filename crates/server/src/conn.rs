@@ -74,7 +74,7 @@ pub(crate) async fn serve(
     let Some(l) = policy.listeners.get(listener).cloned() else {
         return;
     };
-    let mut buf = BytesMut::with_capacity(4096);
+    let mut buf = BytesMut::new();
     stream.set_nodelay(true).ok();
 
     let device = match crate::proxy::intake(
@@ -128,13 +128,14 @@ pub(crate) async fn serve(
     drop(policy);
 
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
-    let mut out = Vec::with_capacity(1024);
     let mut shutdown = shared.shutdown.clone();
     let mut draining = *shutdown.borrow();
     let mut peer_closed = false;
     loop {
         // Process what is buffered (also bytes that came with the PROXY header).
-        if !buf.is_empty() && !draining_stops_reading(draining, &conn) {
+        // While draining we still read: a session in progress (an ASCII login
+        // waiting for its password) must be able to finish.
+        if !buf.is_empty() {
             conn.handle_input(&mut buf);
             while let Some(ev) = conn.poll_event() {
                 if let Some(p) = ctx.on_event(&mut conn, ev) {
@@ -143,7 +144,8 @@ pub(crate) async fn serve(
             }
         }
         if conn.has_output() {
-            out.clear();
+            // Take the machine's buffer; nothing is kept between replies.
+            let mut out = Vec::new();
             conn.poll_transmit(&mut out);
             let wt = ctx.shared.policy.load().limits.read_timeout.0;
             match tokio::time::timeout(wt, stream.write_all(&out)).await {
@@ -174,8 +176,13 @@ pub(crate) async fn serve(
             limits.idle_timeout.0
         };
         let reading = !peer_closed && conn.close_reason().is_none();
+        // An idle connection holds no read buffer (thousands of idle single-connect
+        // devices): it waits for readability and allocates only then.
+        if buf.is_empty() && buf.capacity() > 0 && conn.open_sessions() == 0 && pending.is_empty() {
+            buf = BytesMut::new();
+        }
         tokio::select! {
-            r = stream.read_buf(&mut buf), if reading => match r {
+            r = read_into(&mut stream, &mut buf), if reading => match r {
                 Ok(0) | Err(_) => peer_closed = true,
                 Ok(_) => {}
             },
@@ -191,10 +198,12 @@ pub(crate) async fn serve(
     }
 }
 
-fn draining_stops_reading(_draining: bool, _conn: &ServerConnection) -> bool {
-    // While draining we still read: sessions in progress (an ASCII login waiting
-    // for its password) must be able to finish.
-    false
+async fn read_into(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+    if buf.capacity() == 0 {
+        stream.readable().await?;
+        buf.reserve(4096);
+    }
+    stream.read_buf(buf).await
 }
 
 /// A per-source connection slot, released on drop.
