@@ -377,6 +377,20 @@ fn journal_lines(dir: &Path) -> Vec<serde_json::Value> {
         .collect()
 }
 
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
+}
+
 fn run_ok(cmd: &mut Command) -> (i32, String) {
     let o = cmd
         .output()
@@ -559,6 +573,59 @@ fn independent_clients_against_the_example_config() {
     assert_eq!(j.len(), 2);
     assert_eq!(j[0]["device"], "127.0.0.1");
     assert_eq!(j[1]["record"], "stop");
+
+    // The Prometheus endpoint of examples/server.toml counted all of it.
+    let metrics = http_get("127.0.0.1:9449", "/metrics");
+    let value = |needle: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(
+        value("tacvs_requests_total{type=\"authen\",result=\"pass\"}") >= 6.0,
+        "{metrics}"
+    );
+    assert!(
+        value("tacvs_requests_total{type=\"authen\",result=\"fail\"}") >= 5.0,
+        "{metrics}"
+    );
+    assert!(
+        value("tacvs_requests_total{type=\"author\",result=\"fail\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        value("tacvs_requests_total{type=\"acct\",result=\"success\"}"),
+        2.0,
+        "{metrics}"
+    );
+    assert!(
+        value("tacvs_journal_fsync_seconds_count") >= 1.0,
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tacvs_request_duration_seconds_bucket"),
+        "{metrics}"
+    );
+    // A wrong key is answered per the RFC and counted.
+    let (code, _) = run_ok(Command::new(env!("CARGO_BIN_EXE_tacvs")).args([
+        "client",
+        "--server",
+        "127.0.0.1:4949",
+        "--key",
+        "wrong",
+        "authorize",
+        "--user",
+        "bob",
+    ]));
+    assert_eq!(code, 2);
+    let metrics2 = http_get("127.0.0.1:9449", "/metrics");
+    assert!(
+        metrics2.contains("tacvs_rejects_total{reason=\"wrong_key\"} 1"),
+        "{metrics2}"
+    );
     drop(srv);
     std::fs::remove_dir_all(&cwd).ok();
 }
@@ -652,5 +719,103 @@ async fn kill_9_loses_no_acknowledged_accounting_record() {
         ids.len()
     );
     drop(srv2);
+    std::fs::remove_dir_all(&cwd).ok();
+}
+
+/// SIGTERM stops new connections but lets a session in progress finish: an
+/// ASCII login waiting for its password completes, then the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_sessions_in_progress() {
+    use tacvs_proto::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cwd = temp_dir("drain");
+    let cfg = cwd.join("server.toml");
+    let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
+    std::fs::write(
+        &cfg,
+        example
+            .replace("127.0.0.1:4949", "[::1]:0")
+            .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""),
+    )
+    .unwrap();
+    let mut srv = ServerProc::start(&cfg, &cwd);
+    assert!(srv.addr.is_ipv6(), "listening on IPv6: {}", srv.addr);
+    // Start an ASCII login and stop at the password prompt.
+    let mut m = ClientConnection::new(ClientConfig::default(), Some(Key::new("tacvs-demo-key")));
+    let start = AuthenStart {
+        action: AuthenAction::Login,
+        priv_lvl: PrivLvl::USER,
+        authen_type: AuthenType::Ascii,
+        authen_service: AuthenService::Login,
+        user: "alice".into(),
+        port: "vty0".into(),
+        rem_addr: "".into(),
+        data: bytes::Bytes::new(),
+    };
+    m.start_authen(77, start).unwrap();
+    let mut s = tokio::net::TcpStream::connect(srv.addr).await.unwrap();
+    let mut out = Vec::new();
+    m.poll_transmit(&mut out);
+    s.write_all(&out).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let prompt = loop {
+        assert!(s.read_buf(&mut buf).await.unwrap() > 0);
+        m.handle_input(&mut buf);
+        if let Some(ev) = m.poll_event() {
+            break ev;
+        }
+    };
+    assert!(
+        matches!(
+            prompt,
+            ClientEvent::AuthenReply {
+                reply: AuthenReply {
+                    status: AuthenStatus::GetPass,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{prompt:?}"
+    );
+    srv.signal(libc::SIGTERM);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // New connections are refused now...
+    assert!(
+        tokio::net::TcpStream::connect(srv.addr).await.is_err(),
+        "listener closed on SIGTERM"
+    );
+    // ...but the login in progress finishes.
+    m.continue_authen(77, "alice-pass").unwrap();
+    let mut out = Vec::new();
+    m.poll_transmit(&mut out);
+    s.write_all(&out).await.unwrap();
+    let done = loop {
+        assert!(
+            s.read_buf(&mut buf).await.unwrap() > 0,
+            "server closed before answering"
+        );
+        m.handle_input(&mut buf);
+        if let Some(ev) = m.poll_event() {
+            break ev;
+        }
+    };
+    assert!(
+        matches!(
+            done,
+            ClientEvent::AuthenReply {
+                reply: AuthenReply {
+                    status: AuthenStatus::Pass,
+                    ..
+                },
+                ..
+            }
+        ),
+        "{done:?}"
+    );
+    let status = tokio::task::spawn_blocking(move || srv.child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
     std::fs::remove_dir_all(&cwd).ok();
 }
