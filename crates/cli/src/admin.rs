@@ -28,10 +28,7 @@ pub fn hash_password(a: HashArgs) -> anyhow::Result<u8> {
         p1
     };
     anyhow::ensure!(!pw.is_empty(), "empty password");
-    println!(
-        "{}",
-        PasswordHash::create(a.algorithm, pw.as_bytes()).map_err(anyhow::Error::msg)?
-    );
+    println!("{}", PasswordHash::create(a.algorithm, pw.as_bytes()).map_err(anyhow::Error::msg)?);
     Ok(0)
 }
 

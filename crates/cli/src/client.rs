@@ -19,12 +19,7 @@ pub struct ClientArgs {
     #[arg(long, short = 's', value_name = "HOST:PORT")]
     server: String,
     /// Shared secret. Prefer --key-file or TACVS_KEY: a command line is visible to other users.
-    #[arg(
-        long,
-        env = "TACVS_KEY",
-        hide_env_values = true,
-        conflicts_with = "key_file"
-    )]
+    #[arg(long, env = "TACVS_KEY", hide_env_values = true, conflicts_with = "key_file")]
     key: Option<String>,
     /// Read the shared secret from this file (first line).
     #[arg(long, value_name = "FILE")]
@@ -140,14 +135,10 @@ struct Context_ {
 
 fn read_key(a: &ClientArgs) -> anyhow::Result<Key> {
     if let Some(path) = &a.key_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the key file {}", path.display()))?;
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
         let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
         if line.is_empty() {
-            bail!(
-                "the key file {} is empty: put the shared secret on its first line",
-                path.display()
-            );
+            bail!("the key file {} is empty: put the shared secret on its first line", path.display());
         }
         return Ok(Key::new(line));
     }
@@ -160,9 +151,7 @@ fn read_key(a: &ClientArgs) -> anyhow::Result<Key> {
 async fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
     tokio::net::lookup_host(server)
         .await
-        .with_context(|| {
-            format!("cannot resolve --server {server:?} (expected HOST:PORT, e.g. 127.0.0.1:49)")
-        })?
+        .with_context(|| format!("cannot resolve --server {server:?} (expected HOST:PORT, e.g. 127.0.0.1:49)"))?
         .next()
         .with_context(|| format!("--server {server:?} resolves to no address"))
 }
@@ -216,43 +205,14 @@ struct Outcome {
 pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
     let key = read_key(&a)?;
     let server = resolve(&a.server).await?;
-    let opts = ClientOptions {
-        server,
-        key: Some(key),
-        timeout: a.timeout,
-        single_connect: a.single_connect,
-        source: a.source,
-    };
+    let opts = ClientOptions { server, key: Some(key), timeout: a.timeout, single_connect: a.single_connect, source: a.source };
     let mut client = Client::new(opts);
     let started = Instant::now();
     let result = match a.action {
-        Action::Authenticate {
-            user,
-            password,
-            authen_type,
-            service,
-            priv_lvl,
-            ctx,
-        } => {
-            authenticate(
-                &mut client,
-                user,
-                password,
-                authen_type,
-                service,
-                priv_lvl,
-                ctx,
-            )
-            .await
+        Action::Authenticate { user, password, authen_type, service, priv_lvl, ctx } => {
+            authenticate(&mut client, user, password, authen_type, service, priv_lvl, ctx).await
         }
-        Action::Authorize {
-            user,
-            service,
-            cmd,
-            avs,
-            priv_lvl,
-            ctx,
-        } => {
+        Action::Authorize { user, service, cmd, avs, priv_lvl, ctx } => {
             let mut req = AaaRequest::new(user, cmd_args(&service, cmd.as_deref(), avs)?);
             req.priv_lvl = PrivLvl::new(priv_lvl).context("priv-lvl")?;
             req.port = ctx.port.into();
@@ -270,15 +230,7 @@ pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
                 args: r.args.iter().map(|a| a.to_string()).collect(),
             })
         }
-        Action::Account {
-            user,
-            start,
-            stop,
-            watchdog: _,
-            mut avs,
-            priv_lvl,
-            ctx,
-        } => {
+        Action::Account { user, start, stop, watchdog: _, mut avs, priv_lvl, ctx } => {
             let flags = if start {
                 AcctFlags::Start
             } else if stop {
@@ -287,33 +239,20 @@ pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
                 AcctFlags::Watchdog
             };
             if !avs.iter().any(|a| a.name() == b"task_id") {
-                avs.insert(
-                    0,
-                    Argument::new("task_id", &std::process::id().to_string(), true)?,
-                );
+                avs.insert(0, Argument::new("task_id", &std::process::id().to_string(), true)?);
             }
             let mut req = AaaRequest::new(user, avs);
             req.priv_lvl = PrivLvl::new(priv_lvl).context("priv-lvl")?;
             req.port = ctx.port.into();
             req.rem_addr = ctx.rem_addr.into();
-            client
-                .account(AcctRequest {
-                    flags,
-                    request: req,
-                })
-                .await
-                .map(|r| Outcome {
-                    kind: "accounting",
-                    exit: if r.status == AcctStatus::Success {
-                        0
-                    } else {
-                        2
-                    },
-                    status: r.status.to_string(),
-                    server_msg: text(&r.server_msg),
-                    data: text(&r.data),
-                    args: Vec::new(),
-                })
+            client.account(AcctRequest { flags, request: req }).await.map(|r| Outcome {
+                kind: "accounting",
+                exit: if r.status == AcctStatus::Success { 0 } else { 2 },
+                status: r.status.to_string(),
+                server_msg: text(&r.server_msg),
+                data: text(&r.data),
+                args: Vec::new(),
+            })
         }
     };
     let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -344,11 +283,7 @@ pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
 }
 
 fn report_error(e: &ClientError, json: bool, server: SocketAddr, elapsed_ms: f64) {
-    let hint = if e.is_wrong_key() {
-        " (check that the key matches the server's key for this client address)"
-    } else {
-        ""
-    };
+    let hint = if e.is_wrong_key() { " (check that the key matches the server's key for this client address)" } else { "" };
     if json {
         println!(
             "{}",
@@ -385,31 +320,15 @@ async fn authenticate(
         (AuthenType::Pap, Some(p)) => p.clone().into_bytes(),
         (AuthenType::Chap, Some(p)) => {
             let (id, challenge): (u8, [u8; 16]) = (rand::random(), rand::random());
-            ChapData {
-                id,
-                challenge: &challenge,
-                response: &chap::chap_response(id, p.as_bytes(), &challenge),
-            }
-            .to_vec()
+            ChapData { id, challenge: &challenge, response: &chap::chap_response(id, p.as_bytes(), &challenge) }.to_vec()
         }
         (AuthenType::MsChapV1, Some(p)) => {
             let (id, challenge): (u8, [u8; 8]) = (rand::random(), rand::random());
-            ChapData {
-                id,
-                challenge: &challenge,
-                response: &chap::mschapv1_response(&challenge, p),
-            }
-            .to_vec()
+            ChapData { id, challenge: &challenge, response: &chap::mschapv1_response(&challenge, p) }.to_vec()
         }
         (AuthenType::MsChapV2, Some(p)) => {
-            let (id, challenge, peer): (u8, [u8; 16], [u8; 16]) =
-                (rand::random(), rand::random(), rand::random());
-            ChapData {
-                id,
-                challenge: &challenge,
-                response: &chap::mschapv2_response(&challenge, &peer, user.as_bytes(), p),
-            }
-            .to_vec()
+            let (id, challenge, peer): (u8, [u8; 16], [u8; 16]) = (rand::random(), rand::random(), rand::random());
+            ChapData { id, challenge: &challenge, response: &chap::mschapv2_response(&challenge, &peer, user.as_bytes(), p) }.to_vec()
         }
         _ => Vec::new(),
     };
@@ -428,11 +347,7 @@ async fn authenticate(
     };
     let reply = match password {
         Some(p) if authen_type == AuthenType::Ascii => {
-            let mut answers = FixedAnswers {
-                user,
-                password: p,
-                max_rounds: 4,
-            };
+            let mut answers = FixedAnswers { user, password: p, max_rounds: 4 };
             client.authenticate(start, &mut answers).await?
         }
         _ => client.authenticate(start, &mut Terminal).await?,

@@ -36,37 +36,20 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<u8> {
 }
 
 async fn demo(a: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<u8> {
-    let text = EXAMPLE
-        .replace("127.0.0.1:4949", "127.0.0.1:0")
-        .replace("\"./var/acct\"", &format!("{:?}", dir.join("acct")));
-    let policy = tacvs_policy::parse("examples/server.toml (embedded)", &text, dir)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let text = EXAMPLE.replace("127.0.0.1:4949", "127.0.0.1:0").replace("\"./var/acct\"", &format!("{:?}", dir.join("acct")));
+    let policy = tacvs_policy::parse("examples/server.toml (embedded)", &text, dir).map_err(|e| anyhow::anyhow!("{e}"))?;
     let server = tacvs_server::start(policy, None).await?;
     let addr = server.local_addrs[0];
     let key = Key::new("tacvs-demo-key");
-    println!(
-        "tacvs demo: a tacvs server from the embedded examples/server.toml on {addr}, journal in {}",
-        dir.display()
-    );
+    println!("tacvs demo: a tacvs server from the embedded examples/server.toml on {addr}, journal in {}", dir.display());
 
-    println!(
-        "\n1. Every protocol flow, with `tacvs client`'s engine, as user bob (readonly: show only):"
-    );
+    println!("\n1. Every protocol flow, with `tacvs client`'s engine, as user bob (readonly: show only):");
     let checks = tacvs_client::selfcheck::run_as(addr, key.clone(), "bob", "bob-pass").await;
     let mut failed = 0;
     for c in &checks {
         failed += usize::from(!c.ok());
-        let verdict = if c.ok() {
-            "ok".to_owned()
-        } else {
-            format!("FAILED (wanted {})", c.want)
-        };
-        println!(
-            "   {:<38} {:<20} {:>7.2} ms  {verdict}",
-            c.name,
-            c.got,
-            c.elapsed.as_secs_f64() * 1e3
-        );
+        let verdict = if c.ok() { "ok".to_owned() } else { format!("FAILED (wanted {})", c.want) };
+        println!("   {:<38} {:<20} {:>7.2} ms  {verdict}", c.name, c.got, c.elapsed.as_secs_f64() * 1e3);
     }
     let journal_before = journal_lines(dir).len();
 
@@ -98,11 +81,7 @@ async fn demo(a: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<u8> {
     let devices: HashSet<&str> = new.iter().filter_map(|v| v["device"].as_str()).collect();
     let own = devices.iter().all(|d| d.starts_with("127.1."));
     println!("\n3. What the server kept:");
-    println!(
-        "   {} accounting records journaled (fsync'd before each SUCCESS); the devices saw {} SUCCESS replies",
-        new.len(),
-        acct_ok
-    );
+    println!("   {} accounting records journaled (fsync'd before each SUCCESS); the devices saw {} SUCCESS replies", new.len(), acct_ok);
     println!(
         "   {} distinct device addresses in the journal, all the devices' own (127.1.x.x): {}",
         devices.len(),
@@ -114,17 +93,10 @@ async fn demo(a: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<u8> {
         problems.push(format!("{failed} protocol check(s) failed"));
     }
     if report.total.errors > 0 {
-        problems.push(format!(
-            "{} request errors: {:?}",
-            report.total.errors, report.errors_by_kind
-        ));
+        problems.push(format!("{} request errors: {:?}", report.total.errors, report.errors_by_kind));
     }
     if new.len() != acct_ok {
-        problems.push(format!(
-            "journal has {} records but {} were acknowledged",
-            new.len(),
-            acct_ok
-        ));
+        problems.push(format!("journal has {} records but {} were acknowledged", new.len(), acct_ok));
     }
     if !own || devices.is_empty() {
         problems.push("the journal does not show the devices' own addresses".into());
@@ -146,11 +118,7 @@ fn journal_lines(dir: &std::path::Path) -> Vec<serde_json::Value> {
     files
         .iter()
         .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap_or_default()
-                .lines()
-                .filter_map(|l| serde_json::from_str(l).ok())
-                .collect::<Vec<_>>()
+            std::fs::read_to_string(f).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect::<Vec<_>>()
         })
         .collect()
 }

@@ -19,20 +19,14 @@ pub struct ServerArgs {
 }
 
 /// Latency buckets for request and fsync histograms (seconds).
-pub const BUCKETS: &[f64] = &[
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-];
+pub const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 pub async fn run(a: ServerArgs) -> anyhow::Result<u8> {
     let policy = match tacvs_policy::load(&a.config) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
-            anyhow::bail!(
-                "{}: {} configuration error(s); nothing started",
-                a.config.display(),
-                e.0.len()
-            );
+            anyhow::bail!("{}: {} configuration error(s); nothing started", a.config.display(), e.0.len());
         }
     };
     if let Some(addr) = policy.metrics {
@@ -70,21 +64,11 @@ fn raise_nofile_limit() {
     #[allow(unsafe_code)]
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
     unsafe {
-        let mut r = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: r.rlim_max,
-                rlim_max: r.rlim_max,
-            };
+            let want = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                tracing::info!(
-                    from = r.rlim_cur,
-                    to = r.rlim_max,
-                    "raised the open-file limit"
-                );
+                tracing::info!(from = r.rlim_cur, to = r.rlim_max, "raised the open-file limit");
             }
         }
     }

@@ -14,12 +14,7 @@ pub struct SimArgs {
     #[arg(long)]
     target: String,
     /// Shared key (or --key-file, or TACVS_KEY).
-    #[arg(
-        long,
-        env = "TACVS_KEY",
-        hide_env_values = true,
-        conflicts_with = "key_file"
-    )]
+    #[arg(long, env = "TACVS_KEY", hide_env_values = true, conflicts_with = "key_file")]
     key: Option<String>,
     /// File whose first line is the key.
     #[arg(long)]
@@ -67,8 +62,7 @@ pub struct SimArgs {
 pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
     let key = match (&a.key, &a.key_file) {
         (_, Some(f)) => {
-            let t = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read {}", f.display()))?;
+            let t = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
             Key::new(t.lines().next().unwrap_or("").trim_end_matches('\r'))
         }
         (Some(k), None) => Key::new(k.as_str()),
@@ -109,8 +103,7 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
     let report = tacvs_sim::run(cfg).await?;
     print!("{}", report.table());
     if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("cannot write {}", path.display()))?;
     }
     let mut failed = 0;
     for e in &expects {

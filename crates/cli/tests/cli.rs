@@ -23,147 +23,26 @@ fn code(o: &Output) -> i32 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn client_exit_codes_json_and_keys() {
-    let r = spawn_responder("127.0.0.1:0".parse().unwrap(), Key::new(KEY))
-        .await
-        .unwrap();
+    let r = spawn_responder("127.0.0.1:0".parse().unwrap(), Key::new(KEY)).await.unwrap();
     let server = r.addr.to_string();
     let out = tokio::task::spawn_blocking(move || {
         let s = server.as_str();
         vec![
+            tacvs(&["client", "--server", s, "--key", KEY, "authenticate", "--user", USER, "--password", PASSWORD, "--type", "pap"], None),
+            tacvs(&["client", "--server", s, "--key", KEY, "authenticate", "--user", USER, "--password", "bad", "--type", "chap"], None),
+            tacvs(&["client", "--server", s, "authenticate", "--user", USER, "--password", PASSWORD, "--type", "mschapv2"], Some(KEY)),
+            tacvs(&["client", "--server", s, "--key", "wrong", "--json", "authorize", "--user", USER, "--cmd", "show version"], None),
             tacvs(
-                &[
-                    "client",
-                    "--server",
-                    s,
-                    "--key",
-                    KEY,
-                    "authenticate",
-                    "--user",
-                    USER,
-                    "--password",
-                    PASSWORD,
-                    "--type",
-                    "pap",
-                ],
+                &["client", "--server", s, "--key", KEY, "--json", "authorize", "--user", USER, "--cmd", "show version", "--av", "x*1"],
                 None,
             ),
+            tacvs(&["client", "--server", s, "--key", KEY, "authorize", "--user", USER, "--cmd", "reload"], None),
             tacvs(
-                &[
-                    "client",
-                    "--server",
-                    s,
-                    "--key",
-                    KEY,
-                    "authenticate",
-                    "--user",
-                    USER,
-                    "--password",
-                    "bad",
-                    "--type",
-                    "chap",
-                ],
+                &["client", "--server", s, "--key", KEY, "--single-connect", "account", "--user", USER, "--stop", "--av", "elapsed_time=5"],
                 None,
             ),
-            tacvs(
-                &[
-                    "client",
-                    "--server",
-                    s,
-                    "authenticate",
-                    "--user",
-                    USER,
-                    "--password",
-                    PASSWORD,
-                    "--type",
-                    "mschapv2",
-                ],
-                Some(KEY),
-            ),
-            tacvs(
-                &[
-                    "client",
-                    "--server",
-                    s,
-                    "--key",
-                    "wrong",
-                    "--json",
-                    "authorize",
-                    "--user",
-                    USER,
-                    "--cmd",
-                    "show version",
-                ],
-                None,
-            ),
-            tacvs(
-                &[
-                    "client",
-                    "--server",
-                    s,
-                    "--key",
-                    KEY,
-                    "--json",
-                    "authorize",
-                    "--user",
-                    USER,
-                    "--cmd",
-                    "show version",
-                    "--av",
-                    "x*1",
-                ],
-                None,
-            ),
-            tacvs(
-                &[
-                    "client",
-                    "--server",
-                    s,
-                    "--key",
-                    KEY,
-                    "authorize",
-                    "--user",
-                    USER,
-                    "--cmd",
-                    "reload",
-                ],
-                None,
-            ),
-            tacvs(
-                &[
-                    "client",
-                    "--server",
-                    s,
-                    "--key",
-                    KEY,
-                    "--single-connect",
-                    "account",
-                    "--user",
-                    USER,
-                    "--stop",
-                    "--av",
-                    "elapsed_time=5",
-                ],
-                None,
-            ),
-            tacvs(
-                &[
-                    "client",
-                    "--server",
-                    s,
-                    "--key",
-                    KEY,
-                    "authenticate",
-                    "--user",
-                    USER,
-                    "--password",
-                    PASSWORD,
-                ],
-                None,
-            ),
-            tacvs(
-                &["client", "--server", s, "authorize", "--user", USER],
-                None,
-            ),
+            tacvs(&["client", "--server", s, "--key", KEY, "authenticate", "--user", USER, "--password", PASSWORD], None),
+            tacvs(&["client", "--server", s, "authorize", "--user", USER], None),
         ]
     })
     .await
@@ -173,9 +52,7 @@ async fn client_exit_codes_json_and_keys() {
         codes,
         [0, 1, 0, 2, 0, 1, 0, 0, 2],
         "stderr: {:?}",
-        out.iter()
-            .map(|o| String::from_utf8_lossy(&o.stderr).into_owned())
-            .collect::<Vec<_>>()
+        out.iter().map(|o| String::from_utf8_lossy(&o.stderr).into_owned()).collect::<Vec<_>>()
     );
 
     let stdout = |i: usize| String::from_utf8_lossy(&out[i].stdout).into_owned();
@@ -188,23 +65,14 @@ async fn client_exit_codes_json_and_keys() {
     assert!(stdout(6).contains("accounting: SUCCESS"));
     assert!(stderr(8).contains("no shared key"), "{}", stderr(8));
     for o in &out {
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        assert!(
-            !all.contains(KEY) && !all.contains(PASSWORD),
-            "a secret was echoed: {all}"
-        );
+        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        assert!(!all.contains(KEY) && !all.contains(PASSWORD), "a secret was echoed: {all}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn key_file_and_transport_failure() {
-    let r = spawn_responder("127.0.0.1:0".parse().unwrap(), Key::new(KEY))
-        .await
-        .unwrap();
+    let r = spawn_responder("127.0.0.1:0".parse().unwrap(), Key::new(KEY)).await.unwrap();
     let dir = std::env::temp_dir().join(format!("tacvs-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let kf = dir.join("key");
@@ -212,38 +80,12 @@ async fn key_file_and_transport_failure() {
     let server = r.addr.to_string();
     let kf2 = kf.clone();
     let (ok, refused) = tokio::task::spawn_blocking(move || {
-        let ok = tacvs(
-            &[
-                "client",
-                "--server",
-                &server,
-                "--key-file",
-                kf2.to_str().unwrap(),
-                "authorize",
-                "--user",
-                USER,
-            ],
-            None,
-        );
+        let ok = tacvs(&["client", "--server", &server, "--key-file", kf2.to_str().unwrap(), "authorize", "--user", USER], None);
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let closed = l.local_addr().unwrap().to_string();
         drop(l);
-        let refused = tacvs(
-            &[
-                "client",
-                "--server",
-                &closed,
-                "--key",
-                KEY,
-                "--json",
-                "--timeout",
-                "300ms",
-                "authorize",
-                "--user",
-                USER,
-            ],
-            None,
-        );
+        let refused =
+            tacvs(&["client", "--server", &closed, "--key", KEY, "--json", "--timeout", "300ms", "authorize", "--user", USER], None);
         (ok, refused)
     })
     .await
@@ -257,18 +99,7 @@ async fn key_file_and_transport_failure() {
 
 #[test]
 fn demo_passes() {
-    let o = tacvs(
-        &[
-            "demo",
-            "--devices",
-            "300",
-            "--rate",
-            "600",
-            "--duration",
-            "2s",
-        ],
-        None,
-    );
+    let o = tacvs(&["demo", "--devices", "300", "--rate", "600", "--duration", "2s"], None);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(code(&o), 0, "{out}");
     assert!(out.contains("All expectations met"), "{out}");
@@ -285,10 +116,7 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
 }
 
 fn temp_dir(tag: &str) -> PathBuf {
@@ -322,15 +150,12 @@ impl ServerProc {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if !sent && line.contains("\"listening\"") {
                     let v: serde_json::Value = serde_json::from_str(&line).unwrap();
-                    tx.send(v["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap())
-                        .ok();
+                    tx.send(v["addr"].as_str().unwrap().parse::<SocketAddr>().unwrap()).ok();
                     sent = true;
                 }
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("server reported its listening address");
+        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("server reported its listening address");
         ServerProc { child, addr }
     }
 
@@ -361,9 +186,7 @@ impl Drop for ServerProc {
 }
 
 fn journal_lines(dir: &Path) -> Vec<serde_json::Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
     files.sort();
     files
         .iter()
@@ -381,28 +204,15 @@ fn http_get(addr: &str, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
     let mut out = String::new();
     let _ = s.read_to_string(&mut out);
     out
 }
 
 fn run_ok(cmd: &mut Command) -> (i32, String) {
-    let o = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    (
-        o.status.code().unwrap_or(-1),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        ),
-    )
+    let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    (o.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
 }
 
 /// PyPI `tacacs_plus` (its `tacacs_client`) and Debian `libauthen-tacacsplus-perl`
@@ -410,159 +220,48 @@ fn run_ok(cmd: &mut Command) -> (i32, String) {
 #[test]
 fn independent_clients_against_the_example_config() {
     let ws = workspace();
-    let py = std::env::var("TACVS_PY_CLIENT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| ws.join("target/interop-venv/bin/tacacs_client"));
-    assert!(
-        py.exists(),
-        "{} is missing: run ./scripts/test, which installs PyPI tacacs_plus there",
-        py.display()
-    );
-    let perl_ok = Command::new("perl")
-        .args(["-MAuthen::TacacsPlus", "-e1"])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false);
-    assert!(
-        perl_ok,
-        "Perl Authen::TacacsPlus is missing: run ./scripts/test, which installs libauthen-tacacsplus-perl"
-    );
+    let py = std::env::var("TACVS_PY_CLIENT").map(PathBuf::from).unwrap_or_else(|_| ws.join("target/interop-venv/bin/tacacs_client"));
+    assert!(py.exists(), "{} is missing: run ./scripts/test, which installs PyPI tacacs_plus there", py.display());
+    let perl_ok = Command::new("perl").args(["-MAuthen::TacacsPlus", "-e1"]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(perl_ok, "Perl Authen::TacacsPlus is missing: run ./scripts/test, which installs libauthen-tacacsplus-perl");
 
     let cwd = temp_dir("interop");
     let srv = ServerProc::start(&ws.join("examples/server.toml"), &cwd);
     assert_eq!(srv.addr.to_string(), "127.0.0.1:4949");
     let py_run = |args: &[&str], stdin: &str| {
         let mut c = Command::new(&py);
-        c.args([
-            "-H",
-            "127.0.0.1",
-            "-p",
-            "4949",
-            "-k",
-            "tacvs-demo-key",
-            "--timeout",
-            "5",
-        ])
-        .args(args);
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        c.args(["-H", "127.0.0.1", "-p", "4949", "-k", "tacvs-demo-key", "--timeout", "5"]).args(args);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
         use std::io::Write;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(stdin.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         let o = child.wait_with_output().unwrap();
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
-        )
+        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
     };
     let mut results = Vec::new();
     for t in ["ascii", "pap", "chap"] {
         // The CLI asks for CHAP's PPP id and challenge on stdin.
-        let stdin = if t == "chap" {
-            "7\nchallenge-1234567\n"
-        } else {
-            ""
-        };
-        results.push((
-            format!("py {t} good"),
-            py_run(
-                &["-u", "alice", "-t", t, "authenticate", "-p", "alice-pass"],
-                stdin,
-            ),
-            0,
-        ));
-        results.push((
-            format!("py {t} bad"),
-            py_run(
-                &["-u", "alice", "-t", t, "authenticate", "-p", "wrong"],
-                stdin,
-            ),
-            1,
-        ));
+        let stdin = if t == "chap" { "7\nchallenge-1234567\n" } else { "" };
+        results.push((format!("py {t} good"), py_run(&["-u", "alice", "-t", t, "authenticate", "-p", "alice-pass"], stdin), 0));
+        results.push((format!("py {t} bad"), py_run(&["-u", "alice", "-t", t, "authenticate", "-p", "wrong"], stdin), 1));
     }
     results.push((
         "py authorize show".into(),
-        py_run(
-            &[
-                "-u",
-                "bob",
-                "authorize",
-                "-c",
-                "service=shell",
-                "cmd=show",
-                "cmd-arg=version",
-            ],
-            "",
-        ),
+        py_run(&["-u", "bob", "authorize", "-c", "service=shell", "cmd=show", "cmd-arg=version"], ""),
         0,
     ));
     results.push((
         "py authorize configure".into(),
-        py_run(
-            &[
-                "-u",
-                "bob",
-                "authorize",
-                "-c",
-                "service=shell",
-                "cmd=configure",
-                "cmd-arg=terminal",
-            ],
-            "",
-        ),
+        py_run(&["-u", "bob", "authorize", "-c", "service=shell", "cmd=configure", "cmd-arg=terminal"], ""),
         1,
     ));
-    results.push((
-        "py account start".into(),
-        py_run(
-            &[
-                "-u",
-                "bob",
-                "account",
-                "-f",
-                "start",
-                "-c",
-                "service=shell",
-                "task_id=9",
-            ],
-            "",
-        ),
-        0,
-    ));
-    results.push((
-        "py account stop".into(),
-        py_run(
-            &[
-                "-u",
-                "bob",
-                "account",
-                "-f",
-                "stop",
-                "-c",
-                "service=shell",
-                "task_id=9",
-            ],
-            "",
-        ),
-        0,
-    ));
+    results.push(("py account start".into(), py_run(&["-u", "bob", "account", "-f", "start", "-c", "service=shell", "task_id=9"], ""), 0));
+    results.push(("py account stop".into(), py_run(&["-u", "bob", "account", "-f", "stop", "-c", "service=shell", "task_id=9"], ""), 0));
 
     let script = ws.join("crates/cli/tests/authen_tacacsplus.pl");
     for t in ["ascii", "pap", "chap"] {
         for (pw, want) in [("alice-pass", 0), ("wrong", 1)] {
-            let r = run_ok(Command::new("perl").arg(&script).args([
-                "4949",
-                "tacvs-demo-key",
-                "alice",
-                pw,
-                t,
-            ]));
+            let r = run_ok(Command::new("perl").arg(&script).args(["4949", "tacvs-demo-key", "alice", pw, t]));
             results.push((format!("perl {t} {pw}"), r, want));
         }
     }
@@ -577,38 +276,14 @@ fn independent_clients_against_the_example_config() {
     // The Prometheus endpoint of examples/server.toml counted all of it.
     let metrics = http_get("127.0.0.1:9449", "/metrics");
     let value = |needle: &str| -> f64 {
-        metrics
-            .lines()
-            .find(|l| l.starts_with(needle))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0)
+        metrics.lines().find(|l| l.starts_with(needle)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
     };
-    assert!(
-        value("tacvs_requests_total{type=\"authen\",result=\"pass\"}") >= 6.0,
-        "{metrics}"
-    );
-    assert!(
-        value("tacvs_requests_total{type=\"authen\",result=\"fail\"}") >= 5.0,
-        "{metrics}"
-    );
-    assert!(
-        value("tacvs_requests_total{type=\"author\",result=\"fail\"}") >= 1.0,
-        "{metrics}"
-    );
-    assert_eq!(
-        value("tacvs_requests_total{type=\"acct\",result=\"success\"}"),
-        2.0,
-        "{metrics}"
-    );
-    assert!(
-        value("tacvs_journal_fsync_seconds_count") >= 1.0,
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("tacvs_request_duration_seconds_bucket"),
-        "{metrics}"
-    );
+    assert!(value("tacvs_requests_total{type=\"authen\",result=\"pass\"}") >= 6.0, "{metrics}");
+    assert!(value("tacvs_requests_total{type=\"authen\",result=\"fail\"}") >= 5.0, "{metrics}");
+    assert!(value("tacvs_requests_total{type=\"author\",result=\"fail\"}") >= 1.0, "{metrics}");
+    assert_eq!(value("tacvs_requests_total{type=\"acct\",result=\"success\"}"), 2.0, "{metrics}");
+    assert!(value("tacvs_journal_fsync_seconds_count") >= 1.0, "{metrics}");
+    assert!(metrics.contains("tacvs_request_duration_seconds_bucket"), "{metrics}");
     // A wrong key is answered per the RFC and counted.
     let (code, _) = run_ok(Command::new(env!("CARGO_BIN_EXE_tacvs")).args([
         "client",
@@ -622,10 +297,7 @@ fn independent_clients_against_the_example_config() {
     ]));
     assert_eq!(code, 2);
     let metrics2 = http_get("127.0.0.1:9449", "/metrics");
-    assert!(
-        metrics2.contains("tacvs_rejects_total{reason=\"wrong_key\"} 1"),
-        "{metrics2}"
-    );
+    assert!(metrics2.contains("tacvs_rejects_total{reason=\"wrong_key\"} 1"), "{metrics2}");
     drop(srv);
     std::fs::remove_dir_all(&cwd).ok();
 }
@@ -638,9 +310,7 @@ async fn kill_9_loses_no_acknowledged_accounting_record() {
     let cwd = temp_dir("crash");
     let cfg = cwd.join("server.toml");
     let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    let text = example
-        .replace("127.0.0.1:4949", "127.0.0.1:0")
-        .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\"");
+    let text = example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\"");
     std::fs::write(&cfg, text).unwrap();
     let srv = ServerProc::start(&cfg, &cwd);
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -652,28 +322,17 @@ async fn kill_9_loses_no_acknowledged_accounting_record() {
             let opts = tacvs_client::ClientOptions {
                 single_connect: client % 2 == 0,
                 timeout: Duration::from_secs(2),
-                source: Some(
-                    format!("127.0.{}.{}", client / 200, client % 200 + 1)
-                        .parse()
-                        .unwrap(),
-                ),
+                source: Some(format!("127.0.{}.{}", client / 200, client % 200 + 1).parse().unwrap()),
                 ..tacvs_client::ClientOptions::new(addr, Some(Key::new("tacvs-demo-key")))
             };
             let mut c = tacvs_client::Client::new(opts);
             for n in 0.. {
                 let id = format!("{client}-{n}");
-                let args = vec![
-                    tacvs_proto::Argument::new("task_id", &id, true).unwrap(),
-                    "service=shell".parse().unwrap(),
-                ];
-                let req = tacvs_proto::AcctRequest {
-                    flags: tacvs_proto::AcctFlags::Stop,
-                    request: tacvs_proto::AaaRequest::new("alice", args),
-                };
+                let args = vec![tacvs_proto::Argument::new("task_id", &id, true).unwrap(), "service=shell".parse().unwrap()];
+                let req =
+                    tacvs_proto::AcctRequest { flags: tacvs_proto::AcctFlags::Stop, request: tacvs_proto::AaaRequest::new("alice", args) };
                 match c.account(req).await {
-                    Ok(r) if r.status == tacvs_proto::AcctStatus::Success => {
-                        acked.lock().unwrap().push(id)
-                    }
+                    Ok(r) if r.status == tacvs_proto::AcctStatus::Success => acked.lock().unwrap().push(id),
                     Ok(r) => panic!("unexpected {r:?}"),
                     Err(_) => return, // the server died
                 }
@@ -686,23 +345,13 @@ async fn kill_9_loses_no_acknowledged_accounting_record() {
         t.await.unwrap();
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(
-        acked.len() > 100,
-        "the burst got going: {} acks",
-        acked.len()
-    );
+    assert!(acked.len() > 100, "the burst got going: {} acks", acked.len());
     drop(srv);
     // Restart: the journal is repaired if torn, and every acked record is there.
     let srv2 = ServerProc::start(&cfg, &cwd);
     let ids: std::collections::HashSet<String> = journal_lines(&cwd.join("var/acct"))
         .iter()
-        .map(|v| {
-            v["args"][0]
-                .as_str()
-                .unwrap()
-                .trim_start_matches("task_id=")
-                .to_owned()
-        })
+        .map(|v| v["args"][0].as_str().unwrap().trim_start_matches("task_id=").to_owned())
         .collect();
     let missing: Vec<&String> = acked.iter().filter(|id| !ids.contains(*id)).collect();
     assert!(
@@ -713,11 +362,7 @@ async fn kill_9_loses_no_acknowledged_accounting_record() {
         &missing[..missing.len().min(5)]
     );
     assert!(ids.len() >= acked.len());
-    eprintln!(
-        "kill -9: {} acknowledged, {} in the journal (the rest were written but not yet acknowledged)",
-        acked.len(),
-        ids.len()
-    );
+    eprintln!("kill -9: {} acknowledged, {} in the journal (the rest were written but not yet acknowledged)", acked.len(), ids.len());
     drop(srv2);
     std::fs::remove_dir_all(&cwd).ok();
 }
@@ -731,13 +376,8 @@ async fn sigterm_drains_sessions_in_progress() {
     let cwd = temp_dir("drain");
     let cfg = cwd.join("server.toml");
     let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    std::fs::write(
-        &cfg,
-        example
-            .replace("127.0.0.1:4949", "[::1]:0")
-            .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""),
-    )
-    .unwrap();
+    std::fs::write(&cfg, example.replace("127.0.0.1:4949", "[::1]:0").replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""))
+        .unwrap();
     let mut srv = ServerProc::start(&cfg, &cwd);
     assert!(srv.addr.is_ipv6(), "listening on IPv6: {}", srv.addr);
     // Start an ASCII login and stop at the password prompt.
@@ -765,57 +405,25 @@ async fn sigterm_drains_sessions_in_progress() {
             break ev;
         }
     };
-    assert!(
-        matches!(
-            prompt,
-            ClientEvent::AuthenReply {
-                reply: AuthenReply {
-                    status: AuthenStatus::GetPass,
-                    ..
-                },
-                ..
-            }
-        ),
-        "{prompt:?}"
-    );
+    assert!(matches!(prompt, ClientEvent::AuthenReply { reply: AuthenReply { status: AuthenStatus::GetPass, .. }, .. }), "{prompt:?}");
     srv.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // New connections are refused now...
-    assert!(
-        tokio::net::TcpStream::connect(srv.addr).await.is_err(),
-        "listener closed on SIGTERM"
-    );
+    assert!(tokio::net::TcpStream::connect(srv.addr).await.is_err(), "listener closed on SIGTERM");
     // ...but the login in progress finishes.
     m.continue_authen(77, "alice-pass").unwrap();
     let mut out = Vec::new();
     m.poll_transmit(&mut out);
     s.write_all(&out).await.unwrap();
     let done = loop {
-        assert!(
-            s.read_buf(&mut buf).await.unwrap() > 0,
-            "server closed before answering"
-        );
+        assert!(s.read_buf(&mut buf).await.unwrap() > 0, "server closed before answering");
         m.handle_input(&mut buf);
         if let Some(ev) = m.poll_event() {
             break ev;
         }
     };
-    assert!(
-        matches!(
-            done,
-            ClientEvent::AuthenReply {
-                reply: AuthenReply {
-                    status: AuthenStatus::Pass,
-                    ..
-                },
-                ..
-            }
-        ),
-        "{done:?}"
-    );
-    let status = tokio::task::spawn_blocking(move || srv.child.wait().unwrap())
-        .await
-        .unwrap();
+    assert!(matches!(done, ClientEvent::AuthenReply { reply: AuthenReply { status: AuthenStatus::Pass, .. }, .. }), "{done:?}");
+    let status = tokio::task::spawn_blocking(move || srv.child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "exit status {status:?}");
     std::fs::remove_dir_all(&cwd).ok();
 }

@@ -12,17 +12,12 @@ use tokio::net::TcpListener;
 const KEY: &str = "client-test-key";
 
 fn opts(addr: SocketAddr) -> ClientOptions {
-    ClientOptions {
-        timeout: Duration::from_millis(500),
-        ..ClientOptions::new(addr, Some(Key::new(KEY)))
-    }
+    ClientOptions { timeout: Duration::from_millis(500), ..ClientOptions::new(addr, Some(Key::new(KEY))) }
 }
 
 #[tokio::test]
 async fn every_flow_against_the_responder() {
-    let r = spawn_responder("127.0.0.1:0".parse().unwrap(), Key::new(KEY))
-        .await
-        .unwrap();
+    let r = spawn_responder("127.0.0.1:0".parse().unwrap(), Key::new(KEY)).await.unwrap();
     let checks = selfcheck::run(r.addr, Key::new(KEY)).await;
     assert!(checks.len() >= 13);
     for c in &checks {
@@ -35,10 +30,7 @@ async fn refused_port_is_classified() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     drop(l);
-    let e = Client::new(opts(addr))
-        .authorize(AaaRequest::new("u", vec![]))
-        .await
-        .unwrap_err();
+    let e = Client::new(opts(addr)).authorize(AaaRequest::new("u", vec![])).await.unwrap_err();
     assert_eq!(e.kind(), "connect_refused", "{e}");
 }
 
@@ -52,10 +44,7 @@ async fn silent_server_times_out_and_closing_server_is_closed() {
             held.push(s);
         }
     });
-    let e = Client::new(opts(addr))
-        .authorize(AaaRequest::new("u", vec![]))
-        .await
-        .unwrap_err();
+    let e = Client::new(opts(addr)).authorize(AaaRequest::new("u", vec![])).await.unwrap_err();
     assert_eq!(e.kind(), "read_timeout", "{e}");
     hold.abort();
 
@@ -67,10 +56,7 @@ async fn silent_server_times_out_and_closing_server_is_closed() {
             let _ = s.read(&mut b).await;
         }
     });
-    let e = Client::new(opts(addr))
-        .authorize(AaaRequest::new("u", vec![]))
-        .await
-        .unwrap_err();
+    let e = Client::new(opts(addr)).authorize(AaaRequest::new("u", vec![])).await.unwrap_err();
     assert_eq!(e.kind(), "closed", "{e}");
 }
 
@@ -79,10 +65,7 @@ async fn binds_the_requested_source_address() {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     let peer = tokio::spawn(async move { l.accept().await.unwrap().1 });
-    let o = ClientOptions {
-        source: Some("127.9.8.7".parse().unwrap()),
-        ..opts(addr)
-    };
+    let o = ClientOptions { source: Some("127.9.8.7".parse().unwrap()), ..opts(addr) };
     let _ = Client::new(o).authorize(AaaRequest::new("u", vec![])).await;
     assert_eq!(peer.await.unwrap().ip().to_string(), "127.9.8.7");
 }

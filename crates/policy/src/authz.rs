@@ -51,12 +51,7 @@ pub struct AuthorDecision {
 
 impl AuthorDecision {
     fn fail(msg: &str, reason: String) -> Self {
-        AuthorDecision {
-            status: AuthorStatus::Fail,
-            args: Vec::new(),
-            server_msg: msg.into(),
-            reason,
-        }
+        AuthorDecision { status: AuthorStatus::Fail, args: Vec::new(), server_msg: msg.into(), reason }
     }
 }
 
@@ -64,19 +59,10 @@ impl Policy {
     /// Decide an authorization REQUEST from a device of group `device_group`.
     pub fn authorize(&self, device_group: usize, req: &AaaRequest) -> AuthorDecision {
         let Some(user) = self.user(&req.user) else {
-            return AuthorDecision::fail(
-                "",
-                format!("unknown user {:?}", String::from_utf8_lossy(&req.user)),
-            );
+            return AuthorDecision::fail("", format!("unknown user {:?}", String::from_utf8_lossy(&req.user)));
         };
-        let Some(service) = req
-            .arg(b"service")
-            .map(|a| String::from_utf8_lossy(a.value()).into_owned())
-        else {
-            return AuthorDecision::fail(
-                "no service requested",
-                "request has no service AV (RFC 8907 §6.1 makes it mandatory)".into(),
-            );
+        let Some(service) = req.arg(b"service").map(|a| String::from_utf8_lossy(a.value()).into_owned()) else {
+            return AuthorDecision::fail("no service requested", "request has no service AV (RFC 8907 §6.1 makes it mandatory)".into());
         };
         match CommandLine::from_args(&req.args) {
             Some(line) => self.authorize_command(device_group, user, &service, &line),
@@ -84,24 +70,11 @@ impl Policy {
         }
     }
 
-    fn authorize_command(
-        &self,
-        dg: usize,
-        user: &User,
-        service: &str,
-        line: &CommandLine,
-    ) -> AuthorDecision {
-        if !user
-            .groups
-            .iter()
-            .any(|&g| self.groups[g].services.iter().any(|s| s.name == service))
-        {
+    fn authorize_command(&self, dg: usize, user: &User, service: &str, line: &CommandLine) -> AuthorDecision {
+        if !user.groups.iter().any(|&g| self.groups[g].services.iter().any(|s| s.name == service)) {
             return AuthorDecision::fail(
                 "command authorization failed",
-                format!(
-                    "no group of user {:?} grants service {service:?}",
-                    user.name
-                ),
+                format!("no group of user {:?} grants service {service:?}", user.name),
             );
         }
         for &gi in &user.groups {
@@ -111,33 +84,18 @@ impl Policy {
                 if !rule.device_groups.is_empty() && !rule.device_groups.contains(&dg) {
                     continue;
                 }
-                let reason = format!(
-                    "group {:?} rule {} {:?} {}",
-                    g.name,
-                    rule.number,
-                    rule.pattern,
-                    rule.action.as_str()
-                );
+                let reason = format!("group {:?} rule {} {:?} {}", g.name, rule.number, rule.pattern, rule.action.as_str());
                 return decide(rule.action, reason);
             }
         }
         let (action, why) = match self.device_groups[dg].default_command_action {
-            Some(a) => (
-                a,
-                format!("default of device group {:?}", self.device_groups[dg].name),
-            ),
+            Some(a) => (a, format!("default of device group {:?}", self.device_groups[dg].name)),
             None => match user.groups.first() {
-                Some(&g) => (
-                    self.groups[g].default_command_action,
-                    format!("default of group {:?}", self.groups[g].name),
-                ),
+                Some(&g) => (self.groups[g].default_command_action, format!("default of group {:?}", self.groups[g].name)),
                 None => (Action::Deny, "user has no groups".into()),
             },
         };
-        decide(
-            action,
-            format!("no rule matched; {why} is {}", action.as_str()),
-        )
+        decide(action, format!("no rule matched; {why} is {}", action.as_str()))
     }
 
     fn authorize_service(&self, user: &User, service: &str, req: &AaaRequest) -> AuthorDecision {
@@ -145,11 +103,7 @@ impl Policy {
         for &gi in &user.groups {
             let g = &self.groups[gi];
             for s in &g.services {
-                if s.name != service
-                    || s.protocol
-                        .as_deref()
-                        .is_some_and(|p| Some(p.as_bytes()) != protocol)
-                {
+                if s.name != service || s.protocol.as_deref().is_some_and(|p| Some(p.as_bytes()) != protocol) {
                     continue;
                 }
                 let mut args = s.args.clone();
@@ -159,11 +113,7 @@ impl Policy {
                 {
                     args.insert(0, a);
                 }
-                let status = if s.replace {
-                    AuthorStatus::PassRepl
-                } else {
-                    AuthorStatus::PassAdd
-                };
+                let status = if s.replace { AuthorStatus::PassRepl } else { AuthorStatus::PassAdd };
                 return AuthorDecision {
                     status,
                     args,
@@ -172,24 +122,13 @@ impl Policy {
                 };
             }
         }
-        AuthorDecision::fail(
-            "service not authorized",
-            format!(
-                "no group of user {:?} grants service {service:?}",
-                user.name
-            ),
-        )
+        AuthorDecision::fail("service not authorized", format!("no group of user {:?} grants service {service:?}", user.name))
     }
 }
 
 fn decide(action: Action, reason: String) -> AuthorDecision {
     match action {
-        Action::Permit => AuthorDecision {
-            status: AuthorStatus::PassAdd,
-            args: Vec::new(),
-            server_msg: String::new(),
-            reason,
-        },
+        Action::Permit => AuthorDecision { status: AuthorStatus::PassAdd, args: Vec::new(), server_msg: String::new(), reason },
         Action::Deny => AuthorDecision::fail("command denied", reason),
     }
 }

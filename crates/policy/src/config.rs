@@ -52,9 +52,7 @@ pub struct ServerSection {
 }
 
 fn default_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "tacvs".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "tacvs".into())
 }
 
 /// Whether a listener expects a PROXY protocol header (v1 or v2).
@@ -133,6 +131,12 @@ pub struct AuthSection {
     pub lockout: LockoutConf,
     /// `[authentication.cache]`: verified-credential cache.
     pub cache: CacheConf,
+    /// Let users change their login password with TACACS+ CHPASS (ASCII).
+    pub change_password: bool,
+    /// Where changed passwords are kept (hashes; they override the file's).
+    pub password_store: PathBuf,
+    /// Shortest new password accepted.
+    pub min_password_length: usize,
 }
 
 impl Default for AuthSection {
@@ -143,6 +147,9 @@ impl Default for AuthSection {
             hash_queue: 4096,
             lockout: LockoutConf::default(),
             cache: CacheConf::default(),
+            change_password: false,
+            password_store: PathBuf::from("./var/passwords.json"),
+            min_password_length: 8,
         }
     }
 }
@@ -161,11 +168,7 @@ pub struct LockoutConf {
 
 impl Default for LockoutConf {
     fn default() -> Self {
-        LockoutConf {
-            max_failures: 10,
-            window: Dur(Duration::from_secs(300)),
-            duration: Dur(Duration::from_secs(300)),
-        }
+        LockoutConf { max_failures: 10, window: Dur(Duration::from_secs(300)), duration: Dur(Duration::from_secs(300)) }
     }
 }
 
@@ -184,11 +187,7 @@ pub struct CacheConf {
 
 impl Default for CacheConf {
     fn default() -> Self {
-        CacheConf {
-            enabled: true,
-            ttl: Dur(Duration::from_secs(60)),
-            max_entries: 100_000,
-        }
+        CacheConf { enabled: true, ttl: Dur(Duration::from_secs(60)), max_entries: 100_000 }
     }
 }
 

@@ -57,22 +57,11 @@ impl Locator<'_> {
     pub fn at(&self, offset: usize, msg: impl Into<String>) -> ConfigError {
         let before = &self.src[..offset.min(self.src.len())];
         let line = before.matches('\n').count() + 1;
-        let col = before
-            .rfind('\n')
-            .map_or(before.len(), |nl| before.len() - nl - 1)
-            + 1;
-        ConfigError::At {
-            file: self.file.to_owned(),
-            line,
-            col,
-            msg: msg.into(),
-        }
+        let col = before.rfind('\n').map_or(before.len(), |nl| before.len() - nl - 1) + 1;
+        ConfigError::At { file: self.file.to_owned(), line, col, msg: msg.into() }
     }
 
     pub fn whole(&self, msg: impl Into<String>) -> ConfigError {
-        ConfigError::File {
-            file: self.file.to_owned(),
-            msg: msg.into(),
-        }
+        ConfigError::File { file: self.file.to_owned(), msg: msg.into() }
     }
 }

@@ -41,9 +41,7 @@ impl FromStr for HashAlgorithm {
             "bcrypt" => HashAlgorithm::Bcrypt,
             "argon2" | "argon2id" => HashAlgorithm::Argon2,
             other => {
-                return Err(format!(
-                    "unknown algorithm {other:?}; one of sha512-crypt, sha256-crypt, yescrypt, bcrypt, argon2id"
-                ));
+                return Err(format!("unknown algorithm {other:?}; one of sha512-crypt, sha256-crypt, yescrypt, bcrypt, argon2id"));
             }
         })
     }
@@ -78,14 +76,9 @@ impl PasswordHash {
             HashAlgorithm::Argon2 => argon2::PasswordHash::new(text).is_ok(),
         };
         if !ok {
-            return Err(format!(
-                "malformed {alg:?} hash; make a new one with `tacvs hash-password`"
-            ));
+            return Err(format!("malformed {alg:?} hash; make a new one with `tacvs hash-password`"));
         }
-        Ok(PasswordHash {
-            alg,
-            text: text.to_owned(),
-        })
+        Ok(PasswordHash { alg, text: text.to_owned() })
     }
 
     /// The algorithm.
@@ -99,18 +92,14 @@ impl PasswordHash {
             HashAlgorithm::Sha512Crypt | HashAlgorithm::Sha256Crypt => {
                 use sha_crypt::password_hash::PasswordVerifier;
                 match sha_crypt::PasswordHashRef::new(&self.text) {
-                    Ok(h) => sha_crypt::ShaCrypt::default()
-                        .verify_password(password, h)
-                        .is_ok(),
+                    Ok(h) => sha_crypt::ShaCrypt::default().verify_password(password, h).is_ok(),
                     Err(_) => false,
                 }
             }
             HashAlgorithm::Yescrypt => {
                 use yescrypt::PasswordVerifier;
                 match yescrypt::PasswordHashRef::new(&self.text) {
-                    Ok(h) => yescrypt::Yescrypt::default()
-                        .verify_password(password, h)
-                        .is_ok(),
+                    Ok(h) => yescrypt::Yescrypt::default().verify_password(password, h).is_ok(),
                     Err(_) => false,
                 }
             }
@@ -128,33 +117,19 @@ impl PasswordHash {
         match alg {
             HashAlgorithm::Sha512Crypt | HashAlgorithm::Sha256Crypt => {
                 use sha_crypt::password_hash::PasswordHasher;
-                let h = if alg == HashAlgorithm::Sha512Crypt {
-                    sha_crypt::ShaCrypt::SHA512
-                } else {
-                    sha_crypt::ShaCrypt::SHA256
-                };
+                let h = if alg == HashAlgorithm::Sha512Crypt { sha_crypt::ShaCrypt::SHA512 } else { sha_crypt::ShaCrypt::SHA256 };
                 // SHA-crypt uses at most 16 salt characters. The crate's default salt
                 // encodes to 22, which libc's crypt() would truncate, printing a
                 // different string; 12 random bytes encode to exactly 16.
                 let salt: [u8; 12] = rand::random();
-                h.hash_password_with_salt(password, &salt)
-                    .map(|p| p.to_string())
-                    .map_err(|e| err(&e))
+                h.hash_password_with_salt(password, &salt).map(|p| p.to_string()).map_err(|e| err(&e))
             }
             HashAlgorithm::Yescrypt => {
                 use yescrypt::PasswordHasher;
-                yescrypt::Yescrypt::default()
-                    .hash_password(password)
-                    .map(|p| p.to_string())
-                    .map_err(|e| err(&e))
+                yescrypt::Yescrypt::default().hash_password(password).map(|p| p.to_string()).map_err(|e| err(&e))
             }
-            HashAlgorithm::Bcrypt => {
-                bcrypt::hash(password, bcrypt::DEFAULT_COST).map_err(|e| err(&e))
-            }
-            HashAlgorithm::Argon2 => Argon2::default()
-                .hash_password(password)
-                .map(|p| p.to_string())
-                .map_err(|e| err(&e)),
+            HashAlgorithm::Bcrypt => bcrypt::hash(password, bcrypt::DEFAULT_COST).map_err(|e| err(&e)),
+            HashAlgorithm::Argon2 => Argon2::default().hash_password(password).map(|p| p.to_string()).map_err(|e| err(&e)),
         }
     }
 }
@@ -165,13 +140,9 @@ mod tests {
 
     #[test]
     fn every_algorithm_roundtrips() {
-        for alg in [
-            HashAlgorithm::Sha512Crypt,
-            HashAlgorithm::Sha256Crypt,
-            HashAlgorithm::Yescrypt,
-            HashAlgorithm::Bcrypt,
-            HashAlgorithm::Argon2,
-        ] {
+        for alg in
+            [HashAlgorithm::Sha512Crypt, HashAlgorithm::Sha256Crypt, HashAlgorithm::Yescrypt, HashAlgorithm::Bcrypt, HashAlgorithm::Argon2]
+        {
             let text = PasswordHash::create(alg, b"s3cret").unwrap();
             let h = PasswordHash::parse(&text).unwrap();
             assert_eq!(h.algorithm(), alg);
@@ -179,11 +150,7 @@ mod tests {
             assert!(!h.verify(b"s3cret!"), "{alg:?}");
             assert!(!format!("{h:?}").contains(&text));
             if matches!(alg, HashAlgorithm::Sha512Crypt | HashAlgorithm::Sha256Crypt) {
-                assert_eq!(
-                    text.split('$').nth(3).map(str::len),
-                    Some(16),
-                    "salt is 16 chars: {text}"
-                );
+                assert_eq!(text.split('$').nth(3).map(str::len), Some(16), "salt is 16 chars: {text}");
             }
         }
     }
@@ -191,24 +158,17 @@ mod tests {
     #[test]
     fn known_hashes_from_other_tools() {
         // `openssl passwd -6 -salt saltsalt secret` and `openssl passwd -5 -salt saltsalt secret`.
-        let h6 = PasswordHash::parse("$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1").unwrap();
+        let h6 = PasswordHash::parse("$6$saltsalt$TVLlQcbpFVof5W3Yz4DTP6gRstiNuHwwTt6GLc1E5n0U0aDehy0S5knV8wiOQSpT0Y77vwPZN.Pq.H91p5hVO1")
+            .unwrap();
         assert!(h6.verify(b"secret"));
         assert!(!h6.verify(b"Secret"));
-        let h5 =
-            PasswordHash::parse("$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA").unwrap();
+        let h5 = PasswordHash::parse("$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA").unwrap();
         assert!(h5.verify(b"secret"));
         // yescrypt made by libxcrypt's crypt() (Debian's system hash).
-        let y = PasswordHash::parse(
-            "$y$j9T$kfaeI5dhAkLCqpmjnEigU1$KAffl26ThRkzq7e7k4kyZWSMfiLowEaTLXfdgeGGS85",
-        )
-        .unwrap();
+        let y = PasswordHash::parse("$y$j9T$kfaeI5dhAkLCqpmjnEigU1$KAffl26ThRkzq7e7k4kyZWSMfiLowEaTLXfdgeGGS85").unwrap();
         assert!(y.verify(b"bob-pass"));
         assert!(!y.verify(b"alice-pass"));
-        assert!(
-            PasswordHash::parse("alice-pass")
-                .unwrap_err()
-                .contains("hash-password")
-        );
+        assert!(PasswordHash::parse("alice-pass").unwrap_err().contains("hash-password"));
         assert!(PasswordHash::parse("$6$").is_err());
     }
 }

@@ -8,8 +8,7 @@ use tacvs_policy::{ConfigError, Policy, parse};
 use tacvs_proto::{AaaRequest, Argument, AuthorStatus};
 
 fn example() -> Policy {
-    tacvs_policy::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/server.toml"))
-        .expect("examples/server.toml compiles")
+    tacvs_policy::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/server.toml")).expect("examples/server.toml compiles")
 }
 
 fn req(user: &str, service: &str, cmd: Option<&str>) -> AaaRequest {
@@ -74,33 +73,17 @@ fn example_decisions() {
     assert!(p.device_group("::1".parse().unwrap()).is_some());
     assert!(p.device_group("192.0.2.1".parse().unwrap()).is_none());
 
-    assert_eq!(
-        p.authorize(lab, &req("alice", "shell", Some("configure terminal")))
-            .status,
-        AuthorStatus::PassAdd
-    );
+    assert_eq!(p.authorize(lab, &req("alice", "shell", Some("configure terminal"))).status, AuthorStatus::PassAdd);
     let bob_show = p.authorize(lab, &req("bob", "shell", Some("show running-config")));
     assert_eq!(bob_show.status, AuthorStatus::PassAdd);
-    assert!(
-        bob_show.reason.contains("readonly") && bob_show.reason.contains("rule 1"),
-        "{}",
-        bob_show.reason
-    );
+    assert!(bob_show.reason.contains("readonly") && bob_show.reason.contains("rule 1"), "{}", bob_show.reason);
     let sneaky = p.authorize(lab, &req("bob", "shell", Some("configure show x")));
-    assert_eq!(
-        sneaky.status,
-        AuthorStatus::Fail,
-        "anchoring: {}",
-        sneaky.reason
-    );
+    assert_eq!(sneaky.status, AuthorStatus::Fail, "anchoring: {}", sneaky.reason);
     assert!(sneaky.reason.contains("no rule matched"));
     let exec = p.authorize(lab, &req("bob", "shell", None));
     assert_eq!(exec.status, AuthorStatus::PassAdd);
     assert_eq!(exec.args[0].to_string(), "priv-lvl=1");
-    assert_eq!(
-        p.authorize(lab, &req("mallory", "shell", None)).status,
-        AuthorStatus::Fail
-    );
+    assert_eq!(p.authorize(lab, &req("mallory", "shell", None)).status, AuthorStatus::Fail);
     let alice = p.user(b"alice").unwrap();
     assert!(alice.password.as_ref().unwrap().verify(b"alice-pass"));
     assert!(alice.enable.as_ref().unwrap().verify(b"alice-enable"));
@@ -111,23 +94,13 @@ fn example_decisions() {
 #[test]
 fn longest_prefix_match_and_ipv4_mapped() {
     let p = base();
-    let name = |ip: &str| {
-        p.device_group(ip.parse::<IpAddr>().unwrap())
-            .map(|(_, g)| g.name.clone())
-    };
+    let name = |ip: &str| p.device_group(ip.parse::<IpAddr>().unwrap()).map(|(_, g)| g.name.clone());
     assert_eq!(name("10.1.2.3").as_deref(), Some("core"));
     assert_eq!(name("10.9.2.3").as_deref(), Some("core-lab"));
     assert_eq!(name("::ffff:10.9.2.3").as_deref(), Some("core-lab"));
     assert_eq!(name("2001:db8::7").as_deref(), Some("core-lab"));
     assert_eq!(name("11.0.0.1"), None);
-    assert_eq!(
-        p.device_group("10.9.0.1".parse().unwrap())
-            .unwrap()
-            .1
-            .keys
-            .len(),
-        2
-    );
+    assert_eq!(p.device_group("10.9.0.1".parse().unwrap()).unwrap().1.keys.len(), 2);
 }
 
 #[test]
@@ -138,15 +111,8 @@ fn command_rules_device_groups_defaults_and_services() {
     // reload is permitted only on core-lab devices.
     let r = p.authorize(core, &req("op", "shell", Some("reload")));
     assert_eq!(r.status, AuthorStatus::Fail);
-    assert!(
-        r.reason.contains("default of group \"ops\" is deny"),
-        "{}",
-        r.reason
-    );
-    assert_eq!(
-        p.authorize(lab, &req("op", "shell", Some("reload"))).status,
-        AuthorStatus::PassAdd
-    );
+    assert!(r.reason.contains("default of group \"ops\" is deny"), "{}", r.reason);
+    assert_eq!(p.authorize(lab, &req("op", "shell", Some("reload"))).status, AuthorStatus::PassAdd);
     // The unanchored rule matches anywhere, deliberately.
     let d = p.authorize(lab, &req("op", "shell", Some("terminal debug all")));
     assert_eq!(d.status, AuthorStatus::Fail);
@@ -156,29 +122,19 @@ fn command_rules_device_groups_defaults_and_services() {
     assert_eq!(x.status, AuthorStatus::PassAdd);
     assert!(x.reason.contains("device group \"core-lab\""));
     // <cr> is not part of the line.
-    assert_eq!(
-        p.authorize(core, &req("op", "shell", Some("show version")))
-            .status,
-        AuthorStatus::PassAdd
-    );
+    assert_eq!(p.authorize(core, &req("op", "shell", Some("show version"))).status, AuthorStatus::PassAdd);
     // Service grants: PASS_REPL with configured AVs, protocol must match.
     let mut ppp = req("op", "ppp", None);
     ppp.args.push("protocol=ip".parse().unwrap());
     let r = p.authorize(core, &ppp);
     assert_eq!(r.status, AuthorStatus::PassRepl);
-    assert_eq!(
-        r.args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        ["addr=10.1.1.1", "inacl*101"]
-    );
+    assert_eq!(r.args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), ["addr=10.1.1.1", "inacl*101"]);
     let mut ipx = req("op", "ppp", None);
     ipx.args.push("protocol=ipx".parse().unwrap());
     assert_eq!(p.authorize(core, &ipx).status, AuthorStatus::Fail);
     let exec = p.authorize(core, &req("op", "shell", None));
     assert_eq!(exec.args[0].to_string(), "priv-lvl=7");
-    assert_eq!(
-        p.authorize(core, &AaaRequest::new("op", vec![])).status,
-        AuthorStatus::Fail
-    );
+    assert_eq!(p.authorize(core, &AaaRequest::new("op", vec![])).status, AuthorStatus::Fail);
 }
 
 fn errors(src: &str) -> Vec<ConfigError> {
@@ -189,42 +145,21 @@ fn errors(src: &str) -> Vec<ConfigError> {
 fn errors_name_file_line_and_column() {
     let e = errors("[server]\nlisten = []\n[limits]\nidle_timeout = \"soon\"\n");
     match &e[..] {
-        [
-            ConfigError::At {
-                file, line: 4, msg, ..
-            },
-        ] => {
+        [ConfigError::At { file, line: 4, msg, .. }] => {
             assert_eq!(file, "t.toml");
             assert!(msg.contains("invalid duration"), "{msg}");
         }
         other => panic!("{other:?}"),
     }
-    let src = BASE
-        .replace("name = \"core-lab\"", "name = \"core\"")
-        .replace("\"2001:db8::/32\"", "\"10.0.0.0/8\"");
+    let src = BASE.replace("name = \"core-lab\"", "name = \"core\"").replace("\"2001:db8::/32\"", "\"10.0.0.0/8\"");
     let e = errors(&src);
     let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
-    assert!(
-        text.iter()
-            .any(|t| t.contains("device group \"core\" is defined twice")),
-        "{text:?}"
-    );
-    assert!(
-        text.iter()
-            .any(|t| t.contains("prefix 10.0.0.0/8 is already in device group")),
-        "{text:?}"
-    );
+    assert!(text.iter().any(|t| t.contains("device group \"core\" is defined twice")), "{text:?}");
+    assert!(text.iter().any(|t| t.contains("prefix 10.0.0.0/8 is already in device group")), "{text:?}");
     let line_of = |needle: &str| src.lines().position(|l| l.contains(needle)).unwrap() + 1;
-    assert!(
-        e.iter().any(
-            |x| matches!(x, ConfigError::At { line, .. } if *line == line_of("\"10.9.0.0/16\""))
-        )
-    );
+    assert!(e.iter().any(|x| matches!(x, ConfigError::At { line, .. } if *line == line_of("\"10.9.0.0/16\""))));
     let e = errors(&BASE.replace("keys = [\"k1\"]", ""));
     assert!(e[0].to_string().contains("has no key"), "{}", e[0]);
-    let e = errors(&BASE.replace(
-        "[[user]]\nname = \"op\"",
-        "[[user]]\nname = \"op\"\npassword = \"$6$x\"",
-    ));
+    let e = errors(&BASE.replace("[[user]]\nname = \"op\"", "[[user]]\nname = \"op\"\npassword = \"$6$x\""));
     assert!(e[0].to_string().contains("malformed"), "{}", e[0]);
 }

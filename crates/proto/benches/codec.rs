@@ -71,33 +71,16 @@ fn header(body: &Body) -> Header {
 
 fn bench_codec(c: &mut Criterion) {
     let key = Key::new("a-typical-32-byte-shared-secret!");
-    for (name, body) in [
-        ("author_request", author_request()),
-        ("acct_request", acct_request()),
-    ] {
+    for (name, body) in [("author_request", author_request()), ("acct_request", acct_request())] {
         let mut wire = Vec::new();
-        seal(
-            header(&body),
-            &body,
-            Some(&key),
-            DEFAULT_MAX_BODY,
-            &mut wire,
-        )
-        .unwrap();
+        seal(header(&body), &body, Some(&key), DEFAULT_MAX_BODY, &mut wire).unwrap();
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Bytes(wire.len() as u64));
         let mut out = Vec::with_capacity(512);
         g.bench_function("encode+obfuscate", |b| {
             b.iter(|| {
                 out.clear();
-                seal(
-                    header(&body),
-                    black_box(&body),
-                    Some(&key),
-                    DEFAULT_MAX_BODY,
-                    &mut out,
-                )
-                .unwrap();
+                seal(header(&body), black_box(&body), Some(&key), DEFAULT_MAX_BODY, &mut out).unwrap();
                 black_box(out.len())
             })
         });
@@ -114,14 +97,7 @@ fn bench_codec(c: &mut Criterion) {
     // One server-side authorization: frame, decode, answer, encode.
     let body = author_request();
     let mut wire = Vec::new();
-    seal(
-        header(&body),
-        &body,
-        Some(&key),
-        DEFAULT_MAX_BODY,
-        &mut wire,
-    )
-    .unwrap();
+    seal(header(&body), &body, Some(&key), DEFAULT_MAX_BODY, &mut wire).unwrap();
     let keys: Arc<[Key]> = vec![key.clone()].into();
     let mut out = Vec::with_capacity(512);
     c.bench_function("server_machine/authorization_roundtrip", |b| {
@@ -129,9 +105,7 @@ fn bench_codec(c: &mut Criterion) {
             let mut conn = ServerConnection::new(ServerConfig::default(), keys.clone());
             let mut buf = BytesMut::from(&wire[..]);
             conn.handle_input(&mut buf);
-            let Some(ServerEvent::Request { session_id, .. }) = conn.poll_event() else {
-                unreachable!()
-            };
+            let Some(ServerEvent::Request { session_id, .. }) = conn.poll_event() else { unreachable!() };
             let mut r = AuthorResponse::new(AuthorStatus::PassAdd, Bytes::new());
             r.args.push(arg("priv-lvl=15"));
             conn.reply_author(session_id, r).unwrap();

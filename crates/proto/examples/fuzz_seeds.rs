@@ -15,23 +15,12 @@ fn frame(seq: u8, body: &Body, key: Option<&str>, sc: bool) -> Vec<u8> {
         length: 0,
     };
     let mut out = Vec::new();
-    seal(
-        h,
-        body,
-        key.map(Key::new).as_ref(),
-        DEFAULT_MAX_BODY,
-        &mut out,
-    )
-    .unwrap();
+    seal(h, body, key.map(Key::new).as_ref(), DEFAULT_MAX_BODY, &mut out).unwrap();
     out
 }
 
 fn main() -> std::io::Result<()> {
-    let root = PathBuf::from(
-        std::env::args()
-            .nth(1)
-            .unwrap_or_else(|| "fuzz/corpus".into()),
-    );
+    let root = PathBuf::from(std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus".into()));
     let start = |ty: AuthenType, user: &'static str, data: &'static [u8]| {
         Body::AuthenStart(AuthenStart {
             action: AuthenAction::Login,
@@ -44,41 +33,19 @@ fn main() -> std::io::Result<()> {
             data: Bytes::from_static(data),
         })
     };
-    let args: Vec<Argument> = ["service=shell", "cmd=show", "cmd-arg=version"]
-        .iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
+    let args: Vec<Argument> = ["service=shell", "cmd=show", "cmd-arg=version"].iter().map(|s| s.parse().unwrap()).collect();
     let req = AaaRequest::new("alice", args);
     let client_bodies: Vec<(u8, Body)> = vec![
         (1, start(AuthenType::Pap, "alice", b"alice-pass")),
         (1, start(AuthenType::Ascii, "", b"")),
         (1, start(AuthenType::Chap, "alice", &[1; 33])),
-        (
-            3,
-            Body::AuthenContinue(AuthenContinue {
-                user_msg: "alice".into(),
-                data: Bytes::new(),
-                abort: false,
-            }),
-        ),
+        (3, Body::AuthenContinue(AuthenContinue { user_msg: "alice".into(), data: Bytes::new(), abort: false })),
         (1, Body::AuthorRequest(req.clone())),
-        (
-            1,
-            Body::AcctRequest(AcctRequest {
-                flags: AcctFlags::Start,
-                request: req,
-            }),
-        ),
+        (1, Body::AcctRequest(AcctRequest { flags: AcctFlags::Start, request: req })),
     ];
     let server_bodies: Vec<(u8, Body)> = vec![
-        (
-            2,
-            Body::AuthenReply(AuthenReply::new(AuthenStatus::GetPass, "Password: ")),
-        ),
-        (
-            2,
-            Body::AuthorResponse(AuthorResponse::new(AuthorStatus::PassAdd, "ok")),
-        ),
+        (2, Body::AuthenReply(AuthenReply::new(AuthenStatus::GetPass, "Password: "))),
+        (2, Body::AuthorResponse(AuthorResponse::new(AuthorStatus::PassAdd, "ok"))),
         (2, Body::AcctReply(AcctReply::new(AcctStatus::Success, ""))),
     ];
     let mut n = 0;
@@ -90,16 +57,8 @@ fn main() -> std::io::Result<()> {
         Ok(())
     };
     for (i, (seq, b)) in client_bodies.iter().chain(server_bodies.iter()).enumerate() {
-        write(
-            "packet_decode",
-            format!("seed-{i}-keyed"),
-            frame(*seq, b, Some("fuzz-key"), false),
-        )?;
-        write(
-            "packet_decode",
-            format!("seed-{i}-clear"),
-            frame(*seq, b, None, false),
-        )?;
+        write("packet_decode", format!("seed-{i}-keyed"), frame(*seq, b, Some("fuzz-key"), false))?;
+        write("packet_decode", format!("seed-{i}-clear"), frame(*seq, b, None, false))?;
     }
     for (i, (seq, b)) in client_bodies.iter().enumerate() {
         // ctl byte 0x80 | key mode 0: single-connect allowed, key "fuzz-key".
@@ -113,11 +72,7 @@ fn main() -> std::io::Result<()> {
     s.extend(frame(3, &client_bodies[3].1, Some("fuzz-key"), true));
     write("server_session", "seed-ascii".into(), s)?;
     for (i, (seq, b)) in server_bodies.iter().enumerate() {
-        write(
-            "client_session",
-            format!("seed-{i}"),
-            frame(*seq, b, Some("fuzz-key"), true),
-        )?;
+        write("client_session", format!("seed-{i}"), frame(*seq, b, Some("fuzz-key"), true))?;
     }
     println!("wrote {n} seeds under {}", root.display());
     Ok(())

@@ -50,19 +50,10 @@ impl AaaRequest {
     }
 
     /// `flags` is the accounting flags byte, judged after the lengths like the rest.
-    fn decode_after(
-        r: &mut Reader<'_>,
-        packet: &'static str,
-        flags: Option<u8>,
-    ) -> Result<(Self, Option<AcctFlags>), DecodeError> {
+    fn decode_after(r: &mut Reader<'_>, packet: &'static str, flags: Option<u8>) -> Result<(Self, Option<AcctFlags>), DecodeError> {
         // Lengths first: a wrong key shows there, before any code point is judged.
         let codes = [r.u8()?, r.u8()?, r.u8()?, r.u8()?];
-        let (ul, pl, rl, argc) = (
-            r.u8()? as usize,
-            r.u8()? as usize,
-            r.u8()? as usize,
-            r.u8()? as usize,
-        );
+        let (ul, pl, rl, argc) = (r.u8()? as usize, r.u8()? as usize, r.u8()? as usize, r.u8()? as usize);
         let arg_lens = r.lens(argc)?;
         let declared = ul + pl + rl + arg_lens.iter().map(|&l| l as usize).sum::<usize>();
         r.expect_remaining(declared)?;
@@ -79,34 +70,14 @@ impl AaaRequest {
         for &l in arg_lens {
             args.push(Argument::parse(r.bytes(l as usize)?, packet)?);
         }
-        let req = AaaRequest {
-            authen_method,
-            priv_lvl,
-            authen_type,
-            authen_service,
-            user,
-            port,
-            rem_addr,
-            args,
-        };
+        let req = AaaRequest { authen_method, priv_lvl, authen_type, authen_service, user, port, rem_addr, args };
         Ok((req, flags))
     }
 
     fn encode_after(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let argc = u8::try_from(self.args.len()).map_err(|_| EncodeError::TooManyArgs {
-            count: self.args.len(),
-        })?;
-        let lens = [
-            len_u8("user", &self.user)?,
-            len_u8("port", &self.port)?,
-            len_u8("rem_addr", &self.rem_addr)?,
-        ];
-        out.extend_from_slice(&[
-            self.authen_method.to_u8(),
-            self.priv_lvl.get(),
-            self.authen_type.to_u8(),
-            self.authen_service.to_u8(),
-        ]);
+        let argc = u8::try_from(self.args.len()).map_err(|_| EncodeError::TooManyArgs { count: self.args.len() })?;
+        let lens = [len_u8("user", &self.user)?, len_u8("port", &self.port)?, len_u8("rem_addr", &self.rem_addr)?];
+        out.extend_from_slice(&[self.authen_method.to_u8(), self.priv_lvl.get(), self.authen_type.to_u8(), self.authen_service.to_u8()]);
         out.extend_from_slice(&lens);
         out.push(argc);
         for a in &self.args {
@@ -166,12 +137,7 @@ pub struct AuthorResponse {
 impl AuthorResponse {
     /// A response with a status, a message and no AVs.
     pub fn new(status: AuthorStatus, server_msg: impl Into<Bytes>) -> Self {
-        AuthorResponse {
-            status,
-            args: Vec::new(),
-            server_msg: server_msg.into(),
-            data: Bytes::new(),
-        }
+        AuthorResponse { status, args: Vec::new(), server_msg: server_msg.into(), data: Bytes::new() }
     }
 
     /// Decode a de-obfuscated RESPONSE body.
@@ -192,12 +158,7 @@ impl AuthorResponse {
             args.push(Argument::parse(r.bytes(l as usize)?, P)?);
         }
         r.finish()?;
-        Ok(AuthorResponse {
-            status,
-            args,
-            server_msg,
-            data,
-        })
+        Ok(AuthorResponse { status, args, server_msg, data })
     }
 
     /// Append the body to `out`.
@@ -245,11 +206,7 @@ impl AcctFlags {
             Self::STOP => Ok(AcctFlags::Stop),
             Self::WATCHDOG => Ok(AcctFlags::Watchdog),
             x if x == Self::WATCHDOG | Self::START => Ok(AcctFlags::WatchdogUpdate),
-            _ => Err(DecodeError::UnknownValue {
-                packet,
-                field: "flags",
-                value: v,
-            }),
+            _ => Err(DecodeError::UnknownValue { packet, field: "flags", value: v }),
         }
     }
 
@@ -292,10 +249,7 @@ impl AcctRequest {
         let flags = r.u8()?;
         let (request, flags) = AaaRequest::decode_after(&mut r, P, Some(flags))?;
         r.finish()?;
-        Ok(AcctRequest {
-            flags: flags.expect("flags were passed in"),
-            request,
-        })
+        Ok(AcctRequest { flags: flags.expect("flags were passed in"), request })
     }
 
     /// Append the body to `out`.
@@ -319,11 +273,7 @@ pub struct AcctReply {
 impl AcctReply {
     /// A reply with a status and message.
     pub fn new(status: AcctStatus, server_msg: impl Into<Bytes>) -> Self {
-        AcctReply {
-            status,
-            server_msg: server_msg.into(),
-            data: Bytes::new(),
-        }
+        AcctReply { status, server_msg: server_msg.into(), data: Bytes::new() }
     }
 
     /// Decode a de-obfuscated REPLY body.
@@ -335,11 +285,7 @@ impl AcctReply {
         let status = r.u8()?;
         r.expect_remaining(ml + dl)?;
         let status = AcctStatus::decode(status, P)?;
-        let reply = AcctReply {
-            status,
-            server_msg: r.bytes(ml)?,
-            data: r.bytes(dl)?,
-        };
+        let reply = AcctReply { status, server_msg: r.bytes(ml)?, data: r.bytes(dl)? };
         r.finish()?;
         Ok(reply)
     }

@@ -19,45 +19,27 @@ impl Argument {
     /// or holds a separator, or the whole pair exceeds 255 bytes.
     pub fn new(name: &str, value: &str, mandatory: bool) -> Result<Self, EncodeError> {
         if name.is_empty() || name.contains(['=', '*']) {
-            return Err(EncodeError::FieldTooLong {
-                field: "argument name (empty or holds '=' / '*')",
-                len: name.len(),
-                max: 0,
-            });
+            return Err(EncodeError::FieldTooLong { field: "argument name (empty or holds '=' / '*')", len: name.len(), max: 0 });
         }
         let mut raw = Vec::with_capacity(name.len() + 1 + value.len());
         raw.extend_from_slice(name.as_bytes());
         raw.push(if mandatory { b'=' } else { b'*' });
         raw.extend_from_slice(value.as_bytes());
         if raw.len() > 255 {
-            return Err(EncodeError::FieldTooLong {
-                field: "argument",
-                len: raw.len(),
-                max: 255,
-            });
+            return Err(EncodeError::FieldTooLong { field: "argument", len: raw.len(), max: 255 });
         }
-        Ok(Argument {
-            sep: name.len(),
-            raw: raw.into(),
-        })
+        Ok(Argument { sep: name.len(), raw: raw.into() })
     }
 
     /// Parse `name=value` / `name*value` (as typed on a command line or read off the wire).
     pub fn parse(raw: Bytes, packet: &'static str) -> Result<Self, DecodeError> {
-        let sep = raw
-            .iter()
-            .position(|&b| b == b'=' || b == b'*')
-            .ok_or(DecodeError::Invalid {
-                packet,
-                field: "argument",
-                reason: "no '=' or '*' separator",
-            })?;
+        let sep = raw.iter().position(|&b| b == b'=' || b == b'*').ok_or(DecodeError::Invalid {
+            packet,
+            field: "argument",
+            reason: "no '=' or '*' separator",
+        })?;
         if sep == 0 {
-            return Err(DecodeError::Invalid {
-                packet,
-                field: "argument",
-                reason: "empty attribute name",
-            });
+            return Err(DecodeError::Invalid { packet, field: "argument", reason: "empty attribute name" });
         }
         Ok(Argument { raw, sep })
     }
@@ -104,14 +86,10 @@ impl std::str::FromStr for Argument {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         if s.len() > 255 {
-            return Err(format!(
-                "argument {s:?} is {} bytes, at most 255 fit",
-                s.len()
-            ));
+            return Err(format!("argument {s:?} is {} bytes, at most 255 fit", s.len()));
         }
-        Argument::parse(Bytes::copy_from_slice(s.as_bytes()), "argument").map_err(|_| {
-            format!("argument {s:?} must look like name=value (mandatory) or name*value (optional)")
-        })
+        Argument::parse(Bytes::copy_from_slice(s.as_bytes()), "argument")
+            .map_err(|_| format!("argument {s:?} must look like name=value (mandatory) or name*value (optional)"))
     }
 }
 
@@ -132,10 +110,7 @@ mod tests {
         assert_eq!(e.value(), b"");
         assert!("noval".parse::<Argument>().is_err());
         assert!("=x".parse::<Argument>().is_err());
-        assert_eq!(
-            Argument::new("service", "shell", true).unwrap().as_bytes(),
-            b"service=shell"
-        );
+        assert_eq!(Argument::new("service", "shell", true).unwrap().as_bytes(), b"service=shell");
         assert!(Argument::new("", "x", true).is_err());
         assert!(Argument::new("a", &"x".repeat(300), true).is_err());
     }

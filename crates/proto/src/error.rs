@@ -10,11 +10,7 @@ use thiserror::Error;
 pub enum DecodeError {
     /// Fewer bytes than the fixed part of a structure needs.
     #[error("truncated {what}: need {need} bytes, have {have}")]
-    Truncated {
-        what: &'static str,
-        need: usize,
-        have: usize,
-    },
+    Truncated { what: &'static str, need: usize, have: usize },
     /// RFC 8907 §4.1: the major version is always 0xC.
     #[error("unsupported TACACS+ major version {0:#x} (expected 0xc)")]
     BadMajorVersion(u8),
@@ -32,36 +28,17 @@ pub enum DecodeError {
     BodyTooLong { len: u32, max: u32 },
     /// The declared field lengths need more bytes than the body holds. After
     /// de-obfuscation this is how a wrong shared key shows (RFC 8907 §4.5).
-    #[error(
-        "{packet}: field lengths need {declared} bytes but the body has {actual} (wrong key or corrupt packet)"
-    )]
-    FieldsOverflow {
-        packet: &'static str,
-        declared: usize,
-        actual: usize,
-    },
+    #[error("{packet}: field lengths need {declared} bytes but the body has {actual} (wrong key or corrupt packet)")]
+    FieldsOverflow { packet: &'static str, declared: usize, actual: usize },
     /// The body holds bytes after the last declared field: also a wrong key or corruption.
-    #[error(
-        "{packet}: {trailing} trailing bytes after the last field (wrong key or corrupt packet)"
-    )]
-    TrailingBytes {
-        packet: &'static str,
-        trailing: usize,
-    },
+    #[error("{packet}: {trailing} trailing bytes after the last field (wrong key or corrupt packet)")]
+    TrailingBytes { packet: &'static str, trailing: usize },
     /// A one-byte code that the RFC does not define for this field.
     #[error("{packet}: unknown {field} value {value:#04x}")]
-    UnknownValue {
-        packet: &'static str,
-        field: &'static str,
-        value: u8,
-    },
+    UnknownValue { packet: &'static str, field: &'static str, value: u8 },
     /// A field that parsed but breaks a rule of the RFC.
     #[error("{packet}: invalid {field}: {reason}")]
-    Invalid {
-        packet: &'static str,
-        field: &'static str,
-        reason: &'static str,
-    },
+    Invalid { packet: &'static str, field: &'static str, reason: &'static str },
 }
 
 impl DecodeError {
@@ -70,12 +47,7 @@ impl DecodeError {
     /// lengths before code points and contents, so an unknown value or a bad AV
     /// in a body whose lengths add up is a malformed packet, not a key mismatch.
     pub fn is_body_garbled(&self) -> bool {
-        matches!(
-            self,
-            DecodeError::FieldsOverflow { .. }
-                | DecodeError::TrailingBytes { .. }
-                | DecodeError::Truncated { .. }
-        )
+        matches!(self, DecodeError::FieldsOverflow { .. } | DecodeError::TrailingBytes { .. } | DecodeError::Truncated { .. })
     }
 }
 
@@ -85,11 +57,7 @@ impl DecodeError {
 pub enum EncodeError {
     /// A field is longer than its length field can express.
     #[error("{field} is {len} bytes, the wire format allows at most {max}")]
-    FieldTooLong {
-        field: &'static str,
-        len: usize,
-        max: usize,
-    },
+    FieldTooLong { field: &'static str, len: usize, max: usize },
     /// More arguments than the one-byte arg_cnt allows.
     #[error("{count} arguments, the wire format allows at most 255")]
     TooManyArgs { count: usize },

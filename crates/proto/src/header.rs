@@ -85,11 +85,7 @@ impl Flags {
     }
     /// Set or clear a flag bit.
     pub fn with(self, bit: u8, on: bool) -> Self {
-        if on {
-            Flags(self.0 | bit)
-        } else {
-            Flags(self.0 & !bit)
-        }
+        if on { Flags(self.0 | bit) } else { Flags(self.0 & !bit) }
     }
 }
 
@@ -115,14 +111,11 @@ impl Header {
     /// Decode a header. `buf` must hold at least [`HEADER_LEN`] bytes; extra bytes
     /// are ignored. `max_body` bounds the body length this endpoint will buffer.
     pub fn decode(buf: &[u8], max_body: u32) -> Result<Header, DecodeError> {
-        let h: &[u8; HEADER_LEN] = buf
-            .get(..HEADER_LEN)
-            .and_then(|s| s.try_into().ok())
-            .ok_or(DecodeError::Truncated {
-                what: "header",
-                need: HEADER_LEN,
-                have: buf.len(),
-            })?;
+        let h: &[u8; HEADER_LEN] = buf.get(..HEADER_LEN).and_then(|s| s.try_into().ok()).ok_or(DecodeError::Truncated {
+            what: "header",
+            need: HEADER_LEN,
+            have: buf.len(),
+        })?;
         let major = h[0] >> 4;
         if major != MAJOR_VERSION {
             return Err(DecodeError::BadMajorVersion(major));
@@ -139,39 +132,16 @@ impl Header {
         }
         let length = u32::from_be_bytes([h[8], h[9], h[10], h[11]]);
         if length > max_body {
-            return Err(DecodeError::BodyTooLong {
-                len: length,
-                max: max_body,
-            });
+            return Err(DecodeError::BodyTooLong { len: length, max: max_body });
         }
-        Ok(Header {
-            minor,
-            packet_type,
-            seq_no,
-            flags: Flags(h[3]),
-            session_id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
-            length,
-        })
+        Ok(Header { minor, packet_type, seq_no, flags: Flags(h[3]), session_id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]), length })
     }
 
     /// The 12 header bytes.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let s = self.session_id.to_be_bytes();
         let l = self.length.to_be_bytes();
-        [
-            self.minor.version_byte(),
-            self.packet_type as u8,
-            self.seq_no,
-            self.flags.0,
-            s[0],
-            s[1],
-            s[2],
-            s[3],
-            l[0],
-            l[1],
-            l[2],
-            l[3],
-        ]
+        [self.minor.version_byte(), self.packet_type as u8, self.seq_no, self.flags.0, s[0], s[1], s[2], s[3], l[0], l[1], l[2], l[3]]
     }
 
     /// Whether this packet travels from client to server (odd seq_no, §4.1).
@@ -208,48 +178,26 @@ mod tests {
         let b = h.to_bytes();
         assert_eq!(b[0], 0xc1);
         assert_eq!(Header::decode(&b, DEFAULT_MAX_BODY), Ok(h));
-        assert!(matches!(
-            Header::decode(&b[..11], 100),
-            Err(DecodeError::Truncated {
-                need: 12,
-                have: 11,
-                ..
-            })
-        ));
+        assert!(matches!(Header::decode(&b[..11], 100), Err(DecodeError::Truncated { need: 12, have: 11, .. })));
         let mut bad = b;
         bad[0] = 0xd0;
-        assert_eq!(
-            Header::decode(&bad, 100),
-            Err(DecodeError::BadMajorVersion(0xd))
-        );
+        assert_eq!(Header::decode(&bad, 100), Err(DecodeError::BadMajorVersion(0xd)));
         bad = b;
         bad[0] = 0xc2;
-        assert_eq!(
-            Header::decode(&bad, 100),
-            Err(DecodeError::BadMinorVersion(2))
-        );
+        assert_eq!(Header::decode(&bad, 100), Err(DecodeError::BadMinorVersion(2)));
         bad = b;
         bad[1] = 9;
-        assert_eq!(
-            Header::decode(&bad, 100),
-            Err(DecodeError::UnknownPacketType(9))
-        );
+        assert_eq!(Header::decode(&bad, 100), Err(DecodeError::UnknownPacketType(9)));
         bad = b;
         bad[2] = 0;
         assert_eq!(Header::decode(&bad, 100), Err(DecodeError::ZeroSeqNo));
-        assert_eq!(
-            Header::decode(&b, 41),
-            Err(DecodeError::BodyTooLong { len: 42, max: 41 })
-        );
+        assert_eq!(Header::decode(&b, 41), Err(DecodeError::BodyTooLong { len: 42, max: 41 }));
     }
 
     #[test]
     fn undecodable_reply_bumps_seq_and_zeroes_length() {
         let raw = [0xd0, 9, 1, 0, 1, 2, 3, 4, 0, 0, 0, 7];
-        assert_eq!(
-            undecodable_reply(&raw),
-            Some([0xd0, 9, 2, 0, 1, 2, 3, 4, 0, 0, 0, 0])
-        );
+        assert_eq!(undecodable_reply(&raw), Some([0xd0, 9, 2, 0, 1, 2, 3, 4, 0, 0, 0, 0]));
         let mut wrap = raw;
         wrap[2] = 255;
         assert_eq!(undecodable_reply(&wrap), None);

@@ -117,9 +117,6 @@ mod tests {
 
     #[test]
     fn debug_redacts() {
-        assert_eq!(
-            format!("{:?}", Key::new("hunter2")),
-            "Key(<redacted 7 bytes>)"
-        );
+        assert_eq!(format!("{:?}", Key::new("hunter2")), "Key(<redacted 7 bytes>)");
     }
 }

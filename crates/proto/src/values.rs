@@ -137,10 +137,7 @@ wire_enum!(
 impl AuthenStatus {
     /// Whether the server expects a CONTINUE after this reply (§5.3).
     pub fn expects_continue(self) -> bool {
-        matches!(
-            self,
-            AuthenStatus::GetData | AuthenStatus::GetUser | AuthenStatus::GetPass
-        )
+        matches!(self, AuthenStatus::GetData | AuthenStatus::GetUser | AuthenStatus::GetPass)
     }
 }
 
@@ -218,11 +215,7 @@ impl PrivLvl {
     }
     /// Decode the wire byte.
     pub fn decode(v: u8, packet: &'static str) -> Result<Self, DecodeError> {
-        PrivLvl::new(v).ok_or(DecodeError::UnknownValue {
-            packet,
-            field: "priv_lvl",
-            value: v,
-        })
+        PrivLvl::new(v).ok_or(DecodeError::UnknownValue { packet, field: "priv_lvl", value: v })
     }
     /// The numeric level.
     pub fn get(self) -> u8 {
@@ -242,21 +235,9 @@ mod tests {
                 assert_eq!(t.as_str().parse::<AuthenStatus>(), Ok(t));
             }
         }
-        assert_eq!(
-            AuthenType::decode(4, "start"),
-            Err(DecodeError::UnknownValue {
-                packet: "start",
-                field: "authen_type",
-                value: 4
-            })
-        );
+        assert_eq!(AuthenType::decode(4, "start"), Err(DecodeError::UnknownValue { packet: "start", field: "authen_type", value: 4 }));
         assert_eq!(AuthorStatus::ALL.len(), 5);
-        assert!(
-            "bogus"
-                .parse::<AuthenType>()
-                .unwrap_err()
-                .contains("mschapv2")
-        );
+        assert!("bogus".parse::<AuthenType>().unwrap_err().contains("mschapv2"));
         assert_eq!(PrivLvl::new(16), None);
     }
 }

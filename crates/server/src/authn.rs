@@ -30,11 +30,7 @@ pub struct Busy;
 impl HashPool {
     /// A pool of `workers` threads' worth of permits.
     pub fn new(workers: usize, queue: usize) -> Self {
-        HashPool {
-            permits: Arc::new(Semaphore::new(workers.max(1))),
-            waiting: AtomicUsize::new(0),
-            queue,
-        }
+        HashPool { permits: Arc::new(Semaphore::new(workers.max(1))), waiting: AtomicUsize::new(0), queue }
     }
 
     /// Verify `password` against `hash` off the async threads.
@@ -83,18 +79,11 @@ pub struct CredCache {
 impl CredCache {
     /// A cache; `enabled = false` makes every lookup miss.
     pub fn new(enabled: bool, ttl: Duration, max: usize) -> Self {
-        CredCache {
-            secret: rand::random(),
-            ttl,
-            max,
-            enabled,
-            map: Mutex::new(HashMap::new()),
-        }
+        CredCache { secret: rand::random(), ttl, max, enabled, map: Mutex::new(HashMap::new()) }
     }
 
     fn key(&self, kind: CredKind, user: &[u8], password: &[u8]) -> [u8; 32] {
-        let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret)
-            .expect("HMAC takes any key length");
+        let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret).expect("HMAC takes any key length");
         m.update(&[kind as u8]);
         m.update(&(user.len() as u32).to_be_bytes());
         m.update(user);
@@ -178,12 +167,7 @@ pub enum Locked {
 impl Lockout {
     /// `max_failures = 0` disables lockout.
     pub fn new(max_failures: u32, window: Duration, duration: Duration) -> Self {
-        Lockout {
-            max_failures,
-            window,
-            duration,
-            map: Mutex::new(HashMap::new()),
-        }
+        Lockout { max_failures, window, duration, map: Mutex::new(HashMap::new()) }
     }
 
     /// Whether the user or the source is locked now, and for how much longer.
@@ -193,12 +177,7 @@ impl Lockout {
         }
         let now = Instant::now();
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let left = |s: &Subject| {
-            map.get(s)
-                .and_then(|f| f.locked_until)
-                .filter(|&t| t > now)
-                .map(|t| t - now)
-        };
+        let left = |s: &Subject| map.get(s).and_then(|f| f.locked_until).filter(|&t| t > now).map(|t| t - now);
         if let Some(d) = left(&Subject::User(user.into())) {
             return Some(Locked::User(d));
         }
@@ -214,10 +193,7 @@ impl Lockout {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 200_000 {
             let window = self.window;
-            map.retain(|_, f| {
-                f.locked_until.is_some_and(|t| t > now)
-                    || f.times.back().is_some_and(|&t| now - t < window)
-            });
+            map.retain(|_, f| f.locked_until.is_some_and(|t| t > now) || f.times.back().is_some_and(|&t| now - t < window));
         }
         let mut locked = None;
         for s in [Subject::User(user.into()), Subject::Source(src)] {
@@ -231,11 +207,7 @@ impl Lockout {
                 f.locked_until = Some(now + self.duration);
                 f.times.clear();
                 // Report the user's lock first when both engage.
-                locked = locked.or(Some(if is_user {
-                    Locked::User(self.duration)
-                } else {
-                    Locked::Source(self.duration)
-                }));
+                locked = locked.or(Some(if is_user { Locked::User(self.duration) } else { Locked::Source(self.duration) }));
             }
         }
         locked
@@ -264,10 +236,7 @@ mod tests {
         assert!(c.hit(CredKind::Login, b"alice", b"pw"));
         assert!(!c.hit(CredKind::Login, b"alice", b"pw2"));
         assert!(!c.hit(CredKind::Enable, b"alice", b"pw"));
-        assert!(
-            !c.hit(CredKind::Login, b"alic", b"epw"),
-            "length-prefixed user"
-        );
+        assert!(!c.hit(CredKind::Login, b"alic", b"epw"), "length-prefixed user");
         c.clear();
         assert!(!c.hit(CredKind::Login, b"alice", b"pw"));
         let off = CredCache::new(false, Duration::from_secs(60), 10);
@@ -282,10 +251,7 @@ mod tests {
         assert_eq!(l.failure(b"bob", src), None);
         assert_eq!(l.failure(b"bob", src), None);
         assert!(matches!(l.failure(b"bob", src), Some(Locked::User(_))));
-        assert!(matches!(
-            l.check(b"bob", "192.0.2.99".parse().unwrap()),
-            Some(Locked::User(_))
-        ));
+        assert!(matches!(l.check(b"bob", "192.0.2.99".parse().unwrap()), Some(Locked::User(_))));
         assert!(matches!(l.check(b"carol", src), Some(Locked::Source(_))));
         assert_eq!(l.check(b"carol", "192.0.2.2".parse().unwrap()), None);
         let off = Lockout::new(0, Duration::from_secs(60), Duration::from_secs(30));

@@ -25,18 +25,9 @@ type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
 
 /// The result of slow work, applied back to the protocol machine.
 enum Done {
-    Password {
-        sid: u32,
-        user: Bytes,
-        verdict: Verdict,
-        started: Instant,
-    },
-    Acct {
-        sid: u32,
-        result: Result<(), JournalError>,
-        started: Instant,
-        user: String,
-    },
+    Password { sid: u32, user: Bytes, verdict: Verdict, started: Instant },
+    Acct { sid: u32, result: Result<(), JournalError>, started: Instant, user: String },
+    Changed { sid: u32, user: String, result: Result<(), String>, started: Instant },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,6 +45,19 @@ struct Login {
     kind: CredKind,
     priv_lvl: u8,
     started: Instant,
+    /// A password change (CHPASS): what the next answer is.
+    chpass: Option<ChPass>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ChPass {
+    Old,
+    New,
+    Confirm(Vec<u8>),
+}
+
+fn ask(msg: &str) -> AuthenReply {
+    AuthenReply { noecho: true, ..AuthenReply::new(AuthenStatus::GetPass, msg.to_owned()) }
 }
 
 struct Ctx {
@@ -64,12 +68,7 @@ struct Ctx {
     logins: HashMap<u32, Login>,
 }
 
-pub(crate) async fn serve(
-    shared: &Arc<Shared>,
-    mut stream: TcpStream,
-    peer: SocketAddr,
-    listener: usize,
-) {
+pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, listener: usize) {
     let policy = shared.policy();
     let Some(l) = policy.listeners.get(listener).cloned() else {
         return;
@@ -77,14 +76,7 @@ pub(crate) async fn serve(
     let mut buf = BytesMut::new();
     stream.set_nodelay(true).ok();
 
-    let device = match crate::proxy::intake(
-        &mut stream,
-        &mut buf,
-        l.proxy,
-        l.trusts(peer.ip()),
-        policy.limits.proxy_header_timeout.0,
-    )
-    .await
+    let device = match crate::proxy::intake(&mut stream, &mut buf, l.proxy, l.trusts(peer.ip()), policy.limits.proxy_header_timeout.0).await
     {
         Ok(Some(addr)) => addr,
         Ok(None) => peer,
@@ -99,16 +91,11 @@ pub(crate) async fn serve(
         metrics::counter!("tacvs_rejects_total", "reason" => "unknown_device").increment(1);
         return;
     };
-    let _slot = match SourceSlot::take(
-        shared,
-        device.ip(),
-        policy.limits.max_connections_per_source,
-    ) {
+    let _slot = match SourceSlot::take(shared, device.ip(), policy.limits.max_connections_per_source) {
         Some(s) => s,
         None => {
             tracing::warn!(%device, max = policy.limits.max_connections_per_source, "connection refused: max_connections_per_source reached");
-            metrics::counter!("tacvs_rejects_total", "reason" => "max_connections_per_source")
-                .increment(1);
+            metrics::counter!("tacvs_rejects_total", "reason" => "max_connections_per_source").increment(1);
             return;
         }
     };
@@ -118,13 +105,7 @@ pub(crate) async fn serve(
         max_sessions: policy.limits.max_sessions_per_connection,
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
-    let mut ctx = Ctx {
-        shared: shared.clone(),
-        device,
-        dg,
-        dg_name: group.name.clone(),
-        logins: HashMap::new(),
-    };
+    let mut ctx = Ctx { shared: shared.clone(), device, dg, dg_name: group.name.clone(), logins: HashMap::new() };
     drop(policy);
 
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
@@ -156,25 +137,16 @@ pub(crate) async fn serve(
                 }
                 Err(_) => {
                     tracing::warn!(%device, "peer is not reading our replies; closing");
-                    metrics::counter!("tacvs_rejects_total", "reason" => "write_timeout")
-                        .increment(1);
+                    metrics::counter!("tacvs_rejects_total", "reason" => "write_timeout").increment(1);
                     break;
                 }
             }
         }
-        if pending.is_empty()
-            && (conn.close_reason().is_some()
-                || peer_closed
-                || (draining && conn.open_sessions() == 0))
-        {
+        if pending.is_empty() && (conn.close_reason().is_some() || peer_closed || (draining && conn.open_sessions() == 0)) {
             break;
         }
         let limits = &ctx.shared.policy.load().limits;
-        let wait = if conn.open_sessions() > 0 || !buf.is_empty() {
-            limits.read_timeout.0
-        } else {
-            limits.idle_timeout.0
-        };
+        let wait = if conn.open_sessions() > 0 || !buf.is_empty() { limits.read_timeout.0 } else { limits.idle_timeout.0 };
         let reading = !peer_closed && conn.close_reason().is_none();
         // An idle connection holds no read buffer (thousands of idle single-connect
         // devices): it waits for readability and allocates only then.
@@ -220,20 +192,13 @@ impl SourceSlot {
             return None;
         }
         *n += 1;
-        Some(SourceSlot {
-            shared: shared.clone(),
-            ip,
-        })
+        Some(SourceSlot { shared: shared.clone(), ip })
     }
 }
 
 impl Drop for SourceSlot {
     fn drop(&mut self) {
-        let mut m = self
-            .shared
-            .per_source
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut m = self.shared.per_source.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(n) = m.get_mut(&self.ip) {
             *n -= 1;
             if *n == 0 {
@@ -249,8 +214,7 @@ fn lossy(b: &[u8]) -> String {
 
 fn count(kind: &'static str, result: &'static str, started: Instant) {
     metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result).increment(1);
-    metrics::histogram!("tacvs_request_duration_seconds", "type" => kind)
-        .record(started.elapsed().as_secs_f64());
+    metrics::histogram!("tacvs_request_duration_seconds", "type" => kind).record(started.elapsed().as_secs_f64());
 }
 
 #[derive(Serialize)]
@@ -276,11 +240,7 @@ impl Ctx {
     fn on_event(&mut self, conn: &mut ServerConnection, ev: ServerEvent) -> Option<Pending> {
         let now = Instant::now();
         match ev {
-            ServerEvent::Request {
-                session_id: sid,
-                key_index,
-                request,
-            } => {
+            ServerEvent::Request { session_id: sid, key_index, request } => {
                 if key_index > 0 {
                     tracing::debug!(device = %self.device, key_index, "device uses a rotated key");
                 }
@@ -318,77 +278,51 @@ impl Ctx {
         }
     }
 
-    fn authen_start(
-        &mut self,
-        conn: &mut ServerConnection,
-        sid: u32,
-        s: AuthenStart,
-        started: Instant,
-    ) -> Option<Pending> {
-        let kind = if s.authen_service == AuthenService::Enable {
-            CredKind::Enable
-        } else {
-            CredKind::Login
-        };
+    fn authen_start(&mut self, conn: &mut ServerConnection, sid: u32, s: AuthenStart, started: Instant) -> Option<Pending> {
+        let kind = if s.authen_service == AuthenService::Enable { CredKind::Enable } else { CredKind::Login };
         match s.action {
             AuthenAction::Login => {}
             AuthenAction::ChangePassword => {
-                tracing::info!(device = %self.device, user = %lossy(&s.user), "password change refused: not supported");
-                count("authen", "fail", started);
-                self.reply(conn, sid, AuthenReply::new(AuthenStatus::Fail, "Changing passwords is not supported by this server; ask your administrator."));
+                let allowed = self.shared.policy.load().auth.change_password;
+                if !allowed || s.authen_type != AuthenType::Ascii {
+                    tracing::info!(device = %self.device, user = %lossy(&s.user), allowed, "password change refused");
+                    count("authen", "fail", started);
+                    let msg = if allowed {
+                        "Changing a password needs an ASCII session."
+                    } else {
+                        "Changing passwords is not enabled on this server; ask your administrator."
+                    };
+                    self.reply(conn, sid, AuthenReply::new(AuthenStatus::Fail, msg));
+                    return None;
+                }
+                let user = (!s.user.is_empty()).then(|| s.user.clone());
+                let first = if user.is_some() { ask("Old password: ") } else { prompt_reply(AuthenStatus::GetUser, "") };
+                self.logins.insert(sid, Login { user, tries: 0, kind, priv_lvl: s.priv_lvl.get(), started, chpass: Some(ChPass::Old) });
+                self.reply(conn, sid, first);
                 return None;
             }
             AuthenAction::SendAuth => {
                 count("authen", "fail", started);
-                self.reply(
-                    conn,
-                    sid,
-                    AuthenReply::new(
-                        AuthenStatus::Fail,
-                        "SENDAUTH is not supported by this server.",
-                    ),
-                );
+                self.reply(conn, sid, AuthenReply::new(AuthenStatus::Fail, "SENDAUTH is not supported by this server."));
                 return None;
             }
         }
         match s.authen_type {
             AuthenType::Ascii => {
                 let user = (!s.user.is_empty()).then(|| s.user.clone());
-                let prompt = if user.is_some() {
-                    AuthenStatus::GetPass
-                } else {
-                    AuthenStatus::GetUser
-                };
-                self.logins.insert(
-                    sid,
-                    Login {
-                        user,
-                        tries: 0,
-                        kind,
-                        priv_lvl: s.priv_lvl.get(),
-                        started,
-                    },
-                );
+                let prompt = if user.is_some() { AuthenStatus::GetPass } else { AuthenStatus::GetUser };
+                self.logins.insert(sid, Login { user, tries: 0, kind, priv_lvl: s.priv_lvl.get(), started, chpass: None });
                 self.reply(conn, sid, prompt_reply(prompt, ""));
                 None
             }
-            AuthenType::Pap => Some(self.check_password(
-                sid,
-                s.user.clone(),
-                s.data.to_vec(),
-                kind,
-                s.priv_lvl.get(),
-                started,
-            )),
+            AuthenType::Pap => Some(self.check_password(sid, s.user.clone(), s.data.to_vec(), kind, s.priv_lvl.get(), started)),
             AuthenType::Chap | AuthenType::MsChapV1 | AuthenType::MsChapV2 => {
                 let policy = self.shared.policy();
                 let user = lossy(&s.user);
                 let (status, msg, why) = match (kind, policy.user(&s.user)) {
-                    (CredKind::Enable, _) => (
-                        AuthenStatus::Fail,
-                        "Enable with CHAP is not supported; use ASCII or PAP.",
-                        "enable via chap",
-                    ),
+                    (CredKind::Enable, _) => {
+                        (AuthenStatus::Fail, "Enable with CHAP is not supported; use ASCII or PAP.", "enable via chap")
+                    }
                     (_, None) => (AuthenStatus::Fail, "", "unknown user"),
                     (_, Some(u)) => match &u.chap_secret {
                         None => (
@@ -396,17 +330,11 @@ impl Ctx {
                             "CHAP and MS-CHAP need a reversible secret for this user, and none is configured.",
                             "no chap_secret",
                         ),
-                        Some(secret) => {
-                            match chap::verify(s.authen_type, &s.data, &s.user, &secret.0) {
-                                Ok(true) => (AuthenStatus::Pass, "", "response matches"),
-                                Ok(false) => (AuthenStatus::Fail, "", "wrong response"),
-                                Err(_) => (
-                                    AuthenStatus::Error,
-                                    "Malformed CHAP data.",
-                                    "malformed chap data",
-                                ),
-                            }
-                        }
+                        Some(secret) => match chap::verify(s.authen_type, &s.data, &s.user, &secret.0) {
+                            Ok(true) => (AuthenStatus::Pass, "", "response matches"),
+                            Ok(false) => (AuthenStatus::Fail, "", "wrong response"),
+                            Err(_) => (AuthenStatus::Error, "Malformed CHAP data.", "malformed chap data"),
+                        },
                     },
                 };
                 tracing::info!(device = %self.device, %user, method = %s.authen_type, result = %status, reason = why, "authentication");
@@ -415,78 +343,107 @@ impl Ctx {
                 None
             }
             AuthenType::NotSet => {
-                self.reply(
-                    conn,
-                    sid,
-                    AuthenReply::new(AuthenStatus::Error, "authen_type not set"),
-                );
+                self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "authen_type not set"));
                 None
             }
         }
     }
 
-    fn authen_continue(
-        &mut self,
-        conn: &mut ServerConnection,
-        sid: u32,
-        c: AuthenContinue,
-    ) -> Option<Pending> {
+    fn authen_continue(&mut self, conn: &mut ServerConnection, sid: u32, c: AuthenContinue) -> Option<Pending> {
         let Some(login) = self.logins.get_mut(&sid) else {
-            self.reply(
-                conn,
-                sid,
-                AuthenReply::new(AuthenStatus::Error, "unexpected CONTINUE"),
-            );
+            self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "unexpected CONTINUE"));
             return None;
         };
-        match login.user.clone() {
-            None => {
-                if c.user_msg.is_empty() {
-                    self.reply(conn, sid, prompt_reply(AuthenStatus::GetUser, ""));
+        let Some(user) = login.user.clone() else {
+            if c.user_msg.is_empty() {
+                self.reply(conn, sid, prompt_reply(AuthenStatus::GetUser, ""));
+            } else {
+                let next = if login.chpass.is_some() { ask("Old password: ") } else { prompt_reply(AuthenStatus::GetPass, "") };
+                login.user = Some(c.user_msg);
+                self.reply(conn, sid, next);
+            }
+            return None;
+        };
+        let (kind, priv_lvl, started) = (login.kind, login.priv_lvl, login.started);
+        match login.chpass.clone() {
+            None | Some(ChPass::Old) => Some(self.check_password(sid, user, c.user_msg.to_vec(), kind, priv_lvl, started)),
+            Some(ChPass::New) => {
+                let min = self.shared.policy.load().auth.min_password_length;
+                if c.user_msg.len() < min {
+                    self.reply(conn, sid, ask(&format!("Too short: use at least {min} characters. New password: ")));
                 } else {
-                    login.user = Some(c.user_msg);
-                    self.reply(conn, sid, prompt_reply(AuthenStatus::GetPass, ""));
+                    login.chpass = Some(ChPass::Confirm(c.user_msg.to_vec()));
+                    self.reply(conn, sid, ask("Retype new password: "));
                 }
                 None
             }
-            Some(user) => {
-                let (kind, priv_lvl, started) = (login.kind, login.priv_lvl, login.started);
-                Some(self.check_password(sid, user, c.user_msg.to_vec(), kind, priv_lvl, started))
+            Some(ChPass::Confirm(new)) => {
+                self.logins.remove(&sid);
+                if new != c.user_msg {
+                    count("authen", "fail", started);
+                    self.reply(conn, sid, AuthenReply::new(AuthenStatus::Fail, "The passwords differ; nothing was changed."));
+                    return None;
+                }
+                let shared = self.shared.clone();
+                let name = lossy(&user);
+                Some(Box::pin(async move {
+                    let n = name.clone();
+                    let result = tokio::task::spawn_blocking(move || {
+                        let hash = tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha512Crypt, &new)?;
+                        shared.passwords.set(&n, hash)?;
+                        shared.cache.clear();
+                        Ok(())
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(e.to_string()));
+                    Done::Changed { sid, user: name, result, started }
+                }))
             }
         }
     }
 
     /// Verify a password off the async threads; the result comes back as `Done`.
-    fn check_password(
-        &self,
-        sid: u32,
-        user: Bytes,
-        password: Vec<u8>,
-        kind: CredKind,
-        priv_lvl: u8,
-        started: Instant,
-    ) -> Pending {
+    fn check_password(&self, sid: u32, user: Bytes, password: Vec<u8>, kind: CredKind, priv_lvl: u8, started: Instant) -> Pending {
         let shared = self.shared.clone();
         let src = self.device.ip();
         Box::pin(async move {
             let verdict = verify(&shared, &user, password, kind, priv_lvl, src).await;
-            Done::Password {
-                sid,
-                user,
-                verdict,
-                started,
-            }
+            Done::Password { sid, user, verdict, started }
         })
     }
 
     fn on_done(&mut self, conn: &mut ServerConnection, done: Done) {
         match done {
-            Done::Password {
-                sid,
-                user,
-                verdict,
-                started,
-            } => {
+            Done::Changed { sid, user, result, started } => {
+                let reply = match &result {
+                    Ok(()) => {
+                        tracing::info!(device = %self.device, %user, "password changed");
+                        AuthenReply::new(AuthenStatus::Pass, "Password changed.")
+                    }
+                    Err(e) => {
+                        tracing::error!(device = %self.device, %user, error = %e, "password change not stored");
+                        AuthenReply::new(AuthenStatus::Error, "The new password could not be stored; nothing was changed.")
+                    }
+                };
+                count("authen", if result.is_ok() { "pass" } else { "error" }, started);
+                self.reply(conn, sid, reply);
+            }
+            Done::Password { sid, user, verdict, started } if self.logins.get(&sid).is_some_and(|l| l.chpass.is_some()) => {
+                // The old password of a change: on success ask for the new one.
+                let reply = if verdict == Verdict::Pass {
+                    if let Some(l) = self.logins.get_mut(&sid) {
+                        l.chpass = Some(ChPass::New);
+                    }
+                    ask("New password: ")
+                } else {
+                    self.logins.remove(&sid);
+                    count("authen", "fail", started);
+                    tracing::info!(device = %self.device, user = %lossy(&user), ?verdict, "password change refused: old password not verified");
+                    AuthenReply::new(AuthenStatus::Fail, "Old password incorrect; nothing was changed.")
+                };
+                self.reply(conn, sid, reply);
+            }
+            Done::Password { sid, user, verdict, started } => {
                 let ascii = self.logins.get_mut(&sid);
                 let max_tries = self.shared.policy.load().auth.max_login_attempts;
                 let reply = match (verdict, ascii) {
@@ -504,10 +461,7 @@ impl Ctx {
                     }
                     (Verdict::Locked(_), _) => {
                         self.logins.remove(&sid);
-                        AuthenReply::new(
-                            AuthenStatus::Fail,
-                            "Too many failed logins; try again later.",
-                        )
+                        AuthenReply::new(AuthenStatus::Fail, "Too many failed logins; try again later.")
                     }
                     (Verdict::Busy, _) => {
                         self.logins.remove(&sid);
@@ -527,29 +481,15 @@ impl Ctx {
                 tracing::info!(device = %self.device, user = %lossy(&user), result, reason = why, "authentication");
                 self.reply(conn, sid, reply);
             }
-            Done::Acct {
-                sid,
-                result,
-                started,
-                user,
-            } => {
+            Done::Acct { sid, result, started, user } => {
                 let r = match &result {
-                    Ok(()) => {
-                        conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new()))
-                    }
+                    Ok(()) => conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new())),
                     Err(e) => {
                         tracing::error!(device = %self.device, %user, error = %e, "accounting record not stored; replying ERROR");
-                        conn.reply_acct(
-                            sid,
-                            AcctReply::new(AcctStatus::Error, "accounting record not stored"),
-                        )
+                        conn.reply_acct(sid, AcctReply::new(AcctStatus::Error, "accounting record not stored"))
                     }
                 };
-                count(
-                    "acct",
-                    if result.is_ok() { "success" } else { "error" },
-                    started,
-                );
+                count("acct", if result.is_ok() { "success" } else { "error" }, started);
                 if let Err(e) = r {
                     tracing::debug!(device = %self.device, error = %e, "accounting reply not sent");
                 }
@@ -603,12 +543,7 @@ impl Ctx {
         let journal = self.shared.journal.clone();
         Box::pin(async move {
             let result = journal.append(line).await;
-            Done::Acct {
-                sid,
-                result,
-                started,
-                user,
-            }
+            Done::Acct { sid, result, started, user }
         })
     }
 }
@@ -618,20 +553,10 @@ fn prompt_reply(status: AuthenStatus, prefix: &str) -> AuthenReply {
         AuthenStatus::GetUser => ("Username: ", false),
         _ => ("Password: ", true),
     };
-    AuthenReply {
-        noecho,
-        ..AuthenReply::new(status, format!("{prefix}{msg}"))
-    }
+    AuthenReply { noecho, ..AuthenReply::new(status, format!("{prefix}{msg}")) }
 }
 
-async fn verify(
-    shared: &Shared,
-    user: &[u8],
-    password: Vec<u8>,
-    kind: CredKind,
-    priv_lvl: u8,
-    src: IpAddr,
-) -> Verdict {
+async fn verify(shared: &Shared, user: &[u8], password: Vec<u8>, kind: CredKind, priv_lvl: u8, src: IpAddr) -> Verdict {
     if let Some(l) = shared.lockout.check(user, src) {
         return Verdict::Locked(l);
     }
@@ -641,7 +566,8 @@ async fn verify(
         return Verdict::Fail("unknown user");
     };
     let hash = match kind {
-        CredKind::Login => u.password.clone(),
+        // A password the user changed overrides the configuration file's.
+        CredKind::Login => shared.passwords.get(&u.name).or_else(|| u.password.clone()),
         CredKind::Enable => {
             if priv_lvl > u.max_priv {
                 return Verdict::Fail("enable level above the user's groups");
@@ -650,11 +576,7 @@ async fn verify(
         }
     };
     let Some(hash) = hash else {
-        return Verdict::Fail(if kind == CredKind::Enable {
-            "no enable password configured"
-        } else {
-            "no password configured"
-        });
+        return Verdict::Fail(if kind == CredKind::Enable { "no enable password configured" } else { "no password configured" });
     };
     if shared.cache.hit(kind, user, &password) {
         metrics::counter!("tacvs_credential_cache_total", "result" => "hit").increment(1);

@@ -10,6 +10,7 @@
 pub mod authn;
 mod conn;
 pub mod journal;
+pub mod passwords;
 pub mod proxy;
 pub mod syslog;
 
@@ -38,6 +39,7 @@ pub struct Shared {
     hashes: HashPool,
     cache: CredCache,
     lockout: Lockout,
+    passwords: passwords::PasswordStore,
     conns: AtomicUsize,
     per_source: Mutex<HashMap<IpAddr, usize>>,
     shutdown: watch::Receiver<bool>,
@@ -75,12 +77,10 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
     };
     let committed = match &policy.accounting.syslog {
         Some(conf) => {
-            let target = syslog::Target::parse(conf.target.get_ref())
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let target = syslog::Target::parse(conf.target.get_ref()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let settings = syslog::SyslogSettings {
                 target,
-                facility: tacvs_policy::policy::facility_code(conf.facility.get_ref())
-                    .unwrap_or(22),
+                facility: tacvs_policy::policy::facility_code(conf.facility.get_ref()).unwrap_or(22),
                 app_name: conf.app_name.clone(),
                 hostname: policy.server_name.clone(),
             };
@@ -92,28 +92,20 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         None => None,
     };
     let (journal, recovery, _writer) = Journal::open(jcfg, committed).map_err(|e| {
-        io::Error::new(
-            e.kind(),
-            format!(
-                "cannot open the accounting journal in {}: {e}",
-                policy.accounting.directory.display()
-            ),
-        )
+        io::Error::new(e.kind(), format!("cannot open the accounting journal in {}: {e}", policy.accounting.directory.display()))
     })?;
     if recovery.torn_bytes_cut > 0 {
         tracing::warn!(file = %recovery.file.display(), bytes = recovery.torn_bytes_cut, "journal ended in a torn record (crash during a write); cut it off. That record was never acknowledged");
     }
     tracing::info!(file = %recovery.file.display(), "accounting journal open");
     let a = &policy.auth;
+    let passwords = passwords::PasswordStore::open(&a.password_store).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let shared = Arc::new(Shared {
         hashes: HashPool::new(a.hash_workers, a.hash_queue),
         cache: CredCache::new(a.cache.enabled, a.cache.ttl.0, a.cache.max_entries),
-        lockout: Lockout::new(
-            a.lockout.max_failures,
-            a.lockout.window.0,
-            a.lockout.duration.0,
-        ),
+        lockout: Lockout::new(a.lockout.max_failures, a.lockout.window.0, a.lockout.duration.0),
+        passwords,
         journal,
         conns: AtomicUsize::new(0),
         per_source: Mutex::new(HashMap::new()),
@@ -124,21 +116,11 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
     let mut local_addrs = Vec::new();
     let mut accept_tasks = Vec::new();
     for (i, l) in policy.listeners.iter().enumerate() {
-        let socket = if l.address.is_ipv4() {
-            TcpSocket::new_v4()?
-        } else {
-            TcpSocket::new_v6()?
-        };
+        let socket = if l.address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
-        socket.bind(l.address).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot listen on {}: {e} (is another server running there?)",
-                    l.address
-                ),
-            )
-        })?;
+        socket
+            .bind(l.address)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e} (is another server running there?)", l.address)))?;
         let listener = socket.listen(4096)?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, proxy_protocol = ?l.proxy, "listening");
@@ -146,13 +128,7 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         accept_tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, i)));
     }
     metrics::gauge!("tacvs_config_users").set(policy.user_count() as f64);
-    Ok(ServerHandle {
-        local_addrs,
-        shared,
-        shutdown_tx,
-        accept_tasks,
-        config_path,
-    })
+    Ok(ServerHandle { local_addrs, shared, shutdown_tx, accept_tasks, config_path })
 }
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, index: usize) {
@@ -247,10 +223,7 @@ impl ServerHandle {
         }
         let left = self.shared.connections();
         if left > 0 {
-            tracing::warn!(
-                connections = left,
-                "shutdown: drain time is up; closing the rest"
-            );
+            tracing::warn!(connections = left, "shutdown: drain time is up; closing the rest");
         }
     }
 }

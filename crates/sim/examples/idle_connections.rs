@@ -12,24 +12,14 @@ use tacvs_proto::{AaaRequest, Key};
 #[tokio::main]
 async fn main() {
     let a: Vec<String> = std::env::args().collect();
-    let target = a
-        .get(1)
-        .map_or("127.0.0.1:4949", |s| s.as_str())
-        .parse()
-        .expect("target IP:PORT");
+    let target = a.get(1).map_or("127.0.0.1:4949", |s| s.as_str()).parse().expect("target IP:PORT");
     let key = Key::new(a.get(2).map_or("tacvs-demo-key", |s| s.as_str()));
     let n: usize = a.get(3).and_then(|s| s.parse().ok()).unwrap_or(15_000);
     let hold: u64 = a.get(4).and_then(|s| s.parse().ok()).unwrap_or(30);
     let mut clients = Vec::with_capacity(n);
     for i in 0..n {
-        let src = format!("127.2.{}.{}", i / 250, i % 250 + 1)
-            .parse()
-            .expect("address");
-        let mut c = Client::new(ClientOptions {
-            single_connect: true,
-            source: Some(src),
-            ..ClientOptions::new(target, Some(key.clone()))
-        });
+        let src = format!("127.2.{}.{}", i / 250, i % 250 + 1).parse().expect("address");
+        let mut c = Client::new(ClientOptions { single_connect: true, source: Some(src), ..ClientOptions::new(target, Some(key.clone())) });
         let req = AaaRequest::new("alice", vec!["service=shell".parse().expect("static")]);
         if let Err(e) = c.authorize(req).await {
             eprintln!("connection {i}: {e}");
@@ -37,9 +27,6 @@ async fn main() {
         }
         clients.push(c);
     }
-    println!(
-        "{} idle single-connect connections open; holding {hold}s",
-        clients.len()
-    );
+    println!("{} idle single-connect connections open; holding {hold}s", clients.len());
     tokio::time::sleep(Duration::from_secs(hold)).await;
 }

@@ -25,32 +25,13 @@ enum Op {
     Ne,
 }
 
-const METRICS: &[&str] = &[
-    "requests",
-    "ok",
-    "fail",
-    "errors",
-    "throughput",
-    "p50",
-    "p90",
-    "p99",
-    "p999",
-    "max",
-    "mean",
-];
+const METRICS: &[&str] = &["requests", "ok", "fail", "errors", "throughput", "p50", "p90", "p99", "p999", "max", "mean"];
 
 impl Expect {
     /// Parse `[scope.]metric OP value[unit]`.
     pub fn parse(text: &str) -> Result<Expect, String> {
         let t = text.trim();
-        let ops = [
-            ("<=", Op::Le),
-            (">=", Op::Ge),
-            ("==", Op::Eq),
-            ("!=", Op::Ne),
-            ("<", Op::Lt),
-            (">", Op::Gt),
-        ];
+        let ops = [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("!=", Op::Ne), ("<", Op::Lt), (">", Op::Gt)];
         let (i, sym, op) = ops
             .iter()
             .filter_map(|(sym, op)| t.find(sym).map(|i| (i, *sym, *op)))
@@ -63,17 +44,12 @@ impl Expect {
         };
         let is_error_kind = scope.as_deref() == Some("errors");
         if !is_error_kind && !METRICS.contains(&metric.as_str()) {
-            return Err(format!(
-                "--expect {t:?}: unknown metric {metric:?} (one of {})",
-                METRICS.join(", ")
-            ));
+            return Err(format!("--expect {t:?}: unknown metric {metric:?} (one of {})", METRICS.join(", ")));
         }
         if let Some(s) = &scope
             && !matches!(s.as_str(), "authen" | "author" | "acct" | "errors")
         {
-            return Err(format!(
-                "--expect {t:?}: unknown scope {s:?} (authen, author, acct, or errors.KIND)"
-            ));
+            return Err(format!("--expect {t:?}: unknown scope {s:?} (authen, author, acct, or errors.KIND)"));
         }
         let (num, mult) = if let Some(n) = rhs.strip_suffix("ms") {
             (n, 1.0)
@@ -84,18 +60,8 @@ impl Expect {
         } else {
             (rhs, 1.0)
         };
-        let value = num
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| format!("--expect {t:?}: {rhs:?} is not a number"))?
-            * mult;
-        Ok(Expect {
-            text: t.to_owned(),
-            scope,
-            metric,
-            op,
-            value,
-        })
+        let value = num.trim().parse::<f64>().map_err(|_| format!("--expect {t:?}: {rhs:?} is not a number"))? * mult;
+        Ok(Expect { text: t.to_owned(), scope, metric, op, value })
     }
 
     fn actual(&self, r: &Report) -> f64 {
@@ -140,11 +106,7 @@ impl Expect {
 }
 
 fn trim(v: f64) -> String {
-    if v.fract() == 0.0 {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.3}")
-    }
+    if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.3}") }
 }
 
 #[cfg(test)]
@@ -184,12 +146,6 @@ mod tests {
         assert!(Expect::parse("p99 about 1").is_err());
         assert!(Expect::parse("nat.p99<1").is_err());
         assert!(Expect::parse("p99<fast").is_err());
-        assert_eq!(
-            Expect::parse("author.p99<2ms")
-                .unwrap()
-                .check(&r)
-                .unwrap_err(),
-            "author.p99<2ms (actual 3)"
-        );
+        assert_eq!(Expect::parse("author.p99<2ms").unwrap().check(&r).unwrap_err(), "author.p99<2ms (actual 3)");
     }
 }

@@ -99,16 +99,11 @@ pub fn nth_address(net: IpNet, n: u128) -> Option<IpAddr> {
     match net {
         IpNet::V4(v4) => {
             let size = 1u128 << (32 - v4.prefix_len());
-            (n < size)
-                .then(|| IpAddr::from(((u32::from(v4.network()) as u128 + n) as u32).to_be_bytes()))
+            (n < size).then(|| IpAddr::from(((u32::from(v4.network()) as u128 + n) as u32).to_be_bytes()))
         }
         IpNet::V6(v6) => {
             let bits = 128 - u32::from(v6.prefix_len());
-            let size = if bits >= 128 {
-                u128::MAX
-            } else {
-                1u128 << bits
-            };
+            let size = if bits >= 128 { u128::MAX } else { 1u128 << bits };
             (n < size).then(|| IpAddr::from((u128::from(v6.network()) + n).to_be_bytes()))
         }
     }
@@ -168,32 +163,16 @@ pub async fn run(cfg: SimConfig) -> Result<Report, SimError> {
     }
     let have = match cfg.source {
         IpNet::V4(n) => 1u128 << (32 - n.prefix_len()),
-        IpNet::V6(n) => 1u128
-            .checked_shl(128 - u32::from(n.prefix_len()))
-            .unwrap_or(u128::MAX),
+        IpNet::V6(n) => 1u128.checked_shl(128 - u32::from(n.prefix_len())).unwrap_or(u128::MAX),
     };
     if have < cfg.devices as u128 {
-        return Err(SimError::SourceTooSmall {
-            prefix: cfg.source,
-            have,
-            devices: cfg.devices,
-        });
+        return Err(SimError::SourceTooSmall { prefix: cfg.source, have, devices: cfg.devices });
     }
     if cfg.profile.style == Style::SingleConnect && cfg.devices > cfg.max_sockets {
-        return Err(SimError::TooManyPersistent {
-            devices: cfg.devices,
-            max: cfg.max_sockets,
-        });
+        return Err(SimError::TooManyPersistent { devices: cfg.devices, max: cfg.max_sockets });
     }
     let devices = (0..cfg.devices)
-        .map(|i| {
-            Mutex::new(Device {
-                addr: nth_address(cfg.source, i as u128).expect("checked size"),
-                pos: 0,
-                task: 0,
-                client: None,
-            })
-        })
+        .map(|i| Mutex::new(Device { addr: nth_address(cfg.source, i as u128).expect("checked size"), pos: 0, task: 0, client: None }))
         .collect();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
@@ -236,9 +215,7 @@ pub async fn run(cfg: SimConfig) -> Result<Report, SimError> {
                     }
                     let sh = shared.clone();
                     let dev = (k % cfg.devices as u64) as usize;
-                    handles.push(tokio::spawn(
-                        async move { request(&sh, dev, intended).await },
-                    ));
+                    handles.push(tokio::spawn(async move { request(&sh, dev, intended).await }));
                     k += 1;
                 }
                 if handles.len() > 4096 {
@@ -253,12 +230,7 @@ pub async fn run(cfg: SimConfig) -> Result<Report, SimError> {
             // One connection per device, each with `pipeline` sessions in flight.
             let mut handles = Vec::new();
             for dev in 0..n.min(cfg.devices) {
-                handles.push(tokio::spawn(pipeline::connection(
-                    shared.clone(),
-                    dev,
-                    cfg.pipeline.max(1),
-                    end,
-                )));
+                handles.push(tokio::spawn(pipeline::connection(shared.clone(), dev, cfg.pipeline.max(1), end)));
             }
             tokio::time::sleep_until(end).await;
             drain(&shared, handles, cfg.timeout).await;
@@ -336,10 +308,7 @@ async fn request(sh: &Shared, dev: usize, intended: Instant) {
     };
     let (mut client, permit) = match kept {
         Some((c, p)) => (c, p),
-        None => (
-            Client::new(opts),
-            permit.expect("taken above when no connection is kept"),
-        ),
+        None => (Client::new(opts), permit.expect("taken above when no connection is kept")),
     };
     let (kind, result) = perform(&mut client, profile, &op, dev, d.task).await;
     // Keep a healthy single-connect connection (and its permit); otherwise both go.
@@ -352,17 +321,11 @@ async fn request(sh: &Shared, dev: usize, intended: Instant) {
         Err(e) => Outcome::Error(e),
     };
     let done = Instant::now();
-    let _ = sh.tx.send(Sample {
-        kind,
-        done,
-        latency_us: (done - intended).as_micros() as u64,
-        outcome,
-    });
+    let _ = sh.tx.send(Sample { kind, done, latency_us: (done - intended).as_micros() as u64, outcome });
 }
 
 fn arg(name: &str, value: &str) -> Argument {
-    Argument::new(name, value, true)
-        .unwrap_or_else(|_| Argument::new(name, "x", true).expect("short"))
+    Argument::new(name, value, true).unwrap_or_else(|_| Argument::new(name, "x", true).expect("short"))
 }
 
 /// A request ready to send.
@@ -412,30 +375,14 @@ pub(crate) fn build(p: &Profile, op: &Op, dev: usize, task: u64) -> Built {
         }
         Op::AcctStart | Op::AcctStop | Op::AcctCommand(_) => {
             let (flags, mut args) = match op {
-                Op::AcctStart => (
-                    AcctFlags::Start,
-                    vec![arg("task_id", &task_id()), arg("service", "shell")],
-                ),
-                Op::AcctStop => (
-                    AcctFlags::Stop,
-                    vec![
-                        arg("task_id", &task_id()),
-                        arg("service", "shell"),
-                        arg("elapsed_time", "5"),
-                    ],
-                ),
-                _ => (
-                    AcctFlags::Stop,
-                    vec![arg("task_id", &task_id()), arg("service", "shell")],
-                ),
+                Op::AcctStart => (AcctFlags::Start, vec![arg("task_id", &task_id()), arg("service", "shell")]),
+                Op::AcctStop => (AcctFlags::Stop, vec![arg("task_id", &task_id()), arg("service", "shell"), arg("elapsed_time", "5")]),
+                _ => (AcctFlags::Stop, vec![arg("task_id", &task_id()), arg("service", "shell")]),
             };
             if let Op::AcctCommand(i) = op {
                 args.push(arg("cmd", &p.command_lines[i % p.command_lines.len()]));
             }
-            Built::Acct(AcctRequest {
-                flags,
-                request: req(args),
-            })
+            Built::Acct(AcctRequest { flags, request: req(args) })
         }
     }
 }
@@ -457,51 +404,19 @@ fn author_result(s: AuthorStatus) -> Result<bool, &'static str> {
 }
 
 fn acct_result(s: AcctStatus) -> Result<bool, &'static str> {
-    if s == AcctStatus::Success {
-        Ok(true)
-    } else {
-        Err("status_error")
-    }
+    if s == AcctStatus::Success { Ok(true) } else { Err("status_error") }
 }
 
 /// Run one operation; Ok(true) = PASS/SUCCESS, Ok(false) = FAIL, Err(kind).
-async fn perform(
-    c: &mut Client,
-    p: &Profile,
-    op: &Op,
-    dev: usize,
-    task: u64,
-) -> (Kind, Result<bool, &'static str>) {
+async fn perform(c: &mut Client, p: &Profile, op: &Op, dev: usize, task: u64) -> (Kind, Result<bool, &'static str>) {
     let err = |e: ClientError| e.kind();
     match build(p, op, dev, task) {
         Built::Authen(start) => {
-            let mut answers = FixedAnswers {
-                user: p.user.clone(),
-                password: p.password.clone(),
-                max_rounds: 2,
-            };
-            (
-                Kind::Authen,
-                c.authenticate(start, &mut answers)
-                    .await
-                    .map_err(err)
-                    .and_then(|r| authen_result(r.status)),
-            )
+            let mut answers = FixedAnswers { user: p.user.clone(), password: p.password.clone(), max_rounds: 2 };
+            (Kind::Authen, c.authenticate(start, &mut answers).await.map_err(err).and_then(|r| authen_result(r.status)))
         }
-        Built::Author(r) => (
-            Kind::Author,
-            c.authorize(r)
-                .await
-                .map_err(err)
-                .and_then(|r| author_result(r.status)),
-        ),
-        Built::Acct(r) => (
-            Kind::Acct,
-            c.account(r)
-                .await
-                .map_err(err)
-                .and_then(|r| acct_result(r.status)),
-        ),
+        Built::Author(r) => (Kind::Author, c.authorize(r).await.map_err(err).and_then(|r| author_result(r.status))),
+        Built::Acct(r) => (Kind::Acct, c.account(r).await.map_err(err).and_then(|r| acct_result(r.status))),
     }
 }
 
@@ -524,12 +439,7 @@ struct Acc {
 
 impl Acc {
     fn new() -> Acc {
-        Acc {
-            h: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds"),
-            ok: 0,
-            fail: 0,
-            errors: 0,
-        }
+        Acc { h: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds"), ok: 0, fail: 0, errors: 0 }
     }
     fn totals(&self, secs: f64) -> Totals {
         let requests = self.ok + self.fail + self.errors;
@@ -538,11 +448,7 @@ impl Acc {
             ok: self.ok,
             fail: self.fail,
             errors: self.errors,
-            throughput: if secs > 0.0 {
-                requests as f64 / secs
-            } else {
-                0.0
-            },
+            throughput: if secs > 0.0 { requests as f64 / secs } else { 0.0 },
             latency_ms: report::Latency::from_hist(&self.h),
         }
     }
@@ -550,28 +456,15 @@ impl Acc {
 
 impl Collector {
     fn new(start: Instant, from: Instant, end: Instant) -> Collector {
-        Collector {
-            start,
-            from,
-            end,
-            total: Acc::new(),
-            by: BTreeMap::new(),
-            errors: BTreeMap::new(),
-            series: Vec::new(),
-        }
+        Collector { start, from, end, total: Acc::new(), by: BTreeMap::new(), errors: BTreeMap::new(), series: Vec::new() }
     }
 
     fn add(&mut self, s: Sample) {
         let sec = (s.done - self.start).as_secs() as usize;
         while self.series.len() <= sec {
             let t = self.series.len() as u64;
-            self.series.push((
-                report::Second {
-                    t,
-                    ..Default::default()
-                },
-                Histogram::new_with_bounds(1, 600_000_000, 2).expect("static bounds"),
-            ));
+            self.series
+                .push((report::Second { t, ..Default::default() }, Histogram::new_with_bounds(1, 600_000_000, 2).expect("static bounds")));
         }
         let (second, h) = &mut self.series[sec];
         second.requests += 1;
@@ -584,10 +477,7 @@ impl Collector {
         if s.done < self.from || s.done > self.end + Duration::from_secs(30) {
             return;
         }
-        for acc in [
-            &mut self.total,
-            self.by.entry(s.kind.name()).or_insert_with(Acc::new),
-        ] {
+        for acc in [&mut self.total, self.by.entry(s.kind.name()).or_insert_with(Acc::new)] {
             let _ = acc.h.record(s.latency_us.max(1));
             match &s.outcome {
                 Outcome::Ok => acc.ok += 1,
@@ -603,11 +493,7 @@ impl Collector {
     fn report(mut self, cfg: &SimConfig, delayed: u64, cpu: f64) -> Report {
         let secs = cfg.duration.as_secs_f64();
         for (second, h) in &mut self.series {
-            second.p99_ms = if h.is_empty() {
-                0.0
-            } else {
-                h.value_at_quantile(0.99) as f64 / 1000.0
-            };
+            second.p99_ms = if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 };
         }
         let total = self.total.totals(secs);
         let requests = total.requests.max(1);
@@ -630,11 +516,7 @@ impl Collector {
             },
             duration_s: secs,
             warmup_s: cfg.warmup.as_secs_f64(),
-            by_type: self
-                .by
-                .iter()
-                .map(|(k, a)| (k.to_string(), a.totals(secs)))
-                .collect(),
+            by_type: self.by.iter().map(|(k, a)| (k.to_string(), a.totals(secs))).collect(),
             total,
             errors_by_kind: self.errors,
             delayed_starts: delayed,

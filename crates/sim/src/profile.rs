@@ -135,21 +135,13 @@ impl Profile {
             name: "interactive".into(),
             login: Login::Ascii,
             commands: 3,
-            command_lines: vec![
-                "show version".into(),
-                "show ip interface brief".into(),
-                "show logging".into(),
-            ],
+            command_lines: vec!["show version".into(), "show ip interface brief".into(), "show logging".into()],
             ..automation.clone()
         };
         match name {
             "automation" => Some(automation),
             "interactive" => Some(interactive),
-            "mixed" => Some(Profile {
-                name: "mixed".into(),
-                alternate: Some(Box::new(interactive)),
-                ..automation
-            }),
+            "mixed" => Some(Profile { name: "mixed".into(), alternate: Some(Box::new(interactive)), ..automation }),
             _ => None,
         }
     }
@@ -160,9 +152,9 @@ impl Profile {
             return Ok(p);
         }
         let path = Path::new(spec);
-        let text = std::fs::read_to_string(path).map_err(|e| format!("--profile {spec:?}: not a built-in (automation, interactive, mixed) and not a readable file: {e}"))?;
-        let p: Profile =
-            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("--profile {spec:?}: not a built-in (automation, interactive, mixed) and not a readable file: {e}"))?;
+        let p: Profile = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
         if p.command_lines.is_empty() && p.commands > 0 {
             return Err(format!("{}: command_lines is empty", path.display()));
         }
@@ -220,10 +212,6 @@ mod tests {
         let m = Profile::builtin("mixed").unwrap();
         assert_eq!(m.for_device(1).name, "interactive");
         assert_eq!(m.for_device(2).name, "mixed");
-        assert!(
-            Profile::load("nope-not-a-file")
-                .unwrap_err()
-                .contains("built-in")
-        );
+        assert!(Profile::load("nope-not-a-file").unwrap_err().contains("built-in"));
     }
 }

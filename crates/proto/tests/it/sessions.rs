@@ -21,17 +21,12 @@ fn authen_status(ev: &ClientEvent) -> AuthenStatus {
 #[test]
 fn pap_pass_and_fail_close_connection_without_single_connect() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client
-        .start_authen(1, pap("alice", "alice-pass"))
-        .unwrap();
+    p.client.start_authen(1, pap("alice", "alice-pass")).unwrap();
     p.round();
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::Pass);
     assert_eq!(p.server.close_reason(), Some(CloseReason::SessionDone));
     assert_eq!(p.client.single_connect(), Some(false));
-    assert_eq!(
-        p.client.start_authen(2, pap("alice", "x")),
-        Err(SessionError::ConnectionNotReusable)
-    );
+    assert_eq!(p.client.start_authen(2, pap("alice", "x")), Err(SessionError::ConnectionNotReusable));
 
     let mut p = Pair::new(KEY, &[KEY], false);
     p.client.start_authen(9, pap("alice", "wrong")).unwrap();
@@ -47,59 +42,24 @@ fn chap_mschapv1_mschapv2() {
     let cases: Vec<(AuthenType, Vec<u8>, Vec<u8>)> = vec![
         (
             AuthenType::Chap,
-            ChapData {
-                id: 5,
-                challenge: &challenge,
-                response: &chap_response(5, b"alice-pass", &challenge),
-            }
-            .to_vec(),
-            ChapData {
-                id: 5,
-                challenge: &challenge,
-                response: &chap_response(5, b"nope", &challenge),
-            }
-            .to_vec(),
+            ChapData { id: 5, challenge: &challenge, response: &chap_response(5, b"alice-pass", &challenge) }.to_vec(),
+            ChapData { id: 5, challenge: &challenge, response: &chap_response(5, b"nope", &challenge) }.to_vec(),
         ),
         (
             AuthenType::MsChapV1,
-            ChapData {
-                id: 1,
-                challenge: &ch8,
-                response: &mschapv1_response(&ch8, "alice-pass"),
-            }
-            .to_vec(),
-            ChapData {
-                id: 1,
-                challenge: &ch8,
-                response: &mschapv1_response(&ch8, "nope"),
-            }
-            .to_vec(),
+            ChapData { id: 1, challenge: &ch8, response: &mschapv1_response(&ch8, "alice-pass") }.to_vec(),
+            ChapData { id: 1, challenge: &ch8, response: &mschapv1_response(&ch8, "nope") }.to_vec(),
         ),
         (
             AuthenType::MsChapV2,
-            ChapData {
-                id: 2,
-                challenge: &challenge,
-                response: &mschapv2_response(&challenge, &peer, b"alice", "alice-pass"),
-            }
-            .to_vec(),
-            ChapData {
-                id: 2,
-                challenge: &challenge,
-                response: &mschapv2_response(&challenge, &peer, b"alice", "nope"),
-            }
-            .to_vec(),
+            ChapData { id: 2, challenge: &challenge, response: &mschapv2_response(&challenge, &peer, b"alice", "alice-pass") }.to_vec(),
+            ChapData { id: 2, challenge: &challenge, response: &mschapv2_response(&challenge, &peer, b"alice", "nope") }.to_vec(),
         ),
     ];
     for (ty, good, bad) in cases {
         for (data, want) in [(good, AuthenStatus::Pass), (bad, AuthenStatus::Fail)] {
             let mut p = Pair::new(KEY, &[KEY], false);
-            p.client
-                .start_authen(
-                    7,
-                    start(AuthenAction::Login, ty, AuthenService::Ppp, "alice", &data),
-                )
-                .unwrap();
+            p.client.start_authen(7, start(AuthenAction::Login, ty, AuthenService::Ppp, "alice", &data)).unwrap();
             p.round();
             assert_eq!(authen_status(&one_reply(&mut p)), want, "{ty}");
         }
@@ -109,31 +69,14 @@ fn chap_mschapv1_mschapv2() {
 #[test]
 fn ascii_login_getuser_getpass_with_retries() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client
-        .start_authen(
-            0x55,
-            start(
-                AuthenAction::Login,
-                AuthenType::Ascii,
-                AuthenService::Login,
-                "",
-                b"",
-            ),
-        )
-        .unwrap();
+    p.client.start_authen(0x55, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "", b"")).unwrap();
     p.round();
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::GetUser);
     p.client.continue_authen(0x55, "alice").unwrap();
     p.round();
     let ev = one_reply(&mut p);
     assert_eq!(authen_status(&ev), AuthenStatus::GetPass);
-    assert!(matches!(
-        ev,
-        ClientEvent::AuthenReply {
-            reply: AuthenReply { noecho: true, .. },
-            ..
-        }
-    ));
+    assert!(matches!(ev, ClientEvent::AuthenReply { reply: AuthenReply { noecho: true, .. }, .. }));
     p.client.continue_authen(0x55, "bad").unwrap();
     p.round();
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::GetPass);
@@ -147,25 +90,10 @@ fn ascii_login_getuser_getpass_with_retries() {
 #[test]
 fn ascii_three_failures_then_fail() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client
-        .start_authen(
-            1,
-            start(
-                AuthenAction::Login,
-                AuthenType::Ascii,
-                AuthenService::Login,
-                "alice",
-                b"",
-            ),
-        )
-        .unwrap();
+    p.client.start_authen(1, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "alice", b"")).unwrap();
     p.round();
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::GetPass);
-    for want in [
-        AuthenStatus::GetPass,
-        AuthenStatus::GetPass,
-        AuthenStatus::Fail,
-    ] {
+    for want in [AuthenStatus::GetPass, AuthenStatus::GetPass, AuthenStatus::Fail] {
         p.client.continue_authen(1, "wrong").unwrap();
         p.round();
         assert_eq!(authen_status(&one_reply(&mut p)), want);
@@ -175,26 +103,10 @@ fn ascii_three_failures_then_fail() {
 #[test]
 fn enable_service_flow() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client
-        .start_authen(
-            3,
-            start(
-                AuthenAction::Login,
-                AuthenType::Ascii,
-                AuthenService::Enable,
-                "alice",
-                b"",
-            ),
-        )
-        .unwrap();
+    p.client.start_authen(3, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Enable, "alice", b"")).unwrap();
     p.deliver_to_server();
     match &p.server_events[..] {
-        [
-            ServerEvent::Request {
-                request: Request::AuthenStart(s),
-                ..
-            },
-        ] => assert_eq!(s.authen_service, AuthenService::Enable),
+        [ServerEvent::Request { request: Request::AuthenStart(s), .. }] => assert_eq!(s.authen_service, AuthenService::Enable),
         other => panic!("{other:?}"),
     }
 }
@@ -202,25 +114,12 @@ fn enable_service_flow() {
 #[test]
 fn abort_ends_session_without_reply() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client
-        .start_authen(
-            4,
-            start(
-                AuthenAction::Login,
-                AuthenType::Ascii,
-                AuthenService::Login,
-                "",
-                b"",
-            ),
-        )
-        .unwrap();
+    p.client.start_authen(4, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "", b"")).unwrap();
     p.round();
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::GetUser);
     p.client.abort_authen(4, "user hit ^C").unwrap();
     p.deliver_to_server();
-    assert!(
-        matches!(&p.server_events[..], [ServerEvent::AuthenAborted { session_id: 4, reason }] if reason == "user hit ^C")
-    );
+    assert!(matches!(&p.server_events[..], [ServerEvent::AuthenAborted { session_id: 4, reason }] if reason == "user hit ^C"));
     assert!(!p.server.has_output(), "no reply to an abort");
     assert_eq!(p.server.open_sessions(), 0);
     assert_eq!(p.client.open_sessions(), 0);
@@ -229,42 +128,22 @@ fn abort_ends_session_without_reply() {
 #[test]
 fn continue_before_prompt_is_refused_locally() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client
-        .start_authen(4, pap("alice", "alice-pass"))
-        .unwrap();
-    assert!(matches!(
-        p.client.continue_authen(4, "x"),
-        Err(SessionError::NotExpected { .. })
-    ));
+    p.client.start_authen(4, pap("alice", "alice-pass")).unwrap();
+    assert!(matches!(p.client.continue_authen(4, "x"), Err(SessionError::NotExpected { .. })));
     p.round();
     // the session is over: a continue is for no session
-    assert_eq!(
-        p.client.continue_authen(4, "x"),
-        Err(SessionError::NoSuchSession(4))
-    );
+    assert_eq!(p.client.continue_authen(4, "x"), Err(SessionError::NoSuchSession(4)));
 }
 
 #[test]
 fn server_refuses_prompt_in_pap() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client
-        .start_authen(4, pap("alice", "alice-pass"))
-        .unwrap();
+    p.client.start_authen(4, pap("alice", "alice-pass")).unwrap();
     p.deliver_to_server();
-    let r = p
-        .server
-        .reply_authen(4, AuthenReply::new(AuthenStatus::GetPass, "pw?"));
+    let r = p.server.reply_authen(4, AuthenReply::new(AuthenStatus::GetPass, "pw?"));
     assert!(matches!(r, Err(SessionError::BadStatus { .. })), "{r:?}");
-    assert!(matches!(
-        p.server
-            .reply_author(4, AuthorResponse::new(AuthorStatus::PassAdd, "")),
-        Err(SessionError::NotExpected { .. })
-    ));
-    assert_eq!(
-        p.server
-            .reply_authen(99, AuthenReply::new(AuthenStatus::Pass, "")),
-        Err(SessionError::NoSuchSession(99))
-    );
+    assert!(matches!(p.server.reply_author(4, AuthorResponse::new(AuthorStatus::PassAdd, "")), Err(SessionError::NotExpected { .. })));
+    assert_eq!(p.server.reply_authen(99, AuthenReply::new(AuthenStatus::Pass, "")), Err(SessionError::NoSuchSession(99)));
 }
 
 #[test]
@@ -273,12 +152,7 @@ fn authorization_and_accounting() {
     p.client.authorize(10, author("show version")).unwrap();
     p.deliver_to_server();
     match &p.server_events[..] {
-        [
-            ServerEvent::Request {
-                request: Request::Author(r),
-                ..
-            },
-        ] => {
+        [ServerEvent::Request { request: Request::Author(r), .. }] => {
             let v: Vec<String> = r.args.iter().map(|a| a.to_string()).collect();
             assert_eq!(v, ["service=shell", "cmd=show", "cmd-arg=version"]);
         }
@@ -298,60 +172,25 @@ fn authorization_and_accounting() {
     let mut p = Pair::new(KEY, &[KEY], false);
     p.client.authorize(11, author("reload in 5")).unwrap();
     p.round();
-    assert!(matches!(
-        one_reply(&mut p),
-        ClientEvent::AuthorResponse {
-            response: AuthorResponse {
-                status: AuthorStatus::Fail,
-                ..
-            },
-            ..
-        }
-    ));
+    assert!(matches!(one_reply(&mut p), ClientEvent::AuthorResponse { response: AuthorResponse { status: AuthorStatus::Fail, .. }, .. }));
 
-    for flags in [
-        AcctFlags::Start,
-        AcctFlags::Stop,
-        AcctFlags::Watchdog,
-        AcctFlags::WatchdogUpdate,
-    ] {
+    for flags in [AcctFlags::Start, AcctFlags::Stop, AcctFlags::Watchdog, AcctFlags::WatchdogUpdate] {
         let mut p = Pair::new(KEY, &[KEY], false);
-        p.client
-            .account(
-                12,
-                AcctRequest {
-                    flags,
-                    request: author("show clock"),
-                },
-            )
-            .unwrap();
+        p.client.account(12, AcctRequest { flags, request: author("show clock") }).unwrap();
         p.deliver_to_server();
         assert!(
             matches!(&p.server_events[..], [ServerEvent::Request { request: Request::Acct(AcctRequest { flags: f, .. }), .. }] if *f == flags)
         );
-        p.server
-            .reply_acct(12, AcctReply::new(AcctStatus::Success, ""))
-            .unwrap();
+        p.server.reply_acct(12, AcctReply::new(AcctStatus::Success, "")).unwrap();
         p.deliver_to_client();
-        assert!(matches!(
-            one_reply(&mut p),
-            ClientEvent::AcctReply {
-                reply: AcctReply {
-                    status: AcctStatus::Success,
-                    ..
-                },
-                ..
-            }
-        ));
+        assert!(matches!(one_reply(&mut p), ClientEvent::AcctReply { reply: AcctReply { status: AcctStatus::Success, .. }, .. }));
     }
 }
 
 #[test]
 fn single_connect_multiplexes_interleaved_sessions() {
     let mut p = Pair::new(KEY, &[KEY], true);
-    p.client
-        .start_authen(100, pap("alice", "alice-pass"))
-        .unwrap();
+    p.client.start_authen(100, pap("alice", "alice-pass")).unwrap();
     p.round();
     assert_eq!(p.client.single_connect(), Some(true));
     assert_eq!(p.server.single_connect(), Some(true));
@@ -359,38 +198,15 @@ fn single_connect_multiplexes_interleaved_sessions() {
     assert_eq!(p.server.close_reason(), None);
 
     // Interleave: an ASCII login waiting on a prompt, plus authorizations and accounting.
-    p.client
-        .start_authen(
-            200,
-            start(
-                AuthenAction::Login,
-                AuthenType::Ascii,
-                AuthenService::Login,
-                "alice",
-                b"",
-            ),
-        )
-        .unwrap();
+    p.client.start_authen(200, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "alice", b"")).unwrap();
     for sid in 300..310 {
         p.client.authorize(sid, author("show run")).unwrap();
     }
-    p.client
-        .account(
-            400,
-            AcctRequest {
-                flags: AcctFlags::Start,
-                request: author("x"),
-            },
-        )
-        .unwrap();
+    p.client.account(400, AcctRequest { flags: AcctFlags::Start, request: author("x") }).unwrap();
     p.round();
     let ev = p.take_client_events();
     assert_eq!(ev.len(), 12);
-    assert_eq!(
-        p.client.open_sessions(),
-        1,
-        "the ascii session waits for our password"
-    );
+    assert_eq!(p.client.open_sessions(), 1, "the ascii session waits for our password");
     p.client.continue_authen(200, "alice-pass").unwrap();
     p.round();
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::Pass);
@@ -401,16 +217,8 @@ fn single_connect_multiplexes_interleaved_sessions() {
 #[test]
 fn server_may_decline_single_connect() {
     let mut p = Pair::new(KEY, &[KEY], true);
-    p.server = ServerConnection::new(
-        ServerConfig {
-            single_connect: false,
-            ..Default::default()
-        },
-        vec![Key::new(KEY)].into(),
-    );
-    p.client
-        .start_authen(1, pap("alice", "alice-pass"))
-        .unwrap();
+    p.server = ServerConnection::new(ServerConfig { single_connect: false, ..Default::default() }, vec![Key::new(KEY)].into());
+    p.client.start_authen(1, pap("alice", "alice-pass")).unwrap();
     p.round();
     assert_eq!(p.client.single_connect(), Some(false));
     assert_eq!(p.server.close_reason(), Some(CloseReason::SessionDone));
@@ -425,61 +233,33 @@ fn wrong_key_is_detected_on_both_sides() {
     p.deliver_to_server();
     assert!(matches!(
         &p.server_events[..],
-        [ServerEvent::ProtocolError {
-            session_id: Some(1),
-            error: ProtocolError::WrongKey { keys: 1, .. }
-        }]
+        [ServerEvent::ProtocolError { session_id: Some(1), error: ProtocolError::WrongKey { keys: 1, .. } }]
     ));
     assert_eq!(p.server.close_reason(), Some(CloseReason::ProtocolError));
     // The ERROR reply is obfuscated with the server's key: the client cannot read it.
     p.deliver_to_client();
-    assert!(matches!(
-        one_reply(&mut p),
-        ClientEvent::SessionFailed {
-            session_id: 1,
-            error: ClientSessionError::WrongKey(_)
-        }
-    ));
+    assert!(matches!(one_reply(&mut p), ClientEvent::SessionFailed { session_id: 1, error: ClientSessionError::WrongKey(_) }));
 }
 
 #[test]
 fn key_rotation_tries_each_key_and_sticks() {
     let mut p = Pair::new("new-key", &["old-key", "new-key"], true);
-    p.client
-        .start_authen(1, pap("alice", "alice-pass"))
-        .unwrap();
+    p.client.start_authen(1, pap("alice", "alice-pass")).unwrap();
     p.deliver_to_server();
-    assert!(matches!(
-        &p.server_events[..],
-        [ServerEvent::Request { key_index: 1, .. }]
-    ));
+    assert!(matches!(&p.server_events[..], [ServerEvent::Request { key_index: 1, .. }]));
     assert_eq!(p.server.matched_key(), Some(1));
 }
 
 #[test]
 fn seq_exhaustion_ends_the_session() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client
-        .start_authen(
-            1,
-            start(
-                AuthenAction::Login,
-                AuthenType::Ascii,
-                AuthenService::Login,
-                "",
-                b"",
-            ),
-        )
-        .unwrap();
+    p.client.start_authen(1, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "", b"")).unwrap();
     p.deliver_to_server();
     p.server_events.clear();
     let mut n = 0;
     // The server keeps prompting; the client keeps answering, until seq_no runs out.
     loop {
-        match p
-            .server
-            .reply_authen(1, AuthenReply::new(AuthenStatus::GetData, "more"))
-        {
+        match p.server.reply_authen(1, AuthenReply::new(AuthenStatus::GetData, "more")) {
             Ok(()) => {}
             Err(SessionError::SeqExhausted(1)) => break,
             Err(e) => panic!("{e}"),
@@ -491,22 +271,8 @@ fn seq_exhaustion_ends_the_session() {
         p.server_events.clear();
         n += 1;
     }
-    assert_eq!(
-        n, 126,
-        "server replies 2..=252 prompt, then 254 must be final"
-    );
-    p.server
-        .reply_authen(1, AuthenReply::new(AuthenStatus::Fail, ""))
-        .unwrap();
+    assert_eq!(n, 126, "server replies 2..=252 prompt, then 254 must be final");
+    p.server.reply_authen(1, AuthenReply::new(AuthenStatus::Fail, "")).unwrap();
     p.deliver_to_client();
-    assert!(matches!(
-        one_reply(&mut p),
-        ClientEvent::AuthenReply {
-            reply: AuthenReply {
-                status: AuthenStatus::Fail,
-                ..
-            },
-            ..
-        }
-    ));
+    assert!(matches!(one_reply(&mut p), ClientEvent::AuthenReply { reply: AuthenReply { status: AuthenStatus::Fail, .. }, .. }));
 }

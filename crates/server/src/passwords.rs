@@ -1,0 +1,91 @@
+//! Passwords users changed with TACACS+ CHPASS: a JSON object of user → hash,
+//! written atomically (temporary file, fsync, rename, fsync of the directory),
+//! loaded at start-up. A hash here overrides the configuration file's for that
+//! user; delete the entry to go back to the file's.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use tacvs_policy::PasswordHash;
+
+/// The store: user → (hash text as written, parsed hash).
+#[derive(Debug)]
+pub struct PasswordStore {
+    path: PathBuf,
+    map: Mutex<BTreeMap<String, (String, PasswordHash)>>,
+}
+
+impl PasswordStore {
+    /// Load `path` (absent = empty). A malformed file is an error naming it.
+    pub fn open(path: &Path) -> Result<PasswordStore, String> {
+        let mut map = BTreeMap::new();
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                let raw: BTreeMap<String, String> = serde_json::from_str(&text)
+                    .map_err(|e| format!("{}: not a JSON object of user to password hash: {e}", path.display()))?;
+                for (u, h) in raw {
+                    let parsed = PasswordHash::parse(&h).map_err(|e| format!("{}: user {u:?}: {e}", path.display()))?;
+                    map.insert(u, (h, parsed));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+        }
+        Ok(PasswordStore { path: path.to_owned(), map: Mutex::new(map) })
+    }
+
+    /// The changed password of `user`, if any.
+    pub fn get(&self, user: &str) -> Option<PasswordHash> {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).get(user).map(|(_, h)| h.clone())
+    }
+
+    /// Record a new hash for `user` and persist the whole store before it takes
+    /// effect (blocking I/O: call it off the async threads).
+    pub fn set(&self, user: &str, hash_text: String) -> Result<(), String> {
+        let parsed = PasswordHash::parse(&hash_text)?;
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let mut texts: BTreeMap<&str, &str> = map.iter().map(|(u, (t, _))| (u.as_str(), t.as_str())).collect();
+        texts.insert(user, &hash_text);
+        let body = serde_json::to_vec_pretty(&texts).map_err(|e| e.to_string())?;
+        self.write(&body)?;
+        map.insert(user.to_owned(), (hash_text, parsed));
+        Ok(())
+    }
+
+    fn write(&self, body: &[u8]) -> Result<(), String> {
+        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let tmp = self.path.with_extension("json.tmp");
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(dir)?;
+            let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
+            f.write_all(body)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)?;
+            std::fs::File::open(dir)?.sync_all()
+        };
+        write().map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn persists_and_reloads() {
+        let d = std::env::temp_dir().join(format!("tacvs-pwstore-{}", std::process::id()));
+        let p = d.join("passwords.json");
+        let s = PasswordStore::open(&p).unwrap();
+        assert!(s.get("alice").is_none());
+        let h = PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"new-secret").unwrap();
+        s.set("alice", h).unwrap();
+        assert!(s.get("alice").unwrap().verify(b"new-secret"));
+        let again = PasswordStore::open(&p).unwrap();
+        assert!(again.get("alice").unwrap().verify(b"new-secret"));
+        std::fs::write(&p, "{\"bob\": \"plain\"}").unwrap();
+        assert!(PasswordStore::open(&p).unwrap_err().contains("bob"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
