@@ -9,10 +9,13 @@ use tacvs_proto::Key;
 use tacvs_sim::{Expect, Load, Profile, SimConfig};
 
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct SimArgs {
+    #[command(subcommand)]
+    sub: Option<SimSub>,
     /// Target, HOST:PORT (a server or a director's VIP).
     #[arg(long)]
-    target: String,
+    target: Option<String>,
     /// Shared key (or --key-file, or TACVS_KEY).
     #[arg(long, env = "TACVS_KEY", hide_env_values = true, conflicts_with = "key_file")]
     key: Option<String>,
@@ -59,7 +62,64 @@ pub struct SimArgs {
     expect: Vec<String>,
 }
 
+#[derive(Debug, clap::Subcommand)]
+enum SimSub {
+    /// How many servers a fleet needs: g(n) / f(n) with headroom and N+1.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    /// A report from `tacvs sim --json` against one server.
+    #[arg(long)]
+    report: PathBuf,
+    /// Devices in the fleet to plan for.
+    #[arg(long)]
+    devices: u64,
+    /// The fleet's workload: automation, interactive, mixed, or a TOML file
+    /// (its sessions_per_hour sets the per-device rate).
+    #[arg(long, default_value = "automation")]
+    profile: String,
+    /// p99 latency each server must stay under.
+    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    latency_target: Duration,
+    /// Spare capacity to keep, e.g. 30%.
+    #[arg(long, default_value = "30%")]
+    headroom: String,
+}
+
+fn plan(a: PlanArgs) -> anyhow::Result<u8> {
+    let text = std::fs::read_to_string(&a.report).with_context(|| format!("cannot read {}", a.report.display()))?;
+    let report: tacvs_sim::Report =
+        serde_json::from_str(&text).with_context(|| format!("{} is not a tacvs sim JSON report", a.report.display()))?;
+    let profile = Profile::load(&a.profile).map_err(anyhow::Error::msg)?;
+    let headroom: f64 = a
+        .headroom
+        .trim_end_matches('%')
+        .parse::<f64>()
+        .map(|v| if a.headroom.ends_with('%') { v / 100.0 } else { v })
+        .with_context(|| format!("--headroom {:?}: write e.g. 30% or 0.3", a.headroom))?;
+    let target_ms = a.latency_target.as_secs_f64() * 1e3;
+    match tacvs_sim::plan::plan(&report, a.devices, &profile, target_ms, headroom) {
+        Ok(p) => {
+            print!("{}", p.explain(&profile));
+            println!("=> {} servers for {} devices ({} profile)", p.servers, p.devices, profile.name);
+            Ok(0)
+        }
+        Err(e) => {
+            eprintln!("tacvs sim plan: {e}");
+            Ok(2)
+        }
+    }
+}
+
 pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
+    if let Some(SimSub::Plan(p)) = a.sub {
+        return plan(p);
+    }
+    let Some(target) = a.target.clone() else {
+        anyhow::bail!("--target HOST:PORT is required (or use `tacvs sim plan`)");
+    };
     let key = match (&a.key, &a.key_file) {
         (_, Some(f)) => {
             let t = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
@@ -77,9 +137,9 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
         .collect::<Result<_, _>>()
         .map_err(anyhow::Error::msg)?;
     let profile = Profile::load(&a.profile).map_err(anyhow::Error::msg)?;
-    let target = tokio::net::lookup_host(&a.target)
+    let target = tokio::net::lookup_host(&target)
         .await
-        .with_context(|| format!("cannot resolve --target {:?}", a.target))?
+        .with_context(|| format!("cannot resolve --target {target:?}"))?
         .next()
         .context("no address")?;
     let load = match (a.rate, a.concurrency) {

@@ -427,3 +427,90 @@ async fn sigterm_drains_sessions_in_progress() {
     assert!(status.success(), "exit status {status:?}");
     std::fs::remove_dir_all(&cwd).ok();
 }
+
+/// `tacvs sim` against a real server process: --expect exit codes, the JSON
+/// report's documented fields, and `tacvs sim plan` on that report.
+#[test]
+fn sim_expect_json_and_plan() {
+    let cwd = temp_dir("sim");
+    let cfg = cwd.join("server.toml");
+    let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
+    std::fs::write(
+        &cfg,
+        example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""),
+    )
+    .unwrap();
+    let srv = ServerProc::start(&cfg, &cwd);
+    let target = srv.addr.to_string();
+    let json = cwd.join("report.json");
+    let sim = |extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tacvs"));
+        c.args([
+            "sim",
+            "--target",
+            &target,
+            "--key",
+            "tacvs-demo-key",
+            "--devices",
+            "100",
+            "--rate",
+            "400",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+        ]);
+        c.args(extra);
+        run_ok(&mut c)
+    };
+    let (code, out) = sim(&["--json", json.to_str().unwrap(), "--expect", "errors==0,throughput>=300", "--expect", "acct.errors==0"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("expect ok:     errors==0 (actual 0)"), "{out}");
+    let (code, out) = sim(&["--expect", "p99<1us"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("expect FAILED: p99<1us"), "{out}");
+    let (code, out) = sim(&["--expect", "p98<1"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("unknown metric"), "{out}");
+
+    // The report has every documented field, with consistent numbers.
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    for f in [
+        "version",
+        "target",
+        "profile",
+        "devices",
+        "mode",
+        "rate",
+        "concurrency",
+        "duration_s",
+        "warmup_s",
+        "total",
+        "by_type",
+        "errors_by_kind",
+        "delayed_starts",
+        "series",
+        "sim_cpu_s",
+        "sim_cpu_us_per_request",
+    ] {
+        assert!(r.get(f).is_some(), "missing {f}");
+    }
+    for f in ["requests", "ok", "fail", "errors", "throughput", "latency_ms"] {
+        assert!(r["total"].get(f).is_some(), "missing total.{f}");
+    }
+    for f in ["p50", "p90", "p99", "p999", "max", "mean"] {
+        assert!(r["total"]["latency_ms"].get(f).is_some(), "missing latency_ms.{f}");
+    }
+    let sum: u64 = ["authen", "author", "acct"].iter().filter_map(|k| r["by_type"][k]["requests"].as_u64()).sum();
+    assert_eq!(sum, r["total"]["requests"].as_u64().unwrap());
+    assert_eq!(r["mode"], "open");
+
+    // Plan from that report.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tacvs"));
+    c.args(["sim", "plan", "--report", json.to_str().unwrap(), "--devices", "50000", "--latency-target", "1s", "--headroom", "30%"]);
+    let (code, out) = run_ok(&mut c);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("requests/s per device") && out.contains("+ 1 spare (N+1)") && out.contains("servers for 50000 devices"), "{out}");
+    drop(srv);
+    std::fs::remove_dir_all(&cwd).ok();
+}

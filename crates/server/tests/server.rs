@@ -415,7 +415,8 @@ async fn change_password_when_enabled_persists_across_restart() {
     // change back from the password store.
     let policy = tacvs_policy::load(&h.dir.join("server.toml")).unwrap();
     let server2 = tacvs_server::start(policy, None).await.unwrap();
-    let mut c = Client::new(ClientOptions { timeout: Duration::from_secs(3), ..ClientOptions::new(server2.local_addrs[0], Some(Key::new(KEY))) });
+    let mut c =
+        Client::new(ClientOptions { timeout: Duration::from_secs(3), ..ClientOptions::new(server2.local_addrs[0], Some(Key::new(KEY))) });
     assert_eq!(login(&mut c, AuthenType::Pap, "bob", "bob-new-pass").await, AuthenStatus::Pass);
     server2.shutdown(Duration::from_millis(200)).await;
 }

@@ -8,6 +8,7 @@
 
 pub mod expect;
 mod pipeline;
+pub mod plan;
 pub mod profile;
 pub mod report;
 

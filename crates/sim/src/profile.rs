@@ -58,6 +58,9 @@ pub struct Profile {
     /// Command lines to cycle through.
     #[serde(default = "command_lines")]
     pub command_lines: Vec<String>,
+    /// How often one device runs this session, per hour (for `tacvs sim plan`).
+    #[serde(default = "four")]
+    pub sessions_per_hour: f64,
     /// For `mixed`: odd devices run this profile instead.
     #[serde(skip)]
     pub alternate: Option<Box<Profile>>,
@@ -80,6 +83,9 @@ fn fifty() -> usize {
 }
 fn yes() -> bool {
     true
+}
+fn four() -> f64 {
+    4.0
 }
 fn command_lines() -> Vec<String> {
     [
@@ -129,6 +135,8 @@ impl Profile {
             command_accounting: true,
             session_accounting: true,
             command_lines: command_lines(),
+            // A config push or audit every 15 minutes.
+            sessions_per_hour: 4.0,
             alternate: None,
         };
         let interactive = Profile {
@@ -136,6 +144,7 @@ impl Profile {
             login: Login::Ascii,
             commands: 3,
             command_lines: vec!["show version".into(), "show ip interface brief".into(), "show logging".into()],
+            sessions_per_hour: 1.0,
             ..automation.clone()
         };
         match name {
@@ -185,6 +194,16 @@ impl Profile {
         match &self.alternate {
             Some(alt) if i % 2 == 1 => alt,
             _ => self,
+        }
+    }
+
+    /// Requests per second one device makes on average (its profile's session
+    /// length × sessions per hour, averaged over alternating profiles).
+    pub fn device_rate(&self) -> f64 {
+        let one = |p: &Profile| p.script().len() as f64 * p.sessions_per_hour / 3600.0;
+        match &self.alternate {
+            Some(alt) => (one(self) + one(alt)) / 2.0,
+            None => one(self),
         }
     }
 
