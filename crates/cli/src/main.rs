@@ -95,3 +95,19 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// Use the whole open-file hard limit (20,000 on these machines): every
+/// connection is a descriptor.
+pub(crate) fn raise_nofile_limit() {
+    #[allow(unsafe_code)]
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
+    unsafe {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
+            let want = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                tracing::info!(from = r.rlim_cur, to = r.rlim_max, "raised the open-file limit");
+            }
+        }
+    }
+}

@@ -38,7 +38,7 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot serve metrics on {addr}"))?;
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
-    raise_nofile_limit();
+    crate::raise_nofile_limit();
     let server = tacvs_server::start(policy, Some(a.config.clone())).await?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -56,20 +56,4 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<u8> {
     server.shutdown(a.drain).await;
     tracing::info!("stopped");
     Ok(0)
-}
-
-/// Use the whole open-file hard limit (20,000 on these machines): every
-/// connection is a descriptor.
-fn raise_nofile_limit() {
-    #[allow(unsafe_code)]
-    // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.
-    unsafe {
-        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0 && r.rlim_cur < r.rlim_max {
-            let want = libc::rlimit { rlim_cur: r.rlim_max, rlim_max: r.rlim_max };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
-                tracing::info!(from = r.rlim_cur, to = r.rlim_max, "raised the open-file limit");
-            }
-        }
-    }
 }

@@ -160,7 +160,13 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
         timeout: a.timeout,
         pipeline: a.pipeline,
     };
-    let report = tacvs_sim::run(cfg).await?;
+    crate::raise_nofile_limit();
+    let progress = std::sync::Arc::new(tacvs_sim::Progress::default());
+    let total = cfg.warmup + cfg.duration;
+    let ticker = tokio::spawn(show_progress(progress.clone(), total));
+    let report = tacvs_sim::run_with_progress(cfg, progress).await;
+    ticker.abort();
+    let report = report?;
     print!("{}", report.table());
     if let Some(path) = &a.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("cannot write {}", path.display()))?;
@@ -176,4 +182,28 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
         }
     }
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// A live line on a terminal (indicatif draws nothing when stderr is not one).
+async fn show_progress(p: std::sync::Arc<tacvs_sim::Progress>, total: Duration) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let bar = indicatif::ProgressBar::new(total.as_secs().max(1));
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed:>4} [{bar:30}] {msg}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    let start = tokio::time::Instant::now();
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let n = p.requests.load(Relaxed);
+        bar.set_position(start.elapsed().as_secs());
+        bar.set_message(format!(
+            "{n} requests, {}/s, {} errors, p99 {:.2} ms",
+            n - last,
+            p.errors.load(Relaxed),
+            p.last_p99_us.load(Relaxed) as f64 / 1e3
+        ));
+        last = n;
+    }
 }

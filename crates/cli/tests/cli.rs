@@ -435,11 +435,11 @@ fn sim_expect_json_and_plan() {
     let cwd = temp_dir("sim");
     let cfg = cwd.join("server.toml");
     let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    std::fs::write(
-        &cfg,
-        example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""),
-    )
-    .unwrap();
+    let metrics_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    std::fs::write(&cfg, example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("127.0.0.1:9449", &metrics_addr)).unwrap();
     let srv = ServerProc::start(&cfg, &cwd);
     let target = srv.addr.to_string();
     let json = cwd.join("report.json");
@@ -466,6 +466,19 @@ fn sim_expect_json_and_plan() {
     let (code, out) = sim(&["--json", json.to_str().unwrap(), "--expect", "errors==0,throughput>=300", "--expect", "acct.errors==0"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("expect ok:     errors==0 (actual 0)"), "{out}");
+    // What the fleet counted is what the server counted.
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let metrics = http_get(&metrics_addr, "/metrics");
+    let served = |ty: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|l| l.starts_with(&format!("tacvs_requests_total{{type=\"{ty}\"")))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>() as u64
+    };
+    for ty in ["authen", "author", "acct"] {
+        assert_eq!(served(ty), report["by_type"][ty]["requests"].as_u64().unwrap_or(0), "{ty}: server metrics vs sim report\n{metrics}");
+    }
     let (code, out) = sim(&["--expect", "p99<1us"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("expect FAILED: p99<1us"), "{out}");

@@ -67,6 +67,17 @@ pub struct SimConfig {
     pub pipeline: usize,
 }
 
+/// Live counters of a run, for a progress display.
+#[derive(Debug, Default)]
+pub struct Progress {
+    /// Requests completed (any outcome).
+    pub requests: AtomicU64,
+    /// Of which errors.
+    pub errors: AtomicU64,
+    /// p99 of the last full second, in microseconds.
+    pub last_p99_us: AtomicU64,
+}
+
 /// A run that could not start.
 #[derive(Debug, Error)]
 pub enum SimError {
@@ -159,6 +170,11 @@ struct Shared {
 
 /// Run the simulation to its end and report.
 pub async fn run(cfg: SimConfig) -> Result<Report, SimError> {
+    run_with_progress(cfg, Arc::new(Progress::default())).await
+}
+
+/// [`run`], updating `progress` as requests complete.
+pub async fn run_with_progress(cfg: SimConfig, progress: Arc<Progress>) -> Result<Report, SimError> {
     if cfg.devices == 0 {
         return Err(SimError::Invalid("--devices must be at least 1".into()));
     }
@@ -193,7 +209,17 @@ pub async fn run(cfg: SimConfig) -> Result<Report, SimError> {
     let collector = tokio::spawn(async move {
         let mut c = Collector::new(start, measure_from, end);
         while let Some(s) = rx.recv().await {
+            progress.requests.fetch_add(1, Ordering::Relaxed);
+            if matches!(s.outcome, Outcome::Error(_)) {
+                progress.errors.fetch_add(1, Ordering::Relaxed);
+            }
             c.add(s);
+            // Publish the previous second's p99 once a new second starts.
+            if let Some((_, h)) = c.series.iter().rev().nth(1)
+                && !h.is_empty()
+            {
+                progress.last_p99_us.store(h.value_at_quantile(0.99), Ordering::Relaxed);
+            }
         }
         c
     });
