@@ -1,0 +1,5 @@
+//! The director's sans-IO core.
+
+pub mod health;
+pub mod maglev;
+pub mod sched;

@@ -1,0 +1,259 @@
+//! Schedulers: which real server gets the next connection. The LVS set (rr,
+//! wrr, lc, wlc, sed, nq, fo, ovf, sh, dh, mh) plus `twos` (power of two
+//! choices). Each sees the servers' current weights, active connection counts,
+//! caps and health; a server is *available* when it is up, has weight > 0
+//! (weight 0 = drained or inhibited) and is under its connection cap.
+
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use crate::core::maglev::Maglev;
+
+/// What a scheduler sees of one real server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    /// Stable identity (its address), used by the hashing schedulers.
+    pub key: String,
+    /// Weight; 0 takes no new connections.
+    pub weight: u32,
+    /// Connections open now.
+    pub active: u32,
+    /// Cap on open connections (0 = none).
+    pub max_conns: u32,
+    /// Passing health checks.
+    pub up: bool,
+}
+
+impl Backend {
+    /// A healthy backend with no connections.
+    pub fn new(key: impl Into<String>, weight: u32) -> Backend {
+        Backend { key: key.into(), weight, active: 0, max_conns: 0, up: true }
+    }
+
+    /// Whether it can take a new connection.
+    pub fn available(&self) -> bool {
+        self.up && self.weight > 0 && (self.max_conns == 0 || self.active < self.max_conns)
+    }
+}
+
+/// Scheduler names, as in configuration (`scheduler = "wlc"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// Round robin.
+    Rr,
+    /// Weighted round robin (smooth).
+    Wrr,
+    /// Least connections.
+    Lc,
+    /// Weighted least connections.
+    Wlc,
+    /// Shortest expected delay: (active + 1) / weight.
+    Sed,
+    /// Never queue: an idle server if any, else sed.
+    Nq,
+    /// Weighted failover: the available server of highest weight.
+    Fo,
+    /// Overflow: the highest-weight server while its active count is below its weight.
+    Ovf,
+    /// Source hashing.
+    Sh,
+    /// Destination hashing.
+    Dh,
+    /// Maglev hashing (minimal disruption).
+    Mh,
+    /// Power of two random choices, by weighted load.
+    Twos,
+}
+
+impl FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Kind, String> {
+        Ok(match s {
+            "rr" => Kind::Rr,
+            "wrr" => Kind::Wrr,
+            "lc" => Kind::Lc,
+            "wlc" => Kind::Wlc,
+            "sed" => Kind::Sed,
+            "nq" => Kind::Nq,
+            "fo" => Kind::Fo,
+            "ovf" => Kind::Ovf,
+            "sh" => Kind::Sh,
+            "dh" => Kind::Dh,
+            "mh" => Kind::Mh,
+            "twos" => Kind::Twos,
+            other => return Err(format!("unknown scheduler {other:?}: one of rr, wrr, lc, wlc, sed, nq, fo, ovf, sh, dh, mh, twos")),
+        })
+    }
+}
+
+/// The connection being scheduled.
+#[derive(Debug, Clone, Copy)]
+pub struct Flow {
+    /// The device.
+    pub client: SocketAddr,
+    /// The virtual service address it connected to.
+    pub vip: SocketAddr,
+}
+
+/// A scheduler with its state (round-robin position, weights credit, tables).
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    kind: Kind,
+    rr_next: usize,
+    wrr_current: Vec<i64>,
+    maglev: Option<(Vec<(String, u32)>, Maglev)>,
+    rng: u64,
+}
+
+/// FNV-1a, for the source/destination hashes (stable across runs and builds).
+pub fn hash_addr(ip: IpAddr) -> u64 {
+    let bytes: Vec<u8> = match ip {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // Finalize (splitmix64) so nearby addresses spread.
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+impl Scheduler {
+    /// A scheduler; `seed` drives `twos`' random choices (inject for tests).
+    pub fn new(kind: Kind, seed: u64) -> Scheduler {
+        Scheduler { kind, rr_next: 0, wrr_current: Vec::new(), maglev: None, rng: seed | 1 }
+    }
+
+    /// Which scheduler this is.
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: fast, and deterministic for a given seed.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// The server (index into `servers`) for a new connection, or None when no
+    /// server is available.
+    pub fn pick(&mut self, servers: &[Backend], flow: Flow) -> Option<usize> {
+        let avail = |i: &usize| servers[*i].available();
+        let n = servers.len();
+        if n == 0 {
+            return None;
+        }
+        match self.kind {
+            Kind::Rr => {
+                let start = self.rr_next % n;
+                let i = (0..n).map(|k| (start + k) % n).find(|i| avail(i))?;
+                self.rr_next = i + 1;
+                Some(i)
+            }
+            Kind::Wrr => {
+                // Smooth weighted round robin: each pick adds every server's weight
+                // to its credit, takes the largest, and charges it the total.
+                if self.wrr_current.len() != n {
+                    self.wrr_current = vec![0; n];
+                }
+                let mut total = 0i64;
+                let mut best: Option<usize> = None;
+                for i in (0..n).filter(|i| avail(i)) {
+                    let w = i64::from(servers[i].weight);
+                    self.wrr_current[i] += w;
+                    total += w;
+                    if best.is_none_or(|b| self.wrr_current[i] > self.wrr_current[b]) {
+                        best = Some(i);
+                    }
+                }
+                let b = best?;
+                self.wrr_current[b] -= total;
+                Some(b)
+            }
+            Kind::Lc => (0..n).filter(|i| avail(i)).min_by_key(|&i| servers[i].active),
+            Kind::Wlc => min_ratio(servers, |b| u64::from(b.active)),
+            Kind::Sed => min_ratio(servers, |b| u64::from(b.active) + 1),
+            Kind::Nq => (0..n).find(|&i| avail(&i) && servers[i].active == 0).or_else(|| min_ratio(servers, |b| u64::from(b.active) + 1)),
+            Kind::Fo => (0..n).filter(|i| avail(i)).max_by_key(|&i| (servers[i].weight, std::cmp::Reverse(i))),
+            Kind::Ovf => {
+                let mut order: Vec<usize> = (0..n).filter(|i| avail(i)).collect();
+                order.sort_by_key(|&i| (std::cmp::Reverse(servers[i].weight), i));
+                order.iter().copied().find(|&i| servers[i].active < servers[i].weight).or(order.first().copied())
+            }
+            Kind::Sh | Kind::Dh => {
+                let ip = if self.kind == Kind::Sh { flow.client.ip() } else { flow.vip.ip() };
+                weighted_hash(servers, hash_addr(ip))
+            }
+            Kind::Mh => {
+                let want: Vec<(String, u32)> = servers.iter().map(|b| (b.key.clone(), if b.up { b.weight } else { 0 })).collect();
+                if self.maglev.as_ref().is_none_or(|(have, _)| *have != want) {
+                    let table = Maglev::new(&want);
+                    self.maglev = Some((want, table));
+                }
+                let (_, table) = self.maglev.as_ref()?;
+                let i = table.lookup(hash_addr(flow.client.ip()))?;
+                // A full server (cap reached) falls back to the next available one.
+                if avail(&i) { Some(i) } else { (1..n).map(|k| (i + k) % n).find(|j| avail(j)) }
+            }
+            Kind::Twos => {
+                let cands: Vec<usize> = (0..n).filter(|i| avail(i)).collect();
+                match cands.len() {
+                    0 => None,
+                    1 => Some(cands[0]),
+                    m => {
+                        let a = cands[(self.random() % m as u64) as usize];
+                        let mut b = cands[(self.random() % m as u64) as usize];
+                        if b == a {
+                            b = cands[(cands.iter().position(|&x| x == a).unwrap_or(0) + 1) % m];
+                        }
+                        // Lower active/weight wins.
+                        let la = u64::from(servers[a].active) * u64::from(servers[b].weight);
+                        let lb = u64::from(servers[b].active) * u64::from(servers[a].weight);
+                        Some(if lb < la { b } else { a })
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The available server minimizing load(b) / weight, ties to the lower index.
+fn min_ratio(servers: &[Backend], load: impl Fn(&Backend) -> u64) -> Option<usize> {
+    let mut best: Option<usize> = None;
+    for (i, s) in servers.iter().enumerate().filter(|(_, s)| s.available()) {
+        best = match best {
+            None => Some(i),
+            // load(i)/w(i) < load(b)/w(b)  <=>  load(i)*w(b) < load(b)*w(i)
+            Some(b) if load(s) * u64::from(servers[b].weight) < load(&servers[b]) * u64::from(s.weight) => Some(i),
+            keep => keep,
+        };
+    }
+    best
+}
+
+/// Hash onto the available servers in proportion to their weights.
+fn weighted_hash(servers: &[Backend], h: u64) -> Option<usize> {
+    let total: u64 = servers.iter().filter(|s| s.available()).map(|s| u64::from(s.weight)).sum();
+    if total == 0 {
+        return None;
+    }
+    let mut point = h % total;
+    for (i, s) in servers.iter().enumerate().filter(|(_, s)| s.available()) {
+        let w = u64::from(s.weight);
+        if point < w {
+            return Some(i);
+        }
+        point -= w;
+    }
+    None
+}
