@@ -54,7 +54,7 @@ async fn demo(a: &DemoArgs, dir: &std::path::Path) -> anyhow::Result<u8> {
     let journal_before = journal_lines(dir).len();
 
     println!(
-        "\n2. A fleet of {} devices running the `automation` profile (login, 50 authorized commands, accounting for each) at {:.0} requests/s for {:?}:",
+        "\n2. A fleet of {} devices running the `automation` profile (login, 50 authorized commands with accounting for each, a watchdog) at {:.0} requests/s for {:?}:",
         a.devices, a.rate, a.duration
     );
     let cfg = SimConfig {

@@ -400,9 +400,12 @@ pub(crate) fn build(p: &Profile, op: &Op, dev: usize, task: u64) -> Built {
             }
             Built::Author(req(args))
         }
-        Op::AcctStart | Op::AcctStop | Op::AcctCommand(_) => {
+        Op::AcctStart | Op::AcctStop | Op::AcctCommand(_) | Op::AcctWatchdog => {
             let (flags, mut args) = match op {
                 Op::AcctStart => (AcctFlags::Start, vec![arg("task_id", &task_id()), arg("service", "shell")]),
+                Op::AcctWatchdog => {
+                    (AcctFlags::WatchdogUpdate, vec![arg("task_id", &task_id()), arg("service", "shell"), arg("elapsed_time", "2")])
+                }
                 Op::AcctStop => (AcctFlags::Stop, vec![arg("task_id", &task_id()), arg("service", "shell"), arg("elapsed_time", "5")]),
                 _ => (AcctFlags::Stop, vec![arg("task_id", &task_id()), arg("service", "shell")]),
             };

@@ -107,14 +107,14 @@ mod tests {
         {
             r.series.push(Second { t, requests: req, errors: err, fail: 0, p99_ms: p99 });
         }
-        let p = Profile::builtin("automation").unwrap(); // 104 requests × 4/h
+        let p = Profile::builtin("automation").unwrap(); // 105 requests × 4/h
         let plan = plan(&r, 100_000, &p, 10.0, 0.3).unwrap();
         // t=0 is warm-up, t=3 misses the target, t=4 had errors: t=2 counts.
         assert_eq!(plan.capacity, 20_000.0);
         assert_eq!(plan.capacity_second, Some(2));
-        assert!((plan.per_device_rate - 104.0 * 4.0 / 3600.0).abs() < 1e-9);
-        assert!((plan.fleet_rate - 11_555.555).abs() < 0.01);
-        // ceil(11555.6 × 1.3 / 20000) = ceil(0.751) = 1, + 1 spare.
+        assert!((plan.per_device_rate - 105.0 * 4.0 / 3600.0).abs() < 1e-9);
+        assert!((plan.fleet_rate - 11_666.666).abs() < 0.01);
+        // ceil(11666.7 × 1.3 / 20000) = ceil(0.758) = 1, + 1 spare.
         assert_eq!((plan.servers_for_load, plan.servers), (1, 2));
         let big = super::plan(&r, 1_000_000, &p, 10.0, 0.3).unwrap();
         assert_eq!((big.servers_for_load, big.servers), (8, 9));

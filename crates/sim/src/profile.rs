@@ -55,6 +55,9 @@ pub struct Profile {
     /// Accounting START/STOP around the session.
     #[serde(default = "yes")]
     pub session_accounting: bool,
+    /// Interim accounting WATCHDOG records per session, spread over its commands.
+    #[serde(default)]
+    pub watchdogs: usize,
     /// Command lines to cycle through.
     #[serde(default = "command_lines")]
     pub command_lines: Vec<String>,
@@ -120,6 +123,8 @@ pub enum Op {
     AcctCommand(usize),
     /// Accounting STOP of the session.
     AcctStop,
+    /// An interim accounting WATCHDOG record.
+    AcctWatchdog,
 }
 
 impl Profile {
@@ -134,6 +139,7 @@ impl Profile {
             commands: 50,
             command_accounting: true,
             session_accounting: true,
+            watchdogs: 1,
             command_lines: command_lines(),
             // A config push or audit every 15 minutes.
             sessions_per_hour: 4.0,
@@ -177,12 +183,20 @@ impl Profile {
             s.push(Op::Exec);
             s.push(Op::AcctStart);
         }
+        // Watchdogs after evenly spaced commands (all at the end if there are none).
+        let every = if self.watchdogs > 0 { (self.commands / (self.watchdogs + 1)).max(1) } else { usize::MAX };
+        let mut sent = 0;
         for i in 0..self.commands {
             s.push(Op::Command(i));
             if self.command_accounting {
                 s.push(Op::AcctCommand(i));
             }
+            if sent < self.watchdogs && (i + 1) % every == 0 {
+                s.push(Op::AcctWatchdog);
+                sent += 1;
+            }
         }
+        s.extend(std::iter::repeat_n(Op::AcctWatchdog, self.watchdogs - sent));
         if self.session_accounting {
             s.push(Op::AcctStop);
         }
@@ -224,7 +238,8 @@ mod tests {
     fn automation_is_login_plus_fifty_commands_with_accounting() {
         let p = Profile::builtin("automation").unwrap();
         let s = p.script();
-        assert_eq!(s.len(), 1 + 2 + 100 + 1);
+        assert_eq!(s.len(), 1 + 2 + 100 + 1 + 1);
+        assert_eq!(s.iter().filter(|o| **o == Op::AcctWatchdog).count(), 1);
         assert_eq!(s[0], Op::Login);
         assert_eq!(s[3], Op::Command(0));
         assert_eq!(s[4], Op::AcctCommand(0));
