@@ -4,4 +4,6 @@
 //! (schedulers, the Maglev table, health state machines): state and time in,
 //! decisions out, so every behaviour is tested with fake time and fixed seeds.
 
+pub mod config;
 pub mod core;
+pub mod run;

@@ -1,0 +1,596 @@
+//! The director at run time: one accept loop per virtual service, one health
+//! checker per real server, one control socket. Decisions come from `core`
+//! (scheduler, health state machine); this module only moves bytes and time.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use serde::Serialize;
+use tacvs_proto::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UnixListener};
+use tokio::task::JoinHandle;
+
+use crate::config::{CheckKind, DirectorFile, OnDown, Probe, ProxyHeader, Service};
+use crate::core::health::{CheckResult, Health, State};
+use crate::core::sched::{Backend, Flow, Scheduler};
+
+/// One real server's live state.
+#[derive(Debug)]
+struct Real {
+    addr: SocketAddr,
+    weight: u32,
+    /// Operator override (drain = Some(0)).
+    admin_weight: Option<u32>,
+    max_conns: u32,
+    health: Health,
+    active: u32,
+    total: u64,
+    connect_failures: u64,
+    last_check_ms: Option<f64>,
+    last_result: String,
+}
+
+#[derive(Debug)]
+struct ServiceState {
+    reals: Vec<Real>,
+    sched: Scheduler,
+}
+
+/// A virtual service at run time.
+#[derive(Debug)]
+pub struct ServiceRt {
+    conf: Service,
+    state: Mutex<ServiceState>,
+    conns: AtomicUsize,
+}
+
+impl ServiceRt {
+    fn view(st: &ServiceState, on_down: OnDown, exclude: &[usize]) -> Vec<Backend> {
+        st.reals
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let weight = r.admin_weight.unwrap_or(r.weight);
+                let up = r.health.schedulable() && !exclude.contains(&i);
+                // inhibit: a failed server stays in the table with weight 0.
+                let (weight, up) = if !r.health.schedulable() && on_down == OnDown::Inhibit { (0, true) } else { (weight, up) };
+                Backend { key: r.addr.to_string(), weight, active: r.active, max_conns: r.max_conns, up }
+            })
+            .collect()
+    }
+
+    /// Pick a real server and count the connection on it.
+    fn pick(&self, flow: Flow, exclude: &[usize]) -> Option<(usize, SocketAddr)> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let view = Self::view(&st, self.conf.on_down, exclude);
+        let i = st.sched.pick(&view, flow)?;
+        let r = &mut st.reals[i];
+        r.active += 1;
+        r.total += 1;
+        Some((i, r.addr))
+    }
+
+    fn release(&self, i: usize) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = st.reals.get_mut(i) {
+            r.active = r.active.saturating_sub(1);
+        }
+    }
+
+    fn connect_failed(&self, i: usize) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = st.reals.get_mut(i) {
+            r.active = r.active.saturating_sub(1);
+            r.total = r.total.saturating_sub(1);
+            r.connect_failures += 1;
+        }
+    }
+}
+
+/// What `status` reports for one real server.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct RealStatus {
+    /// Address.
+    pub address: String,
+    /// up / misconfigured / down.
+    pub state: String,
+    /// Weight in force (after drain/weight overrides).
+    pub weight: u32,
+    /// Configured weight.
+    pub config_weight: u32,
+    /// Open proxied connections.
+    pub active: u32,
+    /// Connections sent here since start.
+    pub total: u64,
+    /// Failed connects (each retried elsewhere).
+    pub connect_failures: u64,
+    /// Last check result.
+    pub last_check: String,
+    /// Its latency, ms.
+    pub last_check_ms: Option<f64>,
+    /// Seconds in the current state.
+    pub state_for_s: f64,
+}
+
+/// What `status` reports for one service.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+pub struct ServiceStatus {
+    /// Name.
+    pub name: String,
+    /// VIP:port.
+    pub listen: String,
+    /// Scheduler name.
+    pub scheduler: String,
+    /// Device connections open.
+    pub active: usize,
+    /// Real servers.
+    pub reals: Vec<RealStatus>,
+}
+
+fn state_name(s: State) -> &'static str {
+    match s {
+        State::Up => "up",
+        State::Misconfigured => "misconfigured",
+        State::Down => "down",
+    }
+}
+
+/// A running director.
+#[derive(Debug)]
+pub struct DirectorHandle {
+    /// Bound VIP addresses, in service order.
+    pub local_addrs: Vec<SocketAddr>,
+    services: Vec<Arc<ServiceRt>>,
+    tasks: Vec<JoinHandle<()>>,
+    control: Option<PathBuf>,
+}
+
+impl DirectorHandle {
+    /// The status table.
+    pub fn status(&self) -> Vec<ServiceStatus> {
+        status(&self.services)
+    }
+
+    /// Set a real server's weight override (`None` = back to configured);
+    /// returns how many services had it.
+    pub fn set_weight(&self, server: SocketAddr, weight: Option<u32>) -> usize {
+        set_weight(&self.services, server, weight)
+    }
+
+    /// Stop everything.
+    pub fn stop(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Some(p) = &self.control {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn status(services: &[Arc<ServiceRt>]) -> Vec<ServiceStatus> {
+    let now = Instant::now();
+    services
+        .iter()
+        .map(|s| {
+            let st = s.state.lock().unwrap_or_else(|e| e.into_inner());
+            ServiceStatus {
+                name: s.conf.name.clone(),
+                listen: s.conf.listen.to_string(),
+                scheduler: format!("{:?}", s.conf.scheduler).to_lowercase(),
+                active: s.conns.load(Ordering::Relaxed),
+                reals: st
+                    .reals
+                    .iter()
+                    .map(|r| RealStatus {
+                        address: r.addr.to_string(),
+                        state: state_name(r.health.state()).into(),
+                        weight: r.admin_weight.unwrap_or(r.weight),
+                        config_weight: r.weight,
+                        active: r.active,
+                        total: r.total,
+                        connect_failures: r.connect_failures,
+                        last_check: r.last_result.clone(),
+                        last_check_ms: r.last_check_ms,
+                        state_for_s: (now - r.health.since()).as_secs_f64(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn set_weight(services: &[Arc<ServiceRt>], server: SocketAddr, weight: Option<u32>) -> usize {
+    let mut n = 0;
+    for s in services {
+        let mut st = s.state.lock().unwrap_or_else(|e| e.into_inner());
+        for r in st.reals.iter_mut().filter(|r| r.addr == server) {
+            r.admin_weight = weight;
+            n += 1;
+            tracing::info!(service = %s.conf.name, %server, weight = ?weight, "weight override");
+        }
+    }
+    n
+}
+
+/// Start every service, its health checkers and the control socket.
+pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
+    let now = Instant::now();
+    let mut services = Vec::new();
+    let mut tasks = Vec::new();
+    let mut local_addrs = Vec::new();
+    for (si, s) in conf.services.into_iter().enumerate() {
+        let reals = s
+            .reals
+            .iter()
+            .map(|r| Real {
+                addr: r.address,
+                weight: r.weight,
+                admin_weight: None,
+                max_conns: r.max_connections,
+                // Start up: devices are served at once, and `fall` quick checks
+                // remove a dead server well under a second.
+                health: Health::new(s.health.rise, s.health.fall, State::Up, now),
+                active: 0,
+                total: 0,
+                connect_failures: 0,
+                last_check_ms: None,
+                last_result: "not checked yet".into(),
+            })
+            .collect();
+        let listener = TcpListener::bind(s.listen)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("service {:?}: cannot listen on {}: {e}", s.name, s.listen)))?;
+        local_addrs.push(listener.local_addr()?);
+        tracing::info!(service = %s.name, vip = %listener.local_addr()?, scheduler = ?s.scheduler, "virtual service up");
+        let rt = Arc::new(ServiceRt {
+            state: Mutex::new(ServiceState { reals, sched: Scheduler::new(s.scheduler, 0x7ac5 + si as u64) }),
+            conf: s,
+            conns: AtomicUsize::new(0),
+        });
+        for i in 0..rt.conf.reals.len() {
+            tasks.push(tokio::spawn(health_loop(rt.clone(), i)));
+        }
+        tasks.push(tokio::spawn(accept_loop(rt.clone(), listener)));
+        services.push(rt);
+    }
+    let control = conf.director.control_socket.clone();
+    if let Some(dir) = control.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let _ = std::fs::remove_file(&control);
+    let ul =
+        UnixListener::bind(&control).map_err(|e| std::io::Error::new(e.kind(), format!("control socket {}: {e}", control.display())))?;
+    tasks.push(tokio::spawn(control_loop(services.clone(), ul)));
+    Ok(DirectorHandle { local_addrs, services, tasks, control: Some(control) })
+}
+
+async fn accept_loop(svc: Arc<ServiceRt>, listener: TcpListener) {
+    let vip = listener.local_addr().unwrap_or(svc.conf.listen);
+    loop {
+        let (device, peer) = match listener.accept().await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(service = %svc.conf.name, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        if svc.conns.fetch_add(1, Ordering::AcqRel) >= svc.conf.max_connections {
+            svc.conns.fetch_sub(1, Ordering::AcqRel);
+            metrics::counter!("tacvs_director_rejects_total", "service" => svc.conf.name.clone(), "reason" => "max_connections")
+                .increment(1);
+            continue;
+        }
+        let svc2 = svc.clone();
+        tokio::spawn(async move {
+            proxy(&svc2, device, peer, vip).await;
+            svc2.conns.fetch_sub(1, Ordering::AcqRel);
+        });
+    }
+}
+
+/// The PROXY header announcing `device` → `vip`.
+pub fn proxy_header(kind: ProxyHeader, device: SocketAddr, vip: SocketAddr) -> Vec<u8> {
+    let (device, vip) = match (device, vip) {
+        // Mixed families cannot share a header; map v4 into v6.
+        (SocketAddr::V4(d), SocketAddr::V6(_)) => (SocketAddr::new(d.ip().to_ipv6_mapped().into(), d.port()), vip),
+        (SocketAddr::V6(_), SocketAddr::V4(v)) => (device, SocketAddr::new(v.ip().to_ipv6_mapped().into(), v.port())),
+        pair => pair,
+    };
+    match kind {
+        ProxyHeader::None => Vec::new(),
+        ProxyHeader::V1 => {
+            let fam = if device.is_ipv4() { "TCP4" } else { "TCP6" };
+            format!("PROXY {fam} {} {} {} {}\r\n", device.ip(), vip.ip(), device.port(), vip.port()).into_bytes()
+        }
+        ProxyHeader::V2 => {
+            let addrs: ppp::v2::Addresses = (device, vip).into();
+            ppp::v2::Builder::with_addresses(ppp::v2::Version::Two | ppp::v2::Command::Proxy, ppp::v2::Protocol::Stream, addrs)
+                .build()
+                .unwrap_or_default()
+        }
+    }
+}
+
+/// A PROXY v2 LOCAL header (health checks: "this is the director itself").
+pub fn proxy_local() -> Vec<u8> {
+    ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Local,
+        ppp::v2::Protocol::Unspecified,
+        ppp::v2::Addresses::Unspecified,
+    )
+    .build()
+    .unwrap_or_default()
+}
+
+async fn proxy(svc: &ServiceRt, mut device: TcpStream, peer: SocketAddr, vip: SocketAddr) {
+    device.set_nodelay(true).ok();
+    let flow = Flow { client: peer, vip };
+    let mut tried = Vec::new();
+    let mut chosen = None;
+    for _ in 0..svc.conf.connect_attempts {
+        let Some((i, addr)) = svc.pick(flow, &tried) else { break };
+        match tokio::time::timeout(svc.conf.connect_timeout, TcpStream::connect(addr)).await {
+            Ok(Ok(s)) => {
+                chosen = Some((i, addr, s));
+                break;
+            }
+            Ok(Err(e)) => tracing::warn!(service = %svc.conf.name, server = %addr, error = %e, "connect failed; trying another server"),
+            Err(_) => tracing::warn!(service = %svc.conf.name, server = %addr, "connect timed out; trying another server"),
+        }
+        svc.connect_failed(i);
+        metrics::counter!("tacvs_director_connect_failures_total", "service" => svc.conf.name.clone(), "server" => addr.to_string())
+            .increment(1);
+        tried.push(i);
+    }
+    let (idx, addr, mut server) = match chosen {
+        Some(c) => c,
+        None => match svc.conf.sorry_server {
+            Some(sorry) => match tokio::time::timeout(svc.conf.connect_timeout, TcpStream::connect(sorry)).await {
+                Ok(Ok(s)) => {
+                    tracing::warn!(service = %svc.conf.name, device = %peer, %sorry, "no real server available; using the sorry server");
+                    (usize::MAX, sorry, s)
+                }
+                _ => return,
+            },
+            None => {
+                tracing::warn!(service = %svc.conf.name, device = %peer, "no real server available; closing");
+                metrics::counter!("tacvs_director_rejects_total", "service" => svc.conf.name.clone(), "reason" => "no_server").increment(1);
+                return;
+            }
+        },
+    };
+    server.set_nodelay(true).ok();
+    metrics::counter!("tacvs_director_connections_total", "service" => svc.conf.name.clone(), "server" => addr.to_string()).increment(1);
+    let header = proxy_header(svc.conf.proxy_protocol, peer, vip);
+    if server.write_all(&header).await.is_ok() {
+        relay(&mut device, &mut server, svc.conf.idle_timeout).await;
+    }
+    if idx != usize::MAX {
+        svc.release(idx);
+    }
+}
+
+/// Copy both ways until both sides have closed (half-close is passed on) or
+/// nothing moved for `idle`.
+pub async fn relay(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) {
+    let (mut ar, mut aw) = a.split();
+    let (mut br, mut bw) = b.split();
+    let mut abuf = vec![0u8; 16 * 1024];
+    let mut bbuf = vec![0u8; 16 * 1024];
+    let (mut a_open, mut b_open) = (true, true);
+    while a_open || b_open {
+        tokio::select! {
+            r = ar.read(&mut abuf), if a_open => match r {
+                Ok(0) | Err(_) => { a_open = false; let _ = bw.shutdown().await; }
+                Ok(n) => if bw.write_all(&abuf[..n]).await.is_err() { return },
+            },
+            r = br.read(&mut bbuf), if b_open => match r {
+                Ok(0) | Err(_) => { b_open = false; let _ = aw.shutdown().await; }
+                Ok(n) => if aw.write_all(&bbuf[..n]).await.is_err() { return },
+            },
+            _ = tokio::time::sleep(idle) => return,
+        }
+    }
+}
+
+async fn health_loop(svc: Arc<ServiceRt>, i: usize) {
+    let (addr, h) = {
+        let st = svc.state.lock().unwrap_or_else(|e| e.into_inner());
+        (st.reals[i].addr, svc.conf.health.clone())
+    };
+    let mut tick = tokio::time::interval(h.interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sid: u32 = 0x5000_0000 ^ (i as u32);
+    loop {
+        tick.tick().await;
+        sid = sid.wrapping_add(2);
+        let t = Instant::now();
+        let result = match tokio::time::timeout(h.timeout, check(&svc.conf, addr, sid)).await {
+            Ok(r) => r,
+            Err(_) => CheckResult::Failed { reason: format!("no answer within {:?}", h.timeout) },
+        };
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        let mut st = svc.state.lock().unwrap_or_else(|e| e.into_inner());
+        let r = &mut st.reals[i];
+        r.last_check_ms = Some(ms);
+        r.last_result = match &result {
+            CheckResult::Ok { .. } => "ok".into(),
+            CheckResult::Misconfigured { reason, .. } => format!("misconfigured: {reason}"),
+            CheckResult::Failed { reason } => format!("failed: {reason}"),
+        };
+        if let Some(tr) = r.health.observe(result, Instant::now()) {
+            let level_down = tr.to == State::Down;
+            if level_down {
+                tracing::warn!(service = %svc.conf.name, server = %addr, from = state_name(tr.from), to = state_name(tr.to), reason = %tr.reason, "real server out of scheduling");
+            } else {
+                tracing::warn!(service = %svc.conf.name, server = %addr, from = state_name(tr.from), to = state_name(tr.to), reason = %tr.reason, "real server state change");
+            }
+            metrics::counter!("tacvs_director_state_changes_total", "service" => svc.conf.name.clone(), "server" => addr.to_string(), "to" => state_name(tr.to)).increment(1);
+        }
+    }
+}
+
+/// One health check.
+async fn check(s: &Service, addr: SocketAddr, sid: u32) -> CheckResult {
+    let t = Instant::now();
+    let mut stream = match TcpStream::connect(addr).await {
+        Ok(st) => st,
+        Err(e) => return CheckResult::Failed { reason: format!("connect: {e}") },
+    };
+    if s.proxy_protocol != ProxyHeader::None
+        && let Err(e) = stream.write_all(&proxy_local()).await
+    {
+        return CheckResult::Failed { reason: format!("write: {e}") };
+    }
+    if s.health.check == CheckKind::Tcp {
+        return CheckResult::Ok { latency: t.elapsed() };
+    }
+    let h = &s.health;
+    let key = Key::new(h.key.clone().unwrap_or_default());
+    let mut m = ClientConnection::new(ClientConfig::default(), Some(key));
+    let started = match h.probe {
+        Probe::Authorize => {
+            m.authorize(sid, AaaRequest::new(h.user.clone(), vec![Argument::new("service", "shell", true).expect("static")]))
+        }
+        Probe::Authenticate => m.start_authen(
+            sid,
+            AuthenStart {
+                action: AuthenAction::Login,
+                priv_lvl: PrivLvl::USER,
+                authen_type: AuthenType::Pap,
+                authen_service: AuthenService::Login,
+                user: Bytes::from(h.user.clone()),
+                port: Bytes::from_static(b"tacvs-director"),
+                rem_addr: Bytes::new(),
+                data: Bytes::from(h.password.clone().unwrap_or_default()),
+            },
+        ),
+    };
+    if let Err(e) = started {
+        return CheckResult::Failed { reason: format!("probe: {e}") };
+    }
+    let mut out = Vec::new();
+    m.poll_transmit(&mut out);
+    if let Err(e) = stream.write_all(&out).await {
+        return CheckResult::Failed { reason: format!("write: {e}") };
+    }
+    let mut buf = BytesMut::with_capacity(512);
+    loop {
+        match stream.read_buf(&mut buf).await {
+            Ok(0) => return CheckResult::Failed { reason: "closed without a reply".into() },
+            Err(e) => return CheckResult::Failed { reason: format!("read: {e}") },
+            Ok(_) => {}
+        }
+        m.handle_input(&mut buf);
+        if let Some(ev) = m.poll_event() {
+            let latency = t.elapsed();
+            return match ev {
+                ClientEvent::AuthorResponse { response, .. } => match response.status {
+                    AuthorStatus::PassAdd | AuthorStatus::PassRepl => CheckResult::Ok { latency },
+                    other => CheckResult::Misconfigured { reason: format!("probe user {:?} got {other}", h.user), latency },
+                },
+                ClientEvent::AuthenReply { reply, .. } => match reply.status {
+                    AuthenStatus::Pass => CheckResult::Ok { latency },
+                    other => CheckResult::Misconfigured { reason: format!("probe login {:?} got {other}", h.user), latency },
+                },
+                ClientEvent::SessionFailed { error, .. } => CheckResult::Misconfigured { reason: format!("{error}"), latency },
+                other => CheckResult::Failed { reason: format!("unexpected: {other:?}") },
+            };
+        }
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct ControlRequest {
+    cmd: String,
+    #[serde(default)]
+    server: Option<SocketAddr>,
+    #[serde(default)]
+    weight: Option<u32>,
+}
+
+async fn control_loop(services: Vec<Arc<ServiceRt>>, ul: UnixListener) {
+    while let Ok((mut s, _)) = ul.accept().await {
+        let services = services.clone();
+        tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !buf.contains(&b'\n') && buf.len() < 4096 {
+                match tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk)).await {
+                    Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+                    _ => break,
+                }
+            }
+            let reply = match serde_json::from_slice::<ControlRequest>(buf.split(|&b| b == b'\n').next().unwrap_or_default()) {
+                Err(e) => serde_json::json!({"ok": false, "error": format!("bad request: {e}")}),
+                Ok(r) => match (r.cmd.as_str(), r.server) {
+                    ("status", _) => serde_json::json!({"ok": true, "services": status(&services)}),
+                    ("drain", Some(a)) => counted(set_weight(&services, a, Some(0)), a),
+                    ("enable", Some(a)) => counted(set_weight(&services, a, None), a),
+                    ("weight", Some(a)) => match r.weight {
+                        Some(w) => counted(set_weight(&services, a, Some(w)), a),
+                        None => serde_json::json!({"ok": false, "error": "weight needs a number"}),
+                    },
+                    (c, _) => serde_json::json!({"ok": false, "error": format!("unknown command {c:?} or missing server")}),
+                },
+            };
+            let mut line = reply.to_string();
+            line.push('\n');
+            let _ = s.write_all(line.as_bytes()).await;
+        });
+    }
+}
+
+fn counted(n: usize, a: SocketAddr) -> serde_json::Value {
+    if n == 0 {
+        serde_json::json!({"ok": false, "error": format!("no real server {a} in any service")})
+    } else {
+        serde_json::json!({"ok": true, "changed": n})
+    }
+}
+
+/// Send one control request to a director's socket and return the reply.
+pub async fn control(socket: &std::path::Path, request: &serde_json::Value) -> std::io::Result<serde_json::Value> {
+    let mut s = tokio::net::UnixStream::connect(socket).await?;
+    let mut line = request.to_string();
+    line.push('\n');
+    s.write_all(line.as_bytes()).await?;
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .map_err(|_| std::io::Error::other("control socket timed out"))??;
+    serde_json::from_slice(&out).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+}
+
+/// Render status like `ipvsadm -L -n --stats`.
+pub fn render(services: &[ServiceStatus]) -> String {
+    let mut s = String::new();
+    for svc in services {
+        s.push_str(&format!("TCP  {} {} ({}), {} active\n", svc.listen, svc.scheduler, svc.name, svc.active));
+        s.push_str(&format!(
+            "  {:<22} {:<14} {:>6} {:>7} {:>10} {:>8}  {}\n",
+            "-> RemoteAddress:Port", "State", "Weight", "ActConn", "TotConn", "CheckMs", "LastCheck"
+        ));
+        for r in &svc.reals {
+            let w = if r.weight != r.config_weight { format!("{}*", r.weight) } else { r.weight.to_string() };
+            s.push_str(&format!(
+                "  -> {:<19} {:<14} {:>6} {:>7} {:>10} {:>8}  {}\n",
+                r.address,
+                r.state,
+                w,
+                r.active,
+                r.total,
+                r.last_check_ms.map(|m| format!("{m:.2}")).unwrap_or_else(|| "-".into()),
+                r.last_check
+            ));
+        }
+    }
+    s
+}

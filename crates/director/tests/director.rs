@@ -1,0 +1,213 @@
+//! The director end to end on loopback: devices from distinct 127.x addresses →
+//! VIP → two real tacvs servers (PROXY v2 required, trusted from the director).
+//! Servers journal the devices' own addresses; a killed server leaves scheduling
+//! within fall × interval + timeout and costs at most the requests in flight;
+//! drain and weight work over the control socket.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tacvs_client::{Client, ClientOptions};
+use tacvs_director::run::{self, DirectorHandle};
+use tacvs_proto::*;
+
+const KEY: &str = "director-test-key";
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tacvs-dir-it-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn real_server(dir: &Path) -> tacvs_server::ServerHandle {
+    let pw = tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-pass").unwrap();
+    let text = format!(
+        r#"
+[server]
+name = "{name}"
+[[server.listen]]
+address = "127.0.0.1:0"
+proxy_protocol = "required"
+trusted_proxies = ["127.0.0.1/32"]
+[accounting]
+directory = "{dir}/acct"
+[[device_group]]
+name = "devices"
+prefixes = ["127.0.0.0/8"]
+keys = ["{KEY}"]
+[[group]]
+name = "ops"
+default_command_action = "permit"
+  [[group.service]]
+  name = "shell"
+[[user]]
+name = "alice"
+password = "{pw}"
+groups = ["ops"]
+[[user]]
+name = "tacvs-healthcheck"
+groups = ["ops"]
+"#,
+        name = dir.file_name().unwrap().to_string_lossy(),
+        dir = dir.display()
+    );
+    let policy = tacvs_policy::parse("rs.toml", &text, dir).unwrap();
+    tacvs_server::start(policy, None).await.unwrap()
+}
+
+fn director_conf(reals: &[SocketAddr], dir: &Path, scheduler: &str) -> String {
+    let mut s = format!(
+        r#"
+[director]
+name = "dir-test"
+control_socket = "{}/director.sock"
+[[service]]
+name = "tacacs"
+listen = "127.0.0.1:0"
+scheduler = "{scheduler}"
+connect_timeout = "200ms"
+  [service.health]
+  check = "tacacs"
+  interval = "100ms"
+  timeout = "200ms"
+  rise = 2
+  fall = 2
+  key = "{KEY}"
+"#,
+        dir.display()
+    );
+    for r in reals {
+        s.push_str(&format!("  [[service.real]]\n  address = \"{r}\"\n"));
+    }
+    s
+}
+
+fn journal(dir: &Path) -> Vec<serde_json::Value> {
+    tacvs_server::journal::journal_files(&dir.join("acct"))
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>())
+        .collect()
+}
+
+async fn wait_state(d: &DirectorHandle, server: SocketAddr, state: &str, within: Duration) -> Duration {
+    let t = Instant::now();
+    loop {
+        let st = d.status();
+        if st[0].reals.iter().any(|r| r.address == server.to_string() && r.state == state) {
+            return t.elapsed();
+        }
+        assert!(t.elapsed() < within, "{server} not {state} after {within:?}: {}", run::render(&st));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn account(vip: SocketAddr, src: &str, n: u32) -> Result<AcctStatus, tacvs_client::ClientError> {
+    let opts = ClientOptions {
+        source: Some(src.parse().unwrap()),
+        timeout: Duration::from_secs(2),
+        ..ClientOptions::new(vip, Some(Key::new(KEY)))
+    };
+    let args = vec![Argument::new("task_id", &n.to_string(), true).unwrap(), "service=shell".parse().unwrap()];
+    Client::new(opts).account(AcctRequest { flags: AcctFlags::Stop, request: AaaRequest::new("alice", args) }).await.map(|r| r.status)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn devices_reach_real_servers_with_their_own_addresses() {
+    let (d1, d2, dd) = (tmp("a1"), tmp("a2"), tmp("ad"));
+    let (s1, s2) = (real_server(&d1).await, real_server(&d2).await);
+    let conf = tacvs_director::config::parse("director.toml", &director_conf(&[s1.local_addrs[0], s2.local_addrs[0]], &dd, "rr")).unwrap();
+    let dir = run::start(conf).await.unwrap();
+    let vip = dir.local_addrs[0];
+    for i in 0..40u32 {
+        let src = format!("127.6.{}.{}", i / 200, i % 200 + 1);
+        assert_eq!(account(vip, &src, i).await.unwrap(), AcctStatus::Success);
+    }
+    let (j1, j2) = (journal(&d1), journal(&d2));
+    assert_eq!(j1.len() + j2.len(), 40);
+    assert!(j1.len() >= 15 && j2.len() >= 15, "round robin: {} / {}", j1.len(), j2.len());
+    for rec in j1.iter().chain(j2.iter()) {
+        let dev = rec["device"].as_str().unwrap();
+        assert!(dev.starts_with("127.6."), "server saw {dev}, not the device's own address");
+    }
+    let st = dir.status();
+    assert!(st[0].reals.iter().all(|r| r.state == "up" && r.last_check == "ok"), "{}", run::render(&st));
+    assert_eq!(st[0].reals.iter().map(|r| r.total).sum::<u64>(), 40);
+
+    // drain / enable / weight over the control socket.
+    let sock = dd.join("director.sock");
+    let r = run::control(&sock, &serde_json::json!({"cmd": "drain", "server": s1.local_addrs[0]})).await.unwrap();
+    assert_eq!(r["ok"], true, "{r}");
+    let before = journal(&d1).len();
+    for i in 100..120u32 {
+        assert_eq!(account(vip, "127.6.9.9", i).await.unwrap(), AcctStatus::Success);
+    }
+    assert_eq!(journal(&d1).len(), before, "a drained server takes no new connections");
+    let r = run::control(&sock, &serde_json::json!({"cmd": "weight", "server": s1.local_addrs[0], "weight": 3})).await.unwrap();
+    assert_eq!(r["ok"], true);
+    let status = run::control(&sock, &serde_json::json!({"cmd": "status"})).await.unwrap();
+    let text = run::render(&serde_json::from_value::<Vec<run::ServiceStatus>>(status["services"].clone()).unwrap());
+    assert!(text.contains("3*"), "weight override shown: {text}");
+    let r = run::control(&sock, &serde_json::json!({"cmd": "enable", "server": "127.0.0.1:1"})).await.unwrap();
+    assert_eq!(r["ok"], false);
+    dir.stop();
+    s1.shutdown(Duration::from_millis(100)).await;
+    s2.shutdown(Duration::from_millis(100)).await;
+    for d in [d1, d2, dd] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_server_leaves_scheduling_fast_and_costs_only_in_flight_requests() {
+    let (d1, d2, dd) = (tmp("k1"), tmp("k2"), tmp("kd"));
+    let (s1, s2) = (real_server(&d1).await, real_server(&d2).await);
+    let dead = s1.local_addrs[0];
+    let conf = tacvs_director::config::parse("director.toml", &director_conf(&[dead, s2.local_addrs[0]], &dd, "wlc")).unwrap();
+    let dir = Arc::new(run::start(conf).await.unwrap());
+    let vip = dir.local_addrs[0];
+    wait_state(&dir, dead, "up", Duration::from_secs(2)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let workers = 8;
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                match account(vip, &format!("127.7.0.{}", w + 1), n).await {
+                    Ok(AcctStatus::Success) => ok.fetch_add(1, Ordering::Relaxed),
+                    _ => failed.fetch_add(1, Ordering::Relaxed),
+                };
+                n += 1;
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    s1.shutdown(Duration::ZERO).await;
+    let took = wait_state(&dir, dead, "down", Duration::from_secs(2)).await;
+    // fall × interval + timeout = 2 × 100 ms + 200 ms, plus one interval of phase.
+    assert!(took <= Duration::from_millis(2 * 100 + 200 + 100 + 50), "left scheduling after {took:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let (ok, failed) = (ok.load(Ordering::Relaxed), failed.load(Ordering::Relaxed));
+    assert!(ok > 100, "{ok}");
+    // Connects to the dead server are retried on the other one; only requests
+    // already on the dead server's connections can fail: at most one per worker.
+    assert!(failed <= workers, "{failed} failed requests with {workers} in flight");
+    let st = dir.status();
+    let d = st[0].reals.iter().find(|r| r.address == dead.to_string()).unwrap();
+    assert!(d.last_check.starts_with("failed"), "{}", run::render(&st));
+    s2.shutdown(Duration::from_millis(100)).await;
+    for d in [d1, d2, dd] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
