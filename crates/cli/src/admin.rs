@@ -39,6 +39,27 @@ pub struct CheckArgs {
 }
 
 pub fn check(a: CheckArgs) -> anyhow::Result<u8> {
+    // A director file has a [director] table; anything else is a server file.
+    let text = std::fs::read_to_string(&a.file).unwrap_or_default();
+    if text.lines().any(|l| l.trim() == "[director]") {
+        return match tacvs_director::config::parse(&a.file.display().to_string(), &text) {
+            Ok(d) => {
+                let reals: usize = d.services.iter().map(|s| s.reals.len()).sum();
+                println!(
+                    "{}: OK (director {:?}: {} service(s), {} real server(s))",
+                    a.file.display(),
+                    d.director.name,
+                    d.services.len(),
+                    reals
+                );
+                Ok(0)
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                Ok(1)
+            }
+        };
+    }
     match tacvs_policy::load(&a.file) {
         Ok(p) => {
             println!(

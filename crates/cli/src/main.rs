@@ -3,6 +3,7 @@
 mod admin;
 mod client;
 mod demo;
+mod director;
 mod server;
 mod sim;
 
@@ -50,6 +51,8 @@ enum Command {
     Client(Box<client::ClientArgs>),
     /// Run the TACACS+ AAA server (SIGHUP reloads, SIGTERM drains and stops).
     Server(server::ServerArgs),
+    /// Run a director (virtual service in front of real servers), or control one.
+    Director(Box<director::DirectorArgs>),
     /// Simulate a fleet of devices against a target and report what happened.
     ///
     /// Exit status: 0 when every --expect holds, 1 when one fails, 2 on a usage
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
             Command::Client(a) => client::run(*a).await,
             Command::Server(a) => server::run(a).await,
             Command::Sim(a) => sim::run(*a).await,
+            Command::Director(a) => director::run(*a).await,
             Command::Demo(a) => demo::run(a).await,
             Command::HashPassword(a) => admin::hash_password(a),
             Command::Check(a) => admin::check(a),

@@ -225,3 +225,12 @@ fn health_rise_fall_with_fake_time() {
     assert!(h.schedulable());
     assert_eq!(h.observe(ok, t0 + interval * 11).unwrap().to, State::Up);
 }
+
+#[test]
+fn least_connection_ties_rotate_for_short_connections() {
+    // Connections closed before the next pick: every pick is a tie at zero.
+    for kind in [Kind::Lc, Kind::Wlc, Kind::Sed, Kind::Nq] {
+        let c = counts(kind, &mut servers(&[1, 1, 1]), 300, false);
+        assert_eq!(c, [100, 100, 100], "{kind:?}");
+    }
+}

@@ -180,10 +180,17 @@ impl Scheduler {
                 self.wrr_current[b] -= total;
                 Some(b)
             }
-            Kind::Lc => (0..n).filter(|i| avail(i)).min_by_key(|&i| servers[i].active),
-            Kind::Wlc => min_ratio(servers, |b| u64::from(b.active)),
-            Kind::Sed => min_ratio(servers, |b| u64::from(b.active) + 1),
-            Kind::Nq => (0..n).find(|&i| avail(&i) && servers[i].active == 0).or_else(|| min_ratio(servers, |b| u64::from(b.active) + 1)),
+            // Ties (common with short connections: everyone at zero) rotate, so
+            // the first server is not favoured.
+            Kind::Lc => self.rotate(n, |start| min_ratio(servers, start, |b| u64::from(b.active), false)),
+            Kind::Wlc => self.rotate(n, |start| min_ratio(servers, start, |b| u64::from(b.active), true)),
+            Kind::Sed => self.rotate(n, |start| min_ratio(servers, start, |b| u64::from(b.active) + 1, true)),
+            Kind::Nq => self.rotate(n, |start| {
+                (0..n)
+                    .map(|k| (start + k) % n)
+                    .find(|&i| avail(&i) && servers[i].active == 0)
+                    .or_else(|| min_ratio(servers, start, |b| u64::from(b.active) + 1, true))
+            }),
             Kind::Fo => (0..n).filter(|i| avail(i)).max_by_key(|&i| (servers[i].weight, std::cmp::Reverse(i))),
             Kind::Ovf => {
                 let mut order: Vec<usize> = (0..n).filter(|i| avail(i)).collect();
@@ -227,14 +234,27 @@ impl Scheduler {
     }
 }
 
-/// The available server minimizing load(b) / weight, ties to the lower index.
-fn min_ratio(servers: &[Backend], load: impl Fn(&Backend) -> u64) -> Option<usize> {
+impl Scheduler {
+    /// Run a tie-breaking pick starting at a rotating index.
+    fn rotate(&mut self, n: usize, f: impl FnOnce(usize) -> Option<usize>) -> Option<usize> {
+        let start = self.rr_next % n;
+        self.rr_next = self.rr_next.wrapping_add(1);
+        f(start)
+    }
+}
+
+/// The available server minimizing load(b) (divided by its weight when
+/// `weighted`), scanning from `start` so ties rotate.
+fn min_ratio(servers: &[Backend], start: usize, load: impl Fn(&Backend) -> u64, weighted: bool) -> Option<usize> {
+    let n = servers.len();
+    let w = |b: &Backend| if weighted { u64::from(b.weight) } else { 1 };
     let mut best: Option<usize> = None;
-    for (i, s) in servers.iter().enumerate().filter(|(_, s)| s.available()) {
+    for i in (0..n).map(|k| (start + k) % n).filter(|&i| servers[i].available()) {
+        let s = &servers[i];
         best = match best {
             None => Some(i),
             // load(i)/w(i) < load(b)/w(b)  <=>  load(i)*w(b) < load(b)*w(i)
-            Some(b) if load(s) * u64::from(servers[b].weight) < load(&servers[b]) * u64::from(s.weight) => Some(i),
+            Some(b) if load(s) * w(&servers[b]) < load(&servers[b]) * w(s) => Some(i),
             keep => keep,
         };
     }

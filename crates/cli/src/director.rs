@@ -1,0 +1,114 @@
+//! `tacvs director`: run a director, or talk to a running one over its control
+//! socket (`status`, `drain`, `enable`, `weight`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use metrics_exporter_prometheus::PrometheusBuilder;
+use tokio::signal::unix::{SignalKind, signal};
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct DirectorArgs {
+    /// Configuration file (TOML); see examples/cluster/director.toml.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    cmd: Option<Ctl>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Ctl {
+    /// Services and real servers: state, weight, connections, last check (like ipvsadm -L -n --stats).
+    Status(Sock),
+    /// Weight 0 for a real server: no new connections, existing ones continue.
+    Drain(Target),
+    /// Back to the configured weight.
+    Enable(Target),
+    /// Set a real server's weight.
+    Weight(WeightArgs),
+}
+
+#[derive(Debug, Args)]
+struct Sock {
+    /// The director's control socket.
+    #[arg(long, default_value = "./var/director.sock")]
+    socket: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct Target {
+    /// Real server, IP:PORT.
+    server: SocketAddr,
+    #[arg(long, default_value = "./var/director.sock")]
+    socket: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct WeightArgs {
+    /// Real server, IP:PORT.
+    server: SocketAddr,
+    /// New weight.
+    weight: u32,
+    #[arg(long, default_value = "./var/director.sock")]
+    socket: PathBuf,
+}
+
+pub async fn run(a: DirectorArgs) -> anyhow::Result<u8> {
+    let (sock, req) = match a.cmd {
+        None => {
+            return serve(a.config.context("give --config FILE to run a director, or a subcommand (status, drain, enable, weight)")?).await;
+        }
+        Some(Ctl::Status(s)) => {
+            let reply = tacvs_director::run::control(&s.socket, &serde_json::json!({"cmd": "status"})).await.with_context(|| {
+                format!("cannot reach the director at {} (is it running? see [director] control_socket)", s.socket.display())
+            })?;
+            if s.json {
+                println!("{}", serde_json::to_string_pretty(&reply["services"])?);
+            } else {
+                let services: Vec<tacvs_director::run::ServiceStatus> = serde_json::from_value(reply["services"].clone())?;
+                print!("{}", tacvs_director::run::render(&services));
+            }
+            return Ok(0);
+        }
+        Some(Ctl::Drain(t)) => (t.socket, serde_json::json!({"cmd": "drain", "server": t.server})),
+        Some(Ctl::Enable(t)) => (t.socket, serde_json::json!({"cmd": "enable", "server": t.server})),
+        Some(Ctl::Weight(w)) => (w.socket, serde_json::json!({"cmd": "weight", "server": w.server, "weight": w.weight})),
+    };
+    let reply =
+        tacvs_director::run::control(&sock, &req).await.with_context(|| format!("cannot reach the director at {}", sock.display()))?;
+    if reply["ok"] == true {
+        println!("ok");
+        Ok(0)
+    } else {
+        eprintln!("tacvs director: {}", reply["error"].as_str().unwrap_or("failed"));
+        Ok(1)
+    }
+}
+
+async fn serve(path: PathBuf) -> anyhow::Result<u8> {
+    let conf = tacvs_director::config::load(&path).map_err(anyhow::Error::msg)?;
+    if let Some(m) = &conf.metrics {
+        PrometheusBuilder::new()
+            .with_http_listener(m.listen)
+            .set_buckets(crate::server::BUCKETS)?
+            .install()
+            .with_context(|| format!("cannot serve metrics on {}", m.listen))?;
+    }
+    crate::raise_nofile_limit();
+    let d = tacvs_director::run::start(conf).await?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = int.recv() => {},
+    }
+    tracing::info!("director stopping");
+    d.stop();
+    Ok(0)
+}
