@@ -45,6 +45,8 @@ struct ServiceState {
 #[derive(Debug)]
 pub struct ServiceRt {
     conf: Service,
+    /// The bound VIP (the configured one with port 0 resolved).
+    vip: SocketAddr,
     state: Mutex<ServiceState>,
     conns: AtomicUsize,
 }
@@ -181,7 +183,7 @@ fn status(services: &[Arc<ServiceRt>]) -> Vec<ServiceStatus> {
             let st = s.state.lock().unwrap_or_else(|e| e.into_inner());
             ServiceStatus {
                 name: s.conf.name.clone(),
-                listen: s.conf.listen.to_string(),
+                listen: s.vip.to_string(),
                 scheduler: format!("{:?}", s.conf.scheduler).to_lowercase(),
                 active: s.conns.load(Ordering::Relaxed),
                 reals: st
@@ -248,7 +250,9 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
             .map_err(|e| std::io::Error::new(e.kind(), format!("service {:?}: cannot listen on {}: {e}", s.name, s.listen)))?;
         local_addrs.push(listener.local_addr()?);
         tracing::info!(service = %s.name, vip = %listener.local_addr()?, scheduler = ?s.scheduler, "virtual service up");
+        let vip = listener.local_addr()?;
         let rt = Arc::new(ServiceRt {
+            vip,
             state: Mutex::new(ServiceState { reals, sched: Scheduler::new(s.scheduler, 0x7ac5 + si as u64) }),
             conf: s,
             conns: AtomicUsize::new(0),
@@ -341,8 +345,10 @@ async fn proxy(svc: &ServiceRt, mut device: TcpStream, peer: SocketAddr, vip: So
                 chosen = Some((i, addr, s));
                 break;
             }
-            Ok(Err(e)) => tracing::warn!(service = %svc.conf.name, server = %addr, error = %e, "connect failed; trying another server"),
-            Err(_) => tracing::warn!(service = %svc.conf.name, server = %addr, "connect timed out; trying another server"),
+            // Per-connection detail at debug: a dead server fails many connects
+            // before its checks take it out; status and metrics count them.
+            Ok(Err(e)) => tracing::debug!(service = %svc.conf.name, server = %addr, error = %e, "connect failed; trying another server"),
+            Err(_) => tracing::debug!(service = %svc.conf.name, server = %addr, "connect timed out; trying another server"),
         }
         svc.connect_failed(i);
         metrics::counter!("tacvs_director_connect_failures_total", "service" => svc.conf.name.clone(), "server" => addr.to_string())
