@@ -66,6 +66,7 @@ struct Ctx {
     dg: usize,
     dg_name: String,
     logins: HashMap<u32, Login>,
+    rotated_key_logged: bool,
 }
 
 pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, listener: usize) {
@@ -105,7 +106,8 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: Soc
         max_sessions: policy.limits.max_sessions_per_connection,
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
-    let mut ctx = Ctx { shared: shared.clone(), device, dg, dg_name: group.name.clone(), logins: HashMap::new() };
+    let mut ctx =
+        Ctx { shared: shared.clone(), device, dg, dg_name: group.name.clone(), logins: HashMap::new(), rotated_key_logged: false };
     drop(policy);
 
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
@@ -241,8 +243,10 @@ impl Ctx {
         let now = Instant::now();
         match ev {
             ServerEvent::Request { session_id: sid, key_index, request } => {
-                if key_index > 0 {
-                    tracing::debug!(device = %self.device, key_index, "device uses a rotated key");
+                if key_index > 0 && !self.rotated_key_logged {
+                    // Once per connection: which of the group's keys this device uses.
+                    self.rotated_key_logged = true;
+                    tracing::info!(device = %self.device, device_group = %self.dg_name, key_index, "device uses key #{} of its group (not the first: rotation in progress)", key_index + 1);
                 }
                 match request {
                     Request::AuthenStart(s) => self.authen_start(conn, sid, s, now),
