@@ -101,12 +101,22 @@ async fn serve(path: PathBuf) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot serve metrics on {}", m.listen))?;
     }
     crate::raise_nofile_limit();
-    let d = tacvs_director::run::start(conf).await?;
+    let mut d = tacvs_director::run::start(conf).await?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {},
-        _ = int.recv() => {},
+    let mut hup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = int.recv() => break,
+            _ = hup.recv() => {
+                let r = tacvs_director::config::load(&path).and_then(|c| d.reload(c));
+                match r {
+                    Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
+                    Err(e) => tracing::error!(file = %path.display(), errors = %e, "reload refused; keeping the running configuration"),
+                }
+            }
+        }
     }
     tracing::info!("director stopping");
     d.stop();

@@ -33,6 +33,8 @@ struct Real {
     connect_failures: u64,
     last_check_ms: Option<f64>,
     last_result: String,
+    cps: f64,
+    rate_mark: (u64, Instant),
 }
 
 #[derive(Debug)]
@@ -44,7 +46,7 @@ struct ServiceState {
 /// A virtual service at run time.
 #[derive(Debug)]
 pub struct ServiceRt {
-    conf: Service,
+    conf: arc_swap::ArcSwap<Service>,
     /// The bound VIP (the configured one with port 0 resolved).
     vip: SocketAddr,
     state: Mutex<ServiceState>,
@@ -52,6 +54,10 @@ pub struct ServiceRt {
 }
 
 impl ServiceRt {
+    fn conf(&self) -> Arc<Service> {
+        self.conf.load_full()
+    }
+
     fn view(st: &ServiceState, on_down: OnDown, exclude: &[usize]) -> Vec<Backend> {
         st.reals
             .iter()
@@ -66,31 +72,37 @@ impl ServiceRt {
             .collect()
     }
 
-    /// Pick a real server and count the connection on it.
-    fn pick(&self, flow: Flow, exclude: &[usize]) -> Option<(usize, SocketAddr)> {
+    /// Pick a real server and count the connection on it. Servers are named by
+    /// address (indices shift when a reload adds or removes servers).
+    fn pick(&self, flow: Flow, exclude: &[SocketAddr]) -> Option<SocketAddr> {
+        let on_down = self.conf.load().on_down;
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let view = Self::view(&st, self.conf.on_down, exclude);
+        let skip: Vec<usize> = st.reals.iter().enumerate().filter(|(_, r)| exclude.contains(&r.addr)).map(|(i, _)| i).collect();
+        let view = Self::view(&st, on_down, &skip);
         let i = st.sched.pick(&view, flow)?;
         let r = &mut st.reals[i];
         r.active += 1;
         r.total += 1;
-        Some((i, r.addr))
+        Some(r.addr)
     }
 
-    fn release(&self, i: usize) {
+    fn with_real(&self, addr: SocketAddr, f: impl FnOnce(&mut Real)) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = st.reals.get_mut(i) {
-            r.active = r.active.saturating_sub(1);
+        if let Some(r) = st.reals.iter_mut().find(|r| r.addr == addr) {
+            f(r);
         }
     }
 
-    fn connect_failed(&self, i: usize) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(r) = st.reals.get_mut(i) {
+    fn release(&self, addr: SocketAddr) {
+        self.with_real(addr, |r| r.active = r.active.saturating_sub(1));
+    }
+
+    fn connect_failed(&self, addr: SocketAddr) {
+        self.with_real(addr, |r| {
             r.active = r.active.saturating_sub(1);
             r.total = r.total.saturating_sub(1);
             r.connect_failures += 1;
-        }
+        });
     }
 }
 
@@ -109,6 +121,8 @@ pub struct RealStatus {
     pub active: u32,
     /// Connections sent here since start.
     pub total: u64,
+    /// New connections per second, over the last second or so.
+    pub cps: f64,
     /// Failed connects (each retried elsewhere).
     pub connect_failures: u64,
     /// Last check result.
@@ -180,11 +194,12 @@ fn status(services: &[Arc<ServiceRt>]) -> Vec<ServiceStatus> {
     services
         .iter()
         .map(|s| {
+            let conf = s.conf();
             let st = s.state.lock().unwrap_or_else(|e| e.into_inner());
             ServiceStatus {
-                name: s.conf.name.clone(),
+                name: conf.name.clone(),
                 listen: s.vip.to_string(),
-                scheduler: format!("{:?}", s.conf.scheduler).to_lowercase(),
+                scheduler: format!("{:?}", conf.scheduler).to_lowercase(),
                 active: s.conns.load(Ordering::Relaxed),
                 reals: st
                     .reals
@@ -196,6 +211,7 @@ fn status(services: &[Arc<ServiceRt>]) -> Vec<ServiceStatus> {
                         config_weight: r.weight,
                         active: r.active,
                         total: r.total,
+                        cps: r.cps,
                         connect_failures: r.connect_failures,
                         last_check: r.last_result.clone(),
                         last_check_ms: r.last_check_ms,
@@ -214,7 +230,7 @@ fn set_weight(services: &[Arc<ServiceRt>], server: SocketAddr, weight: Option<u3
         for r in st.reals.iter_mut().filter(|r| r.addr == server) {
             r.admin_weight = weight;
             n += 1;
-            tracing::info!(service = %s.conf.name, %server, weight = ?weight, "weight override");
+            tracing::info!(service = %s.conf().name, %server, weight = ?weight, "weight override");
         }
     }
     n
@@ -227,24 +243,7 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
     let mut tasks = Vec::new();
     let mut local_addrs = Vec::new();
     for (si, s) in conf.services.into_iter().enumerate() {
-        let reals = s
-            .reals
-            .iter()
-            .map(|r| Real {
-                addr: r.address,
-                weight: r.weight,
-                admin_weight: None,
-                max_conns: r.max_connections,
-                // Start up: devices are served at once, and `fall` quick checks
-                // remove a dead server well under a second.
-                health: Health::new(s.health.rise, s.health.fall, State::Up, now),
-                active: 0,
-                total: 0,
-                connect_failures: 0,
-                last_check_ms: None,
-                last_result: "not checked yet".into(),
-            })
-            .collect();
+        let reals = s.reals.iter().map(|r| new_real(r, &s, now)).collect();
         let listener = TcpListener::bind(s.listen)
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("service {:?}: cannot listen on {}: {e}", s.name, s.listen)))?;
@@ -254,11 +253,11 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
         let rt = Arc::new(ServiceRt {
             vip,
             state: Mutex::new(ServiceState { reals, sched: Scheduler::new(s.scheduler, 0x7ac5 + si as u64) }),
-            conf: s,
+            conf: arc_swap::ArcSwap::from_pointee(s),
             conns: AtomicUsize::new(0),
         });
-        for i in 0..rt.conf.reals.len() {
-            tasks.push(tokio::spawn(health_loop(rt.clone(), i)));
+        for r in &rt.conf().reals {
+            tasks.push(tokio::spawn(health_loop(rt.clone(), r.address)));
         }
         tasks.push(tokio::spawn(accept_loop(rt.clone(), listener)));
         services.push(rt);
@@ -274,20 +273,39 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
     Ok(DirectorHandle { local_addrs, services, tasks, control: Some(control) })
 }
 
+fn new_real(r: &crate::config::Real, s: &Service, now: Instant) -> Real {
+    Real {
+        addr: r.address,
+        weight: r.weight,
+        admin_weight: None,
+        max_conns: r.max_connections,
+        // Start up: devices are served at once, and `fall` quick checks remove a
+        // dead server well under a second.
+        health: Health::new(s.health.rise, s.health.fall, State::Up, now),
+        active: 0,
+        total: 0,
+        connect_failures: 0,
+        last_check_ms: None,
+        last_result: "not checked yet".into(),
+        cps: 0.0,
+        rate_mark: (0, now),
+    }
+}
+
 async fn accept_loop(svc: Arc<ServiceRt>, listener: TcpListener) {
-    let vip = listener.local_addr().unwrap_or(svc.conf.listen);
+    let vip = svc.vip;
     loop {
         let (device, peer) = match listener.accept().await {
             Ok(v) => v,
             Err(e) => {
-                tracing::warn!(service = %svc.conf.name, error = %e, "accept failed");
+                tracing::warn!(service = %svc.conf().name, error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
         };
-        if svc.conns.fetch_add(1, Ordering::AcqRel) >= svc.conf.max_connections {
+        if svc.conns.fetch_add(1, Ordering::AcqRel) >= svc.conf.load().max_connections {
             svc.conns.fetch_sub(1, Ordering::AcqRel);
-            metrics::counter!("tacvs_director_rejects_total", "service" => svc.conf.name.clone(), "reason" => "max_connections")
+            metrics::counter!("tacvs_director_rejects_total", "service" => svc.conf().name.clone(), "reason" => "max_connections")
                 .increment(1);
             continue;
         }
@@ -335,51 +353,52 @@ pub fn proxy_local() -> Vec<u8> {
 
 async fn proxy(svc: &ServiceRt, mut device: TcpStream, peer: SocketAddr, vip: SocketAddr) {
     device.set_nodelay(true).ok();
+    let conf = svc.conf();
     let flow = Flow { client: peer, vip };
     let mut tried = Vec::new();
     let mut chosen = None;
-    for _ in 0..svc.conf.connect_attempts {
-        let Some((i, addr)) = svc.pick(flow, &tried) else { break };
-        match tokio::time::timeout(svc.conf.connect_timeout, TcpStream::connect(addr)).await {
+    for _ in 0..conf.connect_attempts {
+        let Some(addr) = svc.pick(flow, &tried) else { break };
+        match tokio::time::timeout(conf.connect_timeout, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
-                chosen = Some((i, addr, s));
+                chosen = Some((Some(addr), addr, s));
                 break;
             }
             // Per-connection detail at debug: a dead server fails many connects
             // before its checks take it out; status and metrics count them.
-            Ok(Err(e)) => tracing::debug!(service = %svc.conf.name, server = %addr, error = %e, "connect failed; trying another server"),
-            Err(_) => tracing::debug!(service = %svc.conf.name, server = %addr, "connect timed out; trying another server"),
+            Ok(Err(e)) => tracing::debug!(service = %conf.name, server = %addr, error = %e, "connect failed; trying another server"),
+            Err(_) => tracing::debug!(service = %conf.name, server = %addr, "connect timed out; trying another server"),
         }
-        svc.connect_failed(i);
-        metrics::counter!("tacvs_director_connect_failures_total", "service" => svc.conf.name.clone(), "server" => addr.to_string())
+        svc.connect_failed(addr);
+        metrics::counter!("tacvs_director_connect_failures_total", "service" => conf.name.clone(), "server" => addr.to_string())
             .increment(1);
-        tried.push(i);
+        tried.push(addr);
     }
-    let (idx, addr, mut server) = match chosen {
+    let (counted, addr, mut server) = match chosen {
         Some(c) => c,
-        None => match svc.conf.sorry_server {
-            Some(sorry) => match tokio::time::timeout(svc.conf.connect_timeout, TcpStream::connect(sorry)).await {
+        None => match conf.sorry_server {
+            Some(sorry) => match tokio::time::timeout(conf.connect_timeout, TcpStream::connect(sorry)).await {
                 Ok(Ok(s)) => {
-                    tracing::warn!(service = %svc.conf.name, device = %peer, %sorry, "no real server available; using the sorry server");
-                    (usize::MAX, sorry, s)
+                    tracing::warn!(service = %conf.name, device = %peer, %sorry, "no real server available; using the sorry server");
+                    (None, sorry, s)
                 }
                 _ => return,
             },
             None => {
-                tracing::warn!(service = %svc.conf.name, device = %peer, "no real server available; closing");
-                metrics::counter!("tacvs_director_rejects_total", "service" => svc.conf.name.clone(), "reason" => "no_server").increment(1);
+                tracing::warn!(service = %conf.name, device = %peer, "no real server available; closing");
+                metrics::counter!("tacvs_director_rejects_total", "service" => conf.name.clone(), "reason" => "no_server").increment(1);
                 return;
             }
         },
     };
     server.set_nodelay(true).ok();
-    metrics::counter!("tacvs_director_connections_total", "service" => svc.conf.name.clone(), "server" => addr.to_string()).increment(1);
-    let header = proxy_header(svc.conf.proxy_protocol, peer, vip);
+    metrics::counter!("tacvs_director_connections_total", "service" => conf.name.clone(), "server" => addr.to_string()).increment(1);
+    let header = proxy_header(conf.proxy_protocol, peer, vip);
     if server.write_all(&header).await.is_ok() {
-        relay(&mut device, &mut server, svc.conf.idle_timeout).await;
+        relay(&mut device, &mut server, conf.idle_timeout).await;
     }
-    if idx != usize::MAX {
-        svc.release(idx);
+    if let Some(a) = counted {
+        svc.release(a);
     }
 }
 
@@ -406,40 +425,110 @@ pub async fn relay(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) {
     }
 }
 
-async fn health_loop(svc: Arc<ServiceRt>, i: usize) {
-    let (addr, h) = {
-        let st = svc.state.lock().unwrap_or_else(|e| e.into_inner());
-        (st.reals[i].addr, svc.conf.health.clone())
-    };
-    let mut tick = tokio::time::interval(h.interval);
+async fn health_loop(svc: Arc<ServiceRt>, addr: SocketAddr) {
+    let mut interval = svc.conf.load().health.interval;
+    let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sid: u32 = 0x5000_0000 ^ (i as u32);
+    let mut sid: u32 = 0x5000_0000 ^ u32::from(addr.port());
     loop {
         tick.tick().await;
+        let conf = svc.conf();
+        if !conf.reals.iter().any(|r| r.address == addr) {
+            return; // removed by a reload
+        }
+        if conf.health.interval != interval {
+            interval = conf.health.interval;
+            tick = tokio::time::interval(interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
         sid = sid.wrapping_add(2);
         let t = Instant::now();
-        let result = match tokio::time::timeout(h.timeout, check(&svc.conf, addr, sid)).await {
+        let result = match tokio::time::timeout(conf.health.timeout, check(&conf, addr, sid)).await {
             Ok(r) => r,
-            Err(_) => CheckResult::Failed { reason: format!("no answer within {:?}", h.timeout) },
+            Err(_) => CheckResult::Failed { reason: format!("no answer within {:?}", conf.health.timeout) },
         };
         let ms = t.elapsed().as_secs_f64() * 1e3;
         let mut st = svc.state.lock().unwrap_or_else(|e| e.into_inner());
-        let r = &mut st.reals[i];
+        let Some(r) = st.reals.iter_mut().find(|r| r.addr == addr) else { return };
         r.last_check_ms = Some(ms);
         r.last_result = match &result {
             CheckResult::Ok { .. } => "ok".into(),
             CheckResult::Misconfigured { reason, .. } => format!("misconfigured: {reason}"),
             CheckResult::Failed { reason } => format!("failed: {reason}"),
         };
-        if let Some(tr) = r.health.observe(result, Instant::now()) {
-            let level_down = tr.to == State::Down;
-            if level_down {
-                tracing::warn!(service = %svc.conf.name, server = %addr, from = state_name(tr.from), to = state_name(tr.to), reason = %tr.reason, "real server out of scheduling");
-            } else {
-                tracing::warn!(service = %svc.conf.name, server = %addr, from = state_name(tr.from), to = state_name(tr.to), reason = %tr.reason, "real server state change");
-            }
-            metrics::counter!("tacvs_director_state_changes_total", "service" => svc.conf.name.clone(), "server" => addr.to_string(), "to" => state_name(tr.to)).increment(1);
+        let now = Instant::now();
+        let (mark_total, mark_at) = r.rate_mark;
+        if now - mark_at >= Duration::from_secs(1) {
+            r.cps = (r.total - mark_total.min(r.total)) as f64 / (now - mark_at).as_secs_f64();
+            r.rate_mark = (r.total, now);
         }
+        if let Some(tr) = r.health.observe(result, now) {
+            let what = if tr.to == State::Down { "real server out of scheduling" } else { "real server state change" };
+            tracing::warn!(service = %conf.name, server = %addr, from = state_name(tr.from), to = state_name(tr.to), reason = %tr.reason, "{what}");
+            metrics::counter!("tacvs_director_state_changes_total", "service" => conf.name.clone(), "server" => addr.to_string(), "to" => state_name(tr.to)).increment(1);
+        }
+    }
+}
+
+impl DirectorHandle {
+    /// Apply a new configuration to the running services (SIGHUP): scheduler,
+    /// real servers (added ones start checked-up, removed ones take no new
+    /// connections and their open ones finish), weights, caps, timeouts and
+    /// health settings. Services are matched by name; a service added, removed
+    /// or moved to another address needs a restart, and the reload is refused.
+    pub fn reload(&mut self, new: DirectorFile) -> Result<(), String> {
+        let mut problems = Vec::new();
+        for s in &new.services {
+            match self.services.iter().find(|rt| rt.conf().name == s.name) {
+                None => problems.push(format!("service {:?} is new: restart the director to add it", s.name)),
+                Some(rt) if rt.conf().listen != s.listen => {
+                    problems.push(format!("service {:?} moved to {}: restart to change addresses", s.name, s.listen))
+                }
+                _ => {}
+            }
+        }
+        for rt in &self.services {
+            if !new.services.iter().any(|s| s.name == rt.conf().name) {
+                problems.push(format!("service {:?} was removed: restart the director to remove it", rt.conf().name));
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems.join("; "));
+        }
+        let now = Instant::now();
+        for s in new.services {
+            let rt = self.services.iter().find(|rt| rt.conf().name == s.name).expect("checked above").clone();
+            let old = rt.conf();
+            {
+                let mut st = rt.state.lock().unwrap_or_else(|e| e.into_inner());
+                if old.scheduler != s.scheduler {
+                    st.sched = Scheduler::new(s.scheduler, 0x7ac5);
+                    tracing::info!(service = %s.name, scheduler = ?s.scheduler, "scheduler changed");
+                }
+                let mut next = Vec::new();
+                for r in &s.reals {
+                    match st.reals.iter().position(|x| x.addr == r.address) {
+                        Some(i) => {
+                            let mut kept = st.reals.swap_remove(i);
+                            kept.weight = r.weight;
+                            kept.max_conns = r.max_connections;
+                            next.push(kept);
+                        }
+                        None => {
+                            tracing::info!(service = %s.name, server = %r.address, "real server added");
+                            next.push(new_real(r, &s, now));
+                            self.tasks.push(tokio::spawn(health_loop(rt.clone(), r.address)));
+                        }
+                    }
+                }
+                for gone in &st.reals {
+                    tracing::info!(service = %s.name, server = %gone.addr, active = gone.active, "real server removed; its open connections finish");
+                }
+                st.reals = next;
+            }
+            rt.conf.store(Arc::new(s));
+        }
+        Ok(())
     }
 }
 
@@ -587,12 +676,13 @@ pub fn render(services: &[ServiceStatus]) -> String {
         for r in &svc.reals {
             let w = if r.weight != r.config_weight { format!("{}*", r.weight) } else { r.weight.to_string() };
             s.push_str(&format!(
-                "  -> {:<19} {:<14} {:>6} {:>7} {:>10} {:>8}  {}\n",
+                "  -> {:<19} {:<14} {:>6} {:>7} {:>10} {:>8.1} {:>8}  {}\n",
                 r.address,
                 r.state,
                 w,
                 r.active,
                 r.total,
+                r.cps,
                 r.last_check_ms.map(|m| format!("{m:.2}")).unwrap_or_else(|| "-".into()),
                 r.last_check
             ));

@@ -211,3 +211,72 @@ async fn killed_server_leaves_scheduling_fast_and_costs_only_in_flight_requests(
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_reweight_and_reload_under_load_fail_nothing() {
+    let (d1, d2, d3, dd) = (tmp("r1"), tmp("r2"), tmp("r3"), tmp("rd"));
+    let (s1, s2, s3) = (real_server(&d1).await, real_server(&d2).await, real_server(&d3).await);
+    let (a1, a2, a3) = (s1.local_addrs[0], s2.local_addrs[0], s3.local_addrs[0]);
+    let text = director_conf(&[a1, a2], &dd, "wlc");
+    let mut dir = run::start(tacvs_director::config::parse("d.toml", &text).unwrap()).await.unwrap();
+    let vip = dir.local_addrs[0];
+    let stop = Arc::new(AtomicBool::new(false));
+    let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let mut tasks = Vec::new();
+    for w in 0..6u32 {
+        let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                match account(vip, &format!("127.8.0.{}", w + 1), n).await {
+                    Ok(AcctStatus::Success) => ok.fetch_add(1, Ordering::Relaxed),
+                    other => {
+                        eprintln!("{other:?}");
+                        failed.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                n += 1;
+            }
+        }));
+    }
+    let total = |d: &DirectorHandle, a: SocketAddr| d.status()[0].reals.iter().find(|r| r.address == a.to_string()).map_or(0, |r| r.total);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Drain a1: it takes nothing new.
+    assert_eq!(dir.set_weight(a1, Some(0)), 1);
+    let t1 = total(&dir, a1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(total(&dir, a1), t1, "drained server took new connections");
+    // Reweight: back in, with weight 3.
+    dir.set_weight(a1, Some(3));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(total(&dir, a1) > t1);
+    // Reload: rr scheduler, a2 removed, a3 added.
+    let text2 = director_conf(&[a1, a3], &dd, "rr");
+    dir.reload(tacvs_director::config::parse("d.toml", &text2).unwrap()).unwrap();
+    let t2 = total(&dir, a1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let st = dir.status();
+    assert_eq!(st[0].scheduler, "rr");
+    assert!(st[0].reals.iter().all(|r| r.address != a2.to_string()), "a2 removed: {}", run::render(&st));
+    assert!(total(&dir, a3) > 0, "a3 added and used: {}", run::render(&st));
+    assert!(total(&dir, a1) > t2);
+    // A reload that moves a service is refused and changes nothing.
+    let moved = text2.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"");
+    assert!(dir.reload(tacvs_director::config::parse("d.toml", &moved).unwrap()).unwrap_err().contains("restart"));
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(ok.load(Ordering::Relaxed) > 200);
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "drain, reweight and reload under load failed requests");
+    // Every record landed on a server the director sent it to; a2 kept what it got before removal.
+    let n: usize = [&d1, &d2, &d3].iter().map(|d| journal(d).len()).sum();
+    assert_eq!(n, ok.load(Ordering::Relaxed));
+    dir.stop();
+    for s in [s1, s2, s3] {
+        s.shutdown(Duration::from_millis(100)).await;
+    }
+    for d in [d1, d2, d3, dd] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
