@@ -351,7 +351,7 @@ pub fn proxy_local() -> Vec<u8> {
     .unwrap_or_default()
 }
 
-async fn proxy(svc: &ServiceRt, mut device: TcpStream, peer: SocketAddr, vip: SocketAddr) {
+async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: SocketAddr) {
     device.set_nodelay(true).ok();
     let conf = svc.conf();
     let flow = Flow { client: peer, vip };
@@ -374,7 +374,8 @@ async fn proxy(svc: &ServiceRt, mut device: TcpStream, peer: SocketAddr, vip: So
             .increment(1);
         tried.push(addr);
     }
-    let (counted, addr, mut server) = match chosen {
+    drop(tried);
+    let (counted, addr, server) = match chosen {
         Some(c) => c,
         None => match conf.sorry_server {
             Some(sorry) => match tokio::time::timeout(conf.connect_timeout, TcpStream::connect(sorry)).await {
@@ -393,34 +394,106 @@ async fn proxy(svc: &ServiceRt, mut device: TcpStream, peer: SocketAddr, vip: So
     };
     server.set_nodelay(true).ok();
     metrics::counter!("tacvs_director_connections_total", "service" => conf.name.clone(), "server" => addr.to_string()).increment(1);
-    let header = proxy_header(conf.proxy_protocol, peer, vip);
-    if server.write_all(&header).await.is_ok() {
-        relay(&mut device, &mut server, conf.idle_timeout).await;
+    // The device speaks first (RFC 8907): send the PROXY header and its first
+    // bytes in one segment, so the server wakes once, not twice.
+    let mut first = take_buf();
+    first.extend_from_slice(&proxy_header(conf.proxy_protocol, peer, vip));
+    let got = match tokio::time::timeout(conf.idle_timeout, read_some(&device, &mut first)).await {
+        Ok(Ok(n)) => n,
+        _ => 0,
+    };
+    let sent = write_all(&server, &first).await.is_ok();
+    // Not kept for the connection's life: idle connections should cost little.
+    give_buf(first);
+    if sent {
+        if got == 0 {
+            let _ = socket2::SockRef::from(&server).shutdown(std::net::Shutdown::Write);
+        }
+        relay(&device, &server, conf.idle_timeout, got > 0).await;
     }
     if let Some(a) = counted {
         svc.release(a);
     }
 }
 
-/// Copy both ways until both sides have closed (half-close is passed on) or
-/// nothing moved for `idle`.
-pub async fn relay(a: &mut TcpStream, b: &mut TcpStream, idle: Duration) {
-    let (mut ar, mut aw) = a.split();
-    let (mut br, mut bw) = b.split();
-    let mut abuf = vec![0u8; 16 * 1024];
-    let mut bbuf = vec![0u8; 16 * 1024];
-    let (mut a_open, mut b_open) = (true, true);
+thread_local! {
+    /// Relay buffers, reused: only connections moving bytes hold one, and the
+    /// heap does not fragment into per-connection holes.
+    static POOL: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn take_buf() -> Vec<u8> {
+    POOL.with(|p| p.borrow_mut().pop()).unwrap_or_else(|| Vec::with_capacity(8192))
+}
+
+fn give_buf(mut b: Vec<u8>) {
+    b.clear();
+    if b.capacity() <= 64 * 1024 {
+        POOL.with(|p| {
+            let mut p = p.borrow_mut();
+            if p.len() < 256 {
+                p.push(b);
+            }
+        });
+    }
+}
+
+/// Read what is available (at least one byte, or 0 at end of stream) onto `buf`.
+async fn read_some(s: &TcpStream, buf: &mut Vec<u8>) -> std::io::Result<usize> {
+    loop {
+        s.readable().await?;
+        buf.reserve(4096);
+        match s.try_read_buf(buf) {
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+async fn write_all(s: &TcpStream, mut data: &[u8]) -> std::io::Result<()> {
+    while !data.is_empty() {
+        s.writable().await?;
+        match s.try_write(data) {
+            Ok(n) => data = &data[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Copy both ways until both sides have closed (a half-close is passed on) or
+/// nothing moved for `idle`. Buffers exist only while bytes move: an idle
+/// proxied connection holds none (thousands of idle single-connect devices).
+pub async fn relay(a: &TcpStream, b: &TcpStream, idle: Duration, a_open: bool) {
+    let (mut a_open, mut b_open) = (a_open, true);
     while a_open || b_open {
-        tokio::select! {
-            r = ar.read(&mut abuf), if a_open => match r {
-                Ok(0) | Err(_) => { a_open = false; let _ = bw.shutdown().await; }
-                Ok(n) => if bw.write_all(&abuf[..n]).await.is_err() { return },
-            },
-            r = br.read(&mut bbuf), if b_open => match r {
-                Ok(0) | Err(_) => { b_open = false; let _ = aw.shutdown().await; }
-                Ok(n) => if aw.write_all(&bbuf[..n]).await.is_err() { return },
-            },
+        let from_a = tokio::select! {
+            r = a.readable(), if a_open => { if r.is_err() { return } true }
+            r = b.readable(), if b_open => { if r.is_err() { return } false }
             _ = tokio::time::sleep(idle) => return,
+        };
+        let (src, dst) = if from_a { (a, b) } else { (b, a) };
+        let mut buf = take_buf();
+        match src.try_read_buf(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => give_buf(buf),
+            Ok(0) | Err(_) => {
+                give_buf(buf);
+                if from_a {
+                    a_open = false
+                } else {
+                    b_open = false
+                }
+                let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
+            }
+            Ok(_) => {
+                let ok = write_all(dst, &buf).await.is_ok();
+                give_buf(buf);
+                if !ok {
+                    return;
+                }
+            }
         }
     }
 }
