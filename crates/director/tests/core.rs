@@ -234,3 +234,27 @@ fn least_connection_ties_rotate_for_short_connections() {
         assert_eq!(c, [100, 100, 100], "{kind:?}");
     }
 }
+
+#[test]
+fn every_scheduler_uses_an_added_server_and_forgets_a_removed_one() {
+    for kind in [Kind::Rr, Kind::Wrr, Kind::Lc, Kind::Wlc, Kind::Sed, Kind::Nq, Kind::Fo, Kind::Ovf, Kind::Sh, Kind::Mh, Kind::Twos] {
+        let mut sch = Scheduler::new(kind, 9);
+        let mut s = servers(&[1, 1]);
+        let mut pick = |s: &mut Vec<Backend>, i: u32| {
+            let k = sch.pick(s, flow(i)).unwrap();
+            s[k].active += 1;
+            k
+        };
+        for i in 0..20 {
+            pick(&mut s, i);
+        }
+        // Add a server with a higher weight (so fo and ovf prefer it too).
+        s.push(Backend::new("10.0.0.9:49", 5));
+        let after: Vec<usize> = (20..200).map(|i| pick(&mut s, i)).collect();
+        assert!(after.contains(&2), "{kind:?} never used the added server");
+        // Remove server 0 (config reload drops it from the list).
+        s.remove(0);
+        let after: Vec<usize> = (200..300).map(|i| pick(&mut s, i)).collect();
+        assert!(after.iter().all(|&k| k < 2), "{kind:?}: index out of the new list");
+    }
+}

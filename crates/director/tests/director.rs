@@ -280,3 +280,61 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+fn conf_with(reals: &[SocketAddr], dir: &Path, health: &str, extra: &str) -> tacvs_director::config::DirectorFile {
+    let mut s = format!(
+        "[director]\ncontrol_socket = \"{}/director.sock\"\n[[service]]\nname = \"tacacs\"\nlisten = \"127.0.0.1:0\"\nscheduler = \"rr\"\nconnect_timeout = \"200ms\"\n{extra}\n  [service.health]\n{health}\n",
+        dir.display()
+    );
+    for r in reals {
+        s.push_str(&format!("  [[service.real]]\n  address = \"{r}\"\n"));
+    }
+    tacvs_director::config::parse("t.toml", &s).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn misconfigured_tcp_checks_sorry_server_and_inhibit() {
+    let (d1, d2, d3, dd) = (tmp("m1"), tmp("m2"), tmp("m3"), tmp("md"));
+    let (s1, s2, sorry) = (real_server(&d1).await, real_server(&d2).await, real_server(&d3).await);
+    let (a1, a2) = (s1.local_addrs[0], s2.local_addrs[0]);
+
+    // A probe with the wrong key: up but misconfigured, and still serving devices.
+    let wrong = "  check = \"tacacs\"\n  interval = \"100ms\"\n  timeout = \"200ms\"\n  key = \"not-the-key\"";
+    let dir = run::start(conf_with(&[a1], &dd, wrong, "")).await.unwrap();
+    wait_state(&dir, a1, "misconfigured", Duration::from_secs(2)).await;
+    let st = dir.status();
+    assert!(st[0].reals[0].last_check.contains("misconfigured"), "{}", run::render(&st));
+    assert_eq!(account(dir.local_addrs[0], "127.9.0.1", 1).await.unwrap(), AcctStatus::Success);
+    dir.stop();
+
+    // TCP checks, a sorry server, and inhibit.
+    let tcp = "  check = \"tcp\"\n  interval = \"100ms\"\n  timeout = \"200ms\"";
+    let extra = format!("sorry_server = \"{}\"\non_down = \"inhibit\"", sorry.local_addrs[0]);
+    let dir = run::start(conf_with(&[a1, a2], &dd, tcp, &extra)).await.unwrap();
+    let vip = dir.local_addrs[0];
+    wait_state(&dir, a2, "up", Duration::from_secs(2)).await;
+    // Drain both: devices go to the sorry server.
+    dir.set_weight(a1, Some(0));
+    dir.set_weight(a2, Some(0));
+    let before = journal(&d3).len();
+    assert_eq!(account(vip, "127.9.0.2", 2).await.unwrap(), AcctStatus::Success);
+    assert_eq!(journal(&d3).len(), before + 1, "served by the sorry server");
+    dir.set_weight(a1, None);
+    dir.set_weight(a2, None);
+    // Stop a2: the TCP check takes it down; inhibit keeps it listed at weight 0.
+    s2.shutdown(Duration::ZERO).await;
+    wait_state(&dir, a2, "down", Duration::from_secs(2)).await;
+    let n1 = journal(&d1).len();
+    for i in 0..10 {
+        assert_eq!(account(vip, "127.9.0.3", 10 + i).await.unwrap(), AcctStatus::Success);
+    }
+    assert_eq!(journal(&d1).len(), n1 + 10, "all to the live server");
+    let st = dir.status();
+    assert_eq!(st[0].reals.len(), 2, "inhibited, not removed: {}", run::render(&st));
+    dir.stop();
+    s1.shutdown(Duration::from_millis(100)).await;
+    sorry.shutdown(Duration::from_millis(100)).await;
+    for d in [d1, d2, d3, dd] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
