@@ -117,11 +117,29 @@ pub struct Service {
     /// `remove` (default) or `inhibit` a failed server.
     #[serde(default = "remove")]
     pub on_down: OnDown,
+    /// How proxied bytes move: `userspace` (pooled buffer, default) or `splice`
+    /// (kernel pipes, no copy to user space; two pipes per connection).
+    #[serde(default = "userspace")]
+    pub copy: CopyMode,
     /// `[service.health]`.
     pub health: HealthConf,
     /// `[[service.real]]`.
     #[serde(rename = "real")]
     pub reals: Vec<Real>,
+}
+
+/// Data path of a proxied connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CopyMode {
+    /// read/write through a pooled buffer.
+    Userspace,
+    /// splice(2) through pipes.
+    Splice,
+}
+
+fn userspace() -> CopyMode {
+    CopyMode::Userspace
 }
 
 fn wlc() -> Kind {

@@ -409,7 +409,14 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
         if got == 0 {
             let _ = socket2::SockRef::from(&server).shutdown(std::net::Shutdown::Write);
         }
-        relay(&device, &server, conf.idle_timeout, got > 0).await;
+        match conf.copy {
+            crate::config::CopyMode::Userspace => relay(&device, &server, conf.idle_timeout, got > 0).await,
+            crate::config::CopyMode::Splice => {
+                if let Err(e) = crate::splice::relay(&device, &server, conf.idle_timeout, got > 0).await {
+                    tracing::debug!(service = %conf.name, error = %e, "splice relay ended");
+                }
+            }
+        }
     }
     if let Some(a) = counted {
         svc.release(a);

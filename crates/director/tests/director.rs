@@ -338,3 +338,30 @@ async fn misconfigured_tcp_checks_sorry_server_and_inhibit() {
         let _ = std::fs::remove_dir_all(d);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn splice_data_path_carries_sessions() {
+    let (d1, dd) = (tmp("sp1"), tmp("spd"));
+    let s1 = real_server(&d1).await;
+    let tcp = "  check = \"tcp\"\n  interval = \"100ms\"\n  timeout = \"200ms\"";
+    let dir = run::start(conf_with(&[s1.local_addrs[0]], &dd, tcp, "copy = \"splice\"")).await.unwrap();
+    let vip = dir.local_addrs[0];
+    for i in 0..30 {
+        assert_eq!(account(vip, &format!("127.10.0.{}", i + 1), i).await.unwrap(), AcctStatus::Success);
+    }
+    // A single-connect connection with several sessions through the pipes.
+    let mut c = Client::new(ClientOptions { single_connect: true, ..ClientOptions::new(vip, Some(Key::new(KEY))) });
+    for _ in 0..5 {
+        let r = c.authorize(AaaRequest::new("alice", vec!["service=shell".parse().unwrap(), "cmd=show".parse().unwrap()])).await.unwrap();
+        assert_eq!(r.status, AuthorStatus::PassAdd);
+    }
+    assert_eq!(c.single_connect(), Some(true));
+    let j = journal(&d1);
+    assert_eq!(j.len(), 30);
+    assert!(j.iter().all(|r| r["device"].as_str().unwrap().starts_with("127.10.0.")));
+    dir.stop();
+    s1.shutdown(Duration::from_millis(100)).await;
+    for d in [d1, dd] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
