@@ -11,6 +11,17 @@ use thiserror::Error;
 use crate::error::{DecodeError, EncodeError};
 use crate::header::PacketType;
 
+/// Hand the pending output to the caller: swapped in when the caller's buffer is
+/// empty (no copy, the common case), appended otherwise.
+pub(crate) fn hand_over(out: &mut Vec<u8>, buf: &mut Vec<u8>) {
+    if buf.is_empty() {
+        std::mem::swap(out, buf);
+    } else {
+        buf.extend_from_slice(out);
+        out.clear();
+    }
+}
+
 /// A peer broke a rule of the protocol. The machine has already queued whatever
 /// reply the RFC asks for; the connection closes once it is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]

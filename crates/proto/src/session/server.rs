@@ -422,12 +422,7 @@ impl ServerConnection {
 
     /// Move the bytes to send into `buf` (swapped in when `buf` is empty, so no copy).
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) {
-        if buf.is_empty() {
-            std::mem::swap(&mut self.out, buf);
-        } else {
-            buf.extend_from_slice(&self.out);
-            self.out.clear();
-        }
+        super::hand_over(&mut self.out, buf);
     }
 
     /// Whether bytes are waiting to be sent.
