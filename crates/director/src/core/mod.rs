@@ -3,3 +3,4 @@
 pub mod health;
 pub mod maglev;
 pub mod sched;
+pub mod vrrp;

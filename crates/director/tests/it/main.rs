@@ -1,0 +1,5 @@
+//! Integration tests of tacvs-director: one binary, one module per concern.
+
+mod core;
+mod e2e;
+mod vrrp;

@@ -1,0 +1,178 @@
+//! VRRPv3 (RFC 5798): the codec, and the state machine on fake time — two
+//! routers wired together in memory.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use tacvs_director::core::vrrp::*;
+
+fn cfg(prio: u8, ip: [u8; 4], preempt: bool) -> Config {
+    Config {
+        vrid: 51,
+        priority: prio,
+        interval: Duration::from_millis(100),
+        preempt,
+        preempt_delay: Duration::ZERO,
+        primary: Ipv4Addr::from(ip),
+        vips: vec![Ipv4Addr::new(10, 49, 0, 1)],
+    }
+}
+
+#[test]
+fn codec_roundtrip_checksum_and_rejects() {
+    let a = Advert { vrid: 51, priority: 150, interval_cs: 10, addrs: vec![Ipv4Addr::new(10, 49, 0, 1), Ipv4Addr::new(10, 49, 0, 2)] };
+    let (src, dst) = (Ipv4Addr::new(10, 0, 0, 2), VRRP_GROUP);
+    let b = a.encode(src, dst);
+    assert_eq!(b.len(), 16);
+    assert_eq!(b[0], 0x31);
+    assert_eq!(Advert::decode(&b, src, dst), Ok(a.clone()));
+    // The checksum covers the pseudo-header: another source fails.
+    assert_eq!(Advert::decode(&b, Ipv4Addr::new(10, 0, 0, 3), dst), Err(AdvertError::Checksum));
+    let mut bad = b.clone();
+    bad[2] = 151;
+    assert_eq!(Advert::decode(&bad, src, dst), Err(AdvertError::Checksum));
+    bad = b.clone();
+    bad[0] = 0x21;
+    assert_eq!(Advert::decode(&bad, src, dst), Err(AdvertError::Version(2)));
+    assert_eq!(Advert::decode(&b[..12], src, dst), Err(AdvertError::Truncated(12)));
+    assert_eq!(Advert::decode(&b[..5], src, dst), Err(AdvertError::Truncated(5)));
+    // A packet built by hand from RFC 5798 §5.2 (vrid 1, prio 100, 1 addr, 1 s).
+    let mut hand = vec![0x31, 1, 100, 1, 0x00, 100, 0, 0, 192, 0, 2, 1];
+    let s = Ipv4Addr::new(192, 0, 2, 10);
+    let c = Advert { vrid: 1, priority: 100, interval_cs: 100, addrs: vec![Ipv4Addr::new(192, 0, 2, 1)] }.encode(s, VRRP_GROUP);
+    hand[6..8].copy_from_slice(&c[6..8]);
+    assert_eq!(hand, c);
+}
+
+#[test]
+fn timers_follow_rfc_5798() {
+    let t0 = Instant::now();
+    let v = Vrrp::new(cfg(100, [10, 0, 0, 1], true), t0);
+    // Skew = (256 - 100) × 100 ms / 256 = 60.9 ms; down = 300 ms + skew.
+    assert_eq!(v.skew(), Duration::from_millis(100) * 156 / 256);
+    assert_eq!(v.master_down_interval(), Duration::from_millis(300) + v.skew());
+}
+
+/// Deliver every advertisement in `acts` from `from` to `to`.
+fn deliver(acts: &[Action], from: &Vrrp, src: Ipv4Addr, to: &mut Vrrp, now: Instant) -> Vec<Action> {
+    let mut out = Vec::new();
+    for a in acts {
+        if let Action::Advertise(p) = a {
+            out.extend(to.on_advert(&from.advert(*p), src, now));
+        }
+    }
+    out
+}
+
+fn has(acts: &[Action], want: State) -> bool {
+    acts.iter().any(|a| matches!(a, Action::Transition { to, .. } if *to == want))
+}
+
+#[test]
+fn election_failover_preemption_and_tracking() {
+    let t0 = Instant::now();
+    let (ia, ib) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+    let mut a = Vrrp::new(cfg(200, ia.octets(), true), t0);
+    let mut b = Vrrp::new(cfg(100, ib.octets(), true), t0);
+    a.startup(t0);
+    b.startup(t0);
+    assert_eq!((a.state(), b.state()), (State::Backup, State::Backup));
+    // A's down timer (300 + 21.9 ms) expires first: A becomes master.
+    let now = a.deadline().unwrap();
+    let acts = a.on_timer(now);
+    assert!(has(&acts, State::Master) && acts.contains(&Action::AddVips) && acts.contains(&Action::GratuitousArp));
+    deliver(&acts, &a, ia, &mut b, now);
+    assert_eq!(b.state(), State::Backup);
+    // A advertises every 100 ms; B stays backup.
+    let mut now = now;
+    for _ in 0..10 {
+        now = a.deadline().unwrap();
+        let acts = a.on_timer(now);
+        deliver(&acts, &a, ia, &mut b, now);
+        assert!(b.on_timer(now).is_empty());
+    }
+    // A dies silently: B takes over after Master_Down_Interval (3 × 100 ms + skew 60.9 ms).
+    let dead_at = now;
+    let takeover = b.deadline().unwrap();
+    assert!(takeover - dead_at <= Duration::from_millis(361), "{:?}", takeover - dead_at);
+    let acts = b.on_timer(takeover);
+    assert!(has(&acts, State::Master));
+    // A comes back with higher priority and preempts.
+    let mut a = Vrrp::new(cfg(200, ia.octets(), true), takeover);
+    a.startup(takeover);
+    let now = a.deadline().unwrap();
+    let acts = a.on_timer(now);
+    let back = deliver(&acts, &a, ia, &mut b, now);
+    assert!(has(&back, State::Backup) && back.contains(&Action::RemoveVips), "{back:?}");
+    // Tracking: A loses its real servers and drops to 50; B (100) preempts when A next advertises.
+    let acts = a.set_priority(50, now);
+    assert_eq!(acts, vec![Action::Advertise(50)]);
+    deliver(&acts, &a, ia, &mut b, now);
+    let later = b.deadline().unwrap();
+    let acts = b.on_timer(later);
+    assert!(has(&acts, State::Master), "B preempts the degraded master");
+    let back = deliver(&acts, &b, ib, &mut a, later);
+    assert!(has(&back, State::Backup));
+}
+
+#[test]
+fn graceful_shutdown_hands_over_after_skew_time() {
+    let t0 = Instant::now();
+    let (ia, ib) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+    let mut a = Vrrp::new(cfg(200, ia.octets(), true), t0);
+    let mut b = Vrrp::new(cfg(100, ib.octets(), true), t0);
+    a.startup(t0);
+    b.startup(t0);
+    let now = a.deadline().unwrap();
+    let acts = a.on_timer(now);
+    deliver(&acts, &a, ia, &mut b, now);
+    let acts = a.shutdown();
+    assert!(acts.contains(&Action::Advertise(0)) && acts.contains(&Action::RemoveVips));
+    deliver(&acts, &a, ia, &mut b, now);
+    assert_eq!(b.deadline().unwrap() - now, b.skew(), "priority 0 → take over after Skew_Time");
+}
+
+#[test]
+fn no_preempt_and_preempt_delay_and_ties() {
+    let t0 = Instant::now();
+    let (ia, ib) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+    // B is master at 100; A (200) starts without preemption: it stays backup.
+    let mut b = Vrrp::new(cfg(100, ib.octets(), false), t0);
+    b.startup(t0);
+    let now = b.deadline().unwrap();
+    b.on_timer(now);
+    let mut a = Vrrp::new(cfg(200, ia.octets(), false), now);
+    a.startup(now);
+    let mut t = now;
+    for _ in 0..20 {
+        t = b.deadline().unwrap();
+        let acts = b.on_timer(t);
+        deliver(&acts, &b, ib, &mut a, t);
+        assert!(a.on_timer(t).is_empty());
+    }
+    assert_eq!(a.state(), State::Backup);
+    // With preemption after a 1 s delay: not before 1 s, then yes.
+    let mut c = Vrrp::new(Config { preempt: true, preempt_delay: Duration::from_secs(1), ..cfg(200, [10, 0, 0, 3], true) }, t);
+    c.startup(t);
+    let start = t;
+    let mut became = None;
+    for _ in 0..40 {
+        t = b.deadline().unwrap().min(c.deadline().unwrap());
+        if c.deadline().unwrap() <= t && has(&c.on_timer(t), State::Master) {
+            became = Some(t);
+            break;
+        }
+        let acts = b.on_timer(t);
+        deliver(&acts, &b, ib, &mut c, t);
+    }
+    let became = became.expect("c preempts after its delay");
+    assert!(became - start >= Duration::from_secs(1), "{:?}", became - start);
+    // Equal priorities: the higher primary address wins.
+    let mut x = Vrrp::new(cfg(100, [10, 0, 0, 1], true), t0);
+    x.startup(t0);
+    let n = x.deadline().unwrap();
+    x.on_timer(n);
+    let y = Vrrp::new(cfg(100, [10, 0, 0, 9], true), t0);
+    let r = x.on_advert(&y.advert(100), Ipv4Addr::new(10, 0, 0, 9), n);
+    assert!(has(&r, State::Backup), "higher address wins a tie");
+}
