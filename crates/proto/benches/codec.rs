@@ -13,8 +13,9 @@ fn arg(s: &str) -> Argument {
     s.parse().unwrap()
 }
 
-fn author_request() -> Body {
-    Body::AuthorRequest(AaaRequest {
+/// The request context an automation account sends with every request.
+fn context(args: Vec<Argument>) -> AaaRequest {
+    AaaRequest {
         authen_method: AuthenMethod::TacacsPlus,
         priv_lvl: PrivLvl::new(15).unwrap(),
         authen_type: AuthenType::Ascii,
@@ -22,39 +23,34 @@ fn author_request() -> Body {
         user: Bytes::from_static(b"automation"),
         port: Bytes::from_static(b"vty3"),
         rem_addr: Bytes::from_static(b"10.20.30.40"),
-        args: vec![
-            arg("service=shell"),
-            arg("cmd=show"),
-            arg("cmd-arg=running-config"),
-            arg("cmd-arg=interface"),
-            arg("cmd-arg=GigabitEthernet0/1"),
-            arg("cmd-arg=<cr>"),
-        ],
-    })
+        args,
+    }
+}
+
+fn author_request() -> Body {
+    Body::AuthorRequest(context(vec![
+        arg("service=shell"),
+        arg("cmd=show"),
+        arg("cmd-arg=running-config"),
+        arg("cmd-arg=interface"),
+        arg("cmd-arg=GigabitEthernet0/1"),
+        arg("cmd-arg=<cr>"),
+    ]))
 }
 
 fn acct_request() -> Body {
     Body::AcctRequest(AcctRequest {
         flags: AcctFlags::Stop,
-        request: AaaRequest {
-            authen_method: AuthenMethod::TacacsPlus,
-            priv_lvl: PrivLvl::new(15).unwrap(),
-            authen_type: AuthenType::Ascii,
-            authen_service: AuthenService::Login,
-            user: Bytes::from_static(b"automation"),
-            port: Bytes::from_static(b"vty3"),
-            rem_addr: Bytes::from_static(b"10.20.30.40"),
-            args: vec![
-                arg("task_id=31337"),
-                arg("timezone=UTC"),
-                arg("service=shell"),
-                arg("start_time=1764100000"),
-                arg("stop_time=1764100002"),
-                arg("elapsed_time=2"),
-                arg("priv-lvl=15"),
-                arg("cmd=interface GigabitEthernet0/1 <cr>"),
-            ],
-        },
+        request: context(vec![
+            arg("task_id=31337"),
+            arg("timezone=UTC"),
+            arg("service=shell"),
+            arg("start_time=1764100000"),
+            arg("stop_time=1764100002"),
+            arg("elapsed_time=2"),
+            arg("priv-lvl=15"),
+            arg("cmd=interface GigabitEthernet0/1 <cr>"),
+        ]),
     })
 }
 

@@ -166,6 +166,8 @@ struct Shared {
     tx: mpsc::UnboundedSender<Sample>,
     delayed: AtomicU64,
     stop: AtomicBool,
+    /// Each profile's session, built once (index 0: the profile, 1: its alternate).
+    scripts: [Vec<Op>; 2],
 }
 
 /// Run the simulation to its end and report.
@@ -198,6 +200,7 @@ pub async fn run_with_progress(cfg: SimConfig, progress: Arc<Progress>) -> Resul
         tx,
         delayed: AtomicU64::new(0),
         stop: AtomicBool::new(false),
+        scripts: [cfg.profile.script(), cfg.profile.alternate.as_ref().map(|a| a.script()).unwrap_or_default()],
         cfg: cfg.clone(),
     });
     let cpu0 = cpu_seconds();
@@ -304,7 +307,7 @@ async fn request(sh: &Shared, dev: usize, intended: Instant) {
         return;
     }
     let profile = sh.cfg.profile.for_device(dev);
-    let script = profile.script();
+    let script = &sh.scripts[sh.cfg.profile.variant(dev)];
     let op = script[d.pos % script.len()].clone();
     d.pos += 1;
     if matches!(op, Op::Login) {

@@ -205,10 +205,15 @@ impl Profile {
 
     /// The profile device `i` runs.
     pub fn for_device(&self, i: usize) -> &Profile {
-        match &self.alternate {
-            Some(alt) if i % 2 == 1 => alt,
+        match (&self.alternate, self.variant(i)) {
+            (Some(alt), 1) => alt,
             _ => self,
         }
+    }
+
+    /// Which profile device `i` runs: 0 this one, 1 its alternate (`mixed`: odd devices).
+    pub fn variant(&self, i: usize) -> usize {
+        usize::from(self.alternate.is_some() && i % 2 == 1)
     }
 
     /// Requests per second one device makes on average (its profile's session

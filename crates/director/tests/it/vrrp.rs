@@ -64,18 +64,25 @@ fn deliver(acts: &[Action], from: &Vrrp, src: Ipv4Addr, to: &mut Vrrp, now: Inst
     out
 }
 
-fn has(acts: &[Action], want: State) -> bool {
-    acts.iter().any(|a| matches!(a, Action::Transition { to, .. } if *to == want))
-}
-
-#[test]
-fn election_failover_preemption_and_tracking() {
+/// Routers A (10.0.0.1, priority 200) and B (10.0.0.2, priority 100), both
+/// preempting, started at t0.
+fn started_pair() -> (Ipv4Addr, Ipv4Addr, Vrrp, Vrrp) {
     let t0 = Instant::now();
     let (ia, ib) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
     let mut a = Vrrp::new(cfg(200, ia.octets(), true), t0);
     let mut b = Vrrp::new(cfg(100, ib.octets(), true), t0);
     a.startup(t0);
     b.startup(t0);
+    (ia, ib, a, b)
+}
+
+fn has(acts: &[Action], want: State) -> bool {
+    acts.iter().any(|a| matches!(a, Action::Transition { to, .. } if *to == want))
+}
+
+#[test]
+fn election_failover_preemption_and_tracking() {
+    let (ia, ib, mut a, mut b) = started_pair();
     assert_eq!((a.state(), b.state()), (State::Backup, State::Backup));
     // A's down timer (300 + 21.9 ms) expires first: A becomes master.
     let now = a.deadline().unwrap();
@@ -117,12 +124,7 @@ fn election_failover_preemption_and_tracking() {
 
 #[test]
 fn graceful_shutdown_hands_over_after_skew_time() {
-    let t0 = Instant::now();
-    let (ia, ib) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
-    let mut a = Vrrp::new(cfg(200, ia.octets(), true), t0);
-    let mut b = Vrrp::new(cfg(100, ib.octets(), true), t0);
-    a.startup(t0);
-    b.startup(t0);
+    let (ia, _, mut a, mut b) = started_pair();
     let now = a.deadline().unwrap();
     let acts = a.on_timer(now);
     deliver(&acts, &a, ia, &mut b, now);
