@@ -71,9 +71,6 @@ enum Action {
         /// Authentication service.
         #[arg(long, value_enum, default_value = "login")]
         service: Service,
-        /// Privilege level asked for (0-15).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=15))]
-        priv_lvl: u8,
         #[command(flatten)]
         ctx: Context_,
     },
@@ -91,9 +88,6 @@ enum Action {
         /// Extra AV pairs, NAME=VALUE (mandatory) or NAME*VALUE (optional).
         #[arg(long = "av", value_name = "NAME=VALUE")]
         avs: Vec<Argument>,
-        /// Privilege level (0-15).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=15))]
-        priv_lvl: u8,
         #[command(flatten)]
         ctx: Context_,
     },
@@ -114,17 +108,17 @@ enum Action {
         /// AV pairs, NAME=VALUE or NAME*VALUE (task_id is added when absent).
         #[arg(long = "av", value_name = "NAME=VALUE")]
         avs: Vec<Argument>,
-        /// Privilege level (0-15).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=15))]
-        priv_lvl: u8,
         #[command(flatten)]
         ctx: Context_,
     },
 }
 
-/// Where the user is: the port and rem_addr fields.
+/// Who and where the user is: priv_lvl, port and rem_addr.
 #[derive(Debug, Args)]
 struct Context_ {
+    /// Privilege level (0-15).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(0..=15))]
+    priv_lvl: u8,
     /// The port field (the device's line, e.g. vty0).
     #[arg(long, default_value = "tacvs")]
     port: String,
@@ -209,12 +203,12 @@ pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
     let mut client = Client::new(opts);
     let started = Instant::now();
     let result = match a.action {
-        Action::Authenticate { user, password, authen_type, service, priv_lvl, ctx } => {
-            authenticate(&mut client, user, password, authen_type, service, priv_lvl, ctx).await
+        Action::Authenticate { user, password, authen_type, service, ctx } => {
+            authenticate(&mut client, user, password, authen_type, service, ctx).await
         }
-        Action::Authorize { user, service, cmd, avs, priv_lvl, ctx } => {
+        Action::Authorize { user, service, cmd, avs, ctx } => {
             let mut req = AaaRequest::new(user, cmd_args(&service, cmd.as_deref(), avs)?);
-            req.priv_lvl = PrivLvl::new(priv_lvl).context("priv-lvl")?;
+            req.priv_lvl = PrivLvl::new(ctx.priv_lvl).context("priv-lvl")?;
             req.port = ctx.port.into();
             req.rem_addr = ctx.rem_addr.into();
             client.authorize(req).await.map(|r| Outcome {
@@ -230,7 +224,7 @@ pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
                 args: r.args.iter().map(|a| a.to_string()).collect(),
             })
         }
-        Action::Account { user, start, stop, watchdog: _, mut avs, priv_lvl, ctx } => {
+        Action::Account { user, start, stop, watchdog: _, mut avs, ctx } => {
             let flags = if start {
                 AcctFlags::Start
             } else if stop {
@@ -242,7 +236,7 @@ pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
                 avs.insert(0, Argument::new("task_id", &std::process::id().to_string(), true)?);
             }
             let mut req = AaaRequest::new(user, avs);
-            req.priv_lvl = PrivLvl::new(priv_lvl).context("priv-lvl")?;
+            req.priv_lvl = PrivLvl::new(ctx.priv_lvl).context("priv-lvl")?;
             req.port = ctx.port.into();
             req.rem_addr = ctx.rem_addr.into();
             client.account(AcctRequest { flags, request: req }).await.map(|r| Outcome {
@@ -300,7 +294,6 @@ async fn authenticate(
     password: Option<String>,
     ty: Type,
     service: Service,
-    priv_lvl: u8,
     ctx: Context_,
 ) -> Result<Outcome, ClientError> {
     let authen_type = match ty {
@@ -334,7 +327,7 @@ async fn authenticate(
     };
     let start = AuthenStart {
         action: AuthenAction::Login,
-        priv_lvl: PrivLvl::new(priv_lvl).unwrap_or(PrivLvl::USER),
+        priv_lvl: PrivLvl::new(ctx.priv_lvl).unwrap_or(PrivLvl::USER),
         authen_type,
         authen_service: match service {
             Service::Login => AuthenService::Login,

@@ -90,13 +90,8 @@ fn server_config(text: &str, n: u32, dir: &Path) -> String {
 }
 
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
-    tacvs_server::journal::journal_files(&dir.join("acct"))
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f).unwrap_or_default().lines().filter_map(|l| serde_json::from_str(l).ok()).collect::<Vec<_>>()
-        })
-        .collect()
+    let lines = tacvs_server::journal::read_lines(&dir.join("acct")).unwrap_or_default();
+    lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
 }
 
 async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {

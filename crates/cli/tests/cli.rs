@@ -188,18 +188,8 @@ impl Drop for ServerProc {
 }
 
 fn journal_lines(dir: &Path) -> Vec<serde_json::Value> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
-    files.sort();
-    files
-        .iter()
-        .flat_map(|f| {
-            std::fs::read_to_string(f)
-                .unwrap()
-                .lines()
-                .map(|l| serde_json::from_str(l).expect("every journal line is whole JSON"))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    let lines = tacvs_server::journal::read_lines(dir).unwrap_or_default();
+    lines.iter().map(|l| serde_json::from_str(l).expect("every journal line is whole JSON")).collect()
 }
 
 fn http_get(addr: &str, path: &str) -> String {

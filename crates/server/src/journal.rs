@@ -109,6 +109,16 @@ pub fn journal_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// Every record in the journal directory, oldest first, one JSON object per
+/// line (without the newline). For tools and tests that read what was kept.
+pub fn read_lines(dir: &Path) -> io::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for f in journal_files(dir)? {
+        out.extend(fs::read_to_string(f)?.lines().map(str::to_owned));
+    }
+    Ok(out)
+}
+
 fn open_latest(dir: &Path) -> io::Result<(File, PathBuf, u64, Recovery)> {
     let mut recovery = Recovery::default();
     let path = match journal_files(dir)?.pop() {

@@ -111,13 +111,7 @@ impl Harness {
         ClientOptions { timeout: Duration::from_secs(3), ..ClientOptions::new(self.addr(), Some(Key::new(KEY))) }
     }
     fn journal(&self) -> Vec<serde_json::Value> {
-        let mut v = Vec::new();
-        for f in tacvs_server::journal::journal_files(&self.dir.join("acct")).unwrap() {
-            for line in std::fs::read_to_string(f).unwrap().lines() {
-                v.push(serde_json::from_str(line).unwrap());
-            }
-        }
-        v
+        tacvs_server::journal::read_lines(&self.dir.join("acct")).unwrap().iter().map(|l| serde_json::from_str(l).unwrap()).collect()
     }
 }
 

@@ -87,11 +87,7 @@ connect_timeout = "200ms"
 }
 
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
-    tacvs_server::journal::journal_files(&dir.join("acct"))
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|f| std::fs::read_to_string(f).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect::<Vec<_>>())
-        .collect()
+    tacvs_server::journal::read_lines(&dir.join("acct")).unwrap_or_default().iter().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
 
 async fn wait_state(d: &DirectorHandle, server: SocketAddr, state: &str, within: Duration) -> Duration {
