@@ -147,6 +147,7 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         warmup: Duration::ZERO,
         timeout: Duration::from_secs(5),
         pipeline: 1,
+        acked: None,
     };
     let sim = tokio::spawn(tacvs_sim::run(cfg));
     let mut left_after = None;
@@ -200,7 +201,7 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
             fall * interval + timeout
         );
     }
-    print!("{}", tacvs_director::run::render(&st).lines().map(|l| format!("   {l}\n")).collect::<String>());
+    print!("{}", tacvs_director::run::render(&st, None).lines().map(|l| format!("   {l}\n")).collect::<String>());
 
     // The expectations, stated.
     let mut problems = Vec::new();

@@ -69,10 +69,11 @@ pub async fn run(a: DirectorArgs) -> anyhow::Result<u8> {
                 format!("cannot reach the director at {} (is it running? see [director] control_socket)", s.socket.display())
             })?;
             if s.json {
-                println!("{}", serde_json::to_string_pretty(&reply["services"])?);
+                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"services": reply["services"], "vrrp": reply["vrrp"]}))?);
             } else {
                 let services: Vec<tacvs_director::run::ServiceStatus> = serde_json::from_value(reply["services"].clone())?;
-                print!("{}", tacvs_director::run::render(&services));
+                let vrrp: Option<tacvs_director::failover::VrrpStatus> = serde_json::from_value(reply["vrrp"].clone()).unwrap_or(None);
+                print!("{}", tacvs_director::run::render(&services, vrrp.as_ref()));
             }
             return Ok(0);
         }
@@ -119,6 +120,6 @@ async fn serve(path: PathBuf) -> anyhow::Result<u8> {
         }
     }
     tracing::info!("director stopping");
-    d.stop();
+    d.shutdown().await;
     Ok(0)
 }

@@ -4,6 +4,7 @@ mod admin;
 mod client;
 mod demo;
 mod director;
+mod lab;
 mod server;
 mod sim;
 
@@ -61,6 +62,9 @@ enum Command {
     /// Run the demonstration on loopback (no files needed): a real server, every
     /// protocol flow, and a simulated device fleet.
     Demo(demo::DemoArgs),
+    /// The whole topology in network namespaces (devices, two directors with
+    /// VRRP, N real servers): up, down, status, and scenarios with faults.
+    Lab(lab::LabArgs),
     /// Hash a password for a `[[user]]` entry.
     HashPassword(admin::HashArgs),
     /// Validate a configuration file without starting anything.
@@ -87,6 +91,7 @@ fn main() -> ExitCode {
             Command::Sim(a) => sim::run(*a).await,
             Command::Director(a) => director::run(*a).await,
             Command::Demo(a) => demo::run(a).await,
+            Command::Lab(a) => lab::run(a).await,
             Command::HashPassword(a) => admin::hash_password(a),
             Command::Check(a) => admin::check(a),
         }

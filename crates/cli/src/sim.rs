@@ -56,6 +56,10 @@ pub struct SimArgs {
     /// Write the full report as JSON (schema: docs/sim-report.md).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Write one line per accounting record acknowledged with SUCCESS
+    /// (device, record type, arguments), to check against the journals.
+    #[arg(long)]
+    acked: Option<PathBuf>,
     /// Assertions, e.g. errors==0, p99<5ms, throughput>=10000, author.p99<2ms.
     /// Exit 1 if one fails.
     #[arg(long)]
@@ -159,6 +163,7 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
         warmup: a.warmup,
         timeout: a.timeout,
         pipeline: a.pipeline,
+        acked: a.acked.clone(),
     };
     crate::raise_nofile_limit();
     let progress = std::sync::Arc::new(tacvs_sim::Progress::default());

@@ -28,9 +28,88 @@ pub struct DirectorFile {
     /// `[metrics]`.
     #[serde(default)]
     pub metrics: Option<Metrics>,
+    /// `[vrrp]`: hold the virtual addresses with VRRPv3 (RFC 5798) failover.
+    #[serde(default)]
+    pub vrrp: Option<VrrpSection>,
     /// `[[service]]`.
     #[serde(rename = "service")]
     pub services: Vec<Service>,
+}
+
+/// `[vrrp]`: one VRRPv3 virtual router on one interface.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VrrpSection {
+    /// Interface the virtual addresses live on and advertisements go out of.
+    pub interface: String,
+    /// Virtual Router ID (1-255), the same on every director of the pair.
+    pub vrid: u8,
+    /// 1-254 (the higher wins); 255 only for the owner of the addresses.
+    #[serde(default = "prio100")]
+    pub priority: u8,
+    /// Advertisement interval: 10 ms steps (centiseconds on the wire), up to 40.95 s.
+    #[serde(deserialize_with = "dur", default = "sec1")]
+    pub advert_interval: Duration,
+    /// Take mastership from a lower-priority master.
+    #[serde(default = "yes")]
+    pub preempt: bool,
+    /// After start-up, wait this long before preempting (let health checks settle).
+    #[serde(deserialize_with = "dur", default = "zero")]
+    pub preempt_delay: Duration,
+    /// Virtual addresses, "10.0.0.100" (a /32) or "10.0.0.100/24".
+    #[serde(deserialize_with = "vips")]
+    pub vips: Vec<(std::net::Ipv4Addr, u8)>,
+    /// Send advertisements to these peers instead of 224.0.0.18 (and accept
+    /// advertisements only from them): for networks without multicast.
+    #[serde(default)]
+    pub unicast_peers: Vec<std::net::Ipv4Addr>,
+    /// Source of advertisements and tie-break address; default: the
+    /// interface's first IPv4 address that is not a virtual one.
+    #[serde(default)]
+    pub source: Option<std::net::Ipv4Addr>,
+    /// Program run on every state change as `PROGRAM INSTANCE NAME STATE PRIORITY`
+    /// (keepalived's convention; STATE is MASTER, BACKUP or FAULT).
+    #[serde(default)]
+    pub notify: Option<PathBuf>,
+    /// Subtracted from the priority while a virtual service has no healthy
+    /// real server, so a standby that can still serve takes over.
+    #[serde(default = "penalty")]
+    pub track_penalty: u8,
+    /// Gratuitous ARPs sent per address on becoming master (100 ms apart).
+    #[serde(default = "three_u32")]
+    pub garp_count: u32,
+}
+
+fn prio100() -> u8 {
+    100
+}
+fn sec1() -> Duration {
+    Duration::from_secs(1)
+}
+fn yes() -> bool {
+    true
+}
+fn zero() -> Duration {
+    Duration::ZERO
+}
+fn penalty() -> u8 {
+    50
+}
+fn three_u32() -> u32 {
+    3
+}
+
+fn vips<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(std::net::Ipv4Addr, u8)>, D::Error> {
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| {
+            let (a, p) = s.split_once('/').unwrap_or((s, "32"));
+            match (a.parse(), p.parse::<u8>()) {
+                (Ok(a), Ok(p)) if p <= 32 => Ok((a, p)),
+                _ => Err(serde::de::Error::custom(format!("virtual address {s:?}: write an IPv4 address, optionally with /PREFIX"))),
+            }
+        })
+        .collect()
 }
 
 /// `[director]`.
@@ -291,6 +370,37 @@ pub fn parse(file: &str, text: &str) -> Result<DirectorFile, String> {
         for r in &s.reals {
             if !seen.insert(r.address) {
                 errs.push(format!("{at}: real server {} is listed twice", r.address));
+            }
+        }
+    }
+    if let Some(v) = &f.vrrp {
+        let at = format!("{file}: [vrrp]");
+        if v.interface.is_empty() || v.interface.len() > 15 {
+            errs.push(format!("{at}: interface {:?} is not an interface name", v.interface));
+        }
+        if v.vrid == 0 {
+            errs.push(format!("{at}: vrid must be 1-255"));
+        }
+        if v.priority == 0 {
+            errs.push(format!("{at}: priority must be 1-255 (0 is reserved for a master giving up)"));
+        }
+        let ms = v.advert_interval.as_millis();
+        if !(10..=40_950).contains(&ms) || ms % 10 != 0 {
+            errs.push(format!("{at}: advert_interval must be 10ms-40.95s in 10 ms steps (it travels in centiseconds)"));
+        }
+        if v.vips.is_empty() {
+            errs.push(format!("{at}: no vips: list the virtual addresses this pair holds"));
+        }
+        for s in &f.services {
+            if let std::net::IpAddr::V4(ip) = s.listen.ip()
+                && !ip.is_unspecified()
+                && !ip.is_loopback()
+                && !v.vips.iter().any(|(a, _)| *a == ip)
+            {
+                errs.push(format!(
+                    "{at}: service {:?} listens on {ip}, which is not one of the vips: devices would miss it after a failover",
+                    s.name
+                ));
             }
         }
     }

@@ -6,5 +6,6 @@
 
 pub mod config;
 pub mod core;
+pub mod failover;
 pub mod run;
 pub mod splice;

@@ -164,6 +164,9 @@ pub struct DirectorHandle {
     services: Vec<Arc<ServiceRt>>,
     tasks: Vec<JoinHandle<()>>,
     control: Option<PathBuf>,
+    vrrp: Arc<crate::failover::Shared>,
+    vrrp_task: Option<JoinHandle<()>>,
+    stop_vrrp: tokio::sync::watch::Sender<bool>,
 }
 
 impl DirectorHandle {
@@ -178,15 +181,53 @@ impl DirectorHandle {
         set_weight(&self.services, server, weight)
     }
 
-    /// Stop everything.
+    /// VRRP state, when `[vrrp]` is configured.
+    pub fn vrrp(&self) -> Option<crate::failover::VrrpStatus> {
+        self.vrrp.get()
+    }
+
+    /// Stop: a VRRP master first hands over (priority-0 advertisement, so the
+    /// backup takes over after Skew_Time rather than Master_Down_Interval) and
+    /// removes the virtual addresses; then everything else stops.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop_vrrp.send(true);
+        if let Some(t) = self.vrrp_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        self.stop();
+    }
+
+    /// Stop everything at once (no VRRP hand-over: as a crash would).
     pub fn stop(self) {
-        for t in &self.tasks {
+        for t in self.tasks.iter().chain(&self.vrrp_task) {
             t.abort();
         }
         if let Some(p) = &self.control {
             let _ = std::fs::remove_file(p);
         }
     }
+}
+
+/// Whether every virtual service has a real server in state up (VRRP tracking).
+fn all_served(services: &[Arc<ServiceRt>]) -> bool {
+    services.iter().all(|s| {
+        let st = s.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.reals.iter().any(|r| r.health.state() == State::Up && r.admin_weight.unwrap_or(r.weight) > 0)
+    })
+}
+
+/// A listening socket; a VRRP virtual address is bound with IP_FREEBIND, as
+/// a backup does not hold it yet.
+fn listen(addr: SocketAddr, freebind: bool) -> std::io::Result<TcpListener> {
+    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    s.set_reuse_address(true)?;
+    if freebind {
+        s.set_freebind_v4(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    TcpListener::from_std(s.into())
 }
 
 fn status(services: &[Arc<ServiceRt>]) -> Vec<ServiceStatus> {
@@ -242,10 +283,10 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
     let mut services = Vec::new();
     let mut tasks = Vec::new();
     let mut local_addrs = Vec::new();
+    let vips: Vec<std::net::IpAddr> = conf.vrrp.iter().flat_map(|v| v.vips.iter().map(|a| a.0.into())).collect();
     for (si, s) in conf.services.into_iter().enumerate() {
         let reals = s.reals.iter().map(|r| new_real(r, &s, now)).collect();
-        let listener = TcpListener::bind(s.listen)
-            .await
+        let listener = listen(s.listen, vips.contains(&s.listen.ip()))
             .map_err(|e| std::io::Error::new(e.kind(), format!("service {:?}: cannot listen on {}: {e}", s.name, s.listen)))?;
         local_addrs.push(listener.local_addr()?);
         tracing::info!(service = %s.name, vip = %listener.local_addr()?, scheduler = ?s.scheduler, "virtual service up");
@@ -269,8 +310,18 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
     let _ = std::fs::remove_file(&control);
     let ul =
         UnixListener::bind(&control).map_err(|e| std::io::Error::new(e.kind(), format!("control socket {}: {e}", control.display())))?;
-    tasks.push(tokio::spawn(control_loop(services.clone(), ul)));
-    Ok(DirectorHandle { local_addrs, services, tasks, control: Some(control) })
+    let vrrp = Arc::new(crate::failover::Shared::default());
+    let (stop_vrrp, stopped) = tokio::sync::watch::channel(false);
+    let vrrp_task = match conf.vrrp {
+        Some(v) => {
+            let router = crate::failover::Router::new(v, vrrp.clone()).await.map_err(std::io::Error::other)?;
+            let tracked = services.clone();
+            Some(tokio::spawn(router.run(move || all_served(&tracked), stopped)))
+        }
+        None => None,
+    };
+    tasks.push(tokio::spawn(control_loop(services.clone(), vrrp.clone(), ul)));
+    Ok(DirectorHandle { local_addrs, services, tasks, control: Some(control), vrrp, vrrp_task, stop_vrrp })
 }
 
 fn new_real(r: &crate::config::Real, s: &Service, now: Instant) -> Real {
@@ -691,9 +742,10 @@ struct ControlRequest {
     weight: Option<u32>,
 }
 
-async fn control_loop(services: Vec<Arc<ServiceRt>>, ul: UnixListener) {
+async fn control_loop(services: Vec<Arc<ServiceRt>>, vrrp: Arc<crate::failover::Shared>, ul: UnixListener) {
     while let Ok((mut s, _)) = ul.accept().await {
         let services = services.clone();
+        let vrrp = vrrp.clone();
         tokio::spawn(async move {
             let mut buf = Vec::new();
             let mut chunk = [0u8; 1024];
@@ -706,7 +758,7 @@ async fn control_loop(services: Vec<Arc<ServiceRt>>, ul: UnixListener) {
             let reply = match serde_json::from_slice::<ControlRequest>(buf.split(|&b| b == b'\n').next().unwrap_or_default()) {
                 Err(e) => serde_json::json!({"ok": false, "error": format!("bad request: {e}")}),
                 Ok(r) => match (r.cmd.as_str(), r.server) {
-                    ("status", _) => serde_json::json!({"ok": true, "services": status(&services)}),
+                    ("status", _) => serde_json::json!({"ok": true, "services": status(&services), "vrrp": vrrp.get()}),
                     ("drain", Some(a)) => counted(set_weight(&services, a, Some(0)), a),
                     ("enable", Some(a)) => counted(set_weight(&services, a, None), a),
                     ("weight", Some(a)) => match r.weight {
@@ -744,9 +796,25 @@ pub async fn control(socket: &std::path::Path, request: &serde_json::Value) -> s
     serde_json::from_slice(&out).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
-/// Render status like `ipvsadm -L -n --stats`.
-pub fn render(services: &[ServiceStatus]) -> String {
+/// Render status like `ipvsadm -L -n --stats`, VRRP first when configured.
+pub fn render(services: &[ServiceStatus], vrrp: Option<&crate::failover::VrrpStatus>) -> String {
     let mut s = String::new();
+    if let Some(v) = vrrp {
+        s.push_str(&format!(
+            "VRRP vrid {} on {} ({}): {} priority {} (configured {}), master {}, {:.1} s in state, {} changes, last: {}\n  VIPs {}\n",
+            v.vrid,
+            v.interface,
+            v.source,
+            v.state,
+            v.priority,
+            v.config_priority,
+            if v.master.is_empty() { "-" } else { &v.master },
+            v.state_for_s,
+            v.transitions,
+            v.reason,
+            v.vips.join(" ")
+        ));
+    }
     for svc in services {
         s.push_str(&format!("TCP  {} {} ({}), {} active\n", svc.listen, svc.scheduler, svc.name, svc.active));
         s.push_str(&format!(

@@ -65,6 +65,22 @@ pub struct SimConfig {
     pub timeout: Duration,
     /// Closed loop, single-connect: sessions in flight per connection.
     pub pipeline: usize,
+    /// Write one line per accounting record the server acknowledged
+    /// (`DEVICE RECORD ARGS...`, as [`ack_key`] forms it), so a harness can
+    /// prove each is in a journal.
+    pub acked: Option<std::path::PathBuf>,
+}
+
+/// The key of an accounting record: device address, record type (start,
+/// stop, watchdog) and its arguments in order. The server's journal line
+/// carries the same three fields.
+pub fn ack_key(device: &str, record: &str, args: &[String]) -> String {
+    let mut k = format!("{device} {record}");
+    for a in args {
+        k.push(' ');
+        k.push_str(a);
+    }
+    k
 }
 
 /// Live counters of a run, for a progress display.
@@ -157,6 +173,8 @@ struct Sample {
     done: Instant,
     latency_us: u64,
     outcome: Outcome,
+    /// An acknowledged accounting record's [`ack_key`].
+    ack: Option<String>,
 }
 
 struct Shared {
@@ -180,6 +198,15 @@ pub async fn run_with_progress(cfg: SimConfig, progress: Arc<Progress>) -> Resul
     if cfg.devices == 0 {
         return Err(SimError::Invalid("--devices must be at least 1".into()));
     }
+    if cfg.acked.is_some() && cfg.pipeline > 1 {
+        return Err(SimError::Invalid("--acked needs the session driver: drop --pipeline".into()));
+    }
+    let acked = match &cfg.acked {
+        Some(p) => Some(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| SimError::Invalid(format!("--acked {}: cannot create: {e}", p.display())))?,
+        )),
+        None => None,
+    };
     let have = match cfg.source {
         IpNet::V4(n) => 1u128 << (32 - n.prefix_len()),
         IpNet::V6(n) => 1u128.checked_shl(128 - u32::from(n.prefix_len())).unwrap_or(u128::MAX),
@@ -190,8 +217,18 @@ pub async fn run_with_progress(cfg: SimConfig, progress: Arc<Progress>) -> Resul
     if cfg.profile.style == Style::SingleConnect && cfg.devices > cfg.max_sockets {
         return Err(SimError::TooManyPersistent { devices: cfg.devices, max: cfg.max_sockets });
     }
+    let scripts = [cfg.profile.script(), cfg.profile.alternate.as_ref().map(|a| a.script()).unwrap_or_default()];
+    // A fleet in steady state: each device starts somewhere in its session
+    // (not all at the login), so a run shorter than one pass over the fleet
+    // still sends every request type in the profile's mix.
+    let phase = |i: usize| {
+        let len = scripts[cfg.profile.variant(i)].len().max(1) as u64;
+        ((i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32) as usize % len as usize
+    };
     let devices = (0..cfg.devices)
-        .map(|i| Mutex::new(Device { addr: nth_address(cfg.source, i as u128).expect("checked size"), pos: 0, task: 0, client: None }))
+        .map(|i| {
+            Mutex::new(Device { addr: nth_address(cfg.source, i as u128).expect("checked size"), pos: phase(i), task: 0, client: None })
+        })
         .collect();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
@@ -200,7 +237,7 @@ pub async fn run_with_progress(cfg: SimConfig, progress: Arc<Progress>) -> Resul
         tx,
         delayed: AtomicU64::new(0),
         stop: AtomicBool::new(false),
-        scripts: [cfg.profile.script(), cfg.profile.alternate.as_ref().map(|a| a.script()).unwrap_or_default()],
+        scripts,
         cfg: cfg.clone(),
     });
     let cpu0 = cpu_seconds();
@@ -211,6 +248,7 @@ pub async fn run_with_progress(cfg: SimConfig, progress: Arc<Progress>) -> Resul
     // Collector.
     let collector = tokio::spawn(async move {
         let mut c = Collector::new(start, measure_from, end);
+        c.acked = acked;
         while let Some(s) = rx.recv().await {
             progress.requests.fetch_add(1, Ordering::Relaxed);
             if matches!(s.outcome, Outcome::Error(_)) {
@@ -340,7 +378,8 @@ async fn request(sh: &Shared, dev: usize, intended: Instant) {
         Some((c, p)) => (c, p),
         None => (Client::new(opts), permit.expect("taken above when no connection is kept")),
     };
-    let (kind, result) = perform(&mut client, profile, &op, dev, d.task).await;
+    let (kind, result, ack) = perform(&mut client, profile, &op, dev, d.task).await;
+    let ack = ack.filter(|_| sh.cfg.acked.is_some() && result == Ok(true)).map(|args| ack_key(&d.addr.to_string(), &args.0, &args.1));
     // Keep a healthy single-connect connection (and its permit); otherwise both go.
     if profile.style == Style::SingleConnect && result.is_ok() {
         d.client = Some((client, permit));
@@ -351,7 +390,7 @@ async fn request(sh: &Shared, dev: usize, intended: Instant) {
         Err(e) => Outcome::Error(e),
     };
     let done = Instant::now();
-    let _ = sh.tx.send(Sample { kind, done, latency_us: (done - intended).as_micros() as u64, outcome });
+    let _ = sh.tx.send(Sample { kind, done, latency_us: (done - intended).as_micros() as u64, outcome, ack });
 }
 
 fn arg(name: &str, value: &str) -> Argument {
@@ -440,16 +479,22 @@ fn acct_result(s: AcctStatus) -> Result<bool, &'static str> {
     if s == AcctStatus::Success { Ok(true) } else { Err("status_error") }
 }
 
+/// An accounting record's type and arguments, for its [`ack_key`].
+type AckArgs = (String, Vec<String>);
+
 /// Run one operation; Ok(true) = PASS/SUCCESS, Ok(false) = FAIL, Err(kind).
-async fn perform(c: &mut Client, p: &Profile, op: &Op, dev: usize, task: u64) -> (Kind, Result<bool, &'static str>) {
+async fn perform(c: &mut Client, p: &Profile, op: &Op, dev: usize, task: u64) -> (Kind, Result<bool, &'static str>, Option<AckArgs>) {
     let err = |e: ClientError| e.kind();
     match build(p, op, dev, task) {
         Built::Authen(start) => {
             let mut answers = FixedAnswers { user: p.user.clone(), password: p.password.clone(), max_rounds: 2 };
-            (Kind::Authen, c.authenticate(start, &mut answers).await.map_err(err).and_then(|r| authen_result(r.status)))
+            (Kind::Authen, c.authenticate(start, &mut answers).await.map_err(err).and_then(|r| authen_result(r.status)), None)
         }
-        Built::Author(r) => (Kind::Author, c.authorize(r).await.map_err(err).and_then(|r| author_result(r.status))),
-        Built::Acct(r) => (Kind::Acct, c.account(r).await.map_err(err).and_then(|r| acct_result(r.status))),
+        Built::Author(r) => (Kind::Author, c.authorize(r).await.map_err(err).and_then(|r| author_result(r.status)), None),
+        Built::Acct(r) => {
+            let key = (r.flags.as_str().to_owned(), r.request.args.iter().map(|a| a.to_string()).collect());
+            (Kind::Acct, c.account(r).await.map_err(err).and_then(|r| acct_result(r.status)), Some(key))
+        }
     }
 }
 
@@ -461,6 +506,9 @@ struct Collector {
     by: BTreeMap<&'static str, Acc>,
     errors: BTreeMap<String, u64>,
     series: Vec<(report::Second, Histogram<u64>)>,
+    acked: Option<std::io::BufWriter<std::fs::File>>,
+    acks: u64,
+    outages: Vec<report::Outage>,
 }
 
 struct Acc {
@@ -489,10 +537,41 @@ impl Acc {
 
 impl Collector {
     fn new(start: Instant, from: Instant, end: Instant) -> Collector {
-        Collector { start, from, end, total: Acc::new(), by: BTreeMap::new(), errors: BTreeMap::new(), series: Vec::new() }
+        Collector {
+            start,
+            from,
+            end,
+            total: Acc::new(),
+            by: BTreeMap::new(),
+            errors: BTreeMap::new(),
+            series: Vec::new(),
+            acked: None,
+            acks: 0,
+            outages: Vec::new(),
+        }
     }
 
     fn add(&mut self, s: Sample) {
+        if let Some(k) = &s.ack {
+            use std::io::Write;
+            self.acks += 1;
+            if let Some(w) = &mut self.acked {
+                let _ = writeln!(w, "{k}");
+            }
+        }
+        if matches!(s.outcome, Outcome::Error(_)) {
+            let to = (s.done - self.start).as_secs_f64();
+            let from = (to - s.latency_us as f64 / 1e6).max(0.0);
+            match self.outages.last_mut() {
+                Some(o) if from <= o.to_s + 1.0 => {
+                    o.from_s = o.from_s.min(from);
+                    o.to_s = o.to_s.max(to);
+                    o.last_start_s = o.last_start_s.max(from);
+                    o.errors += 1;
+                }
+                _ => self.outages.push(report::Outage { from_s: from, to_s: to, last_start_s: from, errors: 1 }),
+            }
+        }
         let sec = (s.done - self.start).as_secs() as usize;
         while self.series.len() <= sec {
             let t = self.series.len() as u64;
@@ -524,6 +603,12 @@ impl Collector {
     }
 
     fn report(mut self, cfg: &SimConfig, delayed: u64, cpu: f64) -> Report {
+        if let Some(w) = &mut self.acked {
+            use std::io::Write;
+            let _ = w.flush();
+        }
+        let started_unix_ms =
+            (std::time::SystemTime::now() - self.start.elapsed()).duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let secs = cfg.duration.as_secs_f64();
         for (second, h) in &mut self.series {
             second.p99_ms = if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 };
@@ -556,6 +641,9 @@ impl Collector {
             series: self.series.into_iter().map(|(s, _)| s).collect(),
             sim_cpu_s: cpu,
             sim_cpu_us_per_request: cpu * 1e6 / requests as f64,
+            started_unix_ms,
+            outages: self.outages,
+            acct_acknowledged: self.acks,
         }
     }
 }

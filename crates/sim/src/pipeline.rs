@@ -38,7 +38,7 @@ pub(crate) async fn connection(sh: Arc<Shared>, dev: usize, depth: usize, end: I
     let src = crate::nth_address(sh.cfg.source, dev as u128).expect("checked by run");
     let send = |kind: Kind, start: Instant, outcome: Outcome| {
         let done = Instant::now();
-        let _ = sh.tx.send(Sample { kind, done, latency_us: (done - start).as_micros() as u64, outcome });
+        let _ = sh.tx.send(Sample { kind, done, latency_us: (done - start).as_micros() as u64, outcome, ack: None });
     };
     'reconnect: while Instant::now() < end {
         let socket = match if src.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() } {

@@ -113,6 +113,33 @@ pub struct Report {
     pub sim_cpu_s: f64,
     /// Simulator CPU per completed request, microseconds.
     pub sim_cpu_us_per_request: f64,
+    /// Wall-clock start of the run (warm-up included), Unix milliseconds: lets
+    /// a harness line the series up with events it caused (faults).
+    #[serde(default)]
+    pub started_unix_ms: u64,
+    /// Windows in which requests failed, merged when less than a second
+    /// apart, seconds since the start.
+    #[serde(default)]
+    pub outages: Vec<Outage>,
+    /// Accounting records acknowledged with SUCCESS (their ledger went to
+    /// the `acked` file when one was given).
+    #[serde(default)]
+    pub acct_acknowledged: u64,
+}
+
+/// A window of failed requests.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Outage {
+    /// Start, seconds since the run's start.
+    pub from_s: f64,
+    /// End: when the last failed request of the window gave up.
+    pub to_s: f64,
+    /// When the last failed request of the window was started: from `from_s`
+    /// to here, new sessions failed.
+    #[serde(default)]
+    pub last_start_s: f64,
+    /// Failed requests in it.
+    pub errors: u64,
 }
 
 impl Report {

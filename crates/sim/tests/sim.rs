@@ -39,6 +39,7 @@ fn cfg(target: SocketAddr, key: &str, profile: Profile, load: Load) -> SimConfig
         warmup: Duration::ZERO,
         timeout: Duration::from_millis(400),
         pipeline: 1,
+        acked: None,
     }
 }
 

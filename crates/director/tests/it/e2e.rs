@@ -97,7 +97,7 @@ async fn wait_state(d: &DirectorHandle, server: SocketAddr, state: &str, within:
         if st[0].reals.iter().any(|r| r.address == server.to_string() && r.state == state) {
             return t.elapsed();
         }
-        assert!(t.elapsed() < within, "{server} not {state} after {within:?}: {}", run::render(&st));
+        assert!(t.elapsed() < within, "{server} not {state} after {within:?}: {}", run::render(&st, None));
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -131,7 +131,7 @@ async fn devices_reach_real_servers_with_their_own_addresses() {
         assert!(dev.starts_with("127.6."), "server saw {dev}, not the device's own address");
     }
     let st = dir.status();
-    assert!(st[0].reals.iter().all(|r| r.state == "up" && r.last_check == "ok"), "{}", run::render(&st));
+    assert!(st[0].reals.iter().all(|r| r.state == "up" && r.last_check == "ok"), "{}", run::render(&st, None));
     assert_eq!(st[0].reals.iter().map(|r| r.total).sum::<u64>(), 40);
 
     // drain / enable / weight over the control socket.
@@ -146,7 +146,7 @@ async fn devices_reach_real_servers_with_their_own_addresses() {
     let r = run::control(&sock, &serde_json::json!({"cmd": "weight", "server": s1.local_addrs[0], "weight": 3})).await.unwrap();
     assert_eq!(r["ok"], true);
     let status = run::control(&sock, &serde_json::json!({"cmd": "status"})).await.unwrap();
-    let text = run::render(&serde_json::from_value::<Vec<run::ServiceStatus>>(status["services"].clone()).unwrap());
+    let text = run::render(&serde_json::from_value::<Vec<run::ServiceStatus>>(status["services"].clone()).unwrap(), None);
     assert!(text.contains("3*"), "weight override shown: {text}");
     let r = run::control(&sock, &serde_json::json!({"cmd": "enable", "server": "127.0.0.1:1"})).await.unwrap();
     assert_eq!(r["ok"], false);
@@ -201,7 +201,7 @@ async fn killed_server_leaves_scheduling_fast_and_costs_only_in_flight_requests(
     assert!(failed <= workers, "{failed} failed requests with {workers} in flight");
     let st = dir.status();
     let d = st[0].reals.iter().find(|r| r.address == dead.to_string()).unwrap();
-    assert!(d.last_check.starts_with("failed"), "{}", run::render(&st));
+    assert!(d.last_check.starts_with("failed"), "{}", run::render(&st, None));
     s2.shutdown(Duration::from_millis(100)).await;
     for d in [d1, d2, dd] {
         let _ = std::fs::remove_dir_all(d);
@@ -253,8 +253,8 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let st = dir.status();
     assert_eq!(st[0].scheduler, "rr");
-    assert!(st[0].reals.iter().all(|r| r.address != a2.to_string()), "a2 removed: {}", run::render(&st));
-    assert!(total(&dir, a3) > 0, "a3 added and used: {}", run::render(&st));
+    assert!(st[0].reals.iter().all(|r| r.address != a2.to_string()), "a2 removed: {}", run::render(&st, None));
+    assert!(total(&dir, a3) > 0, "a3 added and used: {}", run::render(&st, None));
     assert!(total(&dir, a1) > t2);
     // A reload that moves a service is refused and changes nothing.
     let moved = text2.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"");
@@ -299,7 +299,7 @@ async fn misconfigured_tcp_checks_sorry_server_and_inhibit() {
     let dir = run::start(conf_with(&[a1], &dd, wrong, "")).await.unwrap();
     wait_state(&dir, a1, "misconfigured", Duration::from_secs(2)).await;
     let st = dir.status();
-    assert!(st[0].reals[0].last_check.contains("misconfigured"), "{}", run::render(&st));
+    assert!(st[0].reals[0].last_check.contains("misconfigured"), "{}", run::render(&st, None));
     assert_eq!(account(dir.local_addrs[0], "127.9.0.1", 1).await.unwrap(), AcctStatus::Success);
     dir.stop();
 
@@ -326,7 +326,7 @@ async fn misconfigured_tcp_checks_sorry_server_and_inhibit() {
     }
     assert_eq!(journal(&d1).len(), n1 + 10, "all to the live server");
     let st = dir.status();
-    assert_eq!(st[0].reals.len(), 2, "inhibited, not removed: {}", run::render(&st));
+    assert_eq!(st[0].reals.len(), 2, "inhibited, not removed: {}", run::render(&st, None));
     dir.stop();
     s1.shutdown(Duration::from_millis(100)).await;
     sorry.shutdown(Duration::from_millis(100)).await;

@@ -1,0 +1,167 @@
+//! `tacvs lab up|down|status|run`.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use tacvs_lab::topo::{self, DirectorSettings, Lab, Role, Spec};
+
+#[derive(Debug, Args)]
+pub struct LabArgs {
+    #[command(subcommand)]
+    cmd: LabCmd,
+}
+
+#[derive(Debug, Args, Clone)]
+struct Common {
+    /// Name prefix of every namespace the lab creates (nothing else is touched).
+    #[arg(long, default_value = "tacvs-lab")]
+    prefix: String,
+    /// Working directory: configurations, journals, logs, reports.
+    #[arg(long, default_value = "./var/lab")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCmd {
+    /// Build the topology and start every server and director (idempotent).
+    Up {
+        #[command(flatten)]
+        c: Common,
+        /// Real servers.
+        #[arg(long, default_value_t = 3)]
+        servers: u8,
+        /// Directors (1 or 2).
+        #[arg(long, default_value_t = 2)]
+        directors: u8,
+    },
+    /// Stop every lab process and delete the namespaces (safe to repeat, and after a crash).
+    Down {
+        #[command(flatten)]
+        c: Common,
+    },
+    /// Namespaces, processes, VRRP state and real servers.
+    Status {
+        #[command(flatten)]
+        c: Common,
+    },
+    /// Run a scenario (a file, or baseline, server-crash, director-failover,
+    /// flapping-server, case-2016) and write report.{json,txt,svg}.
+    ///
+    /// Exit status: 0 when every check holds, 1 when one fails, 2 on a set-up error.
+    Run {
+        /// Scenario file or shipped name.
+        scenario: String,
+        #[command(flatten)]
+        c: Common,
+        /// Multiply the workload's rate (e.g. 0.5 on a busy CI machine).
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Leave the lab running afterwards (then `tacvs lab down`).
+        #[arg(long)]
+        keep: bool,
+    },
+}
+
+fn need_root() -> anyhow::Result<()> {
+    #[allow(unsafe_code)]
+    // SAFETY: geteuid has no arguments and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    anyhow::ensure!(uid == 0, "the lab creates network namespaces and raw sockets: run it as root");
+    Ok(())
+}
+
+fn lab_for(c: &Common, servers: u8, directors: u8) -> anyhow::Result<Lab> {
+    let bin = std::env::current_exe().context("cannot find the tacvs binary itself")?;
+    let dir = std::path::absolute(&c.dir).with_context(|| format!("--dir {}", c.dir.display()))?;
+    Ok(Lab::new(Spec { prefix: c.prefix.clone(), dir, bin, servers, directors, director: DirectorSettings::default() })?)
+}
+
+pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
+    need_root()?;
+    match a.cmd {
+        LabCmd::Up { c, servers, directors } => {
+            let lab = lab_for(&c, servers, directors)?;
+            let l2 = lab.clone();
+            tokio::task::spawn_blocking(move || l2.up()).await??;
+            let m = tacvs_lab::runner::wait_ready(&lab, std::time::Duration::from_secs(20)).await?;
+            println!(
+                "lab {} is up: d{m} holds {} ; devices: ip netns exec {}-dev tacvs sim --target {}:49 --source {} --key {}",
+                c.prefix,
+                topo::VIP,
+                c.prefix,
+                topo::VIP,
+                topo::FLEET,
+                topo::KEY
+            );
+            print!("{}", status(&lab).await);
+            Ok(0)
+        }
+        LabCmd::Down { c } => {
+            let dir = std::path::absolute(&c.dir)?;
+            topo::down(&c.prefix, Some(&dir.join("lab.json")))?;
+            // Scenario runs keep their state in DIR/<scenario>/.
+            for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let st = e.path().join("lab.json");
+                if st.exists() {
+                    topo::down(&c.prefix, Some(&st))?;
+                }
+            }
+            let left = topo::namespaces(&c.prefix);
+            anyhow::ensure!(left.is_empty(), "namespaces left: {left:?}");
+            println!("lab {} is down", c.prefix);
+            Ok(0)
+        }
+        LabCmd::Status { c } => {
+            let dir = std::path::absolute(&c.dir)?;
+            let st: Option<topo::State> = std::fs::read(dir.join("lab.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            let Some(st) = st else {
+                let ns = topo::namespaces(&c.prefix);
+                println!("lab {}: not up (no {}); namespaces with the prefix: {ns:?}", c.prefix, dir.join("lab.json").display());
+                return Ok(if ns.is_empty() { 0 } else { 1 });
+            };
+            let lab = Lab::new(st.spec.clone())?;
+            print!("{}", status(&lab).await);
+            Ok(0)
+        }
+        LabCmd::Run { scenario, c, scale, keep } => {
+            let sc = tacvs_lab::Scenario::load(&scenario).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(scale > 0.0, "--scale must be above 0");
+            let bin = std::env::current_exe()?;
+            let opts = tacvs_lab::RunOptions { prefix: c.prefix.clone(), dir: std::path::absolute(&c.dir)?, bin, scale, keep };
+            println!("tacvs lab: running {} ({}), reports in {}", sc.name, sc.description, opts.dir.join(&sc.name).display());
+            let r = tacvs_lab::run(&sc, &opts).await?;
+            print!("{}", tacvs_lab::runner::table(&r));
+            println!("report: {}", opts.dir.join(&sc.name).join("report.{json,txt,svg}").display());
+            Ok(if r.ok() { 0 } else { 1 })
+        }
+    }
+}
+
+async fn status(lab: &Lab) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let st = lab.state();
+    let ns = topo::namespaces(&lab.spec.prefix);
+    let _ = writeln!(s, "namespaces: {}", ns.join(" "));
+    for p in st.iter().flat_map(|st| st.procs.iter()) {
+        let _ = writeln!(s, "  {:<4} pid {:<8} {}", p.role.short(), p.pid, if topo::alive(p.pid) { "running" } else { "NOT RUNNING" });
+    }
+    for d in 1..=lab.spec.directors {
+        let reply = tacvs_director::run::control(&lab.control_socket(d), &serde_json::json!({"cmd": "status"})).await;
+        match reply {
+            Ok(v) => {
+                let services: Vec<tacvs_director::run::ServiceStatus> = serde_json::from_value(v["services"].clone()).unwrap_or_default();
+                let vrrp: Option<tacvs_director::failover::VrrpStatus> = serde_json::from_value(v["vrrp"].clone()).unwrap_or(None);
+                let _ = writeln!(s, "director d{d} ({}):", Role::Director(d).addr());
+                for l in tacvs_director::run::render(&services, vrrp.as_ref()).lines() {
+                    let _ = writeln!(s, "  {l}");
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(s, "director d{d}: control socket {}: {e}", lab.control_socket(d).display());
+            }
+        }
+    }
+    s
+}

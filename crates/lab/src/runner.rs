@@ -1,0 +1,563 @@
+//! `tacvs lab run`: bring the topology up, drive the fleet at the VIP from
+//! the devices namespace, apply the fault schedule on time, watch both
+//! directors (VRRP state, real server states) every 20 ms, then check what
+//! was measured against the scenario's bounds and write the report.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::scenario::{Action, Scenario};
+use crate::topo::{self, FLEET, KEY, Lab, LabError, Role, Spec, VIP};
+
+/// How to run a scenario.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Namespace prefix.
+    pub prefix: String,
+    /// Base directory; the run uses `DIR/<scenario>`.
+    pub dir: PathBuf,
+    /// The `tacvs` binary.
+    pub bin: PathBuf,
+    /// Multiply the workload's rate (CI runs scenarios scaled down).
+    pub scale: f64,
+    /// Leave the lab up afterwards.
+    pub keep: bool,
+}
+
+/// A fault as applied.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Applied {
+    /// Seconds since the workload started (the sim's clock).
+    pub at_s: f64,
+    /// Action.
+    pub action: String,
+    /// Target as written.
+    pub target: String,
+    /// Target resolved (master → d1).
+    pub resolved: String,
+    /// "ok", or why not.
+    pub result: String,
+}
+
+/// Something the directors reported.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Event {
+    /// Seconds since the workload started (the sim's clock).
+    pub t_s: f64,
+    /// d1 or d2.
+    pub director: String,
+    /// "MASTER", "BACKUP", "s2 down", "s2 up", "unreachable".
+    pub what: String,
+}
+
+/// One check and its outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Check {
+    /// What is checked.
+    pub name: String,
+    /// Measured value, as text.
+    pub measured: String,
+    /// Bound, as text ("-" when only reported).
+    pub bound: String,
+    /// Met?
+    pub ok: bool,
+}
+
+/// Accounting completeness.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Accounting {
+    /// Records the devices saw acknowledged.
+    pub acknowledged: u64,
+    /// Records in the real servers' journals.
+    pub journaled: u64,
+    /// Acknowledged but in no journal (must be 0).
+    pub missing: u64,
+    /// Some of the missing ones.
+    pub missing_examples: Vec<String>,
+}
+
+/// Everything a run produced (`report.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LabReport {
+    /// Scenario name.
+    pub scenario: String,
+    /// Its description.
+    pub description: String,
+    /// Real servers.
+    pub servers: u8,
+    /// Directors.
+    pub directors: u8,
+    /// Devices.
+    pub devices: usize,
+    /// Rate offered (after scaling).
+    pub rate: f64,
+    /// Faults applied.
+    pub faults: Vec<Applied>,
+    /// Director events.
+    pub events: Vec<Event>,
+    /// Checks.
+    pub checks: Vec<Check>,
+    /// Accounting completeness.
+    pub accounting: Accounting,
+    /// The simulator's report.
+    pub sim: tacvs_sim::Report,
+}
+
+impl LabReport {
+    /// Every check met.
+    pub fn ok(&self) -> bool {
+        self.checks.iter().all(|c| c.ok)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Watch {
+    events: Vec<(Instant, String, String)>,
+    /// Per director: VRRP state and each real server's state.
+    last: HashMap<u8, (String, HashMap<String, String>)>,
+}
+
+impl Watch {
+    fn master(&self) -> Option<u8> {
+        let mut m: Vec<u8> = self.last.iter().filter(|(_, (s, _))| s == "MASTER").map(|(d, _)| *d).collect();
+        m.sort_unstable();
+        (m.len() == 1).then(|| m[0])
+    }
+}
+
+async fn poll_once(lab: &Lab, w: &Mutex<Watch>) {
+    for d in 1..=lab.spec.directors {
+        let sock = lab.control_socket(d);
+        let reply =
+            tokio::time::timeout(Duration::from_millis(200), tacvs_director::run::control(&sock, &serde_json::json!({"cmd": "status"})))
+                .await;
+        let now = Instant::now();
+        let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
+        let (state, reals) = match reply {
+            Ok(Ok(v)) => {
+                let state = v["vrrp"]["state"].as_str().unwrap_or("NONE").to_owned();
+                let mut reals = HashMap::new();
+                for r in v["services"][0]["reals"].as_array().into_iter().flatten() {
+                    let addr = r["address"].as_str().unwrap_or_default();
+                    let name = addr.split(':').next().and_then(|ip| ip.rsplit('.').next()).map(|n| format!("s{n}")).unwrap_or_default();
+                    reals.insert(name, r["state"].as_str().unwrap_or_default().to_owned());
+                }
+                (state, reals)
+            }
+            _ => ("unreachable".to_owned(), HashMap::new()),
+        };
+        let name = format!("d{d}");
+        let prev = w.last.get(&d).cloned();
+        if prev.as_ref().map(|p| &p.0) != Some(&state) {
+            w.events.push((now, name.clone(), state.clone()));
+        }
+        for (s, st) in &reals {
+            if prev.as_ref().and_then(|p| p.1.get(s)) != Some(st) {
+                w.events.push((now, name.clone(), format!("{s} {st}")));
+            }
+        }
+        w.last.insert(d, (state, reals));
+    }
+}
+
+/// Wait until one director is MASTER and, on it, every real server is up.
+pub async fn wait_ready(lab: &Lab, within: Duration) -> Result<u8, LabError> {
+    let w = Mutex::new(Watch::default());
+    let until = Instant::now() + within;
+    loop {
+        poll_once(lab, &w).await;
+        {
+            let w = w.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(m) = w.master()
+                && w.last.get(&m).is_some_and(|(_, r)| r.len() == usize::from(lab.spec.servers) && r.values().all(|s| s == "up"))
+                && w.last.values().all(|(s, _)| s != "unreachable")
+            {
+                return Ok(m);
+            }
+            if Instant::now() > until {
+                return Err(LabError::NotReady(format!(
+                    "no director became MASTER with every real server up within {within:?}: {:?}; see the logs under {}",
+                    w.last,
+                    lab.spec.dir.display()
+                )));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Run a scenario end to end; the report is also written to
+/// `DIR/<name>/report.{json,txt,svg}`.
+pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<LabReport, LabError> {
+    let dir = opts.dir.join(&sc.name);
+    let spec = Spec {
+        prefix: opts.prefix.clone(),
+        dir: dir.clone(),
+        bin: opts.bin.clone(),
+        servers: sc.topology.servers,
+        directors: sc.topology.directors,
+        director: sc.director.settings(),
+    };
+    let lab = Lab::new(spec)?;
+    // A fresh run: a previous run's journals would count as this one's.
+    lab.down()?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|err| LabError::Io { path: dir.display().to_string(), err })?;
+    }
+    let lab2 = lab.clone();
+    let st = tokio::task::spawn_blocking(move || lab2.up()).await.map_err(|e| LabError::NotReady(e.to_string()))??;
+    let result = drive(sc, opts, &lab, st).await;
+    if !opts.keep {
+        let lab2 = lab.clone();
+        let _ = tokio::task::spawn_blocking(move || lab2.down()).await;
+    }
+    let report = result?;
+    write_report(&report, &dir)?;
+    Ok(report)
+}
+
+async fn drive(sc: &Scenario, opts: &RunOptions, lab: &Lab, st: topo::State) -> Result<LabReport, LabError> {
+    wait_ready(lab, Duration::from_secs(20)).await?;
+    let dir = lab.spec.dir.clone();
+    let mut pids: HashMap<String, u32> = st.procs.iter().map(|p| (p.role.short(), p.pid)).collect();
+    let watch = Arc::new(Mutex::new(Watch::default()));
+    let w2 = watch.clone();
+    let lab2 = lab.clone();
+    let poller = tokio::spawn(async move {
+        loop {
+            poll_once(&lab2, &w2).await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+
+    let rate = sc.workload.rate * opts.scale;
+    let sim_json = dir.join("sim.json");
+    let acked = dir.join("acked.txt");
+    let log_path = dir.join("sim.log");
+    let log = std::fs::File::create(&log_path).map_err(|err| LabError::Io { path: log_path.display().to_string(), err })?;
+    let w = &sc.workload;
+    let args: Vec<String> = vec![
+        "sim".into(),
+        "--target".into(),
+        format!("{VIP}:49"),
+        "--devices".into(),
+        sc.topology.devices.to_string(),
+        "--source".into(),
+        FLEET.into(),
+        "--profile".into(),
+        w.profile.clone(),
+        "--rate".into(),
+        format!("{rate}"),
+        "--duration".into(),
+        humantime::format_duration(w.duration).to_string(),
+        "--warmup".into(),
+        humantime::format_duration(w.warmup).to_string(),
+        "--timeout".into(),
+        humantime::format_duration(w.timeout).to_string(),
+        "--max-sockets".into(),
+        w.max_sockets.to_string(),
+        "--json".into(),
+        sim_json.display().to_string(),
+        "--acked".into(),
+        acked.display().to_string(),
+    ];
+    let ns = lab.ns(Role::Devices);
+    let t0_wall = SystemTime::now();
+    let t0 = Instant::now();
+    let mut sim = tokio::process::Command::from(lab.command(&ns, &lab.spec.bin.display().to_string()))
+        .args(&args)
+        .env("TACVS_KEY", KEY)
+        .stdout(log.try_clone().map_err(|err| LabError::Io { path: log_path.display().to_string(), err })?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| LabError::Command { cmd: format!("ip netns exec {ns} tacvs sim"), err: e.to_string() })?;
+
+    let mut applied = Vec::new();
+    for f in &sc.faults {
+        tokio::time::sleep_until((t0 + f.at).into()).await;
+        let master = watch.lock().unwrap_or_else(|e| e.into_inner()).master();
+        let resolved = match f.target.as_str() {
+            "master" => master.map(|m| format!("d{m}")),
+            "backup" => master.map(|m| format!("d{}", 3 - m)),
+            t => Some(t.to_owned()),
+        };
+        let at = t0.elapsed().as_secs_f64();
+        let result = match &resolved {
+            None => "skipped: no single MASTER at that moment".to_owned(),
+            Some(r) => apply(lab, &mut pids, f.action, r, &f.args),
+        };
+        tracing::info!(at, action = ?f.action, target = %f.target, resolved = ?resolved, %result, "fault");
+        applied.push(Applied {
+            at_s: at,
+            action: format!("{:?}", f.action).to_lowercase(),
+            target: f.target.clone(),
+            resolved: resolved.unwrap_or_default(),
+            result,
+        });
+    }
+    let limit = w.warmup + w.duration + w.timeout + Duration::from_secs(60);
+    let status = tokio::time::timeout(limit.saturating_sub(t0.elapsed()), sim.wait()).await;
+    poller.abort();
+    match status {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => return Err(LabError::Command { cmd: "tacvs sim".into(), err: e.to_string() }),
+        Err(_) => return Err(LabError::NotReady(format!("tacvs sim did not finish: see {}", log_path.display()))),
+    }
+    let report: tacvs_sim::Report = std::fs::read(&sim_json)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| LabError::NotReady(format!("tacvs sim wrote no report: see {}", log_path.display())))?;
+    // The sim's clock starts a little after t0 (process start-up): express
+    // every lab time on the sim's clock, as its series is.
+    let offset = (report.started_unix_ms as f64 - unix_ms(t0_wall) as f64) / 1000.0;
+    for a in &mut applied {
+        a.at_s -= offset;
+    }
+    let events: Vec<Event> = {
+        let w = watch.lock().unwrap_or_else(|e| e.into_inner());
+        w.events
+            .iter()
+            .filter(|(t, _, _)| *t >= t0)
+            .map(|(t, d, what)| Event { t_s: (*t - t0).as_secs_f64() - offset, director: d.clone(), what: what.clone() })
+            .collect()
+    };
+    let accounting = accounting(lab, &acked);
+    let checks = checks(sc, lab, &report, &applied, &events, &accounting);
+    Ok(LabReport {
+        scenario: sc.name.clone(),
+        description: sc.description.clone(),
+        servers: sc.topology.servers,
+        directors: sc.topology.directors,
+        devices: sc.topology.devices,
+        rate,
+        faults: applied,
+        events,
+        checks,
+        accounting,
+        sim: report,
+    })
+}
+
+/// Apply one fault; returns "ok" or what went wrong.
+fn apply(lab: &Lab, pids: &mut HashMap<String, u32>, action: Action, target: &str, args: &str) -> String {
+    let Some(role) = Role::parse(target) else { return format!("no such target {target:?}") };
+    let ns = lab.ns(role);
+    let pid = pids.get(target).copied();
+    let sig = |s: i32| match pid {
+        Some(p) if topo::alive(p) => {
+            if topo::signal(p, s) {
+                "ok".to_owned()
+            } else {
+                format!("signal to {p} failed")
+            }
+        }
+        _ => format!("{target} is not running"),
+    };
+    let r = match action {
+        Action::Kill => {
+            let r = sig(libc::SIGKILL);
+            topo::reap();
+            Ok(r)
+        }
+        Action::Stop => Ok(sig(libc::SIGSTOP)),
+        Action::Cont => Ok(sig(libc::SIGCONT)),
+        Action::Start => {
+            if pid.is_some_and(topo::alive) {
+                Ok(format!("{target} is already running"))
+            } else {
+                lab.spawn(role).map(|p| {
+                    pids.insert(target.to_owned(), p);
+                    "ok".to_owned()
+                })
+            }
+        }
+        Action::LinkDown => topo::sh("ip", &["-n", &ns, "link", "set", "eth0", "down"]).map(|_| "ok".to_owned()),
+        Action::LinkUp => topo::sh("ip", &["-n", &ns, "link", "set", "eth0", "up"]).map(|_| {
+            // Taking the link down flushed the route to the fleet.
+            if role != Role::Devices {
+                let _ = topo::sh("ip", &["-n", &ns, "route", "replace", FLEET, "via", &topo::DEV_ADDR.to_string()]);
+            }
+            "ok".to_owned()
+        }),
+        Action::Netem => {
+            if !topo::have_netem(&ns) {
+                Ok("skipped: this kernel has no sch_netem".to_owned())
+            } else {
+                let mut a = vec!["-n", ns.as_str(), "qdisc", "replace", "dev", "eth0", "root", "netem"];
+                a.extend(args.split_whitespace());
+                topo::sh("tc", &a).map(|_| "ok".to_owned())
+            }
+        }
+        Action::ClearNetem => Ok(topo::sh("tc", &["-n", &ns, "qdisc", "del", "dev", "eth0", "root"])
+            .map(|_| "ok".to_owned())
+            .unwrap_or_else(|_| "nothing to clear".to_owned())),
+    };
+    r.unwrap_or_else(|e| e.to_string())
+}
+
+/// Every acknowledged record must be in some real server's journal.
+fn accounting(lab: &Lab, acked: &Path) -> Accounting {
+    let mut have: HashMap<String, i64> = HashMap::new();
+    let mut journaled = 0;
+    for s in 1..=lab.spec.servers {
+        let dir = lab.role_dir(Role::Server(s)).join("acct");
+        for line in tacvs_server::journal::read_lines(&dir).unwrap_or_default() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+            let args: Vec<String> = v["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_owned)).collect();
+            let key = tacvs_sim::ack_key(v["device"].as_str().unwrap_or_default(), v["record"].as_str().unwrap_or_default(), &args);
+            *have.entry(key).or_insert(0) += 1;
+            journaled += 1;
+        }
+    }
+    let mut out = Accounting { journaled, ..Default::default() };
+    for line in std::fs::read_to_string(acked).unwrap_or_default().lines() {
+        out.acknowledged += 1;
+        let n = have.entry(line.to_owned()).or_insert(0);
+        *n -= 1;
+        if *n < 0 {
+            out.missing += 1;
+            if out.missing_examples.len() < 10 {
+                out.missing_examples.push(line.to_owned());
+            }
+        }
+    }
+    out
+}
+
+fn ms(d: f64) -> String {
+    format!("{:.0} ms", d * 1000.0)
+}
+
+fn checks(sc: &Scenario, lab: &Lab, r: &tacvs_sim::Report, applied: &[Applied], events: &[Event], acct: &Accounting) -> Vec<Check> {
+    let mut out = Vec::new();
+    for e in &sc.workload.expect {
+        if let Ok(x) = tacvs_sim::Expect::parse(e) {
+            let res = x.check(r);
+            out.push(Check { name: format!("sim {e}"), measured: res.clone().unwrap_or_else(|m| m), bound: e.clone(), ok: res.is_ok() });
+        }
+    }
+    out.push(Check {
+        name: "acknowledged accounting records missing from the journals".into(),
+        measured: format!("{} of {} ({} journaled)", acct.missing, acct.acknowledged, acct.journaled),
+        bound: "0".into(),
+        ok: acct.missing == 0 && (acct.acknowledged > 0 || r.by_type.get("acct").is_none_or(|t| t.requests == 0)),
+    });
+    let d = &sc.director;
+    let removal_bound = sc.checks.max_removal.unwrap_or(d.health_interval * d.fall + d.health_timeout + Duration::from_millis(20));
+    for a in applied.iter().filter(|a| a.result == "ok") {
+        let Some(role) = Role::parse(&a.resolved) else { continue };
+        let director_fault = matches!(role, Role::Director(_)) && matches!(a.action.as_str(), "kill" | "stop" | "linkdown");
+        if director_fault {
+            let other = match role {
+                Role::Director(i) => format!("d{}", 3 - i),
+                _ => unreachable!("checked"),
+            };
+            let took = events.iter().find(|e| e.t_s >= a.at_s && e.director == other && e.what == "MASTER").map(|e| e.t_s - a.at_s);
+            let bound = sc.checks.max_failover;
+            out.push(Check {
+                name: format!("{} of {} at {:.2}s: {other} MASTER within", a.action, a.resolved, a.at_s),
+                measured: took.map_or("never".into(), ms),
+                bound: bound.map_or("-".into(), |b| ms(b.as_secs_f64())),
+                ok: took.is_some_and(|t| bound.is_none_or(|b| t <= b.as_secs_f64())),
+            });
+            // Until when did new sessions fail? The failure window that began
+            // at the fault.
+            let window = r.outages.iter().find(|o| o.to_s >= a.at_s - 0.05 && o.from_s <= a.at_s + 2.0);
+            out.push(Check {
+                name: format!("{} of {}: new sessions failing until", a.action, a.resolved),
+                measured: window.map_or("no failed request".into(), |o| {
+                    format!("{} after the fault ({} failed)", ms((o.last_start_s - a.at_s).max(0.0)), o.errors)
+                }),
+                bound: bound.map_or("-".into(), |b| ms(b.as_secs_f64())),
+                ok: window.is_none_or(|o| bound.is_none_or(|b| o.last_start_s - a.at_s <= b.as_secs_f64())),
+            });
+        }
+        let server_fault = matches!(role, Role::Server(_)) && matches!(a.action.as_str(), "kill" | "stop" | "linkdown");
+        if server_fault {
+            let what = format!("{} down", a.resolved);
+            let took = events.iter().find(|e| e.t_s >= a.at_s && e.what == what).map(|e| e.t_s - a.at_s);
+            out.push(Check {
+                name: format!("{} of {} at {:.2}s: out of scheduling within", a.action, a.resolved, a.at_s),
+                measured: took.map_or("never".into(), ms),
+                bound: ms(removal_bound.as_secs_f64()),
+                ok: took.is_some_and(|t| t <= removal_bound.as_secs_f64()),
+            });
+        }
+    }
+    if let Some(b) = sc.checks.max_outage {
+        let worst = r.outages.iter().map(|o| o.last_start_s - o.from_s).fold(0.0, f64::max);
+        out.push(Check {
+            name: "longest window in which new sessions failed".into(),
+            measured: ms(worst),
+            bound: ms(b.as_secs_f64()),
+            ok: worst <= b.as_secs_f64(),
+        });
+    }
+    let _ = lab;
+    out
+}
+
+/// The human table.
+pub fn table(r: &LabReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(s, "tacvs lab: scenario {} — {}", r.scenario, r.description);
+    let _ = writeln!(
+        s,
+        "topology: {} devices, {} directors, {} real servers; {:.0} req/s offered\n",
+        r.devices, r.directors, r.servers, r.rate
+    );
+    s.push_str(&r.sim.table());
+    if !r.sim.outages.is_empty() {
+        let _ = writeln!(s, "\nwindows of failed requests (sim clock):");
+        for o in &r.sim.outages {
+            let _ = writeln!(
+                s,
+                "  sessions started {:>7.2}s – {:>7.2}s failed ({:>6}), the last gave up at {:.2}s",
+                o.from_s, o.last_start_s, o.errors, o.to_s
+            );
+        }
+    }
+    let _ = writeln!(s, "\nfaults:");
+    for a in &r.faults {
+        let _ = writeln!(s, "  {:>7.2}s  {:<11} {:<7} ({})  {}", a.at_s, a.action, a.target, a.resolved, a.result);
+    }
+    let _ = writeln!(s, "\ndirector events:");
+    for e in r.events.iter().filter(|e| e.t_s >= 0.0) {
+        let _ = writeln!(s, "  {:>7.2}s  {}  {}", e.t_s, e.director, e.what);
+    }
+    let _ = writeln!(
+        s,
+        "\naccounting: {} acknowledged, {} journaled, {} missing",
+        r.accounting.acknowledged, r.accounting.journaled, r.accounting.missing
+    );
+    let _ = writeln!(s, "\nchecks:");
+    for c in &r.checks {
+        let _ = writeln!(s, "  {} {:<62} {:>28}  (bound {})", if c.ok { "ok  " } else { "FAIL" }, c.name, c.measured, c.bound);
+    }
+    let _ = writeln!(s, "\nresult: {}", if r.ok() { "PASS" } else { "FAIL" });
+    s
+}
+
+fn write_report(r: &LabReport, dir: &Path) -> Result<(), LabError> {
+    let io = |p: &Path| {
+        let p = p.display().to_string();
+        move |err| LabError::Io { path: p, err }
+    };
+    let p = dir.join("report.json");
+    std::fs::write(&p, serde_json::to_vec_pretty(r).unwrap_or_default()).map_err(io(&p))?;
+    let p = dir.join("report.txt");
+    std::fs::write(&p, table(r)).map_err(io(&p))?;
+    let p = dir.join("report.svg");
+    crate::chart::svg(r, &p).map_err(|e| LabError::Io { path: p.display().to_string(), err: std::io::Error::other(e) })?;
+    Ok(())
+}

@@ -1,0 +1,325 @@
+//! Scenario files (TOML): topology size, the `tacvs sim` workload, a fault
+//! schedule and the bounds the run must meet. See `lab/scenarios/`.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+use crate::topo::{DirectorSettings, FLEET_SIZE, Role};
+
+fn dur<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+    let s = String::deserialize(d)?;
+    humantime::parse_duration(&s)
+        .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. \"10s\", \"500ms\"")))
+}
+
+fn opt_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    dur(d).map(Some)
+}
+
+/// A whole scenario.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Name (reports, the working directory).
+    pub name: String,
+    /// What it shows.
+    #[serde(default)]
+    pub description: String,
+    /// `[topology]`.
+    pub topology: Topology,
+    /// `[director]`: settings written into both directors' files.
+    #[serde(default)]
+    pub director: DirectorConf,
+    /// `[workload]`.
+    pub workload: Workload,
+    /// `[checks]`.
+    #[serde(default)]
+    pub checks: Checks,
+    /// `[[fault]]`, in time order.
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<Fault>,
+}
+
+/// `[topology]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Real servers.
+    pub servers: u8,
+    /// Directors (1 or 2).
+    #[serde(default = "two")]
+    pub directors: u8,
+    /// Simulated devices, each its own source address.
+    pub devices: usize,
+}
+
+fn two() -> u8 {
+    2
+}
+
+/// `[director]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorConf {
+    /// Scheduler.
+    #[serde(default = "wlc")]
+    pub scheduler: String,
+    /// VRRP advertisement interval.
+    #[serde(deserialize_with = "dur", default = "ms100")]
+    pub advert_interval: Duration,
+    /// Health check interval.
+    #[serde(deserialize_with = "dur", default = "ms200")]
+    pub health_interval: Duration,
+    /// Health check timeout.
+    #[serde(deserialize_with = "dur", default = "ms300")]
+    pub health_timeout: Duration,
+    /// Checks to come up.
+    #[serde(default = "two32")]
+    pub rise: u32,
+    /// Checks to go down.
+    #[serde(default = "two32")]
+    pub fall: u32,
+    /// d1 takes the VIP back when it returns.
+    #[serde(default = "yes")]
+    pub preempt: bool,
+}
+
+fn wlc() -> String {
+    "wlc".into()
+}
+fn ms100() -> Duration {
+    Duration::from_millis(100)
+}
+fn ms200() -> Duration {
+    Duration::from_millis(200)
+}
+fn ms300() -> Duration {
+    Duration::from_millis(300)
+}
+fn two32() -> u32 {
+    2
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for DirectorConf {
+    fn default() -> Self {
+        let d = DirectorSettings::default();
+        DirectorConf {
+            scheduler: d.scheduler,
+            advert_interval: d.advert_interval,
+            health_interval: d.health_interval,
+            health_timeout: d.health_timeout,
+            rise: d.rise,
+            fall: d.fall,
+            preempt: d.preempt,
+        }
+    }
+}
+
+impl DirectorConf {
+    /// As the topology takes it.
+    pub fn settings(&self) -> DirectorSettings {
+        DirectorSettings {
+            scheduler: self.scheduler.clone(),
+            advert_interval: self.advert_interval,
+            health_interval: self.health_interval,
+            health_timeout: self.health_timeout,
+            rise: self.rise,
+            fall: self.fall,
+            preempt: self.preempt,
+        }
+    }
+}
+
+/// `[workload]`: what `tacvs sim` runs from the devices namespace.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    /// automation, interactive, mixed (or a profile file).
+    #[serde(default = "automation")]
+    pub profile: String,
+    /// Open loop, requests per second.
+    pub rate: f64,
+    /// Measured time.
+    #[serde(deserialize_with = "dur")]
+    pub duration: Duration,
+    /// Before measuring.
+    #[serde(deserialize_with = "dur", default = "sec2")]
+    pub warmup: Duration,
+    /// Per-request timeout.
+    #[serde(deserialize_with = "dur", default = "sec2")]
+    pub timeout: Duration,
+    /// Sockets open at once.
+    #[serde(default = "sockets")]
+    pub max_sockets: usize,
+    /// `tacvs sim --expect` bounds.
+    #[serde(default)]
+    pub expect: Vec<String>,
+}
+
+fn automation() -> String {
+    "automation".into()
+}
+fn sec2() -> Duration {
+    Duration::from_secs(2)
+}
+fn sockets() -> usize {
+    8000
+}
+
+/// `[checks]`: bounds on what the lab measures around faults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Checks {
+    /// A director fault → the other director is MASTER within this.
+    #[serde(deserialize_with = "opt_dur", default)]
+    pub max_failover: Option<Duration>,
+    /// Any window of failed requests lasts at most this.
+    #[serde(deserialize_with = "opt_dur", default)]
+    pub max_outage: Option<Duration>,
+    /// A server fault → out of scheduling within this (default: fall ×
+    /// interval + timeout, plus the lab's 20 ms polling).
+    #[serde(deserialize_with = "opt_dur", default)]
+    pub max_removal: Option<Duration>,
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    /// SIGKILL the target's process (server or director).
+    Kill,
+    /// SIGSTOP: the process hangs (its kernel still accepts connections).
+    Stop,
+    /// SIGCONT after `stop`.
+    Cont,
+    /// Start the target's process again (after `kill`).
+    Start,
+    /// Take the target's link down (isolate it from the LAN).
+    LinkDown,
+    /// Bring it back.
+    LinkUp,
+    /// Add netem loss/delay on the target's link (`args`, e.g. "delay 20ms loss 5%").
+    Netem,
+    /// Remove netem.
+    ClearNetem,
+}
+
+/// `[[fault]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fault {
+    /// When, from the start of the workload (warm-up included).
+    #[serde(deserialize_with = "dur")]
+    pub at: Duration,
+    /// What.
+    pub action: Action,
+    /// Whom: s1..sN, d1, d2, dev, or master / backup (the director holding
+    /// the VIP, or not, at that moment).
+    pub target: String,
+    /// netem parameters.
+    #[serde(default)]
+    pub args: String,
+}
+
+impl Scenario {
+    /// Parse and validate.
+    pub fn parse(file: &str, text: &str) -> Result<Scenario, String> {
+        let s: Scenario = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(l) => format!("{file}:{l}: {}", e.message().trim()),
+                None => format!("{file}: {}", e.message().trim()),
+            }
+        })?;
+        let mut errs = Vec::new();
+        let t = &s.topology;
+        if !(1..=200).contains(&t.servers) || !(1..=2).contains(&t.directors) {
+            errs.push(format!("{file}: [topology] needs 1-200 servers and 1-2 directors"));
+        }
+        if t.devices == 0 || t.devices > FLEET_SIZE {
+            errs.push(format!("{file}: [topology] devices must be 1-{FLEET_SIZE} (the fleet prefix)"));
+        }
+        if s.workload.rate <= 0.0 {
+            errs.push(format!("{file}: [workload] rate must be above 0"));
+        }
+        let total = s.workload.warmup + s.workload.duration;
+        for (i, f) in s.faults.iter().enumerate() {
+            let at = format!("{file}: fault {} ({:?} {})", i + 1, f.action, f.target);
+            if f.at >= total {
+                errs.push(format!("{at}: at {:?} is after the workload ends ({total:?})", f.at));
+            }
+            let role = Role::parse(&f.target);
+            match (f.target.as_str(), role) {
+                ("master" | "backup", _) if t.directors < 2 && f.target == "backup" => {
+                    errs.push(format!("{at}: no backup with one director"))
+                }
+                ("master" | "backup", _) => {}
+                (_, Some(Role::Server(n))) if n > t.servers => errs.push(format!("{at}: only {} servers", t.servers)),
+                (_, Some(Role::Director(n))) if n > t.directors => errs.push(format!("{at}: only {} directors", t.directors)),
+                (_, Some(Role::Devices)) if matches!(f.action, Action::Kill | Action::Stop | Action::Cont | Action::Start) => {
+                    errs.push(format!("{at}: the devices namespace has no daemon; use link or netem faults"))
+                }
+                (_, Some(_)) => {}
+                (other, None) => errs.push(format!("{at}: target {other:?}: write s1..sN, d1, d2, dev, master or backup")),
+            }
+            if f.action == Action::Netem && f.args.trim().is_empty() {
+                errs.push(format!("{at}: netem needs args, e.g. \"delay 20ms loss 5%\""));
+            }
+        }
+        if s.faults.windows(2).any(|w| w[1].at < w[0].at) {
+            errs.push(format!("{file}: faults must be listed in time order"));
+        }
+        for e in &s.workload.expect {
+            if let Err(m) = tacvs_sim::Expect::parse(e) {
+                errs.push(format!("{file}: [workload] expect {e:?}: {m}"));
+            }
+        }
+        if errs.is_empty() { Ok(s) } else { Err(errs.join("\n")) }
+    }
+
+    /// Read a scenario: a path, or the name of a shipped one.
+    pub fn load(spec: &str) -> Result<Scenario, String> {
+        let path = std::path::Path::new(spec);
+        let candidates = [path.to_path_buf(), std::path::Path::new("lab/scenarios").join(format!("{spec}.toml"))];
+        for p in &candidates {
+            if let Ok(text) = std::fs::read_to_string(p) {
+                return Scenario::parse(&p.display().to_string(), &text);
+            }
+        }
+        match crate::SHIPPED.iter().find(|(n, _)| *n == spec) {
+            Some((n, text)) => Scenario::parse(&format!("lab/scenarios/{n}.toml (built in)"), text),
+            None => Err(format!(
+                "no scenario {spec:?}: give a file or one of {}",
+                crate::SHIPPED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_scenarios_parse() {
+        for (name, text) in crate::SHIPPED {
+            let s = Scenario::parse(name, text).unwrap_or_else(|e| panic!("{e}"));
+            assert_eq!(&s.name, name);
+        }
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let base = "name = \"x\"\n[topology]\nservers = 2\ndevices = 10\n[workload]\nrate = 10\nduration = \"5s\"\n";
+        let e = Scenario::parse("x.toml", &format!("{base}[[fault]]\nat = \"9s\"\naction = \"kill\"\ntarget = \"s3\"\n")).unwrap_err();
+        assert!(e.contains("after the workload ends") && e.contains("only 2 servers"), "{e}");
+        let e = Scenario::parse("x.toml", &format!("{base}[[fault]]\nat = \"1s\"\naction = \"explode\"\ntarget = \"s1\"\n")).unwrap_err();
+        assert!(e.starts_with("x.toml:10:"), "{e}");
+        let e = Scenario::parse("x.toml", &format!("{base}[[fault]]\nat = \"1s\"\naction = \"netem\"\ntarget = \"zz\"\n")).unwrap_err();
+        assert!(e.contains("netem needs args") && e.contains("target \"zz\""), "{e}");
+    }
+}

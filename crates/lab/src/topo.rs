@@ -1,0 +1,703 @@
+//! The lab's topology: network namespaces on one bridge, and the real
+//! `tacvs` processes inside them.
+//!
+//! ```text
+//!   {prefix}-dev  10.49.0.10   + local route 10.100.0.0/16 (the fleet: one address per device)
+//!   {prefix}-d1   10.49.0.2    director, VRRP priority 150   ┐ VIP 10.49.0.100
+//!   {prefix}-d2   10.49.0.3    director, VRRP priority 100   ┘
+//!   {prefix}-sN   10.49.1.N    tacvs server N
+//!   {prefix}-hub  bridge br0, one veth port per namespace above
+//! ```
+//!
+//! Nothing is created in the caller's namespace: both ends of every veth
+//! are created inside lab namespaces, so deleting the namespaces removes
+//! every link and address. Processes are found by PID (the state file, and
+//! `ip netns pids` for anything a crash left), never by name.
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// The lab's LAN.
+pub const LAN_PREFIX: u8 = 16;
+/// The devices namespace's address.
+pub const DEV_ADDR: Ipv4Addr = Ipv4Addr::new(10, 49, 0, 10);
+/// The virtual address the directors share.
+pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 49, 0, 100);
+/// The fleet's source addresses (a local route in the devices namespace).
+pub const FLEET: &str = "10.100.0.0/16";
+/// The most devices the fleet prefix holds.
+pub const FLEET_SIZE: usize = 65_536;
+/// The shared key of devices and directors.
+pub const KEY: &str = "tacvs-lab-key";
+/// VRRP virtual router id.
+pub const VRID: u8 = 49;
+
+/// Why a lab step failed.
+#[derive(Debug, Error)]
+pub enum LabError {
+    /// A command failed.
+    #[error("`{cmd}` failed: {err}")]
+    Command {
+        /// The command line.
+        cmd: String,
+        /// Its stderr or spawn error.
+        err: String,
+    },
+    /// File I/O.
+    #[error("{path}: {err}")]
+    Io {
+        /// Path.
+        path: String,
+        /// Error.
+        err: std::io::Error,
+    },
+    /// Something did not come up.
+    #[error("{0}")]
+    NotReady(String),
+    /// Invalid settings.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> LabError + '_ {
+    move |err| LabError::Io { path: path.display().to_string(), err }
+}
+
+/// A role in the topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    /// The devices namespace.
+    Devices,
+    /// Director 1 or 2.
+    Director(u8),
+    /// Real server 1..N.
+    Server(u8),
+}
+
+impl Role {
+    /// Short name: dev, d1, s3.
+    pub fn short(self) -> String {
+        match self {
+            Role::Devices => "dev".into(),
+            Role::Director(i) => format!("d{i}"),
+            Role::Server(i) => format!("s{i}"),
+        }
+    }
+
+    /// Address on the lab LAN.
+    pub fn addr(self) -> Ipv4Addr {
+        match self {
+            Role::Devices => DEV_ADDR,
+            Role::Director(i) => Ipv4Addr::new(10, 49, 0, 1 + i),
+            Role::Server(i) => Ipv4Addr::new(10, 49, 1, i),
+        }
+    }
+
+    /// Parse "dev", "d1", "s3".
+    pub fn parse(s: &str) -> Option<Role> {
+        if s == "dev" {
+            return Some(Role::Devices);
+        }
+        let (k, n) = s.split_at(1.min(s.len()));
+        let n: u8 = n.parse().ok().filter(|n| *n >= 1)?;
+        match k {
+            "d" if n <= 2 => Some(Role::Director(n)),
+            "s" if n <= 200 => Some(Role::Server(n)),
+            _ => None,
+        }
+    }
+}
+
+/// Director settings the lab writes into each director's file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirectorSettings {
+    /// Scheduler name.
+    pub scheduler: String,
+    /// VRRP advertisement interval.
+    #[serde(with = "humantime_serde_compat")]
+    pub advert_interval: Duration,
+    /// Health check interval.
+    #[serde(with = "humantime_serde_compat")]
+    pub health_interval: Duration,
+    /// Health check timeout.
+    #[serde(with = "humantime_serde_compat")]
+    pub health_timeout: Duration,
+    /// Checks to come up.
+    pub rise: u32,
+    /// Checks to go down.
+    pub fall: u32,
+    /// Director 1 preempts director 2 when it comes back.
+    pub preempt: bool,
+}
+
+impl Default for DirectorSettings {
+    fn default() -> Self {
+        DirectorSettings {
+            scheduler: "wlc".into(),
+            advert_interval: Duration::from_millis(100),
+            health_interval: Duration::from_millis(200),
+            health_timeout: Duration::from_millis(300),
+            rise: 2,
+            fall: 2,
+            preempt: true,
+        }
+    }
+}
+
+/// Durations as humantime strings in the lab's files.
+pub mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Serialize as "250ms".
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    /// Parse "250ms", "2s".
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e})")))
+    }
+}
+
+/// What `up` builds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Spec {
+    /// Namespace name prefix: everything the lab makes starts with it.
+    pub prefix: String,
+    /// Working directory: configurations, journals, logs, reports, state.
+    pub dir: PathBuf,
+    /// The `tacvs` binary every server and director runs.
+    pub bin: PathBuf,
+    /// Real servers.
+    pub servers: u8,
+    /// Directors (1 or 2).
+    pub directors: u8,
+    /// Director settings.
+    pub director: DirectorSettings,
+}
+
+/// A process the lab started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Proc {
+    /// Role.
+    pub role: Role,
+    /// PID (the `tacvs` process itself: `ip netns exec` execs it).
+    pub pid: u32,
+}
+
+/// The state file (`DIR/lab.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    /// What was built.
+    pub spec: Spec,
+    /// Processes started.
+    pub procs: Vec<Proc>,
+}
+
+/// A lab (built or not).
+#[derive(Debug, Clone)]
+pub struct Lab {
+    /// Settings.
+    pub spec: Spec,
+}
+
+/// Run a command; its stderr names the failure.
+pub fn sh(cmd: &str, args: &[&str]) -> Result<String, LabError> {
+    let line = || format!("{cmd} {}", args.join(" "));
+    let out = Command::new(cmd)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| LabError::Command { cmd: line(), err: format!("{e} (is iproute2 installed?)") })?;
+    if !out.status.success() {
+        return Err(LabError::Command { cmd: line(), err: String::from_utf8_lossy(&out.stderr).trim().to_owned() });
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Network namespaces whose name starts with `{prefix}-`.
+pub fn namespaces(prefix: &str) -> Vec<String> {
+    let want = format!("{prefix}-");
+    std::fs::read_dir("/run/netns")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(&want))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default()
+}
+
+/// PIDs of processes inside a namespace.
+pub fn ns_pids(ns: &str) -> Vec<u32> {
+    sh("ip", &["netns", "pids", ns]).map(|o| o.split_whitespace().filter_map(|p| p.parse().ok()).collect()).unwrap_or_default()
+}
+
+/// Whether `pid` is alive and still a tacvs (or keepalived) process the lab
+/// started (guards against PID reuse).
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            // A zombie is dead for our purposes.
+            let s = String::from_utf8_lossy(&stat);
+            !s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Send a signal to one PID.
+pub fn signal(pid: u32, sig: i32) -> bool {
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) takes plain integers and has no memory effects.
+    let r = unsafe { libc::kill(pid as i32, sig) };
+    r == 0
+}
+
+/// SIGKILL each PID and wait (bounded) until they are gone.
+pub fn kill_all(pids: &[u32]) {
+    for &p in pids {
+        signal(p, libc::SIGKILL);
+    }
+    let until = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|&p| alive(p)) && Instant::now() < until {
+        reap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Reap exited children of this process (the lab's daemons, when it started them).
+pub fn reap() {
+    loop {
+        let mut status = 0;
+        #[allow(unsafe_code)]
+        // SAFETY: waitpid with WNOHANG writes only the status integer we own.
+        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if r <= 0 {
+            break;
+        }
+    }
+}
+
+impl Lab {
+    /// A lab for `spec` (nothing built yet).
+    pub fn new(spec: Spec) -> Result<Lab, LabError> {
+        if spec.prefix.is_empty() || spec.prefix.len() > 32 || !spec.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            return Err(LabError::Invalid(format!("prefix {:?}: 1-32 letters, digits or '-'", spec.prefix)));
+        }
+        if !(1..=2).contains(&spec.directors) || !(1..=200).contains(&spec.servers) {
+            return Err(LabError::Invalid("a lab has 1-2 directors and 1-200 real servers".into()));
+        }
+        Ok(Lab { spec })
+    }
+
+    /// Namespace of a role.
+    pub fn ns(&self, r: Role) -> String {
+        format!("{}-{}", self.spec.prefix, r.short())
+    }
+
+    fn hub(&self) -> String {
+        format!("{}-hub", self.spec.prefix)
+    }
+
+    /// Every role, devices first.
+    pub fn roles(&self) -> Vec<Role> {
+        let mut v = vec![Role::Devices];
+        v.extend((1..=self.spec.directors).map(Role::Director));
+        v.extend((1..=self.spec.servers).map(Role::Server));
+        v
+    }
+
+    /// Working directory of a role.
+    pub fn role_dir(&self, r: Role) -> PathBuf {
+        self.spec.dir.join(r.short())
+    }
+
+    /// A director's control socket.
+    pub fn control_socket(&self, i: u8) -> PathBuf {
+        self.role_dir(Role::Director(i)).join("director.sock")
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.spec.dir.join("lab.json")
+    }
+
+    /// The state file, if the lab is up.
+    pub fn state(&self) -> Option<State> {
+        std::fs::read(self.state_path()).ok().and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
+    fn save(&self, st: &State) -> Result<(), LabError> {
+        let p = self.state_path();
+        std::fs::write(&p, serde_json::to_vec_pretty(st).unwrap_or_default()).map_err(io_err(&p))
+    }
+
+    /// Build the namespaces and links, write the configurations, start every
+    /// server and director, and wait until the VIP has a master and every
+    /// real server is up. Idempotent: a lab that is already up and whole is
+    /// left alone; a partial one (a crash) is torn down and rebuilt.
+    pub fn up(&self) -> Result<State, LabError> {
+        if let Some(st) = self.state()
+            && st.procs.iter().all(|p| alive(p.pid))
+            && self.roles().iter().all(|r| namespaces(&self.spec.prefix).contains(&self.ns(*r)))
+            && st.spec.servers == self.spec.servers
+            && st.spec.directors == self.spec.directors
+        {
+            return Ok(st);
+        }
+        self.down()?;
+        std::fs::create_dir_all(&self.spec.dir).map_err(io_err(&self.spec.dir))?;
+        self.build_network()?;
+        let mut st = State { spec: self.spec.clone(), procs: Vec::new() };
+        for i in 1..=self.spec.servers {
+            let r = Role::Server(i);
+            self.write_server_config(i)?;
+            st.procs.push(Proc { role: r, pid: self.spawn(r)? });
+            self.save(&st)?;
+        }
+        for i in 1..=self.spec.servers {
+            self.wait_listening(Role::Server(i), st.procs.iter().find(|p| p.role == Role::Server(i)).map(|p| p.pid).unwrap_or(0))?;
+        }
+        for i in 1..=self.spec.directors {
+            let r = Role::Director(i);
+            self.write_director_config(i)?;
+            st.procs.push(Proc { role: r, pid: self.spawn(r)? });
+            self.save(&st)?;
+        }
+        Ok(st)
+    }
+
+    fn build_network(&self) -> Result<(), LabError> {
+        let hub = self.hub();
+        sh("ip", &["netns", "add", &hub])?;
+        sh("ip", &["-n", &hub, "link", "set", "lo", "up"])?;
+        sh("ip", &["-n", &hub, "link", "add", "br0", "type", "bridge", "forward_delay", "0"])?;
+        sh("ip", &["-n", &hub, "link", "set", "br0", "up"])?;
+        for r in self.roles() {
+            let ns = self.ns(r);
+            let port = format!("v-{}", r.short());
+            sh("ip", &["netns", "add", &ns])?;
+            sh("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
+            sh("ip", &["-n", &hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
+            sh("ip", &["-n", &hub, "link", "set", &port, "master", "br0", "up"])?;
+            sh("ip", &["-n", &ns, "addr", "add", &format!("{}/{LAN_PREFIX}", r.addr()), "dev", "eth0"])?;
+            sh("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
+            if r == Role::Devices {
+                // Tens of thousands of device addresses without one entry each.
+                sh("ip", &["-n", &ns, "route", "add", "local", FLEET, "dev", "lo"])?;
+            } else {
+                sh("ip", &["-n", &ns, "route", "add", FLEET, "via", &DEV_ADDR.to_string()])?;
+            }
+            // Directors open a connection to a real server per device session
+            // from one address: reuse TIME_WAIT ports and use the whole range.
+            for kv in ["net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000", "net.core.somaxconn=8192"] {
+                sh("ip", &["netns", "exec", &ns, "sysctl", "-q", "-w", kv])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Start the role's process (server or director) in its namespace.
+    pub fn spawn(&self, r: Role) -> Result<u32, LabError> {
+        let dir = self.role_dir(r);
+        let (what, conf) = match r {
+            Role::Server(_) => ("server", dir.join("server.toml")),
+            Role::Director(_) => ("director", dir.join("director.toml")),
+            Role::Devices => return Err(LabError::Invalid("the devices namespace runs `tacvs sim`, not a daemon".into())),
+        };
+        let log_path = dir.join(format!("{what}.log"));
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io_err(&log_path))?;
+        let log2 = log.try_clone().map_err(io_err(&log_path))?;
+        let ns = self.ns(r);
+        let bin = self.spec.bin.display().to_string();
+        let child = self
+            .command(&ns, &bin)
+            .args([what, "-c", &conf.display().to_string()])
+            .current_dir(&dir)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log2)
+            .spawn()
+            .map_err(|e| LabError::Command { cmd: format!("ip netns exec {ns} {bin} {what}"), err: e.to_string() })?;
+        Ok(child.id())
+    }
+
+    /// `ip netns exec NS PROGRAM` in its own process group (a Ctrl-C at the
+    /// lab's terminal does not hit the daemons; `down` stops them).
+    pub fn command(&self, ns: &str, program: &str) -> Command {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", ns, program]);
+        c.process_group(0);
+        c
+    }
+
+    /// Wait until a server listens on port 49 (read from its own
+    /// /proc/PID/net/tcp, which shows its namespace's sockets).
+    fn wait_listening(&self, r: Role, pid: u32) -> Result<(), LabError> {
+        let want = format!("{}:0031", hex_addr(r.addr()));
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if !alive(pid) {
+                return Err(LabError::NotReady(format!(
+                    "{} exited at start-up: see {}",
+                    r.short(),
+                    self.role_dir(r).join("server.log").display()
+                )));
+            }
+            let tcp = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+            if tcp.lines().any(|l| l.split_whitespace().nth(1) == Some(want.as_str()) && l.split_whitespace().nth(3) == Some("0A")) {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Err(LabError::NotReady(format!("{} does not listen on {}:49 after 20 s", r.short(), r.addr())))
+    }
+
+    fn write_server_config(&self, i: u8) -> Result<(), LabError> {
+        let r = Role::Server(i);
+        let dir = self.role_dir(r);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let directors: Vec<String> = (1..=2).map(|d| format!("\"{}/32\"", Role::Director(d).addr())).collect();
+        let text = SERVER_TEMPLATE
+            .replace("@NAME@", &r.short())
+            .replace("@ADDR@", &r.addr().to_string())
+            .replace("@DIRECTORS@", &directors.join(", "))
+            .replace("@FLEET@", FLEET)
+            .replace("@KEY@", KEY);
+        let p = dir.join("server.toml");
+        std::fs::write(&p, text).map_err(io_err(&p))
+    }
+
+    fn write_director_config(&self, i: u8) -> Result<(), LabError> {
+        let r = Role::Director(i);
+        let dir = self.role_dir(r);
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let d = &self.spec.director;
+        let reals: String =
+            (1..=self.spec.servers).map(|s| format!("  [[service.real]]\n  address = \"{}:49\"\n\n", Role::Server(s).addr())).collect();
+        let notify = dir.join("notify.sh");
+        std::fs::write(&notify, format!("#!/bin/sh\necho \"$(date +%s.%N) $*\" >> {}\n", dir.join("vrrp-events.log").display()))
+            .map_err(io_err(&notify))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755));
+        }
+        let text = DIRECTOR_TEMPLATE
+            .replace("@NAME@", &r.short())
+            .replace("@SOCK@", &self.control_socket(i).display().to_string())
+            .replace("@PRIORITY@", if i == 1 { "150" } else { "100" })
+            .replace("@ADVERT@", &humantime::format_duration(d.advert_interval).to_string())
+            .replace("@PREEMPT@", if d.preempt { "true" } else { "false" })
+            .replace("@VIP@", &VIP.to_string())
+            .replace("@NOTIFY@", &notify.display().to_string())
+            .replace("@SCHED@", &d.scheduler)
+            .replace("@HINT@", &humantime::format_duration(d.health_interval).to_string())
+            .replace("@HTO@", &humantime::format_duration(d.health_timeout).to_string())
+            .replace("@RISE@", &d.rise.to_string())
+            .replace("@FALL@", &d.fall.to_string())
+            .replace("@KEY@", KEY)
+            .replace("@REALS@", &reals);
+        let p = dir.join("director.toml");
+        std::fs::write(&p, text).map_err(io_err(&p))
+    }
+
+    /// Stop every process the lab started and delete its namespaces (which
+    /// takes every link and address with them). Safe to run again, and after
+    /// a crash: processes are found from the state file and from the
+    /// namespaces themselves.
+    pub fn down(&self) -> Result<(), LabError> {
+        down(&self.spec.prefix, Some(&self.state_path()))
+    }
+}
+
+/// Tear down everything under `prefix` (see [`Lab::down`]).
+pub fn down(prefix: &str, state: Option<&Path>) -> Result<(), LabError> {
+    let mut pids: Vec<u32> = Vec::new();
+    if let Some(st) = state.and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice::<State>(&b).ok()) {
+        pids.extend(st.procs.iter().map(|p| p.pid).filter(|&p| alive(p) && is_ours(p)));
+    }
+    let nss = namespaces(prefix);
+    for ns in &nss {
+        pids.extend(ns_pids(ns));
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    kill_all(&pids);
+    for ns in &nss {
+        // Deleting a namespace destroys its veths (and their peers in the hub).
+        sh("ip", &["netns", "del", ns])?;
+    }
+    if let Some(p) = state {
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
+}
+
+/// A PID from the state file still runs a program the lab starts (a PID the
+/// kernel reused for something else is left alone).
+fn is_ours(pid: u32) -> bool {
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    let cmd = String::from_utf8_lossy(&cmd);
+    cmd.contains("tacvs") || cmd.contains("keepalived")
+}
+
+/// /proc/net/tcp's address form (little-endian hex).
+fn hex_addr(a: Ipv4Addr) -> String {
+    let o = a.octets();
+    format!("{:02X}{:02X}{:02X}{:02X}", o[3], o[2], o[1], o[0])
+}
+
+/// Whether the kernel has the netem queueing discipline.
+pub fn have_netem(ns: &str) -> bool {
+    let ok = sh("tc", &["-n", ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]).is_ok();
+    if ok {
+        let _ = sh("tc", &["-n", ns, "qdisc", "del", "dev", "lo", "root"]);
+    }
+    ok
+}
+
+const SERVER_TEMPLATE: &str = r#"# Written by `tacvs lab`: real server @NAME@.
+[server]
+name = "@NAME@"
+
+[[server.listen]]
+address = "@ADDR@:49"
+proxy_protocol = "required"
+trusted_proxies = [@DIRECTORS@]
+
+[limits]
+max_connections = 16000
+max_connections_per_source = 4096
+idle_timeout = "2m"
+read_timeout = "10s"
+
+[authentication]
+hash_workers = 1
+
+[authentication.cache]
+enabled = true
+ttl = "5m"
+
+[accounting]
+directory = "./acct"
+
+[[device_group]]
+name = "fleet"
+prefixes = ["@FLEET@"]
+keys = ["@KEY@"]
+
+[[device_group]]
+name = "directors"
+prefixes = [@DIRECTORS@]
+keys = ["@KEY@"]
+
+[[group]]
+name = "netops"
+priv_lvl = 15
+default_command_action = "permit"
+
+  [[group.service]]
+  name = "shell"
+
+[[group]]
+name = "readonly"
+priv_lvl = 1
+default_command_action = "deny"
+
+  [[group.service]]
+  name = "shell"
+
+[[user]]
+name = "alice"
+password = "$6$rounds=5000$.5GPWs6HJXcaibPh$6LOWvoeFXe0gpwRur2NzR7Tm8mAW.iB0/P6c47g6fe..bS42RIpsyyAt36Fxx8sN3Y8CQt4LI2qxjJHiOMNis1"   # alice-pass
+groups = ["netops"]
+
+[[user]]
+name = "tacvs-healthcheck"
+groups = ["readonly"]
+"#;
+
+const DIRECTOR_TEMPLATE: &str = r#"# Written by `tacvs lab`: director @NAME@.
+[director]
+name = "@NAME@"
+control_socket = "@SOCK@"
+
+[vrrp]
+interface = "eth0"
+vrid = 49
+priority = @PRIORITY@
+advert_interval = "@ADVERT@"
+preempt = @PREEMPT@
+vips = ["@VIP@/32"]
+notify = "@NOTIFY@"
+track_penalty = 60
+
+[[service]]
+name = "tacacs"
+listen = "@VIP@:49"
+scheduler = "@SCHED@"
+proxy_protocol = "v2"
+connect_timeout = "300ms"
+connect_attempts = 3
+idle_timeout = "2m"
+
+  [service.health]
+  check = "tacacs"
+  interval = "@HINT@"
+  timeout = "@HTO@"
+  rise = @RISE@
+  fall = @FALL@
+  key = "@KEY@"
+  probe = "authorize"
+  user = "tacvs-healthcheck"
+
+@REALS@"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_parse_and_address() {
+        assert_eq!(Role::parse("d2"), Some(Role::Director(2)));
+        assert_eq!(Role::parse("s12"), Some(Role::Server(12)));
+        assert_eq!(Role::parse("dev"), Some(Role::Devices));
+        assert_eq!(Role::parse("d3"), None);
+        assert_eq!(Role::parse("s0"), None);
+        assert_eq!(Role::parse("x1"), None);
+        assert_eq!(Role::parse(""), None);
+        assert_eq!(Role::Server(3).addr(), Ipv4Addr::new(10, 49, 1, 3));
+        assert_eq!(hex_addr(Ipv4Addr::new(10, 49, 1, 3)), "0301310A");
+    }
+
+    #[test]
+    fn generated_configs_are_valid() {
+        let dir = std::env::temp_dir().join(format!("tacvs-lab-unit-{}", std::process::id()));
+        let lab = Lab::new(Spec {
+            prefix: "unit".into(),
+            dir: dir.clone(),
+            bin: "tacvs".into(),
+            servers: 3,
+            directors: 2,
+            director: DirectorSettings::default(),
+        })
+        .unwrap();
+        lab.write_server_config(2).unwrap();
+        lab.write_director_config(1).unwrap();
+        let d = tacvs_director::config::load(&dir.join("d1/director.toml")).unwrap();
+        assert_eq!(d.services[0].reals.len(), 3);
+        assert_eq!(d.vrrp.as_ref().unwrap().priority, 150);
+        let text = std::fs::read_to_string(dir.join("s2/server.toml")).unwrap();
+        assert!(text.contains("10.49.1.2:49"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
