@@ -519,3 +519,8 @@ fn sim_expect_json_and_plan() {
     drop(srv);
     std::fs::remove_dir_all(&cwd).ok();
 }
+
+// ---------------------------------------------------------------------------
+// Network namespaces: VRRP interop, the lab.
+#[path = "cli/netns.rs"]
+mod netns;

@@ -412,3 +412,53 @@ pub fn parse(file: &str, text: &str) -> Result<DirectorFile, String> {
     }
     if errs.is_empty() { Ok(f) } else { Err(errs.join("\n")) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVICE: &str = r#"
+[[service]]
+name = "tacacs"
+listen = "10.49.0.100:49"
+  [service.health]
+  check = "tcp"
+  interval = "200ms"
+  timeout = "300ms"
+  [[service.real]]
+  address = "10.49.1.1:49"
+"#;
+
+    #[test]
+    fn vrrp_section_defaults_and_vips() {
+        let text = format!("[director]\n[vrrp]\ninterface = \"eth0\"\nvrid = 49\nvips = [\"10.49.0.100\", \"10.49.0.101/24\"]\n{SERVICE}");
+        let f = parse("d.toml", &text).unwrap();
+        let v = f.vrrp.unwrap();
+        assert_eq!((v.priority, v.advert_interval, v.preempt, v.track_penalty), (100, Duration::from_secs(1), true, 50));
+        assert_eq!(v.vips, vec![("10.49.0.100".parse().unwrap(), 32), ("10.49.0.101".parse().unwrap(), 24)]);
+    }
+
+    #[test]
+    fn vrrp_errors_name_the_field() {
+        let bad = |vrrp: &str| parse("d.toml", &format!("[director]\n[vrrp]\n{vrrp}\n{SERVICE}")).unwrap_err();
+        let e = bad("interface = \"eth0\"\nvrid = 0\npriority = 0\nadvert_interval = \"15ms\"\nvips = []");
+        for want in ["vrid must be 1-255", "priority must be 1-255", "10 ms steps", "no vips"] {
+            assert!(e.contains(want), "{want}: {e}");
+        }
+        let e = bad("interface = \"eth0\"\nvrid = 1\nvips = [\"10.49.0.7\"]");
+        assert!(e.contains("listens on 10.49.0.100, which is not one of the vips"), "{e}");
+        let e = bad("interface = \"eth0\"\nvrid = 1\nvips = [\"10.49.0.300\"]");
+        assert!(e.starts_with("d.toml:") && e.contains("optionally with /PREFIX"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    #[test]
+    fn shipped_examples_load() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/cluster");
+        for f in ["director.toml", "director-ha.toml"] {
+            super::load(&dir.join(f)).unwrap_or_else(|e| panic!("{e}"));
+        }
+    }
+}

@@ -33,6 +33,8 @@ struct Real {
     connect_failures: u64,
     last_check_ms: Option<f64>,
     last_result: String,
+    /// Start order of the last check applied.
+    check_seq: u64,
     cps: f64,
     rate_mark: (u64, Instant),
 }
@@ -338,6 +340,7 @@ fn new_real(r: &crate::config::Real, s: &Service, now: Instant) -> Real {
         connect_failures: 0,
         last_check_ms: None,
         last_result: "not checked yet".into(),
+        check_seq: 0,
         cps: 0.0,
         rate_mark: (0, now),
     }
@@ -556,13 +559,20 @@ pub async fn relay(a: &TcpStream, b: &TcpStream, idle: Duration, a_open: bool) {
     }
 }
 
+/// One checker per real server. A check starts on every tick even while the
+/// previous one still waits for its timeout (timeout > interval), so a hung
+/// server is out of scheduling within fall × interval + timeout, not fall ×
+/// timeout; results are applied in the order the checks started.
 async fn health_loop(svc: Arc<ServiceRt>, addr: SocketAddr) {
     let mut interval = svc.conf.load().health.interval;
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sid: u32 = 0x5000_0000 ^ u32::from(addr.port());
+    let mut seq: u64 = 0;
+    let mut running = tokio::task::JoinSet::new();
     loop {
         tick.tick().await;
+        while running.try_join_next().is_some() {}
         let conf = svc.conf();
         if !conf.reals.iter().any(|r| r.address == addr) {
             return; // removed by a reload
@@ -573,31 +583,44 @@ async fn health_loop(svc: Arc<ServiceRt>, addr: SocketAddr) {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         sid = sid.wrapping_add(2);
-        let t = Instant::now();
-        let result = match tokio::time::timeout(conf.health.timeout, check(&conf, addr, sid)).await {
-            Ok(r) => r,
-            Err(_) => CheckResult::Failed { reason: format!("no answer within {:?}", conf.health.timeout) },
-        };
-        let ms = t.elapsed().as_secs_f64() * 1e3;
-        let mut st = svc.state.lock().unwrap_or_else(|e| e.into_inner());
-        let Some(r) = st.reals.iter_mut().find(|r| r.addr == addr) else { return };
-        r.last_check_ms = Some(ms);
-        r.last_result = match &result {
-            CheckResult::Ok { .. } => "ok".into(),
-            CheckResult::Misconfigured { reason, .. } => format!("misconfigured: {reason}"),
-            CheckResult::Failed { reason } => format!("failed: {reason}"),
-        };
-        let now = Instant::now();
-        let (mark_total, mark_at) = r.rate_mark;
-        if now - mark_at >= Duration::from_secs(1) {
-            r.cps = (r.total - mark_total.min(r.total)) as f64 / (now - mark_at).as_secs_f64();
-            r.rate_mark = (r.total, now);
-        }
-        if let Some(tr) = r.health.observe(result, now) {
-            let what = if tr.to == State::Down { "real server out of scheduling" } else { "real server state change" };
-            tracing::warn!(service = %conf.name, server = %addr, from = state_name(tr.from), to = state_name(tr.to), reason = %tr.reason, "{what}");
-            metrics::counter!("tacvs_director_state_changes_total", "service" => conf.name.clone(), "server" => addr.to_string(), "to" => state_name(tr.to)).increment(1);
-        }
+        seq += 1;
+        let (svc, started, this_sid) = (svc.clone(), seq, sid);
+        // Dropped with the loop (a removed server's checks stop at once).
+        running.spawn(async move {
+            let t = Instant::now();
+            let result = match tokio::time::timeout(conf.health.timeout, check(&conf, addr, this_sid)).await {
+                Ok(r) => r,
+                Err(_) => CheckResult::Failed { reason: format!("no answer within {:?}", conf.health.timeout) },
+            };
+            record(&svc, &conf, addr, started, t.elapsed().as_secs_f64() * 1e3, result);
+        });
+    }
+}
+
+/// Apply one check's result (ignored if a later-started check already reported).
+fn record(svc: &ServiceRt, conf: &Service, addr: SocketAddr, seq: u64, ms: f64, result: CheckResult) {
+    let mut st = svc.state.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(r) = st.reals.iter_mut().find(|r| r.addr == addr) else { return };
+    if seq <= r.check_seq {
+        return;
+    }
+    r.check_seq = seq;
+    r.last_check_ms = Some(ms);
+    r.last_result = match &result {
+        CheckResult::Ok { .. } => "ok".into(),
+        CheckResult::Misconfigured { reason, .. } => format!("misconfigured: {reason}"),
+        CheckResult::Failed { reason } => format!("failed: {reason}"),
+    };
+    let now = Instant::now();
+    let (mark_total, mark_at) = r.rate_mark;
+    if now - mark_at >= Duration::from_secs(1) {
+        r.cps = (r.total - mark_total.min(r.total)) as f64 / (now - mark_at).as_secs_f64();
+        r.rate_mark = (r.total, now);
+    }
+    if let Some(tr) = r.health.observe(result, now) {
+        let what = if tr.to == State::Down { "real server out of scheduling" } else { "real server state change" };
+        tracing::warn!(service = %conf.name, server = %addr, from = state_name(tr.from), to = state_name(tr.to), reason = %tr.reason, "{what}");
+        metrics::counter!("tacvs_director_state_changes_total", "service" => conf.name.clone(), "server" => addr.to_string(), "to" => state_name(tr.to)).increment(1);
     }
 }
 

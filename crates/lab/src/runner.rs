@@ -331,7 +331,7 @@ async fn drive(sc: &Scenario, opts: &RunOptions, lab: &Lab, st: topo::State) -> 
             .collect()
     };
     let accounting = accounting(lab, &acked);
-    let checks = checks(sc, lab, &report, &applied, &events, &accounting);
+    let checks = checks(sc, opts.scale, &report, &applied, &events, &accounting);
     Ok(LabReport {
         scenario: sc.name.clone(),
         description: sc.description.clone(),
@@ -365,7 +365,7 @@ fn apply(lab: &Lab, pids: &mut HashMap<String, u32>, action: Action, target: &st
     let r = match action {
         Action::Kill => {
             let r = sig(libc::SIGKILL);
-            topo::reap();
+            topo::reap(&pid.into_iter().collect::<Vec<_>>());
             Ok(r)
         }
         Action::Stop => Ok(sig(libc::SIGSTOP)),
@@ -437,12 +437,14 @@ fn ms(d: f64) -> String {
     format!("{:.0} ms", d * 1000.0)
 }
 
-fn checks(sc: &Scenario, lab: &Lab, r: &tacvs_sim::Report, applied: &[Applied], events: &[Event], acct: &Accounting) -> Vec<Check> {
+fn checks(sc: &Scenario, scale: f64, r: &tacvs_sim::Report, applied: &[Applied], events: &[Event], acct: &Accounting) -> Vec<Check> {
     let mut out = Vec::new();
     for e in &sc.workload.expect {
         if let Ok(x) = tacvs_sim::Expect::parse(e) {
+            let x = x.scaled(scale);
             let res = x.check(r);
-            out.push(Check { name: format!("sim {e}"), measured: res.clone().unwrap_or_else(|m| m), bound: e.clone(), ok: res.is_ok() });
+            let bound = if scale == 1.0 { e.clone() } else { format!("{e} at ×{scale}") };
+            out.push(Check { name: format!("sim {e}"), measured: res.clone().unwrap_or_else(|m| m), bound, ok: res.is_ok() });
         }
     }
     out.push(Check {
@@ -502,7 +504,6 @@ fn checks(sc: &Scenario, lab: &Lab, r: &tacvs_sim::Report, applied: &[Applied], 
             ok: worst <= b.as_secs_f64(),
         });
     }
-    let _ = lab;
     out
 }
 

@@ -267,22 +267,24 @@ pub fn kill_all(pids: &[u32]) {
         signal(p, libc::SIGKILL);
     }
     let until = Instant::now() + Duration::from_secs(5);
-    while pids.iter().any(|&p| alive(p)) && Instant::now() < until {
-        reap();
+    loop {
+        reap(pids);
+        if !pids.iter().any(|&p| alive(p)) || Instant::now() > until {
+            break;
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-/// Reap exited children of this process (the lab's daemons, when it started them).
-pub fn reap() {
-    loop {
+/// Reap those of `pids` that are exited children of this process (a zombie
+/// holds its PID, and keepalived's pid-file check, until reaped). Only the
+/// given PIDs: other children belong to other code in this process.
+pub fn reap(pids: &[u32]) {
+    for &p in pids {
         let mut status = 0;
         #[allow(unsafe_code)]
         // SAFETY: waitpid with WNOHANG writes only the status integer we own.
-        let r = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if r <= 0 {
-            break;
-        }
+        let _ = unsafe { libc::waitpid(p as i32, &mut status, libc::WNOHANG) };
     }
 }
 

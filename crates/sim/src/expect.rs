@@ -64,6 +64,33 @@ impl Expect {
         Ok(Expect { text: t.to_owned(), scope, metric, op, value })
     }
 
+    /// The same bound for a load `factor` times the one it was written for:
+    /// counts and throughput scale, latencies do not (a scenario run at half
+    /// rate expects half the throughput, not half the p99).
+    pub fn scaled(&self, factor: f64) -> Expect {
+        let counts =
+            self.scope.as_deref() == Some("errors") || matches!(self.metric.as_str(), "requests" | "ok" | "fail" | "errors" | "throughput");
+        if !counts || factor == 1.0 {
+            return self.clone();
+        }
+        let value = self.value * factor;
+        let lhs = match &self.scope {
+            Some(s) => format!("{s}.{}", self.metric),
+            None => self.metric.clone(),
+        };
+        let sym = match self.op {
+            Op::Lt => "<",
+            Op::Le => "<=",
+            Op::Gt => ">",
+            Op::Ge => ">=",
+            Op::Eq => "==",
+            Op::Ne => "!=",
+        };
+        // Integer bounds stay integers (errors<=100 at ×0.5 is errors<=50).
+        let value = if matches!(self.metric.as_str(), "throughput") { value } else { value.round() };
+        Expect { text: format!("{lhs}{sym}{} (×{factor})", trim(value)), value, ..self.clone() }
+    }
+
     fn actual(&self, r: &Report) -> f64 {
         if self.scope.as_deref() == Some("errors") {
             return r.errors_by_kind.get(&self.metric).copied().unwrap_or(0) as f64;
@@ -123,6 +150,18 @@ mod tests {
         r.by_type.insert("author".into(), a);
         r.errors_by_kind.insert("wrong_key".into(), 4);
         r
+    }
+
+    #[test]
+    fn scaling_touches_counts_not_latency() {
+        let r = report();
+        let t = Expect::parse("throughput>=20000").unwrap();
+        assert!(t.check(&r).is_err());
+        assert!(t.scaled(0.5).check(&r).is_ok(), "{:?}", t.scaled(0.5));
+        let p = Expect::parse("p99<2ms").unwrap();
+        assert_eq!(p.scaled(0.5), p);
+        let e = Expect::parse("errors<=3").unwrap().scaled(0.5);
+        assert!(e.text.starts_with("errors<=2"), "{}", e.text);
     }
 
     #[test]
