@@ -27,7 +27,7 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use crate::config::VrrpSection;
-use crate::core::vrrp::{Action, Advert, Config, IPPROTO_VRRP, State, VRRP_GROUP, Vrrp};
+use crate::core::vrrp::{Action, Advert, AdvertError, Config, IPPROTO_VRRP, State, VRRP_GROUP, Vrrp, parse_packet};
 
 /// Why VRRP could not start.
 #[derive(Debug, Error)]
@@ -301,50 +301,42 @@ impl Router {
         self.execute(&vrrp, acts).await;
     }
 
-    /// Validate a received packet (RFC 5798 §7.1): IP header, TTL 255, a
-    /// unicast peer if those are configured, checksum, our VRID.
+    /// Validate a received packet (RFC 5798 §7.1, in [`parse_packet`]), then
+    /// keep it only from a configured unicast peer (when there are any) and
+    /// for our VRID.
     fn accept(&self, pkt: &[u8]) -> Option<(Advert, Ipv4Addr)> {
-        let reject = |why: &'static str, src: Option<Ipv4Addr>| {
-            metrics::counter!("tacvs_vrrp_rejected_total", "reason" => why).increment(1);
-            tracing::debug!(src = ?src, why, "vrrp packet dropped");
-            None
-        };
-        if pkt.len() < 20 || pkt[0] >> 4 != 4 {
-            return reject("ip_header", None);
-        }
-        let ihl = usize::from(pkt[0] & 0x0f) * 4;
-        if ihl < 20 || pkt.len() < ihl {
-            return reject("ip_header", None);
-        }
-        let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
-        let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
-        if src == self.source {
-            return None; // our own, looped back
-        }
-        if pkt[8] != 255 {
-            return reject("ttl", Some(src));
-        }
-        if !self.conf.unicast_peers.is_empty() && !self.conf.unicast_peers.contains(&src) {
-            return reject("not_a_peer", Some(src));
-        }
-        let adv = match Advert::decode(&pkt[ihl..], src, dst) {
-            Ok(a) => a,
+        let r = match parse_packet(pkt) {
+            Ok(r) => r,
             Err(e) => {
-                tracing::debug!(%src, error = %e, "vrrp advertisement rejected");
-                return reject("malformed", Some(src));
+                let why = match e {
+                    AdvertError::Ttl(_) => "ttl",
+                    AdvertError::IpHeader(_) => "ip_header",
+                    _ => "malformed",
+                };
+                metrics::counter!("tacvs_vrrp_rejected_total", "reason" => why).increment(1);
+                tracing::debug!(error = %e, "vrrp packet dropped");
+                return None;
             }
         };
-        if adv.vrid != self.conf.vrid {
+        if r.src == self.source {
+            return None; // our own, looped back
+        }
+        if !self.conf.unicast_peers.is_empty() && !self.conf.unicast_peers.contains(&r.src) {
+            metrics::counter!("tacvs_vrrp_rejected_total", "reason" => "not_a_peer").increment(1);
+            tracing::debug!(src = %r.src, "vrrp advertisement from a host that is not a unicast peer");
+            return None;
+        }
+        if r.advert.vrid != self.conf.vrid {
             return None; // another virtual router on this link
         }
         let ours: Vec<Ipv4Addr> = self.conf.vips.iter().map(|v| v.0).collect();
-        if adv.addrs != ours {
+        if r.advert.addrs != ours {
             // RFC 5798 §7.1: MAY log; the advertisement is still processed.
             metrics::counter!("tacvs_vrrp_address_mismatch_total").increment(1);
-            tracing::debug!(%src, theirs = ?adv.addrs, ?ours, "vrrp peer lists other virtual addresses");
+            tracing::debug!(src = %r.src, theirs = ?r.advert.addrs, ?ours, "vrrp peer lists other virtual addresses");
         }
         metrics::counter!("tacvs_vrrp_adverts_received_total").increment(1);
-        Some((adv, src))
+        Some((r.advert, r.src))
     }
 
     async fn execute(&self, vrrp: &Vrrp, acts: Vec<Action>) {

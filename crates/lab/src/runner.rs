@@ -397,6 +397,7 @@ fn apply(lab: &Lab, pids: &mut HashMap<String, u32>, action: Action, target: &st
                 topo::sh("tc", &a).map(|_| "ok".to_owned())
             }
         }
+        Action::ClearNetem if !topo::have_netem(&ns) => Ok("skipped: this kernel has no sch_netem".to_owned()),
         Action::ClearNetem => Ok(topo::sh("tc", &["-n", &ns, "qdisc", "del", "dev", "eth0", "root"])
             .map(|_| "ok".to_owned())
             .unwrap_or_else(|_| "nothing to clear".to_owned())),
@@ -561,4 +562,92 @@ fn write_report(r: &LabReport, dir: &Path) -> Result<(), LabError> {
     let p = dir.join("report.svg");
     crate::chart::svg(r, &p).map_err(|e| LabError::Io { path: p.display().to_string(), err: std::io::Error::other(e) })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topo::DirectorSettings;
+
+    fn lab(dir: &Path) -> Lab {
+        Lab::new(Spec {
+            prefix: "unit".into(),
+            dir: dir.into(),
+            bin: "tacvs".into(),
+            servers: 2,
+            directors: 2,
+            director: DirectorSettings::default(),
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn accounting_is_checked_record_by_record() {
+        let dir = std::env::temp_dir().join(format!("tacvs-lab-acct-{}", std::process::id()));
+        let l = lab(&dir);
+        let line = |dev: &str, rec: &str, task: &str| {
+            serde_json::json!({"device": dev, "record": rec, "args": [format!("task_id={task}"), "service=shell"]}).to_string()
+        };
+        for (s, lines) in [
+            (1, vec![line("10.100.0.1", "start", "0-1"), line("10.100.0.1", "stop", "0-1")]),
+            (2, vec![line("10.100.0.2", "start", "1-1")]),
+        ] {
+            let d = l.role_dir(Role::Server(s)).join("acct");
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("acct-20261126T000000Z-0.jsonl"), lines.join("\n") + "\n").unwrap();
+        }
+        let key = |dev: &str, rec: &str, task: &str| tacvs_sim::ack_key(dev, rec, &[format!("task_id={task}"), "service=shell".into()]);
+        let acked = dir.join("acked.txt");
+        std::fs::write(&acked, [key("10.100.0.1", "start", "0-1"), key("10.100.0.2", "start", "1-1")].join("\n")).unwrap();
+        let a = accounting(&l, &acked);
+        assert_eq!((a.acknowledged, a.journaled, a.missing), (2, 3, 0));
+        // Acknowledged twice, journaled once: one is missing. And one never journaled.
+        std::fs::write(
+            &acked,
+            [key("10.100.0.2", "start", "1-1"), key("10.100.0.2", "start", "1-1"), key("10.100.0.3", "stop", "2-1")].join("\n"),
+        )
+        .unwrap();
+        let a = accounting(&l, &acked);
+        assert_eq!((a.acknowledged, a.missing), (3, 2));
+        assert!(a.missing_examples.iter().any(|m| m.starts_with("10.100.0.3 stop")), "{:?}", a.missing_examples);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn scenario(extra: &str) -> Scenario {
+        Scenario::parse(
+            "t.toml",
+            &format!("name = \"t\"\n[topology]\nservers = 3\ndevices = 10\n[workload]\nrate = 100\nduration = \"20s\"\nexpect = [\"throughput>=90\"]\n{extra}"),
+        )
+        .unwrap()
+    }
+
+    fn applied(at: f64, action: &str, target: &str) -> Applied {
+        Applied { at_s: at, action: action.into(), target: target.into(), resolved: target.into(), result: "ok".into() }
+    }
+
+    fn ev(t: f64, d: &str, what: &str) -> Event {
+        Event { t_s: t, director: d.into(), what: what.into() }
+    }
+
+    #[test]
+    fn checks_measure_faults_from_events_and_outages() {
+        let sc = scenario("[checks]\nmax_failover = \"1s\"\nmax_outage = \"1s\"\n");
+        let mut r = tacvs_sim::Report::default();
+        r.total.throughput = 60.0;
+        r.outages = vec![tacvs_sim::report::Outage { from_s: 8.0, to_s: 8.4, last_start_s: 8.35, errors: 40 }];
+        let acct = Accounting { acknowledged: 5, journaled: 5, ..Default::default() };
+        let faults = [applied(8.0, "kill", "d1"), applied(12.0, "kill", "s2"), applied(14.0, "stop", "s3")];
+        let events = [ev(8.34, "d2", "MASTER"), ev(12.25, "d1", "s2 down"), ev(15.0, "d2", "s3 down")];
+        let c = checks(&sc, 0.5, &r, &faults, &events, &acct);
+        let get = |name: &str| c.iter().find(|c| c.name.contains(name)).unwrap_or_else(|| panic!("{name}: {c:#?}"));
+        assert!(get("throughput").ok, "100 req/s at ×0.5 expects 45: {:?}", get("throughput"));
+        assert!(get("d2 MASTER within").ok && get("d2 MASTER within").measured == "340 ms");
+        assert!(get("new sessions failing until").ok && get("new sessions failing until").measured.starts_with("350 ms"));
+        assert!(get("kill of s2").ok && get("kill of s2").measured == "250 ms");
+        // fall 2 × 200 ms + 300 ms (+20 ms polling) = 720 ms: s3 took 1 s.
+        assert!(!get("stop of s3").ok && get("stop of s3").bound == "720 ms");
+        assert!(get("missing from the journals").ok);
+        let no_master = checks(&sc, 1.0, &r, &faults[..1], &[], &acct);
+        assert!(no_master.iter().any(|c| c.name.contains("MASTER within") && !c.ok && c.measured == "never"));
+    }
 }

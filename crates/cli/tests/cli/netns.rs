@@ -412,9 +412,24 @@ fn shipped_scenarios_meet_their_bounds() {
         }
         let r: tacvs_lab::LabReport = serde_json::from_slice(&std::fs::read(dir.join(name).join("report.json")).unwrap()).unwrap();
         assert!(r.accounting.acknowledged > 0 && r.accounting.missing == 0, "{name}: {:?}", r.accounting);
+        for f in &r.faults {
+            let ok = f.result == "ok" || (f.action.ends_with("netem") && f.result.starts_with("skipped: this kernel has no sch_netem"));
+            assert!(ok, "{name}: fault {f:?}");
+        }
         let svg = std::fs::read_to_string(dir.join(name).join("report.svg")).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("requests/s"), "{name}: chart");
         assert!(topo::namespaces(&prefix).is_empty(), "{name}: lab left namespaces behind");
+        let run_dir = dir.join(name).display().to_string();
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| {
+                std::fs::read(e.path().join("cmdline")).ok().map(|c| (e.file_name(), String::from_utf8_lossy(&c).replace('\0', " ")))
+            })
+            .filter(|(_, c)| c.contains(&run_dir))
+            .map(|(p, c)| format!("{}: {c}", p.to_string_lossy()))
+            .collect();
+        assert!(left.is_empty(), "{name}: processes left: {left:?}");
     }
     assert!(failed.is_empty(), "scenarios failed: {failed:?}");
     let _ = std::fs::remove_dir_all(&dir);

@@ -52,6 +52,67 @@ pub enum AdvertError {
         /// Count IPvX Addr field.
         count: u8,
     },
+    /// The IPv4 header around it is malformed.
+    #[error("malformed IPv4 header: {0}")]
+    IpHeader(&'static str),
+    /// Sent from further than the local link (§7.1: TTL must be 255).
+    #[error("IP TTL {0}, expected 255 (a VRRP packet never crosses a router)")]
+    Ttl(u8),
+}
+
+/// An advertisement as a raw socket delivers it: IPv4 header and all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// IP source.
+    pub src: Ipv4Addr,
+    /// IP destination (224.0.0.18 or our unicast address).
+    pub dst: Ipv4Addr,
+    /// The advertisement.
+    pub advert: Advert,
+}
+
+/// Parse and validate a packet from a raw IPPROTO_VRRP socket (§7.1): IPv4
+/// header (version, IHL, total length, protocol), TTL 255, then the
+/// advertisement and its checksum over the pseudo-header.
+pub fn parse_packet(pkt: &[u8]) -> Result<Received, AdvertError> {
+    if pkt.len() < 20 {
+        return Err(AdvertError::IpHeader("shorter than 20 bytes"));
+    }
+    if pkt[0] >> 4 != 4 {
+        return Err(AdvertError::IpHeader("not IPv4"));
+    }
+    let ihl = usize::from(pkt[0] & 0x0f) * 4;
+    if ihl < 20 || pkt.len() < ihl {
+        return Err(AdvertError::IpHeader("header length"));
+    }
+    let total = usize::from(u16::from_be_bytes([pkt[2], pkt[3]]));
+    // The kernel hands a raw socket the whole datagram; a total length that
+    // disagrees is a forged or damaged packet.
+    if total != pkt.len() {
+        return Err(AdvertError::IpHeader("total length"));
+    }
+    if pkt[9] != IPPROTO_VRRP {
+        return Err(AdvertError::IpHeader("protocol is not 112"));
+    }
+    if pkt[8] != 255 {
+        return Err(AdvertError::Ttl(pkt[8]));
+    }
+    let src = Ipv4Addr::new(pkt[12], pkt[13], pkt[14], pkt[15]);
+    let dst = Ipv4Addr::new(pkt[16], pkt[17], pkt[18], pkt[19]);
+    let advert = Advert::decode(&pkt[ihl..], src, dst)?;
+    Ok(Received { src, dst, advert })
+}
+
+/// An IPv4 header for `payload` (tests and fuzz seeds; the kernel builds the
+/// real ones). Header checksum left zero: receivers of raw sockets do not see it checked.
+pub fn ipv4_packet(src: Ipv4Addr, dst: Ipv4Addr, ttl: u8, payload: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x45, 0xc0];
+    p.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
+    p.extend_from_slice(&[0, 0, 0, 0, ttl, IPPROTO_VRRP, 0, 0]);
+    p.extend_from_slice(&src.octets());
+    p.extend_from_slice(&dst.octets());
+    p.extend_from_slice(payload);
+    p
 }
 
 fn checksum(src: Ipv4Addr, dst: Ipv4Addr, msg: &[u8]) -> u16 {
