@@ -129,6 +129,8 @@ pub struct Router {
     rx: AsyncFd<Socket>,
     arp: Option<Socket>,
     shared: Arc<Shared>,
+    /// Advertisements that failed to leave in a row (logged once, then on recovery).
+    send_failures: std::sync::atomic::AtomicU64,
 }
 
 impl std::fmt::Debug for Router {
@@ -220,7 +222,7 @@ impl Router {
             },
             Instant::now(),
         ));
-        Ok(Router { conf, link, source, nl, tx, rx, arp, shared })
+        Ok(Router { conf, link, source, nl, tx, rx, arp, shared, send_failures: 0.into() })
     }
 
     /// Run until `stop` turns true, then give up mastership (priority 0) and
@@ -244,10 +246,25 @@ impl Router {
         let track = Duration::from_millis(100).min(c.advert_interval);
         let mut next_track = Instant::now();
         let mut degraded = false;
+        let mut link_up = true;
         loop {
             let now = Instant::now();
             if now >= next_track {
                 next_track = now + track;
+                match (self.link_running().await, link_up) {
+                    (false, true) => {
+                        link_up = false;
+                        let acts = vrrp.interface_down(&format!("interface {} is down", c.interface));
+                        self.execute(&vrrp, acts).await;
+                    }
+                    (true, false) => {
+                        link_up = true;
+                        tracing::warn!(interface = %c.interface, "interface up again: rejoining as backup");
+                        let acts = vrrp.startup(Instant::now());
+                        self.execute(&vrrp, acts).await;
+                    }
+                    _ => {}
+                }
                 let bad = !healthy();
                 if bad != degraded {
                     degraded = bad;
@@ -375,14 +392,39 @@ impl Router {
     }
 
     fn advertise(&self, vrrp: &Vrrp, priority: u8) {
+        use std::sync::atomic::Ordering::Relaxed;
         let adv = vrrp.advert(priority);
         let dsts: Vec<Ipv4Addr> = if self.conf.unicast_peers.is_empty() { vec![VRRP_GROUP] } else { self.conf.unicast_peers.clone() };
         for dst in dsts {
             let pkt = adv.encode(self.source, dst);
             match self.tx.send_to(&pkt, &SockAddr::from(SocketAddrV4::new(dst, 0))) {
-                Ok(_) => metrics::counter!("tacvs_vrrp_adverts_sent_total").increment(1),
-                Err(e) => tracing::warn!(%dst, error = %e, "vrrp advertisement not sent"),
+                Ok(_) => {
+                    metrics::counter!("tacvs_vrrp_adverts_sent_total").increment(1);
+                    let failed = self.send_failures.swap(0, Relaxed);
+                    if failed > 0 {
+                        tracing::warn!(%dst, failed, "vrrp advertisements leave again");
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!("tacvs_vrrp_send_errors_total").increment(1);
+                    // Every 100 ms while a link is down: say it once.
+                    if self.send_failures.fetch_add(1, Relaxed) == 0 {
+                        tracing::warn!(%dst, error = %e, "vrrp advertisement not sent (further failures counted in tacvs_vrrp_send_errors_total)");
+                    }
+                }
             }
+        }
+    }
+
+    /// Whether the interface is up with a carrier.
+    async fn link_running(&self) -> bool {
+        use rtnetlink::packet_route::link::LinkFlags;
+        match self.nl.link().get().match_index(self.link.index).execute().try_next().await {
+            Ok(Some(m)) => m.header.flags.contains(LinkFlags::Up) && m.header.flags.contains(LinkFlags::Running),
+            // Gone (deleted) counts as down; a netlink hiccup does not.
+            Ok(None) => false,
+            Err(rtnetlink::Error::NetlinkError(_)) => false,
+            Err(_) => true,
         }
     }
 

@@ -121,14 +121,15 @@ fn sigterm(c: &mut Child) {
     panic!("process {} did not stop on SIGTERM", c.id());
 }
 
-fn keepalived_conf(dir: &Path, name: &str, priority: u8) -> PathBuf {
-    let p = dir.join(format!("keepalived-{name}-{priority}.conf"));
+fn keepalived_conf(dir: &Path, name: &str, priority: u8, unicast: bool) -> PathBuf {
+    let p = dir.join(format!("keepalived-{name}-{priority}-{unicast}.conf"));
+    let peers = if unicast { "  unicast_src_ip 10.49.0.2\n  unicast_peer {\n    10.49.0.3\n  }\n" } else { "" };
     std::fs::write(
         &p,
         format!(
             "global_defs {{\n  router_id {name}\n  vrrp_version 3\n  script_user root\n}}\n\
              vrrp_instance VI_49 {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 49\n  priority {priority}\n  advert_int 0.1\n  \
-             virtual_ipaddress {{\n    {}/32\n  }}\n}}\n",
+             virtual_ipaddress {{\n    {}/32\n  }}\n{peers}}}\n",
             topo::VIP
         ),
     )
@@ -136,8 +137,8 @@ fn keepalived_conf(dir: &Path, name: &str, priority: u8) -> PathBuf {
     p
 }
 
-fn start_keepalived(net: &Net, dir: &Path, priority: u8) -> Child {
-    let conf = keepalived_conf(dir, "k", priority);
+fn start_keepalived(net: &Net, dir: &Path, priority: u8, unicast: bool) -> Child {
+    let conf = keepalived_conf(dir, "k", priority, unicast);
     // Fresh pid files per start: a killed keepalived's VRRP child may linger
     // as a zombie (reparented away from us), and keepalived refuses to start
     // while a pid file names a live process.
@@ -165,8 +166,9 @@ fn start_keepalived(net: &Net, dir: &Path, priority: u8) -> Child {
     )
 }
 
-fn tacvs_conf(dir: &Path, priority: u8, preempt: bool) -> PathBuf {
-    let p = dir.join(format!("director-{priority}-{preempt}.toml"));
+fn tacvs_conf(dir: &Path, priority: u8, preempt: bool, unicast: bool) -> PathBuf {
+    let p = dir.join(format!("director-{priority}-{preempt}-{unicast}.toml"));
+    let peers = if unicast { "unicast_peers = [\"10.49.0.2\"]" } else { "" };
     std::fs::write(
         &p,
         format!(
@@ -183,6 +185,7 @@ preempt = {preempt}
 vips = ["{vip}/32"]
 notify = "{notify}"
 track_penalty = 0
+{peers}
 
 [[service]]
 name = "tacacs"
@@ -231,31 +234,33 @@ fn vrrp_interoperates_with_keepalived() {
     };
 
     // 1. tacvs (100) alone becomes master after Master_Down_Interval.
-    let mut tacvs = net.spawn("t", bin().to_str().unwrap(), &["director", "-c", tacvs_conf(&dir, 100, true).to_str().unwrap()], &tlog);
+    let mut tacvs =
+        net.spawn("t", bin().to_str().unwrap(), &["director", "-c", tacvs_conf(&dir, 100, true, false).to_str().unwrap()], &tlog);
     wait_for("tacvs alone takes the VIP", Duration::from_secs(5), || has_vip(&t));
     assert_eq!(vrrp_state(&sock), "MASTER");
 
     // 2. keepalived with priority 150 preempts; tacvs releases the address.
-    let mut ka = start_keepalived(&net, &dir, 150);
+    let mut ka = start_keepalived(&net, &dir, 150, false);
     wait_for("keepalived (150) preempts tacvs (100)", Duration::from_secs(5), || has_vip(&k) && !has_vip(&t));
     wait_for("tacvs goes BACKUP", Duration::from_secs(2), || vrrp_state(&sock) == "BACKUP");
     holds("tacvs stays BACKUP under a higher-priority keepalived", Duration::from_secs(1), || !has_vip(&t));
 
     // 3. keepalived stops cleanly (priority-0 advertisement): tacvs takes
     //    over after Skew_Time, well before Master_Down_Interval.
-    let t0 = Instant::now();
+    topo::signal(ka.id(), libc::SIGTERM);
+    let took = wait_for("tacvs takes over from a stopped keepalived", Duration::from_secs(2), || has_vip(&t));
     sigterm(&mut ka);
     net.kill_all_in("k");
-    wait_for("tacvs takes over from a stopped keepalived", Duration::from_secs(2), || has_vip(&t));
-    let took = t0.elapsed();
     assert!(!has_vip(&k), "keepalived released the VIP on SIGTERM");
     assert_eq!(vrrp_state(&sock), "MASTER", "{}", ctx());
     eprintln!("keepalived SIGTERM → tacvs MASTER in {took:?}");
+    // Skew_Time at priority 100 is 61 ms; Master_Down_Interval would be 361 ms.
+    assert!(took < Duration::from_millis(250), "priority 0 must cut the wait to Skew_Time, took {took:?}");
 
     // 4. keepalived (150) again, then dies without a word (SIGKILL of both
     //    its processes; the host is gone, so its address goes too): tacvs
     //    takes over after Master_Down_Interval (3 × 100 ms + skew).
-    let mut ka = start_keepalived(&net, &dir, 150);
+    let mut ka = start_keepalived(&net, &dir, 150, false);
     wait_for("keepalived preempts again", Duration::from_secs(5), || has_vip(&k) && !has_vip(&t));
     net.kill_all_in("k");
     let _ = ka.wait();
@@ -267,9 +272,10 @@ fn vrrp_interoperates_with_keepalived() {
     // 5. Roles reversed: keepalived (100) is master, tacvs (150) preempts it.
     sigterm(&mut tacvs);
     assert!(!has_vip(&t), "tacvs removes the VIP when it stops");
-    let mut ka = start_keepalived(&net, &dir, 100);
+    let mut ka = start_keepalived(&net, &dir, 100, false);
     wait_for("keepalived (100) alone takes the VIP", Duration::from_secs(5), || has_vip(&k));
-    let mut tacvs = net.spawn("t", bin().to_str().unwrap(), &["director", "-c", tacvs_conf(&dir, 150, true).to_str().unwrap()], &tlog);
+    let mut tacvs =
+        net.spawn("t", bin().to_str().unwrap(), &["director", "-c", tacvs_conf(&dir, 150, true, false).to_str().unwrap()], &tlog);
     wait_for("tacvs (150) preempts keepalived (100)", Duration::from_secs(5), || has_vip(&t) && !has_vip(&k));
     holds("keepalived stays BACKUP under tacvs", Duration::from_secs(1), || has_vip(&t) && !has_vip(&k));
 
@@ -279,13 +285,28 @@ fn vrrp_interoperates_with_keepalived() {
 
     // 7. preempt = false: tacvs (150) joins a keepalived (100) master and
     //    stays BACKUP (RFC 5798 Preempt_Mode False).
-    let mut tacvs = net.spawn("t", bin().to_str().unwrap(), &["director", "-c", tacvs_conf(&dir, 150, false).to_str().unwrap()], &tlog);
+    let mut tacvs =
+        net.spawn("t", bin().to_str().unwrap(), &["director", "-c", tacvs_conf(&dir, 150, false, false).to_str().unwrap()], &tlog);
     wait_for("tacvs starts as BACKUP", Duration::from_secs(3), || vrrp_state(&sock) == "BACKUP");
     holds("non-preempting tacvs leaves keepalived master", Duration::from_secs(2), || has_vip(&k) && !has_vip(&t));
     sigterm(&mut ka);
     net.kill_all_in("k");
     wait_for("then takes over when keepalived leaves", Duration::from_secs(2), || has_vip(&t));
     sigterm(&mut tacvs);
+
+    // 8. Unicast (no multicast on the link): keepalived's unicast_peer and
+    //    tacvs's unicast_peers. tacvs (150) preempts keepalived (100), then
+    //    hands back on SIGTERM.
+    let mut ka = start_keepalived(&net, &dir, 100, true);
+    wait_for("keepalived (unicast) takes the VIP", Duration::from_secs(5), || has_vip(&k));
+    let mut tacvs =
+        net.spawn("t", bin().to_str().unwrap(), &["director", "-c", tacvs_conf(&dir, 150, true, true).to_str().unwrap()], &tlog);
+    wait_for("tacvs (unicast, 150) preempts", Duration::from_secs(5), || has_vip(&t) && !has_vip(&k));
+    holds("keepalived stays BACKUP over unicast", Duration::from_secs(1), || has_vip(&t) && !has_vip(&k));
+    sigterm(&mut tacvs);
+    wait_for("keepalived takes over (unicast)", Duration::from_secs(2), || has_vip(&k));
+    sigterm(&mut ka);
+    net.kill_all_in("k");
 
     // The notify program saw each state change, keepalived's way.
     let log = std::fs::read_to_string(&events).unwrap();
@@ -358,6 +379,18 @@ fn lab_fails_over_tracks_health_and_leaves_nothing() {
         Command::new(bin()).args(["director", "enable", s, "--socket"]).arg(&s1).output().unwrap();
     }
     wait_for("d1 takes the VIP back when it can serve again", Duration::from_secs(3), || has_vip(&d1) && !has_vip(&d2));
+
+    // Isolation: d1's link goes down. It cannot advertise, so it gives the
+    // address up (FAULT, as keepalived does) and d2 takes over; when the link
+    // returns, d1 rejoins as backup and, its checks up again, preempts.
+    sh("ip", &["-n", &d1, "link", "set", "eth0", "down"]).unwrap();
+    wait_for("d2 takes over from an isolated d1", Duration::from_secs(2), || vrrp_state(&s2) == "MASTER");
+    wait_for("the isolated d1 drops the VIP", Duration::from_secs(1), || !has_vip(&d1) && vrrp_state(&s1) == "INIT");
+    sh("ip", &["-n", &d1, "link", "set", "eth0", "up"]).unwrap();
+    sh("ip", &["-n", &d1, "route", "replace", topo::FLEET, "via", &topo::DEV_ADDR.to_string()]).unwrap();
+    wait_for("d1 back on the link preempts again", Duration::from_secs(5), || has_vip(&d1) && !has_vip(&d2));
+    let notes = std::fs::read_to_string(dir.join("d1/vrrp-events.log")).unwrap_or_default();
+    assert!(notes.contains("INSTANCE vrid49 FAULT"), "d1's notify hook saw the fault: {notes:?}");
 
     // kill -9 of the master: d2 answers within a second.
     topo::signal(pid_of("d1"), libc::SIGKILL);

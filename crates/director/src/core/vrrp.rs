@@ -332,6 +332,23 @@ impl Vrrp {
         out
     }
 
+    /// The interface lost its carrier (or was set down): no advertisement can
+    /// leave, so give up the addresses at once and wait (keepalived's FAULT
+    /// state; RFC 5798 leaves it to the implementation). [`Vrrp::startup`]
+    /// when the link returns.
+    pub fn interface_down(&mut self, reason: &str) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.state == State::Initialize {
+            return out;
+        }
+        if self.state == State::Master {
+            out.push(Action::RemoveVips);
+        }
+        self.to(State::Initialize, reason, &mut out);
+        self.deadline = None;
+        out
+    }
+
     /// The deadline passed.
     pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
         match (self.state, self.deadline) {

@@ -242,3 +242,18 @@ mod props {
         }
     }
 }
+
+#[test]
+fn interface_down_gives_up_the_addresses_until_it_returns() {
+    let t = Instant::now();
+    let mut r = Vrrp::new(cfg(150, [10, 0, 0, 2], true), t);
+    r.startup(t);
+    let acts = r.on_timer(t + r.master_down_interval());
+    assert!(has(&acts, State::Master));
+    let acts = r.interface_down("interface eth0 is down");
+    assert!(acts.contains(&Action::RemoveVips) && has(&acts, State::Initialize), "{acts:?}");
+    assert_eq!(r.deadline(), None, "nothing to time while the link is down");
+    assert!(r.interface_down("again").is_empty());
+    let acts = r.startup(t + Duration::from_secs(5));
+    assert!(has(&acts, State::Backup), "rejoins as backup: {acts:?}");
+}
