@@ -304,7 +304,9 @@ impl Router {
                                 }
                             }
                             Ok(Err(e)) => {
+                                // Not "would block": do not spin on a socket that keeps failing.
                                 tracing::warn!(error = %e, "vrrp receive");
+                                guard.clear_ready();
                                 break;
                             }
                             Err(_would_block) => break,

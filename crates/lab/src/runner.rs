@@ -190,12 +190,22 @@ pub async fn wait_ready(lab: &Lab, within: Duration) -> Result<u8, LabError> {
     }
 }
 
+/// Stops the director poller however `drive` returns.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Run a scenario end to end; the report is also written to
-/// `DIR/<name>/report.{json,txt,svg}`.
+/// `DIR/<name>/report.{json,txt,svg}`. A lab already up under the same
+/// prefix is torn down first, and `DIR/<name>` is replaced.
 pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<LabReport, LabError> {
     let dir = opts.dir.join(&sc.name);
     let spec = Spec {
@@ -231,12 +241,12 @@ async fn drive(sc: &Scenario, opts: &RunOptions, lab: &Lab, st: topo::State) -> 
     let watch = Arc::new(Mutex::new(Watch::default()));
     let w2 = watch.clone();
     let lab2 = lab.clone();
-    let poller = tokio::spawn(async move {
+    let poller = AbortOnDrop(tokio::spawn(async move {
         loop {
             poll_once(&lab2, &w2).await;
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    });
+    }));
 
     let rate = sc.workload.rate * opts.scale;
     let sim_json = dir.join("sim.json");
@@ -306,7 +316,7 @@ async fn drive(sc: &Scenario, opts: &RunOptions, lab: &Lab, st: topo::State) -> 
     }
     let limit = w.warmup + w.duration + w.timeout + Duration::from_secs(60);
     let status = tokio::time::timeout(limit.saturating_sub(t0.elapsed()), sim.wait()).await;
-    poller.abort();
+    drop(poller);
     match status {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => return Err(LabError::Command { cmd: "tacvs sim".into(), err: e.to_string() }),
