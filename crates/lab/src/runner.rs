@@ -214,7 +214,7 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<LabReport, LabError
         bin: opts.bin.clone(),
         servers: sc.topology.servers,
         directors: sc.topology.directors,
-        director: sc.director.settings(),
+        director: sc.director.clone(),
     };
     let lab = Lab::new(spec)?;
     // A fresh run: a previous run's journals would count as this one's.

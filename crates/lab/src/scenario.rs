@@ -5,13 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::topo::humantime_serde_compat::deserialize as dur;
 use crate::topo::{DirectorSettings, FLEET_SIZE, Role};
-
-fn dur<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. \"10s\", \"500ms\"")))
-}
 
 fn opt_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     dur(d).map(Some)
@@ -30,7 +25,7 @@ pub struct Scenario {
     pub topology: Topology,
     /// `[director]`: settings written into both directors' files.
     #[serde(default)]
-    pub director: DirectorConf,
+    pub director: DirectorSettings,
     /// `[workload]`.
     pub workload: Workload,
     /// `[checks]`.
@@ -56,82 +51,6 @@ pub struct Topology {
 
 fn two() -> u8 {
     2
-}
-
-/// `[director]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DirectorConf {
-    /// Scheduler.
-    #[serde(default = "wlc")]
-    pub scheduler: String,
-    /// VRRP advertisement interval.
-    #[serde(deserialize_with = "dur", default = "ms100")]
-    pub advert_interval: Duration,
-    /// Health check interval.
-    #[serde(deserialize_with = "dur", default = "ms200")]
-    pub health_interval: Duration,
-    /// Health check timeout.
-    #[serde(deserialize_with = "dur", default = "ms300")]
-    pub health_timeout: Duration,
-    /// Checks to come up.
-    #[serde(default = "two32")]
-    pub rise: u32,
-    /// Checks to go down.
-    #[serde(default = "two32")]
-    pub fall: u32,
-    /// d1 takes the VIP back when it returns.
-    #[serde(default = "yes")]
-    pub preempt: bool,
-}
-
-fn wlc() -> String {
-    "wlc".into()
-}
-fn ms100() -> Duration {
-    Duration::from_millis(100)
-}
-fn ms200() -> Duration {
-    Duration::from_millis(200)
-}
-fn ms300() -> Duration {
-    Duration::from_millis(300)
-}
-fn two32() -> u32 {
-    2
-}
-fn yes() -> bool {
-    true
-}
-
-impl Default for DirectorConf {
-    fn default() -> Self {
-        let d = DirectorSettings::default();
-        DirectorConf {
-            scheduler: d.scheduler,
-            advert_interval: d.advert_interval,
-            health_interval: d.health_interval,
-            health_timeout: d.health_timeout,
-            rise: d.rise,
-            fall: d.fall,
-            preempt: d.preempt,
-        }
-    }
-}
-
-impl DirectorConf {
-    /// As the topology takes it.
-    pub fn settings(&self) -> DirectorSettings {
-        DirectorSettings {
-            scheduler: self.scheduler.clone(),
-            advert_interval: self.advert_interval,
-            health_interval: self.health_interval,
-            health_timeout: self.health_timeout,
-            rise: self.rise,
-            fall: self.fall,
-            preempt: self.preempt,
-        }
-    }
 }
 
 /// `[workload]`: what `tacvs sim` runs from the devices namespace.

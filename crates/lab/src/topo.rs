@@ -113,8 +113,10 @@ impl Role {
     }
 }
 
-/// Director settings the lab writes into each director's file.
+/// Director settings the lab writes into each director's file (a
+/// scenario's `[director]` section; every field optional).
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct DirectorSettings {
     /// Scheduler name.
     pub scheduler: String,
@@ -131,7 +133,7 @@ pub struct DirectorSettings {
     pub rise: u32,
     /// Checks to go down.
     pub fall: u32,
-    /// Director 1 preempts director 2 when it comes back.
+    /// d1 (priority 150) takes the VIP back from d2 when it returns.
     pub preempt: bool,
 }
 
@@ -162,7 +164,8 @@ pub mod humantime_serde_compat {
     /// Parse "250ms", "2s".
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s).map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e})")))
+        humantime::parse_duration(&s)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. \"10s\", \"500ms\"")))
     }
 }
 
@@ -378,19 +381,10 @@ impl Lab {
 
     fn build_network(&self) -> Result<(), LabError> {
         let hub = self.hub();
-        sh("ip", &["netns", "add", &hub])?;
-        sh("ip", &["-n", &hub, "link", "set", "lo", "up"])?;
-        sh("ip", &["-n", &hub, "link", "add", "br0", "type", "bridge", "forward_delay", "0"])?;
-        sh("ip", &["-n", &hub, "link", "set", "br0", "up"])?;
+        create_hub(&hub)?;
         for r in self.roles() {
             let ns = self.ns(r);
-            let port = format!("v-{}", r.short());
-            sh("ip", &["netns", "add", &ns])?;
-            sh("ip", &["-n", &ns, "link", "set", "lo", "up"])?;
-            sh("ip", &["-n", &hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &ns])?;
-            sh("ip", &["-n", &hub, "link", "set", &port, "master", "br0", "up"])?;
-            sh("ip", &["-n", &ns, "addr", "add", &format!("{}/{LAN_PREFIX}", r.addr()), "dev", "eth0"])?;
-            sh("ip", &["-n", &ns, "link", "set", "eth0", "up"])?;
+            attach(&hub, &ns, &r.short(), r.addr())?;
             if r == Role::Devices {
                 // Tens of thousands of device addresses without one entry each.
                 sh("ip", &["-n", &ns, "route", "add", "local", FLEET, "dev", "lo"])?;
@@ -519,6 +513,28 @@ impl Lab {
     pub fn down(&self) -> Result<(), LabError> {
         down(&self.spec.prefix, Some(&self.state_path()))
     }
+}
+
+/// A namespace holding bridge `br0` (up, no STP delay).
+pub fn create_hub(hub: &str) -> Result<(), LabError> {
+    sh("ip", &["netns", "add", hub])?;
+    sh("ip", &["-n", hub, "link", "set", "lo", "up"])?;
+    sh("ip", &["-n", hub, "link", "add", "br0", "type", "bridge", "forward_delay", "0"])?;
+    sh("ip", &["-n", hub, "link", "set", "br0", "up"])?;
+    Ok(())
+}
+
+/// A new namespace `ns` whose `eth0` (with `addr`/16) is a port of the hub's
+/// bridge. Both veth ends are created inside lab namespaces.
+pub fn attach(hub: &str, ns: &str, name: &str, addr: Ipv4Addr) -> Result<(), LabError> {
+    let port = format!("v-{name}");
+    sh("ip", &["netns", "add", ns])?;
+    sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
+    sh("ip", &["-n", hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns])?;
+    sh("ip", &["-n", hub, "link", "set", &port, "master", "br0", "up"])?;
+    sh("ip", &["-n", ns, "addr", "add", &format!("{addr}/{LAN_PREFIX}"), "dev", "eth0"])?;
+    sh("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
+    Ok(())
 }
 
 /// Tear down everything under `prefix` (see [`Lab::down`]).

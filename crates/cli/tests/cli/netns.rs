@@ -63,18 +63,9 @@ impl Net {
     fn new(prefix: &str, members: &[(&str, &str)]) -> Net {
         topo::down(prefix, None).unwrap();
         let net = Net { prefix: prefix.to_owned() };
-        let hub = net.ns("hub");
-        sh("ip", &["netns", "add", &hub]).unwrap();
-        sh("ip", &["-n", &hub, "link", "add", "br0", "type", "bridge"]).unwrap();
-        sh("ip", &["-n", &hub, "link", "set", "br0", "up"]).unwrap();
+        topo::create_hub(&net.ns("hub")).unwrap();
         for (name, addr) in members {
-            let ns = net.ns(name);
-            sh("ip", &["netns", "add", &ns]).unwrap();
-            sh("ip", &["-n", &ns, "link", "set", "lo", "up"]).unwrap();
-            sh("ip", &["-n", &hub, "link", "add", &format!("v-{name}"), "type", "veth", "peer", "name", "eth0", "netns", &ns]).unwrap();
-            sh("ip", &["-n", &hub, "link", "set", &format!("v-{name}"), "master", "br0", "up"]).unwrap();
-            sh("ip", &["-n", &ns, "addr", "add", &format!("{addr}/16"), "dev", "eth0"]).unwrap();
-            sh("ip", &["-n", &ns, "link", "set", "eth0", "up"]).unwrap();
+            topo::attach(&net.ns("hub"), &net.ns(name), name, addr.parse().unwrap()).unwrap();
         }
         net
     }
