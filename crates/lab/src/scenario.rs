@@ -100,7 +100,8 @@ pub struct Checks {
     #[serde(deserialize_with = "opt_dur", default)]
     pub max_outage: Option<Duration>,
     /// A server fault → out of scheduling within this (default: fall ×
-    /// interval + timeout, plus the lab's 20 ms polling).
+    /// interval + timeout, plus 25 ms of timer jitter; events are dated by
+    /// the directors themselves).
     #[serde(deserialize_with = "opt_dur", default)]
     pub max_removal: Option<Duration>,
 }
