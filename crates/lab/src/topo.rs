@@ -494,6 +494,7 @@ impl Lab {
             .replace("@ADVERT@", &humantime::format_duration(d.advert_interval).to_string())
             .replace("@PREEMPT@", if d.preempt { "true" } else { "false" })
             .replace("@VIP@", &VIP.to_string())
+            .replace("@VRID@", &VRID.to_string())
             .replace("@NOTIFY@", &notify.display().to_string())
             .replace("@SCHED@", &d.scheduler)
             .replace("@HINT@", &humantime::format_duration(d.health_interval).to_string())
@@ -651,7 +652,7 @@ control_socket = "@SOCK@"
 
 [vrrp]
 interface = "eth0"
-vrid = 49
+vrid = @VRID@
 priority = @PRIORITY@
 advert_interval = "@ADVERT@"
 preempt = @PREEMPT@
@@ -713,7 +714,7 @@ mod tests {
         lab.write_director_config(1).unwrap();
         let d = tacvs_director::config::load(&dir.join("d1/director.toml")).unwrap();
         assert_eq!(d.services[0].reals.len(), 3);
-        assert_eq!(d.vrrp.as_ref().unwrap().priority, 150);
+        assert_eq!((d.vrrp.as_ref().unwrap().priority, d.vrrp.as_ref().unwrap().vrid), (150, VRID));
         let text = std::fs::read_to_string(dir.join("s2/server.toml")).unwrap();
         assert!(text.contains("10.49.1.2:49"));
         let _ = std::fs::remove_dir_all(dir);
