@@ -129,10 +129,14 @@ struct Context_ {
 
 fn read_key(a: &ClientArgs) -> anyhow::Result<Key> {
     if let Some(path) = &a.key_file {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read the key file {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the key file {}", path.display()))?;
         let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
         if line.is_empty() {
-            bail!("the key file {} is empty: put the shared secret on its first line", path.display());
+            bail!(
+                "the key file {} is empty: put the shared secret on its first line",
+                path.display()
+            );
         }
         return Ok(Key::new(line));
     }
@@ -145,7 +149,9 @@ fn read_key(a: &ClientArgs) -> anyhow::Result<Key> {
 async fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
     tokio::net::lookup_host(server)
         .await
-        .with_context(|| format!("cannot resolve --server {server:?} (expected HOST:PORT, e.g. 127.0.0.1:49)"))?
+        .with_context(|| {
+            format!("cannot resolve --server {server:?} (expected HOST:PORT, e.g. 127.0.0.1:49)")
+        })?
         .next()
         .with_context(|| format!("--server {server:?} resolves to no address"))
 }
@@ -199,7 +205,13 @@ struct Outcome {
 pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
     let key = read_key(&a)?;
     let server = resolve(&a.server).await?;
-    let opts = ClientOptions { server, key: Some(key), timeout: a.timeout, single_connect: a.single_connect, source: a.source };
+    let opts = ClientOptions {
+        server,
+        key: Some(key),
+        timeout: a.timeout,
+        single_connect: a.single_connect,
+        source: a.source,
+    };
     let mut client = Client::new(opts);
     let started = Instant::now();
     let result = match a.action {
@@ -277,7 +289,11 @@ pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
 }
 
 fn report_error(e: &ClientError, json: bool, server: SocketAddr, elapsed_ms: f64) {
-    let hint = if e.is_wrong_key() { " (check that the key matches the server's key for this client address)" } else { "" };
+    let hint = if e.is_wrong_key() {
+        " (check that the key matches the server's key for this client address)"
+    } else {
+        ""
+    };
     if json {
         println!(
             "{}",
@@ -313,15 +329,31 @@ async fn authenticate(
         (AuthenType::Pap, Some(p)) => p.clone().into_bytes(),
         (AuthenType::Chap, Some(p)) => {
             let (id, challenge): (u8, [u8; 16]) = (rand::random(), rand::random());
-            ChapData { id, challenge: &challenge, response: &chap::chap_response(id, p.as_bytes(), &challenge) }.to_vec()
+            ChapData {
+                id,
+                challenge: &challenge,
+                response: &chap::chap_response(id, p.as_bytes(), &challenge),
+            }
+            .to_vec()
         }
         (AuthenType::MsChapV1, Some(p)) => {
             let (id, challenge): (u8, [u8; 8]) = (rand::random(), rand::random());
-            ChapData { id, challenge: &challenge, response: &chap::mschapv1_response(&challenge, p) }.to_vec()
+            ChapData {
+                id,
+                challenge: &challenge,
+                response: &chap::mschapv1_response(&challenge, p),
+            }
+            .to_vec()
         }
         (AuthenType::MsChapV2, Some(p)) => {
-            let (id, challenge, peer): (u8, [u8; 16], [u8; 16]) = (rand::random(), rand::random(), rand::random());
-            ChapData { id, challenge: &challenge, response: &chap::mschapv2_response(&challenge, &peer, user.as_bytes(), p) }.to_vec()
+            let (id, challenge, peer): (u8, [u8; 16], [u8; 16]) =
+                (rand::random(), rand::random(), rand::random());
+            ChapData {
+                id,
+                challenge: &challenge,
+                response: &chap::mschapv2_response(&challenge, &peer, user.as_bytes(), p),
+            }
+            .to_vec()
         }
         _ => Vec::new(),
     };

@@ -48,7 +48,14 @@ impl Drop for Proc {
 /// Start `tacvs server -c config` as a child and wait for its listening address.
 fn spawn_server(config: &Path, cwd: &Path) -> anyhow::Result<(Proc, SocketAddr)> {
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["--log-format", "json", "--log-level", "warn,tacvs_server=info", "server", "--config"])
+        .args([
+            "--log-format",
+            "json",
+            "--log-level",
+            "warn,tacvs_server=info",
+            "server",
+            "--config",
+        ])
         .arg(config)
         .current_dir(cwd)
         .stdin(Stdio::null())
@@ -67,7 +74,9 @@ fn spawn_server(config: &Path, cwd: &Path) -> anyhow::Result<(Proc, SocketAddr)>
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(20)).map_err(|_| anyhow::anyhow!("server {} did not start", config.display()))?;
+    let addr = rx
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|_| anyhow::anyhow!("server {} did not start", config.display()))?;
     Ok((Proc(child), addr))
 }
 
@@ -84,7 +93,10 @@ fn server_config(text: &str, n: u32, dir: &Path) -> String {
     let d = dir.join(format!("rs{n}"));
     text.replace(&format!("127.0.0.1:490{n}"), "127.0.0.1:0")
         .replace(&format!("\"./var/rs{n}/acct\""), &format!("{:?}", d.join("acct")))
-        .replace(&format!("\"./var/rs{n}/passwords.json\""), &format!("{:?}", d.join("passwords.json")))
+        .replace(
+            &format!("\"./var/rs{n}/passwords.json\""),
+            &format!("{:?}", d.join("passwords.json")),
+        )
         // No metrics endpoint for the demo's servers: nothing to collide with.
         .replace(&format!("[metrics]\nlisten = \"127.0.0.1:945{n}\""), "")
 }
@@ -108,8 +120,13 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         .replace("127.0.0.1:4901", &a1.to_string())
         .replace("127.0.0.1:4902", &a2.to_string())
         .replace("\"./var/director.sock\"", &format!("{:?}", dir.join("director.sock")));
-    let conf = tacvs_director::config::parse("examples/cluster/director.toml (embedded)", &dtext).map_err(anyhow::Error::msg)?;
-    let (interval, timeout, fall) = (conf.services[0].health.interval, conf.services[0].health.timeout, conf.services[0].health.fall);
+    let conf = tacvs_director::config::parse("examples/cluster/director.toml (embedded)", &dtext)
+        .map_err(anyhow::Error::msg)?;
+    let (interval, timeout, fall) = (
+        conf.services[0].health.interval,
+        conf.services[0].health.timeout,
+        conf.services[0].health.fall,
+    );
     let director = tacvs_director::run::start(conf).await?;
     let vip = director.local_addrs[0];
     println!(
@@ -118,12 +135,18 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     tokio::time::sleep(interval * 2).await;
 
     println!("\n1. Every protocol flow through the virtual IP, as user bob (readonly: show only):");
-    let checks = tacvs_client::selfcheck::run_as(vip, Key::new("tacvs-demo-key"), "bob", "bob-pass").await;
+    let checks =
+        tacvs_client::selfcheck::run_as(vip, Key::new("tacvs-demo-key"), "bob", "bob-pass").await;
     let mut failed = 0;
     for c in &checks {
         failed += usize::from(!c.ok());
         let verdict = if c.ok() { "ok".to_owned() } else { format!("FAILED (wanted {})", c.want) };
-        println!("   {:<38} {:<20} {:>7.2} ms  {verdict}", c.name, c.got, c.elapsed.as_secs_f64() * 1e3);
+        println!(
+            "   {:<38} {:<20} {:>7.2} ms  {verdict}",
+            c.name,
+            c.got,
+            c.elapsed.as_secs_f64() * 1e3
+        );
     }
     let before: usize = [1, 2].iter().map(|n| journal(&dir.join(format!("rs{n}"))).len()).sum();
 
@@ -133,7 +156,11 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         a.devices,
         a.rate,
         a.duration,
-        if kill { format!("; rs1 is killed with SIGKILL at {:?}", a.kill_at) } else { String::new() }
+        if kill {
+            format!("; rs1 is killed with SIGKILL at {:?}", a.kill_at)
+        } else {
+            String::new()
+        }
     );
     let cfg = SimConfig {
         target: vip,
@@ -183,7 +210,8 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         let all_own = addrs.iter().all(|d| d.starts_with("127.1.") || *d == "127.0.0.1");
         devices_ok &= all_own;
         seen_devices += own;
-        let total = st[0].reals.iter().find(|r| r.address == addr.to_string()).map_or(0, |r| r.total);
+        let total =
+            st[0].reals.iter().find(|r| r.address == addr.to_string()).map_or(0, |r| r.total);
         println!(
             "   rs{n} ({addr}): {total} connections from the director, {} accounting records from {own} distinct device addresses; devices' own addresses only: {}",
             j.len(),
@@ -203,7 +231,13 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
             fall * interval + timeout
         );
     }
-    print!("{}", tacvs_director::run::render(&st, None).lines().map(|l| format!("   {l}\n")).collect::<String>());
+    print!(
+        "{}",
+        tacvs_director::run::render(&st, None)
+            .lines()
+            .map(|l| format!("   {l}\n"))
+            .collect::<String>()
+    );
 
     // The expectations, stated.
     let mut problems = Vec::new();
@@ -212,7 +246,11 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     }
     // Requests on rs1's connections at the moment of the kill can fail; the
     // open-loop rate × p99 bounds how many were in flight.
-    let in_flight_bound = if kill { ((a.rate * report.total.latency_ms.p99.max(5.0) / 1000.0).ceil() as u64).max(10) * 2 } else { 0 };
+    let in_flight_bound = if kill {
+        ((a.rate * report.total.latency_ms.p99.max(5.0) / 1000.0).ceil() as u64).max(10) * 2
+    } else {
+        0
+    };
     if report.total.errors > in_flight_bound {
         problems.push(format!(
             "{} failed requests (more than the {in_flight_bound} that could have been in flight on rs1): {:?}",
@@ -227,7 +265,9 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     }
     match (kill, left_after) {
         (true, None) => problems.push("rs1 never left scheduling".into()),
-        (true, Some(t)) if t > bound => problems.push(format!("rs1 took {t:?} to leave scheduling (bound {bound:?})")),
+        (true, Some(t)) if t > bound => {
+            problems.push(format!("rs1 took {t:?} to leave scheduling (bound {bound:?})"))
+        }
         _ => {}
     }
     director.stop();

@@ -69,20 +69,32 @@ pub async fn run(a: DirectorArgs) -> anyhow::Result<u8> {
                 format!("cannot reach the director at {} (is it running? see [director] control_socket)", s.socket.display())
             })?;
             if s.json {
-                println!("{}", serde_json::to_string_pretty(&serde_json::json!({"services": reply["services"], "vrrp": reply["vrrp"]}))?);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(
+                        &serde_json::json!({"services": reply["services"], "vrrp": reply["vrrp"]})
+                    )?
+                );
             } else {
-                let services: Vec<tacvs_director::run::ServiceStatus> = serde_json::from_value(reply["services"].clone())?;
-                let vrrp: Option<tacvs_director::failover::VrrpStatus> = serde_json::from_value(reply["vrrp"].clone()).unwrap_or(None);
+                let services: Vec<tacvs_director::run::ServiceStatus> =
+                    serde_json::from_value(reply["services"].clone())?;
+                let vrrp: Option<tacvs_director::failover::VrrpStatus> =
+                    serde_json::from_value(reply["vrrp"].clone()).unwrap_or(None);
                 print!("{}", tacvs_director::run::render(&services, vrrp.as_ref()));
             }
             return Ok(0);
         }
         Some(Ctl::Drain(t)) => (t.socket, serde_json::json!({"cmd": "drain", "server": t.server})),
-        Some(Ctl::Enable(t)) => (t.socket, serde_json::json!({"cmd": "enable", "server": t.server})),
-        Some(Ctl::Weight(w)) => (w.socket, serde_json::json!({"cmd": "weight", "server": w.server, "weight": w.weight})),
+        Some(Ctl::Enable(t)) => {
+            (t.socket, serde_json::json!({"cmd": "enable", "server": t.server}))
+        }
+        Some(Ctl::Weight(w)) => {
+            (w.socket, serde_json::json!({"cmd": "weight", "server": w.server, "weight": w.weight}))
+        }
     };
-    let reply =
-        tacvs_director::run::control(&sock, &req).await.with_context(|| format!("cannot reach the director at {}", sock.display()))?;
+    let reply = tacvs_director::run::control(&sock, &req)
+        .await
+        .with_context(|| format!("cannot reach the director at {}", sock.display()))?;
     if reply["ok"] == true {
         println!("ok");
         Ok(0)

@@ -74,7 +74,14 @@ fn need_root() -> anyhow::Result<()> {
 fn lab_for(c: &Common, servers: u8, directors: u8) -> anyhow::Result<Lab> {
     let bin = std::env::current_exe().context("cannot find the tacvs binary itself")?;
     let dir = std::path::absolute(&c.dir).with_context(|| format!("--dir {}", c.dir.display()))?;
-    Ok(Lab::new(Spec { prefix: c.prefix.clone(), dir, bin, servers, directors, director: DirectorSettings::default() })?)
+    Ok(Lab::new(Spec {
+        prefix: c.prefix.clone(),
+        dir,
+        bin,
+        servers,
+        directors,
+        director: DirectorSettings::default(),
+    })?)
 }
 
 pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
@@ -114,10 +121,16 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
         }
         LabCmd::Status { c } => {
             let dir = std::path::absolute(&c.dir)?;
-            let st: Option<topo::State> = std::fs::read(dir.join("lab.json")).ok().and_then(|b| serde_json::from_slice(&b).ok());
+            let st: Option<topo::State> = std::fs::read(dir.join("lab.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok());
             let Some(st) = st else {
                 let ns = topo::namespaces(&c.prefix);
-                println!("lab {}: not up (no {}); namespaces with the prefix: {ns:?}", c.prefix, dir.join("lab.json").display());
+                println!(
+                    "lab {}: not up (no {}); namespaces with the prefix: {ns:?}",
+                    c.prefix,
+                    dir.join("lab.json").display()
+                );
                 return Ok(if ns.is_empty() { 0 } else { 1 });
             };
             let lab = Lab::new(st.spec.clone())?;
@@ -128,8 +141,19 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
             let sc = tacvs_lab::Scenario::load(&scenario).map_err(anyhow::Error::msg)?;
             anyhow::ensure!(scale > 0.0, "--scale must be above 0");
             let bin = std::env::current_exe()?;
-            let opts = tacvs_lab::RunOptions { prefix: c.prefix.clone(), dir: std::path::absolute(&c.dir)?, bin, scale, keep };
-            println!("tacvs lab: running {} ({}), reports in {}", sc.name, sc.description, opts.dir.join(&sc.name).display());
+            let opts = tacvs_lab::RunOptions {
+                prefix: c.prefix.clone(),
+                dir: std::path::absolute(&c.dir)?,
+                bin,
+                scale,
+                keep,
+            };
+            println!(
+                "tacvs lab: running {} ({}), reports in {}",
+                sc.name,
+                sc.description,
+                opts.dir.join(&sc.name).display()
+            );
             let r = tacvs_lab::run(&sc, &opts).await?;
             print!("{}", tacvs_lab::runner::table(&r));
             println!("report: {}", opts.dir.join(&sc.name).join("report.{json,txt,svg}").display());
@@ -145,21 +169,37 @@ async fn status(lab: &Lab) -> String {
     let ns = topo::namespaces(&lab.spec.prefix);
     let _ = writeln!(s, "namespaces: {}", ns.join(" "));
     for p in st.iter().flat_map(|st| st.procs.iter()) {
-        let _ = writeln!(s, "  {:<4} pid {:<8} {}", p.role.short(), p.pid, if topo::alive(p.pid) { "running" } else { "NOT RUNNING" });
+        let _ = writeln!(
+            s,
+            "  {:<4} pid {:<8} {}",
+            p.role.short(),
+            p.pid,
+            if topo::alive(p.pid) { "running" } else { "NOT RUNNING" }
+        );
     }
     for d in 1..=lab.spec.directors {
-        let reply = tacvs_director::run::control(&lab.control_socket(d), &serde_json::json!({"cmd": "status"})).await;
+        let reply = tacvs_director::run::control(
+            &lab.control_socket(d),
+            &serde_json::json!({"cmd": "status"}),
+        )
+        .await;
         match reply {
             Ok(v) => {
-                let services: Vec<tacvs_director::run::ServiceStatus> = serde_json::from_value(v["services"].clone()).unwrap_or_default();
-                let vrrp: Option<tacvs_director::failover::VrrpStatus> = serde_json::from_value(v["vrrp"].clone()).unwrap_or(None);
+                let services: Vec<tacvs_director::run::ServiceStatus> =
+                    serde_json::from_value(v["services"].clone()).unwrap_or_default();
+                let vrrp: Option<tacvs_director::failover::VrrpStatus> =
+                    serde_json::from_value(v["vrrp"].clone()).unwrap_or(None);
                 let _ = writeln!(s, "director d{d} ({}):", Role::Director(d).addr());
                 for l in tacvs_director::run::render(&services, vrrp.as_ref()).lines() {
                     let _ = writeln!(s, "  {l}");
                 }
             }
             Err(e) => {
-                let _ = writeln!(s, "director d{d}: control socket {}: {e}", lab.control_socket(d).display());
+                let _ = writeln!(
+                    s,
+                    "director d{d}: control socket {}: {e}",
+                    lab.control_socket(d).display()
+                );
             }
         }
     }

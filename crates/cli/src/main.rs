@@ -34,9 +34,13 @@ enum LogFormat {
 }
 
 fn init_logging(format: LogFormat, level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
-    let b = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal());
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         LogFormat::Text => b.try_init(),
         LogFormat::Json => b.json().flatten_event(true).try_init(),
@@ -75,7 +79,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // The demo runs a server in-process: keep its per-request log lines out of
     // the report unless a level was asked for.
-    let level = if matches!(cli.command, Command::Demo(_)) && cli.log_level == "info" { "warn" } else { &cli.log_level };
+    let level = if matches!(cli.command, Command::Demo(_)) && cli.log_level == "info" {
+        "warn"
+    } else {
+        &cli.log_level
+    };
     init_logging(cli.log_format, level);
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,

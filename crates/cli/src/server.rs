@@ -19,14 +19,19 @@ pub struct ServerArgs {
 }
 
 /// Latency buckets for request and fsync histograms (seconds).
-pub const BUCKETS: &[f64] = &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+pub const BUCKETS: &[f64] =
+    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
 
 pub async fn run(a: ServerArgs) -> anyhow::Result<u8> {
     let policy = match tacvs_policy::load(&a.config) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
-            anyhow::bail!("{}: {} configuration error(s); nothing started", a.config.display(), e.0.len());
+            anyhow::bail!(
+                "{}: {} configuration error(s); nothing started",
+                a.config.display(),
+                e.0.len()
+            );
         }
     };
     if let Some(addr) = policy.metrics {

@@ -93,9 +93,10 @@ struct PlanArgs {
 }
 
 fn plan(a: PlanArgs) -> anyhow::Result<u8> {
-    let text = std::fs::read_to_string(&a.report).with_context(|| format!("cannot read {}", a.report.display()))?;
-    let report: tacvs_sim::Report =
-        serde_json::from_str(&text).with_context(|| format!("{} is not a tacvs sim JSON report", a.report.display()))?;
+    let text = std::fs::read_to_string(&a.report)
+        .with_context(|| format!("cannot read {}", a.report.display()))?;
+    let report: tacvs_sim::Report = serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a tacvs sim JSON report", a.report.display()))?;
     let profile = Profile::load(&a.profile).map_err(anyhow::Error::msg)?;
     let headroom: f64 = a
         .headroom
@@ -107,7 +108,10 @@ fn plan(a: PlanArgs) -> anyhow::Result<u8> {
     match tacvs_sim::plan::plan(&report, a.devices, &profile, target_ms, headroom) {
         Ok(p) => {
             print!("{}", p.explain(&profile));
-            println!("=> {} servers for {} devices ({} profile)", p.servers, p.devices, profile.name);
+            println!(
+                "=> {} servers for {} devices ({} profile)",
+                p.servers, p.devices, profile.name
+            );
             Ok(0)
         }
         Err(e) => {
@@ -126,7 +130,8 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
     };
     let key = match (&a.key, &a.key_file) {
         (_, Some(f)) => {
-            let t = std::fs::read_to_string(f).with_context(|| format!("cannot read {}", f.display()))?;
+            let t = std::fs::read_to_string(f)
+                .with_context(|| format!("cannot read {}", f.display()))?;
             Key::new(t.lines().next().unwrap_or("").trim_end_matches('\r'))
         }
         (Some(k), None) => Key::new(k.as_str()),
@@ -174,7 +179,8 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
     let report = report?;
     print!("{}", report.table());
     if let Some(path) = &a.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let mut failed = 0;
     for e in &expects {

@@ -28,20 +28,136 @@ async fn client_exit_codes_json_and_keys() {
     let out = tokio::task::spawn_blocking(move || {
         let s = server.as_str();
         vec![
-            tacvs(&["client", "--server", s, "--key", KEY, "authenticate", "--user", USER, "--password", PASSWORD, "--type", "pap"], None),
-            tacvs(&["client", "--server", s, "--key", KEY, "authenticate", "--user", USER, "--password", "bad", "--type", "chap"], None),
-            tacvs(&["client", "--server", s, "authenticate", "--user", USER, "--password", PASSWORD, "--type", "mschapv2"], Some(KEY)),
-            tacvs(&["client", "--server", s, "--key", "wrong", "--json", "authorize", "--user", USER, "--cmd", "show version"], None),
             tacvs(
-                &["client", "--server", s, "--key", KEY, "--json", "authorize", "--user", USER, "--cmd", "show version", "--av", "x*1"],
+                &[
+                    "client",
+                    "--server",
+                    s,
+                    "--key",
+                    KEY,
+                    "authenticate",
+                    "--user",
+                    USER,
+                    "--password",
+                    PASSWORD,
+                    "--type",
+                    "pap",
+                ],
                 None,
             ),
-            tacvs(&["client", "--server", s, "--key", KEY, "authorize", "--user", USER, "--cmd", "reload"], None),
             tacvs(
-                &["client", "--server", s, "--key", KEY, "--single-connect", "account", "--user", USER, "--stop", "--av", "elapsed_time=5"],
+                &[
+                    "client",
+                    "--server",
+                    s,
+                    "--key",
+                    KEY,
+                    "authenticate",
+                    "--user",
+                    USER,
+                    "--password",
+                    "bad",
+                    "--type",
+                    "chap",
+                ],
                 None,
             ),
-            tacvs(&["client", "--server", s, "--key", KEY, "authenticate", "--user", USER, "--password", PASSWORD], None),
+            tacvs(
+                &[
+                    "client",
+                    "--server",
+                    s,
+                    "authenticate",
+                    "--user",
+                    USER,
+                    "--password",
+                    PASSWORD,
+                    "--type",
+                    "mschapv2",
+                ],
+                Some(KEY),
+            ),
+            tacvs(
+                &[
+                    "client",
+                    "--server",
+                    s,
+                    "--key",
+                    "wrong",
+                    "--json",
+                    "authorize",
+                    "--user",
+                    USER,
+                    "--cmd",
+                    "show version",
+                ],
+                None,
+            ),
+            tacvs(
+                &[
+                    "client",
+                    "--server",
+                    s,
+                    "--key",
+                    KEY,
+                    "--json",
+                    "authorize",
+                    "--user",
+                    USER,
+                    "--cmd",
+                    "show version",
+                    "--av",
+                    "x*1",
+                ],
+                None,
+            ),
+            tacvs(
+                &[
+                    "client",
+                    "--server",
+                    s,
+                    "--key",
+                    KEY,
+                    "authorize",
+                    "--user",
+                    USER,
+                    "--cmd",
+                    "reload",
+                ],
+                None,
+            ),
+            tacvs(
+                &[
+                    "client",
+                    "--server",
+                    s,
+                    "--key",
+                    KEY,
+                    "--single-connect",
+                    "account",
+                    "--user",
+                    USER,
+                    "--stop",
+                    "--av",
+                    "elapsed_time=5",
+                ],
+                None,
+            ),
+            tacvs(
+                &[
+                    "client",
+                    "--server",
+                    s,
+                    "--key",
+                    KEY,
+                    "authenticate",
+                    "--user",
+                    USER,
+                    "--password",
+                    PASSWORD,
+                ],
+                None,
+            ),
             tacvs(&["client", "--server", s, "authorize", "--user", USER], None),
         ]
     })
@@ -65,7 +181,8 @@ async fn client_exit_codes_json_and_keys() {
     assert!(stdout(6).contains("accounting: SUCCESS"));
     assert!(stderr(8).contains("no shared key"), "{}", stderr(8));
     for o in &out {
-        let all = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+        let all =
+            format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
         assert!(!all.contains(KEY) && !all.contains(PASSWORD), "a secret was echoed: {all}");
     }
 }
@@ -80,12 +197,38 @@ async fn key_file_and_transport_failure() {
     let server = r.addr.to_string();
     let kf2 = kf.clone();
     let (ok, refused) = tokio::task::spawn_blocking(move || {
-        let ok = tacvs(&["client", "--server", &server, "--key-file", kf2.to_str().unwrap(), "authorize", "--user", USER], None);
+        let ok = tacvs(
+            &[
+                "client",
+                "--server",
+                &server,
+                "--key-file",
+                kf2.to_str().unwrap(),
+                "authorize",
+                "--user",
+                USER,
+            ],
+            None,
+        );
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let closed = l.local_addr().unwrap().to_string();
         drop(l);
-        let refused =
-            tacvs(&["client", "--server", &closed, "--key", KEY, "--json", "--timeout", "300ms", "authorize", "--user", USER], None);
+        let refused = tacvs(
+            &[
+                "client",
+                "--server",
+                &closed,
+                "--key",
+                KEY,
+                "--json",
+                "--timeout",
+                "300ms",
+                "authorize",
+                "--user",
+                USER,
+            ],
+            None,
+        );
         (ok, refused)
     })
     .await
@@ -100,7 +243,10 @@ async fn key_file_and_transport_failure() {
 #[test]
 fn demo_passes() {
     // 100 devices at 400/s: every device reaches accounting before the kill.
-    let o = tacvs(&["demo", "--devices", "100", "--rate", "400", "--duration", "4s", "--kill-at", "2s"], None);
+    let o = tacvs(
+        &["demo", "--devices", "100", "--rate", "400", "--duration", "4s", "--kill-at", "2s"],
+        None,
+    );
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(code(&o), 0, "{out}");
     assert!(out.contains("All expectations met"), "{out}");
@@ -157,7 +303,9 @@ impl ServerProc {
                 }
             }
         });
-        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("server reported its listening address");
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("server reported its listening address");
         ServerProc { child, addr }
     }
 
@@ -189,7 +337,10 @@ impl Drop for ServerProc {
 
 fn journal_lines(dir: &Path) -> Vec<serde_json::Value> {
     let lines = tacvs_server::journal::read_lines(dir).unwrap_or_default();
-    lines.iter().map(|l| serde_json::from_str(l).expect("every journal line is whole JSON")).collect()
+    lines
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("every journal line is whole JSON"))
+        .collect()
 }
 
 fn http_get(addr: &str, path: &str) -> String {
@@ -204,7 +355,10 @@ fn http_get(addr: &str, path: &str) -> String {
 
 fn run_ok(cmd: &mut Command) -> (i32, String) {
     let o = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    (o.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    (
+        o.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)),
+    )
 }
 
 /// PyPI `tacacs_plus` (its `tacacs_client`) and Debian `libauthen-tacacsplus-perl`
@@ -212,48 +366,93 @@ fn run_ok(cmd: &mut Command) -> (i32, String) {
 #[test]
 fn independent_clients_against_the_example_config() {
     let ws = workspace();
-    let py = std::env::var("TACVS_PY_CLIENT").map(PathBuf::from).unwrap_or_else(|_| ws.join("target/interop-venv/bin/tacacs_client"));
-    assert!(py.exists(), "{} is missing: run ./scripts/test, which installs PyPI tacacs_plus there", py.display());
-    let perl_ok = Command::new("perl").args(["-MAuthen::TacacsPlus", "-e1"]).status().map(|s| s.success()).unwrap_or(false);
-    assert!(perl_ok, "Perl Authen::TacacsPlus is missing: run ./scripts/test, which installs libauthen-tacacsplus-perl");
+    let py = std::env::var("TACVS_PY_CLIENT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| ws.join("target/interop-venv/bin/tacacs_client"));
+    assert!(
+        py.exists(),
+        "{} is missing: run ./scripts/test, which installs PyPI tacacs_plus there",
+        py.display()
+    );
+    let perl_ok = Command::new("perl")
+        .args(["-MAuthen::TacacsPlus", "-e1"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        perl_ok,
+        "Perl Authen::TacacsPlus is missing: run ./scripts/test, which installs libauthen-tacacsplus-perl"
+    );
 
     let cwd = temp_dir("interop");
     let srv = ServerProc::start(&ws.join("examples/server.toml"), &cwd);
     assert_eq!(srv.addr.to_string(), "127.0.0.1:4949");
     let py_run = |args: &[&str], stdin: &str| {
         let mut c = Command::new(&py);
-        c.args(["-H", "127.0.0.1", "-p", "4949", "-k", "tacvs-demo-key", "--timeout", "5"]).args(args);
+        c.args(["-H", "127.0.0.1", "-p", "4949", "-k", "tacvs-demo-key", "--timeout", "5"])
+            .args(args);
         c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
         use std::io::Write;
         child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
         let o = child.wait_with_output().unwrap();
-        (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr))
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+        )
     };
     let mut results = Vec::new();
     for t in ["ascii", "pap", "chap"] {
         // The CLI asks for CHAP's PPP id and challenge on stdin.
         let stdin = if t == "chap" { "7\nchallenge-1234567\n" } else { "" };
-        results.push((format!("py {t} good"), py_run(&["-u", "alice", "-t", t, "authenticate", "-p", "alice-pass"], stdin), 0));
-        results.push((format!("py {t} bad"), py_run(&["-u", "alice", "-t", t, "authenticate", "-p", "wrong"], stdin), 1));
+        results.push((
+            format!("py {t} good"),
+            py_run(&["-u", "alice", "-t", t, "authenticate", "-p", "alice-pass"], stdin),
+            0,
+        ));
+        results.push((
+            format!("py {t} bad"),
+            py_run(&["-u", "alice", "-t", t, "authenticate", "-p", "wrong"], stdin),
+            1,
+        ));
     }
     results.push((
         "py authorize show".into(),
-        py_run(&["-u", "bob", "authorize", "-c", "service=shell", "cmd=show", "cmd-arg=version"], ""),
+        py_run(
+            &["-u", "bob", "authorize", "-c", "service=shell", "cmd=show", "cmd-arg=version"],
+            "",
+        ),
         0,
     ));
     results.push((
         "py authorize configure".into(),
-        py_run(&["-u", "bob", "authorize", "-c", "service=shell", "cmd=configure", "cmd-arg=terminal"], ""),
+        py_run(
+            &["-u", "bob", "authorize", "-c", "service=shell", "cmd=configure", "cmd-arg=terminal"],
+            "",
+        ),
         1,
     ));
-    results.push(("py account start".into(), py_run(&["-u", "bob", "account", "-f", "start", "-c", "service=shell", "task_id=9"], ""), 0));
-    results.push(("py account stop".into(), py_run(&["-u", "bob", "account", "-f", "stop", "-c", "service=shell", "task_id=9"], ""), 0));
+    results.push((
+        "py account start".into(),
+        py_run(&["-u", "bob", "account", "-f", "start", "-c", "service=shell", "task_id=9"], ""),
+        0,
+    ));
+    results.push((
+        "py account stop".into(),
+        py_run(&["-u", "bob", "account", "-f", "stop", "-c", "service=shell", "task_id=9"], ""),
+        0,
+    ));
 
     let script = ws.join("crates/cli/tests/authen_tacacsplus.pl");
     for t in ["ascii", "pap", "chap"] {
         for (pw, want) in [("alice-pass", 0), ("wrong", 1)] {
-            let r = run_ok(Command::new("perl").arg(&script).args(["4949", "tacvs-demo-key", "alice", pw, t]));
+            let r = run_ok(Command::new("perl").arg(&script).args([
+                "4949",
+                "tacvs-demo-key",
+                "alice",
+                pw,
+                t,
+            ]));
             results.push((format!("perl {t} {pw}"), r, want));
         }
     }
@@ -268,7 +467,12 @@ fn independent_clients_against_the_example_config() {
     // The Prometheus endpoint of examples/server.toml counted all of it.
     let metrics = http_get("127.0.0.1:9449", "/metrics");
     let value = |needle: &str| -> f64 {
-        metrics.lines().find(|l| l.starts_with(needle)).and_then(|l| l.rsplit(' ').next()).and_then(|v| v.parse().ok()).unwrap_or(0.0)
+        metrics
+            .lines()
+            .find(|l| l.starts_with(needle))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
     };
     assert!(value("tacvs_requests_total{type=\"authen\",result=\"pass\"}") >= 6.0, "{metrics}");
     assert!(value("tacvs_requests_total{type=\"authen\",result=\"fail\"}") >= 5.0, "{metrics}");
@@ -302,7 +506,9 @@ async fn kill_9_loses_no_acknowledged_accounting_record() {
     let cwd = temp_dir("crash");
     let cfg = cwd.join("server.toml");
     let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    let text = example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\"");
+    let text = example
+        .replace("127.0.0.1:4949", "127.0.0.1:0")
+        .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\"");
     std::fs::write(&cfg, text).unwrap();
     let srv = ServerProc::start(&cfg, &cwd);
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -314,17 +520,26 @@ async fn kill_9_loses_no_acknowledged_accounting_record() {
             let opts = tacvs_client::ClientOptions {
                 single_connect: client % 2 == 0,
                 timeout: Duration::from_secs(2),
-                source: Some(format!("127.0.{}.{}", client / 200, client % 200 + 1).parse().unwrap()),
+                source: Some(
+                    format!("127.0.{}.{}", client / 200, client % 200 + 1).parse().unwrap(),
+                ),
                 ..tacvs_client::ClientOptions::new(addr, Some(Key::new("tacvs-demo-key")))
             };
             let mut c = tacvs_client::Client::new(opts);
             for n in 0.. {
                 let id = format!("{client}-{n}");
-                let args = vec![tacvs_proto::Argument::new("task_id", &id, true).unwrap(), "service=shell".parse().unwrap()];
-                let req =
-                    tacvs_proto::AcctRequest { flags: tacvs_proto::AcctFlags::Stop, request: tacvs_proto::AaaRequest::new("alice", args) };
+                let args = vec![
+                    tacvs_proto::Argument::new("task_id", &id, true).unwrap(),
+                    "service=shell".parse().unwrap(),
+                ];
+                let req = tacvs_proto::AcctRequest {
+                    flags: tacvs_proto::AcctFlags::Stop,
+                    request: tacvs_proto::AaaRequest::new("alice", args),
+                };
                 match c.account(req).await {
-                    Ok(r) if r.status == tacvs_proto::AcctStatus::Success => acked.lock().unwrap().push(id),
+                    Ok(r) if r.status == tacvs_proto::AcctStatus::Success => {
+                        acked.lock().unwrap().push(id)
+                    }
                     Ok(r) => panic!("unexpected {r:?}"),
                     Err(_) => return, // the server died
                 }
@@ -354,7 +569,11 @@ async fn kill_9_loses_no_acknowledged_accounting_record() {
         &missing[..missing.len().min(5)]
     );
     assert!(ids.len() >= acked.len());
-    eprintln!("kill -9: {} acknowledged, {} in the journal (the rest were written but not yet acknowledged)", acked.len(), ids.len());
+    eprintln!(
+        "kill -9: {} acknowledged, {} in the journal (the rest were written but not yet acknowledged)",
+        acked.len(),
+        ids.len()
+    );
     drop(srv2);
     std::fs::remove_dir_all(&cwd).ok();
 }
@@ -368,8 +587,13 @@ async fn sigterm_drains_sessions_in_progress() {
     let cwd = temp_dir("drain");
     let cfg = cwd.join("server.toml");
     let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    std::fs::write(&cfg, example.replace("127.0.0.1:4949", "[::1]:0").replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""))
-        .unwrap();
+    std::fs::write(
+        &cfg,
+        example
+            .replace("127.0.0.1:4949", "[::1]:0")
+            .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""),
+    )
+    .unwrap();
     let mut srv = ServerProc::start(&cfg, &cwd);
     assert!(srv.addr.is_ipv6(), "listening on IPv6: {}", srv.addr);
     // Start an ASCII login and stop at the password prompt.
@@ -397,7 +621,16 @@ async fn sigterm_drains_sessions_in_progress() {
             break ev;
         }
     };
-    assert!(matches!(prompt, ClientEvent::AuthenReply { reply: AuthenReply { status: AuthenStatus::GetPass, .. }, .. }), "{prompt:?}");
+    assert!(
+        matches!(
+            prompt,
+            ClientEvent::AuthenReply {
+                reply: AuthenReply { status: AuthenStatus::GetPass, .. },
+                ..
+            }
+        ),
+        "{prompt:?}"
+    );
     srv.signal(libc::SIGTERM);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // New connections are refused now...
@@ -414,7 +647,13 @@ async fn sigterm_drains_sessions_in_progress() {
             break ev;
         }
     };
-    assert!(matches!(done, ClientEvent::AuthenReply { reply: AuthenReply { status: AuthenStatus::Pass, .. }, .. }), "{done:?}");
+    assert!(
+        matches!(
+            done,
+            ClientEvent::AuthenReply { reply: AuthenReply { status: AuthenStatus::Pass, .. }, .. }
+        ),
+        "{done:?}"
+    );
     let status = tokio::task::spawn_blocking(move || srv.child.wait().unwrap()).await.unwrap();
     assert!(status.success(), "exit status {status:?}");
     std::fs::remove_dir_all(&cwd).ok();
@@ -431,7 +670,11 @@ fn sim_expect_json_and_plan() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().to_string()
     };
-    std::fs::write(&cfg, example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("127.0.0.1:9449", &metrics_addr)).unwrap();
+    std::fs::write(
+        &cfg,
+        example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("127.0.0.1:9449", &metrics_addr),
+    )
+    .unwrap();
     let srv = ServerProc::start(&cfg, &cwd);
     let target = srv.addr.to_string();
     let json = cwd.join("report.json");
@@ -455,11 +698,19 @@ fn sim_expect_json_and_plan() {
         c.args(extra);
         run_ok(&mut c)
     };
-    let (code, out) = sim(&["--json", json.to_str().unwrap(), "--expect", "errors==0,throughput>=300", "--expect", "acct.errors==0"]);
+    let (code, out) = sim(&[
+        "--json",
+        json.to_str().unwrap(),
+        "--expect",
+        "errors==0,throughput>=300",
+        "--expect",
+        "acct.errors==0",
+    ]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("expect ok:     errors==0 (actual 0)"), "{out}");
     // What the fleet counted is what the server counted.
-    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let metrics = http_get(&metrics_addr, "/metrics");
     let served = |ty: &str| -> u64 {
         metrics
@@ -469,7 +720,11 @@ fn sim_expect_json_and_plan() {
             .sum::<f64>() as u64
     };
     for ty in ["authen", "author", "acct"] {
-        assert_eq!(served(ty), report["by_type"][ty]["requests"].as_u64().unwrap_or(0), "{ty}: server metrics vs sim report\n{metrics}");
+        assert_eq!(
+            served(ty),
+            report["by_type"][ty]["requests"].as_u64().unwrap_or(0),
+            "{ty}: server metrics vs sim report\n{metrics}"
+        );
     }
     let (code, out) = sim(&["--expect", "p99<1us"]);
     assert_eq!(code, 1, "{out}");
@@ -479,7 +734,8 @@ fn sim_expect_json_and_plan() {
     assert!(out.contains("unknown metric"), "{out}");
 
     // The report has every documented field, with consistent numbers.
-    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     for f in [
         "version",
         "target",
@@ -506,16 +762,35 @@ fn sim_expect_json_and_plan() {
     for f in ["p50", "p90", "p99", "p999", "max", "mean"] {
         assert!(r["total"]["latency_ms"].get(f).is_some(), "missing latency_ms.{f}");
     }
-    let sum: u64 = ["authen", "author", "acct"].iter().filter_map(|k| r["by_type"][k]["requests"].as_u64()).sum();
+    let sum: u64 = ["authen", "author", "acct"]
+        .iter()
+        .filter_map(|k| r["by_type"][k]["requests"].as_u64())
+        .sum();
     assert_eq!(sum, r["total"]["requests"].as_u64().unwrap());
     assert_eq!(r["mode"], "open");
 
     // Plan from that report.
     let mut c = Command::new(env!("CARGO_BIN_EXE_tacvs"));
-    c.args(["sim", "plan", "--report", json.to_str().unwrap(), "--devices", "50000", "--latency-target", "1s", "--headroom", "30%"]);
+    c.args([
+        "sim",
+        "plan",
+        "--report",
+        json.to_str().unwrap(),
+        "--devices",
+        "50000",
+        "--latency-target",
+        "1s",
+        "--headroom",
+        "30%",
+    ]);
     let (code, out) = run_ok(&mut c);
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("requests/s per device") && out.contains("+ 1 spare (N+1)") && out.contains("servers for 50000 devices"), "{out}");
+    assert!(
+        out.contains("requests/s per device")
+            && out.contains("+ 1 spare (N+1)")
+            && out.contains("servers for 50000 devices"),
+        "{out}"
+    );
     drop(srv);
     std::fs::remove_dir_all(&cwd).ok();
 }

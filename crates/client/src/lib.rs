@@ -14,8 +14,9 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use tacvs_proto::{
-    AaaRequest, AcctReply, AcctRequest, AuthenReply, AuthenStart, AuthenStatus, AuthorResponse, ClientConfig, ClientConnection,
-    ClientConnectionError, ClientEvent, ClientSessionError, DEFAULT_MAX_BODY, Key, SessionError,
+    AaaRequest, AcctReply, AcctRequest, AuthenReply, AuthenStart, AuthenStatus, AuthorResponse,
+    ClientConfig, ClientConnection, ClientConnectionError, ClientEvent, ClientSessionError,
+    DEFAULT_MAX_BODY, Key, SessionError,
 };
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -40,7 +41,13 @@ pub struct ClientOptions {
 impl ClientOptions {
     /// Options with a 5 s timeout, no single-connect, no source binding.
     pub fn new(server: SocketAddr, key: Option<Key>) -> Self {
-        ClientOptions { server, key, timeout: Duration::from_secs(5), single_connect: false, source: None }
+        ClientOptions {
+            server,
+            key,
+            timeout: Duration::from_secs(5),
+            single_connect: false,
+            source: None,
+        }
     }
 }
 
@@ -72,7 +79,9 @@ pub enum ClientError {
         after: Duration,
     },
     /// The server closed the connection before answering.
-    #[error("{addr} closed the connection without replying (unknown client address, or a wrong key?)")]
+    #[error(
+        "{addr} closed the connection without replying (unknown client address, or a wrong key?)"
+    )]
     Closed {
         /// Server.
         addr: SocketAddr,
@@ -99,18 +108,27 @@ pub enum ClientError {
 impl ClientError {
     /// Whether the error says the shared key is probably wrong.
     pub fn is_wrong_key(&self) -> bool {
-        matches!(self, ClientError::Session(ClientSessionError::WrongKey(_) | ClientSessionError::EmptyReply))
+        matches!(
+            self,
+            ClientError::Session(ClientSessionError::WrongKey(_) | ClientSessionError::EmptyReply)
+        )
     }
 
     /// A short stable name for reports and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
-            ClientError::Connect { source, .. } if source.kind() == io::ErrorKind::ConnectionRefused => "connect_refused",
+            ClientError::Connect { source, .. }
+                if source.kind() == io::ErrorKind::ConnectionRefused =>
+            {
+                "connect_refused"
+            }
             ClientError::Connect { .. } => "connect_error",
             ClientError::ConnectTimeout { .. } => "connect_timeout",
             ClientError::ReplyTimeout { .. } => "read_timeout",
             ClientError::Closed { .. } => "closed",
-            ClientError::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset => "reset",
+            ClientError::Io { source, .. } if source.kind() == io::ErrorKind::ConnectionReset => {
+                "reset"
+            }
             ClientError::Io { .. } => "io_error",
             e if e.is_wrong_key() => "wrong_key",
             ClientError::Session(_) | ClientError::Protocol(_) => "protocol_error",
@@ -139,7 +157,10 @@ pub struct FixedAnswers {
 
 impl std::fmt::Debug for FixedAnswers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FixedAnswers").field("user", &self.user).field("password", &"<redacted>").finish()
+        f.debug_struct("FixedAnswers")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
     }
 }
 
@@ -149,7 +170,11 @@ impl Prompter for FixedAnswers {
             return None;
         }
         self.max_rounds -= 1;
-        Some(if status == AuthenStatus::GetUser { self.user.clone() } else { self.password.clone() })
+        Some(if status == AuthenStatus::GetUser {
+            self.user.clone()
+        } else {
+            self.password.clone()
+        })
     }
 }
 
@@ -168,7 +193,10 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("opts", &self.opts).field("connected", &self.conn.is_some()).finish()
+        f.debug_struct("Client")
+            .field("opts", &self.opts)
+            .field("connected", &self.conn.is_some())
+            .finish()
     }
 }
 
@@ -181,7 +209,12 @@ enum Started {
 impl Client {
     /// A client; it connects on first use.
     pub fn new(opts: ClientOptions) -> Self {
-        Client { opts, conn: None, rbuf: BytesMut::with_capacity(4096), wbuf: Vec::with_capacity(1024) }
+        Client {
+            opts,
+            conn: None,
+            rbuf: BytesMut::with_capacity(4096),
+            wbuf: Vec::with_capacity(1024),
+        }
     }
 
     /// The options in use.
@@ -199,7 +232,9 @@ impl Client {
         let socket = if addr.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }
             .map_err(|source| ClientError::Connect { addr, source })?;
         if let Some(src) = self.opts.source {
-            socket.bind(SocketAddr::new(src, 0)).map_err(|source| ClientError::Connect { addr, source })?;
+            socket
+                .bind(SocketAddr::new(src, 0))
+                .map_err(|source| ClientError::Connect { addr, source })?;
         }
         let stream = match timeout(self.opts.timeout, socket.connect(addr)).await {
             Err(_) => {
@@ -209,9 +244,11 @@ impl Client {
             Ok(Ok(s)) => s,
         };
         stream.set_nodelay(true).ok();
-        let cfg = ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: self.opts.single_connect };
+        let cfg =
+            ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: self.opts.single_connect };
         self.rbuf.clear();
-        self.conn = Some(Conn { stream, machine: ClientConnection::new(cfg, self.opts.key.clone()) });
+        self.conn =
+            Some(Conn { stream, machine: ClientConnection::new(cfg, self.opts.key.clone()) });
         Ok(())
     }
 
@@ -294,7 +331,11 @@ impl Client {
 
     /// Run an authentication session to its end, answering prompts with `prompter`.
     /// Returns the final reply (PASS, FAIL, ERROR, RESTART or FOLLOW).
-    pub async fn authenticate(&mut self, start: AuthenStart, prompter: &mut dyn Prompter) -> Result<AuthenReply, ClientError> {
+    pub async fn authenticate(
+        &mut self,
+        start: AuthenStart,
+        prompter: &mut dyn Prompter,
+    ) -> Result<AuthenReply, ClientError> {
         let sid = self.begin(Started::Authen(start)).await?;
         loop {
             let reply = match self.wait(sid).await? {

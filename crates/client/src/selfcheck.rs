@@ -69,10 +69,19 @@ async fn serve(mut stream: TcpStream, keys: Arc<[Key]>) {
             let _ = match request {
                 Request::AuthenStart(s) if s.authen_type == AuthenType::Ascii => {
                     if s.user.is_empty() {
-                        conn.reply_authen(sid, AuthenReply::new(AuthenStatus::GetUser, "Username: "))
+                        conn.reply_authen(
+                            sid,
+                            AuthenReply::new(AuthenStatus::GetUser, "Username: "),
+                        )
                     } else {
                         login_user.insert(sid, s.user.clone());
-                        conn.reply_authen(sid, AuthenReply { noecho: true, ..AuthenReply::new(AuthenStatus::GetPass, "Password: ") })
+                        conn.reply_authen(
+                            sid,
+                            AuthenReply {
+                                noecho: true,
+                                ..AuthenReply::new(AuthenStatus::GetPass, "Password: ")
+                            },
+                        )
                     }
                 }
                 Request::AuthenStart(s) => {
@@ -81,16 +90,34 @@ async fn serve(mut stream: TcpStream, keys: Arc<[Key]>) {
                             AuthenType::Pap => s.data == PASSWORD,
                             t => chap::verify(t, &s.data, &s.user, PASSWORD).unwrap_or(false),
                         };
-                    conn.reply_authen(sid, AuthenReply::new(if ok { AuthenStatus::Pass } else { AuthenStatus::Fail }, ""))
+                    conn.reply_authen(
+                        sid,
+                        AuthenReply::new(
+                            if ok { AuthenStatus::Pass } else { AuthenStatus::Fail },
+                            "",
+                        ),
+                    )
                 }
                 Request::AuthenContinue(c) => match login_user.remove(&sid) {
                     None => {
                         login_user.insert(sid, c.user_msg);
-                        conn.reply_authen(sid, AuthenReply { noecho: true, ..AuthenReply::new(AuthenStatus::GetPass, "Password: ") })
+                        conn.reply_authen(
+                            sid,
+                            AuthenReply {
+                                noecho: true,
+                                ..AuthenReply::new(AuthenStatus::GetPass, "Password: ")
+                            },
+                        )
                     }
                     Some(u) => {
                         let ok = u == USER && c.user_msg == PASSWORD;
-                        conn.reply_authen(sid, AuthenReply::new(if ok { AuthenStatus::Pass } else { AuthenStatus::Fail }, ""))
+                        conn.reply_authen(
+                            sid,
+                            AuthenReply::new(
+                                if ok { AuthenStatus::Pass } else { AuthenStatus::Fail },
+                                "",
+                            ),
+                        )
                     }
                 },
                 Request::Author(r) => {
@@ -152,18 +179,31 @@ pub async fn run(addr: SocketAddr, key: Key) -> Vec<Check> {
 /// denied `reload`, and have `password` as its password and CHAP secret.
 pub async fn run_as(addr: SocketAddr, key: Key, user: &str, password: &str) -> Vec<Check> {
     let mut checks = Vec::new();
-    let opts = ClientOptions { timeout: Duration::from_secs(3), ..ClientOptions::new(addr, Some(key.clone())) };
+    let opts = ClientOptions {
+        timeout: Duration::from_secs(3),
+        ..ClientOptions::new(addr, Some(key.clone()))
+    };
     let challenge: [u8; 16] = rand::random();
     let ch8: [u8; 8] = rand::random();
     let peer: [u8; 16] = rand::random();
     let chap_data = |ty: AuthenType, pw: &str| -> Vec<u8> {
         match ty {
-            AuthenType::Chap => {
-                ChapData { id: 1, challenge: &challenge, response: &chap::chap_response(1, pw.as_bytes(), &challenge) }.to_vec()
+            AuthenType::Chap => ChapData {
+                id: 1,
+                challenge: &challenge,
+                response: &chap::chap_response(1, pw.as_bytes(), &challenge),
             }
-            AuthenType::MsChapV1 => ChapData { id: 1, challenge: &ch8, response: &chap::mschapv1_response(&ch8, pw) }.to_vec(),
-            _ => ChapData { id: 1, challenge: &challenge, response: &chap::mschapv2_response(&challenge, &peer, user.as_bytes(), pw) }
-                .to_vec(),
+            .to_vec(),
+            AuthenType::MsChapV1 => {
+                ChapData { id: 1, challenge: &ch8, response: &chap::mschapv1_response(&ch8, pw) }
+                    .to_vec()
+            }
+            _ => ChapData {
+                id: 1,
+                challenge: &challenge,
+                response: &chap::mschapv2_response(&challenge, &peer, user.as_bytes(), pw),
+            }
+            .to_vec(),
         }
     };
     let cases: Vec<(&'static str, AuthenType, &str, &'static str)> = vec![
@@ -183,7 +223,10 @@ pub async fn run_as(addr: SocketAddr, key: Key, user: &str, password: &str) -> V
             _ => (user, chap_data(ty, pw)),
         };
         let mut answers = FixedAnswers { user: user.into(), password: pw.into(), max_rounds: 3 };
-        let got = match Client::new(opts.clone()).authenticate(authen_start(ty, start_user, data), &mut answers).await {
+        let got = match Client::new(opts.clone())
+            .authenticate(authen_start(ty, start_user, data), &mut answers)
+            .await
+        {
             Ok(r) => r.status.to_string(),
             Err(e) => e.to_string(),
         };
@@ -192,7 +235,10 @@ pub async fn run_as(addr: SocketAddr, key: Key, user: &str, password: &str) -> V
 
     // Single-connect: authorizations and accounting on one connection.
     let mut sc = Client::new(ClientOptions { single_connect: true, ..opts.clone() });
-    for (name, cmd, want) in [("authorize `show version`", "show version", "pass_add"), ("authorize `reload` (denied)", "reload", "fail")] {
+    for (name, cmd, want) in [
+        ("authorize `show version`", "show version", "pass_add"),
+        ("authorize `reload` (denied)", "reload", "fail"),
+    ] {
         let t = Instant::now();
         let mut args: Vec<Argument> = vec!["service=shell".parse().expect("static")];
         let mut words = cmd.split(' ');
@@ -204,12 +250,18 @@ pub async fn run_as(addr: SocketAddr, key: Key, user: &str, password: &str) -> V
         };
         checks.push(Check { name, got, want, elapsed: t.elapsed() });
     }
-    for (name, flags) in
-        [("accounting START", AcctFlags::Start), ("accounting WATCHDOG", AcctFlags::Watchdog), ("accounting STOP", AcctFlags::Stop)]
-    {
+    for (name, flags) in [
+        ("accounting START", AcctFlags::Start),
+        ("accounting WATCHDOG", AcctFlags::Watchdog),
+        ("accounting STOP", AcctFlags::Stop),
+    ] {
         let t = Instant::now();
-        let args = vec!["task_id=1".parse().expect("static"), "service=shell".parse().expect("static")];
-        let got = match sc.account(AcctRequest { flags, request: AaaRequest::new(user.to_owned(), args) }).await {
+        let args =
+            vec!["task_id=1".parse().expect("static"), "service=shell".parse().expect("static")];
+        let got = match sc
+            .account(AcctRequest { flags, request: AaaRequest::new(user.to_owned(), args) })
+            .await
+        {
             Ok(r) => r.status.to_string(),
             Err(e) => e.to_string(),
         };
@@ -224,7 +276,8 @@ pub async fn run_as(addr: SocketAddr, key: Key, user: &str, password: &str) -> V
 
     let t = Instant::now();
     let wrong = ClientOptions { key: Some(Key::new("not-the-key")), ..opts };
-    let got = match Client::new(wrong).authorize(AaaRequest::new(user.to_owned(), Vec::new())).await {
+    let got = match Client::new(wrong).authorize(AaaRequest::new(user.to_owned(), Vec::new())).await
+    {
         Ok(r) => r.status.to_string(),
         Err(e) if e.is_wrong_key() => "wrong key detected".into(),
         Err(e) => e.to_string(),

@@ -12,7 +12,10 @@ use tokio::net::TcpListener;
 const KEY: &str = "client-test-key";
 
 fn opts(addr: SocketAddr) -> ClientOptions {
-    ClientOptions { timeout: Duration::from_millis(500), ..ClientOptions::new(addr, Some(Key::new(KEY))) }
+    ClientOptions {
+        timeout: Duration::from_millis(500),
+        ..ClientOptions::new(addr, Some(Key::new(KEY)))
+    }
 }
 
 #[tokio::test]

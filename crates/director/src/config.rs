@@ -11,8 +11,11 @@ use crate::core::sched::Kind;
 
 fn dur<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     let s = String::deserialize(d)?;
-    humantime::parse_duration(&s)
-        .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. \"200ms\", \"5s\"")))
+    humantime::parse_duration(&s).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "invalid duration {s:?} ({e}); write e.g. \"200ms\", \"5s\""
+        ))
+    })
 }
 
 fn sched<'de, D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
@@ -106,7 +109,9 @@ fn vips<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(std::net::Ipv4Addr, u8)>
             let (a, p) = s.split_once('/').unwrap_or((s, "32"));
             match (a.parse(), p.parse::<u8>()) {
                 (Ok(a), Ok(p)) if p <= 32 => Ok((a, p)),
-                _ => Err(serde::de::Error::custom(format!("virtual address {s:?}: write an IPv4 address, optionally with /PREFIX"))),
+                _ => Err(serde::de::Error::custom(format!(
+                    "virtual address {s:?}: write an IPv4 address, optionally with /PREFIX"
+                ))),
             }
         })
         .collect()
@@ -329,7 +334,8 @@ fn one() -> u32 {
 
 /// Read and validate a director file.
 pub fn load(path: &Path) -> Result<DirectorFile, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
     parse(&path.display().to_string(), &text)
 }
 
@@ -349,7 +355,10 @@ pub fn parse(file: &str, text: &str) -> Result<DirectorFile, String> {
     for s in &f.services {
         let at = format!("{file}: service {:?}", s.name);
         if s.mode != "proxy" {
-            errs.push(format!("{at}: mode {:?} is not available in this version; use \"proxy\"", s.mode));
+            errs.push(format!(
+                "{at}: mode {:?} is not available in this version; use \"proxy\"",
+                s.mode
+            ));
         }
         if s.reals.is_empty() {
             errs.push(format!("{at}: no [[service.real]] servers"));
@@ -357,7 +366,8 @@ pub fn parse(file: &str, text: &str) -> Result<DirectorFile, String> {
         if s.connect_attempts == 0 || s.max_connections == 0 {
             errs.push(format!("{at}: connect_attempts and max_connections must be at least 1"));
         }
-        if s.health.check == CheckKind::Tacacs && s.health.key.as_deref().is_none_or(str::is_empty) {
+        if s.health.check == CheckKind::Tacacs && s.health.key.as_deref().is_none_or(str::is_empty)
+        {
             errs.push(format!("{at}: a tacacs health check needs key = \"...\" (the real servers' key for the director's address)"));
         }
         if s.health.probe == Probe::Authenticate && s.health.password.is_none() {
@@ -382,7 +392,9 @@ pub fn parse(file: &str, text: &str) -> Result<DirectorFile, String> {
             errs.push(format!("{at}: vrid must be 1-255"));
         }
         if v.priority == 0 {
-            errs.push(format!("{at}: priority must be 1-255 (0 is reserved for a master giving up)"));
+            errs.push(format!(
+                "{at}: priority must be 1-255 (0 is reserved for a master giving up)"
+            ));
         }
         let ms = v.advert_interval.as_millis();
         if !(10..=40_950).contains(&ms) || ms % 10 != 0 {
@@ -431,17 +443,29 @@ listen = "10.49.0.100:49"
 
     #[test]
     fn vrrp_section_defaults_and_vips() {
-        let text = format!("[director]\n[vrrp]\ninterface = \"eth0\"\nvrid = 49\nvips = [\"10.49.0.100\", \"10.49.0.101/24\"]\n{SERVICE}");
+        let text = format!(
+            "[director]\n[vrrp]\ninterface = \"eth0\"\nvrid = 49\nvips = [\"10.49.0.100\", \"10.49.0.101/24\"]\n{SERVICE}"
+        );
         let f = parse("d.toml", &text).unwrap();
         let v = f.vrrp.unwrap();
-        assert_eq!((v.priority, v.advert_interval, v.preempt, v.track_penalty), (100, Duration::from_secs(1), true, 50));
-        assert_eq!(v.vips, vec![("10.49.0.100".parse().unwrap(), 32), ("10.49.0.101".parse().unwrap(), 24)]);
+        assert_eq!(
+            (v.priority, v.advert_interval, v.preempt, v.track_penalty),
+            (100, Duration::from_secs(1), true, 50)
+        );
+        assert_eq!(
+            v.vips,
+            vec![("10.49.0.100".parse().unwrap(), 32), ("10.49.0.101".parse().unwrap(), 24)]
+        );
     }
 
     #[test]
     fn vrrp_errors_name_the_field() {
-        let bad = |vrrp: &str| parse("d.toml", &format!("[director]\n[vrrp]\n{vrrp}\n{SERVICE}")).unwrap_err();
-        let e = bad("interface = \"eth0\"\nvrid = 0\npriority = 0\nadvert_interval = \"15ms\"\nvips = []");
+        let bad = |vrrp: &str| {
+            parse("d.toml", &format!("[director]\n[vrrp]\n{vrrp}\n{SERVICE}")).unwrap_err()
+        };
+        let e = bad(
+            "interface = \"eth0\"\nvrid = 0\npriority = 0\nadvert_interval = \"15ms\"\nvips = []",
+        );
         for want in ["vrid must be 1-255", "priority must be 1-255", "10 ms steps", "no vips"] {
             assert!(e.contains(want), "{want}: {e}");
         }

@@ -27,7 +27,9 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use crate::config::VrrpSection;
-use crate::core::vrrp::{Action, Advert, AdvertError, Config, IPPROTO_VRRP, State, VRRP_GROUP, Vrrp, parse_packet};
+use crate::core::vrrp::{
+    Action, Advert, AdvertError, Config, IPPROTO_VRRP, State, VRRP_GROUP, Vrrp, parse_packet,
+};
 
 /// Why VRRP could not start.
 #[derive(Debug, Error)]
@@ -36,7 +38,9 @@ pub enum FailoverError {
     #[error("[vrrp] interface {0:?} does not exist in this network namespace: check `interface`")]
     NoInterface(String),
     /// No usable source address.
-    #[error("[vrrp] interface {0:?} has no IPv4 address other than the vips: add one, or set `source`")]
+    #[error(
+        "[vrrp] interface {0:?} has no IPv4 address other than the vips: add one, or set `source`"
+    )]
     NoSource(String),
     /// Netlink failed.
     #[error("[vrrp] netlink on {iface:?}: {err}")]
@@ -102,7 +106,10 @@ impl Shared {
     /// Current status, if VRRP runs.
     pub fn get(&self) -> Option<VrrpStatus> {
         let g = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        g.as_ref().map(|(s, since)| VrrpStatus { state_for_s: since.elapsed().as_secs_f64(), ..s.clone() })
+        g.as_ref().map(|(s, since)| VrrpStatus {
+            state_for_s: since.elapsed().as_secs_f64(),
+            ..s.clone()
+        })
     }
 
     fn update(&self, f: impl FnOnce(&mut VrrpStatus, &mut Instant)) {
@@ -135,7 +142,10 @@ pub struct Router {
 
 impl std::fmt::Debug for Router {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Router").field("interface", &self.conf.interface).field("vrid", &self.conf.vrid).finish()
+        f.debug_struct("Router")
+            .field("interface", &self.conf.interface)
+            .field("vrid", &self.conf.vrid)
+            .finish()
     }
 }
 
@@ -149,12 +159,17 @@ impl Router {
     /// split the devices between them).
     pub async fn new(conf: VrrpSection, shared: Arc<Shared>) -> Result<Router, FailoverError> {
         let iface = conf.interface.clone();
-        let nlerr = |e: rtnetlink::Error| FailoverError::Netlink { iface: iface.clone(), err: e.to_string() };
+        let nlerr = |e: rtnetlink::Error| FailoverError::Netlink {
+            iface: iface.clone(),
+            err: e.to_string(),
+        };
         let (conn, nl, _) = rtnetlink::new_connection().map_err(sock_err("netlink socket"))?;
         tokio::spawn(conn);
         let msg = match nl.link().get().match_name(iface.clone()).execute().try_next().await {
             Ok(Some(m)) => m,
-            Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => return Err(FailoverError::NoInterface(iface)),
+            Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => {
+                return Err(FailoverError::NoInterface(iface));
+            }
             Err(e) => return Err(nlerr(e)),
         };
         let mut mac = [0u8; 6];
@@ -170,7 +185,11 @@ impl Router {
         let vips: Vec<Ipv4Addr> = conf.vips.iter().map(|v| v.0).collect();
         let source = match conf.source {
             Some(s) => s,
-            None => addrs.iter().find(|a| !vips.contains(a)).copied().ok_or_else(|| FailoverError::NoSource(iface.clone()))?,
+            None => addrs
+                .iter()
+                .find(|a| !vips.contains(a))
+                .copied()
+                .ok_or_else(|| FailoverError::NoSource(iface.clone()))?,
         };
         let stale: Vec<Ipv4Addr> = addrs.iter().filter(|a| vips.contains(a)).copied().collect();
         if !stale.is_empty() {
@@ -179,15 +198,20 @@ impl Router {
         }
 
         // Sending: bound to our address so it is the advertisement's source.
-        let tx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP)))).map_err(sock_err("raw socket"))?;
+        let tx =
+            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))
+                .map_err(sock_err("raw socket"))?;
         tx.bind_device(Some(iface.as_bytes())).map_err(sock_err("bind to interface"))?;
-        tx.bind(&SocketAddrV4::new(source, 0).into()).map_err(sock_err("bind to source address"))?;
+        tx.bind(&SocketAddrV4::new(source, 0).into())
+            .map_err(sock_err("bind to source address"))?;
         tx.set_multicast_ttl_v4(255).map_err(sock_err("multicast TTL"))?;
         tx.set_ttl_v4(255).map_err(sock_err("TTL"))?;
         tx.set_multicast_loop_v4(false).map_err(sock_err("multicast loop"))?;
         tx.set_multicast_if_v4(&source).map_err(sock_err("multicast interface"))?;
         // Receiving: not bound to an address (that would filter out 224.0.0.18).
-        let rx = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP)))).map_err(sock_err("raw socket"))?;
+        let rx =
+            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(i32::from(IPPROTO_VRRP))))
+                .map_err(sock_err("raw socket"))?;
         rx.bind_device(Some(iface.as_bytes())).map_err(sock_err("bind to interface"))?;
         if conf.unicast_peers.is_empty() {
             rx.join_multicast_v4(&VRRP_GROUP, &source).map_err(sock_err("join 224.0.0.18"))?;
@@ -197,8 +221,10 @@ impl Router {
         // SAFETY: socket2::Socket owns its descriptor, keeps it open until it
         // is dropped and returns the same one from every as_raw_fd call; the
         // AsyncFd owns the Socket, so the descriptor outlives the registration.
-        let rx =
-            unsafe { AsyncFd::register(rx) }.map_err(|e| FailoverError::Socket { what: "register with the runtime", err: e.into() })?;
+        let rx = unsafe { AsyncFd::register(rx) }.map_err(|e| FailoverError::Socket {
+            what: "register with the runtime",
+            err: e.into(),
+        })?;
         let arp = match arp_socket(link.index) {
             Ok(s) => Some(s),
             Err(e) => {
@@ -228,7 +254,11 @@ impl Router {
     /// Run until `stop` turns true, then give up mastership (priority 0) and
     /// remove the addresses. `healthy` tells whether every virtual service
     /// has a healthy real server (tracking).
-    pub async fn run(self, healthy: impl Fn() -> bool + Send + 'static, mut stop: watch::Receiver<bool>) {
+    pub async fn run(
+        self,
+        healthy: impl Fn() -> bool + Send + 'static,
+        mut stop: watch::Receiver<bool>,
+    ) {
         let c = &self.conf;
         let core = Config {
             vrid: c.vrid,
@@ -254,7 +284,8 @@ impl Router {
                 match (self.link_running().await, link_up) {
                     (false, true) => {
                         link_up = false;
-                        let acts = vrrp.interface_down(&format!("interface {} is down", c.interface));
+                        let acts =
+                            vrrp.interface_down(&format!("interface {} is down", c.interface));
                         self.execute(&vrrp, acts).await;
                     }
                     (true, false) => {
@@ -268,7 +299,11 @@ impl Router {
                 let bad = !healthy();
                 if bad != degraded {
                     degraded = bad;
-                    let p = if bad { c.priority.saturating_sub(c.track_penalty).max(1) } else { c.priority };
+                    let p = if bad {
+                        c.priority.saturating_sub(c.track_penalty).max(1)
+                    } else {
+                        c.priority
+                    };
                     tracing::warn!(
                         vrid = c.vrid,
                         priority = p,
@@ -280,7 +315,8 @@ impl Router {
                         }
                     );
                     self.shared.update(|s, _| s.priority = p);
-                    metrics::gauge!("tacvs_vrrp_priority", "vrid" => c.vrid.to_string()).set(f64::from(p));
+                    metrics::gauge!("tacvs_vrrp_priority", "vrid" => c.vrid.to_string())
+                        .set(f64::from(p));
                     let acts = vrrp.set_priority(p, now);
                     self.execute(&vrrp, acts).await;
                 }
@@ -363,17 +399,16 @@ impl Router {
             match a {
                 Action::Advertise(p) => self.advertise(vrrp, p),
                 Action::AddVips => set_vips(&self.nl, self.link.index, &self.conf.vips, true).await,
-                Action::RemoveVips => set_vips(&self.nl, self.link.index, &self.conf.vips, false).await,
+                Action::RemoveVips => {
+                    set_vips(&self.nl, self.link.index, &self.conf.vips, false).await
+                }
                 Action::GratuitousArp => self.garp(),
                 Action::Transition { from, to, reason } => {
                     let name = state_name(to);
                     tracing::warn!(vrid = self.conf.vrid, interface = %self.conf.interface, from = state_name(from), to = name, %reason, "vrrp state change");
                     metrics::counter!("tacvs_vrrp_transitions_total", "to" => name).increment(1);
-                    metrics::gauge!("tacvs_vrrp_master", "vrid" => self.conf.vrid.to_string()).set(if to == State::Master {
-                        1.0
-                    } else {
-                        0.0
-                    });
+                    metrics::gauge!("tacvs_vrrp_master", "vrid" => self.conf.vrid.to_string())
+                        .set(if to == State::Master { 1.0 } else { 0.0 });
                     let me = self.source.to_string();
                     self.shared.update(|s, since| {
                         s.state = name.into();
@@ -386,7 +421,12 @@ impl Router {
                     });
                     if let Some(prog) = &self.conf.notify {
                         let state = if to == State::Initialize { "FAULT" } else { name };
-                        notify(prog.clone(), format!("vrid{}", self.conf.vrid), state, vrrp.priority());
+                        notify(
+                            prog.clone(),
+                            format!("vrid{}", self.conf.vrid),
+                            state,
+                            vrrp.priority(),
+                        );
                     }
                 }
             }
@@ -396,7 +436,11 @@ impl Router {
     fn advertise(&self, vrrp: &Vrrp, priority: u8) {
         use std::sync::atomic::Ordering::Relaxed;
         let adv = vrrp.advert(priority);
-        let dsts: Vec<Ipv4Addr> = if self.conf.unicast_peers.is_empty() { vec![VRRP_GROUP] } else { self.conf.unicast_peers.clone() };
+        let dsts: Vec<Ipv4Addr> = if self.conf.unicast_peers.is_empty() {
+            vec![VRRP_GROUP]
+        } else {
+            self.conf.unicast_peers.clone()
+        };
         for dst in dsts {
             let pkt = adv.encode(self.source, dst);
             match self.tx.send_to(&pkt, &SockAddr::from(SocketAddrV4::new(dst, 0))) {
@@ -422,7 +466,10 @@ impl Router {
     async fn link_running(&self) -> bool {
         use rtnetlink::packet_route::link::LinkFlags;
         match self.nl.link().get().match_index(self.link.index).execute().try_next().await {
-            Ok(Some(m)) => m.header.flags.contains(LinkFlags::Up) && m.header.flags.contains(LinkFlags::Running),
+            Ok(Some(m)) => {
+                m.header.flags.contains(LinkFlags::Up)
+                    && m.header.flags.contains(LinkFlags::Running)
+            }
             // Gone (deleted) counts as down; a netlink hiccup does not.
             Ok(None) => false,
             Err(rtnetlink::Error::NetlinkError(_)) => false,
@@ -453,7 +500,10 @@ impl Router {
     }
 }
 
-async fn interface_v4(nl: &rtnetlink::Handle, index: u32) -> Result<Vec<Ipv4Addr>, rtnetlink::Error> {
+async fn interface_v4(
+    nl: &rtnetlink::Handle,
+    index: u32,
+) -> Result<Vec<Ipv4Addr>, rtnetlink::Error> {
     let mut out = Vec::new();
     let mut s = nl.address().get().set_link_index_filter(index).execute();
     while let Some(m) = s.try_next().await? {
@@ -474,7 +524,12 @@ async fn set_vips(nl: &rtnetlink::Handle, index: u32, vips: &[(Ipv4Addr, u8)], a
             nl.address().add(index, ip.into(), plen).execute().await
         } else {
             let mut found = None;
-            let mut s = nl.address().get().set_link_index_filter(index).set_address_filter(ip.into()).execute();
+            let mut s = nl
+                .address()
+                .get()
+                .set_link_index_filter(index)
+                .set_address_filter(ip.into())
+                .execute();
             while let Ok(Some(m)) = s.try_next().await {
                 found = Some(m);
             }
@@ -511,10 +566,16 @@ fn notify(prog: std::path::PathBuf, instance: String, state: &'static str, prior
             }
         };
         match r {
-            Ok(Ok(st)) if st.success() => tracing::info!(program = %prog.display(), state, "notify program ran"),
-            Ok(Ok(st)) => tracing::warn!(program = %prog.display(), state, status = %st, "notify program failed"),
+            Ok(Ok(st)) if st.success() => {
+                tracing::info!(program = %prog.display(), state, "notify program ran")
+            }
+            Ok(Ok(st)) => {
+                tracing::warn!(program = %prog.display(), state, status = %st, "notify program failed")
+            }
             Ok(Err(e)) => tracing::warn!(program = %prog.display(), error = %e, "notify program"),
-            Err(_) => tracing::warn!(program = %prog.display(), "notify program still running after 30 s: killed"),
+            Err(_) => {
+                tracing::warn!(program = %prog.display(), "notify program still running after 30 s: killed")
+            }
         }
     });
 }
@@ -537,7 +598,8 @@ pub fn garp_frame(mac: [u8; 6], ip: Ipv4Addr) -> Vec<u8> {
 /// A raw `AF_PACKET` socket bound to the interface.
 fn arp_socket(ifindex: u32) -> std::io::Result<Socket> {
     const ETH_P_ARP: u16 = 0x0806;
-    let s = Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(i32::from(ETH_P_ARP.to_be()))))?;
+    let s =
+        Socket::new(Domain::PACKET, Type::RAW, Some(Protocol::from(i32::from(ETH_P_ARP.to_be()))))?;
     let mut storage = socket2::SockAddrStorage::zeroed();
     #[allow(unsafe_code)]
     // SAFETY: SockAddrStorage is a sockaddr_storage, large enough and aligned

@@ -68,8 +68,18 @@ impl ServiceRt {
                 let weight = r.admin_weight.unwrap_or(r.weight);
                 let up = r.health.schedulable() && !exclude.contains(&i);
                 // inhibit: a failed server stays in the table with weight 0.
-                let (weight, up) = if !r.health.schedulable() && on_down == OnDown::Inhibit { (0, true) } else { (weight, up) };
-                Backend { key: r.addr.to_string(), weight, active: r.active, max_conns: r.max_conns, up }
+                let (weight, up) = if !r.health.schedulable() && on_down == OnDown::Inhibit {
+                    (0, true)
+                } else {
+                    (weight, up)
+                };
+                Backend {
+                    key: r.addr.to_string(),
+                    weight,
+                    active: r.active,
+                    max_conns: r.max_conns,
+                    up,
+                }
             })
             .collect()
     }
@@ -79,7 +89,13 @@ impl ServiceRt {
     fn pick(&self, flow: Flow, exclude: &[SocketAddr]) -> Option<SocketAddr> {
         let on_down = self.conf.load().on_down;
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let skip: Vec<usize> = st.reals.iter().enumerate().filter(|(_, r)| exclude.contains(&r.addr)).map(|(i, _)| i).collect();
+        let skip: Vec<usize> = st
+            .reals
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| exclude.contains(&r.addr))
+            .map(|(i, _)| i)
+            .collect();
         let view = Self::view(&st, on_down, &skip);
         let i = st.sched.pick(&view, flow)?;
         let r = &mut st.reals[i];
@@ -214,14 +230,20 @@ impl DirectorHandle {
 fn all_served(services: &[Arc<ServiceRt>]) -> bool {
     services.iter().all(|s| {
         let st = s.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.reals.iter().any(|r| r.health.state() == State::Up && r.admin_weight.unwrap_or(r.weight) > 0)
+        st.reals
+            .iter()
+            .any(|r| r.health.state() == State::Up && r.admin_weight.unwrap_or(r.weight) > 0)
     })
 }
 
 /// A listening socket; a VRRP virtual address is bound with IP_FREEBIND, as
 /// a backup does not hold it yet.
 fn listen(addr: SocketAddr, freebind: bool) -> std::io::Result<TcpListener> {
-    let s = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
     s.set_reuse_address(true)?;
     if freebind {
         s.set_freebind_v4(true)?;
@@ -285,17 +307,25 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
     let mut services = Vec::new();
     let mut tasks = Vec::new();
     let mut local_addrs = Vec::new();
-    let vips: Vec<std::net::IpAddr> = conf.vrrp.iter().flat_map(|v| v.vips.iter().map(|a| a.0.into())).collect();
+    let vips: Vec<std::net::IpAddr> =
+        conf.vrrp.iter().flat_map(|v| v.vips.iter().map(|a| a.0.into())).collect();
     for (si, s) in conf.services.into_iter().enumerate() {
         let reals = s.reals.iter().map(|r| new_real(r, &s, now)).collect();
-        let listener = listen(s.listen, vips.contains(&s.listen.ip()))
-            .map_err(|e| std::io::Error::new(e.kind(), format!("service {:?}: cannot listen on {}: {e}", s.name, s.listen)))?;
+        let listener = listen(s.listen, vips.contains(&s.listen.ip())).map_err(|e| {
+            std::io::Error::new(
+                e.kind(),
+                format!("service {:?}: cannot listen on {}: {e}", s.name, s.listen),
+            )
+        })?;
         local_addrs.push(listener.local_addr()?);
         tracing::info!(service = %s.name, vip = %listener.local_addr()?, scheduler = ?s.scheduler, "virtual service up");
         let vip = listener.local_addr()?;
         let rt = Arc::new(ServiceRt {
             vip,
-            state: Mutex::new(ServiceState { reals, sched: Scheduler::new(s.scheduler, 0x7ac5 + si as u64) }),
+            state: Mutex::new(ServiceState {
+                reals,
+                sched: Scheduler::new(s.scheduler, 0x7ac5 + si as u64),
+            }),
             conf: arc_swap::ArcSwap::from_pointee(s),
             conns: AtomicUsize::new(0),
         });
@@ -310,20 +340,31 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
         std::fs::create_dir_all(dir)?;
     }
     let _ = std::fs::remove_file(&control);
-    let ul =
-        UnixListener::bind(&control).map_err(|e| std::io::Error::new(e.kind(), format!("control socket {}: {e}", control.display())))?;
+    let ul = UnixListener::bind(&control).map_err(|e| {
+        std::io::Error::new(e.kind(), format!("control socket {}: {e}", control.display()))
+    })?;
     let vrrp = Arc::new(crate::failover::Shared::default());
     let (stop_vrrp, stopped) = tokio::sync::watch::channel(false);
     let vrrp_task = match conf.vrrp {
         Some(v) => {
-            let router = crate::failover::Router::new(v, vrrp.clone()).await.map_err(std::io::Error::other)?;
+            let router = crate::failover::Router::new(v, vrrp.clone())
+                .await
+                .map_err(std::io::Error::other)?;
             let tracked = services.clone();
             Some(tokio::spawn(router.run(move || all_served(&tracked), stopped)))
         }
         None => None,
     };
     tasks.push(tokio::spawn(control_loop(services.clone(), vrrp.clone(), ul)));
-    Ok(DirectorHandle { local_addrs, services, tasks, control: Some(control), vrrp, vrrp_task, stop_vrrp })
+    Ok(DirectorHandle {
+        local_addrs,
+        services,
+        tasks,
+        control: Some(control),
+        vrrp,
+        vrrp_task,
+        stop_vrrp,
+    })
 }
 
 fn new_real(r: &crate::config::Real, s: &Service, now: Instant) -> Real {
@@ -375,21 +416,30 @@ async fn accept_loop(svc: Arc<ServiceRt>, listener: TcpListener) {
 pub fn proxy_header(kind: ProxyHeader, device: SocketAddr, vip: SocketAddr) -> Vec<u8> {
     let (device, vip) = match (device, vip) {
         // Mixed families cannot share a header; map v4 into v6.
-        (SocketAddr::V4(d), SocketAddr::V6(_)) => (SocketAddr::new(d.ip().to_ipv6_mapped().into(), d.port()), vip),
-        (SocketAddr::V6(_), SocketAddr::V4(v)) => (device, SocketAddr::new(v.ip().to_ipv6_mapped().into(), v.port())),
+        (SocketAddr::V4(d), SocketAddr::V6(_)) => {
+            (SocketAddr::new(d.ip().to_ipv6_mapped().into(), d.port()), vip)
+        }
+        (SocketAddr::V6(_), SocketAddr::V4(v)) => {
+            (device, SocketAddr::new(v.ip().to_ipv6_mapped().into(), v.port()))
+        }
         pair => pair,
     };
     match kind {
         ProxyHeader::None => Vec::new(),
         ProxyHeader::V1 => {
             let fam = if device.is_ipv4() { "TCP4" } else { "TCP6" };
-            format!("PROXY {fam} {} {} {} {}\r\n", device.ip(), vip.ip(), device.port(), vip.port()).into_bytes()
+            format!("PROXY {fam} {} {} {} {}\r\n", device.ip(), vip.ip(), device.port(), vip.port())
+                .into_bytes()
         }
         ProxyHeader::V2 => {
             let addrs: ppp::v2::Addresses = (device, vip).into();
-            ppp::v2::Builder::with_addresses(ppp::v2::Version::Two | ppp::v2::Command::Proxy, ppp::v2::Protocol::Stream, addrs)
-                .build()
-                .unwrap_or_default()
+            ppp::v2::Builder::with_addresses(
+                ppp::v2::Version::Two | ppp::v2::Command::Proxy,
+                ppp::v2::Protocol::Stream,
+                addrs,
+            )
+            .build()
+            .unwrap_or_default()
         }
     }
 }
@@ -420,8 +470,12 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
             }
             // Per-connection detail at debug: a dead server fails many connects
             // before its checks take it out; status and metrics count them.
-            Ok(Err(e)) => tracing::debug!(service = %conf.name, server = %addr, error = %e, "connect failed; trying another server"),
-            Err(_) => tracing::debug!(service = %conf.name, server = %addr, "connect timed out; trying another server"),
+            Ok(Err(e)) => {
+                tracing::debug!(service = %conf.name, server = %addr, error = %e, "connect failed; trying another server")
+            }
+            Err(_) => {
+                tracing::debug!(service = %conf.name, server = %addr, "connect timed out; trying another server")
+            }
         }
         svc.connect_failed(addr);
         metrics::counter!("tacvs_director_connect_failures_total", "service" => conf.name.clone(), "server" => addr.to_string())
@@ -432,13 +486,15 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
     let (counted, addr, server) = match chosen {
         Some(c) => c,
         None => match conf.sorry_server {
-            Some(sorry) => match tokio::time::timeout(conf.connect_timeout, TcpStream::connect(sorry)).await {
-                Ok(Ok(s)) => {
-                    tracing::warn!(service = %conf.name, device = %peer, %sorry, "no real server available; using the sorry server");
-                    (None, sorry, s)
+            Some(sorry) => {
+                match tokio::time::timeout(conf.connect_timeout, TcpStream::connect(sorry)).await {
+                    Ok(Ok(s)) => {
+                        tracing::warn!(service = %conf.name, device = %peer, %sorry, "no real server available; using the sorry server");
+                        (None, sorry, s)
+                    }
+                    _ => return,
                 }
-                _ => return,
-            },
+            }
             None => {
                 tracing::warn!(service = %conf.name, device = %peer, "no real server available; closing");
                 metrics::counter!("tacvs_director_rejects_total", "service" => conf.name.clone(), "reason" => "no_server").increment(1);
@@ -464,9 +520,13 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
             let _ = socket2::SockRef::from(&server).shutdown(std::net::Shutdown::Write);
         }
         match conf.copy {
-            crate::config::CopyMode::Userspace => relay(&device, &server, conf.idle_timeout, got > 0).await,
+            crate::config::CopyMode::Userspace => {
+                relay(&device, &server, conf.idle_timeout, got > 0).await
+            }
             crate::config::CopyMode::Splice => {
-                if let Err(e) = crate::splice::relay(&device, &server, conf.idle_timeout, got > 0).await {
+                if let Err(e) =
+                    crate::splice::relay(&device, &server, conf.idle_timeout, got > 0).await
+                {
                     tracing::debug!(service = %conf.name, error = %e, "splice relay ended");
                 }
             }
@@ -588,17 +648,28 @@ async fn health_loop(svc: Arc<ServiceRt>, addr: SocketAddr) {
         // Dropped with the loop (a removed server's checks stop at once).
         running.spawn(async move {
             let t = Instant::now();
-            let result = match tokio::time::timeout(conf.health.timeout, check(&conf, addr, this_sid)).await {
-                Ok(r) => r,
-                Err(_) => CheckResult::Failed { reason: format!("no answer within {:?}", conf.health.timeout) },
-            };
+            let result =
+                match tokio::time::timeout(conf.health.timeout, check(&conf, addr, this_sid)).await
+                {
+                    Ok(r) => r,
+                    Err(_) => CheckResult::Failed {
+                        reason: format!("no answer within {:?}", conf.health.timeout),
+                    },
+                };
             record(&svc, &conf, addr, started, t.elapsed().as_secs_f64() * 1e3, result);
         });
     }
 }
 
 /// Apply one check's result (ignored if a later-started check already reported).
-fn record(svc: &ServiceRt, conf: &Service, addr: SocketAddr, seq: u64, ms: f64, result: CheckResult) {
+fn record(
+    svc: &ServiceRt,
+    conf: &Service,
+    addr: SocketAddr,
+    seq: u64,
+    ms: f64,
+    result: CheckResult,
+) {
     let mut st = svc.state.lock().unwrap_or_else(|e| e.into_inner());
     let Some(r) = st.reals.iter_mut().find(|r| r.addr == addr) else { return };
     if seq <= r.check_seq {
@@ -618,7 +689,11 @@ fn record(svc: &ServiceRt, conf: &Service, addr: SocketAddr, seq: u64, ms: f64, 
         r.rate_mark = (r.total, now);
     }
     if let Some(tr) = r.health.observe(result, now) {
-        let what = if tr.to == State::Down { "real server out of scheduling" } else { "real server state change" };
+        let what = if tr.to == State::Down {
+            "real server out of scheduling"
+        } else {
+            "real server state change"
+        };
         tracing::warn!(service = %conf.name, server = %addr, from = state_name(tr.from), to = state_name(tr.to), reason = %tr.reason, "{what}");
         metrics::counter!("tacvs_director_state_changes_total", "service" => conf.name.clone(), "server" => addr.to_string(), "to" => state_name(tr.to)).increment(1);
     }
@@ -634,16 +709,21 @@ impl DirectorHandle {
         let mut problems = Vec::new();
         for s in &new.services {
             match self.services.iter().find(|rt| rt.conf().name == s.name) {
-                None => problems.push(format!("service {:?} is new: restart the director to add it", s.name)),
-                Some(rt) if rt.conf().listen != s.listen => {
-                    problems.push(format!("service {:?} moved to {}: restart to change addresses", s.name, s.listen))
-                }
+                None => problems
+                    .push(format!("service {:?} is new: restart the director to add it", s.name)),
+                Some(rt) if rt.conf().listen != s.listen => problems.push(format!(
+                    "service {:?} moved to {}: restart to change addresses",
+                    s.name, s.listen
+                )),
                 _ => {}
             }
         }
         for rt in &self.services {
             if !new.services.iter().any(|s| s.name == rt.conf().name) {
-                problems.push(format!("service {:?} was removed: restart the director to remove it", rt.conf().name));
+                problems.push(format!(
+                    "service {:?} was removed: restart the director to remove it",
+                    rt.conf().name
+                ));
             }
         }
         if !problems.is_empty() {
@@ -651,7 +731,12 @@ impl DirectorHandle {
         }
         let now = Instant::now();
         for s in new.services {
-            let rt = self.services.iter().find(|rt| rt.conf().name == s.name).expect("checked above").clone();
+            let rt = self
+                .services
+                .iter()
+                .find(|rt| rt.conf().name == s.name)
+                .expect("checked above")
+                .clone();
             let old = rt.conf();
             {
                 let mut st = rt.state.lock().unwrap_or_else(|e| e.into_inner());
@@ -705,9 +790,13 @@ async fn check(s: &Service, addr: SocketAddr, sid: u32) -> CheckResult {
     let key = Key::new(h.key.clone().unwrap_or_default());
     let mut m = ClientConnection::new(ClientConfig::default(), Some(key));
     let started = match h.probe {
-        Probe::Authorize => {
-            m.authorize(sid, AaaRequest::new(h.user.clone(), vec![Argument::new("service", "shell", true).expect("static")]))
-        }
+        Probe::Authorize => m.authorize(
+            sid,
+            AaaRequest::new(
+                h.user.clone(),
+                vec![Argument::new("service", "shell", true).expect("static")],
+            ),
+        ),
         Probe::Authenticate => m.start_authen(
             sid,
             AuthenStart {
@@ -743,13 +832,21 @@ async fn check(s: &Service, addr: SocketAddr, sid: u32) -> CheckResult {
             return match ev {
                 ClientEvent::AuthorResponse { response, .. } => match response.status {
                     AuthorStatus::PassAdd | AuthorStatus::PassRepl => CheckResult::Ok { latency },
-                    other => CheckResult::Misconfigured { reason: format!("probe user {:?} got {other}", h.user), latency },
+                    other => CheckResult::Misconfigured {
+                        reason: format!("probe user {:?} got {other}", h.user),
+                        latency,
+                    },
                 },
                 ClientEvent::AuthenReply { reply, .. } => match reply.status {
                     AuthenStatus::Pass => CheckResult::Ok { latency },
-                    other => CheckResult::Misconfigured { reason: format!("probe login {:?} got {other}", h.user), latency },
+                    other => CheckResult::Misconfigured {
+                        reason: format!("probe login {:?} got {other}", h.user),
+                        latency,
+                    },
                 },
-                ClientEvent::SessionFailed { error, .. } => CheckResult::Misconfigured { reason: format!("{error}"), latency },
+                ClientEvent::SessionFailed { error, .. } => {
+                    CheckResult::Misconfigured { reason: format!("{error}"), latency }
+                }
                 other => CheckResult::Failed { reason: format!("unexpected: {other:?}") },
             };
         }
@@ -765,7 +862,11 @@ struct ControlRequest {
     weight: Option<u32>,
 }
 
-async fn control_loop(services: Vec<Arc<ServiceRt>>, vrrp: Arc<crate::failover::Shared>, ul: UnixListener) {
+async fn control_loop(
+    services: Vec<Arc<ServiceRt>>,
+    vrrp: Arc<crate::failover::Shared>,
+    ul: UnixListener,
+) {
     while let Ok((mut s, _)) = ul.accept().await {
         let services = services.clone();
         let vrrp = vrrp.clone();
@@ -778,17 +879,23 @@ async fn control_loop(services: Vec<Arc<ServiceRt>>, vrrp: Arc<crate::failover::
                     _ => break,
                 }
             }
-            let reply = match serde_json::from_slice::<ControlRequest>(buf.split(|&b| b == b'\n').next().unwrap_or_default()) {
+            let reply = match serde_json::from_slice::<ControlRequest>(
+                buf.split(|&b| b == b'\n').next().unwrap_or_default(),
+            ) {
                 Err(e) => serde_json::json!({"ok": false, "error": format!("bad request: {e}")}),
                 Ok(r) => match (r.cmd.as_str(), r.server) {
-                    ("status", _) => serde_json::json!({"ok": true, "services": status(&services), "vrrp": vrrp.get()}),
+                    ("status", _) => {
+                        serde_json::json!({"ok": true, "services": status(&services), "vrrp": vrrp.get()})
+                    }
                     ("drain", Some(a)) => counted(set_weight(&services, a, Some(0)), a),
                     ("enable", Some(a)) => counted(set_weight(&services, a, None), a),
                     ("weight", Some(a)) => match r.weight {
                         Some(w) => counted(set_weight(&services, a, Some(w)), a),
                         None => serde_json::json!({"ok": false, "error": "weight needs a number"}),
                     },
-                    (c, _) => serde_json::json!({"ok": false, "error": format!("unknown command {c:?} or missing server")}),
+                    (c, _) => {
+                        serde_json::json!({"ok": false, "error": format!("unknown command {c:?} or missing server")})
+                    }
                 },
             };
             let mut line = reply.to_string();
@@ -807,7 +914,10 @@ fn counted(n: usize, a: SocketAddr) -> serde_json::Value {
 }
 
 /// Send one control request to a director's socket and return the reply.
-pub async fn control(socket: &std::path::Path, request: &serde_json::Value) -> std::io::Result<serde_json::Value> {
+pub async fn control(
+    socket: &std::path::Path,
+    request: &serde_json::Value,
+) -> std::io::Result<serde_json::Value> {
     let mut s = tokio::net::UnixStream::connect(socket).await?;
     let mut line = request.to_string();
     line.push('\n');
@@ -816,7 +926,8 @@ pub async fn control(socket: &std::path::Path, request: &serde_json::Value) -> s
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
         .await
         .map_err(|_| std::io::Error::other("control socket timed out"))??;
-    serde_json::from_slice(&out).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    serde_json::from_slice(&out)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 /// Render status like `ipvsadm -L -n --stats`, VRRP first when configured.
@@ -839,13 +950,26 @@ pub fn render(services: &[ServiceStatus], vrrp: Option<&crate::failover::VrrpSta
         ));
     }
     for svc in services {
-        s.push_str(&format!("TCP  {} {} ({}), {} active\n", svc.listen, svc.scheduler, svc.name, svc.active));
+        s.push_str(&format!(
+            "TCP  {} {} ({}), {} active\n",
+            svc.listen, svc.scheduler, svc.name, svc.active
+        ));
         s.push_str(&format!(
             "  {:<22} {:<14} {:>6} {:>7} {:>10} {:>8}  {}\n",
-            "-> RemoteAddress:Port", "State", "Weight", "ActConn", "TotConn", "CheckMs", "LastCheck"
+            "-> RemoteAddress:Port",
+            "State",
+            "Weight",
+            "ActConn",
+            "TotConn",
+            "CheckMs",
+            "LastCheck"
         ));
         for r in &svc.reals {
-            let w = if r.weight != r.config_weight { format!("{}*", r.weight) } else { r.weight.to_string() };
+            let w = if r.weight != r.config_weight {
+                format!("{}*", r.weight)
+            } else {
+                r.weight.to_string()
+            };
             s.push_str(&format!(
                 "  -> {:<19} {:<14} {:>6} {:>7} {:>10} {:>8.1} {:>8}  {}\n",
                 r.address,

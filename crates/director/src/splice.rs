@@ -45,7 +45,14 @@ impl Drop for Pipe {
 fn splice(from: RawFd, to: RawFd) -> io::Result<usize> {
     // SAFETY: plain descriptors, null offsets (sockets and pipes have none).
     let n = unsafe {
-        libc::splice(from, std::ptr::null_mut(), to, std::ptr::null_mut(), 64 * 1024, libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK)
+        libc::splice(
+            from,
+            std::ptr::null_mut(),
+            to,
+            std::ptr::null_mut(),
+            64 * 1024,
+            libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK,
+        )
     };
     if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }

@@ -47,12 +47,18 @@ pub fn svg(r: &LabReport, path: &Path) -> Result<(), String> {
             .draw()
             .map_err(|e| e.to_string())?;
         chart
-            .draw_series(LineSeries::new(series.iter().map(|s| (s.t as f64 + 0.5, pick(s))), color.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                series.iter().map(|s| (s.t as f64 + 0.5, pick(s))),
+                color.stroke_width(2),
+            ))
             .map_err(|e| e.to_string())?;
         for f in &r.faults {
             let x = f.at_s.clamp(0.0, t_max);
             chart
-                .draw_series(std::iter::once(PathElement::new(vec![(x, 0.0), (x, y_max)], BLACK.mix(0.6).stroke_width(1))))
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, 0.0), (x, y_max)],
+                    BLACK.mix(0.6).stroke_width(1),
+                )))
                 .map_err(|e| e.to_string())?;
             chart
                 .draw_series(std::iter::once(Text::new(
@@ -65,10 +71,17 @@ pub fn svg(r: &LabReport, path: &Path) -> Result<(), String> {
         for e in r.events.iter().filter(|e| e.what == "MASTER" && e.t_s >= 0.0) {
             let x = e.t_s.clamp(0.0, t_max);
             chart
-                .draw_series(std::iter::once(PathElement::new(vec![(x, 0.0), (x, y_max)], GREEN.mix(0.7).stroke_width(1))))
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, 0.0), (x, y_max)],
+                    GREEN.mix(0.7).stroke_width(1),
+                )))
                 .map_err(|e| e.to_string())?;
             chart
-                .draw_series(std::iter::once(Text::new(format!("{} MASTER", e.director), (x, y_max * 0.8), ("sans-serif", 11).into_font())))
+                .draw_series(std::iter::once(Text::new(
+                    format!("{} MASTER", e.director),
+                    (x, y_max * 0.8),
+                    ("sans-serif", 11).into_font(),
+                )))
                 .map_err(|e| e.to_string())?;
         }
     }

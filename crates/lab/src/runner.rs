@@ -123,7 +123,8 @@ struct Watch {
 
 impl Watch {
     fn master(&self) -> Option<u8> {
-        let mut m: Vec<u8> = self.last.iter().filter(|(_, (s, _))| s == "MASTER").map(|(d, _)| *d).collect();
+        let mut m: Vec<u8> =
+            self.last.iter().filter(|(_, (s, _))| s == "MASTER").map(|(d, _)| *d).collect();
         m.sort_unstable();
         (m.len() == 1).then(|| m[0])
     }
@@ -132,22 +133,38 @@ impl Watch {
 async fn poll_once(lab: &Lab, w: &Mutex<Watch>) {
     for d in 1..=lab.spec.directors {
         let sock = lab.control_socket(d);
-        let reply =
-            tokio::time::timeout(Duration::from_millis(200), tacvs_director::run::control(&sock, &serde_json::json!({"cmd": "status"})))
-                .await;
+        let reply = tokio::time::timeout(
+            Duration::from_millis(200),
+            tacvs_director::run::control(&sock, &serde_json::json!({"cmd": "status"})),
+        )
+        .await;
         let now = Instant::now();
         let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
         // Each state carries how long it has held (state_for_s): an event is
         // dated when the director changed, not when the poll noticed.
-        let since = |v: &serde_json::Value| now.checked_sub(Duration::from_secs_f64(v.as_f64().unwrap_or(0.0).max(0.0))).unwrap_or(now);
+        let since = |v: &serde_json::Value| {
+            now.checked_sub(Duration::from_secs_f64(v.as_f64().unwrap_or(0.0).max(0.0)))
+                .unwrap_or(now)
+        };
         let (state, vrrp_at, reals) = match reply {
             Ok(Ok(v)) => {
                 let state = v["vrrp"]["state"].as_str().unwrap_or("NONE").to_owned();
                 let mut reals = HashMap::new();
                 for r in v["services"][0]["reals"].as_array().into_iter().flatten() {
                     let addr = r["address"].as_str().unwrap_or_default();
-                    let name = addr.split(':').next().and_then(|ip| ip.rsplit('.').next()).map(|n| format!("s{n}")).unwrap_or_default();
-                    reals.insert(name, (r["state"].as_str().unwrap_or_default().to_owned(), since(&r["state_for_s"])));
+                    let name = addr
+                        .split(':')
+                        .next()
+                        .and_then(|ip| ip.rsplit('.').next())
+                        .map(|n| format!("s{n}"))
+                        .unwrap_or_default();
+                    reals.insert(
+                        name,
+                        (
+                            r["state"].as_str().unwrap_or_default().to_owned(),
+                            since(&r["state_for_s"]),
+                        ),
+                    );
                 }
                 (state, since(&v["vrrp"]["state_for_s"]), reals)
             }
@@ -177,7 +194,9 @@ pub async fn wait_ready(lab: &Lab, within: Duration) -> Result<u8, LabError> {
         {
             let w = w.lock().unwrap_or_else(|e| e.into_inner());
             if let Some(m) = w.master()
-                && w.last.get(&m).is_some_and(|(_, r)| r.len() == usize::from(lab.spec.servers) && r.values().all(|s| s == "up"))
+                && w.last.get(&m).is_some_and(|(_, r)| {
+                    r.len() == usize::from(lab.spec.servers) && r.values().all(|s| s == "up")
+                })
                 && w.last.values().all(|(s, _)| s != "unreachable")
             {
                 return Ok(m);
@@ -224,10 +243,13 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<LabReport, LabError
     // A fresh run: a previous run's journals would count as this one's.
     lab.down()?;
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|err| LabError::Io { path: dir.display().to_string(), err })?;
+        std::fs::remove_dir_all(&dir)
+            .map_err(|err| LabError::Io { path: dir.display().to_string(), err })?;
     }
     let lab2 = lab.clone();
-    let st = tokio::task::spawn_blocking(move || lab2.up()).await.map_err(|e| LabError::NotReady(e.to_string()))??;
+    let st = tokio::task::spawn_blocking(move || lab2.up())
+        .await
+        .map_err(|e| LabError::NotReady(e.to_string()))??;
     let result = drive(sc, opts, &lab, st).await;
     if !opts.keep {
         let lab2 = lab.clone();
@@ -238,7 +260,12 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<LabReport, LabError
     Ok(report)
 }
 
-async fn drive(sc: &Scenario, opts: &RunOptions, lab: &Lab, st: topo::State) -> Result<LabReport, LabError> {
+async fn drive(
+    sc: &Scenario,
+    opts: &RunOptions,
+    lab: &Lab,
+    st: topo::State,
+) -> Result<LabReport, LabError> {
     wait_ready(lab, Duration::from_secs(20)).await?;
     let dir = lab.spec.dir.clone();
     let mut pids: HashMap<String, u32> = st.procs.iter().map(|p| (p.role.short(), p.pid)).collect();
@@ -256,7 +283,8 @@ async fn drive(sc: &Scenario, opts: &RunOptions, lab: &Lab, st: topo::State) -> 
     let sim_json = dir.join("sim.json");
     let acked = dir.join("acked.txt");
     let log_path = dir.join("sim.log");
-    let log = std::fs::File::create(&log_path).map_err(|err| LabError::Io { path: log_path.display().to_string(), err })?;
+    let log = std::fs::File::create(&log_path)
+        .map_err(|err| LabError::Io { path: log_path.display().to_string(), err })?;
     let w = &sc.workload;
     let args: Vec<String> = vec![
         "sim".into(),
@@ -286,14 +314,21 @@ async fn drive(sc: &Scenario, opts: &RunOptions, lab: &Lab, st: topo::State) -> 
     let ns = lab.ns(Role::Devices);
     let t0_wall = SystemTime::now();
     let t0 = Instant::now();
-    let mut sim = tokio::process::Command::from(lab.command(&ns, &lab.spec.bin.display().to_string()))
-        .args(&args)
-        .env("TACVS_KEY", KEY)
-        .stdout(log.try_clone().map_err(|err| LabError::Io { path: log_path.display().to_string(), err })?)
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| LabError::Command { cmd: format!("ip netns exec {ns} tacvs sim"), err: e.to_string() })?;
+    let mut sim =
+        tokio::process::Command::from(lab.command(&ns, &lab.spec.bin.display().to_string()))
+            .args(&args)
+            .env("TACVS_KEY", KEY)
+            .stdout(
+                log.try_clone()
+                    .map_err(|err| LabError::Io { path: log_path.display().to_string(), err })?,
+            )
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| LabError::Command {
+                cmd: format!("ip netns exec {ns} tacvs sim"),
+                err: e.to_string(),
+            })?;
 
     let mut applied = Vec::new();
     for f in &sc.faults {
@@ -323,13 +358,20 @@ async fn drive(sc: &Scenario, opts: &RunOptions, lab: &Lab, st: topo::State) -> 
     drop(poller);
     match status {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return Err(LabError::Command { cmd: "tacvs sim".into(), err: e.to_string() }),
-        Err(_) => return Err(LabError::NotReady(format!("tacvs sim did not finish: see {}", log_path.display()))),
+        Ok(Err(e)) => {
+            return Err(LabError::Command { cmd: "tacvs sim".into(), err: e.to_string() });
+        }
+        Err(_) => {
+            return Err(LabError::NotReady(format!(
+                "tacvs sim did not finish: see {}",
+                log_path.display()
+            )));
+        }
     }
-    let report: tacvs_sim::Report = std::fs::read(&sim_json)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| LabError::NotReady(format!("tacvs sim wrote no report: see {}", log_path.display())))?;
+    let report: tacvs_sim::Report =
+        std::fs::read(&sim_json).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(
+            || LabError::NotReady(format!("tacvs sim wrote no report: see {}", log_path.display())),
+        )?;
     // The sim's clock starts a little after t0 (process start-up): express
     // every lab time on the sim's clock, as its series is.
     let offset = (report.started_unix_ms as f64 - unix_ms(t0_wall) as f64) / 1000.0;
@@ -341,7 +383,11 @@ async fn drive(sc: &Scenario, opts: &RunOptions, lab: &Lab, st: topo::State) -> 
         w.events
             .iter()
             .filter(|(t, _, _)| *t >= t0)
-            .map(|(t, d, what)| Event { t_s: (*t - t0).as_secs_f64() - offset, director: d.clone(), what: what.clone() })
+            .map(|(t, d, what)| Event {
+                t_s: (*t - t0).as_secs_f64() - offset,
+                director: d.clone(),
+                what: what.clone(),
+            })
             .collect::<Vec<_>>()
     };
     let mut events = events;
@@ -364,7 +410,13 @@ async fn drive(sc: &Scenario, opts: &RunOptions, lab: &Lab, st: topo::State) -> 
 }
 
 /// Apply one fault; returns "ok" or what went wrong.
-fn apply(lab: &Lab, pids: &mut HashMap<String, u32>, action: Action, target: &str, args: &str) -> String {
+fn apply(
+    lab: &Lab,
+    pids: &mut HashMap<String, u32>,
+    action: Action,
+    target: &str,
+    args: &str,
+) -> String {
     let Some(role) = Role::parse(target) else { return format!("no such target {target:?}") };
     let ns = lab.ns(role);
     let pid = pids.get(target).copied();
@@ -396,11 +448,16 @@ fn apply(lab: &Lab, pids: &mut HashMap<String, u32>, action: Action, target: &st
                 })
             }
         }
-        Action::LinkDown => topo::sh("ip", &["-n", &ns, "link", "set", "eth0", "down"]).map(|_| "ok".to_owned()),
+        Action::LinkDown => {
+            topo::sh("ip", &["-n", &ns, "link", "set", "eth0", "down"]).map(|_| "ok".to_owned())
+        }
         Action::LinkUp => topo::sh("ip", &["-n", &ns, "link", "set", "eth0", "up"]).map(|_| {
             // Taking the link down flushed the route to the fleet.
             if role != Role::Devices {
-                let _ = topo::sh("ip", &["-n", &ns, "route", "replace", FLEET, "via", &topo::DEV_ADDR.to_string()]);
+                let _ = topo::sh(
+                    "ip",
+                    &["-n", &ns, "route", "replace", FLEET, "via", &topo::DEV_ADDR.to_string()],
+                );
             }
             "ok".to_owned()
         }),
@@ -408,15 +465,20 @@ fn apply(lab: &Lab, pids: &mut HashMap<String, u32>, action: Action, target: &st
             if !topo::have_netem(&ns) {
                 Ok("skipped: this kernel has no sch_netem".to_owned())
             } else {
-                let mut a = vec!["-n", ns.as_str(), "qdisc", "replace", "dev", "eth0", "root", "netem"];
+                let mut a =
+                    vec!["-n", ns.as_str(), "qdisc", "replace", "dev", "eth0", "root", "netem"];
                 a.extend(args.split_whitespace());
                 topo::sh("tc", &a).map(|_| "ok".to_owned())
             }
         }
-        Action::ClearNetem if !topo::have_netem(&ns) => Ok("skipped: this kernel has no sch_netem".to_owned()),
-        Action::ClearNetem => Ok(topo::sh("tc", &["-n", &ns, "qdisc", "del", "dev", "eth0", "root"])
-            .map(|_| "ok".to_owned())
-            .unwrap_or_else(|_| "nothing to clear".to_owned())),
+        Action::ClearNetem if !topo::have_netem(&ns) => {
+            Ok("skipped: this kernel has no sch_netem".to_owned())
+        }
+        Action::ClearNetem => {
+            Ok(topo::sh("tc", &["-n", &ns, "qdisc", "del", "dev", "eth0", "root"])
+                .map(|_| "ok".to_owned())
+                .unwrap_or_else(|_| "nothing to clear".to_owned()))
+        }
     };
     r.unwrap_or_else(|e| e.to_string())
 }
@@ -429,8 +491,17 @@ fn accounting(lab: &Lab, acked: &Path) -> Accounting {
         let dir = lab.role_dir(Role::Server(s)).join("acct");
         for line in tacvs_server::journal::read_lines(&dir).unwrap_or_default() {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
-            let args: Vec<String> = v["args"].as_array().into_iter().flatten().filter_map(|a| a.as_str().map(str::to_owned)).collect();
-            let key = tacvs_sim::ack_key(v["device"].as_str().unwrap_or_default(), v["record"].as_str().unwrap_or_default(), &args);
+            let args: Vec<String> = v["args"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|a| a.as_str().map(str::to_owned))
+                .collect();
+            let key = tacvs_sim::ack_key(
+                v["device"].as_str().unwrap_or_default(),
+                v["record"].as_str().unwrap_or_default(),
+                &args,
+            );
             *have.entry(key).or_insert(0) += 1;
             journaled += 1;
         }
@@ -454,60 +525,98 @@ fn ms(d: f64) -> String {
     format!("{:.0} ms", d * 1000.0)
 }
 
-fn checks(sc: &Scenario, scale: f64, r: &tacvs_sim::Report, applied: &[Applied], events: &[Event], acct: &Accounting) -> Vec<Check> {
+fn checks(
+    sc: &Scenario,
+    scale: f64,
+    r: &tacvs_sim::Report,
+    applied: &[Applied],
+    events: &[Event],
+    acct: &Accounting,
+) -> Vec<Check> {
     let mut out = Vec::new();
     for e in &sc.workload.expect {
         if let Ok(x) = tacvs_sim::Expect::parse(e) {
             let x = x.scaled(scale);
             let res = x.check(r);
             let bound = if scale == 1.0 { e.clone() } else { format!("{e} at ×{scale}") };
-            out.push(Check { name: format!("sim {e}"), measured: res.clone().unwrap_or_else(|m| m), bound, ok: res.is_ok() });
+            out.push(Check {
+                name: format!("sim {e}"),
+                measured: res.clone().unwrap_or_else(|m| m),
+                bound,
+                ok: res.is_ok(),
+            });
         }
     }
     out.push(Check {
         name: "acknowledged accounting records missing from the journals".into(),
-        measured: format!("{} of {} ({} journaled)", acct.missing, acct.acknowledged, acct.journaled),
+        measured: format!(
+            "{} of {} ({} journaled)",
+            acct.missing, acct.acknowledged, acct.journaled
+        ),
         bound: "0".into(),
-        ok: acct.missing == 0 && (acct.acknowledged > 0 || r.by_type.get("acct").is_none_or(|t| t.requests == 0)),
+        ok: acct.missing == 0
+            && (acct.acknowledged > 0 || r.by_type.get("acct").is_none_or(|t| t.requests == 0)),
     });
     let d = &sc.director;
     // Events are dated by the director itself; 25 ms covers timer and
     // scheduling jitter on a loaded machine.
-    let removal_bound = sc.checks.max_removal.unwrap_or(d.health_interval * d.fall + d.health_timeout + Duration::from_millis(25));
+    let removal_bound = sc
+        .checks
+        .max_removal
+        .unwrap_or(d.health_interval * d.fall + d.health_timeout + Duration::from_millis(25));
     for a in applied.iter().filter(|a| a.result == "ok") {
         let Some(role) = Role::parse(&a.resolved) else { continue };
-        let director_fault = matches!(role, Role::Director(_)) && matches!(a.action.as_str(), "kill" | "stop" | "linkdown");
+        let director_fault = matches!(role, Role::Director(_))
+            && matches!(a.action.as_str(), "kill" | "stop" | "linkdown");
         if director_fault {
             let other = match role {
                 Role::Director(i) => format!("d{}", 3 - i),
                 _ => unreachable!("checked"),
             };
-            let took = events.iter().find(|e| e.t_s >= a.at_s && e.director == other && e.what == "MASTER").map(|e| e.t_s - a.at_s);
+            let took = events
+                .iter()
+                .find(|e| e.t_s >= a.at_s && e.director == other && e.what == "MASTER")
+                .map(|e| e.t_s - a.at_s);
             let bound = sc.checks.max_failover;
             out.push(Check {
-                name: format!("{} of {} at {:.2}s: {other} MASTER within", a.action, a.resolved, a.at_s),
+                name: format!(
+                    "{} of {} at {:.2}s: {other} MASTER within",
+                    a.action, a.resolved, a.at_s
+                ),
                 measured: took.map_or("never".into(), ms),
                 bound: bound.map_or("-".into(), |b| ms(b.as_secs_f64())),
                 ok: took.is_some_and(|t| bound.is_none_or(|b| t <= b.as_secs_f64())),
             });
             // Until when did new sessions fail? The failure window that began
             // at the fault.
-            let window = r.outages.iter().find(|o| o.to_s >= a.at_s - 0.05 && o.from_s <= a.at_s + 2.0);
+            let window =
+                r.outages.iter().find(|o| o.to_s >= a.at_s - 0.05 && o.from_s <= a.at_s + 2.0);
             out.push(Check {
                 name: format!("{} of {}: new sessions failing until", a.action, a.resolved),
                 measured: window.map_or("no failed request".into(), |o| {
-                    format!("{} after the fault ({} failed)", ms((o.last_start_s - a.at_s).max(0.0)), o.errors)
+                    format!(
+                        "{} after the fault ({} failed)",
+                        ms((o.last_start_s - a.at_s).max(0.0)),
+                        o.errors
+                    )
                 }),
                 bound: bound.map_or("-".into(), |b| ms(b.as_secs_f64())),
-                ok: window.is_none_or(|o| bound.is_none_or(|b| o.last_start_s - a.at_s <= b.as_secs_f64())),
+                ok: window.is_none_or(|o| {
+                    bound.is_none_or(|b| o.last_start_s - a.at_s <= b.as_secs_f64())
+                }),
             });
         }
-        let server_fault = matches!(role, Role::Server(_)) && matches!(a.action.as_str(), "kill" | "stop" | "linkdown");
+        let server_fault = matches!(role, Role::Server(_))
+            && matches!(a.action.as_str(), "kill" | "stop" | "linkdown");
         if server_fault {
             let what = format!("{} down", a.resolved);
-            let took = events.iter().find(|e| e.t_s >= a.at_s && e.what == what).map(|e| e.t_s - a.at_s);
+            let took =
+                events.iter().find(|e| e.t_s >= a.at_s && e.what == what).map(|e| e.t_s - a.at_s);
             out.push(Check {
-                name: format!("{} of {} at {:.2}s: out of scheduling within", a.action, a.resolved, a.at_s),
+                name: format!(
+                    "{} of {} at {:.2}s: out of scheduling within",
+                    a.action, a.resolved, a.at_s
+                ),
                 measured: took.map_or("never".into(), ms),
                 bound: ms(removal_bound.as_secs_f64()),
                 ok: took.is_some_and(|t| t <= removal_bound.as_secs_f64()),
@@ -549,7 +658,11 @@ pub fn table(r: &LabReport) -> String {
     }
     let _ = writeln!(s, "\nfaults:");
     for a in &r.faults {
-        let _ = writeln!(s, "  {:>7.2}s  {:<11} {:<7} ({})  {}", a.at_s, a.action, a.target, a.resolved, a.result);
+        let _ = writeln!(
+            s,
+            "  {:>7.2}s  {:<11} {:<7} ({})  {}",
+            a.at_s, a.action, a.target, a.resolved, a.result
+        );
     }
     let _ = writeln!(s, "\ndirector events:");
     for e in r.events.iter().filter(|e| e.t_s >= 0.0) {
@@ -562,7 +675,14 @@ pub fn table(r: &LabReport) -> String {
     );
     let _ = writeln!(s, "\nchecks:");
     for c in &r.checks {
-        let _ = writeln!(s, "  {} {:<62} {:>28}  (bound {})", if c.ok { "ok  " } else { "FAIL" }, c.name, c.measured, c.bound);
+        let _ = writeln!(
+            s,
+            "  {} {:<62} {:>28}  (bound {})",
+            if c.ok { "ok  " } else { "FAIL" },
+            c.name,
+            c.measured,
+            c.bound
+        );
     }
     let _ = writeln!(s, "\nresult: {}", if r.ok() { "PASS" } else { "FAIL" });
     s
@@ -578,7 +698,10 @@ fn write_report(r: &LabReport, dir: &Path) -> Result<(), LabError> {
     let p = dir.join("report.txt");
     std::fs::write(&p, table(r)).map_err(io(&p))?;
     let p = dir.join("report.svg");
-    crate::chart::svg(r, &p).map_err(|e| LabError::Io { path: p.display().to_string(), err: std::io::Error::other(e) })?;
+    crate::chart::svg(r, &p).map_err(|e| LabError::Io {
+        path: p.display().to_string(),
+        err: std::io::Error::other(e),
+    })?;
     Ok(())
 }
 
@@ -612,22 +735,38 @@ mod tests {
         ] {
             let d = l.role_dir(Role::Server(s)).join("acct");
             std::fs::create_dir_all(&d).unwrap();
-            std::fs::write(d.join("acct-20261126T000000Z-0.jsonl"), lines.join("\n") + "\n").unwrap();
+            std::fs::write(d.join("acct-20261126T000000Z-0.jsonl"), lines.join("\n") + "\n")
+                .unwrap();
         }
-        let key = |dev: &str, rec: &str, task: &str| tacvs_sim::ack_key(dev, rec, &[format!("task_id={task}"), "service=shell".into()]);
+        let key = |dev: &str, rec: &str, task: &str| {
+            tacvs_sim::ack_key(dev, rec, &[format!("task_id={task}"), "service=shell".into()])
+        };
         let acked = dir.join("acked.txt");
-        std::fs::write(&acked, [key("10.100.0.1", "start", "0-1"), key("10.100.0.2", "start", "1-1")].join("\n")).unwrap();
+        std::fs::write(
+            &acked,
+            [key("10.100.0.1", "start", "0-1"), key("10.100.0.2", "start", "1-1")].join("\n"),
+        )
+        .unwrap();
         let a = accounting(&l, &acked);
         assert_eq!((a.acknowledged, a.journaled, a.missing), (2, 3, 0));
         // Acknowledged twice, journaled once: one is missing. And one never journaled.
         std::fs::write(
             &acked,
-            [key("10.100.0.2", "start", "1-1"), key("10.100.0.2", "start", "1-1"), key("10.100.0.3", "stop", "2-1")].join("\n"),
+            [
+                key("10.100.0.2", "start", "1-1"),
+                key("10.100.0.2", "start", "1-1"),
+                key("10.100.0.3", "stop", "2-1"),
+            ]
+            .join("\n"),
         )
         .unwrap();
         let a = accounting(&l, &acked);
         assert_eq!((a.acknowledged, a.missing), (3, 2));
-        assert!(a.missing_examples.iter().any(|m| m.starts_with("10.100.0.3 stop")), "{:?}", a.missing_examples);
+        assert!(
+            a.missing_examples.iter().any(|m| m.starts_with("10.100.0.3 stop")),
+            "{:?}",
+            a.missing_examples
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -640,7 +779,13 @@ mod tests {
     }
 
     fn applied(at: f64, action: &str, target: &str) -> Applied {
-        Applied { at_s: at, action: action.into(), target: target.into(), resolved: target.into(), result: "ok".into() }
+        Applied {
+            at_s: at,
+            action: action.into(),
+            target: target.into(),
+            resolved: target.into(),
+            result: "ok".into(),
+        }
     }
 
     fn ev(t: f64, d: &str, what: &str) -> Event {
@@ -652,20 +797,36 @@ mod tests {
         let sc = scenario("[checks]\nmax_failover = \"1s\"\nmax_outage = \"1s\"\n");
         let mut r = tacvs_sim::Report::default();
         r.total.throughput = 60.0;
-        r.outages = vec![tacvs_sim::report::Outage { from_s: 8.0, to_s: 8.4, last_start_s: 8.35, errors: 40 }];
+        r.outages = vec![tacvs_sim::report::Outage {
+            from_s: 8.0,
+            to_s: 8.4,
+            last_start_s: 8.35,
+            errors: 40,
+        }];
         let acct = Accounting { acknowledged: 5, journaled: 5, ..Default::default() };
-        let faults = [applied(8.0, "kill", "d1"), applied(12.0, "kill", "s2"), applied(14.0, "stop", "s3")];
-        let events = [ev(8.34, "d2", "MASTER"), ev(12.25, "d1", "s2 down"), ev(15.0, "d2", "s3 down")];
+        let faults =
+            [applied(8.0, "kill", "d1"), applied(12.0, "kill", "s2"), applied(14.0, "stop", "s3")];
+        let events =
+            [ev(8.34, "d2", "MASTER"), ev(12.25, "d1", "s2 down"), ev(15.0, "d2", "s3 down")];
         let c = checks(&sc, 0.5, &r, &faults, &events, &acct);
-        let get = |name: &str| c.iter().find(|c| c.name.contains(name)).unwrap_or_else(|| panic!("{name}: {c:#?}"));
+        let get = |name: &str| {
+            c.iter().find(|c| c.name.contains(name)).unwrap_or_else(|| panic!("{name}: {c:#?}"))
+        };
         assert!(get("throughput").ok, "100 req/s at ×0.5 expects 45: {:?}", get("throughput"));
         assert!(get("d2 MASTER within").ok && get("d2 MASTER within").measured == "340 ms");
-        assert!(get("new sessions failing until").ok && get("new sessions failing until").measured.starts_with("350 ms"));
+        assert!(
+            get("new sessions failing until").ok
+                && get("new sessions failing until").measured.starts_with("350 ms")
+        );
         assert!(get("kill of s2").ok && get("kill of s2").measured == "250 ms");
         // fall 2 × 200 ms + 300 ms (+25 ms jitter) = 725 ms: s3 took 1 s.
         assert!(!get("stop of s3").ok && get("stop of s3").bound == "725 ms");
         assert!(get("missing from the journals").ok);
         let no_master = checks(&sc, 1.0, &r, &faults[..1], &[], &acct);
-        assert!(no_master.iter().any(|c| c.name.contains("MASTER within") && !c.ok && c.measured == "never"));
+        assert!(
+            no_master
+                .iter()
+                .any(|c| c.name.contains("MASTER within") && !c.ok && c.measured == "never")
+        );
     }
 }

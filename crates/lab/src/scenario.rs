@@ -161,7 +161,9 @@ impl Scenario {
             errs.push(format!("{file}: [topology] needs 1-200 servers and 1-2 directors"));
         }
         if t.devices == 0 || t.devices > FLEET_SIZE {
-            errs.push(format!("{file}: [topology] devices must be 1-{FLEET_SIZE} (the fleet prefix)"));
+            errs.push(format!(
+                "{file}: [topology] devices must be 1-{FLEET_SIZE} (the fleet prefix)"
+            ));
         }
         if s.workload.rate <= 0.0 {
             errs.push(format!("{file}: [workload] rate must be above 0"));
@@ -178,13 +180,26 @@ impl Scenario {
                     errs.push(format!("{at}: no backup with one director"))
                 }
                 ("master" | "backup", _) => {}
-                (_, Some(Role::Server(n))) if n > t.servers => errs.push(format!("{at}: only {} servers", t.servers)),
-                (_, Some(Role::Director(n))) if n > t.directors => errs.push(format!("{at}: only {} directors", t.directors)),
-                (_, Some(Role::Devices)) if matches!(f.action, Action::Kill | Action::Stop | Action::Cont | Action::Start) => {
-                    errs.push(format!("{at}: the devices namespace has no daemon; use link or netem faults"))
+                (_, Some(Role::Server(n))) if n > t.servers => {
+                    errs.push(format!("{at}: only {} servers", t.servers))
+                }
+                (_, Some(Role::Director(n))) if n > t.directors => {
+                    errs.push(format!("{at}: only {} directors", t.directors))
+                }
+                (_, Some(Role::Devices))
+                    if matches!(
+                        f.action,
+                        Action::Kill | Action::Stop | Action::Cont | Action::Start
+                    ) =>
+                {
+                    errs.push(format!(
+                        "{at}: the devices namespace has no daemon; use link or netem faults"
+                    ))
                 }
                 (_, Some(_)) => {}
-                (other, None) => errs.push(format!("{at}: target {other:?}: write s1..sN, d1, d2, dev, master or backup")),
+                (other, None) => errs.push(format!(
+                    "{at}: target {other:?}: write s1..sN, d1, d2, dev, master or backup"
+                )),
             }
             if f.action == Action::Netem && f.args.trim().is_empty() {
                 errs.push(format!("{at}: netem needs args, e.g. \"delay 20ms loss 5%\""));
@@ -204,7 +219,10 @@ impl Scenario {
     /// Read a scenario: a path, or the name of a shipped one.
     pub fn load(spec: &str) -> Result<Scenario, String> {
         let path = std::path::Path::new(spec);
-        let candidates = [path.to_path_buf(), std::path::Path::new("lab/scenarios").join(format!("{spec}.toml"))];
+        let candidates = [
+            path.to_path_buf(),
+            std::path::Path::new("lab/scenarios").join(format!("{spec}.toml")),
+        ];
         for p in &candidates {
             if let Ok(text) = std::fs::read_to_string(p) {
                 return Scenario::parse(&p.display().to_string(), &text);
@@ -235,11 +253,23 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let base = "name = \"x\"\n[topology]\nservers = 2\ndevices = 10\n[workload]\nrate = 10\nduration = \"5s\"\n";
-        let e = Scenario::parse("x.toml", &format!("{base}[[fault]]\nat = \"9s\"\naction = \"kill\"\ntarget = \"s3\"\n")).unwrap_err();
+        let e = Scenario::parse(
+            "x.toml",
+            &format!("{base}[[fault]]\nat = \"9s\"\naction = \"kill\"\ntarget = \"s3\"\n"),
+        )
+        .unwrap_err();
         assert!(e.contains("after the workload ends") && e.contains("only 2 servers"), "{e}");
-        let e = Scenario::parse("x.toml", &format!("{base}[[fault]]\nat = \"1s\"\naction = \"explode\"\ntarget = \"s1\"\n")).unwrap_err();
+        let e = Scenario::parse(
+            "x.toml",
+            &format!("{base}[[fault]]\nat = \"1s\"\naction = \"explode\"\ntarget = \"s1\"\n"),
+        )
+        .unwrap_err();
         assert!(e.starts_with("x.toml:10:"), "{e}");
-        let e = Scenario::parse("x.toml", &format!("{base}[[fault]]\nat = \"1s\"\naction = \"netem\"\ntarget = \"zz\"\n")).unwrap_err();
+        let e = Scenario::parse(
+            "x.toml",
+            &format!("{base}[[fault]]\nat = \"1s\"\naction = \"netem\"\ntarget = \"zz\"\n"),
+        )
+        .unwrap_err();
         assert!(e.contains("netem needs args") && e.contains("target \"zz\""), "{e}");
     }
 }

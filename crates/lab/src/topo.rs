@@ -164,8 +164,11 @@ pub mod humantime_serde_compat {
     /// Parse "250ms", "2s".
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. \"10s\", \"500ms\"")))
+        humantime::parse_duration(&s).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}); write e.g. \"10s\", \"500ms\""
+            ))
+        })
     }
 }
 
@@ -214,13 +217,14 @@ pub struct Lab {
 /// Run a command; its stderr names the failure.
 pub fn sh(cmd: &str, args: &[&str]) -> Result<String, LabError> {
     let line = || format!("{cmd} {}", args.join(" "));
-    let out = Command::new(cmd)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| LabError::Command { cmd: line(), err: format!("{e} (is iproute2 installed?)") })?;
+    let out = Command::new(cmd).args(args).stdin(Stdio::null()).output().map_err(|e| {
+        LabError::Command { cmd: line(), err: format!("{e} (is iproute2 installed?)") }
+    })?;
     if !out.status.success() {
-        return Err(LabError::Command { cmd: line(), err: String::from_utf8_lossy(&out.stderr).trim().to_owned() });
+        return Err(LabError::Command {
+            cmd: line(),
+            err: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -240,7 +244,9 @@ pub fn namespaces(prefix: &str) -> Vec<String> {
 
 /// PIDs of processes inside a namespace.
 pub fn ns_pids(ns: &str) -> Vec<u32> {
-    sh("ip", &["netns", "pids", ns]).map(|o| o.split_whitespace().filter_map(|p| p.parse().ok()).collect()).unwrap_or_default()
+    sh("ip", &["netns", "pids", ns])
+        .map(|o| o.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        .unwrap_or_default()
 }
 
 /// Whether `pid` is alive and still a tacvs (or keepalived) process the lab
@@ -294,8 +300,14 @@ pub fn reap(pids: &[u32]) {
 impl Lab {
     /// A lab for `spec` (nothing built yet).
     pub fn new(spec: Spec) -> Result<Lab, LabError> {
-        if spec.prefix.is_empty() || spec.prefix.len() > 32 || !spec.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
-            return Err(LabError::Invalid(format!("prefix {:?}: 1-32 letters, digits or '-'", spec.prefix)));
+        if spec.prefix.is_empty()
+            || spec.prefix.len() > 32
+            || !spec.prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(LabError::Invalid(format!(
+                "prefix {:?}: 1-32 letters, digits or '-'",
+                spec.prefix
+            )));
         }
         if !(1..=2).contains(&spec.directors) || !(1..=200).contains(&spec.servers) {
             return Err(LabError::Invalid("a lab has 1-2 directors and 1-200 real servers".into()));
@@ -368,7 +380,10 @@ impl Lab {
             self.save(&st)?;
         }
         for i in 1..=self.spec.servers {
-            self.wait_listening(Role::Server(i), st.procs.iter().find(|p| p.role == Role::Server(i)).map(|p| p.pid).unwrap_or(0))?;
+            self.wait_listening(
+                Role::Server(i),
+                st.procs.iter().find(|p| p.role == Role::Server(i)).map(|p| p.pid).unwrap_or(0),
+            )?;
         }
         for i in 1..=self.spec.directors {
             let r = Role::Director(i);
@@ -393,7 +408,11 @@ impl Lab {
             }
             // Directors open a connection to a real server per device session
             // from one address: reuse TIME_WAIT ports and use the whole range.
-            for kv in ["net.ipv4.tcp_tw_reuse=1", "net.ipv4.ip_local_port_range=1024 65000", "net.core.somaxconn=8192"] {
+            for kv in [
+                "net.ipv4.tcp_tw_reuse=1",
+                "net.ipv4.ip_local_port_range=1024 65000",
+                "net.core.somaxconn=8192",
+            ] {
                 sh("ip", &["netns", "exec", &ns, "sysctl", "-q", "-w", kv])?;
             }
         }
@@ -406,10 +425,18 @@ impl Lab {
         let (what, conf) = match r {
             Role::Server(_) => ("server", dir.join("server.toml")),
             Role::Director(_) => ("director", dir.join("director.toml")),
-            Role::Devices => return Err(LabError::Invalid("the devices namespace runs `tacvs sim`, not a daemon".into())),
+            Role::Devices => {
+                return Err(LabError::Invalid(
+                    "the devices namespace runs `tacvs sim`, not a daemon".into(),
+                ));
+            }
         };
         let log_path = dir.join(format!("{what}.log"));
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io_err(&log_path))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(io_err(&log_path))?;
         let log2 = log.try_clone().map_err(io_err(&log_path))?;
         let ns = self.ns(r);
         let bin = self.spec.bin.display().to_string();
@@ -422,7 +449,10 @@ impl Lab {
             .stdout(log)
             .stderr(log2)
             .spawn()
-            .map_err(|e| LabError::Command { cmd: format!("ip netns exec {ns} {bin} {what}"), err: e.to_string() })?;
+            .map_err(|e| LabError::Command {
+                cmd: format!("ip netns exec {ns} {bin} {what}"),
+                err: e.to_string(),
+            })?;
         Ok(child.id())
     }
 
@@ -450,19 +480,27 @@ impl Lab {
                 )));
             }
             let tcp = std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
-            if tcp.lines().any(|l| l.split_whitespace().nth(1) == Some(want.as_str()) && l.split_whitespace().nth(3) == Some("0A")) {
+            if tcp.lines().any(|l| {
+                l.split_whitespace().nth(1) == Some(want.as_str())
+                    && l.split_whitespace().nth(3) == Some("0A")
+            }) {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Err(LabError::NotReady(format!("{} does not listen on {}:49 after 20 s", r.short(), r.addr())))
+        Err(LabError::NotReady(format!(
+            "{} does not listen on {}:49 after 20 s",
+            r.short(),
+            r.addr()
+        )))
     }
 
     fn write_server_config(&self, i: u8) -> Result<(), LabError> {
         let r = Role::Server(i);
         let dir = self.role_dir(r);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let directors: Vec<String> = (1..=2).map(|d| format!("\"{}/32\"", Role::Director(d).addr())).collect();
+        let directors: Vec<String> =
+            (1..=2).map(|d| format!("\"{}/32\"", Role::Director(d).addr())).collect();
         let text = SERVER_TEMPLATE
             .replace("@NAME@", &r.short())
             .replace("@ADDR@", &r.addr().to_string())
@@ -478,11 +516,20 @@ impl Lab {
         let dir = self.role_dir(r);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let d = &self.spec.director;
-        let reals: String =
-            (1..=self.spec.servers).map(|s| format!("  [[service.real]]\n  address = \"{}:49\"\n\n", Role::Server(s).addr())).collect();
+        let reals: String = (1..=self.spec.servers)
+            .map(|s| {
+                format!("  [[service.real]]\n  address = \"{}:49\"\n\n", Role::Server(s).addr())
+            })
+            .collect();
         let notify = dir.join("notify.sh");
-        std::fs::write(&notify, format!("#!/bin/sh\necho \"$(date +%s.%N) $*\" >> {}\n", dir.join("vrrp-events.log").display()))
-            .map_err(io_err(&notify))?;
+        std::fs::write(
+            &notify,
+            format!(
+                "#!/bin/sh\necho \"$(date +%s.%N) $*\" >> {}\n",
+                dir.join("vrrp-events.log").display()
+            ),
+        )
+        .map_err(io_err(&notify))?;
         {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755));
@@ -531,7 +578,10 @@ pub fn attach(hub: &str, ns: &str, name: &str, addr: Ipv4Addr) -> Result<(), Lab
     let port = format!("v-{name}");
     sh("ip", &["netns", "add", ns])?;
     sh("ip", &["-n", ns, "link", "set", "lo", "up"])?;
-    sh("ip", &["-n", hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns])?;
+    sh(
+        "ip",
+        &["-n", hub, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", ns],
+    )?;
     sh("ip", &["-n", hub, "link", "set", &port, "master", "br0", "up"])?;
     sh("ip", &["-n", ns, "addr", "add", &format!("{addr}/{LAN_PREFIX}"), "dev", "eth0"])?;
     sh("ip", &["-n", ns, "link", "set", "eth0", "up"])?;
@@ -541,7 +591,10 @@ pub fn attach(hub: &str, ns: &str, name: &str, addr: Ipv4Addr) -> Result<(), Lab
 /// Tear down everything under `prefix` (see [`Lab::down`]).
 pub fn down(prefix: &str, state: Option<&Path>) -> Result<(), LabError> {
     let mut pids: Vec<u32> = Vec::new();
-    if let Some(st) = state.and_then(|p| std::fs::read(p).ok()).and_then(|b| serde_json::from_slice::<State>(&b).ok()) {
+    if let Some(st) = state
+        .and_then(|p| std::fs::read(p).ok())
+        .and_then(|b| serde_json::from_slice::<State>(&b).ok())
+    {
         pids.extend(st.procs.iter().map(|p| p.pid).filter(|&p| alive(p) && is_ours(p)));
     }
     let nss = namespaces(prefix);
@@ -577,7 +630,8 @@ fn hex_addr(a: Ipv4Addr) -> String {
 
 /// Whether the kernel has the netem queueing discipline.
 pub fn have_netem(ns: &str) -> bool {
-    let ok = sh("tc", &["-n", ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]).is_ok();
+    let ok =
+        sh("tc", &["-n", ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms"]).is_ok();
     if ok {
         let _ = sh("tc", &["-n", ns, "qdisc", "del", "dev", "lo", "root"]);
     }

@@ -51,7 +51,12 @@ pub struct AuthorDecision {
 
 impl AuthorDecision {
     fn fail(msg: &str, reason: String) -> Self {
-        AuthorDecision { status: AuthorStatus::Fail, args: Vec::new(), server_msg: msg.into(), reason }
+        AuthorDecision {
+            status: AuthorStatus::Fail,
+            args: Vec::new(),
+            server_msg: msg.into(),
+            reason,
+        }
     }
 }
 
@@ -59,10 +64,18 @@ impl Policy {
     /// Decide an authorization REQUEST from a device of group `device_group`.
     pub fn authorize(&self, device_group: usize, req: &AaaRequest) -> AuthorDecision {
         let Some(user) = self.user(&req.user) else {
-            return AuthorDecision::fail("", format!("unknown user {:?}", String::from_utf8_lossy(&req.user)));
+            return AuthorDecision::fail(
+                "",
+                format!("unknown user {:?}", String::from_utf8_lossy(&req.user)),
+            );
         };
-        let Some(service) = req.arg(b"service").map(|a| String::from_utf8_lossy(a.value()).into_owned()) else {
-            return AuthorDecision::fail("no service requested", "request has no service AV (RFC 8907 §6.1 makes it mandatory)".into());
+        let Some(service) =
+            req.arg(b"service").map(|a| String::from_utf8_lossy(a.value()).into_owned())
+        else {
+            return AuthorDecision::fail(
+                "no service requested",
+                "request has no service AV (RFC 8907 §6.1 makes it mandatory)".into(),
+            );
         };
         match CommandLine::from_args(&req.args) {
             Some(line) => self.authorize_command(device_group, user, &service, &line),
@@ -70,7 +83,13 @@ impl Policy {
         }
     }
 
-    fn authorize_command(&self, dg: usize, user: &User, service: &str, line: &CommandLine) -> AuthorDecision {
+    fn authorize_command(
+        &self,
+        dg: usize,
+        user: &User,
+        service: &str,
+        line: &CommandLine,
+    ) -> AuthorDecision {
         if !user.groups.iter().any(|&g| self.groups[g].services.iter().any(|s| s.name == service)) {
             return AuthorDecision::fail(
                 "command authorization failed",
@@ -84,14 +103,23 @@ impl Policy {
                 if !rule.device_groups.is_empty() && !rule.device_groups.contains(&dg) {
                     continue;
                 }
-                let reason = format!("group {:?} rule {} {:?} {}", g.name, rule.number, rule.pattern, rule.action.as_str());
+                let reason = format!(
+                    "group {:?} rule {} {:?} {}",
+                    g.name,
+                    rule.number,
+                    rule.pattern,
+                    rule.action.as_str()
+                );
                 return decide(rule.action, reason);
             }
         }
         let (action, why) = match self.device_groups[dg].default_command_action {
             Some(a) => (a, format!("default of device group {:?}", self.device_groups[dg].name)),
             None => match user.groups.first() {
-                Some(&g) => (self.groups[g].default_command_action, format!("default of group {:?}", self.groups[g].name)),
+                Some(&g) => (
+                    self.groups[g].default_command_action,
+                    format!("default of group {:?}", self.groups[g].name),
+                ),
                 None => (Action::Deny, "user has no groups".into()),
             },
         };
@@ -103,7 +131,9 @@ impl Policy {
         for &gi in &user.groups {
             let g = &self.groups[gi];
             for s in &g.services {
-                if s.name != service || s.protocol.as_deref().is_some_and(|p| Some(p.as_bytes()) != protocol) {
+                if s.name != service
+                    || s.protocol.as_deref().is_some_and(|p| Some(p.as_bytes()) != protocol)
+                {
                     continue;
                 }
                 let mut args = s.args.clone();
@@ -122,13 +152,21 @@ impl Policy {
                 };
             }
         }
-        AuthorDecision::fail("service not authorized", format!("no group of user {:?} grants service {service:?}", user.name))
+        AuthorDecision::fail(
+            "service not authorized",
+            format!("no group of user {:?} grants service {service:?}", user.name),
+        )
     }
 }
 
 fn decide(action: Action, reason: String) -> AuthorDecision {
     match action {
-        Action::Permit => AuthorDecision { status: AuthorStatus::PassAdd, args: Vec::new(), server_msg: String::new(), reason },
+        Action::Permit => AuthorDecision {
+            status: AuthorStatus::PassAdd,
+            args: Vec::new(),
+            server_msg: String::new(),
+            reason,
+        },
         Action::Deny => AuthorDecision::fail("command denied", reason),
     }
 }

@@ -52,7 +52,9 @@ pub struct ServerSection {
 }
 
 fn default_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_owned()).unwrap_or_else(|_| "tacvs".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "tacvs".into())
 }
 
 /// Whether a listener expects a PROXY protocol header (v1 or v2).
@@ -168,7 +170,11 @@ pub struct LockoutConf {
 
 impl Default for LockoutConf {
     fn default() -> Self {
-        LockoutConf { max_failures: 10, window: Dur(Duration::from_secs(300)), duration: Dur(Duration::from_secs(300)) }
+        LockoutConf {
+            max_failures: 10,
+            window: Dur(Duration::from_secs(300)),
+            duration: Dur(Duration::from_secs(300)),
+        }
     }
 }
 

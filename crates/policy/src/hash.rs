@@ -41,7 +41,9 @@ impl FromStr for HashAlgorithm {
             "bcrypt" => HashAlgorithm::Bcrypt,
             "argon2" | "argon2id" => HashAlgorithm::Argon2,
             other => {
-                return Err(format!("unknown algorithm {other:?}; one of sha512-crypt, sha256-crypt, yescrypt, bcrypt, argon2id"));
+                return Err(format!(
+                    "unknown algorithm {other:?}; one of sha512-crypt, sha256-crypt, yescrypt, bcrypt, argon2id"
+                ));
             }
         })
     }
@@ -76,7 +78,9 @@ impl PasswordHash {
             HashAlgorithm::Argon2 => argon2::PasswordHash::new(text).is_ok(),
         };
         if !ok {
-            return Err(format!("malformed {alg:?} hash; make a new one with `tacvs hash-password`"));
+            return Err(format!(
+                "malformed {alg:?} hash; make a new one with `tacvs hash-password`"
+            ));
         }
         Ok(PasswordHash { alg, text: text.to_owned() })
     }
@@ -117,19 +121,33 @@ impl PasswordHash {
         match alg {
             HashAlgorithm::Sha512Crypt | HashAlgorithm::Sha256Crypt => {
                 use sha_crypt::password_hash::PasswordHasher;
-                let h = if alg == HashAlgorithm::Sha512Crypt { sha_crypt::ShaCrypt::SHA512 } else { sha_crypt::ShaCrypt::SHA256 };
+                let h = if alg == HashAlgorithm::Sha512Crypt {
+                    sha_crypt::ShaCrypt::SHA512
+                } else {
+                    sha_crypt::ShaCrypt::SHA256
+                };
                 // SHA-crypt uses at most 16 salt characters. The crate's default salt
                 // encodes to 22, which libc's crypt() would truncate, printing a
                 // different string; 12 random bytes encode to exactly 16.
                 let salt: [u8; 12] = rand::random();
-                h.hash_password_with_salt(password, &salt).map(|p| p.to_string()).map_err(|e| err(&e))
+                h.hash_password_with_salt(password, &salt)
+                    .map(|p| p.to_string())
+                    .map_err(|e| err(&e))
             }
             HashAlgorithm::Yescrypt => {
                 use yescrypt::PasswordHasher;
-                yescrypt::Yescrypt::default().hash_password(password).map(|p| p.to_string()).map_err(|e| err(&e))
+                yescrypt::Yescrypt::default()
+                    .hash_password(password)
+                    .map(|p| p.to_string())
+                    .map_err(|e| err(&e))
             }
-            HashAlgorithm::Bcrypt => bcrypt::hash(password, bcrypt::DEFAULT_COST).map_err(|e| err(&e)),
-            HashAlgorithm::Argon2 => Argon2::default().hash_password(password).map(|p| p.to_string()).map_err(|e| err(&e)),
+            HashAlgorithm::Bcrypt => {
+                bcrypt::hash(password, bcrypt::DEFAULT_COST).map_err(|e| err(&e))
+            }
+            HashAlgorithm::Argon2 => Argon2::default()
+                .hash_password(password)
+                .map(|p| p.to_string())
+                .map_err(|e| err(&e)),
         }
     }
 }
@@ -140,9 +158,13 @@ mod tests {
 
     #[test]
     fn every_algorithm_roundtrips() {
-        for alg in
-            [HashAlgorithm::Sha512Crypt, HashAlgorithm::Sha256Crypt, HashAlgorithm::Yescrypt, HashAlgorithm::Bcrypt, HashAlgorithm::Argon2]
-        {
+        for alg in [
+            HashAlgorithm::Sha512Crypt,
+            HashAlgorithm::Sha256Crypt,
+            HashAlgorithm::Yescrypt,
+            HashAlgorithm::Bcrypt,
+            HashAlgorithm::Argon2,
+        ] {
             let text = PasswordHash::create(alg, b"s3cret").unwrap();
             let h = PasswordHash::parse(&text).unwrap();
             assert_eq!(h.algorithm(), alg);
@@ -150,7 +172,11 @@ mod tests {
             assert!(!h.verify(b"s3cret!"), "{alg:?}");
             assert!(!format!("{h:?}").contains(&text));
             if matches!(alg, HashAlgorithm::Sha512Crypt | HashAlgorithm::Sha256Crypt) {
-                assert_eq!(text.split('$').nth(3).map(str::len), Some(16), "salt is 16 chars: {text}");
+                assert_eq!(
+                    text.split('$').nth(3).map(str::len),
+                    Some(16),
+                    "salt is 16 chars: {text}"
+                );
             }
         }
     }
@@ -162,10 +188,14 @@ mod tests {
             .unwrap();
         assert!(h6.verify(b"secret"));
         assert!(!h6.verify(b"Secret"));
-        let h5 = PasswordHash::parse("$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA").unwrap();
+        let h5 =
+            PasswordHash::parse("$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA").unwrap();
         assert!(h5.verify(b"secret"));
         // yescrypt made by libxcrypt's crypt() (Debian's system hash).
-        let y = PasswordHash::parse("$y$j9T$kfaeI5dhAkLCqpmjnEigU1$KAffl26ThRkzq7e7k4kyZWSMfiLowEaTLXfdgeGGS85").unwrap();
+        let y = PasswordHash::parse(
+            "$y$j9T$kfaeI5dhAkLCqpmjnEigU1$KAffl26ThRkzq7e7k4kyZWSMfiLowEaTLXfdgeGGS85",
+        )
+        .unwrap();
         assert!(y.verify(b"bob-pass"));
         assert!(!y.verify(b"alice-pass"));
         assert!(PasswordHash::parse("alice-pass").unwrap_err().contains("hash-password"));

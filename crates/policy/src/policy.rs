@@ -32,7 +32,10 @@ impl Action {
             "permit" => Action::Permit,
             "deny" => Action::Deny,
             other => {
-                errs.push(loc.at(s.span().start, format!("action {other:?} is neither \"permit\" nor \"deny\"")));
+                errs.push(loc.at(
+                    s.span().start,
+                    format!("action {other:?} is neither \"permit\" nor \"deny\""),
+                ));
                 Action::Deny
             }
         }
@@ -204,8 +207,12 @@ impl Policy {
 /// Read and compile a configuration file.
 pub fn load(path: &Path) -> Result<Policy, ConfigErrors> {
     let name = path.display().to_string();
-    let src = std::fs::read_to_string(path)
-        .map_err(|e| ConfigErrors(vec![ConfigError::File { file: name.clone(), msg: format!("cannot read: {e}") }]))?;
+    let src = std::fs::read_to_string(path).map_err(|e| {
+        ConfigErrors(vec![ConfigError::File {
+            file: name.clone(),
+            msg: format!("cannot read: {e}"),
+        }])
+    })?;
     parse(&name, &src, path.parent().unwrap_or(Path::new(".")))
 }
 
@@ -238,7 +245,10 @@ fn names<'a, T>(
             errs.push(loc.at(n.span().start, format!("{what} name is empty")));
         }
         if map.insert(n.get_ref().as_str(), i).is_some() {
-            errs.push(loc.at(n.span().start, format!("{what} {:?} is defined twice; names must be unique", n.get_ref())));
+            errs.push(loc.at(
+                n.span().start,
+                format!("{what} {:?} is defined twice; names must be unique", n.get_ref()),
+            ));
         }
     }
     map
@@ -248,7 +258,9 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
     // Listeners.
     let mut listeners = Vec::new();
     if raw.server.listen.is_empty() {
-        errs.push(loc.whole("[server] has no [[server.listen]] entry: add one, e.g. address = \"0.0.0.0:49\""));
+        errs.push(loc.whole(
+            "[server] has no [[server.listen]] entry: add one, e.g. address = \"0.0.0.0:49\"",
+        ));
     }
     for l in &raw.server.listen {
         let address = match l.address.get_ref().parse::<SocketAddr>() {
@@ -256,40 +268,62 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
             Err(_) => {
                 errs.push(loc.at(
                     l.address.span().start,
-                    format!("listen address {:?} is not IP:PORT (e.g. \"0.0.0.0:49\", \"[::]:49\")", l.address.get_ref()),
+                    format!(
+                        "listen address {:?} is not IP:PORT (e.g. \"0.0.0.0:49\", \"[::]:49\")",
+                        l.address.get_ref()
+                    ),
                 ));
                 continue;
             }
         };
-        let trusted: Vec<IpNet> = l.trusted_proxies.iter().filter_map(|p| parse_net(p, loc, errs)).collect();
+        let trusted: Vec<IpNet> =
+            l.trusted_proxies.iter().filter_map(|p| parse_net(p, loc, errs)).collect();
         if l.proxy_protocol != ProxyMode::Off && trusted.is_empty() {
-            errs.push(loc.at(l.address.span().start, "proxy_protocol is on but trusted_proxies is empty: list the directors' addresses"));
+            errs.push(loc.at(
+                l.address.span().start,
+                "proxy_protocol is on but trusted_proxies is empty: list the directors' addresses",
+            ));
         }
         listeners.push(Listener { address, proxy: l.proxy_protocol, trusted_proxies: trusted });
     }
     let lim = &raw.limits;
-    if lim.max_connections == 0 || lim.max_connections_per_source == 0 || lim.max_sessions_per_connection == 0 {
+    if lim.max_connections == 0
+        || lim.max_connections_per_source == 0
+        || lim.max_sessions_per_connection == 0
+    {
         errs.push(loc.whole("[limits]: max_connections, max_connections_per_source and max_sessions_per_connection must be at least 1"));
     }
     if lim.max_body.0 < 64 || lim.max_body.0 > u32::MAX as u64 {
         errs.push(loc.whole("[limits] max_body must be between 64 bytes and 4GiB"));
     }
     if raw.authentication.max_login_attempts == 0 || raw.authentication.hash_workers == 0 {
-        errs.push(loc.whole("[authentication]: max_login_attempts and hash_workers must be at least 1"));
+        errs.push(
+            loc.whole("[authentication]: max_login_attempts and hash_workers must be at least 1"),
+        );
     }
     if let Some(s) = &raw.accounting.syslog {
         let t = s.target.get_ref();
         let net_ok = |a: &str| a.parse::<SocketAddr>().is_ok();
-        let ok = t.strip_prefix("udp://").map(net_ok).or_else(|| t.strip_prefix("tcp://").map(net_ok)).unwrap_or(t.starts_with("unix:///"));
+        let ok = t
+            .strip_prefix("udp://")
+            .map(net_ok)
+            .or_else(|| t.strip_prefix("tcp://").map(net_ok))
+            .unwrap_or(t.starts_with("unix:///"));
         if !ok {
-            errs.push(
-                loc.at(s.target.span().start, format!("syslog target {t:?} must be udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH")),
-            );
+            errs.push(loc.at(
+                s.target.span().start,
+                format!(
+                    "syslog target {t:?} must be udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH"
+                ),
+            ));
         }
         if facility_code(s.facility.get_ref()).is_none() {
             errs.push(loc.at(
                 s.facility.span().start,
-                format!("unknown syslog facility {:?} (e.g. local0..local7, auth, daemon)", s.facility.get_ref()),
+                format!(
+                    "unknown syslog facility {:?} (e.g. local0..local7, auth, daemon)",
+                    s.facility.get_ref()
+                ),
             ));
         }
     }
@@ -302,14 +336,20 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
     let mut device_groups = Vec::new();
     for (i, d) in raw.device_groups.iter().enumerate() {
         if d.prefixes.is_empty() {
-            errs.push(loc.at(d.name.span().start, format!("device group {:?} has no prefixes", d.name.get_ref())));
+            errs.push(loc.at(
+                d.name.span().start,
+                format!("device group {:?} has no prefixes", d.name.get_ref()),
+            ));
         }
         for p in &d.prefixes {
             let Some(net) = parse_net(p, loc, errs) else {
                 continue;
             };
             if let Some(other) = seen.insert(net, d.name.get_ref().clone()) {
-                errs.push(loc.at(p.span().start, format!("prefix {net} is already in device group {other:?}")));
+                errs.push(loc.at(
+                    p.span().start,
+                    format!("prefix {net} is already in device group {other:?}"),
+                ));
             }
             match net {
                 IpNet::V4(n) => v4.insert(n, i),
@@ -319,29 +359,55 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
         let mut keys: Vec<Key> = Vec::new();
         for k in &d.keys {
             if k.is_empty() {
-                errs.push(loc.at(d.name.span().start, format!("device group {:?} has an empty key", d.name.get_ref())));
+                errs.push(loc.at(
+                    d.name.span().start,
+                    format!("device group {:?} has an empty key", d.name.get_ref()),
+                ));
             }
             keys.push(Key::new(k.as_bytes()));
         }
         for kf in &d.key_files {
             let path = base.join(kf.get_ref());
             match std::fs::read_to_string(&path) {
-                Ok(t) => match t.lines().next().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()) {
+                Ok(t) => match t
+                    .lines()
+                    .next()
+                    .map(|l| l.trim_end_matches('\r'))
+                    .filter(|l| !l.is_empty())
+                {
                     Some(k) => keys.push(Key::new(k.as_bytes())),
-                    None => {
-                        errs.push(loc.at(kf.span().start, format!("key file {} is empty: put the key on its first line", path.display())))
-                    }
+                    None => errs.push(loc.at(
+                        kf.span().start,
+                        format!(
+                            "key file {} is empty: put the key on its first line",
+                            path.display()
+                        ),
+                    )),
                 },
-                Err(e) => errs.push(loc.at(kf.span().start, format!("cannot read key file {}: {e}", path.display()))),
+                Err(e) => {
+                    errs.push(loc.at(
+                        kf.span().start,
+                        format!("cannot read key file {}: {e}", path.display()),
+                    ))
+                }
             }
         }
         if keys.is_empty() {
-            errs.push(
-                loc.at(d.name.span().start, format!("device group {:?} has no key: add keys = [\"...\"] or key_files", d.name.get_ref())),
-            );
+            errs.push(loc.at(
+                d.name.span().start,
+                format!(
+                    "device group {:?} has no key: add keys = [\"...\"] or key_files",
+                    d.name.get_ref()
+                ),
+            ));
         }
-        let default_command_action = d.default_command_action.as_ref().map(|a| Action::parse(a, loc, errs));
-        device_groups.push(DeviceGroup { name: d.name.get_ref().clone(), keys: keys.into(), default_command_action });
+        let default_command_action =
+            d.default_command_action.as_ref().map(|a| Action::parse(a, loc, errs));
+        device_groups.push(DeviceGroup {
+            name: d.name.get_ref().clone(),
+            keys: keys.into(),
+            default_command_action,
+        });
     }
 
     // Groups.
@@ -349,7 +415,10 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
     let mut groups = Vec::new();
     for g in &raw.groups {
         if g.priv_lvl > 15 {
-            errs.push(loc.at(g.name.span().start, format!("group {:?}: priv_lvl {} is above 15", g.name.get_ref(), g.priv_lvl)));
+            errs.push(loc.at(
+                g.name.span().start,
+                format!("group {:?}: priv_lvl {} is above 15", g.name.get_ref(), g.priv_lvl),
+            ));
         }
         let default_command_action = Action::parse(&g.default_command_action, loc, errs);
         let mut services = Vec::new();
@@ -365,7 +434,12 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
                     }
                 })
                 .collect();
-            services.push(ServiceGrant { name: s.name.clone(), protocol: s.protocol.clone(), args, replace: s.replace });
+            services.push(ServiceGrant {
+                name: s.name.clone(),
+                protocol: s.protocol.clone(),
+                args,
+                replace: s.replace,
+            });
         }
         let mut commands = Vec::new();
         let mut patterns = Vec::new();
@@ -373,7 +447,10 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
             let text = c.pattern.get_ref();
             let full = if c.anchored { format!("^(?:{text})$") } else { text.clone() };
             if let Err(e) = Regex::new(&full) {
-                errs.push(loc.at(c.pattern.span().start, format!("command pattern {text:?} is not a valid regular expression: {e}")));
+                errs.push(loc.at(
+                    c.pattern.span().start,
+                    format!("command pattern {text:?} is not a valid regular expression: {e}"),
+                ));
             }
             patterns.push(full);
             let action = Action::parse(&c.action, loc, errs);
@@ -383,12 +460,21 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
                 .filter_map(|d| match dg_names.get(d.get_ref().as_str()) {
                     Some(&i) => Some(i),
                     None => {
-                        errs.push(loc.at(d.span().start, format!("no device group named {:?}", d.get_ref())));
+                        errs.push(loc.at(
+                            d.span().start,
+                            format!("no device group named {:?}", d.get_ref()),
+                        ));
                         None
                     }
                 })
                 .collect();
-            commands.push(CommandRule { pattern: text.clone(), action, device_groups: dgs, number: n + 1, anchored: c.anchored });
+            commands.push(CommandRule {
+                pattern: text.clone(),
+                action,
+                device_groups: dgs,
+                number: n + 1,
+                anchored: c.anchored,
+            });
         }
         let command_set = RegexSet::new(&patterns).unwrap_or_else(|_| RegexSet::empty());
         groups.push(Group {
@@ -422,14 +508,23 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
             .filter_map(|g| match g_names.get(g.get_ref().as_str()) {
                 Some(&i) => Some(i),
                 None => {
-                    errs.push(loc.at(g.span().start, format!("user {:?}: no group named {:?}", u.name.get_ref(), g.get_ref())));
+                    errs.push(loc.at(
+                        g.span().start,
+                        format!("user {:?}: no group named {:?}", u.name.get_ref(), g.get_ref()),
+                    ));
                     None
                 }
             })
             .collect();
         let max_priv = gs.iter().map(|&i| groups[i].priv_lvl).max().unwrap_or(0);
-        let user =
-            User { name: u.name.get_ref().clone(), password, chap_secret: u.chap_secret.clone().map(Secret), enable, groups: gs, max_priv };
+        let user = User {
+            name: u.name.get_ref().clone(),
+            password,
+            chap_secret: u.chap_secret.clone().map(Secret),
+            enable,
+            groups: gs,
+            max_priv,
+        };
         users.insert(user.name.clone(), Arc::new(user));
     }
 
@@ -453,12 +548,18 @@ fn parse_net(s: &Spanned<String>, loc: &Locator<'_>, errs: &mut Vec<ConfigError>
     let parsed = t.parse::<IpNet>().ok().or_else(|| t.parse::<IpAddr>().ok().map(IpNet::from));
     match parsed {
         Some(n) if n.trunc() != n => {
-            errs.push(loc.at(s.span().start, format!("prefix {t:?} has host bits set; did you mean {}?", n.trunc())));
+            errs.push(loc.at(
+                s.span().start,
+                format!("prefix {t:?} has host bits set; did you mean {}?", n.trunc()),
+            ));
             None
         }
         Some(n) => Some(n),
         None => {
-            errs.push(loc.at(s.span().start, format!("{t:?} is not an IP prefix (e.g. \"10.0.0.0/8\", \"2001:db8::/32\")")));
+            errs.push(loc.at(
+                s.span().start,
+                format!("{t:?} is not an IP prefix (e.g. \"10.0.0.0/8\", \"2001:db8::/32\")"),
+            ));
             None
         }
     }

@@ -19,9 +19,11 @@ impl fmt::Debug for Dur {
 impl<'de> Deserialize<'de> for Dur {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(Dur)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?} ({e}); write e.g. \"250ms\", \"30s\", \"5m\"")))
+        humantime::parse_duration(&s).map(Dur).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "invalid duration {s:?} ({e}); write e.g. \"250ms\", \"30s\", \"5m\""
+            ))
+        })
     }
 }
 
@@ -61,7 +63,9 @@ impl<'de> Deserialize<'de> for Size {
         match Raw::deserialize(d)? {
             Raw::N(n) => Ok(Size(n)),
             Raw::S(s) => Size::parse(&s).map(Size).ok_or_else(|| {
-                serde::de::Error::custom(format!("invalid size {s:?}; write a byte count or e.g. \"64KiB\", \"128MiB\", \"1GiB\""))
+                serde::de::Error::custom(format!(
+                    "invalid size {s:?}; write a byte count or e.g. \"64KiB\", \"128MiB\", \"1GiB\""
+                ))
             }),
         }
     }

@@ -8,7 +8,8 @@ use tacvs_policy::{ConfigError, Policy, parse};
 use tacvs_proto::{AaaRequest, Argument, AuthorStatus};
 
 fn example() -> Policy {
-    tacvs_policy::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/server.toml")).expect("examples/server.toml compiles")
+    tacvs_policy::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/server.toml"))
+        .expect("examples/server.toml compiles")
 }
 
 fn req(user: &str, service: &str, cmd: Option<&str>) -> AaaRequest {
@@ -73,10 +74,17 @@ fn example_decisions() {
     assert!(p.device_group("::1".parse().unwrap()).is_some());
     assert!(p.device_group("192.0.2.1".parse().unwrap()).is_none());
 
-    assert_eq!(p.authorize(lab, &req("alice", "shell", Some("configure terminal"))).status, AuthorStatus::PassAdd);
+    assert_eq!(
+        p.authorize(lab, &req("alice", "shell", Some("configure terminal"))).status,
+        AuthorStatus::PassAdd
+    );
     let bob_show = p.authorize(lab, &req("bob", "shell", Some("show running-config")));
     assert_eq!(bob_show.status, AuthorStatus::PassAdd);
-    assert!(bob_show.reason.contains("readonly") && bob_show.reason.contains("rule 1"), "{}", bob_show.reason);
+    assert!(
+        bob_show.reason.contains("readonly") && bob_show.reason.contains("rule 1"),
+        "{}",
+        bob_show.reason
+    );
     let sneaky = p.authorize(lab, &req("bob", "shell", Some("configure show x")));
     assert_eq!(sneaky.status, AuthorStatus::Fail, "anchoring: {}", sneaky.reason);
     assert!(sneaky.reason.contains("no rule matched"));
@@ -94,7 +102,8 @@ fn example_decisions() {
 #[test]
 fn longest_prefix_match_and_ipv4_mapped() {
     let p = base();
-    let name = |ip: &str| p.device_group(ip.parse::<IpAddr>().unwrap()).map(|(_, g)| g.name.clone());
+    let name =
+        |ip: &str| p.device_group(ip.parse::<IpAddr>().unwrap()).map(|(_, g)| g.name.clone());
     assert_eq!(name("10.1.2.3").as_deref(), Some("core"));
     assert_eq!(name("10.9.2.3").as_deref(), Some("core-lab"));
     assert_eq!(name("::ffff:10.9.2.3").as_deref(), Some("core-lab"));
@@ -122,13 +131,19 @@ fn command_rules_device_groups_defaults_and_services() {
     assert_eq!(x.status, AuthorStatus::PassAdd);
     assert!(x.reason.contains("device group \"core-lab\""));
     // <cr> is not part of the line.
-    assert_eq!(p.authorize(core, &req("op", "shell", Some("show version"))).status, AuthorStatus::PassAdd);
+    assert_eq!(
+        p.authorize(core, &req("op", "shell", Some("show version"))).status,
+        AuthorStatus::PassAdd
+    );
     // Service grants: PASS_REPL with configured AVs, protocol must match.
     let mut ppp = req("op", "ppp", None);
     ppp.args.push("protocol=ip".parse().unwrap());
     let r = p.authorize(core, &ppp);
     assert_eq!(r.status, AuthorStatus::PassRepl);
-    assert_eq!(r.args.iter().map(|a| a.to_string()).collect::<Vec<_>>(), ["addr=10.1.1.1", "inacl*101"]);
+    assert_eq!(
+        r.args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        ["addr=10.1.1.1", "inacl*101"]
+    );
     let mut ipx = req("op", "ppp", None);
     ipx.args.push("protocol=ipx".parse().unwrap());
     assert_eq!(p.authorize(core, &ipx).status, AuthorStatus::Fail);
@@ -151,15 +166,26 @@ fn errors_name_file_line_and_column() {
         }
         other => panic!("{other:?}"),
     }
-    let src = BASE.replace("name = \"core-lab\"", "name = \"core\"").replace("\"2001:db8::/32\"", "\"10.0.0.0/8\"");
+    let src = BASE
+        .replace("name = \"core-lab\"", "name = \"core\"")
+        .replace("\"2001:db8::/32\"", "\"10.0.0.0/8\"");
     let e = errors(&src);
     let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
     assert!(text.iter().any(|t| t.contains("device group \"core\" is defined twice")), "{text:?}");
-    assert!(text.iter().any(|t| t.contains("prefix 10.0.0.0/8 is already in device group")), "{text:?}");
+    assert!(
+        text.iter().any(|t| t.contains("prefix 10.0.0.0/8 is already in device group")),
+        "{text:?}"
+    );
     let line_of = |needle: &str| src.lines().position(|l| l.contains(needle)).unwrap() + 1;
-    assert!(e.iter().any(|x| matches!(x, ConfigError::At { line, .. } if *line == line_of("\"10.9.0.0/16\""))));
+    assert!(
+        e.iter().any(
+            |x| matches!(x, ConfigError::At { line, .. } if *line == line_of("\"10.9.0.0/16\""))
+        )
+    );
     let e = errors(&BASE.replace("keys = [\"k1\"]", ""));
     assert!(e[0].to_string().contains("has no key"), "{}", e[0]);
-    let e = errors(&BASE.replace("[[user]]\nname = \"op\"", "[[user]]\nname = \"op\"\npassword = \"$6$x\""));
+    let e = errors(
+        &BASE.replace("[[user]]\nname = \"op\"", "[[user]]\nname = \"op\"\npassword = \"$6$x\""),
+    );
     assert!(e[0].to_string().contains("malformed"), "{}", e[0]);
 }

@@ -76,7 +76,8 @@ fn bench_codec(c: &mut Criterion) {
         g.bench_function("encode+obfuscate", |b| {
             b.iter(|| {
                 out.clear();
-                seal(header(&body), black_box(&body), Some(&key), DEFAULT_MAX_BODY, &mut out).unwrap();
+                seal(header(&body), black_box(&body), Some(&key), DEFAULT_MAX_BODY, &mut out)
+                    .unwrap();
                 black_box(out.len())
             })
         });
@@ -101,7 +102,9 @@ fn bench_codec(c: &mut Criterion) {
             let mut conn = ServerConnection::new(ServerConfig::default(), keys.clone());
             let mut buf = BytesMut::from(&wire[..]);
             conn.handle_input(&mut buf);
-            let Some(ServerEvent::Request { session_id, .. }) = conn.poll_event() else { unreachable!() };
+            let Some(ServerEvent::Request { session_id, .. }) = conn.poll_event() else {
+                unreachable!()
+            };
             let mut r = AuthorResponse::new(AuthorStatus::PassAdd, Bytes::new());
             r.args.push(arg("priv-lvl=15"));
             conn.reply_author(session_id, r).unwrap();

@@ -33,13 +33,23 @@ fn main() -> std::io::Result<()> {
             data: Bytes::from_static(data),
         })
     };
-    let args: Vec<Argument> = ["service=shell", "cmd=show", "cmd-arg=version"].iter().map(|s| s.parse().unwrap()).collect();
+    let args: Vec<Argument> = ["service=shell", "cmd=show", "cmd-arg=version"]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
     let req = AaaRequest::new("alice", args);
     let client_bodies: Vec<(u8, Body)> = vec![
         (1, start(AuthenType::Pap, "alice", b"alice-pass")),
         (1, start(AuthenType::Ascii, "", b"")),
         (1, start(AuthenType::Chap, "alice", &[1; 33])),
-        (3, Body::AuthenContinue(AuthenContinue { user_msg: "alice".into(), data: Bytes::new(), abort: false })),
+        (
+            3,
+            Body::AuthenContinue(AuthenContinue {
+                user_msg: "alice".into(),
+                data: Bytes::new(),
+                abort: false,
+            }),
+        ),
         (1, Body::AuthorRequest(req.clone())),
         (1, Body::AcctRequest(AcctRequest { flags: AcctFlags::Start, request: req })),
     ];

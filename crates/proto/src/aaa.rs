@@ -50,10 +50,15 @@ impl AaaRequest {
     }
 
     /// `flags` is the accounting flags byte, judged after the lengths like the rest.
-    fn decode_after(r: &mut Reader<'_>, packet: &'static str, flags: Option<u8>) -> Result<(Self, Option<AcctFlags>), DecodeError> {
+    fn decode_after(
+        r: &mut Reader<'_>,
+        packet: &'static str,
+        flags: Option<u8>,
+    ) -> Result<(Self, Option<AcctFlags>), DecodeError> {
         // Lengths first: a wrong key shows there, before any code point is judged.
         let codes = [r.u8()?, r.u8()?, r.u8()?, r.u8()?];
-        let (ul, pl, rl, argc) = (r.u8()? as usize, r.u8()? as usize, r.u8()? as usize, r.u8()? as usize);
+        let (ul, pl, rl, argc) =
+            (r.u8()? as usize, r.u8()? as usize, r.u8()? as usize, r.u8()? as usize);
         let arg_lens = r.lens(argc)?;
         let declared = ul + pl + rl + arg_lens.iter().map(|&l| l as usize).sum::<usize>();
         r.expect_remaining(declared)?;
@@ -70,14 +75,33 @@ impl AaaRequest {
         for &l in arg_lens {
             args.push(Argument::parse(r.bytes(l as usize)?, packet)?);
         }
-        let req = AaaRequest { authen_method, priv_lvl, authen_type, authen_service, user, port, rem_addr, args };
+        let req = AaaRequest {
+            authen_method,
+            priv_lvl,
+            authen_type,
+            authen_service,
+            user,
+            port,
+            rem_addr,
+            args,
+        };
         Ok((req, flags))
     }
 
     fn encode_after(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let argc = u8::try_from(self.args.len()).map_err(|_| EncodeError::TooManyArgs { count: self.args.len() })?;
-        let lens = [len_u8("user", &self.user)?, len_u8("port", &self.port)?, len_u8("rem_addr", &self.rem_addr)?];
-        out.extend_from_slice(&[self.authen_method.to_u8(), self.priv_lvl.get(), self.authen_type.to_u8(), self.authen_service.to_u8()]);
+        let argc = u8::try_from(self.args.len())
+            .map_err(|_| EncodeError::TooManyArgs { count: self.args.len() })?;
+        let lens = [
+            len_u8("user", &self.user)?,
+            len_u8("port", &self.port)?,
+            len_u8("rem_addr", &self.rem_addr)?,
+        ];
+        out.extend_from_slice(&[
+            self.authen_method.to_u8(),
+            self.priv_lvl.get(),
+            self.authen_type.to_u8(),
+            self.authen_service.to_u8(),
+        ]);
         out.extend_from_slice(&lens);
         out.push(argc);
         for a in &self.args {
@@ -137,7 +161,12 @@ pub struct AuthorResponse {
 impl AuthorResponse {
     /// A response with a status, a message and no AVs.
     pub fn new(status: AuthorStatus, server_msg: impl Into<Bytes>) -> Self {
-        AuthorResponse { status, args: Vec::new(), server_msg: server_msg.into(), data: Bytes::new() }
+        AuthorResponse {
+            status,
+            args: Vec::new(),
+            server_msg: server_msg.into(),
+            data: Bytes::new(),
+        }
     }
 
     /// Decode a de-obfuscated RESPONSE body.

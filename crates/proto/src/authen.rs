@@ -40,7 +40,8 @@ impl AuthenStart {
         r.need_fixed(START_FIXED)?;
         // Lengths first: a wrong key shows there, before any code point is judged.
         let codes = [r.u8()?, r.u8()?, r.u8()?, r.u8()?];
-        let (ul, pl, rl, dl) = (r.u8()? as usize, r.u8()? as usize, r.u8()? as usize, r.u8()? as usize);
+        let (ul, pl, rl, dl) =
+            (r.u8()? as usize, r.u8()? as usize, r.u8()? as usize, r.u8()? as usize);
         r.expect_remaining(ul + pl + rl + dl)?;
         let action = AuthenAction::decode(codes[0], P)?;
         let priv_lvl = PrivLvl::decode(codes[1], P)?;
@@ -69,9 +70,18 @@ impl AuthenStart {
 
     /// Append the body to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
-        let lens =
-            [len_u8("user", &self.user)?, len_u8("port", &self.port)?, len_u8("rem_addr", &self.rem_addr)?, len_u8("data", &self.data)?];
-        out.extend_from_slice(&[self.action.to_u8(), self.priv_lvl.get(), self.authen_type.to_u8(), self.authen_service.to_u8()]);
+        let lens = [
+            len_u8("user", &self.user)?,
+            len_u8("port", &self.port)?,
+            len_u8("rem_addr", &self.rem_addr)?,
+            len_u8("data", &self.data)?,
+        ];
+        out.extend_from_slice(&[
+            self.action.to_u8(),
+            self.priv_lvl.get(),
+            self.authen_type.to_u8(),
+            self.authen_service.to_u8(),
+        ]);
         out.extend_from_slice(&lens);
         for f in [&self.user, &self.port, &self.rem_addr, &self.data] {
             out.extend_from_slice(f);
@@ -128,7 +138,12 @@ impl AuthenReply {
         let (ml, dl) = (r.u16()? as usize, r.u16()? as usize);
         r.expect_remaining(ml + dl)?;
         let status = AuthenStatus::decode(status, P)?;
-        let reply = AuthenReply { status, noecho: flags & REPLY_FLAG_NOECHO != 0, server_msg: r.bytes(ml)?, data: r.bytes(dl)? };
+        let reply = AuthenReply {
+            status,
+            noecho: flags & REPLY_FLAG_NOECHO != 0,
+            server_msg: r.bytes(ml)?,
+            data: r.bytes(dl)?,
+        };
         r.finish()?;
         Ok(reply)
     }
@@ -137,7 +152,10 @@ impl AuthenReply {
     pub fn encode(&self, out: &mut Vec<u8>) -> Result<(), EncodeError> {
         let ml = len_u16("server_msg", &self.server_msg)?;
         let dl = len_u16("data", &self.data)?;
-        out.extend_from_slice(&[self.status.to_u8(), if self.noecho { REPLY_FLAG_NOECHO } else { 0 }]);
+        out.extend_from_slice(&[
+            self.status.to_u8(),
+            if self.noecho { REPLY_FLAG_NOECHO } else { 0 },
+        ]);
         put_u16(out, ml);
         put_u16(out, dl);
         out.extend_from_slice(&self.server_msg);
@@ -167,7 +185,11 @@ impl AuthenContinue {
         let (ml, dl) = (r.u16()? as usize, r.u16()? as usize);
         let flags = r.u8()?;
         r.expect_remaining(ml + dl)?;
-        let c = AuthenContinue { user_msg: r.bytes(ml)?, data: r.bytes(dl)?, abort: flags & CONTINUE_FLAG_ABORT != 0 };
+        let c = AuthenContinue {
+            user_msg: r.bytes(ml)?,
+            data: r.bytes(dl)?,
+            abort: flags & CONTINUE_FLAG_ABORT != 0,
+        };
         r.finish()?;
         Ok(c)
     }

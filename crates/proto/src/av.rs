@@ -19,7 +19,11 @@ impl Argument {
     /// or holds a separator, or the whole pair exceeds 255 bytes.
     pub fn new(name: &str, value: &str, mandatory: bool) -> Result<Self, EncodeError> {
         if name.is_empty() || name.contains(['=', '*']) {
-            return Err(EncodeError::FieldTooLong { field: "argument name (empty or holds '=' / '*')", len: name.len(), max: 0 });
+            return Err(EncodeError::FieldTooLong {
+                field: "argument name (empty or holds '=' / '*')",
+                len: name.len(),
+                max: 0,
+            });
         }
         let mut raw = Vec::with_capacity(name.len() + 1 + value.len());
         raw.extend_from_slice(name.as_bytes());
@@ -39,7 +43,11 @@ impl Argument {
             reason: "no '=' or '*' separator",
         })?;
         if sep == 0 {
-            return Err(DecodeError::Invalid { packet, field: "argument", reason: "empty attribute name" });
+            return Err(DecodeError::Invalid {
+                packet,
+                field: "argument",
+                reason: "empty attribute name",
+            });
         }
         Ok(Argument { raw, sep })
     }
@@ -88,8 +96,9 @@ impl std::str::FromStr for Argument {
         if s.len() > 255 {
             return Err(format!("argument {s:?} is {} bytes, at most 255 fit", s.len()));
         }
-        Argument::parse(Bytes::copy_from_slice(s.as_bytes()), "argument")
-            .map_err(|_| format!("argument {s:?} must look like name=value (mandatory) or name*value (optional)"))
+        Argument::parse(Bytes::copy_from_slice(s.as_bytes()), "argument").map_err(|_| {
+            format!("argument {s:?} must look like name=value (mandatory) or name*value (optional)")
+        })
     }
 }
 

@@ -117,7 +117,8 @@ pub fn challenge_response(challenge: &[u8; 8], password_hash: &[u8; 16]) -> [u8;
     z[..16].copy_from_slice(password_hash);
     let mut out = [0u8; 24];
     for (i, chunk) in out.chunks_mut(8).enumerate() {
-        let cipher = Des::new_from_slice(&des_key(&z[i * 7..i * 7 + 7])).expect("DES key is 8 bytes");
+        let cipher =
+            Des::new_from_slice(&des_key(&z[i * 7..i * 7 + 7])).expect("DES key is 8 bytes");
         let mut block = GenericArray::clone_from_slice(challenge);
         cipher.encrypt_block(&mut block);
         chunk.copy_from_slice(&block);
@@ -139,7 +140,11 @@ pub fn mschapv1_response(challenge: &[u8; 8], password: &str) -> [u8; MSCHAP_RES
 }
 
 /// RFC 2759 §8.2 ChallengeHash.
-pub fn mschapv2_challenge_hash(peer_challenge: &[u8; 16], auth_challenge: &[u8; 16], user: &[u8]) -> [u8; 8] {
+pub fn mschapv2_challenge_hash(
+    peer_challenge: &[u8; 16],
+    auth_challenge: &[u8; 16],
+    user: &[u8],
+) -> [u8; 8] {
     let mut h = Sha1::new();
     h.update(peer_challenge);
     h.update(auth_challenge);
@@ -149,17 +154,32 @@ pub fn mschapv2_challenge_hash(peer_challenge: &[u8; 16], auth_challenge: &[u8; 
 }
 
 /// RFC 2759 §8.1 GenerateNTResponse.
-pub fn mschapv2_nt_response(auth_challenge: &[u8; 16], peer_challenge: &[u8; 16], user: &[u8], password: &str) -> [u8; 24] {
+pub fn mschapv2_nt_response(
+    auth_challenge: &[u8; 16],
+    peer_challenge: &[u8; 16],
+    user: &[u8],
+    password: &str,
+) -> [u8; 24] {
     let ch = mschapv2_challenge_hash(peer_challenge, auth_challenge, user);
     challenge_response(&ch, &nt_password_hash(password))
 }
 
 /// The 49-byte MS-CHAPv2 response field: peer challenge, 8 reserved zero bytes,
 /// NT response, flags 0 (RFC 2759 §4).
-pub fn mschapv2_response(auth_challenge: &[u8; 16], peer_challenge: &[u8; 16], user: &[u8], password: &str) -> [u8; MSCHAP_RESPONSE_LEN] {
+pub fn mschapv2_response(
+    auth_challenge: &[u8; 16],
+    peer_challenge: &[u8; 16],
+    user: &[u8],
+    password: &str,
+) -> [u8; MSCHAP_RESPONSE_LEN] {
     let mut r = [0u8; MSCHAP_RESPONSE_LEN];
     r[..16].copy_from_slice(peer_challenge);
-    r[24..48].copy_from_slice(&mschapv2_nt_response(auth_challenge, peer_challenge, user, password));
+    r[24..48].copy_from_slice(&mschapv2_nt_response(
+        auth_challenge,
+        peer_challenge,
+        user,
+        password,
+    ));
     r
 }
 
@@ -212,7 +232,10 @@ mod tests {
         // RFC 2433 Appendix B.
         let ch: [u8; 8] = h("102DB5DF085D3041").try_into().unwrap();
         assert_eq!(nt_password_hash("MyPw").to_vec(), h("FC156AF7EDCD6C0EDDE3337D427F4EAC"));
-        assert_eq!(mschapv1_nt_response(&ch, "MyPw").to_vec(), h("4E9D3C8F9CFD385D5BF4D3246791956CA4C351AB409A3D61"));
+        assert_eq!(
+            mschapv1_nt_response(&ch, "MyPw").to_vec(),
+            h("4E9D3C8F9CFD385D5BF4D3246791956CA4C351AB409A3D61")
+        );
         // CHAP-MD5 with the same challenge (PEAR Crypt_CHAP's published vector).
         assert_eq!(chap_response(1, b"MyPw", &ch).to_vec(), h("8f028814450d66d94c72331ef455a172"));
     }
@@ -220,17 +243,24 @@ mod tests {
     #[test]
     fn verify_roundtrips_and_rejects() {
         let challenge = b"0123456789abcdef";
-        let chap = ChapData { id: 7, challenge, response: &chap_response(7, b"pw", challenge) }.to_vec();
+        let chap =
+            ChapData { id: 7, challenge, response: &chap_response(7, b"pw", challenge) }.to_vec();
         assert_eq!(verify(AuthenType::Chap, &chap, b"u", "pw"), Ok(true));
         assert_eq!(verify(AuthenType::Chap, &chap, b"u", "px"), Ok(false));
 
         let ch8 = *b"12345678";
-        let v1 = ChapData { id: 1, challenge: &ch8, response: &mschapv1_response(&ch8, "pw") }.to_vec();
+        let v1 =
+            ChapData { id: 1, challenge: &ch8, response: &mschapv1_response(&ch8, "pw") }.to_vec();
         assert_eq!(verify(AuthenType::MsChapV1, &v1, b"u", "pw"), Ok(true));
         assert_eq!(verify(AuthenType::MsChapV1, &v1, b"u", "nope"), Ok(false));
 
         let peer = [9u8; 16];
-        let v2 = ChapData { id: 2, challenge, response: &mschapv2_response(challenge, &peer, b"u", "pw") }.to_vec();
+        let v2 = ChapData {
+            id: 2,
+            challenge,
+            response: &mschapv2_response(challenge, &peer, b"u", "pw"),
+        }
+        .to_vec();
         assert_eq!(verify(AuthenType::MsChapV2, &v2, b"u", "pw"), Ok(true));
         assert_eq!(verify(AuthenType::MsChapV2, &v2, b"other", "pw"), Ok(false));
 

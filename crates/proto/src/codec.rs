@@ -19,7 +19,11 @@ impl<'a> Reader<'a> {
     /// Check that the fixed part is there before reading it field by field.
     pub(crate) fn need_fixed(&self, n: usize) -> Result<(), DecodeError> {
         if self.body.len() < n {
-            return Err(DecodeError::Truncated { what: self.packet, need: n, have: self.body.len() });
+            return Err(DecodeError::Truncated {
+                what: self.packet,
+                need: n,
+                have: self.body.len(),
+            });
         }
         Ok(())
     }
@@ -29,16 +33,27 @@ impl<'a> Reader<'a> {
     pub(crate) fn expect_remaining(&self, declared: usize) -> Result<(), DecodeError> {
         let actual = self.body.len() - self.pos;
         if declared > actual {
-            return Err(DecodeError::FieldsOverflow { packet: self.packet, declared: self.pos + declared, actual: self.body.len() });
+            return Err(DecodeError::FieldsOverflow {
+                packet: self.packet,
+                declared: self.pos + declared,
+                actual: self.body.len(),
+            });
         }
         if declared < actual {
-            return Err(DecodeError::TrailingBytes { packet: self.packet, trailing: actual - declared });
+            return Err(DecodeError::TrailingBytes {
+                packet: self.packet,
+                trailing: actual - declared,
+            });
         }
         Ok(())
     }
 
     pub(crate) fn u8(&mut self) -> Result<u8, DecodeError> {
-        let b = *self.body.get(self.pos).ok_or(DecodeError::Truncated { what: self.packet, need: self.pos + 1, have: self.body.len() })?;
+        let b = *self.body.get(self.pos).ok_or(DecodeError::Truncated {
+            what: self.packet,
+            need: self.pos + 1,
+            have: self.body.len(),
+        })?;
         self.pos += 1;
         Ok(b)
     }
@@ -49,11 +64,13 @@ impl<'a> Reader<'a> {
     }
 
     fn raw(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        let end = self.pos.checked_add(n).filter(|&e| e <= self.body.len()).ok_or(DecodeError::FieldsOverflow {
-            packet: self.packet,
-            declared: self.pos.saturating_add(n),
-            actual: self.body.len(),
-        })?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.body.len()).ok_or(
+            DecodeError::FieldsOverflow {
+                packet: self.packet,
+                declared: self.pos.saturating_add(n),
+                actual: self.body.len(),
+            },
+        )?;
         let s = &self.body[self.pos..end];
         self.pos = end;
         Ok(s)
@@ -81,11 +98,19 @@ impl<'a> Reader<'a> {
 }
 
 pub(crate) fn len_u8(field: &'static str, b: &[u8]) -> Result<u8, EncodeError> {
-    u8::try_from(b.len()).map_err(|_| EncodeError::FieldTooLong { field, len: b.len(), max: u8::MAX as usize })
+    u8::try_from(b.len()).map_err(|_| EncodeError::FieldTooLong {
+        field,
+        len: b.len(),
+        max: u8::MAX as usize,
+    })
 }
 
 pub(crate) fn len_u16(field: &'static str, b: &[u8]) -> Result<u16, EncodeError> {
-    u16::try_from(b.len()).map_err(|_| EncodeError::FieldTooLong { field, len: b.len(), max: u16::MAX as usize })
+    u16::try_from(b.len()).map_err(|_| EncodeError::FieldTooLong {
+        field,
+        len: b.len(),
+        max: u16::MAX as usize,
+    })
 }
 
 pub(crate) fn put_u16(out: &mut Vec<u8>, v: u16) {

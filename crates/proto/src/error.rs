@@ -28,10 +28,14 @@ pub enum DecodeError {
     BodyTooLong { len: u32, max: u32 },
     /// The declared field lengths need more bytes than the body holds. After
     /// de-obfuscation this is how a wrong shared key shows (RFC 8907 §4.5).
-    #[error("{packet}: field lengths need {declared} bytes but the body has {actual} (wrong key or corrupt packet)")]
+    #[error(
+        "{packet}: field lengths need {declared} bytes but the body has {actual} (wrong key or corrupt packet)"
+    )]
     FieldsOverflow { packet: &'static str, declared: usize, actual: usize },
     /// The body holds bytes after the last declared field: also a wrong key or corruption.
-    #[error("{packet}: {trailing} trailing bytes after the last field (wrong key or corrupt packet)")]
+    #[error(
+        "{packet}: {trailing} trailing bytes after the last field (wrong key or corrupt packet)"
+    )]
     TrailingBytes { packet: &'static str, trailing: usize },
     /// A one-byte code that the RFC does not define for this field.
     #[error("{packet}: unknown {field} value {value:#04x}")]
@@ -47,7 +51,12 @@ impl DecodeError {
     /// lengths before code points and contents, so an unknown value or a bad AV
     /// in a body whose lengths add up is a malformed packet, not a key mismatch.
     pub fn is_body_garbled(&self) -> bool {
-        matches!(self, DecodeError::FieldsOverflow { .. } | DecodeError::TrailingBytes { .. } | DecodeError::Truncated { .. })
+        matches!(
+            self,
+            DecodeError::FieldsOverflow { .. }
+                | DecodeError::TrailingBytes { .. }
+                | DecodeError::Truncated { .. }
+        )
     }
 }
 

@@ -111,11 +111,10 @@ impl Header {
     /// Decode a header. `buf` must hold at least [`HEADER_LEN`] bytes; extra bytes
     /// are ignored. `max_body` bounds the body length this endpoint will buffer.
     pub fn decode(buf: &[u8], max_body: u32) -> Result<Header, DecodeError> {
-        let h: &[u8; HEADER_LEN] = buf.get(..HEADER_LEN).and_then(|s| s.try_into().ok()).ok_or(DecodeError::Truncated {
-            what: "header",
-            need: HEADER_LEN,
-            have: buf.len(),
-        })?;
+        let h: &[u8; HEADER_LEN] = buf
+            .get(..HEADER_LEN)
+            .and_then(|s| s.try_into().ok())
+            .ok_or(DecodeError::Truncated { what: "header", need: HEADER_LEN, have: buf.len() })?;
         let major = h[0] >> 4;
         if major != MAJOR_VERSION {
             return Err(DecodeError::BadMajorVersion(major));
@@ -134,14 +133,34 @@ impl Header {
         if length > max_body {
             return Err(DecodeError::BodyTooLong { len: length, max: max_body });
         }
-        Ok(Header { minor, packet_type, seq_no, flags: Flags(h[3]), session_id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]), length })
+        Ok(Header {
+            minor,
+            packet_type,
+            seq_no,
+            flags: Flags(h[3]),
+            session_id: u32::from_be_bytes([h[4], h[5], h[6], h[7]]),
+            length,
+        })
     }
 
     /// The 12 header bytes.
     pub fn to_bytes(&self) -> [u8; HEADER_LEN] {
         let s = self.session_id.to_be_bytes();
         let l = self.length.to_be_bytes();
-        [self.minor.version_byte(), self.packet_type as u8, self.seq_no, self.flags.0, s[0], s[1], s[2], s[3], l[0], l[1], l[2], l[3]]
+        [
+            self.minor.version_byte(),
+            self.packet_type as u8,
+            self.seq_no,
+            self.flags.0,
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            l[0],
+            l[1],
+            l[2],
+            l[3],
+        ]
     }
 
     /// Whether this packet travels from client to server (odd seq_no, §4.1).
@@ -178,7 +197,10 @@ mod tests {
         let b = h.to_bytes();
         assert_eq!(b[0], 0xc1);
         assert_eq!(Header::decode(&b, DEFAULT_MAX_BODY), Ok(h));
-        assert!(matches!(Header::decode(&b[..11], 100), Err(DecodeError::Truncated { need: 12, have: 11, .. })));
+        assert!(matches!(
+            Header::decode(&b[..11], 100),
+            Err(DecodeError::Truncated { need: 12, have: 11, .. })
+        ));
         let mut bad = b;
         bad[0] = 0xd0;
         assert_eq!(Header::decode(&bad, 100), Err(DecodeError::BadMajorVersion(0xd)));

@@ -30,7 +30,12 @@ pub use error::{DecodeError, EncodeError};
 pub use header::{DEFAULT_MAX_BODY, Flags, HEADER_LEN, Header, MinorVersion, PacketType};
 pub use obfuscation::Key;
 pub use packet::{Body, open_body, seal, split_frame};
-pub use session::client::{ClientConfig, ClientConnection, ClientConnectionError, ClientEvent, ClientSessionError};
+pub use session::client::{
+    ClientConfig, ClientConnection, ClientConnectionError, ClientEvent, ClientSessionError,
+};
 pub use session::server::{CloseReason, Request, ServerConfig, ServerConnection, ServerEvent};
 pub use session::{ProtocolError, SessionError};
-pub use values::{AcctStatus, AuthenAction, AuthenMethod, AuthenService, AuthenStatus, AuthenType, AuthorStatus, PrivLvl};
+pub use values::{
+    AcctStatus, AuthenAction, AuthenMethod, AuthenService, AuthenStatus, AuthenType, AuthorStatus,
+    PrivLvl,
+};

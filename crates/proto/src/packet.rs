@@ -34,7 +34,9 @@ impl Body {
     /// The header type this body travels under.
     pub fn packet_type(&self) -> PacketType {
         match self {
-            Body::AuthenStart(_) | Body::AuthenReply(_) | Body::AuthenContinue(_) => PacketType::Authentication,
+            Body::AuthenStart(_) | Body::AuthenReply(_) | Body::AuthenContinue(_) => {
+                PacketType::Authentication
+            }
             Body::AuthorRequest(_) | Body::AuthorResponse(_) => PacketType::Authorization,
             Body::AcctRequest(_) | Body::AcctReply(_) => PacketType::Accounting,
         }
@@ -57,11 +59,17 @@ impl Body {
     pub fn decode(header: &Header, body: &Bytes) -> Result<Body, DecodeError> {
         let from_client = header.from_client();
         Ok(match (header.packet_type, from_client) {
-            (PacketType::Authentication, true) if header.seq_no == 1 => Body::AuthenStart(AuthenStart::decode(body)?),
-            (PacketType::Authentication, true) => Body::AuthenContinue(AuthenContinue::decode(body)?),
+            (PacketType::Authentication, true) if header.seq_no == 1 => {
+                Body::AuthenStart(AuthenStart::decode(body)?)
+            }
+            (PacketType::Authentication, true) => {
+                Body::AuthenContinue(AuthenContinue::decode(body)?)
+            }
             (PacketType::Authentication, false) => Body::AuthenReply(AuthenReply::decode(body)?),
             (PacketType::Authorization, true) => Body::AuthorRequest(AaaRequest::decode(body)?),
-            (PacketType::Authorization, false) => Body::AuthorResponse(AuthorResponse::decode(body)?),
+            (PacketType::Authorization, false) => {
+                Body::AuthorResponse(AuthorResponse::decode(body)?)
+            }
             (PacketType::Accounting, true) => Body::AcctRequest(AcctRequest::decode(body)?),
             (PacketType::Accounting, false) => Body::AcctReply(AcctReply::decode(body)?),
         })
@@ -71,7 +79,10 @@ impl Body {
 /// Split one whole packet off the front of `buf`, if it holds one. `Ok(None)`
 /// means "read more"; the header is validated (and `max_body` enforced) as soon
 /// as its 12 bytes are in, so a hostile length never makes us buffer.
-pub fn split_frame(buf: &mut BytesMut, max_body: u32) -> Result<Option<(Header, BytesMut)>, DecodeError> {
+pub fn split_frame(
+    buf: &mut BytesMut,
+    max_body: u32,
+) -> Result<Option<(Header, BytesMut)>, DecodeError> {
     if buf.len() < HEADER_LEN {
         return Ok(None);
     }
@@ -88,7 +99,11 @@ pub fn split_frame(buf: &mut BytesMut, max_body: u32) -> Result<Option<(Header, 
 
 /// De-obfuscate `body` in place with `key` (unless the header says it is in clear
 /// text) and decode it.
-pub fn open_body(header: &Header, mut body: BytesMut, key: Option<&Key>) -> Result<Body, DecodeError> {
+pub fn open_body(
+    header: &Header,
+    mut body: BytesMut,
+    key: Option<&Key>,
+) -> Result<Body, DecodeError> {
     if let (Some(k), false) = (key, header.flags.unencrypted()) {
         apply_pad(header, k, &mut body);
     }
@@ -98,7 +113,13 @@ pub fn open_body(header: &Header, mut body: BytesMut, key: Option<&Key>) -> Resu
 /// Encode `body` under `header` (its length is computed, its UNENCRYPTED flag set
 /// from whether there is a key), obfuscate it in place, and append header + body
 /// to `out`. Returns the header as sent.
-pub fn seal(mut header: Header, body: &Body, key: Option<&Key>, max_body: u32, out: &mut Vec<u8>) -> Result<Header, EncodeError> {
+pub fn seal(
+    mut header: Header,
+    body: &Body,
+    key: Option<&Key>,
+    max_body: u32,
+    out: &mut Vec<u8>,
+) -> Result<Header, EncodeError> {
     let start = out.len();
     out.extend_from_slice(&[0u8; HEADER_LEN]);
     if let Err(e) = body.encode(out) {

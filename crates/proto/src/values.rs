@@ -235,7 +235,10 @@ mod tests {
                 assert_eq!(t.as_str().parse::<AuthenStatus>(), Ok(t));
             }
         }
-        assert_eq!(AuthenType::decode(4, "start"), Err(DecodeError::UnknownValue { packet: "start", field: "authen_type", value: 4 }));
+        assert_eq!(
+            AuthenType::decode(4, "start"),
+            Err(DecodeError::UnknownValue { packet: "start", field: "authen_type", value: 4 })
+        );
         assert_eq!(AuthorStatus::ALL.len(), 5);
         assert!("bogus".parse::<AuthenType>().unwrap_err().contains("mschapv2"));
         assert_eq!(PrivLvl::new(16), None);

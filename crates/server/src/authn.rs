@@ -30,7 +30,11 @@ pub struct Busy;
 impl HashPool {
     /// A pool of `workers` threads' worth of permits.
     pub fn new(workers: usize, queue: usize) -> Self {
-        HashPool { permits: Arc::new(Semaphore::new(workers.max(1))), waiting: AtomicUsize::new(0), queue }
+        HashPool {
+            permits: Arc::new(Semaphore::new(workers.max(1))),
+            waiting: AtomicUsize::new(0),
+            queue,
+        }
     }
 
     /// Verify `password` against `hash` off the async threads.
@@ -83,7 +87,8 @@ impl CredCache {
     }
 
     fn key(&self, kind: CredKind, user: &[u8], password: &[u8]) -> [u8; 32] {
-        let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret).expect("HMAC takes any key length");
+        let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret)
+            .expect("HMAC takes any key length");
         m.update(&[kind as u8]);
         m.update(&(user.len() as u32).to_be_bytes());
         m.update(user);
@@ -177,7 +182,9 @@ impl Lockout {
         }
         let now = Instant::now();
         let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let left = |s: &Subject| map.get(s).and_then(|f| f.locked_until).filter(|&t| t > now).map(|t| t - now);
+        let left = |s: &Subject| {
+            map.get(s).and_then(|f| f.locked_until).filter(|&t| t > now).map(|t| t - now)
+        };
         if let Some(d) = left(&Subject::User(user.into())) {
             return Some(Locked::User(d));
         }
@@ -193,7 +200,10 @@ impl Lockout {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         if map.len() > 200_000 {
             let window = self.window;
-            map.retain(|_, f| f.locked_until.is_some_and(|t| t > now) || f.times.back().is_some_and(|&t| now - t < window));
+            map.retain(|_, f| {
+                f.locked_until.is_some_and(|t| t > now)
+                    || f.times.back().is_some_and(|&t| now - t < window)
+            });
         }
         let mut locked = None;
         for s in [Subject::User(user.into()), Subject::Source(src)] {
@@ -207,7 +217,11 @@ impl Lockout {
                 f.locked_until = Some(now + self.duration);
                 f.times.clear();
                 // Report the user's lock first when both engage.
-                locked = locked.or(Some(if is_user { Locked::User(self.duration) } else { Locked::Source(self.duration) }));
+                locked = locked.or(Some(if is_user {
+                    Locked::User(self.duration)
+                } else {
+                    Locked::Source(self.duration)
+                }));
             }
         }
         locked

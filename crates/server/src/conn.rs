@@ -69,7 +69,12 @@ struct Ctx {
     rotated_key_logged: bool,
 }
 
-pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: SocketAddr, listener: usize) {
+pub(crate) async fn serve(
+    shared: &Arc<Shared>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    listener: usize,
+) {
     let policy = shared.policy();
     let Some(l) = policy.listeners.get(listener).cloned() else {
         return;
@@ -77,7 +82,14 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: Soc
     let mut buf = BytesMut::new();
     stream.set_nodelay(true).ok();
 
-    let device = match crate::proxy::intake(&mut stream, &mut buf, l.proxy, l.trusts(peer.ip()), policy.limits.proxy_header_timeout.0).await
+    let device = match crate::proxy::intake(
+        &mut stream,
+        &mut buf,
+        l.proxy,
+        l.trusts(peer.ip()),
+        policy.limits.proxy_header_timeout.0,
+    )
+    .await
     {
         Ok(Some(addr)) => addr,
         Ok(None) => peer,
@@ -92,11 +104,16 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: Soc
         metrics::counter!("tacvs_rejects_total", "reason" => "unknown_device").increment(1);
         return;
     };
-    let _slot = match SourceSlot::take(shared, device.ip(), policy.limits.max_connections_per_source) {
+    let _slot = match SourceSlot::take(
+        shared,
+        device.ip(),
+        policy.limits.max_connections_per_source,
+    ) {
         Some(s) => s,
         None => {
             tracing::warn!(%device, max = policy.limits.max_connections_per_source, "connection refused: max_connections_per_source reached");
-            metrics::counter!("tacvs_rejects_total", "reason" => "max_connections_per_source").increment(1);
+            metrics::counter!("tacvs_rejects_total", "reason" => "max_connections_per_source")
+                .increment(1);
             return;
         }
     };
@@ -106,8 +123,14 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: Soc
         max_sessions: policy.limits.max_sessions_per_connection,
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
-    let mut ctx =
-        Ctx { shared: shared.clone(), device, dg, dg_name: group.name.clone(), logins: HashMap::new(), rotated_key_logged: false };
+    let mut ctx = Ctx {
+        shared: shared.clone(),
+        device,
+        dg,
+        dg_name: group.name.clone(),
+        logins: HashMap::new(),
+        rotated_key_logged: false,
+    };
     drop(policy);
 
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
@@ -139,16 +162,25 @@ pub(crate) async fn serve(shared: &Arc<Shared>, mut stream: TcpStream, peer: Soc
                 }
                 Err(_) => {
                     tracing::warn!(%device, "peer is not reading our replies; closing");
-                    metrics::counter!("tacvs_rejects_total", "reason" => "write_timeout").increment(1);
+                    metrics::counter!("tacvs_rejects_total", "reason" => "write_timeout")
+                        .increment(1);
                     break;
                 }
             }
         }
-        if pending.is_empty() && (conn.close_reason().is_some() || peer_closed || (draining && conn.open_sessions() == 0)) {
+        if pending.is_empty()
+            && (conn.close_reason().is_some()
+                || peer_closed
+                || (draining && conn.open_sessions() == 0))
+        {
             break;
         }
         let limits = &ctx.shared.policy.load().limits;
-        let wait = if conn.open_sessions() > 0 || !buf.is_empty() { limits.read_timeout.0 } else { limits.idle_timeout.0 };
+        let wait = if conn.open_sessions() > 0 || !buf.is_empty() {
+            limits.read_timeout.0
+        } else {
+            limits.idle_timeout.0
+        };
         let reading = !peer_closed && conn.close_reason().is_none();
         // An idle connection holds no read buffer (thousands of idle single-connect
         // devices): it waits for readability and allocates only then.
@@ -216,7 +248,8 @@ fn lossy(b: &[u8]) -> String {
 
 fn count(kind: &'static str, result: &'static str, started: Instant) {
     metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result).increment(1);
-    metrics::histogram!("tacvs_request_duration_seconds", "type" => kind).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("tacvs_request_duration_seconds", "type" => kind)
+        .record(started.elapsed().as_secs_f64());
 }
 
 #[derive(Serialize)]
@@ -282,8 +315,18 @@ impl Ctx {
         }
     }
 
-    fn authen_start(&mut self, conn: &mut ServerConnection, sid: u32, s: AuthenStart, started: Instant) -> Option<Pending> {
-        let kind = if s.authen_service == AuthenService::Enable { CredKind::Enable } else { CredKind::Login };
+    fn authen_start(
+        &mut self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        s: AuthenStart,
+        started: Instant,
+    ) -> Option<Pending> {
+        let kind = if s.authen_service == AuthenService::Enable {
+            CredKind::Enable
+        } else {
+            CredKind::Login
+        };
         match s.action {
             AuthenAction::Login => {}
             AuthenAction::ChangePassword => {
@@ -300,33 +343,74 @@ impl Ctx {
                     return None;
                 }
                 let user = (!s.user.is_empty()).then(|| s.user.clone());
-                let first = if user.is_some() { ask("Old password: ") } else { prompt_reply(AuthenStatus::GetUser, "") };
-                self.logins.insert(sid, Login { user, tries: 0, kind, priv_lvl: s.priv_lvl.get(), started, chpass: Some(ChPass::Old) });
+                let first = if user.is_some() {
+                    ask("Old password: ")
+                } else {
+                    prompt_reply(AuthenStatus::GetUser, "")
+                };
+                self.logins.insert(
+                    sid,
+                    Login {
+                        user,
+                        tries: 0,
+                        kind,
+                        priv_lvl: s.priv_lvl.get(),
+                        started,
+                        chpass: Some(ChPass::Old),
+                    },
+                );
                 self.reply(conn, sid, first);
                 return None;
             }
             AuthenAction::SendAuth => {
                 count("authen", "fail", started);
-                self.reply(conn, sid, AuthenReply::new(AuthenStatus::Fail, "SENDAUTH is not supported by this server."));
+                self.reply(
+                    conn,
+                    sid,
+                    AuthenReply::new(
+                        AuthenStatus::Fail,
+                        "SENDAUTH is not supported by this server.",
+                    ),
+                );
                 return None;
             }
         }
         match s.authen_type {
             AuthenType::Ascii => {
                 let user = (!s.user.is_empty()).then(|| s.user.clone());
-                let prompt = if user.is_some() { AuthenStatus::GetPass } else { AuthenStatus::GetUser };
-                self.logins.insert(sid, Login { user, tries: 0, kind, priv_lvl: s.priv_lvl.get(), started, chpass: None });
+                let prompt =
+                    if user.is_some() { AuthenStatus::GetPass } else { AuthenStatus::GetUser };
+                self.logins.insert(
+                    sid,
+                    Login {
+                        user,
+                        tries: 0,
+                        kind,
+                        priv_lvl: s.priv_lvl.get(),
+                        started,
+                        chpass: None,
+                    },
+                );
                 self.reply(conn, sid, prompt_reply(prompt, ""));
                 None
             }
-            AuthenType::Pap => Some(self.check_password(sid, s.user.clone(), s.data.to_vec(), kind, s.priv_lvl.get(), started)),
+            AuthenType::Pap => Some(self.check_password(
+                sid,
+                s.user.clone(),
+                s.data.to_vec(),
+                kind,
+                s.priv_lvl.get(),
+                started,
+            )),
             AuthenType::Chap | AuthenType::MsChapV1 | AuthenType::MsChapV2 => {
                 let policy = self.shared.policy();
                 let user = lossy(&s.user);
                 let (status, msg, why) = match (kind, policy.user(&s.user)) {
-                    (CredKind::Enable, _) => {
-                        (AuthenStatus::Fail, "Enable with CHAP is not supported; use ASCII or PAP.", "enable via chap")
-                    }
+                    (CredKind::Enable, _) => (
+                        AuthenStatus::Fail,
+                        "Enable with CHAP is not supported; use ASCII or PAP.",
+                        "enable via chap",
+                    ),
                     (_, None) => (AuthenStatus::Fail, "", "unknown user"),
                     (_, Some(u)) => match &u.chap_secret {
                         None => (
@@ -334,11 +418,17 @@ impl Ctx {
                             "CHAP and MS-CHAP need a reversible secret for this user, and none is configured.",
                             "no chap_secret",
                         ),
-                        Some(secret) => match chap::verify(s.authen_type, &s.data, &s.user, &secret.0) {
-                            Ok(true) => (AuthenStatus::Pass, "", "response matches"),
-                            Ok(false) => (AuthenStatus::Fail, "", "wrong response"),
-                            Err(_) => (AuthenStatus::Error, "Malformed CHAP data.", "malformed chap data"),
-                        },
+                        Some(secret) => {
+                            match chap::verify(s.authen_type, &s.data, &s.user, &secret.0) {
+                                Ok(true) => (AuthenStatus::Pass, "", "response matches"),
+                                Ok(false) => (AuthenStatus::Fail, "", "wrong response"),
+                                Err(_) => (
+                                    AuthenStatus::Error,
+                                    "Malformed CHAP data.",
+                                    "malformed chap data",
+                                ),
+                            }
+                        }
                     },
                 };
                 tracing::info!(device = %self.device, %user, method = %s.authen_type, result = %status, reason = why, "authentication");
@@ -353,7 +443,12 @@ impl Ctx {
         }
     }
 
-    fn authen_continue(&mut self, conn: &mut ServerConnection, sid: u32, c: AuthenContinue) -> Option<Pending> {
+    fn authen_continue(
+        &mut self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        c: AuthenContinue,
+    ) -> Option<Pending> {
         let Some(login) = self.logins.get_mut(&sid) else {
             self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "unexpected CONTINUE"));
             return None;
@@ -362,7 +457,11 @@ impl Ctx {
             if c.user_msg.is_empty() {
                 self.reply(conn, sid, prompt_reply(AuthenStatus::GetUser, ""));
             } else {
-                let next = if login.chpass.is_some() { ask("Old password: ") } else { prompt_reply(AuthenStatus::GetPass, "") };
+                let next = if login.chpass.is_some() {
+                    ask("Old password: ")
+                } else {
+                    prompt_reply(AuthenStatus::GetPass, "")
+                };
                 login.user = Some(c.user_msg);
                 self.reply(conn, sid, next);
             }
@@ -370,11 +469,17 @@ impl Ctx {
         };
         let (kind, priv_lvl, started) = (login.kind, login.priv_lvl, login.started);
         match login.chpass.clone() {
-            None | Some(ChPass::Old) => Some(self.check_password(sid, user, c.user_msg.to_vec(), kind, priv_lvl, started)),
+            None | Some(ChPass::Old) => {
+                Some(self.check_password(sid, user, c.user_msg.to_vec(), kind, priv_lvl, started))
+            }
             Some(ChPass::New) => {
                 let min = self.shared.policy.load().auth.min_password_length;
                 if c.user_msg.len() < min {
-                    self.reply(conn, sid, ask(&format!("Too short: use at least {min} characters. New password: ")));
+                    self.reply(
+                        conn,
+                        sid,
+                        ask(&format!("Too short: use at least {min} characters. New password: ")),
+                    );
                 } else {
                     login.chpass = Some(ChPass::Confirm(c.user_msg.to_vec()));
                     self.reply(conn, sid, ask("Retype new password: "));
@@ -385,7 +490,14 @@ impl Ctx {
                 self.logins.remove(&sid);
                 if new != c.user_msg {
                     count("authen", "fail", started);
-                    self.reply(conn, sid, AuthenReply::new(AuthenStatus::Fail, "The passwords differ; nothing was changed."));
+                    self.reply(
+                        conn,
+                        sid,
+                        AuthenReply::new(
+                            AuthenStatus::Fail,
+                            "The passwords differ; nothing was changed.",
+                        ),
+                    );
                     return None;
                 }
                 let shared = self.shared.clone();
@@ -393,7 +505,10 @@ impl Ctx {
                 Some(Box::pin(async move {
                     let n = name.clone();
                     let result = tokio::task::spawn_blocking(move || {
-                        let hash = tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha512Crypt, &new)?;
+                        let hash = tacvs_policy::PasswordHash::create(
+                            tacvs_policy::HashAlgorithm::Sha512Crypt,
+                            &new,
+                        )?;
                         shared.passwords.set(&n, hash)?;
                         shared.cache.clear();
                         Ok(())
@@ -407,7 +522,15 @@ impl Ctx {
     }
 
     /// Verify a password off the async threads; the result comes back as `Done`.
-    fn check_password(&self, sid: u32, user: Bytes, password: Vec<u8>, kind: CredKind, priv_lvl: u8, started: Instant) -> Pending {
+    fn check_password(
+        &self,
+        sid: u32,
+        user: Bytes,
+        password: Vec<u8>,
+        kind: CredKind,
+        priv_lvl: u8,
+        started: Instant,
+    ) -> Pending {
         let shared = self.shared.clone();
         let src = self.device.ip();
         Box::pin(async move {
@@ -426,13 +549,18 @@ impl Ctx {
                     }
                     Err(e) => {
                         tracing::error!(device = %self.device, %user, error = %e, "password change not stored");
-                        AuthenReply::new(AuthenStatus::Error, "The new password could not be stored; nothing was changed.")
+                        AuthenReply::new(
+                            AuthenStatus::Error,
+                            "The new password could not be stored; nothing was changed.",
+                        )
                     }
                 };
                 count("authen", if result.is_ok() { "pass" } else { "error" }, started);
                 self.reply(conn, sid, reply);
             }
-            Done::Password { sid, user, verdict, started } if self.logins.get(&sid).is_some_and(|l| l.chpass.is_some()) => {
+            Done::Password { sid, user, verdict, started }
+                if self.logins.get(&sid).is_some_and(|l| l.chpass.is_some()) =>
+            {
                 // The old password of a change: on success ask for the new one.
                 let reply = if verdict == Verdict::Pass {
                     if let Some(l) = self.logins.get_mut(&sid) {
@@ -443,7 +571,10 @@ impl Ctx {
                     self.logins.remove(&sid);
                     count("authen", "fail", started);
                     tracing::info!(device = %self.device, user = %lossy(&user), ?verdict, "password change refused: old password not verified");
-                    AuthenReply::new(AuthenStatus::Fail, "Old password incorrect; nothing was changed.")
+                    AuthenReply::new(
+                        AuthenStatus::Fail,
+                        "Old password incorrect; nothing was changed.",
+                    )
                 };
                 self.reply(conn, sid, reply);
             }
@@ -465,7 +596,10 @@ impl Ctx {
                     }
                     (Verdict::Locked(_), _) => {
                         self.logins.remove(&sid);
-                        AuthenReply::new(AuthenStatus::Fail, "Too many failed logins; try again later.")
+                        AuthenReply::new(
+                            AuthenStatus::Fail,
+                            "Too many failed logins; try again later.",
+                        )
                     }
                     (Verdict::Busy, _) => {
                         self.logins.remove(&sid);
@@ -487,10 +621,15 @@ impl Ctx {
             }
             Done::Acct { sid, result, started, user } => {
                 let r = match &result {
-                    Ok(()) => conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new())),
+                    Ok(()) => {
+                        conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new()))
+                    }
                     Err(e) => {
                         tracing::error!(device = %self.device, %user, error = %e, "accounting record not stored; replying ERROR");
-                        conn.reply_acct(sid, AcctReply::new(AcctStatus::Error, "accounting record not stored"))
+                        conn.reply_acct(
+                            sid,
+                            AcctReply::new(AcctStatus::Error, "accounting record not stored"),
+                        )
                     }
                 };
                 count("acct", if result.is_ok() { "success" } else { "error" }, started);
@@ -560,7 +699,14 @@ fn prompt_reply(status: AuthenStatus, prefix: &str) -> AuthenReply {
     AuthenReply { noecho, ..AuthenReply::new(status, format!("{prefix}{msg}")) }
 }
 
-async fn verify(shared: &Shared, user: &[u8], password: Vec<u8>, kind: CredKind, priv_lvl: u8, src: IpAddr) -> Verdict {
+async fn verify(
+    shared: &Shared,
+    user: &[u8],
+    password: Vec<u8>,
+    kind: CredKind,
+    priv_lvl: u8,
+    src: IpAddr,
+) -> Verdict {
     if let Some(l) = shared.lockout.check(user, src) {
         return Verdict::Locked(l);
     }
@@ -580,7 +726,11 @@ async fn verify(shared: &Shared, user: &[u8], password: Vec<u8>, kind: CredKind,
         }
     };
     let Some(hash) = hash else {
-        return Verdict::Fail(if kind == CredKind::Enable { "no enable password configured" } else { "no password configured" });
+        return Verdict::Fail(if kind == CredKind::Enable {
+            "no enable password configured"
+        } else {
+            "no password configured"
+        });
     };
     if shared.cache.hit(kind, user, &password) {
         metrics::counter!("tacvs_credential_cache_total", "result" => "hit").increment(1);

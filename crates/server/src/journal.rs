@@ -72,12 +72,17 @@ pub struct Recovery {
 impl Journal {
     /// Open (or create) the journal and start its writer thread. `committed`
     /// receives every line once it is on disk (dropped, with a counter, when full).
-    pub fn open(cfg: JournalConfig, committed: Option<CommittedTx>) -> io::Result<(Journal, Recovery, std::thread::JoinHandle<()>)> {
+    pub fn open(
+        cfg: JournalConfig,
+        committed: Option<CommittedTx>,
+    ) -> io::Result<(Journal, Recovery, std::thread::JoinHandle<()>)> {
         fs::create_dir_all(&cfg.dir)?;
         let (file, path, size, recovery) = open_latest(&cfg.dir)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = Writer { cfg, file, path, size, opened: Instant::now(), committed };
-        let handle = std::thread::Builder::new().name("tacvs-journal".into()).spawn(move || writer.run(rx))?;
+        let handle = std::thread::Builder::new()
+            .name("tacvs-journal".into())
+            .spawn(move || writer.run(rx))?;
         Ok((Journal { tx }, recovery, handle))
     }
 
@@ -103,7 +108,11 @@ fn file_name(t: SystemTime, n: u32) -> String {
 pub fn journal_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("acct-") && n.ends_with(".jsonl")))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("acct-") && n.ends_with(".jsonl"))
+        })
         .collect();
     files.sort();
     Ok(files)
@@ -217,7 +226,10 @@ impl Writer {
     }
 
     fn write_batch(&mut self, buf: &[u8]) -> Result<(), JournalError> {
-        if self.size > 0 && (self.size + buf.len() as u64 > self.cfg.rotate_size || self.opened.elapsed() >= self.cfg.rotate_interval) {
+        if self.size > 0
+            && (self.size + buf.len() as u64 > self.cfg.rotate_size
+                || self.opened.elapsed() >= self.cfg.rotate_interval)
+        {
             self.rotate().map_err(|e| self.err(e))?;
         }
         if let Err(e) = self.file.write_all(buf).and_then(|_| self.file.sync_data()) {
@@ -283,7 +295,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn group_commit_and_rotation() {
         let d = tmp("rotate");
-        let cfg = JournalConfig { dir: d.clone(), rotate_size: 300, rotate_interval: Duration::from_secs(3600) };
+        let cfg = JournalConfig {
+            dir: d.clone(),
+            rotate_size: 300,
+            rotate_interval: Duration::from_secs(3600),
+        };
         let (j, rec, _h) = Journal::open(cfg.clone(), None).unwrap();
         assert_eq!(rec.torn_bytes_cut, 0);
         // Ten rounds of twenty concurrent appends: each round is a batch or a few.
@@ -292,7 +308,9 @@ mod tests {
             for i in 0..20 {
                 let j = j.clone();
                 let n = round * 20 + i;
-                tasks.push(tokio::spawn(async move { j.append(format!("{{\"n\":{n}}}").into_bytes()).await }));
+                tasks.push(tokio::spawn(async move {
+                    j.append(format!("{{\"n\":{n}}}").into_bytes()).await
+                }));
             }
             for t in tasks {
                 t.await.unwrap().unwrap();
@@ -300,7 +318,8 @@ mod tests {
         }
         let files = journal_files(&d).unwrap();
         assert!(files.len() >= 2, "rotated by size: {files:?}");
-        let lines: usize = files.iter().map(|f| fs::read_to_string(f).unwrap().lines().count()).sum();
+        let lines: usize =
+            files.iter().map(|f| fs::read_to_string(f).unwrap().lines().count()).sum();
         assert_eq!(lines, 200);
         drop(j);
         // Reopen: appends to the newest file.

@@ -77,10 +77,12 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
     };
     let committed = match &policy.accounting.syslog {
         Some(conf) => {
-            let target = syslog::Target::parse(conf.target.get_ref()).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            let target = syslog::Target::parse(conf.target.get_ref())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             let settings = syslog::SyslogSettings {
                 target,
-                facility: tacvs_policy::policy::facility_code(conf.facility.get_ref()).unwrap_or(22),
+                facility: tacvs_policy::policy::facility_code(conf.facility.get_ref())
+                    .unwrap_or(22),
                 app_name: conf.app_name.clone(),
                 hostname: policy.server_name.clone(),
             };
@@ -92,14 +94,21 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         None => None,
     };
     let (journal, recovery, _writer) = Journal::open(jcfg, committed).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot open the accounting journal in {}: {e}", policy.accounting.directory.display()))
+        io::Error::new(
+            e.kind(),
+            format!(
+                "cannot open the accounting journal in {}: {e}",
+                policy.accounting.directory.display()
+            ),
+        )
     })?;
     if recovery.torn_bytes_cut > 0 {
         tracing::warn!(file = %recovery.file.display(), bytes = recovery.torn_bytes_cut, "journal ended in a torn record (crash during a write); cut it off. That record was never acknowledged");
     }
     tracing::info!(file = %recovery.file.display(), "accounting journal open");
     let a = &policy.auth;
-    let passwords = passwords::PasswordStore::open(&a.password_store).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let passwords = passwords::PasswordStore::open(&a.password_store)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let shared = Arc::new(Shared {
         hashes: HashPool::new(a.hash_workers, a.hash_queue),
@@ -118,9 +127,12 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
     for (i, l) in policy.listeners.iter().enumerate() {
         let socket = if l.address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
         socket.set_reuseaddr(true)?;
-        socket
-            .bind(l.address)
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {}: {e} (is another server running there?)", l.address)))?;
+        socket.bind(l.address).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot listen on {}: {e} (is another server running there?)", l.address),
+            )
+        })?;
         let listener = socket.listen(4096)?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, proxy_protocol = ?l.proxy, "listening");

@@ -23,10 +23,12 @@ impl PasswordStore {
         let mut map = BTreeMap::new();
         match std::fs::read_to_string(path) {
             Ok(text) => {
-                let raw: BTreeMap<String, String> = serde_json::from_str(&text)
-                    .map_err(|e| format!("{}: not a JSON object of user to password hash: {e}", path.display()))?;
+                let raw: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
+                    format!("{}: not a JSON object of user to password hash: {e}", path.display())
+                })?;
                 for (u, h) in raw {
-                    let parsed = PasswordHash::parse(&h).map_err(|e| format!("{}: user {u:?}: {e}", path.display()))?;
+                    let parsed = PasswordHash::parse(&h)
+                        .map_err(|e| format!("{}: user {u:?}: {e}", path.display()))?;
                     map.insert(u, (h, parsed));
                 }
             }
@@ -46,7 +48,8 @@ impl PasswordStore {
     pub fn set(&self, user: &str, hash_text: String) -> Result<(), String> {
         let parsed = PasswordHash::parse(&hash_text)?;
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
-        let mut texts: BTreeMap<&str, &str> = map.iter().map(|(u, (t, _))| (u.as_str(), t.as_str())).collect();
+        let mut texts: BTreeMap<&str, &str> =
+            map.iter().map(|(u, (t, _))| (u.as_str(), t.as_str())).collect();
         texts.insert(user, &hash_text);
         let body = serde_json::to_vec_pretty(&texts).map_err(|e| e.to_string())?;
         self.write(&body)?;
@@ -55,11 +58,13 @@ impl PasswordStore {
     }
 
     fn write(&self, body: &[u8]) -> Result<(), String> {
-        let dir = self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir =
+            self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let tmp = self.path.with_extension("json.tmp");
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(dir)?;
-            let mut f = std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
+            let mut f =
+                std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
             f.write_all(body)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &self.path)?;
@@ -79,7 +84,8 @@ mod tests {
         let p = d.join("passwords.json");
         let s = PasswordStore::open(&p).unwrap();
         assert!(s.get("alice").is_none());
-        let h = PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"new-secret").unwrap();
+        let h =
+            PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"new-secret").unwrap();
         s.set("alice", h).unwrap();
         assert!(s.get("alice").unwrap().verify(b"new-secret"));
         let again = PasswordStore::open(&p).unwrap();

@@ -65,16 +65,24 @@ pub async fn intake<S: AsyncRead + Unpin>(
                 HeaderResult::V2(Ok(h)) => {
                     let addr = match (h.command, h.addresses) {
                         (v2::Command::Local, _) => None,
-                        (_, v2::Addresses::IPv4(a)) => Some(SocketAddr::from((a.source_address, a.source_port))),
-                        (_, v2::Addresses::IPv6(a)) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                        (_, v2::Addresses::IPv4(a)) => {
+                            Some(SocketAddr::from((a.source_address, a.source_port)))
+                        }
+                        (_, v2::Addresses::IPv6(a)) => {
+                            Some(SocketAddr::from((a.source_address, a.source_port)))
+                        }
                         _ => return Err(ProxyError::Malformed),
                     };
                     (h.header.len(), addr)
                 }
                 HeaderResult::V1(Ok(h)) => {
                     let addr = match h.addresses {
-                        v1::Addresses::Tcp4(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
-                        v1::Addresses::Tcp6(a) => Some(SocketAddr::from((a.source_address, a.source_port))),
+                        v1::Addresses::Tcp4(a) => {
+                            Some(SocketAddr::from((a.source_address, a.source_port)))
+                        }
+                        v1::Addresses::Tcp6(a) => {
+                            Some(SocketAddr::from((a.source_address, a.source_port)))
+                        }
                         v1::Addresses::Unknown => None,
                     };
                     (h.header.len(), addr)
@@ -91,7 +99,11 @@ pub async fn intake<S: AsyncRead + Unpin>(
     }
 }
 
-async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut, deadline: tokio::time::Instant) -> Result<(), ProxyError> {
+async fn read_more<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    buf: &mut BytesMut,
+    deadline: tokio::time::Instant,
+) -> Result<(), ProxyError> {
     match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
         Ok(Ok(n)) if n > 0 => Ok(()),
         _ => Err(ProxyError::Incomplete),
@@ -102,7 +114,11 @@ async fn read_more<S: AsyncRead + Unpin>(stream: &mut S, buf: &mut BytesMut, dea
 mod tests {
     use super::*;
 
-    async fn run(bytes: &[u8], mode: ProxyMode, trusted: bool) -> (Result<Option<SocketAddr>, ProxyError>, Vec<u8>) {
+    async fn run(
+        bytes: &[u8],
+        mode: ProxyMode,
+        trusted: bool,
+    ) -> (Result<Option<SocketAddr>, ProxyError>, Vec<u8>) {
         let (mut a, mut b) = tokio::io::duplex(4096);
         tokio::io::AsyncWriteExt::write_all(&mut a, bytes).await.unwrap();
         drop(a);
@@ -113,9 +129,19 @@ mod tests {
 
     fn v2(src: &str) -> Vec<u8> {
         let src: SocketAddr = src.parse().unwrap();
-        let dst: SocketAddr = if src.is_ipv4() { "10.0.0.1:49".parse().unwrap() } else { "[2001:db8::1]:49".parse().unwrap() };
+        let dst: SocketAddr = if src.is_ipv4() {
+            "10.0.0.1:49".parse().unwrap()
+        } else {
+            "[2001:db8::1]:49".parse().unwrap()
+        };
         let addrs: v2::Addresses = (src, dst).into();
-        v2::Builder::with_addresses(v2::Version::Two | v2::Command::Proxy, v2::Protocol::Stream, addrs).build().unwrap()
+        v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Proxy,
+            v2::Protocol::Stream,
+            addrs,
+        )
+        .build()
+        .unwrap()
     }
 
     #[tokio::test]
@@ -127,18 +153,32 @@ mod tests {
         assert_eq!(rest, [0xc0, 1, 1], "TACACS+ bytes after the header are kept");
         let (r, _) = run(&v2("[2001:db8::5]:1234"), ProxyMode::Optional, true).await;
         assert_eq!(r, Ok(Some("[2001:db8::5]:1234".parse().unwrap())));
-        let (r, rest) = run(b"PROXY TCP4 198.51.100.9 10.0.0.1 5555 49\r\n\xc0", ProxyMode::Required, true).await;
+        let (r, rest) =
+            run(b"PROXY TCP4 198.51.100.9 10.0.0.1 5555 49\r\n\xc0", ProxyMode::Required, true)
+                .await;
         assert_eq!(r, Ok(Some("198.51.100.9:5555".parse().unwrap())));
         assert_eq!(rest, [0xc0]);
     }
 
     #[tokio::test]
     async fn refusals() {
-        assert_eq!(run(&v2("192.0.2.7:1"), ProxyMode::Required, false).await.0, Err(ProxyError::Untrusted));
-        assert_eq!(run(&v2("192.0.2.7:1"), ProxyMode::Optional, false).await.0, Err(ProxyError::Untrusted));
-        assert_eq!(run(&[0xc0, 1, 1, 0], ProxyMode::Required, true).await.0, Err(ProxyError::Missing));
+        assert_eq!(
+            run(&v2("192.0.2.7:1"), ProxyMode::Required, false).await.0,
+            Err(ProxyError::Untrusted)
+        );
+        assert_eq!(
+            run(&v2("192.0.2.7:1"), ProxyMode::Optional, false).await.0,
+            Err(ProxyError::Untrusted)
+        );
+        assert_eq!(
+            run(&[0xc0, 1, 1, 0], ProxyMode::Required, true).await.0,
+            Err(ProxyError::Missing)
+        );
         assert_eq!(run(&[0xc0, 1, 1, 0], ProxyMode::Optional, false).await.0, Ok(None));
-        assert_eq!(run(b"PROXY garbage\r\n", ProxyMode::Required, true).await.0, Err(ProxyError::Malformed));
+        assert_eq!(
+            run(b"PROXY garbage\r\n", ProxyMode::Required, true).await.0,
+            Err(ProxyError::Malformed)
+        );
         let mut v = v2("192.0.2.7:1");
         v.truncate(20);
         assert_eq!(run(&v, ProxyMode::Required, true).await.0, Err(ProxyError::Incomplete));

@@ -26,7 +26,9 @@ pub enum Target {
 impl Target {
     /// Parse a target URL.
     pub fn parse(s: &str) -> Result<Target, String> {
-        let bad = || format!("syslog target {s:?}: expected udp://IP:PORT, tcp://IP:PORT or unix:///PATH");
+        let bad = || {
+            format!("syslog target {s:?}: expected udp://IP:PORT, tcp://IP:PORT or unix:///PATH")
+        };
         if let Some(a) = s.strip_prefix("udp://") {
             return a.parse().map(Target::Udp).map_err(|_| bad());
         }
@@ -58,7 +60,9 @@ pub fn format(s: &SyslogSettings, line: &[u8]) -> Vec<u8> {
     let pri = u16::from(s.facility) * 8 + 6;
     let ts = humantime::format_rfc3339_millis(std::time::SystemTime::now());
     let body = line.strip_suffix(b"\n").unwrap_or(line);
-    let mut m = format!("<{pri}>1 {ts} {} {} {} acct - ", s.hostname, s.app_name, std::process::id()).into_bytes();
+    let mut m =
+        format!("<{pri}>1 {ts} {} {} {} acct - ", s.hostname, s.app_name, std::process::id())
+            .into_bytes();
     m.extend_from_slice(body);
     m
 }
@@ -68,7 +72,11 @@ pub async fn run(s: SyslogSettings, mut rx: mpsc::Receiver<Vec<u8>>) {
     let mut tcp: Option<TcpStream> = None;
     let udp = match &s.target {
         Target::Udp(addr) => {
-            let bind: SocketAddr = if addr.is_ipv4() { "0.0.0.0:0".parse().expect("literal") } else { "[::]:0".parse().expect("literal") };
+            let bind: SocketAddr = if addr.is_ipv4() {
+                "0.0.0.0:0".parse().expect("literal")
+            } else {
+                "[::]:0".parse().expect("literal")
+            };
             match UdpSocket::bind(bind).await {
                 Ok(sock) => sock.connect(addr).await.ok().map(|_| sock),
                 Err(_) => None,
@@ -93,13 +101,20 @@ pub async fn run(s: SyslogSettings, mut rx: mpsc::Receiver<Vec<u8>>) {
             },
             Target::Tcp(addr) => {
                 if tcp.is_none() {
-                    tcp = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr)).await.ok().and_then(Result::ok);
+                    tcp = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+                        .await
+                        .ok()
+                        .and_then(Result::ok);
                 }
                 let mut framed = format!("{} ", msg.len()).into_bytes();
                 framed.extend_from_slice(&msg);
                 match &mut tcp {
                     Some(t) => {
-                        let ok = matches!(tokio::time::timeout(Duration::from_secs(2), t.write_all(&framed)).await, Ok(Ok(())));
+                        let ok = matches!(
+                            tokio::time::timeout(Duration::from_secs(2), t.write_all(&framed))
+                                .await,
+                            Ok(Ok(()))
+                        );
                         if !ok {
                             tcp = None;
                         }
@@ -123,11 +138,19 @@ mod tests {
 
     #[test]
     fn targets_and_format() {
-        assert_eq!(Target::parse("udp://127.0.0.1:514"), Ok(Target::Udp("127.0.0.1:514".parse().unwrap())));
+        assert_eq!(
+            Target::parse("udp://127.0.0.1:514"),
+            Ok(Target::Udp("127.0.0.1:514".parse().unwrap()))
+        );
         assert_eq!(Target::parse("tcp://[::1]:601"), Ok(Target::Tcp("[::1]:601".parse().unwrap())));
         assert_eq!(Target::parse("unix:///dev/log"), Ok(Target::Unix("/dev/log".into())));
         assert!(Target::parse("udp://loghost:514").is_err());
-        let s = SyslogSettings { target: Target::Unix("/x".into()), facility: 22, app_name: "tacvs".into(), hostname: "rs1".into() };
+        let s = SyslogSettings {
+            target: Target::Unix("/x".into()),
+            facility: 22,
+            app_name: "tacvs".into(),
+            hostname: "rs1".into(),
+        };
         let m = String::from_utf8(format(&s, b"{\"a\":1}\n")).unwrap();
         assert!(m.starts_with("<182>1 20"), "{m}");
         assert!(m.ends_with(" rs1 tacvs ".to_owned().as_str()) || m.contains(" rs1 tacvs "));
@@ -138,18 +161,27 @@ mod tests {
     async fn udp_and_tcp_delivery() {
         let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let (tx, rx) = mpsc::channel(8);
-        let s =
-            SyslogSettings { target: Target::Udp(u.local_addr().unwrap()), facility: 16, app_name: "tacvs".into(), hostname: "h".into() };
+        let s = SyslogSettings {
+            target: Target::Udp(u.local_addr().unwrap()),
+            facility: 16,
+            app_name: "tacvs".into(),
+            hostname: "h".into(),
+        };
         tokio::spawn(run(s, rx));
         tx.send(b"{\"r\":1}\n".to_vec()).await.unwrap();
         let mut buf = [0u8; 512];
-        let n = tokio::time::timeout(Duration::from_secs(2), u.recv(&mut buf)).await.unwrap().unwrap();
+        let n =
+            tokio::time::timeout(Duration::from_secs(2), u.recv(&mut buf)).await.unwrap().unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).ends_with("{\"r\":1}"));
 
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (tx, rx) = mpsc::channel(8);
-        let s =
-            SyslogSettings { target: Target::Tcp(l.local_addr().unwrap()), facility: 16, app_name: "tacvs".into(), hostname: "h".into() };
+        let s = SyslogSettings {
+            target: Target::Tcp(l.local_addr().unwrap()),
+            facility: 16,
+            app_name: "tacvs".into(),
+            hostname: "h".into(),
+        };
         tokio::spawn(run(s, rx));
         tx.send(b"{\"r\":2}\n".to_vec()).await.unwrap();
         let (mut c, _) = l.accept().await.unwrap();

@@ -30,9 +30,17 @@ impl Drop for Harness {
 
 fn config(dir: &Path, extra_listener: &str, lockout: u32, syslog: &str, chpass: bool) -> String {
     // Users: alice (netops, all commands) and bob (readonly, show only).
-    let alice = tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-pass").unwrap();
-    let bob = tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"bob-pass").unwrap();
-    let en = tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-enable").unwrap();
+    let alice =
+        tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-pass")
+            .unwrap();
+    let bob =
+        tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"bob-pass")
+            .unwrap();
+    let en = tacvs_policy::PasswordHash::create(
+        tacvs_policy::HashAlgorithm::Sha256Crypt,
+        b"alice-enable",
+    )
+    .unwrap();
     format!(
         r#"
 [server]
@@ -89,7 +97,13 @@ async fn start(tag: &str, extra_listener: &str, lockout: u32) -> Harness {
     start_with(tag, extra_listener, lockout, "", false).await
 }
 
-async fn start_with(tag: &str, extra_listener: &str, lockout: u32, syslog: &str, chpass: bool) -> Harness {
+async fn start_with(
+    tag: &str,
+    extra_listener: &str,
+    lockout: u32,
+    syslog: &str,
+    chpass: bool,
+) -> Harness {
     let dir = std::env::temp_dir().join(format!("tacvs-server-it-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -108,10 +122,17 @@ impl Harness {
         Client::new(self.opts())
     }
     fn opts(&self) -> ClientOptions {
-        ClientOptions { timeout: Duration::from_secs(3), ..ClientOptions::new(self.addr(), Some(Key::new(KEY))) }
+        ClientOptions {
+            timeout: Duration::from_secs(3),
+            ..ClientOptions::new(self.addr(), Some(Key::new(KEY)))
+        }
     }
     fn journal(&self) -> Vec<serde_json::Value> {
-        tacvs_server::journal::read_lines(&self.dir.join("acct")).unwrap().iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+        tacvs_server::journal::read_lines(&self.dir.join("acct"))
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
 
@@ -131,11 +152,18 @@ fn start_pkt(ty: AuthenType, svc: AuthenService, user: &str, data: Vec<u8>) -> A
 async fn login(c: &mut Client, ty: AuthenType, user: &str, pw: &str) -> AuthenStatus {
     let data = match ty {
         AuthenType::Pap => pw.as_bytes().to_vec(),
-        AuthenType::Chap => {
-            ChapData { id: 9, challenge: b"0123456789abcdef", response: &chap::chap_response(9, pw.as_bytes(), b"0123456789abcdef") }
-                .to_vec()
+        AuthenType::Chap => ChapData {
+            id: 9,
+            challenge: b"0123456789abcdef",
+            response: &chap::chap_response(9, pw.as_bytes(), b"0123456789abcdef"),
         }
-        AuthenType::MsChapV1 => ChapData { id: 1, challenge: b"12345678", response: &chap::mschapv1_response(b"12345678", pw) }.to_vec(),
+        .to_vec(),
+        AuthenType::MsChapV1 => ChapData {
+            id: 1,
+            challenge: b"12345678",
+            response: &chap::mschapv1_response(b"12345678", pw),
+        }
+        .to_vec(),
         AuthenType::MsChapV2 => ChapData {
             id: 1,
             challenge: b"0123456789abcdef",
@@ -160,15 +188,33 @@ fn cmd(user: &str, line: &str) -> AaaRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_exchange() {
     let collector = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let syslog = format!("[accounting.syslog]\ntarget = \"udp://{}\"\nfacility = \"local5\"", collector.local_addr().unwrap());
+    let syslog = format!(
+        "[accounting.syslog]\ntarget = \"udp://{}\"\nfacility = \"local5\"",
+        collector.local_addr().unwrap()
+    );
     let h = start_with("flows", "", 0, &syslog, false).await;
-    for ty in [AuthenType::Pap, AuthenType::Ascii, AuthenType::Chap, AuthenType::MsChapV1, AuthenType::MsChapV2] {
-        assert_eq!(login(&mut h.client(), ty, "alice", "alice-pass").await, AuthenStatus::Pass, "{ty}");
+    for ty in [
+        AuthenType::Pap,
+        AuthenType::Ascii,
+        AuthenType::Chap,
+        AuthenType::MsChapV1,
+        AuthenType::MsChapV2,
+    ] {
+        assert_eq!(
+            login(&mut h.client(), ty, "alice", "alice-pass").await,
+            AuthenStatus::Pass,
+            "{ty}"
+        );
         assert_eq!(login(&mut h.client(), ty, "alice", "wrong").await, AuthenStatus::Fail, "{ty}");
     }
     // bob has no CHAP secret: a clear FAIL message.
     let mut c = h.client();
-    let data = ChapData { id: 1, challenge: b"abcdefgh", response: &chap::mschapv1_response(b"abcdefgh", "bob-pass") }.to_vec();
+    let data = ChapData {
+        id: 1,
+        challenge: b"abcdefgh",
+        response: &chap::mschapv1_response(b"abcdefgh", "bob-pass"),
+    }
+    .to_vec();
     let r = c
         .authenticate(
             start_pkt(AuthenType::MsChapV1, AuthenService::Login, "bob", data),
@@ -177,14 +223,29 @@ async fn every_exchange() {
         .await
         .unwrap();
     assert_eq!(r.status, AuthenStatus::Fail);
-    assert!(String::from_utf8_lossy(&r.server_msg).contains("reversible secret"), "{:?}", r.server_msg);
+    assert!(
+        String::from_utf8_lossy(&r.server_msg).contains("reversible secret"),
+        "{:?}",
+        r.server_msg
+    );
     // Enable (ASCII: GETPASS with the enable password) and PAP enable.
-    let mut answers = FixedAnswers { user: "alice".into(), password: "alice-enable".into(), max_rounds: 3 };
-    let r = h.client().authenticate(start_pkt(AuthenType::Ascii, AuthenService::Enable, "alice", vec![]), &mut answers).await.unwrap();
+    let mut answers =
+        FixedAnswers { user: "alice".into(), password: "alice-enable".into(), max_rounds: 3 };
+    let r = h
+        .client()
+        .authenticate(
+            start_pkt(AuthenType::Ascii, AuthenService::Enable, "alice", vec![]),
+            &mut answers,
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, AuthenStatus::Pass);
     let r = h
         .client()
-        .authenticate(start_pkt(AuthenType::Pap, AuthenService::Enable, "alice", b"alice-pass".to_vec()), &mut answers)
+        .authenticate(
+            start_pkt(AuthenType::Pap, AuthenService::Enable, "alice", b"alice-pass".to_vec()),
+            &mut answers,
+        )
         .await
         .unwrap();
     assert_eq!(r.status, AuthenStatus::Fail, "the login password is not the enable password");
@@ -197,10 +258,23 @@ async fn every_exchange() {
 
     // Authorization.
     let mut c = h.client();
-    assert_eq!(c.authorize(cmd("bob", "show ip route")).await.unwrap().status, AuthorStatus::PassAdd);
-    assert_eq!(h.client().authorize(cmd("bob", "configure show x")).await.unwrap().status, AuthorStatus::Fail);
-    assert_eq!(h.client().authorize(cmd("alice", "reload")).await.unwrap().status, AuthorStatus::PassAdd);
-    let exec = h.client().authorize(AaaRequest::new("alice", vec!["service=shell".parse().unwrap()])).await.unwrap();
+    assert_eq!(
+        c.authorize(cmd("bob", "show ip route")).await.unwrap().status,
+        AuthorStatus::PassAdd
+    );
+    assert_eq!(
+        h.client().authorize(cmd("bob", "configure show x")).await.unwrap().status,
+        AuthorStatus::Fail
+    );
+    assert_eq!(
+        h.client().authorize(cmd("alice", "reload")).await.unwrap().status,
+        AuthorStatus::PassAdd
+    );
+    let exec = h
+        .client()
+        .authorize(AaaRequest::new("alice", vec!["service=shell".parse().unwrap()]))
+        .await
+        .unwrap();
     assert_eq!(exec.args[0].to_string(), "priv-lvl=15");
 
     // Accounting lands in the journal with the device's address.
@@ -220,9 +294,15 @@ async fn every_exchange() {
     assert_eq!(j[0]["args"][0], "task_id=77");
     // The committed record also went to syslog (local5.info = <174>).
     let mut buf = [0u8; 2048];
-    let n = tokio::time::timeout(Duration::from_secs(3), collector.recv(&mut buf)).await.expect("syslog message").unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), collector.recv(&mut buf))
+        .await
+        .expect("syslog message")
+        .unwrap();
     let msg = String::from_utf8_lossy(&buf[..n]);
-    assert!(msg.starts_with("<174>1 ") && msg.contains(" test-rs tacvs ") && msg.contains("task_id=77"), "{msg}");
+    assert!(
+        msg.starts_with("<174>1 ") && msg.contains(" test-rs tacvs ") && msg.contains("task_id=77"),
+        "{msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -231,18 +311,28 @@ async fn ascii_three_tries_then_fail() {
     struct Seq(Vec<&'static str>);
     impl tacvs_client::Prompter for Seq {
         fn answer(&mut self, status: AuthenStatus, _m: &str, _n: bool) -> Option<String> {
-            if status == AuthenStatus::GetUser { Some("bob".into()) } else { Some(self.0.remove(0).into()) }
+            if status == AuthenStatus::GetUser {
+                Some("bob".into())
+            } else {
+                Some(self.0.remove(0).into())
+            }
         }
     }
     let r = h
         .client()
-        .authenticate(start_pkt(AuthenType::Ascii, AuthenService::Login, "", vec![]), &mut Seq(vec!["x", "y", "bob-pass"]))
+        .authenticate(
+            start_pkt(AuthenType::Ascii, AuthenService::Login, "", vec![]),
+            &mut Seq(vec!["x", "y", "bob-pass"]),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, AuthenStatus::Pass, "third try succeeds");
     let r = h
         .client()
-        .authenticate(start_pkt(AuthenType::Ascii, AuthenService::Login, "", vec![]), &mut Seq(vec!["x", "y", "z", "bob-pass"]))
+        .authenticate(
+            start_pkt(AuthenType::Ascii, AuthenService::Login, "", vec![]),
+            &mut Seq(vec!["x", "y", "z", "bob-pass"]),
+        )
         .await
         .unwrap();
     assert_eq!(r.status, AuthenStatus::Fail, "only three tries");
@@ -251,7 +341,10 @@ async fn ascii_three_tries_then_fail() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_unknown_device_and_garbage() {
     let h = start("bad", "", 0).await;
-    let e = Client::new(ClientOptions { key: Some(Key::new("nope")), ..h.opts() }).authorize(cmd("bob", "show")).await.unwrap_err();
+    let e = Client::new(ClientOptions { key: Some(Key::new("nope")), ..h.opts() })
+        .authorize(cmd("bob", "show"))
+        .await
+        .unwrap_err();
     assert!(e.is_wrong_key(), "{e}");
     // 127.200.0.1 is outside 127.0.0.0/9: refused.
     let e = Client::new(ClientOptions { source: Some("127.200.0.1".parse().unwrap()), ..h.opts() })
@@ -263,11 +356,20 @@ async fn wrong_key_unknown_device_and_garbage() {
     let mut s = TcpStream::connect(h.addr()).await.unwrap();
     s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     let mut sink = Vec::new();
-    let n = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut sink)).await.expect("server closes").unwrap();
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut sink))
+        .await
+        .expect("server closes")
+        .unwrap();
     assert!(n <= 12);
     // Key rotation: the second configured key works.
-    assert_eq!(h.client().authorize(cmd("bob", "show")).await.unwrap().status, AuthorStatus::PassAdd);
-    let old = Client::new(ClientOptions { key: Some(Key::new("old-key")), ..h.opts() }).authorize(cmd("bob", "show")).await.unwrap();
+    assert_eq!(
+        h.client().authorize(cmd("bob", "show")).await.unwrap().status,
+        AuthorStatus::PassAdd
+    );
+    let old = Client::new(ClientOptions { key: Some(Key::new("old-key")), ..h.opts() })
+        .authorize(cmd("bob", "show"))
+        .await
+        .unwrap();
     assert_eq!(old.status, AuthorStatus::PassAdd);
 }
 
@@ -278,9 +380,13 @@ async fn proxy_v2_from_trusted_director_only() {
     let paddr = h.server.local_addrs[1];
     let header = |src: &str| {
         let a: ppp_addrs::Addresses = (src.parse::<std::net::SocketAddr>().unwrap(), paddr).into();
-        ppp_addrs::Builder::with_addresses(ppp_addrs::Version::Two | ppp_addrs::Command::Proxy, ppp_addrs::Protocol::Stream, a)
-            .build()
-            .unwrap()
+        ppp_addrs::Builder::with_addresses(
+            ppp_addrs::Version::Two | ppp_addrs::Command::Proxy,
+            ppp_addrs::Protocol::Stream,
+            a,
+        )
+        .build()
+        .unwrap()
     };
     // A trusted director (127.0.0.1) relays device 127.44.0.9.
     let mut conn = ClientConnection::new(ClientConfig::default(), Some(Key::new(KEY)));
@@ -296,7 +402,10 @@ async fn proxy_v2_from_trusted_director_only() {
         assert!(s.read_buf(&mut buf).await.unwrap() > 0);
         conn.handle_input(&mut buf);
     }
-    assert!(matches!(conn.poll_event(), Some(ClientEvent::AcctReply { reply: AcctReply { status: AcctStatus::Success, .. }, .. })));
+    assert!(matches!(
+        conn.poll_event(),
+        Some(ClientEvent::AcctReply { reply: AcctReply { status: AcctStatus::Success, .. }, .. })
+    ));
     let j = h.journal();
     assert_eq!(j[0]["device"], "127.44.0.9", "the device's address, not the director's");
     assert_eq!(j[0]["device_port"], 50000);
@@ -307,10 +416,16 @@ async fn proxy_v2_from_trusted_director_only() {
     let mut s = sock.connect(paddr).await.unwrap();
     s.write_all(&header("127.44.0.9:50000")).await.unwrap();
     let mut sink = Vec::new();
-    let n = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut sink)).await.unwrap().unwrap_or(0);
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut sink))
+        .await
+        .unwrap()
+        .unwrap_or(0);
     assert_eq!(n, 0);
     // No header on a required listener: closed.
-    let e = Client::new(ClientOptions { server: paddr, ..h.opts() }).authorize(cmd("bob", "show")).await.unwrap_err();
+    let e = Client::new(ClientOptions { server: paddr, ..h.opts() })
+        .authorize(cmd("bob", "show"))
+        .await
+        .unwrap_err();
     assert!(matches!(e, ClientError::Closed { .. } | ClientError::Io { .. }), "{e}");
     assert_eq!(h.journal().len(), 1);
 }
@@ -323,30 +438,51 @@ mod ppp_addrs {
 async fn lockout_after_repeated_failures() {
     let h = start("lockout", "", 3).await;
     for _ in 0..3 {
-        assert_eq!(login(&mut h.client(), AuthenType::Pap, "bob", "nope").await, AuthenStatus::Fail);
+        assert_eq!(
+            login(&mut h.client(), AuthenType::Pap, "bob", "nope").await,
+            AuthenStatus::Fail
+        );
     }
     // Now even the right password fails, for bob and from this source.
-    assert_eq!(login(&mut h.client(), AuthenType::Pap, "bob", "bob-pass").await, AuthenStatus::Fail);
-    assert_eq!(login(&mut h.client(), AuthenType::Pap, "alice", "alice-pass").await, AuthenStatus::Fail, "source locked too");
+    assert_eq!(
+        login(&mut h.client(), AuthenType::Pap, "bob", "bob-pass").await,
+        AuthenStatus::Fail
+    );
+    assert_eq!(
+        login(&mut h.client(), AuthenType::Pap, "alice", "alice-pass").await,
+        AuthenStatus::Fail,
+        "source locked too"
+    );
     let other = ClientOptions { source: Some("127.9.9.9".parse().unwrap()), ..h.opts() };
     let mut c = Client::new(other);
-    assert_eq!(login(&mut c, AuthenType::Pap, "alice", "alice-pass").await, AuthenStatus::Pass, "other sources are fine");
+    assert_eq!(
+        login(&mut c, AuthenType::Pap, "alice", "alice-pass").await,
+        AuthenStatus::Pass,
+        "other sources are fine"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn single_connect_and_reload_under_load() {
     let h = Arc::new(start("reload", "", 0).await);
     let stop = Arc::new(AtomicBool::new(false));
-    let (permits, fails, errors) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (permits, fails, errors) = (
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+        Arc::new(AtomicUsize::new(0)),
+    );
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let (h, stop, permits, fails, errors) = (h.clone(), stop.clone(), permits.clone(), fails.clone(), errors.clone());
+        let (h, stop, permits, fails, errors) =
+            (h.clone(), stop.clone(), permits.clone(), fails.clone(), errors.clone());
         tasks.push(tokio::spawn(async move {
             let mut c = Client::new(ClientOptions { single_connect: true, ..h.opts() });
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
                 match c.authorize(cmd("bob", "configure terminal")).await {
-                    Ok(r) if r.status == AuthorStatus::PassAdd => permits.fetch_add(1, Ordering::Relaxed),
+                    Ok(r) if r.status == AuthorStatus::PassAdd => {
+                        permits.fetch_add(1, Ordering::Relaxed)
+                    }
                     Ok(_) => fails.fetch_add(1, Ordering::Relaxed),
                     Err(e) => {
                         eprintln!("{e}");
@@ -362,7 +498,9 @@ async fn single_connect_and_reload_under_load() {
     assert!(fails.load(Ordering::Relaxed) > 0 && permits.load(Ordering::Relaxed) == 0);
     // bob's group now permits configure: rewrite the file and reload.
     let path = h.dir.join("server.toml");
-    let text = std::fs::read_to_string(&path).unwrap().replace("match = \"show( .*)?\"", "match = \"(show|configure)( .*)?\"");
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("match = \"show( .*)?\"", "match = \"(show|configure)( .*)?\"");
     std::fs::write(&path, text).unwrap();
     h.server.reload().unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -396,21 +534,44 @@ async fn change_password_when_enabled_persists_across_restart() {
     let r = h.client().authenticate(chpass("bob"), &mut Seq(vec!["nope"])).await.unwrap();
     assert_eq!(r.status, AuthenStatus::Fail);
     // Too short, then mismatched confirmation: FAIL, nothing changed.
-    let r = h.client().authenticate(chpass("bob"), &mut Seq(vec!["bob-pass", "short", "long-enough-1", "long-enough-2"])).await.unwrap();
+    let r = h
+        .client()
+        .authenticate(
+            chpass("bob"),
+            &mut Seq(vec!["bob-pass", "short", "long-enough-1", "long-enough-2"]),
+        )
+        .await
+        .unwrap();
     assert_eq!(r.status, AuthenStatus::Fail);
     assert!(String::from_utf8_lossy(&r.server_msg).contains("differ"));
-    assert_eq!(login(&mut h.client(), AuthenType::Pap, "bob", "bob-pass").await, AuthenStatus::Pass);
+    assert_eq!(
+        login(&mut h.client(), AuthenType::Pap, "bob", "bob-pass").await,
+        AuthenStatus::Pass
+    );
     // A real change (GETUSER first: no user in START).
-    let r = h.client().authenticate(chpass(""), &mut Seq(vec!["bob", "bob-pass", "bob-new-pass", "bob-new-pass"])).await.unwrap();
+    let r = h
+        .client()
+        .authenticate(chpass(""), &mut Seq(vec!["bob", "bob-pass", "bob-new-pass", "bob-new-pass"]))
+        .await
+        .unwrap();
     assert_eq!(r.status, AuthenStatus::Pass, "{:?}", r.server_msg);
-    assert_eq!(login(&mut h.client(), AuthenType::Pap, "bob", "bob-new-pass").await, AuthenStatus::Pass);
-    assert_eq!(login(&mut h.client(), AuthenType::Pap, "bob", "bob-pass").await, AuthenStatus::Fail, "old password gone (cache cleared)");
+    assert_eq!(
+        login(&mut h.client(), AuthenType::Pap, "bob", "bob-new-pass").await,
+        AuthenStatus::Pass
+    );
+    assert_eq!(
+        login(&mut h.client(), AuthenType::Pap, "bob", "bob-pass").await,
+        AuthenStatus::Fail,
+        "old password gone (cache cleared)"
+    );
     // A second server started on the same state (as after a restart) reads the
     // change back from the password store.
     let policy = tacvs_policy::load(&h.dir.join("server.toml")).unwrap();
     let server2 = tacvs_server::start(policy, None).await.unwrap();
-    let mut c =
-        Client::new(ClientOptions { timeout: Duration::from_secs(3), ..ClientOptions::new(server2.local_addrs[0], Some(Key::new(KEY))) });
+    let mut c = Client::new(ClientOptions {
+        timeout: Duration::from_secs(3),
+        ..ClientOptions::new(server2.local_addrs[0], Some(Key::new(KEY)))
+    });
     assert_eq!(login(&mut c, AuthenType::Pap, "bob", "bob-new-pass").await, AuthenStatus::Pass);
     server2.shutdown(Duration::from_millis(200)).await;
 }

@@ -19,7 +19,11 @@ async fn main() {
     let mut clients = Vec::with_capacity(n);
     for i in 0..n {
         let src = format!("127.2.{}.{}", i / 250, i % 250 + 1).parse().expect("address");
-        let mut c = Client::new(ClientOptions { single_connect: true, source: Some(src), ..ClientOptions::new(target, Some(key.clone())) });
+        let mut c = Client::new(ClientOptions {
+            single_connect: true,
+            source: Some(src),
+            ..ClientOptions::new(target, Some(key.clone()))
+        });
         let req = AaaRequest::new("alice", vec!["service=shell".parse().expect("static")]);
         if let Err(e) = c.authorize(req).await {
             eprintln!("connection {i}: {e}");

@@ -25,13 +25,21 @@ enum Op {
     Ne,
 }
 
-const METRICS: &[&str] = &["requests", "ok", "fail", "errors", "throughput", "p50", "p90", "p99", "p999", "max", "mean"];
+const METRICS: &[&str] =
+    &["requests", "ok", "fail", "errors", "throughput", "p50", "p90", "p99", "p999", "max", "mean"];
 
 impl Expect {
     /// Parse `[scope.]metric OP value[unit]`.
     pub fn parse(text: &str) -> Result<Expect, String> {
         let t = text.trim();
-        let ops = [("<=", Op::Le), (">=", Op::Ge), ("==", Op::Eq), ("!=", Op::Ne), ("<", Op::Lt), (">", Op::Gt)];
+        let ops = [
+            ("<=", Op::Le),
+            (">=", Op::Ge),
+            ("==", Op::Eq),
+            ("!=", Op::Ne),
+            ("<", Op::Lt),
+            (">", Op::Gt),
+        ];
         let (i, sym, op) = ops
             .iter()
             .filter_map(|(sym, op)| t.find(sym).map(|i| (i, *sym, *op)))
@@ -44,12 +52,17 @@ impl Expect {
         };
         let is_error_kind = scope.as_deref() == Some("errors");
         if !is_error_kind && !METRICS.contains(&metric.as_str()) {
-            return Err(format!("--expect {t:?}: unknown metric {metric:?} (one of {})", METRICS.join(", ")));
+            return Err(format!(
+                "--expect {t:?}: unknown metric {metric:?} (one of {})",
+                METRICS.join(", ")
+            ));
         }
         if let Some(s) = &scope
             && !matches!(s.as_str(), "authen" | "author" | "acct" | "errors")
         {
-            return Err(format!("--expect {t:?}: unknown scope {s:?} (authen, author, acct, or errors.KIND)"));
+            return Err(format!(
+                "--expect {t:?}: unknown scope {s:?} (authen, author, acct, or errors.KIND)"
+            ));
         }
         let (num, mult) = if let Some(n) = rhs.strip_suffix("ms") {
             (n, 1.0)
@@ -60,7 +73,11 @@ impl Expect {
         } else {
             (rhs, 1.0)
         };
-        let value = num.trim().parse::<f64>().map_err(|_| format!("--expect {t:?}: {rhs:?} is not a number"))? * mult;
+        let value = num
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("--expect {t:?}: {rhs:?} is not a number"))?
+            * mult;
         Ok(Expect { text: t.to_owned(), scope, metric, op, value })
     }
 
@@ -68,8 +85,8 @@ impl Expect {
     /// counts and throughput scale, latencies do not (a scenario run at half
     /// rate expects half the throughput, not half the p99).
     pub fn scaled(&self, factor: f64) -> Expect {
-        let counts =
-            self.scope.as_deref() == Some("errors") || matches!(self.metric.as_str(), "requests" | "ok" | "fail" | "errors" | "throughput");
+        let counts = self.scope.as_deref() == Some("errors")
+            || matches!(self.metric.as_str(), "requests" | "ok" | "fail" | "errors" | "throughput");
         if !counts || factor == 1.0 {
             return self.clone();
         }
@@ -87,7 +104,8 @@ impl Expect {
             Op::Ne => "!=",
         };
         // Integer bounds stay integers (errors<=100 at ×0.5 is errors<=50).
-        let value = if matches!(self.metric.as_str(), "throughput") { value } else { value.round() };
+        let value =
+            if matches!(self.metric.as_str(), "throughput") { value } else { value.round() };
         Expect { text: format!("{lhs}{sym}{} (×{factor})", trim(value)), value, ..self.clone() }
     }
 
@@ -185,6 +203,9 @@ mod tests {
         assert!(Expect::parse("p99 about 1").is_err());
         assert!(Expect::parse("nat.p99<1").is_err());
         assert!(Expect::parse("p99<fast").is_err());
-        assert_eq!(Expect::parse("author.p99<2ms").unwrap().check(&r).unwrap_err(), "author.p99<2ms (actual 3)");
+        assert_eq!(
+            Expect::parse("author.p99<2ms").unwrap().check(&r).unwrap_err(),
+            "author.p99<2ms (actual 3)"
+        );
     }
 }

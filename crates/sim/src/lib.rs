@@ -127,7 +127,8 @@ pub fn nth_address(net: IpNet, n: u128) -> Option<IpAddr> {
     match net {
         IpNet::V4(v4) => {
             let size = 1u128 << (32 - v4.prefix_len());
-            (n < size).then(|| IpAddr::from(((u32::from(v4.network()) as u128 + n) as u32).to_be_bytes()))
+            (n < size)
+                .then(|| IpAddr::from(((u32::from(v4.network()) as u128 + n) as u32).to_be_bytes()))
         }
         IpNet::V6(v6) => {
             let bits = 128 - u32::from(v6.prefix_len());
@@ -194,7 +195,10 @@ pub async fn run(cfg: SimConfig) -> Result<Report, SimError> {
 }
 
 /// [`run`], updating `progress` as requests complete.
-pub async fn run_with_progress(cfg: SimConfig, progress: Arc<Progress>) -> Result<Report, SimError> {
+pub async fn run_with_progress(
+    cfg: SimConfig,
+    progress: Arc<Progress>,
+) -> Result<Report, SimError> {
     if cfg.devices == 0 {
         return Err(SimError::Invalid("--devices must be at least 1".into()));
     }
@@ -202,9 +206,9 @@ pub async fn run_with_progress(cfg: SimConfig, progress: Arc<Progress>) -> Resul
         return Err(SimError::Invalid("--acked needs the session driver: drop --pipeline".into()));
     }
     let acked = match &cfg.acked {
-        Some(p) => Some(std::io::BufWriter::new(
-            std::fs::File::create(p).map_err(|e| SimError::Invalid(format!("--acked {}: cannot create: {e}", p.display())))?,
-        )),
+        Some(p) => Some(std::io::BufWriter::new(std::fs::File::create(p).map_err(|e| {
+            SimError::Invalid(format!("--acked {}: cannot create: {e}", p.display()))
+        })?)),
         None => None,
     };
     let have = match cfg.source {
@@ -217,7 +221,10 @@ pub async fn run_with_progress(cfg: SimConfig, progress: Arc<Progress>) -> Resul
     if cfg.profile.style == Style::SingleConnect && cfg.devices > cfg.max_sockets {
         return Err(SimError::TooManyPersistent { devices: cfg.devices, max: cfg.max_sockets });
     }
-    let scripts = [cfg.profile.script(), cfg.profile.alternate.as_ref().map(|a| a.script()).unwrap_or_default()];
+    let scripts = [
+        cfg.profile.script(),
+        cfg.profile.alternate.as_ref().map(|a| a.script()).unwrap_or_default(),
+    ];
     // A fleet in steady state: each device starts somewhere in its session
     // (not all at the login), so a run shorter than one pass over the fleet
     // still sends every request type in the profile's mix.
@@ -227,7 +234,12 @@ pub async fn run_with_progress(cfg: SimConfig, progress: Arc<Progress>) -> Resul
     };
     let devices = (0..cfg.devices)
         .map(|i| {
-            Mutex::new(Device { addr: nth_address(cfg.source, i as u128).expect("checked size"), pos: phase(i), task: 0, client: None })
+            Mutex::new(Device {
+                addr: nth_address(cfg.source, i as u128).expect("checked size"),
+                pos: phase(i),
+                task: 0,
+                client: None,
+            })
         })
         .collect();
     let (tx, mut rx) = mpsc::unbounded_channel();
@@ -298,7 +310,12 @@ pub async fn run_with_progress(cfg: SimConfig, progress: Arc<Progress>) -> Resul
             // One connection per device, each with `pipeline` sessions in flight.
             let mut handles = Vec::new();
             for dev in 0..n.min(cfg.devices) {
-                handles.push(tokio::spawn(pipeline::connection(shared.clone(), dev, cfg.pipeline.max(1), end)));
+                handles.push(tokio::spawn(pipeline::connection(
+                    shared.clone(),
+                    dev,
+                    cfg.pipeline.max(1),
+                    end,
+                )));
             }
             tokio::time::sleep_until(end).await;
             drain(&shared, handles, cfg.timeout).await;
@@ -379,7 +396,9 @@ async fn request(sh: &Shared, dev: usize, intended: Instant) {
         None => (Client::new(opts), permit.expect("taken above when no connection is kept")),
     };
     let (kind, result, ack) = perform(&mut client, profile, &op, dev, d.task).await;
-    let ack = ack.filter(|_| sh.cfg.acked.is_some() && result == Ok(true)).map(|args| ack_key(&d.addr.to_string(), &args.0, &args.1));
+    let ack = ack
+        .filter(|_| sh.cfg.acked.is_some() && result == Ok(true))
+        .map(|args| ack_key(&d.addr.to_string(), &args.0, &args.1));
     // Keep a healthy single-connect connection (and its permit); otherwise both go.
     if profile.style == Style::SingleConnect && result.is_ok() {
         d.client = Some((client, permit));
@@ -390,11 +409,18 @@ async fn request(sh: &Shared, dev: usize, intended: Instant) {
         Err(e) => Outcome::Error(e),
     };
     let done = Instant::now();
-    let _ = sh.tx.send(Sample { kind, done, latency_us: (done - intended).as_micros() as u64, outcome, ack });
+    let _ = sh.tx.send(Sample {
+        kind,
+        done,
+        latency_us: (done - intended).as_micros() as u64,
+        outcome,
+        ack,
+    });
 }
 
 fn arg(name: &str, value: &str) -> Argument {
-    Argument::new(name, value, true).unwrap_or_else(|_| Argument::new(name, "x", true).expect("short"))
+    Argument::new(name, value, true)
+        .unwrap_or_else(|_| Argument::new(name, "x", true).expect("short"))
 }
 
 /// A request ready to send.
@@ -444,11 +470,25 @@ pub(crate) fn build(p: &Profile, op: &Op, dev: usize, task: u64) -> Built {
         }
         Op::AcctStart | Op::AcctStop | Op::AcctCommand(_) | Op::AcctWatchdog => {
             let (flags, mut args) = match op {
-                Op::AcctStart => (AcctFlags::Start, vec![arg("task_id", &task_id()), arg("service", "shell")]),
-                Op::AcctWatchdog => {
-                    (AcctFlags::WatchdogUpdate, vec![arg("task_id", &task_id()), arg("service", "shell"), arg("elapsed_time", "2")])
+                Op::AcctStart => {
+                    (AcctFlags::Start, vec![arg("task_id", &task_id()), arg("service", "shell")])
                 }
-                Op::AcctStop => (AcctFlags::Stop, vec![arg("task_id", &task_id()), arg("service", "shell"), arg("elapsed_time", "5")]),
+                Op::AcctWatchdog => (
+                    AcctFlags::WatchdogUpdate,
+                    vec![
+                        arg("task_id", &task_id()),
+                        arg("service", "shell"),
+                        arg("elapsed_time", "2"),
+                    ],
+                ),
+                Op::AcctStop => (
+                    AcctFlags::Stop,
+                    vec![
+                        arg("task_id", &task_id()),
+                        arg("service", "shell"),
+                        arg("elapsed_time", "5"),
+                    ],
+                ),
                 _ => (AcctFlags::Stop, vec![arg("task_id", &task_id()), arg("service", "shell")]),
             };
             if let Op::AcctCommand(i) = op {
@@ -483,17 +523,42 @@ fn acct_result(s: AcctStatus) -> Result<bool, &'static str> {
 type AckArgs = (String, Vec<String>);
 
 /// Run one operation; Ok(true) = PASS/SUCCESS, Ok(false) = FAIL, Err(kind).
-async fn perform(c: &mut Client, p: &Profile, op: &Op, dev: usize, task: u64) -> (Kind, Result<bool, &'static str>, Option<AckArgs>) {
+async fn perform(
+    c: &mut Client,
+    p: &Profile,
+    op: &Op,
+    dev: usize,
+    task: u64,
+) -> (Kind, Result<bool, &'static str>, Option<AckArgs>) {
     let err = |e: ClientError| e.kind();
     match build(p, op, dev, task) {
         Built::Authen(start) => {
-            let mut answers = FixedAnswers { user: p.user.clone(), password: p.password.clone(), max_rounds: 2 };
-            (Kind::Authen, c.authenticate(start, &mut answers).await.map_err(err).and_then(|r| authen_result(r.status)), None)
+            let mut answers =
+                FixedAnswers { user: p.user.clone(), password: p.password.clone(), max_rounds: 2 };
+            (
+                Kind::Authen,
+                c.authenticate(start, &mut answers)
+                    .await
+                    .map_err(err)
+                    .and_then(|r| authen_result(r.status)),
+                None,
+            )
         }
-        Built::Author(r) => (Kind::Author, c.authorize(r).await.map_err(err).and_then(|r| author_result(r.status)), None),
+        Built::Author(r) => (
+            Kind::Author,
+            c.authorize(r).await.map_err(err).and_then(|r| author_result(r.status)),
+            None,
+        ),
         Built::Acct(r) => {
-            let key = (r.flags.as_str().to_owned(), r.request.args.iter().map(|a| a.to_string()).collect());
-            (Kind::Acct, c.account(r).await.map_err(err).and_then(|r| acct_result(r.status)), Some(key))
+            let key = (
+                r.flags.as_str().to_owned(),
+                r.request.args.iter().map(|a| a.to_string()).collect(),
+            );
+            (
+                Kind::Acct,
+                c.account(r).await.map_err(err).and_then(|r| acct_result(r.status)),
+                Some(key),
+            )
         }
     }
 }
@@ -520,7 +585,12 @@ struct Acc {
 
 impl Acc {
     fn new() -> Acc {
-        Acc { h: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds"), ok: 0, fail: 0, errors: 0 }
+        Acc {
+            h: Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds"),
+            ok: 0,
+            fail: 0,
+            errors: 0,
+        }
     }
     fn totals(&self, secs: f64) -> Totals {
         let requests = self.ok + self.fail + self.errors;
@@ -569,14 +639,21 @@ impl Collector {
                     o.last_start_s = o.last_start_s.max(from);
                     o.errors += 1;
                 }
-                _ => self.outages.push(report::Outage { from_s: from, to_s: to, last_start_s: from, errors: 1 }),
+                _ => self.outages.push(report::Outage {
+                    from_s: from,
+                    to_s: to,
+                    last_start_s: from,
+                    errors: 1,
+                }),
             }
         }
         let sec = (s.done - self.start).as_secs() as usize;
         while self.series.len() <= sec {
             let t = self.series.len() as u64;
-            self.series
-                .push((report::Second { t, ..Default::default() }, Histogram::new_with_bounds(1, 600_000_000, 2).expect("static bounds")));
+            self.series.push((
+                report::Second { t, ..Default::default() },
+                Histogram::new_with_bounds(1, 600_000_000, 2).expect("static bounds"),
+            ));
         }
         let (second, h) = &mut self.series[sec];
         second.requests += 1;
@@ -607,11 +684,13 @@ impl Collector {
             use std::io::Write;
             let _ = w.flush();
         }
-        let started_unix_ms =
-            (std::time::SystemTime::now() - self.start.elapsed()).duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+        let started_unix_ms = (std::time::SystemTime::now() - self.start.elapsed())
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
         let secs = cfg.duration.as_secs_f64();
         for (second, h) in &mut self.series {
-            second.p99_ms = if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 };
+            second.p99_ms =
+                if h.is_empty() { 0.0 } else { h.value_at_quantile(0.99) as f64 / 1000.0 };
         }
         let total = self.total.totals(secs);
         let requests = total.requests.max(1);

@@ -16,7 +16,9 @@ use tokio::net::TcpSocket;
 use tokio::time::Instant;
 
 use crate::profile::Op;
-use crate::{Built, Kind, Outcome, Sample, Shared, acct_result, authen_result, author_result, build};
+use crate::{
+    Built, Kind, Outcome, Sample, Shared, acct_result, authen_result, author_result, build,
+};
 
 fn io_kind(e: &std::io::Error) -> &'static str {
     match e.kind() {
@@ -38,7 +40,13 @@ pub(crate) async fn connection(sh: Arc<Shared>, dev: usize, depth: usize, end: I
     let src = crate::nth_address(sh.cfg.source, dev as u128).expect("checked by run");
     let send = |kind: Kind, start: Instant, outcome: Outcome| {
         let done = Instant::now();
-        let _ = sh.tx.send(Sample { kind, done, latency_us: (done - start).as_micros() as u64, outcome, ack: None });
+        let _ = sh.tx.send(Sample {
+            kind,
+            done,
+            latency_us: (done - start).as_micros() as u64,
+            outcome,
+            ack: None,
+        });
     };
     'reconnect: while Instant::now() < end {
         let socket = match if src.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() } {
@@ -47,20 +55,24 @@ pub(crate) async fn connection(sh: Arc<Shared>, dev: usize, depth: usize, end: I
         };
         let _ = socket.bind(std::net::SocketAddr::new(src, 0));
         let t0 = Instant::now();
-        let mut stream = match tokio::time::timeout(sh.cfg.timeout, socket.connect(sh.cfg.target)).await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                send(Kind::Author, t0, Outcome::Error(io_kind(&e)));
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-            Err(_) => {
-                send(Kind::Author, t0, Outcome::Error("connect_timeout"));
-                continue;
-            }
-        };
+        let mut stream =
+            match tokio::time::timeout(sh.cfg.timeout, socket.connect(sh.cfg.target)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    send(Kind::Author, t0, Outcome::Error(io_kind(&e)));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+                Err(_) => {
+                    send(Kind::Author, t0, Outcome::Error("connect_timeout"));
+                    continue;
+                }
+            };
         stream.set_nodelay(true).ok();
-        let mut m = ClientConnection::new(ClientConfig { single_connect: true, ..Default::default() }, Some(sh.cfg.key.clone()));
+        let mut m = ClientConnection::new(
+            ClientConfig { single_connect: true, ..Default::default() },
+            Some(sh.cfg.key.clone()),
+        );
         let mut inflight: HashMap<u32, (Kind, Instant)> = HashMap::new();
         let mut rbuf = BytesMut::with_capacity(16 * 1024);
         let mut wbuf = Vec::with_capacity(16 * 1024);
@@ -107,12 +119,13 @@ pub(crate) async fn connection(sh: Arc<Shared>, dev: usize, depth: usize, end: I
                 }
                 continue;
             }
-            let failure = match tokio::time::timeout(sh.cfg.timeout, stream.read_buf(&mut rbuf)).await {
-                Ok(Ok(0)) => Some("closed"),
-                Ok(Ok(_)) => None,
-                Ok(Err(e)) => Some(io_kind(&e)),
-                Err(_) => Some("read_timeout"),
-            };
+            let failure =
+                match tokio::time::timeout(sh.cfg.timeout, stream.read_buf(&mut rbuf)).await {
+                    Ok(Ok(0)) => Some("closed"),
+                    Ok(Ok(_)) => None,
+                    Ok(Err(e)) => Some(io_kind(&e)),
+                    Err(_) => Some("read_timeout"),
+                };
             if let Some(kind) = failure {
                 for (_, (k, s)) in inflight.drain() {
                     send(k, s, Outcome::Error(kind));
@@ -122,8 +135,14 @@ pub(crate) async fn connection(sh: Arc<Shared>, dev: usize, depth: usize, end: I
             m.handle_input(&mut rbuf);
             while let Some(ev) = m.poll_event() {
                 match ev {
-                    ClientEvent::AuthenReply { session_id, reply } if reply.status.expects_continue() => {
-                        let answer = if reply.status == AuthenStatus::GetUser { &profile.user } else { &profile.password };
+                    ClientEvent::AuthenReply { session_id, reply }
+                        if reply.status.expects_continue() =>
+                    {
+                        let answer = if reply.status == AuthenStatus::GetUser {
+                            &profile.user
+                        } else {
+                            &profile.password
+                        };
                         let _ = m.continue_authen(session_id, Bytes::from(answer.clone()));
                     }
                     ClientEvent::AuthenReply { session_id, reply } => {
@@ -143,7 +162,9 @@ pub(crate) async fn connection(sh: Arc<Shared>, dev: usize, depth: usize, end: I
                     }
                     ClientEvent::SessionFailed { session_id, error } => {
                         let kind = match error {
-                            ClientSessionError::WrongKey(_) | ClientSessionError::EmptyReply => "wrong_key",
+                            ClientSessionError::WrongKey(_) | ClientSessionError::EmptyReply => {
+                                "wrong_key"
+                            }
                             _ => "protocol_error",
                         };
                         if let Some((k, s)) = inflight.remove(&session_id) {

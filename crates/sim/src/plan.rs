@@ -33,7 +33,13 @@ pub struct Plan {
 /// Compute a plan. `report` should come from a run against one server (a rate
 /// ramp shows the capacity best); its seconds whose p99 met the target and had
 /// no errors give f(n).
-pub fn plan(report: &Report, devices: u64, profile: &Profile, latency_target_ms: f64, headroom: f64) -> Result<Plan, String> {
+pub fn plan(
+    report: &Report,
+    devices: u64,
+    profile: &Profile,
+    latency_target_ms: f64,
+    headroom: f64,
+) -> Result<Plan, String> {
     let warm = report.warmup_s as u64;
     let best = report
         .series
@@ -73,7 +79,11 @@ impl Plan {
             "  {} requests per session × {} sessions/hour per device / 3600 = {:.4} requests/s per device",
             per_session, profile.sessions_per_hour, self.per_device_rate
         );
-        let _ = writeln!(s, "  {:.4} × {} devices = {:.1} requests/s", self.per_device_rate, self.devices, self.fleet_rate);
+        let _ = writeln!(
+            s,
+            "  {:.4} × {} devices = {:.1} requests/s",
+            self.per_device_rate, self.devices, self.fleet_rate
+        );
         let _ = writeln!(s, "per-server capacity f(n) at p99 <= {} ms:", self.latency_target_ms);
         let _ = writeln!(
             s,
@@ -103,8 +113,13 @@ mod tests {
     #[test]
     fn arithmetic_on_a_fixed_report() {
         let mut r = Report { warmup_s: 1.0, ..Default::default() };
-        for (t, req, err, p99) in [(0, 50_000, 0, 0.5), (1, 9_000, 0, 1.0), (2, 20_000, 0, 4.0), (3, 30_000, 0, 12.0), (4, 25_000, 3, 2.0)]
-        {
+        for (t, req, err, p99) in [
+            (0, 50_000, 0, 0.5),
+            (1, 9_000, 0, 1.0),
+            (2, 20_000, 0, 4.0),
+            (3, 30_000, 0, 12.0),
+            (4, 25_000, 3, 2.0),
+        ] {
             r.series.push(Second { t, requests: req, errors: err, fail: 0, p99_ms: p99 });
         }
         let p = Profile::builtin("automation").unwrap(); // 105 requests × 4/h

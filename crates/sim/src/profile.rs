@@ -149,14 +149,22 @@ impl Profile {
             name: "interactive".into(),
             login: Login::Ascii,
             commands: 3,
-            command_lines: vec!["show version".into(), "show ip interface brief".into(), "show logging".into()],
+            command_lines: vec![
+                "show version".into(),
+                "show ip interface brief".into(),
+                "show logging".into(),
+            ],
             sessions_per_hour: 1.0,
             ..automation.clone()
         };
         match name {
             "automation" => Some(automation),
             "interactive" => Some(interactive),
-            "mixed" => Some(Profile { name: "mixed".into(), alternate: Some(Box::new(interactive)), ..automation }),
+            "mixed" => Some(Profile {
+                name: "mixed".into(),
+                alternate: Some(Box::new(interactive)),
+                ..automation
+            }),
             _ => None,
         }
     }
@@ -169,7 +177,8 @@ impl Profile {
         let path = Path::new(spec);
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("--profile {spec:?}: not a built-in (automation, interactive, mixed) and not a readable file: {e}"))?;
-        let p: Profile = toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        let p: Profile =
+            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
         if p.command_lines.is_empty() && p.commands > 0 {
             return Err(format!("{}: command_lines is empty", path.display()));
         }
@@ -184,7 +193,11 @@ impl Profile {
             s.push(Op::AcctStart);
         }
         // Watchdogs after evenly spaced commands (all at the end if there are none).
-        let every = if self.watchdogs > 0 { (self.commands / (self.watchdogs + 1)).max(1) } else { usize::MAX };
+        let every = if self.watchdogs > 0 {
+            (self.commands / (self.watchdogs + 1)).max(1)
+        } else {
+            usize::MAX
+        };
         let mut sent = 0;
         for i in 0..self.commands {
             s.push(Op::Command(i));

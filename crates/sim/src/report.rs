@@ -159,14 +159,33 @@ impl Report {
         let _ = writeln!(
             s,
             "{:<8} {:>10} {:>10} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8}",
-            "type", "requests", "ok", "fail", "errors", "req/s", "p50 ms", "p90 ms", "p99 ms", "p99.9", "max ms"
+            "type",
+            "requests",
+            "ok",
+            "fail",
+            "errors",
+            "req/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99.9",
+            "max ms"
         );
         let mut row = |name: &str, t: &Totals| {
             let l = &t.latency_ms;
             let _ = writeln!(
                 s,
                 "{name:<8} {:>10} {:>10} {:>8} {:>8} {:>11.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
-                t.requests, t.ok, t.fail, t.errors, t.throughput, l.p50, l.p90, l.p99, l.p999, l.max
+                t.requests,
+                t.ok,
+                t.fail,
+                t.errors,
+                t.throughput,
+                l.p50,
+                l.p90,
+                l.p99,
+                l.p999,
+                l.max
             );
         };
         for (k, t) in &self.by_type {
@@ -174,13 +193,22 @@ impl Report {
         }
         row("all", &self.total);
         if !self.errors_by_kind.is_empty() {
-            let e: Vec<String> = self.errors_by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let e: Vec<String> =
+                self.errors_by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let _ = writeln!(s, "errors: {}", e.join(", "));
         }
         if self.delayed_starts > 0 {
-            let _ = writeln!(s, "delayed starts: {} (waits are included in the latency)", self.delayed_starts);
+            let _ = writeln!(
+                s,
+                "delayed starts: {} (waits are included in the latency)",
+                self.delayed_starts
+            );
         }
-        let _ = writeln!(s, "simulator CPU: {:.2}s, {:.1} µs per request", self.sim_cpu_s, self.sim_cpu_us_per_request);
+        let _ = writeln!(
+            s,
+            "simulator CPU: {:.2}s, {:.1} µs per request",
+            self.sim_cpu_s, self.sim_cpu_us_per_request
+        );
         s
     }
 }

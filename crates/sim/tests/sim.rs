@@ -14,7 +14,9 @@ async fn server(tag: &str) -> (tacvs_server::ServerHandle, PathBuf) {
     let dir = std::env::temp_dir().join(format!("tacvs-sim-it-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let pw = tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-pass").unwrap();
+    let pw =
+        tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-pass")
+            .unwrap();
     let text = format!(
         "[server]\nname = \"sim-rs\"\n[[server.listen]]\naddress = \"127.0.0.1:0\"\n[accounting]\ndirectory = \"{}/acct\"\n\
          [[device_group]]\nname = \"fleet\"\nprefixes = [\"127.0.0.0/8\"]\nkeys = [\"{KEY}\"]\n\
@@ -50,7 +52,9 @@ fn journal_lines(dir: &std::path::Path) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counts_agree_with_the_servers_journal() {
     let (srv, dir) = server("counts").await;
-    for (style, load) in [(Style::PerSession, Load::Open(2000.0)), (Style::SingleConnect, Load::Closed(16))] {
+    for (style, load) in
+        [(Style::PerSession, Load::Open(2000.0)), (Style::SingleConnect, Load::Closed(16))]
+    {
         let before = journal_lines(&dir);
         let mut p = Profile::builtin("automation").unwrap();
         p.style = style;
@@ -82,7 +86,14 @@ async fn failure_kinds_are_classified() {
         p
     };
     // Wrong key.
-    let r = tacvs_sim::run(cfg(srv.local_addrs[0], "not-the-key", small("automation"), Load::Closed(4))).await.unwrap();
+    let r = tacvs_sim::run(cfg(
+        srv.local_addrs[0],
+        "not-the-key",
+        small("automation"),
+        Load::Closed(4),
+    ))
+    .await
+    .unwrap();
     assert!(r.errors_by_kind.get("wrong_key").copied().unwrap_or(0) > 0, "{:?}", r.errors_by_kind);
     assert_eq!(r.total.ok, 0);
     // Wrong password: FAIL, not an error.
@@ -95,7 +106,11 @@ async fn failure_kinds_are_classified() {
     let closed = l.local_addr().unwrap();
     drop(l);
     let r = tacvs_sim::run(cfg(closed, KEY, small("automation"), Load::Closed(4))).await.unwrap();
-    assert!(r.errors_by_kind.get("connect_refused").copied().unwrap_or(0) > 0, "{:?}", r.errors_by_kind);
+    assert!(
+        r.errors_by_kind.get("connect_refused").copied().unwrap_or(0) > 0,
+        "{:?}",
+        r.errors_by_kind
+    );
     // A server that accepts and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let saddr = silent.local_addr().unwrap();
@@ -106,22 +121,38 @@ async fn failure_kinds_are_classified() {
         }
     });
     let r = tacvs_sim::run(cfg(saddr, KEY, small("automation"), Load::Closed(4))).await.unwrap();
-    assert!(r.errors_by_kind.get("read_timeout").copied().unwrap_or(0) > 0, "{:?}", r.errors_by_kind);
+    assert!(
+        r.errors_by_kind.get("read_timeout").copied().unwrap_or(0) > 0,
+        "{:?}",
+        r.errors_by_kind
+    );
     hold.abort();
     // The server stops mid-run: requests after that fail as refused/reset/closed.
     let target = srv.local_addrs[0];
-    let run = tokio::spawn(tacvs_sim::run(cfg(target, KEY, small("automation"), Load::Open(500.0))));
+    let run =
+        tokio::spawn(tacvs_sim::run(cfg(target, KEY, small("automation"), Load::Open(500.0))));
     tokio::time::sleep(Duration::from_millis(600)).await;
     srv.shutdown(Duration::from_millis(100)).await;
     let r = run.await.unwrap().unwrap();
     assert!(r.total.ok > 0, "{}", r.table());
-    let after: u64 =
-        ["connect_refused", "reset", "closed", "io_error"].iter().map(|k| r.errors_by_kind.get(*k).copied().unwrap_or(0)).sum();
+    let after: u64 = ["connect_refused", "reset", "closed", "io_error"]
+        .iter()
+        .map(|k| r.errors_by_kind.get(*k).copied().unwrap_or(0))
+        .sum();
     assert!(after > 0, "{:?}", r.errors_by_kind);
     let v = serde_json::to_value(&r).unwrap();
-    for field in
-        ["version", "target", "profile", "devices", "mode", "total", "by_type", "errors_by_kind", "series", "sim_cpu_us_per_request"]
-    {
+    for field in [
+        "version",
+        "target",
+        "profile",
+        "devices",
+        "mode",
+        "total",
+        "by_type",
+        "errors_by_kind",
+        "series",
+        "sim_cpu_us_per_request",
+    ] {
         assert!(v.get(field).is_some(), "report field {field}");
     }
     std::fs::remove_dir_all(dir).ok();

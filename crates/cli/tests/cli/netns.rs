@@ -25,7 +25,9 @@ fn require_root() {
 }
 
 fn has_vip(ns: &str) -> bool {
-    sh("ip", &["-n", ns, "-4", "addr", "show", "dev", "eth0"]).unwrap_or_default().contains(&format!("{}/32", topo::VIP))
+    sh("ip", &["-n", ns, "-4", "addr", "show", "dev", "eth0"])
+        .unwrap_or_default()
+        .contains(&format!("{}/32", topo::VIP))
 }
 
 fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) -> Duration {
@@ -48,7 +50,11 @@ fn holds(what: &str, for_: Duration, mut f: impl FnMut() -> bool) {
 }
 
 fn vrrp_state(sock: &Path) -> String {
-    let out = Command::new(bin()).args(["director", "status", "--json", "--socket"]).arg(sock).output().unwrap();
+    let out = Command::new(bin())
+        .args(["director", "status", "--json", "--socket"])
+        .arg(sock)
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
     v["vrrp"]["state"].as_str().unwrap_or("unreachable").to_owned()
 }
@@ -114,7 +120,11 @@ fn sigterm(c: &mut Child) {
 
 fn keepalived_conf(dir: &Path, name: &str, priority: u8, unicast: bool) -> PathBuf {
     let p = dir.join(format!("keepalived-{name}-{priority}-{unicast}.conf"));
-    let peers = if unicast { "  unicast_src_ip 10.49.0.2\n  unicast_peer {\n    10.49.0.3\n  }\n" } else { "" };
+    let peers = if unicast {
+        "  unicast_src_ip 10.49.0.2\n  unicast_peer {\n    10.49.0.3\n  }\n"
+    } else {
+        ""
+    };
     std::fs::write(
         &p,
         format!(
@@ -206,7 +216,8 @@ fn vrrp_interoperates_with_keepalived() {
     std::fs::create_dir_all(&dir).unwrap();
     let events = dir.join("notify.log");
     let notify = dir.join("notify.sh");
-    std::fs::write(&notify, format!("#!/bin/sh\necho \"$1 $2 $3 $4\" >> {}\n", events.display())).unwrap();
+    std::fs::write(&notify, format!("#!/bin/sh\necho \"$1 $2 $3 $4\" >> {}\n", events.display()))
+        .unwrap();
     {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -225,28 +236,42 @@ fn vrrp_interoperates_with_keepalived() {
     };
 
     // 1. tacvs (100) alone becomes master after Master_Down_Interval.
-    let mut tacvs =
-        net.spawn("t", bin().to_str().unwrap(), &["director", "-c", tacvs_conf(&dir, 100, true, false).to_str().unwrap()], &tlog);
+    let mut tacvs = net.spawn(
+        "t",
+        bin().to_str().unwrap(),
+        &["director", "-c", tacvs_conf(&dir, 100, true, false).to_str().unwrap()],
+        &tlog,
+    );
     wait_for("tacvs alone takes the VIP", Duration::from_secs(5), || has_vip(&t));
     assert_eq!(vrrp_state(&sock), "MASTER");
 
     // 2. keepalived with priority 150 preempts; tacvs releases the address.
     let mut ka = start_keepalived(&net, &dir, 150, false);
-    wait_for("keepalived (150) preempts tacvs (100)", Duration::from_secs(5), || has_vip(&k) && !has_vip(&t));
+    wait_for("keepalived (150) preempts tacvs (100)", Duration::from_secs(5), || {
+        has_vip(&k) && !has_vip(&t)
+    });
     wait_for("tacvs goes BACKUP", Duration::from_secs(2), || vrrp_state(&sock) == "BACKUP");
-    holds("tacvs stays BACKUP under a higher-priority keepalived", Duration::from_secs(1), || !has_vip(&t));
+    holds("tacvs stays BACKUP under a higher-priority keepalived", Duration::from_secs(1), || {
+        !has_vip(&t)
+    });
 
     // 3. keepalived stops cleanly (priority-0 advertisement): tacvs takes
     //    over after Skew_Time, well before Master_Down_Interval.
     topo::signal(ka.id(), libc::SIGTERM);
-    let took = wait_for("tacvs takes over from a stopped keepalived", Duration::from_secs(2), || has_vip(&t));
+    let took =
+        wait_for("tacvs takes over from a stopped keepalived", Duration::from_secs(2), || {
+            has_vip(&t)
+        });
     sigterm(&mut ka);
     net.kill_all_in("k");
     assert!(!has_vip(&k), "keepalived released the VIP on SIGTERM");
     assert_eq!(vrrp_state(&sock), "MASTER", "{}", ctx());
     eprintln!("keepalived SIGTERM → tacvs MASTER in {took:?}");
     // Skew_Time at priority 100 is 61 ms; Master_Down_Interval would be 361 ms.
-    assert!(took < Duration::from_millis(250), "priority 0 must cut the wait to Skew_Time, took {took:?}");
+    assert!(
+        took < Duration::from_millis(250),
+        "priority 0 must cut the wait to Skew_Time, took {took:?}"
+    );
 
     // 4. keepalived (150) again, then dies without a word (SIGKILL of both
     //    its processes; the host is gone, so its address goes too): tacvs
@@ -256,19 +281,33 @@ fn vrrp_interoperates_with_keepalived() {
     net.kill_all_in("k");
     let _ = ka.wait();
     let _ = sh("ip", &["-n", &k, "addr", "del", &format!("{}/32", topo::VIP), "dev", "eth0"]);
-    let took = wait_for("tacvs takes over from a killed keepalived", Duration::from_secs(2), || has_vip(&t));
+    let took =
+        wait_for("tacvs takes over from a killed keepalived", Duration::from_secs(2), || {
+            has_vip(&t)
+        });
     eprintln!("keepalived SIGKILL → tacvs MASTER in {took:?}");
-    assert!(took >= Duration::from_millis(250), "a silent master is only replaced after Master_Down_Interval, took {took:?}");
+    assert!(
+        took >= Duration::from_millis(250),
+        "a silent master is only replaced after Master_Down_Interval, took {took:?}"
+    );
 
     // 5. Roles reversed: keepalived (100) is master, tacvs (150) preempts it.
     sigterm(&mut tacvs);
     assert!(!has_vip(&t), "tacvs removes the VIP when it stops");
     let mut ka = start_keepalived(&net, &dir, 100, false);
     wait_for("keepalived (100) alone takes the VIP", Duration::from_secs(5), || has_vip(&k));
-    let mut tacvs =
-        net.spawn("t", bin().to_str().unwrap(), &["director", "-c", tacvs_conf(&dir, 150, true, false).to_str().unwrap()], &tlog);
-    wait_for("tacvs (150) preempts keepalived (100)", Duration::from_secs(5), || has_vip(&t) && !has_vip(&k));
-    holds("keepalived stays BACKUP under tacvs", Duration::from_secs(1), || has_vip(&t) && !has_vip(&k));
+    let mut tacvs = net.spawn(
+        "t",
+        bin().to_str().unwrap(),
+        &["director", "-c", tacvs_conf(&dir, 150, true, false).to_str().unwrap()],
+        &tlog,
+    );
+    wait_for("tacvs (150) preempts keepalived (100)", Duration::from_secs(5), || {
+        has_vip(&t) && !has_vip(&k)
+    });
+    holds("keepalived stays BACKUP under tacvs", Duration::from_secs(1), || {
+        has_vip(&t) && !has_vip(&k)
+    });
 
     // 6. tacvs stops cleanly: keepalived takes over at once.
     sigterm(&mut tacvs);
@@ -276,10 +315,16 @@ fn vrrp_interoperates_with_keepalived() {
 
     // 7. preempt = false: tacvs (150) joins a keepalived (100) master and
     //    stays BACKUP (RFC 5798 Preempt_Mode False).
-    let mut tacvs =
-        net.spawn("t", bin().to_str().unwrap(), &["director", "-c", tacvs_conf(&dir, 150, false, false).to_str().unwrap()], &tlog);
+    let mut tacvs = net.spawn(
+        "t",
+        bin().to_str().unwrap(),
+        &["director", "-c", tacvs_conf(&dir, 150, false, false).to_str().unwrap()],
+        &tlog,
+    );
     wait_for("tacvs starts as BACKUP", Duration::from_secs(3), || vrrp_state(&sock) == "BACKUP");
-    holds("non-preempting tacvs leaves keepalived master", Duration::from_secs(2), || has_vip(&k) && !has_vip(&t));
+    holds("non-preempting tacvs leaves keepalived master", Duration::from_secs(2), || {
+        has_vip(&k) && !has_vip(&t)
+    });
     sigterm(&mut ka);
     net.kill_all_in("k");
     wait_for("then takes over when keepalived leaves", Duration::from_secs(2), || has_vip(&t));
@@ -290,10 +335,18 @@ fn vrrp_interoperates_with_keepalived() {
     //    hands back on SIGTERM.
     let mut ka = start_keepalived(&net, &dir, 100, true);
     wait_for("keepalived (unicast) takes the VIP", Duration::from_secs(5), || has_vip(&k));
-    let mut tacvs =
-        net.spawn("t", bin().to_str().unwrap(), &["director", "-c", tacvs_conf(&dir, 150, true, true).to_str().unwrap()], &tlog);
-    wait_for("tacvs (unicast, 150) preempts", Duration::from_secs(5), || has_vip(&t) && !has_vip(&k));
-    holds("keepalived stays BACKUP over unicast", Duration::from_secs(1), || has_vip(&t) && !has_vip(&k));
+    let mut tacvs = net.spawn(
+        "t",
+        bin().to_str().unwrap(),
+        &["director", "-c", tacvs_conf(&dir, 150, true, true).to_str().unwrap()],
+        &tlog,
+    );
+    wait_for("tacvs (unicast, 150) preempts", Duration::from_secs(5), || {
+        has_vip(&t) && !has_vip(&k)
+    });
+    holds("keepalived stays BACKUP over unicast", Duration::from_secs(1), || {
+        has_vip(&t) && !has_vip(&k)
+    });
     sigterm(&mut tacvs);
     wait_for("keepalived takes over (unicast)", Duration::from_secs(2), || has_vip(&k));
     sigterm(&mut ka);
@@ -301,7 +354,12 @@ fn vrrp_interoperates_with_keepalived() {
 
     // The notify program saw each state change, keepalived's way.
     let log = std::fs::read_to_string(&events).unwrap();
-    for want in ["INSTANCE vrid49 MASTER 100", "INSTANCE vrid49 BACKUP 100", "INSTANCE vrid49 MASTER 150", "INSTANCE vrid49 FAULT 150"] {
+    for want in [
+        "INSTANCE vrid49 MASTER 100",
+        "INSTANCE vrid49 BACKUP 100",
+        "INSTANCE vrid49 MASTER 150",
+        "INSTANCE vrid49 FAULT 150",
+    ] {
         assert!(log.contains(want), "notify log lacks {want:?}:\n{log}");
     }
     drop(net);
@@ -310,8 +368,19 @@ fn vrrp_interoperates_with_keepalived() {
 }
 
 fn lab(args: &[&str], dir: &Path, prefix: &str) -> (i32, String) {
-    let out = Command::new(bin()).arg("lab").args(args).arg("--dir").arg(dir).arg("--prefix").arg(prefix).output().unwrap();
-    (out.status.code().unwrap_or(-1), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    let out = Command::new(bin())
+        .arg("lab")
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .arg("--prefix")
+        .arg(prefix)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+    )
 }
 
 /// Nothing of the lab is left: namespaces, processes, links or addresses in
@@ -322,9 +391,15 @@ fn assert_nothing_left(prefix: &str, pids: &[u32]) {
         assert!(!topo::alive(p), "process {p} still running");
     }
     let links = sh("ip", &["-o", "link", "show"]).unwrap();
-    assert!(!links.contains("v-d1") && !links.contains("v-dev") && !links.contains("br0@"), "links left here: {links}");
+    assert!(
+        !links.contains("v-d1") && !links.contains("v-dev") && !links.contains("br0@"),
+        "links left here: {links}"
+    );
     let addrs = sh("ip", &["-o", "addr", "show"]).unwrap();
-    assert!(!addrs.contains("10.49.") && !addrs.contains("10.100."), "addresses left here: {addrs}");
+    assert!(
+        !addrs.contains("10.49.") && !addrs.contains("10.100."),
+        "addresses left here: {addrs}"
+    );
 }
 
 #[test]
@@ -337,7 +412,8 @@ fn lab_fails_over_tracks_health_and_leaves_nothing() {
     assert_eq!(code, 0, "{out}");
     let (code, again) = lab(&["up", "--servers", "2"], &dir, &prefix);
     assert_eq!(code, 0, "up is idempotent: {again}");
-    let st: topo::State = serde_json::from_slice(&std::fs::read(dir.join("lab.json")).unwrap()).unwrap();
+    let st: topo::State =
+        serde_json::from_slice(&std::fs::read(dir.join("lab.json")).unwrap()).unwrap();
     let pids: Vec<u32> = st.procs.iter().map(|p| p.pid).collect();
     let pid_of = |r: &str| st.procs.iter().find(|p| p.role.short() == r).unwrap().pid;
     let (d1, d2) = (format!("{prefix}-d1"), format!("{prefix}-d2"));
@@ -348,7 +424,17 @@ fn lab_fails_over_tracks_health_and_leaves_nothing() {
     let probe = || {
         Command::new("ip")
             .args(["netns", "exec", &format!("{prefix}-dev"), bin().to_str().unwrap()])
-            .args(["client", "--server", "10.49.0.100:49", "--key", topo::KEY, "--source", "10.100.0.7", "--timeout", "1s"])
+            .args([
+                "client",
+                "--server",
+                "10.49.0.100:49",
+                "--key",
+                topo::KEY,
+                "--source",
+                "10.100.0.7",
+                "--timeout",
+                "1s",
+            ])
             .args(["authenticate", "--user", "alice", "--password", "alice-pass", "--type", "pap"])
             .output()
             .unwrap()
@@ -360,32 +446,49 @@ fn lab_fails_over_tracks_health_and_leaves_nothing() {
     // Tracking: no usable real server on d1 (both drained) → its priority
     // drops below d2's and d2 preempts; enabling them gives the VIP back.
     for s in ["10.49.1.1:49", "10.49.1.2:49"] {
-        let o = Command::new(bin()).args(["director", "drain", s, "--socket"]).arg(&s1).output().unwrap();
+        let o = Command::new(bin())
+            .args(["director", "drain", s, "--socket"])
+            .arg(&s1)
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     }
-    wait_for("d2 preempts a d1 with nothing to serve", Duration::from_secs(3), || has_vip(&d2) && !has_vip(&d1));
+    wait_for("d2 preempts a d1 with nothing to serve", Duration::from_secs(3), || {
+        has_vip(&d2) && !has_vip(&d1)
+    });
     assert_eq!(vrrp_state(&s2), "MASTER");
     assert!(probe(), "served through d2");
     for s in ["10.49.1.1:49", "10.49.1.2:49"] {
         Command::new(bin()).args(["director", "enable", s, "--socket"]).arg(&s1).output().unwrap();
     }
-    wait_for("d1 takes the VIP back when it can serve again", Duration::from_secs(3), || has_vip(&d1) && !has_vip(&d2));
+    wait_for("d1 takes the VIP back when it can serve again", Duration::from_secs(3), || {
+        has_vip(&d1) && !has_vip(&d2)
+    });
 
     // Isolation: d1's link goes down. It cannot advertise, so it gives the
     // address up (FAULT, as keepalived does) and d2 takes over; when the link
     // returns, d1 rejoins as backup and, its checks up again, preempts.
     sh("ip", &["-n", &d1, "link", "set", "eth0", "down"]).unwrap();
-    wait_for("d2 takes over from an isolated d1", Duration::from_secs(2), || vrrp_state(&s2) == "MASTER");
-    wait_for("the isolated d1 drops the VIP", Duration::from_secs(1), || !has_vip(&d1) && vrrp_state(&s1) == "INIT");
+    wait_for("d2 takes over from an isolated d1", Duration::from_secs(2), || {
+        vrrp_state(&s2) == "MASTER"
+    });
+    wait_for("the isolated d1 drops the VIP", Duration::from_secs(1), || {
+        !has_vip(&d1) && vrrp_state(&s1) == "INIT"
+    });
     sh("ip", &["-n", &d1, "link", "set", "eth0", "up"]).unwrap();
-    sh("ip", &["-n", &d1, "route", "replace", topo::FLEET, "via", &topo::DEV_ADDR.to_string()]).unwrap();
-    wait_for("d1 back on the link preempts again", Duration::from_secs(5), || has_vip(&d1) && !has_vip(&d2));
+    sh("ip", &["-n", &d1, "route", "replace", topo::FLEET, "via", &topo::DEV_ADDR.to_string()])
+        .unwrap();
+    wait_for("d1 back on the link preempts again", Duration::from_secs(5), || {
+        has_vip(&d1) && !has_vip(&d2)
+    });
     let notes = std::fs::read_to_string(dir.join("d1/vrrp-events.log")).unwrap_or_default();
     assert!(notes.contains("INSTANCE vrid49 FAULT"), "d1's notify hook saw the fault: {notes:?}");
 
     // kill -9 of the master: d2 answers within a second.
     topo::signal(pid_of("d1"), libc::SIGKILL);
-    let took = wait_for("d2 takes over from a killed d1", Duration::from_secs(2), || vrrp_state(&s2) == "MASTER");
+    let took = wait_for("d2 takes over from a killed d1", Duration::from_secs(2), || {
+        vrrp_state(&s2) == "MASTER"
+    });
     assert!(took < Duration::from_secs(1), "failover took {took:?}");
     let ok = wait_for("the VIP answers through d2", Duration::from_secs(2), probe);
     eprintln!("d1 killed: d2 MASTER after {took:?}, a login succeeded {ok:?} after that");
@@ -406,7 +509,10 @@ fn lab_fails_over_tracks_health_and_leaves_nothing() {
     // down after a crash: the state file is gone, namespaces and a process
     // remain (as if `tacvs lab up` died half-way).
     sh("ip", &["netns", "add", &format!("{prefix}-s1")]).unwrap();
-    let mut sleeper = Command::new("ip").args(["netns", "exec", &format!("{prefix}-s1"), "sleep", "300"]).spawn().unwrap();
+    let mut sleeper = Command::new("ip")
+        .args(["netns", "exec", &format!("{prefix}-s1"), "sleep", "300"])
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let (code, out) = lab(&["down"], &dir, &prefix);
     assert_eq!(code, 0, "{out}");
@@ -434,10 +540,18 @@ fn shipped_scenarios_meet_their_bounds() {
         for f in ["report.json", "report.txt", "report.svg"] {
             assert!(dir.join(name).join(f).exists(), "{name}: no {f}");
         }
-        let r: tacvs_lab::LabReport = serde_json::from_slice(&std::fs::read(dir.join(name).join("report.json")).unwrap()).unwrap();
-        assert!(r.accounting.acknowledged > 0 && r.accounting.missing == 0, "{name}: {:?}", r.accounting);
+        let r: tacvs_lab::LabReport =
+            serde_json::from_slice(&std::fs::read(dir.join(name).join("report.json")).unwrap())
+                .unwrap();
+        assert!(
+            r.accounting.acknowledged > 0 && r.accounting.missing == 0,
+            "{name}: {:?}",
+            r.accounting
+        );
         for f in &r.faults {
-            let ok = f.result == "ok" || (f.action.ends_with("netem") && f.result.starts_with("skipped: this kernel has no sch_netem"));
+            let ok = f.result == "ok"
+                || (f.action.ends_with("netem")
+                    && f.result.starts_with("skipped: this kernel has no sch_netem"));
             assert!(ok, "{name}: fault {f:?}");
         }
         let svg = std::fs::read_to_string(dir.join(name).join("report.svg")).unwrap();
@@ -448,7 +562,9 @@ fn shipped_scenarios_meet_their_bounds() {
             .unwrap()
             .flatten()
             .filter_map(|e| {
-                std::fs::read(e.path().join("cmdline")).ok().map(|c| (e.file_name(), String::from_utf8_lossy(&c).replace('\0', " ")))
+                std::fs::read(e.path().join("cmdline"))
+                    .ok()
+                    .map(|c| (e.file_name(), String::from_utf8_lossy(&c).replace('\0', " ")))
             })
             .filter(|(_, c)| c.contains(&run_dir))
             .map(|(p, c)| format!("{}: {c}", p.to_string_lossy()))

@@ -68,7 +68,15 @@ impl Health {
     /// Start `initial` (a new server usually starts Down until it proves itself,
     /// or Up to avoid a cold-start gap).
     pub fn new(rise: u32, fall: u32, initial: State, now: Instant) -> Health {
-        Health { rise: rise.max(1), fall: fall.max(1), state: initial, oks: 0, fails: 0, last: None, since: now }
+        Health {
+            rise: rise.max(1),
+            fall: fall.max(1),
+            state: initial,
+            oks: 0,
+            fails: 0,
+            last: None,
+            since: now,
+        }
     }
 
     /// Current state.
@@ -95,7 +103,9 @@ impl Health {
     pub fn observe(&mut self, r: CheckResult, now: Instant) -> Option<Transition> {
         let (answered, reason, target) = match &r {
             CheckResult::Ok { .. } => (true, "check passed".to_owned(), State::Up),
-            CheckResult::Misconfigured { reason, .. } => (true, reason.clone(), State::Misconfigured),
+            CheckResult::Misconfigured { reason, .. } => {
+                (true, reason.clone(), State::Misconfigured)
+            }
             CheckResult::Failed { reason } => (false, reason.clone(), State::Down),
         };
         self.last = Some(r);

@@ -81,7 +81,11 @@ impl FromStr for Kind {
             "dh" => Kind::Dh,
             "mh" => Kind::Mh,
             "twos" => Kind::Twos,
-            other => return Err(format!("unknown scheduler {other:?}: one of rr, wrr, lc, wlc, sed, nq, fo, ovf, sh, dh, mh, twos")),
+            other => {
+                return Err(format!(
+                    "unknown scheduler {other:?}: one of rr, wrr, lc, wlc, sed, nq, fo, ovf, sh, dh, mh, twos"
+                ));
+            }
         })
     }
 }
@@ -182,27 +186,42 @@ impl Scheduler {
             }
             // Ties (common with short connections: everyone at zero) rotate, so
             // the first server is not favoured.
-            Kind::Lc => self.rotate(n, |start| min_ratio(servers, start, |b| u64::from(b.active), false)),
-            Kind::Wlc => self.rotate(n, |start| min_ratio(servers, start, |b| u64::from(b.active), true)),
-            Kind::Sed => self.rotate(n, |start| min_ratio(servers, start, |b| u64::from(b.active) + 1, true)),
+            Kind::Lc => {
+                self.rotate(n, |start| min_ratio(servers, start, |b| u64::from(b.active), false))
+            }
+            Kind::Wlc => {
+                self.rotate(n, |start| min_ratio(servers, start, |b| u64::from(b.active), true))
+            }
+            Kind::Sed => {
+                self.rotate(n, |start| min_ratio(servers, start, |b| u64::from(b.active) + 1, true))
+            }
             Kind::Nq => self.rotate(n, |start| {
                 (0..n)
                     .map(|k| (start + k) % n)
                     .find(|&i| avail(&i) && servers[i].active == 0)
                     .or_else(|| min_ratio(servers, start, |b| u64::from(b.active) + 1, true))
             }),
-            Kind::Fo => (0..n).filter(|i| avail(i)).max_by_key(|&i| (servers[i].weight, std::cmp::Reverse(i))),
+            Kind::Fo => (0..n)
+                .filter(|i| avail(i))
+                .max_by_key(|&i| (servers[i].weight, std::cmp::Reverse(i))),
             Kind::Ovf => {
                 let mut order: Vec<usize> = (0..n).filter(|i| avail(i)).collect();
                 order.sort_by_key(|&i| (std::cmp::Reverse(servers[i].weight), i));
-                order.iter().copied().find(|&i| servers[i].active < servers[i].weight).or(order.first().copied())
+                order
+                    .iter()
+                    .copied()
+                    .find(|&i| servers[i].active < servers[i].weight)
+                    .or(order.first().copied())
             }
             Kind::Sh | Kind::Dh => {
                 let ip = if self.kind == Kind::Sh { flow.client.ip() } else { flow.vip.ip() };
                 weighted_hash(servers, hash_addr(ip))
             }
             Kind::Mh => {
-                let want: Vec<(String, u32)> = servers.iter().map(|b| (b.key.clone(), if b.up { b.weight } else { 0 })).collect();
+                let want: Vec<(String, u32)> = servers
+                    .iter()
+                    .map(|b| (b.key.clone(), if b.up { b.weight } else { 0 }))
+                    .collect();
                 if self.maglev.as_ref().is_none_or(|(have, _)| *have != want) {
                     let table = Maglev::new(&want);
                     self.maglev = Some((want, table));
@@ -245,7 +264,12 @@ impl Scheduler {
 
 /// The available server minimizing load(b) (divided by its weight when
 /// `weighted`), scanning from `start` so ties rotate.
-fn min_ratio(servers: &[Backend], start: usize, load: impl Fn(&Backend) -> u64, weighted: bool) -> Option<usize> {
+fn min_ratio(
+    servers: &[Backend],
+    start: usize,
+    load: impl Fn(&Backend) -> u64,
+    weighted: bool,
+) -> Option<usize> {
     let n = servers.len();
     let w = |b: &Backend| if weighted { u64::from(b.weight) } else { 1 };
     let mut best: Option<usize> = None;

@@ -273,7 +273,12 @@ impl Vrrp {
 
     /// The advertisement this router sends.
     pub fn advert(&self, priority: u8) -> Advert {
-        Advert { vrid: self.cfg.vrid, priority, interval_cs: cs(self.cfg.interval), addrs: self.cfg.vips.clone() }
+        Advert {
+            vrid: self.cfg.vrid,
+            priority,
+            interval_cs: cs(self.cfg.interval),
+            addrs: self.cfg.vips.clone(),
+        }
     }
 
     /// RFC 5798 §6.1: Skew_Time = ((256 - Priority) × Master_Adver_Interval) / 256.
@@ -292,7 +297,8 @@ impl Vrrp {
     }
 
     fn become_master(&mut self, now: Instant, reason: &str) -> Vec<Action> {
-        let mut out = vec![Action::Advertise(self.cfg.priority), Action::AddVips, Action::GratuitousArp];
+        let mut out =
+            vec![Action::Advertise(self.cfg.priority), Action::AddVips, Action::GratuitousArp];
         self.to(State::Master, reason, &mut out);
         self.deadline = Some(now + self.cfg.interval);
         out
@@ -353,7 +359,9 @@ impl Vrrp {
     pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {
         match (self.state, self.deadline) {
             (_, Some(d)) if now < d => Vec::new(),
-            (State::Backup, Some(_)) => self.become_master(now, "no advertisement within Master_Down_Interval"),
+            (State::Backup, Some(_)) => {
+                self.become_master(now, "no advertisement within Master_Down_Interval")
+            }
             (State::Master, Some(_)) => {
                 self.deadline = Some(now + self.cfg.interval);
                 vec![Action::Advertise(self.cfg.priority)]
@@ -388,11 +396,15 @@ impl Vrrp {
                     self.deadline = Some(now + self.cfg.interval);
                     return vec![Action::Advertise(self.cfg.priority)];
                 }
-                let wins =
-                    adv.priority > self.cfg.priority || (adv.priority == self.cfg.priority && u32::from(src) > u32::from(self.cfg.primary));
+                let wins = adv.priority > self.cfg.priority
+                    || (adv.priority == self.cfg.priority
+                        && u32::from(src) > u32::from(self.cfg.primary));
                 if wins {
                     self.master_interval = interval;
-                    let why = format!("{src} advertises priority {} (ours {})", adv.priority, self.cfg.priority);
+                    let why = format!(
+                        "{src} advertises priority {} (ours {})",
+                        adv.priority, self.cfg.priority
+                    );
                     return self.become_backup(now, &why);
                 }
                 Vec::new()

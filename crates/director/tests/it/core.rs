@@ -11,12 +11,17 @@ use tacvs_director::core::maglev::{Maglev, prime_at_least, table_size};
 use tacvs_director::core::sched::{Backend, Flow, Kind, Scheduler};
 
 fn flow(i: u32) -> Flow {
-    let client: SocketAddr = format!("10.{}.{}.{}:40000", (i >> 16) & 255, (i >> 8) & 255, i & 255).parse().unwrap();
+    let client: SocketAddr =
+        format!("10.{}.{}.{}:40000", (i >> 16) & 255, (i >> 8) & 255, i & 255).parse().unwrap();
     Flow { client, vip: "192.0.2.1:49".parse().unwrap() }
 }
 
 fn servers(weights: &[u32]) -> Vec<Backend> {
-    weights.iter().enumerate().map(|(i, &w)| Backend::new(format!("10.0.0.{}:49", i + 1), w)).collect()
+    weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| Backend::new(format!("10.0.0.{}:49", i + 1), w))
+        .collect()
 }
 
 /// Pick `n` times; `hold` keeps each pick as an open connection (active + 1).
@@ -36,7 +41,11 @@ fn counts(kind: Kind, s: &mut [Backend], n: u32, hold: bool) -> Vec<u32> {
 #[test]
 fn round_robin_and_weighted_round_robin() {
     assert_eq!(counts(Kind::Rr, &mut servers(&[1, 1, 1]), 300, false), [100, 100, 100]);
-    assert_eq!(counts(Kind::Rr, &mut servers(&[1, 5, 1]), 300, false), [100, 100, 100], "rr ignores weights");
+    assert_eq!(
+        counts(Kind::Rr, &mut servers(&[1, 5, 1]), 300, false),
+        [100, 100, 100],
+        "rr ignores weights"
+    );
     assert_eq!(counts(Kind::Wrr, &mut servers(&[1, 2, 3]), 600, false), [100, 200, 300]);
     // Smooth: the heaviest server never gets a long run of its own.
     let mut s = servers(&[5, 1, 1]);
@@ -85,7 +94,19 @@ fn failover_and_overflow() {
 
 #[test]
 fn drained_down_and_capped_servers_are_never_picked() {
-    for kind in [Kind::Rr, Kind::Wrr, Kind::Lc, Kind::Wlc, Kind::Sed, Kind::Nq, Kind::Fo, Kind::Ovf, Kind::Sh, Kind::Mh, Kind::Twos] {
+    for kind in [
+        Kind::Rr,
+        Kind::Wrr,
+        Kind::Lc,
+        Kind::Wlc,
+        Kind::Sed,
+        Kind::Nq,
+        Kind::Fo,
+        Kind::Ovf,
+        Kind::Sh,
+        Kind::Mh,
+        Kind::Twos,
+    ] {
         let mut s = servers(&[1, 1, 1, 1]);
         s[0].weight = 0; // drained
         s[1].up = false; // down
@@ -167,7 +188,8 @@ fn maglev_table_and_minimal_disruption() {
 fn mh_scheduler_is_consistent_and_follows_health() {
     let mut s = servers(&[1, 1, 1, 1]);
     let mut sch = Scheduler::new(Kind::Mh, 0);
-    let before: HashMap<u32, usize> = (0..2000).map(|i| (i, sch.pick(&s, flow(i)).unwrap())).collect();
+    let before: HashMap<u32, usize> =
+        (0..2000).map(|i| (i, sch.pick(&s, flow(i)).unwrap())).collect();
     s[3].up = false;
     let mut moved = 0;
     for i in 0..2000 {
@@ -184,7 +206,10 @@ fn power_of_two_choices_balances() {
     let (lo, hi) = (*c.iter().min().unwrap(), *c.iter().max().unwrap());
     assert!(hi - lo <= 3, "two choices keep loads within a few: {c:?}");
     // Deterministic for a seed.
-    assert_eq!(counts(Kind::Twos, &mut servers(&[1, 2, 3]), 500, true), counts(Kind::Twos, &mut servers(&[1, 2, 3]), 500, true));
+    assert_eq!(
+        counts(Kind::Twos, &mut servers(&[1, 2, 3]), 500, true),
+        counts(Kind::Twos, &mut servers(&[1, 2, 3]), 500, true)
+    );
 }
 
 #[test]
@@ -220,7 +245,12 @@ fn health_rise_fall_with_fake_time() {
     assert_eq!(h.observe(ok.clone(), t0 + interval * 9), None);
     assert_eq!(h.state(), State::Up);
     // Misconfigured: up but flagged; back to up when fixed.
-    let t = h.observe(CheckResult::Misconfigured { reason: "wrong key".into(), latency: Duration::ZERO }, t0 + interval * 10).unwrap();
+    let t = h
+        .observe(
+            CheckResult::Misconfigured { reason: "wrong key".into(), latency: Duration::ZERO },
+            t0 + interval * 10,
+        )
+        .unwrap();
     assert_eq!(t.to, State::Misconfigured);
     assert!(h.schedulable());
     assert_eq!(h.observe(ok, t0 + interval * 11).unwrap().to, State::Up);
@@ -237,7 +267,19 @@ fn least_connection_ties_rotate_for_short_connections() {
 
 #[test]
 fn every_scheduler_uses_an_added_server_and_forgets_a_removed_one() {
-    for kind in [Kind::Rr, Kind::Wrr, Kind::Lc, Kind::Wlc, Kind::Sed, Kind::Nq, Kind::Fo, Kind::Ovf, Kind::Sh, Kind::Mh, Kind::Twos] {
+    for kind in [
+        Kind::Rr,
+        Kind::Wrr,
+        Kind::Lc,
+        Kind::Wlc,
+        Kind::Sed,
+        Kind::Nq,
+        Kind::Fo,
+        Kind::Ovf,
+        Kind::Sh,
+        Kind::Mh,
+        Kind::Twos,
+    ] {
         let mut sch = Scheduler::new(kind, 9);
         let mut s = servers(&[1, 1]);
         let mut pick = |s: &mut Vec<Backend>, i: u32| {

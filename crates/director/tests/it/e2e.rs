@@ -24,7 +24,9 @@ fn tmp(tag: &str) -> PathBuf {
 }
 
 async fn real_server(dir: &Path) -> tacvs_server::ServerHandle {
-    let pw = tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-pass").unwrap();
+    let pw =
+        tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-pass")
+            .unwrap();
     let text = format!(
         r#"
 [server]
@@ -87,36 +89,63 @@ connect_timeout = "200ms"
 }
 
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
-    tacvs_server::journal::read_lines(&dir.join("acct")).unwrap_or_default().iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+    tacvs_server::journal::read_lines(&dir.join("acct"))
+        .unwrap_or_default()
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
-async fn wait_state(d: &DirectorHandle, server: SocketAddr, state: &str, within: Duration) -> Duration {
+async fn wait_state(
+    d: &DirectorHandle,
+    server: SocketAddr,
+    state: &str,
+    within: Duration,
+) -> Duration {
     let t = Instant::now();
     loop {
         let st = d.status();
         if st[0].reals.iter().any(|r| r.address == server.to_string() && r.state == state) {
             return t.elapsed();
         }
-        assert!(t.elapsed() < within, "{server} not {state} after {within:?}: {}", run::render(&st, None));
+        assert!(
+            t.elapsed() < within,
+            "{server} not {state} after {within:?}: {}",
+            run::render(&st, None)
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
-async fn account(vip: SocketAddr, src: &str, n: u32) -> Result<AcctStatus, tacvs_client::ClientError> {
+async fn account(
+    vip: SocketAddr,
+    src: &str,
+    n: u32,
+) -> Result<AcctStatus, tacvs_client::ClientError> {
     let opts = ClientOptions {
         source: Some(src.parse().unwrap()),
         timeout: Duration::from_secs(2),
         ..ClientOptions::new(vip, Some(Key::new(KEY)))
     };
-    let args = vec![Argument::new("task_id", &n.to_string(), true).unwrap(), "service=shell".parse().unwrap()];
-    Client::new(opts).account(AcctRequest { flags: AcctFlags::Stop, request: AaaRequest::new("alice", args) }).await.map(|r| r.status)
+    let args = vec![
+        Argument::new("task_id", &n.to_string(), true).unwrap(),
+        "service=shell".parse().unwrap(),
+    ];
+    Client::new(opts)
+        .account(AcctRequest { flags: AcctFlags::Stop, request: AaaRequest::new("alice", args) })
+        .await
+        .map(|r| r.status)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_reach_real_servers_with_their_own_addresses() {
     let (d1, d2, dd) = (tmp("a1"), tmp("a2"), tmp("ad"));
     let (s1, s2) = (real_server(&d1).await, real_server(&d2).await);
-    let conf = tacvs_director::config::parse("director.toml", &director_conf(&[s1.local_addrs[0], s2.local_addrs[0]], &dd, "rr")).unwrap();
+    let conf = tacvs_director::config::parse(
+        "director.toml",
+        &director_conf(&[s1.local_addrs[0], s2.local_addrs[0]], &dd, "rr"),
+    )
+    .unwrap();
     let dir = run::start(conf).await.unwrap();
     let vip = dir.local_addrs[0];
     for i in 0..40u32 {
@@ -131,24 +160,40 @@ async fn devices_reach_real_servers_with_their_own_addresses() {
         assert!(dev.starts_with("127.6."), "server saw {dev}, not the device's own address");
     }
     let st = dir.status();
-    assert!(st[0].reals.iter().all(|r| r.state == "up" && r.last_check == "ok"), "{}", run::render(&st, None));
+    assert!(
+        st[0].reals.iter().all(|r| r.state == "up" && r.last_check == "ok"),
+        "{}",
+        run::render(&st, None)
+    );
     assert_eq!(st[0].reals.iter().map(|r| r.total).sum::<u64>(), 40);
 
     // drain / enable / weight over the control socket.
     let sock = dd.join("director.sock");
-    let r = run::control(&sock, &serde_json::json!({"cmd": "drain", "server": s1.local_addrs[0]})).await.unwrap();
+    let r = run::control(&sock, &serde_json::json!({"cmd": "drain", "server": s1.local_addrs[0]}))
+        .await
+        .unwrap();
     assert_eq!(r["ok"], true, "{r}");
     let before = journal(&d1).len();
     for i in 100..120u32 {
         assert_eq!(account(vip, "127.6.9.9", i).await.unwrap(), AcctStatus::Success);
     }
     assert_eq!(journal(&d1).len(), before, "a drained server takes no new connections");
-    let r = run::control(&sock, &serde_json::json!({"cmd": "weight", "server": s1.local_addrs[0], "weight": 3})).await.unwrap();
+    let r = run::control(
+        &sock,
+        &serde_json::json!({"cmd": "weight", "server": s1.local_addrs[0], "weight": 3}),
+    )
+    .await
+    .unwrap();
     assert_eq!(r["ok"], true);
     let status = run::control(&sock, &serde_json::json!({"cmd": "status"})).await.unwrap();
-    let text = run::render(&serde_json::from_value::<Vec<run::ServiceStatus>>(status["services"].clone()).unwrap(), None);
+    let text = run::render(
+        &serde_json::from_value::<Vec<run::ServiceStatus>>(status["services"].clone()).unwrap(),
+        None,
+    );
     assert!(text.contains("3*"), "weight override shown: {text}");
-    let r = run::control(&sock, &serde_json::json!({"cmd": "enable", "server": "127.0.0.1:1"})).await.unwrap();
+    let r = run::control(&sock, &serde_json::json!({"cmd": "enable", "server": "127.0.0.1:1"}))
+        .await
+        .unwrap();
     assert_eq!(r["ok"], false);
     dir.stop();
     s1.shutdown(Duration::from_millis(100)).await;
@@ -163,7 +208,11 @@ async fn killed_server_leaves_scheduling_fast_and_costs_only_in_flight_requests(
     let (d1, d2, dd) = (tmp("k1"), tmp("k2"), tmp("kd"));
     let (s1, s2) = (real_server(&d1).await, real_server(&d2).await);
     let dead = s1.local_addrs[0];
-    let conf = tacvs_director::config::parse("director.toml", &director_conf(&[dead, s2.local_addrs[0]], &dd, "wlc")).unwrap();
+    let conf = tacvs_director::config::parse(
+        "director.toml",
+        &director_conf(&[dead, s2.local_addrs[0]], &dd, "wlc"),
+    )
+    .unwrap();
     let dir = Arc::new(run::start(conf).await.unwrap());
     let vip = dir.local_addrs[0];
     wait_state(&dir, dead, "up", Duration::from_secs(2)).await;
@@ -188,7 +237,10 @@ async fn killed_server_leaves_scheduling_fast_and_costs_only_in_flight_requests(
     s1.shutdown(Duration::ZERO).await;
     let took = wait_state(&dir, dead, "down", Duration::from_secs(2)).await;
     // fall × interval + timeout = 2 × 100 ms + 200 ms, plus one interval of phase.
-    assert!(took <= Duration::from_millis(2 * 100 + 200 + 100 + 50), "left scheduling after {took:?}");
+    assert!(
+        took <= Duration::from_millis(2 * 100 + 200 + 100 + 50),
+        "left scheduling after {took:?}"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
@@ -214,7 +266,8 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
     let (s1, s2, s3) = (real_server(&d1).await, real_server(&d2).await, real_server(&d3).await);
     let (a1, a2, a3) = (s1.local_addrs[0], s2.local_addrs[0], s3.local_addrs[0]);
     let text = director_conf(&[a1, a2], &dd, "wlc");
-    let mut dir = run::start(tacvs_director::config::parse("d.toml", &text).unwrap()).await.unwrap();
+    let mut dir =
+        run::start(tacvs_director::config::parse("d.toml", &text).unwrap()).await.unwrap();
     let vip = dir.local_addrs[0];
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -235,7 +288,9 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
             }
         }));
     }
-    let total = |d: &DirectorHandle, a: SocketAddr| d.status()[0].reals.iter().find(|r| r.address == a.to_string()).map_or(0, |r| r.total);
+    let total = |d: &DirectorHandle, a: SocketAddr| {
+        d.status()[0].reals.iter().find(|r| r.address == a.to_string()).map_or(0, |r| r.total)
+    };
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Drain a1: it takes nothing new.
     assert_eq!(dir.set_weight(a1, Some(0)), 1);
@@ -253,18 +308,30 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let st = dir.status();
     assert_eq!(st[0].scheduler, "rr");
-    assert!(st[0].reals.iter().all(|r| r.address != a2.to_string()), "a2 removed: {}", run::render(&st, None));
+    assert!(
+        st[0].reals.iter().all(|r| r.address != a2.to_string()),
+        "a2 removed: {}",
+        run::render(&st, None)
+    );
     assert!(total(&dir, a3) > 0, "a3 added and used: {}", run::render(&st, None));
     assert!(total(&dir, a1) > t2);
     // A reload that moves a service is refused and changes nothing.
     let moved = text2.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"");
-    assert!(dir.reload(tacvs_director::config::parse("d.toml", &moved).unwrap()).unwrap_err().contains("restart"));
+    assert!(
+        dir.reload(tacvs_director::config::parse("d.toml", &moved).unwrap())
+            .unwrap_err()
+            .contains("restart")
+    );
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
     }
     assert!(ok.load(Ordering::Relaxed) > 200);
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "drain, reweight and reload under load failed requests");
+    assert_eq!(
+        failed.load(Ordering::Relaxed),
+        0,
+        "drain, reweight and reload under load failed requests"
+    );
     // Every record landed on a server the director sent it to; a2 kept what it got before removal.
     let n: usize = [&d1, &d2, &d3].iter().map(|d| journal(d).len()).sum();
     assert_eq!(n, ok.load(Ordering::Relaxed));
@@ -277,7 +344,12 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
     }
 }
 
-fn conf_with(reals: &[SocketAddr], dir: &Path, health: &str, extra: &str) -> tacvs_director::config::DirectorFile {
+fn conf_with(
+    reals: &[SocketAddr],
+    dir: &Path,
+    health: &str,
+    extra: &str,
+) -> tacvs_director::config::DirectorFile {
     let mut s = format!(
         "[director]\ncontrol_socket = \"{}/director.sock\"\n[[service]]\nname = \"tacacs\"\nlisten = \"127.0.0.1:0\"\nscheduler = \"rr\"\nconnect_timeout = \"200ms\"\n{extra}\n  [service.health]\n{health}\n",
         dir.display()
@@ -340,15 +412,28 @@ async fn splice_data_path_carries_sessions() {
     let (d1, dd) = (tmp("sp1"), tmp("spd"));
     let s1 = real_server(&d1).await;
     let tcp = "  check = \"tcp\"\n  interval = \"100ms\"\n  timeout = \"200ms\"";
-    let dir = run::start(conf_with(&[s1.local_addrs[0]], &dd, tcp, "copy = \"splice\"")).await.unwrap();
+    let dir =
+        run::start(conf_with(&[s1.local_addrs[0]], &dd, tcp, "copy = \"splice\"")).await.unwrap();
     let vip = dir.local_addrs[0];
     for i in 0..30 {
-        assert_eq!(account(vip, &format!("127.10.0.{}", i + 1), i).await.unwrap(), AcctStatus::Success);
+        assert_eq!(
+            account(vip, &format!("127.10.0.{}", i + 1), i).await.unwrap(),
+            AcctStatus::Success
+        );
     }
     // A single-connect connection with several sessions through the pipes.
-    let mut c = Client::new(ClientOptions { single_connect: true, ..ClientOptions::new(vip, Some(Key::new(KEY))) });
+    let mut c = Client::new(ClientOptions {
+        single_connect: true,
+        ..ClientOptions::new(vip, Some(Key::new(KEY)))
+    });
     for _ in 0..5 {
-        let r = c.authorize(AaaRequest::new("alice", vec!["service=shell".parse().unwrap(), "cmd=show".parse().unwrap()])).await.unwrap();
+        let r = c
+            .authorize(AaaRequest::new(
+                "alice",
+                vec!["service=shell".parse().unwrap(), "cmd=show".parse().unwrap()],
+            ))
+            .await
+            .unwrap();
         assert_eq!(r.status, AuthorStatus::PassAdd);
     }
     assert_eq!(c.single_connect(), Some(true));

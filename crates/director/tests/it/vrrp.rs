@@ -20,7 +20,12 @@ fn cfg(prio: u8, ip: [u8; 4], preempt: bool) -> Config {
 
 #[test]
 fn codec_roundtrip_checksum_and_rejects() {
-    let a = Advert { vrid: 51, priority: 150, interval_cs: 10, addrs: vec![Ipv4Addr::new(10, 49, 0, 1), Ipv4Addr::new(10, 49, 0, 2)] };
+    let a = Advert {
+        vrid: 51,
+        priority: 150,
+        interval_cs: 10,
+        addrs: vec![Ipv4Addr::new(10, 49, 0, 1), Ipv4Addr::new(10, 49, 0, 2)],
+    };
     let (src, dst) = (Ipv4Addr::new(10, 0, 0, 2), VRRP_GROUP);
     let b = a.encode(src, dst);
     assert_eq!(b.len(), 16);
@@ -39,7 +44,13 @@ fn codec_roundtrip_checksum_and_rejects() {
     // A packet built by hand from RFC 5798 §5.2 (vrid 1, prio 100, 1 addr, 1 s).
     let mut hand = vec![0x31, 1, 100, 1, 0x00, 100, 0, 0, 192, 0, 2, 1];
     let s = Ipv4Addr::new(192, 0, 2, 10);
-    let c = Advert { vrid: 1, priority: 100, interval_cs: 100, addrs: vec![Ipv4Addr::new(192, 0, 2, 1)] }.encode(s, VRRP_GROUP);
+    let c = Advert {
+        vrid: 1,
+        priority: 100,
+        interval_cs: 100,
+        addrs: vec![Ipv4Addr::new(192, 0, 2, 1)],
+    }
+    .encode(s, VRRP_GROUP);
     hand[6..8].copy_from_slice(&c[6..8]);
     assert_eq!(hand, c);
 }
@@ -54,7 +65,13 @@ fn timers_follow_rfc_5798() {
 }
 
 /// Deliver every advertisement in `acts` from `from` to `to`.
-fn deliver(acts: &[Action], from: &Vrrp, src: Ipv4Addr, to: &mut Vrrp, now: Instant) -> Vec<Action> {
+fn deliver(
+    acts: &[Action],
+    from: &Vrrp,
+    src: Ipv4Addr,
+    to: &mut Vrrp,
+    now: Instant,
+) -> Vec<Action> {
     let mut out = Vec::new();
     for a in acts {
         if let Action::Advertise(p) = a {
@@ -87,7 +104,11 @@ fn election_failover_preemption_and_tracking() {
     // A's down timer (300 + 21.9 ms) expires first: A becomes master.
     let now = a.deadline().unwrap();
     let acts = a.on_timer(now);
-    assert!(has(&acts, State::Master) && acts.contains(&Action::AddVips) && acts.contains(&Action::GratuitousArp));
+    assert!(
+        has(&acts, State::Master)
+            && acts.contains(&Action::AddVips)
+            && acts.contains(&Action::GratuitousArp)
+    );
     deliver(&acts, &a, ia, &mut b, now);
     assert_eq!(b.state(), State::Backup);
     // A advertises every 100 ms; B stays backup.
@@ -154,7 +175,14 @@ fn no_preempt_and_preempt_delay_and_ties() {
     }
     assert_eq!(a.state(), State::Backup);
     // With preemption after a 1 s delay: not before 1 s, then yes.
-    let mut c = Vrrp::new(Config { preempt: true, preempt_delay: Duration::from_secs(1), ..cfg(200, [10, 0, 0, 3], true) }, t);
+    let mut c = Vrrp::new(
+        Config {
+            preempt: true,
+            preempt_delay: Duration::from_secs(1),
+            ..cfg(200, [10, 0, 0, 3], true)
+        },
+        t,
+    );
     c.startup(t);
     let start = t;
     let mut became = None;
@@ -182,11 +210,19 @@ fn no_preempt_and_preempt_delay_and_ties() {
 #[test]
 fn raw_socket_packets_are_validated_before_the_advertisement() {
     let (src, dst) = (Ipv4Addr::new(10, 0, 0, 2), VRRP_GROUP);
-    let adv = Advert { vrid: 51, priority: 100, interval_cs: 10, addrs: vec![Ipv4Addr::new(10, 49, 0, 1)] };
+    let adv = Advert {
+        vrid: 51,
+        priority: 100,
+        interval_cs: 10,
+        addrs: vec![Ipv4Addr::new(10, 49, 0, 1)],
+    };
     let good = ipv4_packet(src, dst, 255, &adv.encode(src, dst));
     assert_eq!(parse_packet(&good), Ok(Received { src, dst, advert: adv.clone() }));
     // §7.1: a packet that crossed a router (TTL < 255) is dropped.
-    assert_eq!(parse_packet(&ipv4_packet(src, dst, 254, &adv.encode(src, dst))), Err(AdvertError::Ttl(254)));
+    assert_eq!(
+        parse_packet(&ipv4_packet(src, dst, 254, &adv.encode(src, dst))),
+        Err(AdvertError::Ttl(254))
+    );
     let mut bad = good.clone();
     bad[9] = 6;
     assert!(matches!(parse_packet(&bad), Err(AdvertError::IpHeader(_))));
@@ -219,9 +255,13 @@ mod props {
     use proptest::prelude::*;
 
     fn advert() -> impl Strategy<Value = Advert> {
-        (1u8..=255, any::<u8>(), 1u16..=0x0fff, proptest::collection::vec(any::<u32>(), 0..=20)).prop_map(
-            |(vrid, priority, interval_cs, a)| Advert { vrid, priority, interval_cs, addrs: a.into_iter().map(Ipv4Addr::from).collect() },
-        )
+        (1u8..=255, any::<u8>(), 1u16..=0x0fff, proptest::collection::vec(any::<u32>(), 0..=20))
+            .prop_map(|(vrid, priority, interval_cs, a)| Advert {
+                vrid,
+                priority,
+                interval_cs,
+                addrs: a.into_iter().map(Ipv4Addr::from).collect(),
+            })
     }
 
     proptest! {

@@ -36,7 +36,9 @@ pub enum ClientSessionError {
     WrongKey(DecodeError),
     /// §4.1: an empty body answers a packet the server could not process (or a
     /// key mismatch, for some servers).
-    #[error("the server answered with an empty error packet: it could not process our request (wrong key or unsupported request?)")]
+    #[error(
+        "the server answered with an empty error packet: it could not process our request (wrong key or unsupported request?)"
+    )]
     EmptyReply,
     /// The server sent clear text while we have a key (§4.5).
     #[error("the server replied in clear text although a key is configured")]
@@ -143,7 +145,12 @@ impl ClientConnection {
         !self.failed && (self.sessions_started == 0 || self.single_connect == Some(true))
     }
 
-    fn start(&mut self, session_id: u32, minor: MinorVersion, body: Body) -> Result<(), SessionError> {
+    fn start(
+        &mut self,
+        session_id: u32,
+        minor: MinorVersion,
+        body: Body,
+    ) -> Result<(), SessionError> {
         if self.failed {
             return Err(SessionError::Closing);
         }
@@ -154,15 +161,29 @@ impl ClientConnection {
             return Err(SessionError::DuplicateSession(session_id));
         }
         let flags = Flags::default().with(Flags::SINGLE_CONNECT, self.cfg.single_connect);
-        let header = Header { minor, packet_type: body.packet_type(), seq_no: 1, flags, session_id, length: 0 };
+        let header = Header {
+            minor,
+            packet_type: body.packet_type(),
+            seq_no: 1,
+            flags,
+            session_id,
+            length: 0,
+        };
         seal(header, &body, self.key.as_ref(), self.cfg.max_body, &mut self.out)?;
         self.sessions_started += 1;
-        self.sessions.insert(session_id, Session { packet_type: body.packet_type(), minor, last_seq: 1, prompted: false });
+        self.sessions.insert(
+            session_id,
+            Session { packet_type: body.packet_type(), minor, last_seq: 1, prompted: false },
+        );
         Ok(())
     }
 
     /// Send an authentication START. The minor version follows the type (§5.4.1).
-    pub fn start_authen(&mut self, session_id: u32, start: AuthenStart) -> Result<(), SessionError> {
+    pub fn start_authen(
+        &mut self,
+        session_id: u32,
+        start: AuthenStart,
+    ) -> Result<(), SessionError> {
         let minor = start.authen_type.minor_version();
         self.start(session_id, minor, Body::AuthenStart(start))
     }
@@ -179,12 +200,20 @@ impl ClientConnection {
 
     fn send_continue(&mut self, session_id: u32, cont: AuthenContinue) -> Result<(), SessionError> {
         let abort = cont.abort;
-        let s = self.sessions.get_mut(&session_id).ok_or(SessionError::NoSuchSession(session_id))?;
+        let s =
+            self.sessions.get_mut(&session_id).ok_or(SessionError::NoSuchSession(session_id))?;
         if !s.prompted {
-            return Err(SessionError::NotExpected { session_id, what: "a CONTINUE (the server has not prompted)" });
+            return Err(SessionError::NotExpected {
+                session_id,
+                what: "a CONTINUE (the server has not prompted)",
+            });
         }
         // 255 would leave the server no seq_no to answer with (§4.1).
-        let seq_no = s.last_seq.checked_add(1).filter(|&n| n < 255).ok_or(SessionError::SeqExhausted(session_id))?;
+        let seq_no = s
+            .last_seq
+            .checked_add(1)
+            .filter(|&n| n < 255)
+            .ok_or(SessionError::SeqExhausted(session_id))?;
         let header = Header {
             minor: s.minor,
             packet_type: PacketType::Authentication,
@@ -193,7 +222,13 @@ impl ClientConnection {
             session_id,
             length: 0,
         };
-        seal(header, &Body::AuthenContinue(cont), self.key.as_ref(), self.cfg.max_body, &mut self.out)?;
+        seal(
+            header,
+            &Body::AuthenContinue(cont),
+            self.key.as_ref(),
+            self.cfg.max_body,
+            &mut self.out,
+        )?;
         if abort {
             self.sessions.remove(&session_id);
         } else if let Some(s) = self.sessions.get_mut(&session_id) {
@@ -204,14 +239,28 @@ impl ClientConnection {
     }
 
     /// Answer a GETUSER / GETPASS / GETDATA prompt.
-    pub fn continue_authen(&mut self, session_id: u32, user_msg: impl Into<Bytes>) -> Result<(), SessionError> {
-        self.send_continue(session_id, AuthenContinue { user_msg: user_msg.into(), data: Bytes::new(), abort: false })
+    pub fn continue_authen(
+        &mut self,
+        session_id: u32,
+        user_msg: impl Into<Bytes>,
+    ) -> Result<(), SessionError> {
+        self.send_continue(
+            session_id,
+            AuthenContinue { user_msg: user_msg.into(), data: Bytes::new(), abort: false },
+        )
     }
 
     /// Abandon an authentication that is waiting for our answer (§5.3, ABORT flag).
     /// The server sends nothing back; the session is over.
-    pub fn abort_authen(&mut self, session_id: u32, reason: impl Into<Bytes>) -> Result<(), SessionError> {
-        self.send_continue(session_id, AuthenContinue { user_msg: Bytes::new(), data: reason.into(), abort: true })
+    pub fn abort_authen(
+        &mut self,
+        session_id: u32,
+        reason: impl Into<Bytes>,
+    ) -> Result<(), SessionError> {
+        self.send_continue(
+            session_id,
+            AuthenContinue { user_msg: Bytes::new(), data: reason.into(), abort: true },
+        )
     }
 
     /// Consume every whole packet at the front of `buf`.
@@ -246,7 +295,10 @@ impl ClientConnection {
             self.sessions.remove(&sid);
             self.events.push_back(ClientEvent::SessionFailed {
                 session_id: sid,
-                error: ClientSessionError::BadSequence { expected: expected_seq, got: header.seq_no },
+                error: ClientSessionError::BadSequence {
+                    expected: expected_seq,
+                    got: header.seq_no,
+                },
             });
             return;
         }
@@ -273,11 +325,16 @@ impl ClientConnection {
                 }
                 ClientEvent::AuthenReply { session_id: sid, reply }
             }
-            Ok(Body::AuthorResponse(response)) => ClientEvent::AuthorResponse { session_id: sid, response },
+            Ok(Body::AuthorResponse(response)) => {
+                ClientEvent::AuthorResponse { session_id: sid, response }
+            }
             Ok(Body::AcctReply(reply)) => ClientEvent::AcctReply { session_id: sid, reply },
             Ok(_) => ClientEvent::SessionFailed {
                 session_id: sid,
-                error: ClientSessionError::BadSequence { expected: expected_seq, got: header.seq_no },
+                error: ClientSessionError::BadSequence {
+                    expected: expected_seq,
+                    got: header.seq_no,
+                },
             },
             Err(error) => ClientEvent::SessionFailed { session_id: sid, error },
         };

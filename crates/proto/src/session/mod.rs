@@ -30,7 +30,9 @@ pub enum ProtocolError {
     #[error("{0}")]
     Decode(#[from] DecodeError),
     /// No configured key de-obfuscates the body into a well-formed packet.
-    #[error("body does not decode with any of the {keys} configured key(s): wrong shared key? ({error})")]
+    #[error(
+        "body does not decode with any of the {keys} configured key(s): wrong shared key? ({error})"
+    )]
     WrongKey {
         /// How many keys were tried.
         keys: usize,
@@ -41,7 +43,9 @@ pub enum ProtocolError {
     #[error("packet has the UNENCRYPTED flag but a key is configured; refusing clear text")]
     UnencryptedRefused,
     /// A packet that only the other role may send.
-    #[error("{0} packet with seq_no {1} travels the wrong way (client packets are odd, server packets even)")]
+    #[error(
+        "{0} packet with seq_no {1} travels the wrong way (client packets are odd, server packets even)"
+    )]
     WrongDirection(PacketType, u8),
     /// seq_no is not the next one in the session.
     #[error("session {session_id:#010x}: seq_no {got}, expected {expected}")]

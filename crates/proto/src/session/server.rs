@@ -9,7 +9,9 @@ use super::{ProtocolError, SessionError};
 use crate::aaa::{AaaRequest, AcctReply, AcctRequest, AuthorResponse};
 use crate::authen::{AuthenContinue, AuthenReply, AuthenStart};
 use crate::error::DecodeError;
-use crate::header::{DEFAULT_MAX_BODY, Flags, HEADER_LEN, Header, MinorVersion, PacketType, undecodable_reply};
+use crate::header::{
+    DEFAULT_MAX_BODY, Flags, HEADER_LEN, Header, MinorVersion, PacketType, undecodable_reply,
+};
 use crate::obfuscation::Key;
 use crate::packet::{Body, open_body, seal, split_frame};
 use crate::values::{AcctStatus, AuthenAction, AuthenStatus, AuthenType, AuthorStatus};
@@ -147,7 +149,8 @@ impl ServerConnection {
                     if let Some(reply) = undecodable_reply(buf) {
                         self.out.extend_from_slice(&reply);
                     }
-                    let session_id = (buf.len() >= HEADER_LEN).then(|| u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]));
+                    let session_id = (buf.len() >= HEADER_LEN)
+                        .then(|| u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]));
                     buf.clear();
                     self.fail(session_id, error.into());
                     return;
@@ -186,7 +189,11 @@ impl ServerConnection {
     fn handle_packet(&mut self, header: Header, body: BytesMut) {
         let sid = header.session_id;
         if !header.from_client() {
-            return self.reject(&header, "packet from the wrong role", ProtocolError::WrongDirection(header.packet_type, header.seq_no));
+            return self.reject(
+                &header,
+                "packet from the wrong role",
+                ProtocolError::WrongDirection(header.packet_type, header.seq_no),
+            );
         }
         if header.seq_no == 255 {
             // No reply is possible: it would need seq_no 256.
@@ -200,29 +207,52 @@ impl ServerConnection {
         // Sequencing first: it needs only the header.
         match self.sessions.get(&sid) {
             None if header.seq_no != 1 => {
-                return self.reject(&header, "unknown session", ProtocolError::UnknownSession { session_id: sid, seq_no: header.seq_no });
+                return self.reject(
+                    &header,
+                    "unknown session",
+                    ProtocolError::UnknownSession { session_id: sid, seq_no: header.seq_no },
+                );
             }
             None => {
                 if self.sessions_started > 0 && self.single_connect != Some(true) {
-                    return self.reject(&header, "single-connect mode not negotiated", ProtocolError::NotSingleConnect);
+                    return self.reject(
+                        &header,
+                        "single-connect mode not negotiated",
+                        ProtocolError::NotSingleConnect,
+                    );
                 }
                 if self.sessions.len() >= self.cfg.max_sessions {
-                    return self.reject(&header, "too many sessions", ProtocolError::TooManySessions(self.cfg.max_sessions));
+                    return self.reject(
+                        &header,
+                        "too many sessions",
+                        ProtocolError::TooManySessions(self.cfg.max_sessions),
+                    );
                 }
             }
             Some(_) if header.seq_no == 1 => {
-                return self.reject(&header, "session already started", ProtocolError::DuplicateSession(sid));
+                return self.reject(
+                    &header,
+                    "session already started",
+                    ProtocolError::DuplicateSession(sid),
+                );
             }
             Some(s) => {
                 if s.packet_type != header.packet_type {
-                    let e = ProtocolError::TypeMismatch { session_id: sid, expected: s.packet_type.name(), got: header.packet_type.name() };
+                    let e = ProtocolError::TypeMismatch {
+                        session_id: sid,
+                        expected: s.packet_type.name(),
+                        got: header.packet_type.name(),
+                    };
                     return self.reject(&header, "packet type differs from session", e);
                 }
                 if s.waiting != Waiting::Continue {
                     return self.reject(
                         &header,
                         "reply not yet sent",
-                        ProtocolError::Unexpected { session_id: sid, what: "packet while the server owes a reply" },
+                        ProtocolError::Unexpected {
+                            session_id: sid,
+                            what: "packet while the server owes a reply",
+                        },
                     );
                 }
                 let expected = s.last_seq.saturating_add(1);
@@ -230,7 +260,11 @@ impl ServerConnection {
                     return self.reject(
                         &header,
                         "bad seq_no",
-                        ProtocolError::SeqOutOfOrder { session_id: sid, expected, got: header.seq_no },
+                        ProtocolError::SeqOutOfOrder {
+                            session_id: sid,
+                            expected,
+                            got: header.seq_no,
+                        },
                     );
                 }
             }
@@ -243,7 +277,8 @@ impl ServerConnection {
 
         let request = match body {
             Body::AuthenStart(start) => {
-                let may_prompt = start.authen_type == AuthenType::Ascii || start.action == AuthenAction::ChangePassword;
+                let may_prompt = start.authen_type == AuthenType::Ascii
+                    || start.action == AuthenAction::ChangePassword;
                 self.new_session(&header, may_prompt);
                 Request::AuthenStart(start)
             }
@@ -251,7 +286,10 @@ impl ServerConnection {
                 if cont.abort {
                     self.sessions.remove(&sid);
                     self.session_over();
-                    self.events.push_back(ServerEvent::AuthenAborted { session_id: sid, reason: cont.data });
+                    self.events.push_back(ServerEvent::AuthenAborted {
+                        session_id: sid,
+                        reason: cont.data,
+                    });
                     return;
                 }
                 if let Some(s) = self.sessions.get_mut(&sid) {
@@ -284,7 +322,13 @@ impl ServerConnection {
         self.sessions_started += 1;
         self.sessions.insert(
             header.session_id,
-            Session { packet_type: header.packet_type, minor: header.minor, last_seq: header.seq_no, waiting: Waiting::App, may_prompt },
+            Session {
+                packet_type: header.packet_type,
+                minor: header.minor,
+                last_seq: header.seq_no,
+                waiting: Waiting::App,
+                may_prompt,
+            },
         );
     }
 
@@ -312,7 +356,11 @@ impl ServerConnection {
         let mut body = Some(body);
         for (n, i) in candidates.into_iter().enumerate() {
             // Keep the original only while another key may still need it.
-            let attempt = if n == last { body.take().unwrap_or_default() } else { body.clone().unwrap_or_default() };
+            let attempt = if n == last {
+                body.take().unwrap_or_default()
+            } else {
+                body.clone().unwrap_or_default()
+            };
             match open_body(header, attempt, Some(&self.keys[i])) {
                 Ok(b) => {
                     self.matched_key = Some(i);
@@ -335,7 +383,12 @@ impl ServerConnection {
     }
 
     /// Take the session for a reply of `ptype`, checking it is owed one.
-    fn owed(&mut self, session_id: u32, ptype: PacketType, what: &'static str) -> Result<(u8, MinorVersion), SessionError> {
+    fn owed(
+        &mut self,
+        session_id: u32,
+        ptype: PacketType,
+        what: &'static str,
+    ) -> Result<(u8, MinorVersion), SessionError> {
         if self.close == Some(CloseReason::ProtocolError) {
             return Err(SessionError::Closing);
         }
@@ -347,8 +400,21 @@ impl ServerConnection {
         Ok((s.last_seq + 1, s.minor))
     }
 
-    fn send(&mut self, session_id: u32, seq_no: u8, minor: MinorVersion, body: &Body) -> Result<(), SessionError> {
-        let header = Header { minor, packet_type: body.packet_type(), seq_no, flags: self.reply_flags(), session_id, length: 0 };
+    fn send(
+        &mut self,
+        session_id: u32,
+        seq_no: u8,
+        minor: MinorVersion,
+        body: &Body,
+    ) -> Result<(), SessionError> {
+        let header = Header {
+            minor,
+            packet_type: body.packet_type(),
+            seq_no,
+            flags: self.reply_flags(),
+            session_id,
+            length: 0,
+        };
         let key = self.reply_key();
         seal(header, body, key.as_ref(), self.cfg.max_body, &mut self.out)?;
         Ok(())
@@ -361,8 +427,13 @@ impl ServerConnection {
 
     /// Answer an authentication START or CONTINUE. GETUSER / GETPASS / GETDATA
     /// keep the session open for the client's CONTINUE; every other status ends it.
-    pub fn reply_authen(&mut self, session_id: u32, reply: AuthenReply) -> Result<(), SessionError> {
-        let (seq, minor) = self.owed(session_id, PacketType::Authentication, "an authentication reply")?;
+    pub fn reply_authen(
+        &mut self,
+        session_id: u32,
+        reply: AuthenReply,
+    ) -> Result<(), SessionError> {
+        let (seq, minor) =
+            self.owed(session_id, PacketType::Authentication, "an authentication reply")?;
         let prompting = reply.status.expects_continue();
         if prompting {
             if !self.sessions[&session_id].may_prompt {
@@ -388,8 +459,13 @@ impl ServerConnection {
     }
 
     /// Answer an authorization REQUEST; ends the session.
-    pub fn reply_author(&mut self, session_id: u32, response: AuthorResponse) -> Result<(), SessionError> {
-        let (seq, minor) = self.owed(session_id, PacketType::Authorization, "an authorization response")?;
+    pub fn reply_author(
+        &mut self,
+        session_id: u32,
+        response: AuthorResponse,
+    ) -> Result<(), SessionError> {
+        let (seq, minor) =
+            self.owed(session_id, PacketType::Authorization, "an authorization response")?;
         self.send(session_id, seq, minor, &Body::AuthorResponse(response))?;
         self.finish(session_id);
         Ok(())
@@ -407,7 +483,11 @@ impl ServerConnection {
     /// Answer a pending request with its type's ERROR status (for internal
     /// failures such as an unwritable journal).
     pub fn reply_error(&mut self, session_id: u32, msg: &str) -> Result<(), SessionError> {
-        let ptype = self.sessions.get(&session_id).ok_or(SessionError::NoSuchSession(session_id))?.packet_type;
+        let ptype = self
+            .sessions
+            .get(&session_id)
+            .ok_or(SessionError::NoSuchSession(session_id))?
+            .packet_type;
         let (seq, minor) = self.owed(session_id, ptype, "an error reply")?;
         let body = error_body(ptype, msg);
         self.send(session_id, seq, minor, &body)?;
@@ -460,7 +540,9 @@ fn error_body(ptype: PacketType, msg: &str) -> Body {
     let msg = Bytes::copy_from_slice(&msg.as_bytes()[..msg.len().min(1024)]);
     match ptype {
         PacketType::Authentication => Body::AuthenReply(AuthenReply::new(AuthenStatus::Error, msg)),
-        PacketType::Authorization => Body::AuthorResponse(AuthorResponse::new(AuthorStatus::Error, msg)),
+        PacketType::Authorization => {
+            Body::AuthorResponse(AuthorResponse::new(AuthorStatus::Error, msg))
+        }
         PacketType::Accounting => Body::AcctReply(AcctReply::new(AcctStatus::Error, msg)),
     }
 }

@@ -24,7 +24,14 @@ fn packet(seq: u8, session_id: u32, body: &Body, key: Option<&str>) -> Vec<u8> {
 
 fn packet_flags(seq: u8, session_id: u32, body: &Body, key: Option<&str>, flags: Flags) -> Vec<u8> {
     let mut out = Vec::new();
-    let h = Header { minor: MinorVersion::Default, packet_type: body.packet_type(), seq_no: seq, flags, session_id, length: 0 };
+    let h = Header {
+        minor: MinorVersion::Default,
+        packet_type: body.packet_type(),
+        seq_no: seq,
+        flags,
+        session_id,
+        length: 0,
+    };
     seal(h, body, key.map(Key::new).as_ref(), 1 << 20, &mut out).unwrap();
     out
 }
@@ -76,7 +83,10 @@ fn length_over_cap_is_refused_before_buffering() {
     .to_bytes()
     .to_vec();
     let ev = feed(&mut s, &hdr);
-    assert_eq!(the_error(&ev), &ProtocolError::Decode(DecodeError::BodyTooLong { len: u32::MAX, max: 1024 }));
+    assert_eq!(
+        the_error(&ev),
+        &ProtocolError::Decode(DecodeError::BodyTooLong { len: u32::MAX, max: 1024 })
+    );
     hdr.truncate(11);
     assert!(feed(&mut server(), &hdr).is_empty());
 }
@@ -97,7 +107,10 @@ fn trailing_bytes_and_field_overflow() {
         AuthenStart::decode(&Bytes::from(trailing)),
         Err(DecodeError::TrailingBytes { packet: "authentication START", trailing: 1 })
     );
-    assert!(matches!(AuthenStart::decode(&Bytes::from(body[..7].to_vec())), Err(DecodeError::Truncated { .. })));
+    assert!(matches!(
+        AuthenStart::decode(&Bytes::from(body[..7].to_vec())),
+        Err(DecodeError::Truncated { .. })
+    ));
 
     // Same through the server: wrong lengths with the right key are still a "wrong key" class error.
     let mut s = server();
@@ -114,33 +127,60 @@ fn unknown_enum_values_are_named() {
     body[2] = 4; // ARAP: removed by RFC 8907
     assert_eq!(
         AuthenStart::decode(&Bytes::from(body.clone())),
-        Err(DecodeError::UnknownValue { packet: "authentication START", field: "authen_type", value: 4 })
+        Err(DecodeError::UnknownValue {
+            packet: "authentication START",
+            field: "authen_type",
+            value: 4
+        })
     );
     body[2] = 2;
     body[1] = 16;
     assert_eq!(
         AuthenStart::decode(&Bytes::from(body)),
-        Err(DecodeError::UnknownValue { packet: "authentication START", field: "priv_lvl", value: 16 })
+        Err(DecodeError::UnknownValue {
+            packet: "authentication START",
+            field: "priv_lvl",
+            value: 16
+        })
     );
     let mut acct = Vec::new();
     AcctRequest { flags: AcctFlags::Start, request: author("x") }.encode(&mut acct).unwrap();
     acct[0] = 0x06; // START|STOP: invalid per §7.2
-    assert!(matches!(AcctRequest::decode(&Bytes::from(acct)), Err(DecodeError::UnknownValue { field: "flags", .. })));
+    assert!(matches!(
+        AcctRequest::decode(&Bytes::from(acct)),
+        Err(DecodeError::UnknownValue { field: "flags", .. })
+    ));
 }
 
 #[test]
 fn seq_out_of_order_and_at_255() {
     // CONTINUE with seq 5 where 3 is expected.
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client.start_authen(1, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "", b"")).unwrap();
+    p.client
+        .start_authen(
+            1,
+            start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "", b""),
+        )
+        .unwrap();
     p.round();
-    let cont = Body::AuthenContinue(AuthenContinue { user_msg: "alice".into(), data: Bytes::new(), abort: false });
+    let cont = Body::AuthenContinue(AuthenContinue {
+        user_msg: "alice".into(),
+        data: Bytes::new(),
+        abort: false,
+    });
     let ev = feed(&mut p.server, &packet(5, 1, &cont, Some(KEY)));
-    assert_eq!(the_error(&ev), &ProtocolError::SeqOutOfOrder { session_id: 1, expected: 3, got: 5 });
+    assert_eq!(
+        the_error(&ev),
+        &ProtocolError::SeqOutOfOrder { session_id: 1, expected: 3, got: 5 }
+    );
     let mut out = Vec::new();
     p.server.poll_transmit(&mut out);
     let h = Header::decode(&out, 1 << 16).unwrap();
-    assert_eq!((h.seq_no, h.packet_type), (6, PacketType::Authentication), "ERROR reply follows the bad packet");
+    assert_eq!(
+        (h.seq_no, h.packet_type),
+        (6, PacketType::Authentication),
+        "ERROR reply follows the bad packet"
+    );
     let body = open_body(&h, BytesMut::from(&out[HEADER_LEN..]), Some(&Key::new(KEY))).unwrap();
     assert!(matches!(body, Body::AuthenReply(AuthenReply { status: AuthenStatus::Error, .. })));
 
@@ -150,7 +190,15 @@ fn seq_out_of_order_and_at_255() {
     assert!(!s.has_output(), "no reply can follow seq_no 255");
 
     let mut s = server();
-    let ev = feed(&mut s, &packet(2, 9, &Body::AuthorResponse(AuthorResponse::new(AuthorStatus::PassAdd, "")), Some(KEY)));
+    let ev = feed(
+        &mut s,
+        &packet(
+            2,
+            9,
+            &Body::AuthorResponse(AuthorResponse::new(AuthorStatus::PassAdd, "")),
+            Some(KEY),
+        ),
+    );
     assert!(matches!(the_error(&ev), ProtocolError::WrongDirection(PacketType::Authorization, 2)));
 }
 
@@ -159,7 +207,11 @@ fn continue_on_finished_or_unknown_session() {
     let mut p = Pair::new(KEY, &[KEY], true);
     p.client.start_authen(1, pap("alice", "alice-pass")).unwrap();
     p.round();
-    let cont = Body::AuthenContinue(AuthenContinue { user_msg: "x".into(), data: Bytes::new(), abort: false });
+    let cont = Body::AuthenContinue(AuthenContinue {
+        user_msg: "x".into(),
+        data: Bytes::new(),
+        abort: false,
+    });
     let ev = feed(&mut p.server, &packet(3, 1, &cont, Some(KEY)));
     assert_eq!(the_error(&ev), &ProtocolError::UnknownSession { session_id: 1, seq_no: 3 });
 }
@@ -178,7 +230,10 @@ fn duplicate_session_and_second_session_without_single_connect() {
     let ev = feed(&mut s, &both);
     assert!(matches!(
         &ev[..],
-        [ServerEvent::Request { session_id: 7, .. }, ServerEvent::ProtocolError { error: ProtocolError::NotSingleConnect, .. }]
+        [
+            ServerEvent::Request { session_id: 7, .. },
+            ServerEvent::ProtocolError { error: ProtocolError::NotSingleConnect, .. }
+        ]
     ));
 }
 
@@ -189,7 +244,10 @@ fn unencrypted_refused_when_keyed() {
     assert_eq!(the_error(&ev), &ProtocolError::UnencryptedRefused);
     // And accepted by a server with no key at all.
     let mut open = ServerConnection::new(ServerConfig::default(), Vec::new().into());
-    assert!(matches!(&feed(&mut open, &packet(1, 7, &Body::AuthorRequest(author("x")), None))[..], [ServerEvent::Request { .. }]));
+    assert!(matches!(
+        &feed(&mut open, &packet(1, 7, &Body::AuthorRequest(author("x")), None))[..],
+        [ServerEvent::Request { .. }]
+    ));
 }
 
 #[test]
@@ -198,9 +256,14 @@ fn too_many_sessions_on_one_connection() {
     let mut s = ServerConnection::new(ServerConfig { max_sessions: 2, ..Default::default() }, keys);
     // A client pipelining sessions right after asking for single-connect mode.
     let sc = Flags(Flags::SINGLE_CONNECT);
-    let out: Vec<u8> = (1..=3).flat_map(|sid| packet_flags(1, sid, &Body::AuthorRequest(author("x")), Some(KEY), sc)).collect();
+    let out: Vec<u8> = (1..=3)
+        .flat_map(|sid| packet_flags(1, sid, &Body::AuthorRequest(author("x")), Some(KEY), sc))
+        .collect();
     let ev = feed(&mut s, &out);
-    assert!(matches!(ev.last(), Some(ServerEvent::ProtocolError { error: ProtocolError::TooManySessions(2), .. })));
+    assert!(matches!(
+        ev.last(),
+        Some(ServerEvent::ProtocolError { error: ProtocolError::TooManySessions(2), .. })
+    ));
 }
 
 #[test]
@@ -250,5 +313,12 @@ fn malformed_av_with_the_right_key_is_not_called_a_wrong_key() {
     frame.extend_from_slice(&body);
     let mut s = server();
     let ev = feed(&mut s, &frame);
-    assert!(matches!(the_error(&ev), ProtocolError::Decode(DecodeError::Invalid { field: "argument", .. })), "{:?}", the_error(&ev));
+    assert!(
+        matches!(
+            the_error(&ev),
+            ProtocolError::Decode(DecodeError::Invalid { field: "argument", .. })
+        ),
+        "{:?}",
+        the_error(&ev)
+    );
 }

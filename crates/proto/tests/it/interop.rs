@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use futures::FutureExt;
-use tacacs_plus::{AuthenticationType as TheirType, Client, ConnectionFactory, ContextBuilder, ResponseStatus};
+use tacacs_plus::{
+    AuthenticationType as TheirType, Client, ConnectionFactory, ContextBuilder, ResponseStatus,
+};
 use tacacs_plus_protocol as theirs;
 use tacvs_proto::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -71,16 +73,34 @@ async fn their_client_authorize_and_account_against_our_server() {
     let c = client();
     let ctx = ContextBuilder::new("alice".to_owned()).build();
     let args = vec![
-        theirs::Argument::new(theirs::FieldText::try_from("service").unwrap(), theirs::FieldText::try_from("shell").unwrap(), true)
-            .unwrap(),
-        theirs::Argument::new(theirs::FieldText::try_from("cmd").unwrap(), theirs::FieldText::try_from("show").unwrap(), true).unwrap(),
+        theirs::Argument::new(
+            theirs::FieldText::try_from("service").unwrap(),
+            theirs::FieldText::try_from("shell").unwrap(),
+            true,
+        )
+        .unwrap(),
+        theirs::Argument::new(
+            theirs::FieldText::try_from("cmd").unwrap(),
+            theirs::FieldText::try_from("show").unwrap(),
+            true,
+        )
+        .unwrap(),
     ];
     let r = c.authorize(ctx.clone(), args).await.expect("authorization completes");
     assert_eq!(r.status, ResponseStatus::Success);
-    assert!(r.arguments.iter().any(|a| a.name().as_ref() == "priv-lvl" && a.value().as_ref() == "15"), "{:?}", r.arguments);
+    assert!(
+        r.arguments.iter().any(|a| a.name().as_ref() == "priv-lvl" && a.value().as_ref() == "15"),
+        "{:?}",
+        r.arguments
+    );
 
     let deny = vec![
-        theirs::Argument::new(theirs::FieldText::try_from("cmd").unwrap(), theirs::FieldText::try_from("reload").unwrap(), true).unwrap(),
+        theirs::Argument::new(
+            theirs::FieldText::try_from("cmd").unwrap(),
+            theirs::FieldText::try_from("reload").unwrap(),
+            true,
+        )
+        .unwrap(),
     ];
     assert_eq!(c.authorize(ctx.clone(), deny).await.unwrap().status, ResponseStatus::Failure);
 
@@ -104,11 +124,24 @@ fn their_bytes_decode_with_ours_and_our_reply_decodes_with_theirs() {
     )
     .unwrap();
     let arg_list = [
-        theirs::Argument::new(theirs::FieldText::try_from("service").unwrap(), theirs::FieldText::try_from("shell").unwrap(), true)
-            .unwrap(),
-        theirs::Argument::new(theirs::FieldText::try_from("cmd").unwrap(), theirs::FieldText::try_from("show").unwrap(), true).unwrap(),
-        theirs::Argument::new(theirs::FieldText::try_from("cmd-arg").unwrap(), theirs::FieldText::try_from("version").unwrap(), false)
-            .unwrap(),
+        theirs::Argument::new(
+            theirs::FieldText::try_from("service").unwrap(),
+            theirs::FieldText::try_from("shell").unwrap(),
+            true,
+        )
+        .unwrap(),
+        theirs::Argument::new(
+            theirs::FieldText::try_from("cmd").unwrap(),
+            theirs::FieldText::try_from("show").unwrap(),
+            true,
+        )
+        .unwrap(),
+        theirs::Argument::new(
+            theirs::FieldText::try_from("cmd-arg").unwrap(),
+            theirs::FieldText::try_from("version").unwrap(),
+            false,
+        )
+        .unwrap(),
     ];
     let req = theirs::authorization::Request::new(
         theirs::AuthenticationMethod::TacacsPlus,
@@ -129,10 +162,15 @@ fn their_bytes_decode_with_ours_and_our_reply_decodes_with_theirs() {
     let mut server = ServerConnection::new(ServerConfig::default(), keys);
     let mut buf = BytesMut::from(&wire[..n]);
     server.handle_input(&mut buf);
-    let Some(ServerEvent::Request { session_id: 0x1234_5678, request: Request::Author(r), .. }) = server.poll_event() else {
+    let Some(ServerEvent::Request { session_id: 0x1234_5678, request: Request::Author(r), .. }) =
+        server.poll_event()
+    else {
         panic!("their request did not decode");
     };
-    assert_eq!((&r.user[..], &r.port[..], &r.rem_addr[..], r.priv_lvl.get()), (&b"alice"[..], &b"vty0"[..], &b"192.0.2.9"[..], 15));
+    assert_eq!(
+        (&r.user[..], &r.port[..], &r.rem_addr[..], r.priv_lvl.get()),
+        (&b"alice"[..], &b"vty0"[..], &b"192.0.2.9"[..], 15)
+    );
     assert_eq!(r.authen_method, AuthenMethod::TacacsPlus);
     let names: Vec<String> = r.args.iter().map(|a| a.to_string()).collect();
     assert_eq!(names, ["service=shell", "cmd=show", "cmd-arg*version"]);
@@ -144,7 +182,8 @@ fn their_bytes_decode_with_ours_and_our_reply_decodes_with_theirs() {
     server.reply_author(0x1234_5678, resp).unwrap();
     let mut out = Vec::new();
     server.poll_transmit(&mut out);
-    let theirs_reply = theirs::Packet::<theirs::authorization::Reply>::deserialize(KEY, &mut out).expect("they decode our reply");
+    let theirs_reply = theirs::Packet::<theirs::authorization::Reply>::deserialize(KEY, &mut out)
+        .expect("they decode our reply");
     assert_eq!(*theirs_reply.body().status(), theirs::authorization::Status::PassReplace);
     assert_eq!(theirs_reply.body().server_message().as_ref(), "hello");
     assert_eq!(theirs_reply.body().data().as_ref(), "admin log");
@@ -153,6 +192,9 @@ fn their_bytes_decode_with_ours_and_our_reply_decodes_with_theirs() {
         .iter_arguments()
         .map(|a| (a.name().as_ref().to_owned(), a.value().as_ref().to_owned(), a.mandatory()))
         .collect();
-    assert_eq!(got, [("priv-lvl".into(), "7".into(), true), ("idletime".into(), "30".into(), false)]);
+    assert_eq!(
+        got,
+        [("priv-lvl".into(), "7".into(), true), ("idletime".into(), "30".into(), false)]
+    );
     assert_eq!(theirs_reply.header().sequence_number(), 2);
 }

@@ -10,7 +10,8 @@ fn field(max: usize) -> impl Strategy<Value = Bytes> {
 }
 
 fn arg() -> impl Strategy<Value = Argument> {
-    ("[a-z][a-z0-9-]{0,20}", "[ -~]{0,60}", any::<bool>()).prop_map(|(n, v, m)| Argument::new(&n, &v, m).unwrap())
+    ("[a-z][a-z0-9-]{0,20}", "[ -~]{0,60}", any::<bool>())
+        .prop_map(|(n, v, m)| Argument::new(&n, &v, m).unwrap())
 }
 
 fn args() -> impl Strategy<Value = Vec<Argument>> {
@@ -26,17 +27,30 @@ fn priv_lvl() -> impl Strategy<Value = PrivLvl> {
 }
 
 fn aaa() -> impl Strategy<Value = AaaRequest> {
-    (pick(AuthenMethod::ALL), priv_lvl(), pick(AuthenType::ALL), pick(AuthenService::ALL), field(255), field(255), field(255), args())
-        .prop_map(|(authen_method, priv_lvl, authen_type, authen_service, user, port, rem_addr, args)| AaaRequest {
-            authen_method,
-            priv_lvl,
-            authen_type,
-            authen_service,
-            user,
-            port,
-            rem_addr,
-            args,
-        })
+    (
+        pick(AuthenMethod::ALL),
+        priv_lvl(),
+        pick(AuthenType::ALL),
+        pick(AuthenService::ALL),
+        field(255),
+        field(255),
+        field(255),
+        args(),
+    )
+        .prop_map(
+            |(authen_method, priv_lvl, authen_type, authen_service, user, port, rem_addr, args)| {
+                AaaRequest {
+                    authen_method,
+                    priv_lvl,
+                    authen_type,
+                    authen_service,
+                    user,
+                    port,
+                    rem_addr,
+                    args,
+                }
+            },
+        )
 }
 
 fn body_and_seq() -> impl Strategy<Value = (Body, u8)> {
@@ -54,20 +68,57 @@ fn body_and_seq() -> impl Strategy<Value = (Body, u8)> {
             field(255),
             field(255)
         )
-            .prop_map(|(action, priv_lvl, authen_type, authen_service, user, port, rem_addr, data)| {
-                (Body::AuthenStart(AuthenStart { action, priv_lvl, authen_type, authen_service, user, port, rem_addr, data }), 1)
-            }),
-        (pick(AuthenStatus::ALL), any::<bool>(), field(600), field(600), even.clone())
-            .prop_map(|(status, noecho, server_msg, data, s)| (Body::AuthenReply(AuthenReply { status, noecho, server_msg, data }), s)),
-        (field(600), field(600), any::<bool>(), cont_seq)
-            .prop_map(|(user_msg, data, abort, s)| (Body::AuthenContinue(AuthenContinue { user_msg, data, abort }), s)),
+            .prop_map(
+                |(action, priv_lvl, authen_type, authen_service, user, port, rem_addr, data)| {
+                    (
+                        Body::AuthenStart(AuthenStart {
+                            action,
+                            priv_lvl,
+                            authen_type,
+                            authen_service,
+                            user,
+                            port,
+                            rem_addr,
+                            data,
+                        }),
+                        1,
+                    )
+                }
+            ),
+        (pick(AuthenStatus::ALL), any::<bool>(), field(600), field(600), even.clone()).prop_map(
+            |(status, noecho, server_msg, data, s)| (
+                Body::AuthenReply(AuthenReply { status, noecho, server_msg, data }),
+                s
+            )
+        ),
+        (field(600), field(600), any::<bool>(), cont_seq).prop_map(|(user_msg, data, abort, s)| (
+            Body::AuthenContinue(AuthenContinue { user_msg, data, abort }),
+            s
+        )),
         (aaa(), odd.clone()).prop_map(|(r, s)| (Body::AuthorRequest(r), s)),
-        (pick(AuthorStatus::ALL), args(), field(600), field(600), even.clone())
-            .prop_map(|(status, args, server_msg, data, s)| (Body::AuthorResponse(AuthorResponse { status, args, server_msg, data }), s)),
-        (pick(&[AcctFlags::Start, AcctFlags::Stop, AcctFlags::Watchdog, AcctFlags::WatchdogUpdate]), aaa(), odd)
+        (pick(AuthorStatus::ALL), args(), field(600), field(600), even.clone()).prop_map(
+            |(status, args, server_msg, data, s)| (
+                Body::AuthorResponse(AuthorResponse { status, args, server_msg, data }),
+                s
+            )
+        ),
+        (
+            pick(&[
+                AcctFlags::Start,
+                AcctFlags::Stop,
+                AcctFlags::Watchdog,
+                AcctFlags::WatchdogUpdate
+            ]),
+            aaa(),
+            odd
+        )
             .prop_map(|(flags, request, s)| (Body::AcctRequest(AcctRequest { flags, request }), s)),
-        (pick(AcctStatus::ALL), field(600), field(600), even)
-            .prop_map(|(status, server_msg, data, s)| (Body::AcctReply(AcctReply { status, server_msg, data }), s)),
+        (pick(AcctStatus::ALL), field(600), field(600), even).prop_map(
+            |(status, server_msg, data, s)| (
+                Body::AcctReply(AcctReply { status, server_msg, data }),
+                s
+            )
+        ),
     ]
 }
 
@@ -124,8 +175,13 @@ proptest! {
 fn wrong_key_detected() {
     let bodies = [
         Body::AuthenStart(crate::support::pap("alice", "alice-pass")),
-        Body::AuthorRequest(crate::support::author("show running-config interface GigabitEthernet0/1")),
-        Body::AcctRequest(AcctRequest { flags: AcctFlags::Stop, request: crate::support::author("configure terminal") }),
+        Body::AuthorRequest(crate::support::author(
+            "show running-config interface GigabitEthernet0/1",
+        )),
+        Body::AcctRequest(AcctRequest {
+            flags: AcctFlags::Stop,
+            request: crate::support::author("configure terminal"),
+        }),
         Body::AuthenReply(AuthenReply::new(AuthenStatus::Pass, "welcome")),
         Body::AuthorResponse(AuthorResponse::new(AuthorStatus::PassAdd, "")),
         Body::AcctReply(AcctReply::new(AcctStatus::Success, "recorded")),
@@ -133,7 +189,14 @@ fn wrong_key_detected() {
     let mut detected = 0;
     for (i, body) in bodies.iter().enumerate() {
         for sid in 0..200u32 {
-            let seq = if matches!(body, Body::AuthenStart(_) | Body::AuthorRequest(_) | Body::AcctRequest(_)) { 1 } else { 2 };
+            let seq = if matches!(
+                body,
+                Body::AuthenStart(_) | Body::AuthorRequest(_) | Body::AcctRequest(_)
+            ) {
+                1
+            } else {
+                2
+            };
             let h = Header {
                 minor: MinorVersion::Default,
                 packet_type: body.packet_type(),

@@ -26,7 +26,10 @@ fn pap_pass_and_fail_close_connection_without_single_connect() {
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::Pass);
     assert_eq!(p.server.close_reason(), Some(CloseReason::SessionDone));
     assert_eq!(p.client.single_connect(), Some(false));
-    assert_eq!(p.client.start_authen(2, pap("alice", "x")), Err(SessionError::ConnectionNotReusable));
+    assert_eq!(
+        p.client.start_authen(2, pap("alice", "x")),
+        Err(SessionError::ConnectionNotReusable)
+    );
 
     let mut p = Pair::new(KEY, &[KEY], false);
     p.client.start_authen(9, pap("alice", "wrong")).unwrap();
@@ -42,24 +45,48 @@ fn chap_mschapv1_mschapv2() {
     let cases: Vec<(AuthenType, Vec<u8>, Vec<u8>)> = vec![
         (
             AuthenType::Chap,
-            ChapData { id: 5, challenge: &challenge, response: &chap_response(5, b"alice-pass", &challenge) }.to_vec(),
-            ChapData { id: 5, challenge: &challenge, response: &chap_response(5, b"nope", &challenge) }.to_vec(),
+            ChapData {
+                id: 5,
+                challenge: &challenge,
+                response: &chap_response(5, b"alice-pass", &challenge),
+            }
+            .to_vec(),
+            ChapData {
+                id: 5,
+                challenge: &challenge,
+                response: &chap_response(5, b"nope", &challenge),
+            }
+            .to_vec(),
         ),
         (
             AuthenType::MsChapV1,
-            ChapData { id: 1, challenge: &ch8, response: &mschapv1_response(&ch8, "alice-pass") }.to_vec(),
-            ChapData { id: 1, challenge: &ch8, response: &mschapv1_response(&ch8, "nope") }.to_vec(),
+            ChapData { id: 1, challenge: &ch8, response: &mschapv1_response(&ch8, "alice-pass") }
+                .to_vec(),
+            ChapData { id: 1, challenge: &ch8, response: &mschapv1_response(&ch8, "nope") }
+                .to_vec(),
         ),
         (
             AuthenType::MsChapV2,
-            ChapData { id: 2, challenge: &challenge, response: &mschapv2_response(&challenge, &peer, b"alice", "alice-pass") }.to_vec(),
-            ChapData { id: 2, challenge: &challenge, response: &mschapv2_response(&challenge, &peer, b"alice", "nope") }.to_vec(),
+            ChapData {
+                id: 2,
+                challenge: &challenge,
+                response: &mschapv2_response(&challenge, &peer, b"alice", "alice-pass"),
+            }
+            .to_vec(),
+            ChapData {
+                id: 2,
+                challenge: &challenge,
+                response: &mschapv2_response(&challenge, &peer, b"alice", "nope"),
+            }
+            .to_vec(),
         ),
     ];
     for (ty, good, bad) in cases {
         for (data, want) in [(good, AuthenStatus::Pass), (bad, AuthenStatus::Fail)] {
             let mut p = Pair::new(KEY, &[KEY], false);
-            p.client.start_authen(7, start(AuthenAction::Login, ty, AuthenService::Ppp, "alice", &data)).unwrap();
+            p.client
+                .start_authen(7, start(AuthenAction::Login, ty, AuthenService::Ppp, "alice", &data))
+                .unwrap();
             p.round();
             assert_eq!(authen_status(&one_reply(&mut p)), want, "{ty}");
         }
@@ -69,7 +96,12 @@ fn chap_mschapv1_mschapv2() {
 #[test]
 fn ascii_login_getuser_getpass_with_retries() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client.start_authen(0x55, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "", b"")).unwrap();
+    p.client
+        .start_authen(
+            0x55,
+            start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "", b""),
+        )
+        .unwrap();
     p.round();
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::GetUser);
     p.client.continue_authen(0x55, "alice").unwrap();
@@ -90,7 +122,12 @@ fn ascii_login_getuser_getpass_with_retries() {
 #[test]
 fn ascii_three_failures_then_fail() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client.start_authen(1, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "alice", b"")).unwrap();
+    p.client
+        .start_authen(
+            1,
+            start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "alice", b""),
+        )
+        .unwrap();
     p.round();
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::GetPass);
     for want in [AuthenStatus::GetPass, AuthenStatus::GetPass, AuthenStatus::Fail] {
@@ -103,10 +140,17 @@ fn ascii_three_failures_then_fail() {
 #[test]
 fn enable_service_flow() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client.start_authen(3, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Enable, "alice", b"")).unwrap();
+    p.client
+        .start_authen(
+            3,
+            start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Enable, "alice", b""),
+        )
+        .unwrap();
     p.deliver_to_server();
     match &p.server_events[..] {
-        [ServerEvent::Request { request: Request::AuthenStart(s), .. }] => assert_eq!(s.authen_service, AuthenService::Enable),
+        [ServerEvent::Request { request: Request::AuthenStart(s), .. }] => {
+            assert_eq!(s.authen_service, AuthenService::Enable)
+        }
         other => panic!("{other:?}"),
     }
 }
@@ -114,12 +158,19 @@ fn enable_service_flow() {
 #[test]
 fn abort_ends_session_without_reply() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client.start_authen(4, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "", b"")).unwrap();
+    p.client
+        .start_authen(
+            4,
+            start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "", b""),
+        )
+        .unwrap();
     p.round();
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::GetUser);
     p.client.abort_authen(4, "user hit ^C").unwrap();
     p.deliver_to_server();
-    assert!(matches!(&p.server_events[..], [ServerEvent::AuthenAborted { session_id: 4, reason }] if reason == "user hit ^C"));
+    assert!(
+        matches!(&p.server_events[..], [ServerEvent::AuthenAborted { session_id: 4, reason }] if reason == "user hit ^C")
+    );
     assert!(!p.server.has_output(), "no reply to an abort");
     assert_eq!(p.server.open_sessions(), 0);
     assert_eq!(p.client.open_sessions(), 0);
@@ -142,8 +193,14 @@ fn server_refuses_prompt_in_pap() {
     p.deliver_to_server();
     let r = p.server.reply_authen(4, AuthenReply::new(AuthenStatus::GetPass, "pw?"));
     assert!(matches!(r, Err(SessionError::BadStatus { .. })), "{r:?}");
-    assert!(matches!(p.server.reply_author(4, AuthorResponse::new(AuthorStatus::PassAdd, "")), Err(SessionError::NotExpected { .. })));
-    assert_eq!(p.server.reply_authen(99, AuthenReply::new(AuthenStatus::Pass, "")), Err(SessionError::NoSuchSession(99)));
+    assert!(matches!(
+        p.server.reply_author(4, AuthorResponse::new(AuthorStatus::PassAdd, "")),
+        Err(SessionError::NotExpected { .. })
+    ));
+    assert_eq!(
+        p.server.reply_authen(99, AuthenReply::new(AuthenStatus::Pass, "")),
+        Err(SessionError::NoSuchSession(99))
+    );
 }
 
 #[test]
@@ -172,9 +229,16 @@ fn authorization_and_accounting() {
     let mut p = Pair::new(KEY, &[KEY], false);
     p.client.authorize(11, author("reload in 5")).unwrap();
     p.round();
-    assert!(matches!(one_reply(&mut p), ClientEvent::AuthorResponse { response: AuthorResponse { status: AuthorStatus::Fail, .. }, .. }));
+    assert!(matches!(
+        one_reply(&mut p),
+        ClientEvent::AuthorResponse {
+            response: AuthorResponse { status: AuthorStatus::Fail, .. },
+            ..
+        }
+    ));
 
-    for flags in [AcctFlags::Start, AcctFlags::Stop, AcctFlags::Watchdog, AcctFlags::WatchdogUpdate] {
+    for flags in [AcctFlags::Start, AcctFlags::Stop, AcctFlags::Watchdog, AcctFlags::WatchdogUpdate]
+    {
         let mut p = Pair::new(KEY, &[KEY], false);
         p.client.account(12, AcctRequest { flags, request: author("show clock") }).unwrap();
         p.deliver_to_server();
@@ -183,7 +247,10 @@ fn authorization_and_accounting() {
         );
         p.server.reply_acct(12, AcctReply::new(AcctStatus::Success, "")).unwrap();
         p.deliver_to_client();
-        assert!(matches!(one_reply(&mut p), ClientEvent::AcctReply { reply: AcctReply { status: AcctStatus::Success, .. }, .. }));
+        assert!(matches!(
+            one_reply(&mut p),
+            ClientEvent::AcctReply { reply: AcctReply { status: AcctStatus::Success, .. }, .. }
+        ));
     }
 }
 
@@ -198,7 +265,12 @@ fn single_connect_multiplexes_interleaved_sessions() {
     assert_eq!(p.server.close_reason(), None);
 
     // Interleave: an ASCII login waiting on a prompt, plus authorizations and accounting.
-    p.client.start_authen(200, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "alice", b"")).unwrap();
+    p.client
+        .start_authen(
+            200,
+            start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "alice", b""),
+        )
+        .unwrap();
     for sid in 300..310 {
         p.client.authorize(sid, author("show run")).unwrap();
     }
@@ -217,7 +289,10 @@ fn single_connect_multiplexes_interleaved_sessions() {
 #[test]
 fn server_may_decline_single_connect() {
     let mut p = Pair::new(KEY, &[KEY], true);
-    p.server = ServerConnection::new(ServerConfig { single_connect: false, ..Default::default() }, vec![Key::new(KEY)].into());
+    p.server = ServerConnection::new(
+        ServerConfig { single_connect: false, ..Default::default() },
+        vec![Key::new(KEY)].into(),
+    );
     p.client.start_authen(1, pap("alice", "alice-pass")).unwrap();
     p.round();
     assert_eq!(p.client.single_connect(), Some(false));
@@ -233,12 +308,18 @@ fn wrong_key_is_detected_on_both_sides() {
     p.deliver_to_server();
     assert!(matches!(
         &p.server_events[..],
-        [ServerEvent::ProtocolError { session_id: Some(1), error: ProtocolError::WrongKey { keys: 1, .. } }]
+        [ServerEvent::ProtocolError {
+            session_id: Some(1),
+            error: ProtocolError::WrongKey { keys: 1, .. }
+        }]
     ));
     assert_eq!(p.server.close_reason(), Some(CloseReason::ProtocolError));
     // The ERROR reply is obfuscated with the server's key: the client cannot read it.
     p.deliver_to_client();
-    assert!(matches!(one_reply(&mut p), ClientEvent::SessionFailed { session_id: 1, error: ClientSessionError::WrongKey(_) }));
+    assert!(matches!(
+        one_reply(&mut p),
+        ClientEvent::SessionFailed { session_id: 1, error: ClientSessionError::WrongKey(_) }
+    ));
 }
 
 #[test]
@@ -253,7 +334,12 @@ fn key_rotation_tries_each_key_and_sticks() {
 #[test]
 fn seq_exhaustion_ends_the_session() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client.start_authen(1, start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "", b"")).unwrap();
+    p.client
+        .start_authen(
+            1,
+            start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "", b""),
+        )
+        .unwrap();
     p.deliver_to_server();
     p.server_events.clear();
     let mut n = 0;
@@ -274,5 +360,8 @@ fn seq_exhaustion_ends_the_session() {
     assert_eq!(n, 126, "server replies 2..=252 prompt, then 254 must be final");
     p.server.reply_authen(1, AuthenReply::new(AuthenStatus::Fail, "")).unwrap();
     p.deliver_to_client();
-    assert!(matches!(one_reply(&mut p), ClientEvent::AuthenReply { reply: AuthenReply { status: AuthenStatus::Fail, .. }, .. }));
+    assert!(matches!(
+        one_reply(&mut p),
+        ClientEvent::AuthenReply { reply: AuthenReply { status: AuthenStatus::Fail, .. }, .. }
+    ));
 }

@@ -21,7 +21,10 @@ impl Pair {
     pub fn new(client_key: &str, server_keys: &[&str], single_connect: bool) -> Pair {
         let keys: Arc<[Key]> = server_keys.iter().map(|k| Key::new(*k)).collect();
         Pair {
-            client: ClientConnection::new(ClientConfig { single_connect, ..Default::default() }, Some(Key::new(client_key))),
+            client: ClientConnection::new(
+                ClientConfig { single_connect, ..Default::default() },
+                Some(Key::new(client_key)),
+            ),
             server: ServerConnection::new(ServerConfig::default(), keys),
             server_events: Vec::new(),
             client_events: Vec::new(),
@@ -57,7 +60,9 @@ impl Pair {
         self.deliver_to_server();
         for e in std::mem::take(&mut self.server_events) {
             match &e {
-                ServerEvent::Request { session_id, request, .. } => answer(&mut self.server, *session_id, request),
+                ServerEvent::Request { session_id, request, .. } => {
+                    answer(&mut self.server, *session_id, request)
+                }
                 _ => self.server_events.push(e),
             }
         }
@@ -80,10 +85,23 @@ pub fn answer(server: &mut ServerConnection, sid: u32, request: &Request) {
         Request::AuthenStart(s) => match s.authen_type {
             AuthenType::Pap => {
                 let ok = s.user == "alice" && s.data == "alice-pass";
-                server.reply_authen(sid, AuthenReply::new(if ok { AuthenStatus::Pass } else { AuthenStatus::Fail }, "")).unwrap();
+                server
+                    .reply_authen(
+                        sid,
+                        AuthenReply::new(
+                            if ok { AuthenStatus::Pass } else { AuthenStatus::Fail },
+                            "",
+                        ),
+                    )
+                    .unwrap();
             }
             AuthenType::Chap | AuthenType::MsChapV1 | AuthenType::MsChapV2 => {
-                let status = match tacvs_proto::chap::verify(s.authen_type, &s.data, &s.user, "alice-pass") {
+                let status = match tacvs_proto::chap::verify(
+                    s.authen_type,
+                    &s.data,
+                    &s.user,
+                    "alice-pass",
+                ) {
                     Ok(true) if s.user == "alice" => AuthenStatus::Pass,
                     Ok(_) => AuthenStatus::Fail,
                     Err(_) => AuthenStatus::Error,
@@ -92,9 +110,13 @@ pub fn answer(server: &mut ServerConnection, sid: u32, request: &Request) {
             }
             _ => {
                 let user = (!s.user.is_empty()).then(|| s.user.clone());
-                let status = if user.is_some() { AuthenStatus::GetPass } else { AuthenStatus::GetUser };
+                let status =
+                    if user.is_some() { AuthenStatus::GetPass } else { AuthenStatus::GetUser };
                 ASCII.with(|m| m.borrow_mut().insert(sid, (user, 0)));
-                let mut r = AuthenReply::new(status, if status == AuthenStatus::GetPass { "Password: " } else { "Username: " });
+                let mut r = AuthenReply::new(
+                    status,
+                    if status == AuthenStatus::GetPass { "Password: " } else { "Username: " },
+                );
                 r.noecho = status == AuthenStatus::GetPass;
                 server.reply_authen(sid, r).unwrap();
             }
@@ -120,7 +142,10 @@ pub fn answer(server: &mut ServerConnection, sid: u32, request: &Request) {
                                 m.remove(&sid);
                                 AuthenReply::new(AuthenStatus::Fail, "too many tries")
                             } else {
-                                let mut r = AuthenReply::new(AuthenStatus::GetPass, "Password incorrect. Password: ");
+                                let mut r = AuthenReply::new(
+                                    AuthenStatus::GetPass,
+                                    "Password incorrect. Password: ",
+                                );
                                 r.noecho = true;
                                 r
                             }
@@ -141,11 +166,19 @@ pub fn answer(server: &mut ServerConnection, sid: u32, request: &Request) {
             };
             server.reply_author(sid, resp).unwrap();
         }
-        Request::Acct(_) => server.reply_acct(sid, AcctReply::new(AcctStatus::Success, "")).unwrap(),
+        Request::Acct(_) => {
+            server.reply_acct(sid, AcctReply::new(AcctStatus::Success, "")).unwrap()
+        }
     }
 }
 
-pub fn start(action: AuthenAction, ty: AuthenType, svc: AuthenService, user: &str, data: &[u8]) -> AuthenStart {
+pub fn start(
+    action: AuthenAction,
+    ty: AuthenType,
+    svc: AuthenService,
+    user: &str,
+    data: &[u8],
+) -> AuthenStart {
     AuthenStart {
         action,
         priv_lvl: PrivLvl::USER,
