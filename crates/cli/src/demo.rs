@@ -29,10 +29,10 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 2000.0)]
     rate: f64,
     /// How long the fleet runs.
-    #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "20s", value_parser = crate::common::duration)]
     duration: Duration,
     /// When to kill -9 the first real server (0s: never).
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::common::duration)]
     kill_at: Duration,
 }
 
@@ -101,6 +101,11 @@ fn server_config(text: &str, n: u32, dir: &Path) -> String {
         .replace(&format!("[metrics]\nlisten = \"127.0.0.1:945{n}\""), "")
 }
 
+/// A duration as people write it (`200ms`, `1m 30s`).
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
 fn journal(dir: &Path) -> Vec<serde_json::Value> {
     let lines = tacvs_server::journal::read_lines(&dir.join("acct")).unwrap_or_default();
     lines.iter().filter_map(|l| serde_json::from_str(l).ok()).collect()
@@ -130,7 +135,8 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let director = tacvs_director::run::start(conf).await?;
     let vip = director.local_addrs[0];
     println!(
-        "tacvs demo: director on {vip} (wlc, TACACS+ health checks every {interval:?}) in front of two tacvs servers: rs1 {a1}, rs2 {a2}"
+        "tacvs demo: director on {vip} (wlc, TACACS+ health checks every {}) in front of two tacvs servers: rs1 {a1}, rs2 {a2}",
+        human(interval)
     );
     tokio::time::sleep(interval * 2).await;
 
@@ -152,12 +158,12 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
 
     let kill = !a.kill_at.is_zero() && a.kill_at < a.duration;
     println!(
-        "\n2. {} devices run the `automation` profile (login, 50 authorized commands each with accounting, a watchdog) at {:.0} requests/s for {:?}{}:",
+        "\n2. {} devices run the `automation` profile (login, 50 authorized commands each with accounting, a watchdog) at {:.0} requests/s for {}{}:",
         a.devices,
         a.rate,
-        a.duration,
+        human(a.duration),
         if kill {
-            format!("; rs1 is killed with SIGKILL at {:?}", a.kill_at)
+            format!("; rs1 is killed with SIGKILL at {}", human(a.kill_at))
         } else {
             String::new()
         }
@@ -226,9 +232,9 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let bound = fall * interval + timeout + Duration::from_millis(25);
     if let Some(t) = left_after {
         println!(
-            "   rs1 left scheduling {:.0} ms after the kill (bound: fall × interval + timeout = {:?})",
+            "   rs1 left scheduling {:.0} ms after the kill (bound: fall × interval + timeout = {})",
             t.as_secs_f64() * 1e3,
-            fall * interval + timeout
+            human(fall * interval + timeout)
         );
     }
     print!(
@@ -253,8 +259,14 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     };
     if report.total.errors > in_flight_bound {
         problems.push(format!(
-            "{} failed requests (more than the {in_flight_bound} that could have been in flight on rs1): {:?}",
-            report.total.errors, report.errors_by_kind
+            "{} failed requests (more than the {in_flight_bound} that could have been in flight on rs1): {}",
+            report.total.errors,
+            report
+                .errors_by_kind
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     if new_records < acct_ok {
@@ -265,9 +277,11 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     }
     match (kill, left_after) {
         (true, None) => problems.push("rs1 never left scheduling".into()),
-        (true, Some(t)) if t > bound => {
-            problems.push(format!("rs1 took {t:?} to leave scheduling (bound {bound:?})"))
-        }
+        (true, Some(t)) if t > bound => problems.push(format!(
+            "rs1 took {:.0} ms to leave scheduling (bound {})",
+            t.as_secs_f64() * 1e3,
+            human(bound)
+        )),
         _ => {}
     }
     director.stop();

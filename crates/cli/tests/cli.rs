@@ -240,6 +240,211 @@ async fn key_file_and_transport_failure() {
     assert_eq!(v["error_kind"], "connect_refused");
 }
 
+/// `tacvs …` with standard input from `stdin` and no controlling terminal
+/// (its own session), as under cron, CI or ssh without -t.
+fn tacvs_detached(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tacvs"));
+    c.args(args).env_remove("TACVS_KEY");
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    #[allow(unsafe_code)]
+    // SAFETY: setsid(2) is async-signal-safe; it detaches the child from our terminal.
+    unsafe {
+        c.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().expect("run tacvs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn authenticate_without_a_terminal_or_password_refuses_and_sends_nothing() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let server = l.local_addr().unwrap().to_string();
+    for ty in ["pap", "ascii", "chap"] {
+        let o = tacvs_detached(
+            &[
+                "client",
+                "--server",
+                &server,
+                "--key",
+                KEY,
+                "authenticate",
+                "--user",
+                USER,
+                "--type",
+                ty,
+            ],
+            "",
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 2, "{ty}: {err}");
+        assert!(err.contains("--password") && err.contains("--password-stdin"), "{ty}: {err}");
+    }
+    // Nothing reached the server: no empty password counted toward a lockout.
+    assert_eq!(
+        l.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the client connected"
+    );
+}
+
+#[test]
+fn hash_password_from_a_pipe_says_to_use_stdin() {
+    let o = tacvs_detached(&["hash-password"], "secret-pw\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(err.contains("--stdin") && !err.contains("secret-pw"), "{err}");
+    let o = tacvs_detached(&["hash-password", "--stdin", "-a", "sha256-crypt"], "secret-pw\n");
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("$5$"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_stdin_and_options_after_the_request_type() {
+    let r = spawn_responder("127.0.0.1:0".parse().unwrap(), Key::new(KEY)).await.unwrap();
+    let server = r.addr.to_string();
+    let (piped, late) = tokio::task::spawn_blocking(move || {
+        let piped = tacvs_detached(
+            &["client", "--server", &server, "--key", KEY, "authenticate", "--user", USER]
+                .into_iter()
+                .chain(["--type", "pap", "--password-stdin"])
+                .collect::<Vec<_>>(),
+            &format!("{PASSWORD}\n"),
+        );
+        // Every client option after the request type, as a person types them.
+        let late = tacvs(
+            &["client", "authorize", "--user", USER, "--json", "--server", &server, "--key", KEY],
+            None,
+        );
+        (piped, late)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code(&piped), 0, "{}", String::from_utf8_lossy(&piped.stderr));
+    assert!(String::from_utf8_lossy(&piped.stdout).contains("authentication: PASS"));
+    assert_eq!(code(&late), 0, "{}", String::from_utf8_lossy(&late.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&late.stdout).unwrap();
+    assert_eq!(v["status"], "pass_add");
+}
+
+#[test]
+fn usage_errors_name_every_choice_and_the_documented_units() {
+    let o =
+        tacvs(&["client", "--server", "127.0.0.1:1", "--key", "k", "account", "--user", "u"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    for choice in ["--start", "--stop", "--watchdog"] {
+        assert!(err.contains(choice), "account without a record type: {err}");
+    }
+    let o =
+        tacvs(&["client", "--server", "h:1", "--timeout", "3", "authorize", "--user", "u"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("3s") && !err.contains("3sec"), "{err}");
+    // Old spelling kept: sim --target is --server.
+    let o = tacvs(&["sim", "--target", "h:1", "--duration", "3", "--rate", "1"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("e.g. 3s"), "{err}");
+}
+
+#[test]
+fn every_subcommand_tells_its_version_and_commit() {
+    let line = |args: &[&str]| {
+        let o = tacvs(args, None);
+        assert_eq!(code(&o), 0, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    let top = line(&["--version"]);
+    let commit = top.split("(commit ").nth(1).and_then(|c| c.strip_suffix(')')).unwrap_or("");
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{top}"
+    );
+    for sub in [
+        &["client", "--version"][..],
+        &["server", "--version"],
+        &["director", "--version"],
+        &["sim", "--version"],
+        &["sim", "plan", "--version"],
+        &["lab", "run", "--version"],
+        &["demo", "--version"],
+        &["check", "--version"],
+        &["hash-password", "--version"],
+    ] {
+        let l = line(sub);
+        assert!(l.ends_with(top.trim_start_matches("tacvs ")), "{sub:?}: {l}");
+    }
+}
+
+#[test]
+fn demo_help_describes_the_demo_it_runs() {
+    let o = tacvs(&["demo", "--help"], None);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("two tacvs servers behind a director"), "{out}");
+    assert!(!out.contains("a real server,"), "{out}");
+    // No help text states this machine's open-file limit.
+    let o = tacvs(&["sim", "--help"], None);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("20,000") && out.contains("ulimit -Hn"), "{out}");
+}
+
+#[test]
+fn lab_status_without_a_lab_exits_non_zero() {
+    let dir = temp_dir("labstatus");
+    let o = Command::new(env!("CARGO_BIN_EXE_tacvs"))
+        .args(["lab", "status", "--prefix", "tvnone"])
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 1, "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("not up") && out.contains("namespaces with the prefix: none"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sim_fails_when_no_request_is_answered() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let closed = l.local_addr().unwrap().to_string();
+    drop(l);
+    let o = tacvs(
+        &[
+            "sim",
+            "--server",
+            &closed,
+            "--key",
+            KEY,
+            "--devices",
+            "4",
+            "--concurrency",
+            "2",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "0s",
+            "--timeout",
+            "200ms",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no request was answered") && err.contains("connect_refused"), "{err}");
+    // `--json` alone: the report is standard output; refused connects are
+    // counted as errors, not timed.
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["total"]["errors"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["total"]["latency_ms"]["p50"], 0.0, "{r}");
+}
+
 #[test]
 fn demo_passes() {
     // 100 devices at 400/s: every device reaches accounting before the kill.
@@ -682,14 +887,12 @@ fn sim_expect_json_and_plan() {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tacvs"));
         c.args([
             "sim",
-            "--target",
+            "--server",
             &target,
             "--key",
             "tacvs-demo-key",
             "--devices",
             "100",
-            "--rate",
-            "400",
             "--duration",
             "2s",
             "--warmup",
@@ -699,6 +902,8 @@ fn sim_expect_json_and_plan() {
         run_ok(&mut c)
     };
     let (code, out) = sim(&[
+        "--rate",
+        "400",
         "--json",
         json.to_str().unwrap(),
         "--expect",
@@ -726,10 +931,10 @@ fn sim_expect_json_and_plan() {
             "{ty}: server metrics vs sim report\n{metrics}"
         );
     }
-    let (code, out) = sim(&["--expect", "p99<1us"]);
+    let (code, out) = sim(&["--rate", "400", "--expect", "p99<1us"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("expect FAILED: p99<1us"), "{out}");
-    let (code, out) = sim(&["--expect", "p98<1"]);
+    let (code, out) = sim(&["--rate", "400", "--expect", "p98<1"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("unknown metric"), "{out}");
 
@@ -769,22 +974,37 @@ fn sim_expect_json_and_plan() {
     assert_eq!(sum, r["total"]["requests"].as_u64().unwrap());
     assert_eq!(r["mode"], "open");
 
-    // Plan from that report.
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tacvs"));
-    c.args([
-        "sim",
-        "plan",
-        "--report",
-        json.to_str().unwrap(),
-        "--devices",
-        "50000",
-        "--latency-target",
-        "1s",
-        "--headroom",
-        "30%",
-    ]);
-    let (code, out) = run_ok(&mut c);
+    // acct_acknowledged counts without --acked.
+    assert_eq!(
+        r["acct_acknowledged"].as_u64(),
+        r["by_type"]["acct"]["ok"].as_u64(),
+        "no warm-up: every acknowledged record is in the window"
+    );
+
+    // Plan from that report: the server kept up with 400 req/s, which is no
+    // capacity.
+    let plan = |report: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tacvs"));
+        c.args(["sim", "plan", "--report"]).arg(report).args([
+            "--devices",
+            "50000",
+            "--latency-target",
+            "1s",
+            "--headroom",
+            "30%",
+        ]);
+        run_ok(&mut c)
+    };
+    let (code, out) = plan(&json);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("did not saturate") && out.contains("--concurrency"), "{out}");
+    // A closed-loop run keeps the server busy: that is a capacity.
+    let closed = cwd.join("closed.json");
+    let (code, out) = sim(&["--concurrency", "8", "--json", closed.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
+    let (code, out) = plan(&closed);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("closed loop with 8 requests in flight"), "{out}");
     assert!(
         out.contains("requests/s per device")
             && out.contains("+ 1 spare (N+1)")

@@ -288,7 +288,7 @@ async fn drive(
     let w = &sc.workload;
     let args: Vec<String> = vec![
         "sim".into(),
-        "--target".into(),
+        "--server".into(),
         format!("{VIP}:49"),
         "--devices".into(),
         sc.topology.devices.to_string(),
@@ -344,10 +344,10 @@ async fn drive(
             None => "skipped: no single MASTER at that moment".to_owned(),
             Some(r) => apply(lab, &mut pids, f.action, r, &f.args),
         };
-        tracing::info!(at, action = ?f.action, target = %f.target, resolved = ?resolved, %result, "fault");
+        tracing::info!(at, action = %f.action, target = %f.target, resolved = resolved.as_deref().unwrap_or("none"), %result, "fault");
         applied.push(Applied {
             at_s: at,
-            action: format!("{:?}", f.action).to_lowercase(),
+            action: f.action.to_string(),
             target: f.target.clone(),
             resolved: resolved.unwrap_or_default(),
             result,
@@ -567,7 +567,7 @@ fn checks(
     for a in applied.iter().filter(|a| a.result == "ok") {
         let Some(role) = Role::parse(&a.resolved) else { continue };
         let director_fault = matches!(role, Role::Director(_))
-            && matches!(a.action.as_str(), "kill" | "stop" | "linkdown");
+            && matches!(a.action.as_str(), "kill" | "stop" | "link-down");
         if director_fault {
             let other = match role {
                 Role::Director(i) => format!("d{}", 3 - i),
@@ -607,7 +607,7 @@ fn checks(
             });
         }
         let server_fault = matches!(role, Role::Server(_))
-            && matches!(a.action.as_str(), "kill" | "stop" | "linkdown");
+            && matches!(a.action.as_str(), "kill" | "stop" | "link-down");
         if server_fault {
             let what = format!("{} down", a.resolved);
             let took =

@@ -128,6 +128,22 @@ pub enum Action {
     ClearNetem,
 }
 
+impl std::fmt::Display for Action {
+    /// As written in a scenario file.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Kill => "kill",
+            Action::Stop => "stop",
+            Action::Cont => "cont",
+            Action::Start => "start",
+            Action::LinkDown => "link-down",
+            Action::LinkUp => "link-up",
+            Action::Netem => "netem",
+            Action::ClearNetem => "clear-netem",
+        })
+    }
+}
+
 /// `[[fault]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -170,9 +186,13 @@ impl Scenario {
         }
         let total = s.workload.warmup + s.workload.duration;
         for (i, f) in s.faults.iter().enumerate() {
-            let at = format!("{file}: fault {} ({:?} {})", i + 1, f.action, f.target);
+            let at = format!("{file}: fault {} ({} {})", i + 1, f.action, f.target);
             if f.at >= total {
-                errs.push(format!("{at}: at {:?} is after the workload ends ({total:?})", f.at));
+                errs.push(format!(
+                    "{at}: at {} is after the workload ends ({})",
+                    humantime::format_duration(f.at),
+                    humantime::format_duration(total)
+                ));
             }
             let role = Role::parse(&f.target);
             match (f.target.as_str(), role) {

@@ -109,6 +109,16 @@ impl Expect {
         Expect { text: format!("{lhs}{sym}{} (×{factor})", trim(value)), value, ..self.clone() }
     }
 
+    /// The unit the actual value is printed in.
+    fn unit(&self) -> &'static str {
+        match self.metric.as_str() {
+            _ if self.scope.as_deref() == Some("errors") => "",
+            "p50" | "p90" | "p99" | "p999" | "max" | "mean" => " ms",
+            "throughput" => " req/s",
+            _ => "",
+        }
+    }
+
     fn actual(&self, r: &Report) -> f64 {
         if self.scope.as_deref() == Some("errors") {
             return r.errors_by_kind.get(&self.metric).copied().unwrap_or(0) as f64;
@@ -145,7 +155,7 @@ impl Expect {
             Op::Eq => a == self.value,
             Op::Ne => a != self.value,
         };
-        let msg = format!("{} (actual {})", self.text, trim(a));
+        let msg = format!("{} (actual {}{})", self.text, trim(a), self.unit());
         if ok { Ok(msg) } else { Err(msg) }
     }
 }
@@ -205,7 +215,7 @@ mod tests {
         assert!(Expect::parse("p99<fast").is_err());
         assert_eq!(
             Expect::parse("author.p99<2ms").unwrap().check(&r).unwrap_err(),
-            "author.p99<2ms (actual 3)"
+            "author.p99<2ms (actual 3 ms)"
         );
     }
 }

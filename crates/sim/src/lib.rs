@@ -109,13 +109,15 @@ pub enum SimError {
     },
     /// Single-connect holds a socket per device.
     #[error(
-        "single-connect keeps one socket per device: --devices {devices} exceeds --max-sockets {max}; lower --devices or raise --max-sockets (the open-file hard limit here is 20,000)"
+        "single-connect keeps one socket per device: --devices {devices} exceeds --max-sockets {max}; lower --devices or raise --max-sockets (at most the open-file hard limit, `ulimit -Hn`: {hard_limit})"
     )]
     TooManyPersistent {
         /// Devices.
         devices: usize,
         /// Socket cap.
         max: usize,
+        /// This process's open-file hard limit.
+        hard_limit: u64,
     },
     /// Nothing to do.
     #[error("{0}")]
@@ -219,7 +221,11 @@ pub async fn run_with_progress(
         return Err(SimError::SourceTooSmall { prefix: cfg.source, have, devices: cfg.devices });
     }
     if cfg.profile.style == Style::SingleConnect && cfg.devices > cfg.max_sockets {
-        return Err(SimError::TooManyPersistent { devices: cfg.devices, max: cfg.max_sockets });
+        return Err(SimError::TooManyPersistent {
+            devices: cfg.devices,
+            max: cfg.max_sockets,
+            hard_limit: open_file_limit().1,
+        });
     }
     let scripts = [
         cfg.profile.script(),
@@ -622,12 +628,14 @@ impl Collector {
     }
 
     fn add(&mut self, s: Sample) {
-        if let Some(k) = &s.ack {
-            use std::io::Write;
+        // Every SUCCESS to an accounting request is counted, with or without
+        // a ledger file (`acct_acknowledged` in the report).
+        if s.kind == Kind::Acct && matches!(s.outcome, Outcome::Ok) {
             self.acks += 1;
-            if let Some(w) = &mut self.acked {
-                let _ = writeln!(w, "{k}");
-            }
+        }
+        if let (Some(k), Some(w)) = (&s.ack, &mut self.acked) {
+            use std::io::Write;
+            let _ = writeln!(w, "{k}");
         }
         if matches!(s.outcome, Outcome::Error(_)) {
             let to = (s.done - self.start).as_secs_f64();
@@ -657,7 +665,12 @@ impl Collector {
         }
         let (second, h) = &mut self.series[sec];
         second.requests += 1;
-        let _ = h.record(s.latency_us.max(1));
+        // Latency is that of answered requests: a refused connect fails in
+        // microseconds and would pull every percentile down.
+        let answered = !matches!(s.outcome, Outcome::Error(_));
+        if answered {
+            let _ = h.record(s.latency_us.max(1));
+        }
         match s.outcome {
             Outcome::Error(_) => second.errors += 1,
             Outcome::Fail => second.fail += 1,
@@ -667,7 +680,9 @@ impl Collector {
             return;
         }
         for acc in [&mut self.total, self.by.entry(s.kind.name()).or_insert_with(Acc::new)] {
-            let _ = acc.h.record(s.latency_us.max(1));
+            if answered {
+                let _ = acc.h.record(s.latency_us.max(1));
+            }
             match &s.outcome {
                 Outcome::Ok => acc.ok += 1,
                 Outcome::Fail => acc.fail += 1,
@@ -725,6 +740,15 @@ impl Collector {
             acct_acknowledged: self.acks,
         }
     }
+}
+
+/// This process's open-file limits (soft, hard): every socket is a descriptor.
+pub fn open_file_limit() -> (u64, u64) {
+    let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    #[allow(unsafe_code)]
+    // SAFETY: getrlimit with a valid pointer to a local struct.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) } == 0;
+    if ok { (r.rlim_cur, r.rlim_max) } else { (0, 0) }
 }
 
 /// User + system CPU time of this process, seconds.

@@ -65,6 +65,8 @@ async fn counts_agree_with_the_servers_journal() {
         let acct = &r.by_type["acct"];
         // No warm-up: every accounting SUCCESS the fleet saw is one journal line.
         assert_eq!(journal_lines(&dir) - before, acct.ok as usize, "{}", r.table());
+        // Counted without an `acked` ledger file too (docs/sim-report.md).
+        assert_eq!(r.acct_acknowledged, acct.ok, "{style:?}: {}", r.table());
         assert!(r.by_type["authen"].ok > 0 && r.by_type["author"].ok > 0);
         let series: u64 = r.series.iter().map(|s| s.requests).sum();
         assert_eq!(series, r.total.requests);
@@ -111,6 +113,10 @@ async fn failure_kinds_are_classified() {
         "{:?}",
         r.errors_by_kind
     );
+    // A refused connect fails in microseconds: it is counted, not timed.
+    assert_eq!(r.total.latency_ms, tacvs_sim::report::Latency::default(), "{}", r.table());
+    assert!(r.series.iter().all(|s| s.p99_ms == 0.0), "{:?}", r.series);
+    assert!(r.unanswered().is_some_and(|m| m.contains("connect_refused")), "{}", r.table());
     // A server that accepts and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let saddr = silent.local_addr().unwrap();
