@@ -7,6 +7,8 @@ mod demo;
 mod director;
 #[cfg(test)]
 mod doc_commands;
+#[cfg(test)]
+mod doc_config;
 mod lab;
 mod server;
 mod sim;
