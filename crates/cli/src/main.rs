@@ -17,11 +17,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// TACACS+ virtual server: a fast RFC 8907 AAA server, a director (virtual IP,
-/// schedulers, health checks, failover), a device-fleet simulator and a lab.
 /// `tacvs --version` (and every subcommand's): the release and the commit.
 const VERSION: &str =
     concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TACVS_GIT_COMMIT"), ")");
+
+/// TACACS+ virtual server: a fast RFC 8907 AAA server, a director (virtual IP,
+/// schedulers, health checks, failover), a device-fleet simulator and a lab.
 
 #[derive(Debug, Parser)]
 #[command(name = "tacvs", version = VERSION, propagate_version = true, about, long_about = None)]

@@ -1,5 +1,7 @@
-//! The `tacvs` binary end to end: `tacvs client` against a loopback responder,
-//! exit codes, JSON output, key sources; `tacvs demo`.
+//! The `tacvs` binary end to end, as a normal user: `tacvs client` against a
+//! loopback responder, exit codes, JSON output, key sources; `tacvs sim`;
+//! `tacvs server` as a process; `tacvs demo`. What needs root (namespaces,
+//! keepalived, the lab) is in `tests/privileged.rs`.
 
 use std::process::{Command, Output};
 
@@ -15,6 +17,16 @@ fn tacvs(args: &[&str], env_key: Option<&str>) -> Output {
         c.env("TACVS_KEY", k);
     }
     c.output().expect("run tacvs")
+}
+
+/// A port nothing listens on, held for the caller: the socket is bound but
+/// not listening, so connects to it are refused and no other test can take
+/// the port meanwhile (unlike binding port 0 and dropping the listener).
+fn refusing_port() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let a = s.local_addr().unwrap();
+    (s, a)
 }
 
 fn code(o: &Output) -> i32 {
@@ -210,9 +222,8 @@ async fn key_file_and_transport_failure() {
             ],
             None,
         );
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let closed = l.local_addr().unwrap().to_string();
-        drop(l);
+        let (_held, closed) = refusing_port();
+        let closed = closed.to_string();
         let refused = tacvs(
             &[
                 "client",
@@ -411,9 +422,8 @@ fn lab_status_without_a_lab_exits_non_zero() {
 
 #[test]
 fn sim_fails_when_no_request_is_answered() {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = l.local_addr().unwrap().to_string();
-    drop(l);
+    let (_held, closed) = refusing_port();
+    let closed = closed.to_string();
     let o = tacvs(
         &[
             "sim",
@@ -514,6 +524,21 @@ impl ServerProc {
         ServerProc { child, addr }
     }
 
+    /// Its Prometheus endpoint: the listening address that is not the
+    /// TACACS+ one (a config's `listen = "127.0.0.1:0"` gets a free port).
+    fn metrics_addr(&self) -> SocketAddr {
+        let within = Instant::now() + Duration::from_secs(10);
+        loop {
+            let other: Vec<SocketAddr> =
+                listening(self.child.id()).into_iter().filter(|a| *a != self.addr).collect();
+            if let [one] = other[..] {
+                return one;
+            }
+            assert!(Instant::now() < within, "no single metrics listener: {other:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         #[allow(unsafe_code)]
@@ -538,6 +563,38 @@ impl Drop for ServerProc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The IPv4 TCP addresses process `pid` listens on, from the kernel: its
+/// socket inodes (/proc/PID/fd) in the LISTEN entries of /proc/net/tcp.
+fn listening(pid: u32) -> Vec<SocketAddr> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local_address is HEXIP:HEXPORT, the IP's bytes in host order.
+            if f.len() < 10 || f[3] != "0A" || !inodes.iter().any(|i| i == f[9]) {
+                return None;
+            }
+            let (ip, port) = f[1].split_once(':')?;
+            let ip = u32::from_str_radix(ip, 16).ok()?.to_le_bytes();
+            let port = u16::from_str_radix(port, 16).ok()?;
+            Some(SocketAddr::from((ip, port)))
+        })
+        .collect()
 }
 
 fn journal_lines(dir: &Path) -> Vec<serde_json::Value> {
@@ -590,11 +647,22 @@ fn independent_clients_against_the_example_config() {
     );
 
     let cwd = temp_dir("interop");
-    let srv = ServerProc::start(&ws.join("examples/server.toml"), &cwd);
-    assert_eq!(srv.addr.to_string(), "127.0.0.1:4949");
+    // examples/server.toml as shipped, on ports the kernel chooses.
+    let cfg = cwd.join("server.toml");
+    let example = std::fs::read_to_string(ws.join("examples/server.toml")).unwrap();
+    std::fs::write(
+        &cfg,
+        example
+            .replace("127.0.0.1:4949", "127.0.0.1:0")
+            .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""),
+    )
+    .unwrap();
+    let srv = ServerProc::start(&cfg, &cwd);
+    let port = srv.addr.port().to_string();
+    let metrics_addr = srv.metrics_addr().to_string();
     let py_run = |args: &[&str], stdin: &str| {
         let mut c = Command::new(&py);
-        c.args(["-H", "127.0.0.1", "-p", "4949", "-k", "tacvs-demo-key", "--timeout", "5"])
+        c.args(["-H", "127.0.0.1", "-p", &port, "-k", "tacvs-demo-key", "--timeout", "5"])
             .args(args);
         c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
@@ -652,7 +720,7 @@ fn independent_clients_against_the_example_config() {
     for t in ["ascii", "pap", "chap"] {
         for (pw, want) in [("alice-pass", 0), ("wrong", 1)] {
             let r = run_ok(Command::new("perl").arg(&script).args([
-                "4949",
+                port.as_str(),
                 "tacvs-demo-key",
                 "alice",
                 pw,
@@ -670,7 +738,7 @@ fn independent_clients_against_the_example_config() {
     assert_eq!(j[1]["record"], "stop");
 
     // The Prometheus endpoint of examples/server.toml counted all of it.
-    let metrics = http_get("127.0.0.1:9449", "/metrics");
+    let metrics = http_get(&metrics_addr, "/metrics");
     let value = |needle: &str| -> f64 {
         metrics
             .lines()
@@ -686,10 +754,11 @@ fn independent_clients_against_the_example_config() {
     assert!(value("tacvs_journal_fsync_seconds_count") >= 1.0, "{metrics}");
     assert!(metrics.contains("tacvs_request_duration_seconds_bucket"), "{metrics}");
     // A wrong key is answered per the RFC and counted.
+    let server = srv.addr.to_string();
     let (code, _) = run_ok(Command::new(env!("CARGO_BIN_EXE_tacvs")).args([
         "client",
         "--server",
-        "127.0.0.1:4949",
+        &server,
         "--key",
         "wrong",
         "authorize",
@@ -697,7 +766,7 @@ fn independent_clients_against_the_example_config() {
         "bob",
     ]));
     assert_eq!(code, 2);
-    let metrics2 = http_get("127.0.0.1:9449", "/metrics");
+    let metrics2 = http_get(&metrics_addr, "/metrics");
     assert!(metrics2.contains("tacvs_rejects_total{reason=\"wrong_key\"} 1"), "{metrics2}");
     drop(srv);
     std::fs::remove_dir_all(&cwd).ok();
@@ -751,7 +820,12 @@ async fn kill_9_loses_no_acknowledged_accounting_record() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill once the burst is going (a condition, not a guess at a time).
+    let within = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < 200 {
+        assert!(Instant::now() < within, "the accounting burst did not get going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     srv.signal(libc::SIGKILL);
     for t in tasks {
         t.await.unwrap();
@@ -837,9 +911,12 @@ async fn sigterm_drains_sessions_in_progress() {
         "{prompt:?}"
     );
     srv.signal(libc::SIGTERM);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // New connections are refused now...
-    assert!(tokio::net::TcpStream::connect(srv.addr).await.is_err(), "listener closed on SIGTERM");
+    // New connections are refused soon after (the listener closes)...
+    let within = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(srv.addr).await.is_ok() {
+        assert!(Instant::now() < within, "listener still accepting 5 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // ...but the login in progress finishes.
     m.continue_authen(77, "alice-pass").unwrap();
     let mut out = Vec::new();
@@ -871,16 +948,13 @@ fn sim_expect_json_and_plan() {
     let cwd = temp_dir("sim");
     let cfg = cwd.join("server.toml");
     let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    let metrics_addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
     std::fs::write(
         &cfg,
-        example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("127.0.0.1:9449", &metrics_addr),
+        example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("127.0.0.1:9449", "127.0.0.1:0"),
     )
     .unwrap();
     let srv = ServerProc::start(&cfg, &cwd);
+    let metrics_addr = srv.metrics_addr().to_string();
     let target = srv.addr.to_string();
     let json = cwd.join("report.json");
     let sim = |extra: &[&str]| {
@@ -1014,8 +1088,3 @@ fn sim_expect_json_and_plan() {
     drop(srv);
     std::fs::remove_dir_all(&cwd).ok();
 }
-
-// ---------------------------------------------------------------------------
-// Network namespaces: VRRP interop, the lab.
-#[path = "cli/netns.rs"]
-mod netns;

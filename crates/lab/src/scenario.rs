@@ -126,6 +126,12 @@ pub enum Action {
     Netem,
     /// Remove netem.
     ClearNetem,
+    /// Rate-limit the target's link with a token bucket (`args`, e.g. "rate
+    /// 200kbit burst 4kb latency 20ms"): a congested link, on kernels
+    /// without sch_netem too.
+    Shape,
+    /// Remove the shaping.
+    ClearShape,
 }
 
 impl std::fmt::Display for Action {
@@ -140,6 +146,8 @@ impl std::fmt::Display for Action {
             Action::LinkUp => "link-up",
             Action::Netem => "netem",
             Action::ClearNetem => "clear-netem",
+            Action::Shape => "shape",
+            Action::ClearShape => "clear-shape",
         })
     }
 }
@@ -223,6 +231,11 @@ impl Scenario {
             }
             if f.action == Action::Netem && f.args.trim().is_empty() {
                 errs.push(format!("{at}: netem needs args, e.g. \"delay 20ms loss 5%\""));
+            }
+            if f.action == Action::Shape && f.args.trim().is_empty() {
+                errs.push(format!(
+                    "{at}: shape needs args, e.g. \"rate 200kbit burst 4kb latency 20ms\""
+                ));
             }
         }
         if s.faults.windows(2).any(|w| w[1].at < w[0].at) {

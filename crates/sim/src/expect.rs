@@ -51,6 +51,13 @@ impl Expect {
             None => (None, lhs.to_owned()),
         };
         let is_error_kind = scope.as_deref() == Some("errors");
+        // A misspelt kind would never occur and so always "hold".
+        if is_error_kind && !crate::report::ERROR_KINDS.contains(&metric.as_str()) {
+            return Err(format!(
+                "--expect {t:?}: unknown error kind {metric:?} (one of {})",
+                crate::report::ERROR_KINDS.join(", ")
+            ));
+        }
         if !is_error_kind && !METRICS.contains(&metric.as_str()) {
             return Err(format!(
                 "--expect {t:?}: unknown metric {metric:?} (one of {})",
@@ -213,6 +220,9 @@ mod tests {
         assert!(Expect::parse("p99 about 1").is_err());
         assert!(Expect::parse("nat.p99<1").is_err());
         assert!(Expect::parse("p99<fast").is_err());
+        // A misspelt error kind is refused, not "always 0".
+        let e = Expect::parse("errors.wrong_kye==0").unwrap_err();
+        assert!(e.contains("unknown error kind") && e.contains("wrong_key"), "{e}");
         assert_eq!(
             Expect::parse("author.p99<2ms").unwrap().check(&r).unwrap_err(),
             "author.p99<2ms (actual 3 ms)"

@@ -8,6 +8,22 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+/// Every kind of error a report counts (`errors_by_kind`): the client's
+/// ([`tacvs_client::ERROR_KINDS`]) and an ERROR or FOLLOW reply.
+pub const ERROR_KINDS: &[&str] = &[
+    "connect_refused",
+    "connect_error",
+    "connect_timeout",
+    "read_timeout",
+    "closed",
+    "reset",
+    "io_error",
+    "wrong_key",
+    "protocol_error",
+    "local_error",
+    "status_error",
+];
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Latency {
@@ -226,5 +242,15 @@ impl Report {
             self.sim_cpu_s, self.sim_cpu_us_per_request
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_client_error_kind_is_a_report_kind() {
+        for k in tacvs_client::ERROR_KINDS {
+            assert!(super::ERROR_KINDS.contains(k), "{k}");
+        }
     }
 }
