@@ -89,16 +89,57 @@ pub async fn run(a: DemoArgs) -> anyhow::Result<u8> {
     result
 }
 
-fn server_config(text: &str, n: u32, dir: &Path) -> String {
+/// A table of a config value at `path` (`a.b`, the first element of an array
+/// of tables), for editing the embedded examples as values.
+fn at<'a>(doc: &'a mut toml::Table, path: &str) -> anyhow::Result<&'a mut toml::Table> {
+    let mut t = doc;
+    for seg in path.split('.') {
+        t = match t.get_mut(seg) {
+            Some(toml::Value::Table(x)) => x,
+            Some(toml::Value::Array(a)) => match a.first_mut() {
+                Some(toml::Value::Table(x)) => x,
+                _ => anyhow::bail!("embedded example: [[{path}]] is empty"),
+            },
+            _ => anyhow::bail!("embedded example: no [{path}]"),
+        };
+    }
+    Ok(t)
+}
+
+/// examples/cluster/serverN.toml, edited as a value: a port the kernel
+/// chooses, its files under `dir`, no metrics endpoint (nothing to collide
+/// with). Written as TOML for the server process to read.
+fn server_config(text: &str, n: u32, dir: &Path) -> anyhow::Result<String> {
     let d = dir.join(format!("rs{n}"));
-    text.replace(&format!("127.0.0.1:490{n}"), "127.0.0.1:0")
-        .replace(&format!("\"./var/rs{n}/acct\""), &format!("{:?}", d.join("acct")))
-        .replace(
-            &format!("\"./var/rs{n}/passwords.json\""),
-            &format!("{:?}", d.join("passwords.json")),
-        )
-        // No metrics endpoint for the demo's servers: nothing to collide with.
-        .replace(&format!("[metrics]\nlisten = \"127.0.0.1:945{n}\""), "")
+    let mut doc: toml::Table = toml::from_str(text)?;
+    at(&mut doc, "server.listen")?.insert("address".into(), "127.0.0.1:0".into());
+    at(&mut doc, "accounting")?
+        .insert("directory".into(), d.join("acct").display().to_string().into());
+    at(&mut doc, "authentication")?
+        .insert("password_store".into(), d.join("passwords.json").display().to_string().into());
+    doc.remove("metrics");
+    Ok(toml::to_string(&doc)?)
+}
+
+/// examples/cluster/director.toml, edited as a value: a port the kernel
+/// chooses for the virtual service, the two servers' real addresses, the
+/// control socket under `dir`.
+fn director_config(dir: &Path, reals: [SocketAddr; 2]) -> anyhow::Result<String> {
+    let mut doc: toml::Table = toml::from_str(DIRECTOR)?;
+    at(&mut doc, "director")?
+        .insert("control_socket".into(), dir.join("director.sock").display().to_string().into());
+    let service = at(&mut doc, "service")?;
+    service.insert("listen".into(), "127.0.0.1:0".into());
+    let Some(toml::Value::Array(list)) = service.get_mut("real") else {
+        anyhow::bail!("embedded example: no [[service.real]]");
+    };
+    anyhow::ensure!(list.len() == 2, "embedded example: two real servers expected");
+    for (r, addr) in list.iter_mut().zip(reals) {
+        if let toml::Value::Table(t) = r {
+            t.insert("address".into(), addr.to_string().into());
+        }
+    }
+    Ok(toml::to_string(&doc)?)
 }
 
 /// The devices' addresses (the fleet's prefix); the self-check uses one too.
@@ -134,16 +175,12 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let mut paths: Vec<PathBuf> = Vec::new();
     for (n, text) in [(1, SERVER1), (2, SERVER2)] {
         let p = dir.join(format!("server{n}.toml"));
-        std::fs::write(&p, server_config(text, n, dir))?;
+        std::fs::write(&p, server_config(text, n, dir)?)?;
         paths.push(p);
     }
     let (mut rs1, a1) = spawn_server(&paths[0], dir)?;
     let (_rs2, a2) = spawn_server(&paths[1], dir)?;
-    let dtext = DIRECTOR
-        .replace("127.0.0.1:4900", "127.0.0.1:0")
-        .replace("127.0.0.1:4901", &a1.to_string())
-        .replace("127.0.0.1:4902", &a2.to_string())
-        .replace("\"./var/director.sock\"", &format!("{:?}", dir.join("director.sock")));
+    let dtext = director_config(dir, [a1, a2])?;
     let conf = tacvs_director::config::parse("examples/cluster/director.toml (embedded)", &dtext)
         .map_err(anyhow::Error::msg)?;
     let (interval, timeout, fall) = (

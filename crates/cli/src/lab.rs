@@ -171,7 +171,7 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
                 opts.dir.join(&sc.name).display()
             );
             let r = tacvs_lab::run(&sc, &opts).await?;
-            print!("{}", tacvs_lab::runner::table(&r));
+            print!("{}", tacvs_lab::report::table(&r));
             println!("report: {}", opts.dir.join(&sc.name).join("report.{json,txt,svg}").display());
             Ok(if r.ok() { 0 } else { 1 })
         }
