@@ -29,3 +29,19 @@ ensure_rust() {
   # rustup reads rust-toolchain.toml and adds the pinned components on first use.
   cargo --version >/dev/null
 }
+
+# step NAME CMD...: run a step of the suite, timed; `summary` lists them.
+STEPS=()
+step() {
+  local name=$1
+  shift
+  log "$name: $*"
+  local t0=$SECONDS
+  "$@"
+  STEPS+=("$(printf '%-18s %5ds' "$name" $((SECONDS - t0)))")
+}
+
+summary() {
+  log "steps (wall time)"
+  printf '  %s\n' "${STEPS[@]}"
+}

@@ -22,8 +22,14 @@ pub fn hash_password(a: HashArgs) -> anyhow::Result<u8> {
         std::io::stdin().lock().read_line(&mut line)?;
         line.trim_end_matches(['\r', '\n']).to_owned()
     } else {
-        let p1 = rpassword::prompt_password("Password: ")?;
-        let p2 = rpassword::prompt_password("Again: ")?;
+        // Without a terminal (a pipe, cron, CI) there is nothing to prompt on.
+        let no_tty = |e: std::io::Error| {
+            anyhow::anyhow!(
+                "cannot prompt for the password ({e}): without a terminal, pipe it in with --stdin (echo \"$PW\" | tacvs hash-password --stdin)"
+            )
+        };
+        let p1 = rpassword::prompt_password("Password: ").map_err(no_tty)?;
+        let p2 = rpassword::prompt_password("Again: ").map_err(no_tty)?;
         anyhow::ensure!(p1 == p2, "the passwords differ");
         p1
     };

@@ -13,28 +13,36 @@ use tacvs_client::{Client, ClientError, ClientOptions, FixedAnswers, Prompter};
 use tacvs_proto::chap::{self, ChapData};
 use tacvs_proto::*;
 
+/// Every option of `tacvs client` is accepted before or after the request
+/// type (`tacvs client --json authorize …` or `tacvs client authorize --json …`).
 #[derive(Debug, Args)]
 pub struct ClientArgs {
-    /// Server address, HOST:PORT.
-    #[arg(long, short = 's', value_name = "HOST:PORT")]
-    server: String,
+    /// Server address, HOST:PORT (required).
+    #[arg(long, short = 's', value_name = "HOST:PORT", global = true)]
+    server: Option<String>,
     /// Shared secret. Prefer --key-file or TACVS_KEY: a command line is visible to other users.
-    #[arg(long, env = "TACVS_KEY", hide_env_values = true, conflicts_with = "key_file")]
+    #[arg(
+        long,
+        env = "TACVS_KEY",
+        hide_env_values = true,
+        conflicts_with = "key_file",
+        global = true
+    )]
     key: Option<String>,
     /// Read the shared secret from this file (first line).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", global = true)]
     key_file: Option<PathBuf>,
     /// Bound on connecting and on each wait for a reply (e.g. 5s, 800ms).
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::common::duration, global = true)]
     timeout: Duration,
     /// Ask for single-connect mode (RFC 8907 §4.3).
-    #[arg(long)]
+    #[arg(long, global = true)]
     single_connect: bool,
-    /// Connect from this source address.
-    #[arg(long, value_name = "IP")]
-    source: Option<std::net::IpAddr>,
+    /// Connect from this source address (ADDRESS, or ADDRESS/32).
+    #[arg(long, value_name = "ADDRESS", value_parser = crate::common::source, global = true)]
+    source: Option<ipnet::IpNet>,
     /// Print the reply as one JSON object.
-    #[arg(long)]
+    #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
     action: Action,
@@ -62,9 +70,13 @@ enum Action {
         /// User name (ASCII logins also ask for it when empty).
         #[arg(long, short = 'u', default_value = "")]
         user: String,
-        /// Password; prompted for on the terminal (without echo) when absent.
-        #[arg(long, short = 'p')]
+        /// Password; without it (or --password-stdin) it is asked for on the
+        /// terminal, without echo.
+        #[arg(long, short = 'p', conflicts_with = "password_stdin")]
         password: Option<String>,
+        /// Read the password from standard input (its first line).
+        #[arg(long)]
+        password_stdin: bool,
         /// Authentication type.
         #[arg(long = "type", value_enum, default_value = "ascii")]
         authen_type: Type,
@@ -91,19 +103,20 @@ enum Action {
         #[command(flatten)]
         ctx: Context_,
     },
-    /// Send an accounting record.
+    /// Send an accounting record: --start, --stop or --watchdog.
+    #[command(group(clap::ArgGroup::new("kind").required(true).args(["start", "stop", "watchdog"])))]
     Account {
         /// User name.
         #[arg(long, short = 'u')]
         user: String,
         /// A START record.
-        #[arg(long, group = "kind", required = true)]
+        #[arg(long)]
         start: bool,
         /// A STOP record.
-        #[arg(long, group = "kind")]
+        #[arg(long)]
         stop: bool,
         /// A WATCHDOG (interim) record.
-        #[arg(long, group = "kind")]
+        #[arg(long)]
         watchdog: bool,
         /// AV pairs, NAME=VALUE or NAME*VALUE (task_id is added when absent).
         #[arg(long = "av", value_name = "NAME=VALUE")]
@@ -125,25 +138,6 @@ struct Context_ {
     /// The rem_addr field (where the user connects from).
     #[arg(long, default_value = "")]
     rem_addr: String,
-}
-
-fn read_key(a: &ClientArgs) -> anyhow::Result<Key> {
-    if let Some(path) = &a.key_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read the key file {}", path.display()))?;
-        let line = text.lines().next().unwrap_or("").trim_end_matches('\r');
-        if line.is_empty() {
-            bail!(
-                "the key file {} is empty: put the shared secret on its first line",
-                path.display()
-            );
-        }
-        return Ok(Key::new(line));
-    }
-    match &a.key {
-        Some(k) if !k.is_empty() => Ok(Key::new(k.as_str())),
-        _ => bail!("no shared key: pass --key, --key-file FILE or set TACVS_KEY"),
-    }
 }
 
 async fn resolve(server: &str) -> anyhow::Result<SocketAddr> {
@@ -202,20 +196,50 @@ struct Outcome {
     args: Vec<String>,
 }
 
+/// What `run` would refuse before connecting (for the documentation check).
+#[cfg(test)]
+pub(crate) fn validate(a: &ClientArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(a.server.is_some(), "no server: pass --server HOST:PORT");
+    if let Some(s) = a.source {
+        crate::common::single_address(s)?;
+    }
+    Ok(())
+}
+
 pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
-    let key = read_key(&a)?;
-    let server = resolve(&a.server).await?;
+    let key = crate::common::read_key(a.key.as_deref(), a.key_file.as_deref())?;
+    let Some(server) = &a.server else {
+        bail!("no server: pass --server HOST:PORT (e.g. --server 127.0.0.1:49)");
+    };
+    let server = resolve(server).await?;
+    let source = a.source.map(crate::common::single_address).transpose()?;
+    // Settle the password before connecting: a missing one must not reach the
+    // server as an empty password (a FAIL that counts toward a lockout).
+    let action = match a.action {
+        Action::Authenticate { user, password, password_stdin, authen_type, service, ctx } => {
+            let password = password_source(password, password_stdin, authen_type)?;
+            Action::Authenticate {
+                user,
+                password,
+                password_stdin: false,
+                authen_type,
+                service,
+                ctx,
+            }
+        }
+        other => other,
+    };
     let opts = ClientOptions {
         server,
         key: Some(key),
         timeout: a.timeout,
         single_connect: a.single_connect,
-        source: a.source,
+        source,
     };
     let mut client = Client::new(opts);
     let started = Instant::now();
-    let result = match a.action {
-        Action::Authenticate { user, password, authen_type, service, ctx } => {
+    let result = match action {
+        Action::Authenticate { user, password, authen_type, service, ctx, .. } => {
             authenticate(&mut client, user, password, authen_type, service, ctx).await
         }
         Action::Authorize { user, service, cmd, avs, ctx } => {
@@ -304,6 +328,48 @@ fn report_error(e: &ClientError, json: bool, server: SocketAddr, elapsed_ms: f64
     }
 }
 
+/// Whether this process can prompt on a terminal (`/dev/tty` opens only
+/// with a controlling terminal).
+fn have_terminal() -> bool {
+    std::fs::OpenOptions::new().read(true).write(true).open("/dev/tty").is_ok()
+}
+
+const NO_TERMINAL: &str = "no password and no terminal to ask for it on: pass --password \
+PASSWORD, or --password-stdin with the password on standard input";
+
+/// The password to authenticate with: given, read from standard input, or
+/// (single-exchange types) asked for on the terminal now. `None` for an ASCII
+/// login, which asks on the terminal when the server prompts.
+fn password_source(
+    given: Option<String>,
+    from_stdin: bool,
+    ty: Type,
+) -> anyhow::Result<Option<String>> {
+    if let Some(p) = given {
+        return Ok(Some(p));
+    }
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read standard input")?;
+        let p = line.trim_end_matches(['\r', '\n']);
+        if p.is_empty() {
+            bail!("--password-stdin: standard input held no password (an empty first line)");
+        }
+        return Ok(Some(p.to_owned()));
+    }
+    if !have_terminal() {
+        bail!(NO_TERMINAL);
+    }
+    match ty {
+        Type::Ascii => Ok(None),
+        _ => {
+            let p = rpassword::prompt_password("Password: ")
+                .map_err(|e| anyhow::anyhow!("{NO_TERMINAL} ({e})"))?;
+            Ok(Some(p))
+        }
+    }
+}
+
 async fn authenticate(
     client: &mut Client,
     user: String,
@@ -318,12 +384,6 @@ async fn authenticate(
         Type::Chap => AuthenType::Chap,
         Type::Mschapv1 => AuthenType::MsChapV1,
         Type::Mschapv2 => AuthenType::MsChapV2,
-    };
-    // Single-exchange types need the password up front.
-    let password = match (password, authen_type) {
-        (Some(p), _) => Some(p),
-        (None, AuthenType::Ascii) => None,
-        (None, _) => Some(rpassword::prompt_password("Password: ").unwrap_or_default()),
     };
     let data = match (authen_type, &password) {
         (AuthenType::Pap, Some(p)) => p.clone().into_bytes(),

@@ -40,7 +40,7 @@ enum LabCmd {
         #[command(flatten)]
         c: Common,
     },
-    /// Namespaces, processes, VRRP state and real servers.
+    /// Namespaces, processes, VRRP state and real servers (exit 1 when no lab is up).
     Status {
         #[command(flatten)]
         c: Common,
@@ -84,8 +84,22 @@ fn lab_for(c: &Common, servers: u8, directors: u8) -> anyhow::Result<Lab> {
     })?)
 }
 
+/// What `run` would refuse before touching anything (for the documentation
+/// check, which parses every documented command without running it).
+#[cfg(test)]
+pub(crate) fn validate(a: &LabArgs) -> anyhow::Result<()> {
+    if let LabCmd::Run { scenario, scale, .. } = &a.cmd {
+        tacvs_lab::Scenario::load(scenario).map_err(anyhow::Error::msg)?;
+        anyhow::ensure!(*scale > 0.0, "--scale must be above 0");
+    }
+    Ok(())
+}
+
 pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
-    need_root()?;
+    // `status` only reads (the state file, `ip netns list`, the control sockets).
+    if !matches!(a.cmd, LabCmd::Status { .. }) {
+        need_root()?;
+    }
     match a.cmd {
         LabCmd::Up { c, servers, directors } => {
             let lab = lab_for(&c, servers, directors)?;
@@ -93,7 +107,7 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
             tokio::task::spawn_blocking(move || l2.up()).await??;
             let m = tacvs_lab::runner::wait_ready(&lab, std::time::Duration::from_secs(20)).await?;
             println!(
-                "lab {} is up: d{m} holds {} ; devices: ip netns exec {}-dev tacvs sim --target {}:49 --source {} --key {}",
+                "lab {} is up: d{m} holds {} ; devices: ip netns exec {}-dev tacvs sim --server {}:49 --source {} --key {} --rate 100",
                 c.prefix,
                 topo::VIP,
                 c.prefix,
@@ -115,7 +129,7 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
                 }
             }
             let left = topo::namespaces(&c.prefix);
-            anyhow::ensure!(left.is_empty(), "namespaces left: {left:?}");
+            anyhow::ensure!(left.is_empty(), "namespaces left: {}", left.join(" "));
             println!("lab {} is down", c.prefix);
             Ok(0)
         }
@@ -127,11 +141,13 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
             let Some(st) = st else {
                 let ns = topo::namespaces(&c.prefix);
                 println!(
-                    "lab {}: not up (no {}); namespaces with the prefix: {ns:?}",
+                    "lab {}: not up (no {}); namespaces with the prefix: {}",
                     c.prefix,
-                    dir.join("lab.json").display()
+                    dir.join("lab.json").display(),
+                    if ns.is_empty() { "none".to_owned() } else { ns.join(" ") }
                 );
-                return Ok(if ns.is_empty() { 0 } else { 1 });
+                // Not up is not a healthy lab: scripts testing `lab status` must see it.
+                return Ok(1);
             };
             let lab = Lab::new(st.spec.clone())?;
             print!("{}", status(&lab).await);
@@ -155,7 +171,7 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
                 opts.dir.join(&sc.name).display()
             );
             let r = tacvs_lab::run(&sc, &opts).await?;
-            print!("{}", tacvs_lab::runner::table(&r));
+            print!("{}", tacvs_lab::report::table(&r));
             println!("report: {}", opts.dir.join(&sc.name).join("report.{json,txt,svg}").display());
             Ok(if r.ok() { 0 } else { 1 })
         }

@@ -2,8 +2,13 @@
 
 mod admin;
 mod client;
+mod common;
 mod demo;
 mod director;
+#[cfg(test)]
+mod doc_commands;
+#[cfg(test)]
+mod doc_config;
 mod lab;
 mod server;
 mod sim;
@@ -12,10 +17,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `tacvs --version` (and every subcommand's): the release and the commit.
+const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TACVS_GIT_COMMIT"), ")");
+
 /// TACACS+ virtual server: a fast RFC 8907 AAA server, a director (virtual IP,
 /// schedulers, health checks, failover), a device-fleet simulator and a lab.
+
 #[derive(Debug, Parser)]
-#[command(name = "tacvs", version, about, long_about = None)]
+#[command(name = "tacvs", version = VERSION, propagate_version = true, about, long_about = None)]
 struct Cli {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value = "text")]
@@ -63,8 +73,9 @@ enum Command {
     /// Exit status: 0 when every --expect holds, 1 when one fails, 2 on a usage
     /// or set-up error.
     Sim(Box<sim::SimArgs>),
-    /// Run the demonstration on loopback (no files needed): a real server, every
-    /// protocol flow, and a simulated device fleet.
+    /// Run the demonstration on loopback (no files needed): two tacvs servers
+    /// behind a director, every protocol flow through it, then a simulated
+    /// device fleet while one server is killed.
     Demo(demo::DemoArgs),
     /// The whole topology in network namespaces (devices, two directors with
     /// VRRP, N real servers): up, down, status, and scenarios with faults.
@@ -92,18 +103,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let code = rt.block_on(async {
-        match cli.command {
-            Command::Client(a) => client::run(*a).await,
-            Command::Server(a) => server::run(a).await,
-            Command::Sim(a) => sim::run(*a).await,
-            Command::Director(a) => director::run(*a).await,
-            Command::Demo(a) => demo::run(a).await,
-            Command::Lab(a) => lab::run(a).await,
-            Command::HashPassword(a) => admin::hash_password(a),
-            Command::Check(a) => admin::check(a),
-        }
-    });
+    let code = rt.block_on(dispatch(cli.command));
     match code {
         Ok(c) => ExitCode::from(c),
         Err(e) => {
@@ -113,8 +113,22 @@ fn main() -> ExitCode {
     }
 }
 
-/// Use the whole open-file hard limit (20,000 on these machines): every
-/// connection is a descriptor.
+/// Run one subcommand; its exit status.
+async fn dispatch(command: Command) -> anyhow::Result<u8> {
+    match command {
+        Command::Client(a) => client::run(*a).await,
+        Command::Server(a) => server::run(a).await,
+        Command::Sim(a) => sim::run(*a).await,
+        Command::Director(a) => director::run(*a).await,
+        Command::Demo(a) => demo::run(a).await,
+        Command::Lab(a) => lab::run(a).await,
+        Command::HashPassword(a) => admin::hash_password(a),
+        Command::Check(a) => admin::check(a),
+    }
+}
+
+/// Raise the open-file soft limit to the hard limit: every connection is a
+/// descriptor.
 pub(crate) fn raise_nofile_limit() {
     #[allow(unsafe_code)]
     // SAFETY: getrlimit/setrlimit with a valid pointer to a local struct.

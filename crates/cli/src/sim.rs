@@ -5,7 +5,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use tacvs_proto::Key;
 use tacvs_sim::{Expect, Load, Profile, SimConfig};
 
 #[derive(Debug, Args)]
@@ -13,25 +12,28 @@ use tacvs_sim::{Expect, Load, Profile, SimConfig};
 pub struct SimArgs {
     #[command(subcommand)]
     sub: Option<SimSub>,
-    /// Target, HOST:PORT (a server or a director's VIP).
-    #[arg(long)]
-    target: Option<String>,
-    /// Shared key (or --key-file, or TACVS_KEY).
+    /// Where to send, HOST:PORT: a server or a director's virtual address.
+    #[arg(long, value_name = "HOST:PORT", alias = "target")]
+    server: Option<String>,
+    /// Shared secret. Prefer --key-file or TACVS_KEY: a command line is visible to other users.
     #[arg(long, env = "TACVS_KEY", hide_env_values = true, conflicts_with = "key_file")]
     key: Option<String>,
-    /// File whose first line is the key.
-    #[arg(long)]
+    /// Read the shared secret from this file (first line).
+    #[arg(long, value_name = "FILE")]
     key_file: Option<PathBuf>,
     /// Number of simulated devices.
     #[arg(long, default_value_t = 1000)]
     devices: usize,
-    /// Device source addresses, taken in order from this prefix.
-    #[arg(long, default_value = "127.1.0.0/16")]
+    /// Device source addresses, taken in order from this prefix (ADDRESS/LEN;
+    /// a single ADDRESS is one device address).
+    #[arg(long, value_name = "ADDRESS[/LEN]", default_value = "127.1.0.0/16",
+          value_parser = crate::common::source)]
     source: ipnet::IpNet,
-    /// Sockets open at once, at most (the open-file hard limit here is 20,000).
+    /// Sockets open at once, at most: each is a descriptor, so stay under the
+    /// open-file limit (`ulimit -Hn`; tacvs raises its soft limit to it).
     #[arg(long, default_value_t = 16_000)]
     max_sockets: usize,
-    /// automation, interactive, mixed, or a TOML profile file.
+    /// automation, interactive, mixed, or a TOML profile file (docs/config-reference.md).
     #[arg(long, default_value = "automation")]
     profile: String,
     /// Open loop: requests per second in aggregate.
@@ -41,28 +43,29 @@ pub struct SimArgs {
     #[arg(long)]
     concurrency: Option<usize>,
     /// Measured time.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::common::duration)]
     duration: Duration,
     /// Time before measuring starts.
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::common::duration)]
     warmup: Duration,
     /// Per-request timeout.
-    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "5s", value_parser = crate::common::duration)]
     timeout: Duration,
     /// Closed loop with a single-connect profile: sessions in flight on each
     /// device's connection (pipelining, RFC 8907 §4.3).
     #[arg(long, default_value_t = 1)]
     pipeline: usize,
-    /// Write the full report as JSON (schema: docs/sim-report.md).
-    #[arg(long)]
+    /// Print the full report as JSON (schema: docs/sim-report.md) instead of
+    /// the table; with FILE, write it there and print the table.
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = "-")]
     json: Option<PathBuf>,
     /// Write one line per accounting record acknowledged with SUCCESS
     /// (device, record type, arguments), to check against the journals.
-    #[arg(long)]
+    #[arg(long, value_name = "FILE")]
     acked: Option<PathBuf>,
-    /// Assertions, e.g. errors==0, p99<5ms, throughput>=10000, author.p99<2ms.
-    /// Exit 1 if one fails.
-    #[arg(long)]
+    /// Assertions, e.g. 'errors==0' 'p99<5ms' 'throughput>=10000' 'author.p99<2ms'
+    /// (quote them: < and > are shell redirections). Exit 1 if one fails.
+    #[arg(long, value_name = "EXPR")]
     expect: Vec<String>,
 }
 
@@ -85,7 +88,7 @@ struct PlanArgs {
     #[arg(long, default_value = "automation")]
     profile: String,
     /// p99 latency each server must stay under.
-    #[arg(long, default_value = "10ms", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "10ms", value_parser = crate::common::duration)]
     latency_target: Duration,
     /// Spare capacity to keep, e.g. 30%.
     #[arg(long, default_value = "30%")]
@@ -98,12 +101,7 @@ fn plan(a: PlanArgs) -> anyhow::Result<u8> {
     let report: tacvs_sim::Report = serde_json::from_str(&text)
         .with_context(|| format!("{} is not a tacvs sim JSON report", a.report.display()))?;
     let profile = Profile::load(&a.profile).map_err(anyhow::Error::msg)?;
-    let headroom: f64 = a
-        .headroom
-        .trim_end_matches('%')
-        .parse::<f64>()
-        .map(|v| if a.headroom.ends_with('%') { v / 100.0 } else { v })
-        .with_context(|| format!("--headroom {:?}: write e.g. 30% or 0.3", a.headroom))?;
+    let headroom = headroom(&a.headroom)?;
     let target_ms = a.latency_target.as_secs_f64() * 1e3;
     match tacvs_sim::plan::plan(&report, a.devices, &profile, target_ms, headroom) {
         Ok(p) => {
@@ -121,36 +119,64 @@ fn plan(a: PlanArgs) -> anyhow::Result<u8> {
     }
 }
 
-pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
-    if let Some(SimSub::Plan(p)) = a.sub {
-        return plan(p);
-    }
-    let Some(target) = a.target.clone() else {
-        anyhow::bail!("--target HOST:PORT is required (or use `tacvs sim plan`)");
-    };
-    let key = match (&a.key, &a.key_file) {
-        (_, Some(f)) => {
-            let t = std::fs::read_to_string(f)
-                .with_context(|| format!("cannot read {}", f.display()))?;
-            Key::new(t.lines().next().unwrap_or("").trim_end_matches('\r'))
-        }
-        (Some(k), None) => Key::new(k.as_str()),
-        (None, None) => anyhow::bail!("no shared key: pass --key, --key-file or set TACVS_KEY"),
-    };
-    let expects: Vec<Expect> = a
-        .expect
+/// The `--expect` assertions, each checked for a known metric and scope.
+fn expectations(a: &SimArgs) -> anyhow::Result<Vec<Expect>> {
+    a.expect
         .iter()
         .flat_map(|e| e.split(','))
         .filter(|e| !e.trim().is_empty())
         .map(Expect::parse)
         .collect::<Result<_, _>>()
-        .map_err(anyhow::Error::msg)?;
+        .map_err(anyhow::Error::msg)
+}
+
+/// What `run` would refuse before sending anything (for the documentation
+/// check, which parses every documented command without running it).
+#[cfg(test)]
+pub(crate) fn validate(a: &SimArgs) -> anyhow::Result<()> {
+    match &a.sub {
+        Some(SimSub::Plan(p)) => {
+            Profile::load(&p.profile).map_err(anyhow::Error::msg)?;
+            headroom(&p.headroom)?;
+        }
+        None => {
+            anyhow::ensure!(a.server.is_some(), "--server HOST:PORT is required");
+            anyhow::ensure!(
+                a.rate.is_some() || a.concurrency.is_some(),
+                "give --rate R (open loop) or --concurrency C (closed loop)"
+            );
+            expectations(a)?;
+            Profile::load(&a.profile).map_err(anyhow::Error::msg)?;
+        }
+    }
+    Ok(())
+}
+
+/// `--headroom 30%` or `0.3`, as a fraction.
+fn headroom(text: &str) -> anyhow::Result<f64> {
+    text.trim_end_matches('%')
+        .parse::<f64>()
+        .map(|v| if text.ends_with('%') { v / 100.0 } else { v })
+        .with_context(|| format!("--headroom {text:?}: write e.g. 30% or 0.3"))
+}
+
+pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
+    if let Some(SimSub::Plan(p)) = a.sub {
+        return plan(p);
+    }
+    let Some(server) = a.server.clone() else {
+        anyhow::bail!("--server HOST:PORT is required (or use `tacvs sim plan`)");
+    };
+    let key = crate::common::read_key(a.key.as_deref(), a.key_file.as_deref())?;
+    let expects = expectations(&a)?;
     let profile = Profile::load(&a.profile).map_err(anyhow::Error::msg)?;
-    let target = tokio::net::lookup_host(&target)
+    let target = tokio::net::lookup_host(&server)
         .await
-        .with_context(|| format!("cannot resolve --target {target:?}"))?
+        .with_context(|| {
+            format!("cannot resolve --server {server:?} (expected HOST:PORT, e.g. 127.0.0.1:49)")
+        })?
         .next()
-        .context("no address")?;
+        .with_context(|| format!("--server {server:?} resolves to no address"))?;
     let load = match (a.rate, a.concurrency) {
         (Some(r), _) if r > 0.0 => Load::Open(r),
         (None, Some(c)) if c > 0 => Load::Closed(c),
@@ -177,20 +203,40 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
     let report = tacvs_sim::run_with_progress(cfg, progress).await;
     ticker.abort();
     let report = report?;
-    print!("{}", report.table());
-    if let Some(path) = &a.json {
+    // `--json` alone: the JSON report is standard output, people's lines go
+    // to standard error.
+    let json_stdout = a.json.as_deref() == Some(std::path::Path::new("-"));
+    let mut human = String::new();
+    if json_stdout {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        eprint!("{}", report.table());
+    } else {
+        human.push_str(&report.table());
+    }
+    if let Some(path) = a.json.as_ref().filter(|_| !json_stdout) {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
     let mut failed = 0;
     for e in &expects {
         match e.check(&report) {
-            Ok(m) => println!("expect ok:     {m}"),
+            Ok(m) => human.push_str(&format!("expect ok:     {m}\n")),
             Err(m) => {
-                println!("expect FAILED: {m}");
+                human.push_str(&format!("expect FAILED: {m}\n"));
                 failed += 1;
             }
         }
+    }
+    // A run in which nothing was answered measured nothing: say so and fail,
+    // whatever was expected.
+    if let Some(why) = report.unanswered() {
+        human.push_str(&format!("FAILED: {why}\n"));
+        failed += 1;
+    }
+    if json_stdout {
+        eprint!("{human}");
+    } else {
+        print!("{human}");
     }
     Ok(if failed > 0 { 1 } else { 0 })
 }

@@ -1,5 +1,7 @@
-//! The `tacvs` binary end to end: `tacvs client` against a loopback responder,
-//! exit codes, JSON output, key sources; `tacvs demo`.
+//! The `tacvs` binary end to end, as a normal user: `tacvs client` against a
+//! loopback responder, exit codes, JSON output, key sources; `tacvs sim`;
+//! `tacvs server` as a process; `tacvs demo`. What needs root (namespaces,
+//! keepalived, the lab) is in `tests/privileged.rs`.
 
 use std::process::{Command, Output};
 
@@ -15,6 +17,16 @@ fn tacvs(args: &[&str], env_key: Option<&str>) -> Output {
         c.env("TACVS_KEY", k);
     }
     c.output().expect("run tacvs")
+}
+
+/// A port nothing listens on, held for the caller: the socket is bound but
+/// not listening, so connects to it are refused and no other test can take
+/// the port meanwhile (unlike binding port 0 and dropping the listener).
+fn refusing_port() -> (tokio::net::TcpSocket, std::net::SocketAddr) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let a = s.local_addr().unwrap();
+    (s, a)
 }
 
 fn code(o: &Output) -> i32 {
@@ -210,9 +222,8 @@ async fn key_file_and_transport_failure() {
             ],
             None,
         );
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let closed = l.local_addr().unwrap().to_string();
-        drop(l);
+        let (_held, closed) = refusing_port();
+        let closed = closed.to_string();
         let refused = tacvs(
             &[
                 "client",
@@ -238,6 +249,210 @@ async fn key_file_and_transport_failure() {
     assert_eq!(code(&refused), 2);
     let v: serde_json::Value = serde_json::from_slice(&refused.stdout).unwrap();
     assert_eq!(v["error_kind"], "connect_refused");
+}
+
+/// `tacvs …` with standard input from `stdin` and no controlling terminal
+/// (its own session), as under cron, CI or ssh without -t.
+fn tacvs_detached(args: &[&str], stdin: &str) -> Output {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_tacvs"));
+    c.args(args).env_remove("TACVS_KEY");
+    c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    #[allow(unsafe_code)]
+    // SAFETY: setsid(2) is async-signal-safe; it detaches the child from our terminal.
+    unsafe {
+        c.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = c.spawn().expect("run tacvs");
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn authenticate_without_a_terminal_or_password_refuses_and_sends_nothing() {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.set_nonblocking(true).unwrap();
+    let server = l.local_addr().unwrap().to_string();
+    for ty in ["pap", "ascii", "chap"] {
+        let o = tacvs_detached(
+            &[
+                "client",
+                "--server",
+                &server,
+                "--key",
+                KEY,
+                "authenticate",
+                "--user",
+                USER,
+                "--type",
+                ty,
+            ],
+            "",
+        );
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 2, "{ty}: {err}");
+        assert!(err.contains("--password") && err.contains("--password-stdin"), "{ty}: {err}");
+    }
+    // Nothing reached the server: no empty password counted toward a lockout.
+    assert_eq!(
+        l.accept().map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::WouldBlock,
+        "the client connected"
+    );
+}
+
+#[test]
+fn hash_password_from_a_pipe_says_to_use_stdin() {
+    let o = tacvs_detached(&["hash-password"], "secret-pw\n");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    assert!(err.contains("--stdin") && !err.contains("secret-pw"), "{err}");
+    let o = tacvs_detached(&["hash-password", "--stdin", "-a", "sha256-crypt"], "secret-pw\n");
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("$5$"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn password_stdin_and_options_after_the_request_type() {
+    let r = spawn_responder("127.0.0.1:0".parse().unwrap(), Key::new(KEY)).await.unwrap();
+    let server = r.addr.to_string();
+    let (piped, late) = tokio::task::spawn_blocking(move || {
+        let piped = tacvs_detached(
+            &["client", "--server", &server, "--key", KEY, "authenticate", "--user", USER]
+                .into_iter()
+                .chain(["--type", "pap", "--password-stdin"])
+                .collect::<Vec<_>>(),
+            &format!("{PASSWORD}\n"),
+        );
+        // Every client option after the request type, as a person types them.
+        let late = tacvs(
+            &["client", "authorize", "--user", USER, "--json", "--server", &server, "--key", KEY],
+            None,
+        );
+        (piped, late)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code(&piped), 0, "{}", String::from_utf8_lossy(&piped.stderr));
+    assert!(String::from_utf8_lossy(&piped.stdout).contains("authentication: PASS"));
+    assert_eq!(code(&late), 0, "{}", String::from_utf8_lossy(&late.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&late.stdout).unwrap();
+    assert_eq!(v["status"], "pass_add");
+}
+
+#[test]
+fn usage_errors_name_every_choice_and_the_documented_units() {
+    let o =
+        tacvs(&["client", "--server", "127.0.0.1:1", "--key", "k", "account", "--user", "u"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(code(&o), 2, "{err}");
+    for choice in ["--start", "--stop", "--watchdog"] {
+        assert!(err.contains(choice), "account without a record type: {err}");
+    }
+    let o =
+        tacvs(&["client", "--server", "h:1", "--timeout", "3", "authorize", "--user", "u"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("3s") && !err.contains("3sec"), "{err}");
+    // Old spelling kept: sim --target is --server.
+    let o = tacvs(&["sim", "--target", "h:1", "--duration", "3", "--rate", "1"], None);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("e.g. 3s"), "{err}");
+}
+
+#[test]
+fn every_subcommand_tells_its_version_and_commit() {
+    let line = |args: &[&str]| {
+        let o = tacvs(args, None);
+        assert_eq!(code(&o), 0, "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    let top = line(&["--version"]);
+    let commit = top.split("(commit ").nth(1).and_then(|c| c.strip_suffix(')')).unwrap_or("");
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{top}"
+    );
+    for sub in [
+        &["client", "--version"][..],
+        &["server", "--version"],
+        &["director", "--version"],
+        &["sim", "--version"],
+        &["sim", "plan", "--version"],
+        &["lab", "run", "--version"],
+        &["demo", "--version"],
+        &["check", "--version"],
+        &["hash-password", "--version"],
+    ] {
+        let l = line(sub);
+        assert!(l.ends_with(top.trim_start_matches("tacvs ")), "{sub:?}: {l}");
+    }
+}
+
+#[test]
+fn demo_help_describes_the_demo_it_runs() {
+    let o = tacvs(&["demo", "--help"], None);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("two tacvs servers behind a director"), "{out}");
+    assert!(!out.contains("a real server,"), "{out}");
+    // No help text states this machine's open-file limit.
+    let o = tacvs(&["sim", "--help"], None);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!out.contains("20,000") && out.contains("ulimit -Hn"), "{out}");
+}
+
+#[test]
+fn lab_status_without_a_lab_exits_non_zero() {
+    let dir = temp_dir("labstatus");
+    let o = Command::new(env!("CARGO_BIN_EXE_tacvs"))
+        .args(["lab", "status", "--prefix", "tvnone"])
+        .arg("--dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 1, "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("not up") && out.contains("namespaces with the prefix: none"), "{out}");
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn sim_fails_when_no_request_is_answered() {
+    let (_held, closed) = refusing_port();
+    let closed = closed.to_string();
+    let o = tacvs(
+        &[
+            "sim",
+            "--server",
+            &closed,
+            "--key",
+            KEY,
+            "--devices",
+            "4",
+            "--concurrency",
+            "2",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "0s",
+            "--timeout",
+            "200ms",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("no request was answered") && err.contains("connect_refused"), "{err}");
+    // `--json` alone: the report is standard output; refused connects are
+    // counted as errors, not timed.
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(r["total"]["errors"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["total"]["latency_ms"]["p50"], 0.0, "{r}");
 }
 
 #[test]
@@ -309,6 +524,21 @@ impl ServerProc {
         ServerProc { child, addr }
     }
 
+    /// Its Prometheus endpoint: the listening address that is not the
+    /// TACACS+ one (a config's `listen = "127.0.0.1:0"` gets a free port).
+    fn metrics_addr(&self) -> SocketAddr {
+        let within = Instant::now() + Duration::from_secs(10);
+        loop {
+            let other: Vec<SocketAddr> =
+                listening(self.child.id()).into_iter().filter(|a| *a != self.addr).collect();
+            if let [one] = other[..] {
+                return one;
+            }
+            assert!(Instant::now() < within, "no single metrics listener: {other:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         #[allow(unsafe_code)]
@@ -333,6 +563,38 @@ impl Drop for ServerProc {
             let _ = self.child.wait();
         }
     }
+}
+
+/// The IPv4 TCP addresses process `pid` listens on, from the kernel: its
+/// socket inodes (/proc/PID/fd) in the LISTEN entries of /proc/net/tcp.
+fn listening(pid: u32) -> Vec<SocketAddr> {
+    let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_link(e.path()).ok())
+                .filter_map(|l| {
+                    let l = l.to_string_lossy().into_owned();
+                    Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            // local_address is HEXIP:HEXPORT, the IP's bytes in host order.
+            if f.len() < 10 || f[3] != "0A" || !inodes.iter().any(|i| i == f[9]) {
+                return None;
+            }
+            let (ip, port) = f[1].split_once(':')?;
+            let ip = u32::from_str_radix(ip, 16).ok()?.to_le_bytes();
+            let port = u16::from_str_radix(port, 16).ok()?;
+            Some(SocketAddr::from((ip, port)))
+        })
+        .collect()
 }
 
 fn journal_lines(dir: &Path) -> Vec<serde_json::Value> {
@@ -385,11 +647,22 @@ fn independent_clients_against_the_example_config() {
     );
 
     let cwd = temp_dir("interop");
-    let srv = ServerProc::start(&ws.join("examples/server.toml"), &cwd);
-    assert_eq!(srv.addr.to_string(), "127.0.0.1:4949");
+    // examples/server.toml as shipped, on ports the kernel chooses.
+    let cfg = cwd.join("server.toml");
+    let example = std::fs::read_to_string(ws.join("examples/server.toml")).unwrap();
+    std::fs::write(
+        &cfg,
+        example
+            .replace("127.0.0.1:4949", "127.0.0.1:0")
+            .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""),
+    )
+    .unwrap();
+    let srv = ServerProc::start(&cfg, &cwd);
+    let port = srv.addr.port().to_string();
+    let metrics_addr = srv.metrics_addr().to_string();
     let py_run = |args: &[&str], stdin: &str| {
         let mut c = Command::new(&py);
-        c.args(["-H", "127.0.0.1", "-p", "4949", "-k", "tacvs-demo-key", "--timeout", "5"])
+        c.args(["-H", "127.0.0.1", "-p", &port, "-k", "tacvs-demo-key", "--timeout", "5"])
             .args(args);
         c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
@@ -447,7 +720,7 @@ fn independent_clients_against_the_example_config() {
     for t in ["ascii", "pap", "chap"] {
         for (pw, want) in [("alice-pass", 0), ("wrong", 1)] {
             let r = run_ok(Command::new("perl").arg(&script).args([
-                "4949",
+                port.as_str(),
                 "tacvs-demo-key",
                 "alice",
                 pw,
@@ -465,7 +738,7 @@ fn independent_clients_against_the_example_config() {
     assert_eq!(j[1]["record"], "stop");
 
     // The Prometheus endpoint of examples/server.toml counted all of it.
-    let metrics = http_get("127.0.0.1:9449", "/metrics");
+    let metrics = http_get(&metrics_addr, "/metrics");
     let value = |needle: &str| -> f64 {
         metrics
             .lines()
@@ -481,10 +754,11 @@ fn independent_clients_against_the_example_config() {
     assert!(value("tacvs_journal_fsync_seconds_count") >= 1.0, "{metrics}");
     assert!(metrics.contains("tacvs_request_duration_seconds_bucket"), "{metrics}");
     // A wrong key is answered per the RFC and counted.
+    let server = srv.addr.to_string();
     let (code, _) = run_ok(Command::new(env!("CARGO_BIN_EXE_tacvs")).args([
         "client",
         "--server",
-        "127.0.0.1:4949",
+        &server,
         "--key",
         "wrong",
         "authorize",
@@ -492,7 +766,7 @@ fn independent_clients_against_the_example_config() {
         "bob",
     ]));
     assert_eq!(code, 2);
-    let metrics2 = http_get("127.0.0.1:9449", "/metrics");
+    let metrics2 = http_get(&metrics_addr, "/metrics");
     assert!(metrics2.contains("tacvs_rejects_total{reason=\"wrong_key\"} 1"), "{metrics2}");
     drop(srv);
     std::fs::remove_dir_all(&cwd).ok();
@@ -546,7 +820,12 @@ async fn kill_9_loses_no_acknowledged_accounting_record() {
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Kill once the burst is going (a condition, not a guess at a time).
+    let within = Instant::now() + Duration::from_secs(20);
+    while acked.lock().unwrap().len() < 200 {
+        assert!(Instant::now() < within, "the accounting burst did not get going");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     srv.signal(libc::SIGKILL);
     for t in tasks {
         t.await.unwrap();
@@ -632,9 +911,12 @@ async fn sigterm_drains_sessions_in_progress() {
         "{prompt:?}"
     );
     srv.signal(libc::SIGTERM);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    // New connections are refused now...
-    assert!(tokio::net::TcpStream::connect(srv.addr).await.is_err(), "listener closed on SIGTERM");
+    // New connections are refused soon after (the listener closes)...
+    let within = Instant::now() + Duration::from_secs(5);
+    while tokio::net::TcpStream::connect(srv.addr).await.is_ok() {
+        assert!(Instant::now() < within, "listener still accepting 5 s after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     // ...but the login in progress finishes.
     m.continue_authen(77, "alice-pass").unwrap();
     let mut out = Vec::new();
@@ -666,30 +948,25 @@ fn sim_expect_json_and_plan() {
     let cwd = temp_dir("sim");
     let cfg = cwd.join("server.toml");
     let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    let metrics_addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
     std::fs::write(
         &cfg,
-        example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("127.0.0.1:9449", &metrics_addr),
+        example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("127.0.0.1:9449", "127.0.0.1:0"),
     )
     .unwrap();
     let srv = ServerProc::start(&cfg, &cwd);
+    let metrics_addr = srv.metrics_addr().to_string();
     let target = srv.addr.to_string();
     let json = cwd.join("report.json");
     let sim = |extra: &[&str]| {
         let mut c = Command::new(env!("CARGO_BIN_EXE_tacvs"));
         c.args([
             "sim",
-            "--target",
+            "--server",
             &target,
             "--key",
             "tacvs-demo-key",
             "--devices",
             "100",
-            "--rate",
-            "400",
             "--duration",
             "2s",
             "--warmup",
@@ -699,6 +976,8 @@ fn sim_expect_json_and_plan() {
         run_ok(&mut c)
     };
     let (code, out) = sim(&[
+        "--rate",
+        "400",
         "--json",
         json.to_str().unwrap(),
         "--expect",
@@ -726,10 +1005,10 @@ fn sim_expect_json_and_plan() {
             "{ty}: server metrics vs sim report\n{metrics}"
         );
     }
-    let (code, out) = sim(&["--expect", "p99<1us"]);
+    let (code, out) = sim(&["--rate", "400", "--expect", "p99<1us"]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("expect FAILED: p99<1us"), "{out}");
-    let (code, out) = sim(&["--expect", "p98<1"]);
+    let (code, out) = sim(&["--rate", "400", "--expect", "p98<1"]);
     assert_eq!(code, 2, "{out}");
     assert!(out.contains("unknown metric"), "{out}");
 
@@ -769,22 +1048,37 @@ fn sim_expect_json_and_plan() {
     assert_eq!(sum, r["total"]["requests"].as_u64().unwrap());
     assert_eq!(r["mode"], "open");
 
-    // Plan from that report.
-    let mut c = Command::new(env!("CARGO_BIN_EXE_tacvs"));
-    c.args([
-        "sim",
-        "plan",
-        "--report",
-        json.to_str().unwrap(),
-        "--devices",
-        "50000",
-        "--latency-target",
-        "1s",
-        "--headroom",
-        "30%",
-    ]);
-    let (code, out) = run_ok(&mut c);
+    // acct_acknowledged counts without --acked.
+    assert_eq!(
+        r["acct_acknowledged"].as_u64(),
+        r["by_type"]["acct"]["ok"].as_u64(),
+        "no warm-up: every acknowledged record is in the window"
+    );
+
+    // Plan from that report: the server kept up with 400 req/s, which is no
+    // capacity.
+    let plan = |report: &Path| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_tacvs"));
+        c.args(["sim", "plan", "--report"]).arg(report).args([
+            "--devices",
+            "50000",
+            "--latency-target",
+            "1s",
+            "--headroom",
+            "30%",
+        ]);
+        run_ok(&mut c)
+    };
+    let (code, out) = plan(&json);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("did not saturate") && out.contains("--concurrency"), "{out}");
+    // A closed-loop run keeps the server busy: that is a capacity.
+    let closed = cwd.join("closed.json");
+    let (code, out) = sim(&["--concurrency", "8", "--json", closed.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
+    let (code, out) = plan(&closed);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("closed loop with 8 requests in flight"), "{out}");
     assert!(
         out.contains("requests/s per device")
             && out.contains("+ 1 spare (N+1)")
@@ -794,8 +1088,3 @@ fn sim_expect_json_and_plan() {
     drop(srv);
     std::fs::remove_dir_all(&cwd).ok();
 }
-
-// ---------------------------------------------------------------------------
-// Network namespaces: VRRP interop, the lab.
-#[path = "cli/netns.rs"]
-mod netns;

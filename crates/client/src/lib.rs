@@ -51,6 +51,20 @@ impl ClientOptions {
     }
 }
 
+/// Every [`ClientError::kind`] name.
+pub const ERROR_KINDS: &[&str] = &[
+    "connect_refused",
+    "connect_error",
+    "connect_timeout",
+    "read_timeout",
+    "closed",
+    "reset",
+    "io_error",
+    "wrong_key",
+    "protocol_error",
+    "local_error",
+];
+
 /// Why a request did not get a reply.
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -114,7 +128,7 @@ impl ClientError {
         )
     }
 
-    /// A short stable name for reports and metrics.
+    /// A short stable name for reports and metrics: one of [`ERROR_KINDS`].
     pub fn kind(&self) -> &'static str {
         match self {
             ClientError::Connect { source, .. }

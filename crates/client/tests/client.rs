@@ -30,9 +30,10 @@ async fn every_flow_against_the_responder() {
 
 #[tokio::test]
 async fn refused_port_is_classified() {
-    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
+    // Bound, not listening: refused, and the port stays ours meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = held.local_addr().unwrap();
     let e = Client::new(opts(addr)).authorize(AaaRequest::new("u", vec![])).await.unwrap_err();
     assert_eq!(e.kind(), "connect_refused", "{e}");
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use plotters::prelude::*;
 
-use crate::runner::LabReport;
+use crate::report::LabReport;
 
 /// Draw `r` into `path`.
 pub fn svg(r: &LabReport, path: &Path) -> Result<(), String> {

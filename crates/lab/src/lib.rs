@@ -4,11 +4,14 @@
 //! what the devices saw. Linux only; needs root (namespaces, raw sockets).
 
 pub mod chart;
+mod configs;
+pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod topo;
 
-pub use runner::{LabReport, RunOptions, run};
+pub use report::LabReport;
+pub use runner::{RunOptions, run};
 pub use scenario::Scenario;
 pub use topo::{Lab, LabError, Role, Spec};
 

@@ -8,8 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
+use crate::report::{Accounting, Applied, Check, Event, LabReport, table};
 use crate::scenario::{Action, Scenario};
 use crate::topo::{self, FLEET, KEY, Lab, LabError, Role, Spec, VIP};
 
@@ -26,92 +25,6 @@ pub struct RunOptions {
     pub scale: f64,
     /// Leave the lab up afterwards.
     pub keep: bool,
-}
-
-/// A fault as applied.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Applied {
-    /// Seconds since the workload started (the sim's clock).
-    pub at_s: f64,
-    /// Action.
-    pub action: String,
-    /// Target as written.
-    pub target: String,
-    /// Target resolved (master → d1).
-    pub resolved: String,
-    /// "ok", or why not.
-    pub result: String,
-}
-
-/// Something the directors reported.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Event {
-    /// Seconds since the workload started (the sim's clock).
-    pub t_s: f64,
-    /// d1 or d2.
-    pub director: String,
-    /// "MASTER", "BACKUP", "s2 down", "s2 up", "unreachable".
-    pub what: String,
-}
-
-/// One check and its outcome.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Check {
-    /// What is checked.
-    pub name: String,
-    /// Measured value, as text.
-    pub measured: String,
-    /// Bound, as text ("-" when only reported).
-    pub bound: String,
-    /// Met?
-    pub ok: bool,
-}
-
-/// Accounting completeness.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct Accounting {
-    /// Records the devices saw acknowledged.
-    pub acknowledged: u64,
-    /// Records in the real servers' journals.
-    pub journaled: u64,
-    /// Acknowledged but in no journal (must be 0).
-    pub missing: u64,
-    /// Some of the missing ones.
-    pub missing_examples: Vec<String>,
-}
-
-/// Everything a run produced (`report.json`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LabReport {
-    /// Scenario name.
-    pub scenario: String,
-    /// Its description.
-    pub description: String,
-    /// Real servers.
-    pub servers: u8,
-    /// Directors.
-    pub directors: u8,
-    /// Devices.
-    pub devices: usize,
-    /// Rate offered (after scaling).
-    pub rate: f64,
-    /// Faults applied.
-    pub faults: Vec<Applied>,
-    /// Director events.
-    pub events: Vec<Event>,
-    /// Checks.
-    pub checks: Vec<Check>,
-    /// Accounting completeness.
-    pub accounting: Accounting,
-    /// The simulator's report.
-    pub sim: tacvs_sim::Report,
-}
-
-impl LabReport {
-    /// Every check met.
-    pub fn ok(&self) -> bool {
-        self.checks.iter().all(|c| c.ok)
-    }
 }
 
 #[derive(Debug, Default)]
@@ -288,7 +201,7 @@ async fn drive(
     let w = &sc.workload;
     let args: Vec<String> = vec![
         "sim".into(),
-        "--target".into(),
+        "--server".into(),
         format!("{VIP}:49"),
         "--devices".into(),
         sc.topology.devices.to_string(),
@@ -344,10 +257,10 @@ async fn drive(
             None => "skipped: no single MASTER at that moment".to_owned(),
             Some(r) => apply(lab, &mut pids, f.action, r, &f.args),
         };
-        tracing::info!(at, action = ?f.action, target = %f.target, resolved = ?resolved, %result, "fault");
+        tracing::info!(at, action = %f.action, target = %f.target, resolved = resolved.as_deref().unwrap_or("none"), %result, "fault");
         applied.push(Applied {
             at_s: at,
-            action: format!("{:?}", f.action).to_lowercase(),
+            action: f.action.to_string(),
             target: f.target.clone(),
             resolved: resolved.unwrap_or_default(),
             result,
@@ -474,7 +387,12 @@ fn apply(
         Action::ClearNetem if !topo::have_netem(&ns) => {
             Ok("skipped: this kernel has no sch_netem".to_owned())
         }
-        Action::ClearNetem => {
+        Action::Shape => {
+            let mut a = vec!["-n", ns.as_str(), "qdisc", "replace", "dev", "eth0", "root", "tbf"];
+            a.extend(args.split_whitespace());
+            topo::sh("tc", &a).map(|_| "ok".to_owned())
+        }
+        Action::ClearNetem | Action::ClearShape => {
             Ok(topo::sh("tc", &["-n", &ns, "qdisc", "del", "dev", "eth0", "root"])
                 .map(|_| "ok".to_owned())
                 .unwrap_or_else(|_| "nothing to clear".to_owned()))
@@ -564,10 +482,21 @@ fn checks(
         .checks
         .max_removal
         .unwrap_or(d.health_interval * d.fall + d.health_timeout + Duration::from_millis(25));
+    // A fault that did not happen tested nothing: the run fails.
+    for a in applied.iter().filter(|a| a.result != "ok") {
+        out.push(Check {
+            name: format!("{} of {} at {:.2}s applied", a.action, a.target, a.at_s),
+            measured: a.result.clone(),
+            bound: "ok".into(),
+            ok: false,
+        });
+    }
+    let mut explained = Explained::new(sc.workload.rate * scale, sc.topology.servers);
     for a in applied.iter().filter(|a| a.result == "ok") {
         let Some(role) = Role::parse(&a.resolved) else { continue };
+        explained.add(a, role, events, removal_bound, sc.checks.max_failover);
         let director_fault = matches!(role, Role::Director(_))
-            && matches!(a.action.as_str(), "kill" | "stop" | "linkdown");
+            && matches!(a.action.as_str(), "kill" | "stop" | "link-down");
         if director_fault {
             let other = match role {
                 Role::Director(i) => format!("d{}", 3 - i),
@@ -607,7 +536,7 @@ fn checks(
             });
         }
         let server_fault = matches!(role, Role::Server(_))
-            && matches!(a.action.as_str(), "kill" | "stop" | "linkdown");
+            && matches!(a.action.as_str(), "kill" | "stop" | "link-down");
         if server_fault {
             let what = format!("{} down", a.resolved);
             let took =
@@ -623,6 +552,12 @@ fn checks(
             });
         }
     }
+    out.push(Check {
+        name: "failed requests, at most what the faults explain".into(),
+        measured: r.total.errors.to_string(),
+        bound: explained.describe(),
+        ok: r.total.errors <= explained.total(),
+    });
     if let Some(b) = sc.checks.max_outage {
         let worst = r.outages.iter().map(|o| o.last_start_s - o.from_s).fold(0.0, f64::max);
         out.push(Check {
@@ -635,57 +570,82 @@ fn checks(
     out
 }
 
-/// The human table.
-pub fn table(r: &LabReport) -> String {
-    use std::fmt::Write as _;
-    let mut s = String::new();
-    let _ = writeln!(s, "tacvs lab: scenario {} — {}", r.scenario, r.description);
-    let _ = writeln!(
-        s,
-        "topology: {} devices, {} directors, {} real servers; {:.0} req/s offered\n",
-        r.devices, r.directors, r.servers, r.rate
-    );
-    s.push_str(&r.sim.table());
-    if !r.sim.outages.is_empty() {
-        let _ = writeln!(s, "\nwindows of failed requests (sim clock):");
-        for o in &r.sim.outages {
-            let _ = writeln!(
-                s,
-                "  sessions started {:>7.2}s – {:>7.2}s failed ({:>6}), the last gave up at {:.2}s",
-                o.from_s, o.last_start_s, o.errors, o.to_s
-            );
+/// How many failed requests the applied faults account for, each from what
+/// it can break: the requests in flight at that moment (50 ms of traffic,
+/// ten times the p99 of full-size runs, plus 10), and the requests sent
+/// into a window the directors measured — a takeover (the other director
+/// MASTER), or a hung or cut-off server still in scheduling (its share of
+/// the traffic until it was out). Fixed from the scenario and the directors'
+/// own times, never from the run's latency, so a collapse cannot widen it.
+#[derive(Debug)]
+struct Explained {
+    rate: f64,
+    servers: f64,
+    parts: Vec<(String, u64)>,
+}
+
+impl Explained {
+    fn new(rate: f64, servers: u8) -> Explained {
+        Explained { rate, servers: f64::from(servers.max(1)), parts: Vec::new() }
+    }
+
+    fn in_flight(&self) -> u64 {
+        (self.rate * 0.05).ceil() as u64 + 10
+    }
+
+    fn add(
+        &mut self,
+        a: &Applied,
+        role: Role,
+        events: &[Event],
+        removal_bound: Duration,
+        failover_bound: Option<Duration>,
+    ) {
+        let after = |what: &dyn Fn(&Event) -> bool| {
+            events.iter().find(|e| e.t_s >= a.at_s && what(e)).map(|e| e.t_s - a.at_s)
+        };
+        let in_flight = self.in_flight();
+        let (why, n) = match (role, a.action.as_str()) {
+            (Role::Director(i), "kill" | "stop" | "link-down") => {
+                let other = format!("d{}", 3 - i);
+                let window = after(&|e| e.director == other && e.what == "MASTER")
+                    .or(failover_bound.map(|b| b.as_secs_f64()))
+                    .unwrap_or(1.0);
+                (
+                    format!("{} in flight + {:.0} ms takeover", in_flight, window * 1e3),
+                    in_flight + (self.rate * window).ceil() as u64,
+                )
+            }
+            (Role::Server(_), "stop" | "link-down") => {
+                let what = format!("{} down", a.resolved);
+                let window = after(&|e| e.what == what).unwrap_or(removal_bound.as_secs_f64());
+                (
+                    format!(
+                        "{} in flight + 1/{} of {:.0} ms until out",
+                        in_flight,
+                        self.servers,
+                        window * 1e3
+                    ),
+                    in_flight + (self.rate / self.servers * window).ceil() as u64,
+                )
+            }
+            (Role::Server(_), "cont" | "start") => return,
+            _ => (format!("{in_flight} in flight"), in_flight),
+        };
+        self.parts.push((format!("{} of {}: {why}", a.action, a.resolved), n));
+    }
+
+    fn total(&self) -> u64 {
+        self.parts.iter().map(|(_, n)| n).sum()
+    }
+
+    fn describe(&self) -> String {
+        if self.parts.is_empty() {
+            return "0 (no fault)".into();
         }
+        let parts: Vec<String> = self.parts.iter().map(|(w, n)| format!("{n} ({w})")).collect();
+        format!("{} = {}", self.total(), parts.join(" + "))
     }
-    let _ = writeln!(s, "\nfaults:");
-    for a in &r.faults {
-        let _ = writeln!(
-            s,
-            "  {:>7.2}s  {:<11} {:<7} ({})  {}",
-            a.at_s, a.action, a.target, a.resolved, a.result
-        );
-    }
-    let _ = writeln!(s, "\ndirector events:");
-    for e in r.events.iter().filter(|e| e.t_s >= 0.0) {
-        let _ = writeln!(s, "  {:>7.2}s  {}  {}", e.t_s, e.director, e.what);
-    }
-    let _ = writeln!(
-        s,
-        "\naccounting: {} acknowledged, {} journaled, {} missing",
-        r.accounting.acknowledged, r.accounting.journaled, r.accounting.missing
-    );
-    let _ = writeln!(s, "\nchecks:");
-    for c in &r.checks {
-        let _ = writeln!(
-            s,
-            "  {} {:<62} {:>28}  (bound {})",
-            if c.ok { "ok  " } else { "FAIL" },
-            c.name,
-            c.measured,
-            c.bound
-        );
-    }
-    let _ = writeln!(s, "\nresult: {}", if r.ok() { "PASS" } else { "FAIL" });
-    s
 }
 
 fn write_report(r: &LabReport, dir: &Path) -> Result<(), LabError> {
@@ -797,6 +757,7 @@ mod tests {
         let sc = scenario("[checks]\nmax_failover = \"1s\"\nmax_outage = \"1s\"\n");
         let mut r = tacvs_sim::Report::default();
         r.total.throughput = 60.0;
+        r.total.errors = 73;
         r.outages = vec![tacvs_sim::report::Outage {
             from_s: 8.0,
             to_s: 8.4,
@@ -822,6 +783,22 @@ mod tests {
         // fall 2 × 200 ms + 300 ms (+25 ms jitter) = 725 ms: s3 took 1 s.
         assert!(!get("stop of s3").ok && get("stop of s3").bound == "725 ms");
         assert!(get("missing from the journals").ok);
+        // Errors explained: 100 req/s × 0.5 = 50 req/s, 13 in flight per fault;
+        // d1 killed: 13 + 50 × 0.34 s = 30; s2 killed: 13; s3 hung until it
+        // was out at 1 s: 13 + 50/3 × 1 s = 30; total 73.
+        let explained = get("faults explain");
+        assert!(
+            explained.ok && explained.bound.starts_with("73 = 30 (kill of d1"),
+            "{explained:?}"
+        );
+        r.total.errors = 74;
+        let c = checks(&sc, 0.5, &r, &faults, &events, &acct);
+        assert!(!c.iter().any(|c| c.name.contains("faults explain") && c.ok), "{c:#?}");
+        // A fault that did not happen fails the run.
+        let mut skipped = applied(3.0, "netem", "s1");
+        skipped.result = "skipped: this kernel has no sch_netem".into();
+        let c = checks(&sc, 0.5, &r, &[skipped], &events, &acct);
+        assert!(c.iter().any(|c| c.name.contains("netem of s1") && !c.ok), "{c:#?}");
         let no_master = checks(&sc, 1.0, &r, &faults[..1], &[], &acct);
         assert!(
             no_master

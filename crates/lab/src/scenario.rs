@@ -126,6 +126,30 @@ pub enum Action {
     Netem,
     /// Remove netem.
     ClearNetem,
+    /// Rate-limit the target's link with a token bucket (`args`, e.g. "rate
+    /// 200kbit burst 4kb latency 20ms"): a congested link, on kernels
+    /// without sch_netem too.
+    Shape,
+    /// Remove the shaping.
+    ClearShape,
+}
+
+impl std::fmt::Display for Action {
+    /// As written in a scenario file.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Action::Kill => "kill",
+            Action::Stop => "stop",
+            Action::Cont => "cont",
+            Action::Start => "start",
+            Action::LinkDown => "link-down",
+            Action::LinkUp => "link-up",
+            Action::Netem => "netem",
+            Action::ClearNetem => "clear-netem",
+            Action::Shape => "shape",
+            Action::ClearShape => "clear-shape",
+        })
+    }
 }
 
 /// `[[fault]]`.
@@ -170,9 +194,13 @@ impl Scenario {
         }
         let total = s.workload.warmup + s.workload.duration;
         for (i, f) in s.faults.iter().enumerate() {
-            let at = format!("{file}: fault {} ({:?} {})", i + 1, f.action, f.target);
+            let at = format!("{file}: fault {} ({} {})", i + 1, f.action, f.target);
             if f.at >= total {
-                errs.push(format!("{at}: at {:?} is after the workload ends ({total:?})", f.at));
+                errs.push(format!(
+                    "{at}: at {} is after the workload ends ({})",
+                    humantime::format_duration(f.at),
+                    humantime::format_duration(total)
+                ));
             }
             let role = Role::parse(&f.target);
             match (f.target.as_str(), role) {
@@ -203,6 +231,11 @@ impl Scenario {
             }
             if f.action == Action::Netem && f.args.trim().is_empty() {
                 errs.push(format!("{at}: netem needs args, e.g. \"delay 20ms loss 5%\""));
+            }
+            if f.action == Action::Shape && f.args.trim().is_empty() {
+                errs.push(format!(
+                    "{at}: shape needs args, e.g. \"rate 200kbit burst 4kb latency 20ms\""
+                ));
             }
         }
         if s.faults.windows(2).any(|w| w[1].at < w[0].at) {

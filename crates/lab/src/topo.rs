@@ -499,14 +499,7 @@ impl Lab {
         let r = Role::Server(i);
         let dir = self.role_dir(r);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let directors: Vec<String> =
-            (1..=2).map(|d| format!("\"{}/32\"", Role::Director(d).addr())).collect();
-        let text = SERVER_TEMPLATE
-            .replace("@NAME@", &r.short())
-            .replace("@ADDR@", &r.addr().to_string())
-            .replace("@DIRECTORS@", &directors.join(", "))
-            .replace("@FLEET@", FLEET)
-            .replace("@KEY@", KEY);
+        let text = crate::configs::server(i);
         let p = dir.join("server.toml");
         std::fs::write(&p, text).map_err(io_err(&p))
     }
@@ -515,12 +508,6 @@ impl Lab {
         let r = Role::Director(i);
         let dir = self.role_dir(r);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let d = &self.spec.director;
-        let reals: String = (1..=self.spec.servers)
-            .map(|s| {
-                format!("  [[service.real]]\n  address = \"{}:49\"\n\n", Role::Server(s).addr())
-            })
-            .collect();
         let notify = dir.join("notify.sh");
         std::fs::write(
             &notify,
@@ -534,22 +521,13 @@ impl Lab {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755));
         }
-        let text = DIRECTOR_TEMPLATE
-            .replace("@NAME@", &r.short())
-            .replace("@SOCK@", &self.control_socket(i).display().to_string())
-            .replace("@PRIORITY@", if i == 1 { "150" } else { "100" })
-            .replace("@ADVERT@", &humantime::format_duration(d.advert_interval).to_string())
-            .replace("@PREEMPT@", if d.preempt { "true" } else { "false" })
-            .replace("@VIP@", &VIP.to_string())
-            .replace("@VRID@", &VRID.to_string())
-            .replace("@NOTIFY@", &notify.display().to_string())
-            .replace("@SCHED@", &d.scheduler)
-            .replace("@HINT@", &humantime::format_duration(d.health_interval).to_string())
-            .replace("@HTO@", &humantime::format_duration(d.health_timeout).to_string())
-            .replace("@RISE@", &d.rise.to_string())
-            .replace("@FALL@", &d.fall.to_string())
-            .replace("@KEY@", KEY)
-            .replace("@REALS@", &reals);
+        let text = crate::configs::director(
+            i,
+            self.spec.servers,
+            &self.spec.director,
+            &self.control_socket(i),
+            &notify,
+        );
         let p = dir.join("director.toml");
         std::fs::write(&p, text).map_err(io_err(&p))
     }
@@ -637,103 +615,6 @@ pub fn have_netem(ns: &str) -> bool {
     }
     ok
 }
-
-const SERVER_TEMPLATE: &str = r#"# Written by `tacvs lab`: real server @NAME@.
-[server]
-name = "@NAME@"
-
-[[server.listen]]
-address = "@ADDR@:49"
-proxy_protocol = "required"
-trusted_proxies = [@DIRECTORS@]
-
-[limits]
-max_connections = 16000
-max_connections_per_source = 4096
-idle_timeout = "2m"
-read_timeout = "10s"
-
-[authentication]
-hash_workers = 1
-
-[authentication.cache]
-enabled = true
-ttl = "5m"
-
-[accounting]
-directory = "./acct"
-
-[[device_group]]
-name = "fleet"
-prefixes = ["@FLEET@"]
-keys = ["@KEY@"]
-
-[[device_group]]
-name = "directors"
-prefixes = [@DIRECTORS@]
-keys = ["@KEY@"]
-
-[[group]]
-name = "netops"
-priv_lvl = 15
-default_command_action = "permit"
-
-  [[group.service]]
-  name = "shell"
-
-[[group]]
-name = "readonly"
-priv_lvl = 1
-default_command_action = "deny"
-
-  [[group.service]]
-  name = "shell"
-
-[[user]]
-name = "alice"
-password = "$6$rounds=5000$.5GPWs6HJXcaibPh$6LOWvoeFXe0gpwRur2NzR7Tm8mAW.iB0/P6c47g6fe..bS42RIpsyyAt36Fxx8sN3Y8CQt4LI2qxjJHiOMNis1"   # alice-pass
-groups = ["netops"]
-
-[[user]]
-name = "tacvs-healthcheck"
-groups = ["readonly"]
-"#;
-
-const DIRECTOR_TEMPLATE: &str = r#"# Written by `tacvs lab`: director @NAME@.
-[director]
-name = "@NAME@"
-control_socket = "@SOCK@"
-
-[vrrp]
-interface = "eth0"
-vrid = @VRID@
-priority = @PRIORITY@
-advert_interval = "@ADVERT@"
-preempt = @PREEMPT@
-vips = ["@VIP@/32"]
-notify = "@NOTIFY@"
-track_penalty = 60
-
-[[service]]
-name = "tacacs"
-listen = "@VIP@:49"
-scheduler = "@SCHED@"
-proxy_protocol = "v2"
-connect_timeout = "300ms"
-connect_attempts = 3
-idle_timeout = "2m"
-
-  [service.health]
-  check = "tacacs"
-  interval = "@HINT@"
-  timeout = "@HTO@"
-  rise = @RISE@
-  fall = @FALL@
-  key = "@KEY@"
-  probe = "authorize"
-  user = "tacvs-healthcheck"
-
-@REALS@"#;
 
 #[cfg(test)]
 mod tests {

@@ -51,6 +51,13 @@ impl Expect {
             None => (None, lhs.to_owned()),
         };
         let is_error_kind = scope.as_deref() == Some("errors");
+        // A misspelt kind would never occur and so always "hold".
+        if is_error_kind && !crate::report::ERROR_KINDS.contains(&metric.as_str()) {
+            return Err(format!(
+                "--expect {t:?}: unknown error kind {metric:?} (one of {})",
+                crate::report::ERROR_KINDS.join(", ")
+            ));
+        }
         if !is_error_kind && !METRICS.contains(&metric.as_str()) {
             return Err(format!(
                 "--expect {t:?}: unknown metric {metric:?} (one of {})",
@@ -109,6 +116,16 @@ impl Expect {
         Expect { text: format!("{lhs}{sym}{} (×{factor})", trim(value)), value, ..self.clone() }
     }
 
+    /// The unit the actual value is printed in.
+    fn unit(&self) -> &'static str {
+        match self.metric.as_str() {
+            _ if self.scope.as_deref() == Some("errors") => "",
+            "p50" | "p90" | "p99" | "p999" | "max" | "mean" => " ms",
+            "throughput" => " req/s",
+            _ => "",
+        }
+    }
+
     fn actual(&self, r: &Report) -> f64 {
         if self.scope.as_deref() == Some("errors") {
             return r.errors_by_kind.get(&self.metric).copied().unwrap_or(0) as f64;
@@ -145,7 +162,7 @@ impl Expect {
             Op::Eq => a == self.value,
             Op::Ne => a != self.value,
         };
-        let msg = format!("{} (actual {})", self.text, trim(a));
+        let msg = format!("{} (actual {}{})", self.text, trim(a), self.unit());
         if ok { Ok(msg) } else { Err(msg) }
     }
 }
@@ -203,9 +220,12 @@ mod tests {
         assert!(Expect::parse("p99 about 1").is_err());
         assert!(Expect::parse("nat.p99<1").is_err());
         assert!(Expect::parse("p99<fast").is_err());
+        // A misspelt error kind is refused, not "always 0".
+        let e = Expect::parse("errors.wrong_kye==0").unwrap_err();
+        assert!(e.contains("unknown error kind") && e.contains("wrong_key"), "{e}");
         assert_eq!(
             Expect::parse("author.p99<2ms").unwrap().check(&r).unwrap_err(),
-            "author.p99<2ms (actual 3)"
+            "author.p99<2ms (actual 3 ms)"
         );
     }
 }

@@ -10,15 +10,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tacvs_proto::*;
+use tacvs_proto::{AuthenStatus, ClientConfig, ClientConnection, ClientEvent, ClientSessionError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 use tokio::time::Instant;
 
+use crate::collect::{Kind, Outcome, Sample};
+use crate::engine::{Shared, drain};
 use crate::profile::Op;
-use crate::{
-    Built, Kind, Outcome, Sample, Shared, acct_result, authen_result, author_result, build,
-};
+use crate::request::{Built, acct_result, authen_result, author_result, build};
+
+/// Drive one connection for each of the first `n` devices until `end`.
+pub(crate) async fn drive(shared: &Arc<Shared>, n: usize, end: Instant) {
+    // One connection per device, each with `pipeline` sessions in flight.
+    let mut handles = Vec::new();
+    for dev in 0..n.min(shared.cfg.devices) {
+        handles.push(tokio::spawn(connection(
+            shared.clone(),
+            dev,
+            shared.cfg.pipeline.max(1),
+            end,
+        )));
+    }
+    tokio::time::sleep_until(end).await;
+    drain(shared, handles, shared.cfg.timeout).await;
+}
 
 fn io_kind(e: &std::io::Error) -> &'static str {
     match e.kind() {

@@ -177,10 +177,20 @@ impl Profile {
         let path = Path::new(spec);
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("--profile {spec:?}: not a built-in (automation, interactive, mixed) and not a readable file: {e}"))?;
-        let p: Profile =
-            toml::from_str(&text).map_err(|e| format!("{}: {}", path.display(), e.message()))?;
+        Profile::parse(&path.display().to_string(), &text)
+    }
+
+    /// A profile file's text; `file` names it in errors (`file:line: what`).
+    pub fn parse(file: &str, text: &str) -> Result<Profile, String> {
+        let p: Profile = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(l) => format!("{file}:{l}: {}", e.message().trim()),
+                None => format!("{file}: {}", e.message().trim()),
+            }
+        })?;
         if p.command_lines.is_empty() && p.commands > 0 {
-            return Err(format!("{}: command_lines is empty", path.display()));
+            return Err(format!("{file}: command_lines is empty"));
         }
         Ok(p)
     }

@@ -8,6 +8,22 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
+/// Every kind of error a report counts (`errors_by_kind`): the client's
+/// ([`tacvs_client::ERROR_KINDS`]) and an ERROR or FOLLOW reply.
+pub const ERROR_KINDS: &[&str] = &[
+    "connect_refused",
+    "connect_error",
+    "connect_timeout",
+    "read_timeout",
+    "closed",
+    "reset",
+    "io_error",
+    "wrong_key",
+    "protocol_error",
+    "local_error",
+    "status_error",
+];
+
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Latency {
@@ -56,8 +72,9 @@ pub struct Totals {
     pub errors: u64,
     /// Completed requests per second over the measured window.
     pub throughput: f64,
-    /// Latency of completed requests, from the intended send time (open loop)
-    /// or the actual start (closed loop).
+    /// Latency of answered requests (PASS / SUCCESS and FAIL; errors are
+    /// counted, not timed), from the intended send time (open loop) or the
+    /// actual start (closed loop).
     pub latency_ms: Latency,
 }
 
@@ -72,7 +89,7 @@ pub struct Second {
     pub errors: u64,
     /// Of which FAIL.
     pub fail: u64,
-    /// p99 latency of that second.
+    /// p99 latency of that second's answered requests.
     pub p99_ms: f64,
 }
 
@@ -143,6 +160,21 @@ pub struct Outage {
 }
 
 impl Report {
+    /// When no request was answered (every one failed: wrong key, closed
+    /// port, no route), why, for people; the run measured nothing.
+    pub fn unanswered(&self) -> Option<String> {
+        let t = &self.total;
+        if t.ok + t.fail > 0 {
+            return None;
+        }
+        if t.requests == 0 {
+            return Some("no request completed in the measured window".into());
+        }
+        let kinds: Vec<String> =
+            self.errors_by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        Some(format!("no request was answered: all {} failed ({})", t.requests, kinds.join(", ")))
+    }
+
     /// The human table.
     pub fn table(&self) -> String {
         let mut s = String::new();
@@ -158,7 +190,7 @@ impl Report {
         );
         let _ = writeln!(
             s,
-            "{:<8} {:>10} {:>10} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>8} {:>8}",
+            "{:<8} {:>10} {:>10} {:>8} {:>8} {:>11} {:>8} {:>8} {:>8} {:>9} {:>8}",
             "type",
             "requests",
             "ok",
@@ -168,14 +200,14 @@ impl Report {
             "p50 ms",
             "p90 ms",
             "p99 ms",
-            "p99.9",
+            "p99.9 ms",
             "max ms"
         );
         let mut row = |name: &str, t: &Totals| {
             let l = &t.latency_ms;
             let _ = writeln!(
                 s,
-                "{name:<8} {:>10} {:>10} {:>8} {:>8} {:>11.1} {:>8.3} {:>8.3} {:>8.3} {:>8.3} {:>8.3}",
+                "{name:<8} {:>10} {:>10} {:>8} {:>8} {:>11.1} {:>8.3} {:>8.3} {:>8.3} {:>9.3} {:>8.3}",
                 t.requests,
                 t.ok,
                 t.fail,
@@ -195,7 +227,7 @@ impl Report {
         if !self.errors_by_kind.is_empty() {
             let e: Vec<String> =
                 self.errors_by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            let _ = writeln!(s, "errors: {}", e.join(", "));
+            let _ = writeln!(s, "errors (counted, not in the latency columns): {}", e.join(", "));
         }
         if self.delayed_starts > 0 {
             let _ = writeln!(
@@ -210,5 +242,15 @@ impl Report {
             self.sim_cpu_s, self.sim_cpu_us_per_request
         );
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_client_error_kind_is_a_report_kind() {
+        for k in tacvs_client::ERROR_KINDS {
+            assert!(super::ERROR_KINDS.contains(k), "{k}");
+        }
     }
 }

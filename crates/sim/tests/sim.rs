@@ -65,6 +65,8 @@ async fn counts_agree_with_the_servers_journal() {
         let acct = &r.by_type["acct"];
         // No warm-up: every accounting SUCCESS the fleet saw is one journal line.
         assert_eq!(journal_lines(&dir) - before, acct.ok as usize, "{}", r.table());
+        // Counted without an `acked` ledger file too (docs/sim-report.md).
+        assert_eq!(r.acct_acknowledged, acct.ok, "{style:?}: {}", r.table());
         assert!(r.by_type["authen"].ok > 0 && r.by_type["author"].ok > 0);
         let series: u64 = r.series.iter().map(|s| s.requests).sum();
         assert_eq!(series, r.total.requests);
@@ -102,15 +104,20 @@ async fn failure_kinds_are_classified() {
     let r = tacvs_sim::run(cfg(srv.local_addrs[0], KEY, p, Load::Closed(4))).await.unwrap();
     assert!(r.by_type["authen"].fail > 0 && r.by_type["authen"].errors == 0, "{}", r.table());
     // A closed port.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let closed = l.local_addr().unwrap();
-    drop(l);
+    // Bound, not listening: refused, and the port stays ours meanwhile.
+    let held = tokio::net::TcpSocket::new_v4().unwrap();
+    held.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let closed = held.local_addr().unwrap();
     let r = tacvs_sim::run(cfg(closed, KEY, small("automation"), Load::Closed(4))).await.unwrap();
     assert!(
         r.errors_by_kind.get("connect_refused").copied().unwrap_or(0) > 0,
         "{:?}",
         r.errors_by_kind
     );
+    // A refused connect fails in microseconds: it is counted, not timed.
+    assert_eq!(r.total.latency_ms, tacvs_sim::report::Latency::default(), "{}", r.table());
+    assert!(r.series.iter().all(|s| s.p99_ms == 0.0), "{:?}", r.series);
+    assert!(r.unanswered().is_some_and(|m| m.contains("connect_refused")), "{}", r.table());
     // A server that accepts and never answers.
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let saddr = silent.local_addr().unwrap();
@@ -129,9 +136,15 @@ async fn failure_kinds_are_classified() {
     hold.abort();
     // The server stops mid-run: requests after that fail as refused/reset/closed.
     let target = srv.local_addrs[0];
+    let base = journal_lines(&dir);
     let run =
         tokio::spawn(tacvs_sim::run(cfg(target, KEY, small("automation"), Load::Open(500.0))));
-    tokio::time::sleep(Duration::from_millis(600)).await;
+    // Stop the server once the fleet's records are reaching its journal.
+    let within = std::time::Instant::now() + Duration::from_secs(10);
+    while journal_lines(&dir) < base + 20 {
+        assert!(std::time::Instant::now() < within, "no accounting reached the journal");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     srv.shutdown(Duration::from_millis(100)).await;
     let r = run.await.unwrap().unwrap();
     assert!(r.total.ok > 0, "{}", r.table());

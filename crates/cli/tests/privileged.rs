@@ -1,6 +1,13 @@
-//! Tests in network namespaces (root): VRRP against Debian's keepalived,
-//! the lab's failover and tracking, `lab down` leaving nothing behind, and
-//! the shipped scenarios meeting their bounds.
+//! Tests that need root and take minutes: VRRP against Debian's keepalived
+//! in network namespaces, the lab's failover and tracking, `lab down` leaving
+//! nothing behind, and the shipped scenarios meeting their bounds.
+//!
+//! A separate test target so that a normal user's `cargo test` passes: each
+//! test starts with [`privileged`], which as a normal user prints
+//! `SKIPPED …` (on the terminal, past the harness's capture) and returns.
+//! `TACVS_PRIVILEGED_TESTS=1` (set by `./scripts/test`) or `CI=true` turns
+//! a skip into a failure; `TACVS_PRIVILEGED_TESTS=skip` defers them (the
+//! suite's step before the one that runs them).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -17,11 +24,37 @@ fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tacvs"))
 }
 
-fn require_root() {
+/// Whether `test` may run here. Root runs it; a normal user sees it skipped,
+/// unless skipping is not allowed (`TACVS_PRIVILEGED_TESTS=1`, `CI=true`).
+#[must_use]
+fn privileged(test: &str) -> bool {
+    use std::io::Write;
+    // Written to the process's stderr directly: the harness captures only
+    // the print macros, and a skip must be seen.
+    let say = |m: String| {
+        let _ = writeln!(std::io::stderr(), "{m}");
+    };
+    let mode = std::env::var("TACVS_PRIVILEGED_TESTS").unwrap_or_default();
+    if mode == "skip" {
+        say(format!("SKIPPED {test}: deferred (TACVS_PRIVILEGED_TESTS=skip)"));
+        return false;
+    }
     #[allow(unsafe_code)]
     // SAFETY: geteuid cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    assert_eq!(uid, 0, "namespace tests need root: run ./scripts/test (CI runs it as root)");
+    let root = unsafe { libc::geteuid() } == 0;
+    if root {
+        return true;
+    }
+    let must = mode == "1" || std::env::var("CI").is_ok_and(|v| v == "true");
+    assert!(
+        !must,
+        "{test} needs root (network namespaces, raw sockets): run it as root, as ./scripts/test and CI do"
+    );
+    say(format!(
+        "SKIPPED {test}: needs root (network namespaces, raw sockets, keepalived); \
+         run `sudo cargo test -p tacvs --test privileged` or ./scripts/test"
+    ));
+    false
 }
 
 fn has_vip(ns: &str) -> bool {
@@ -207,65 +240,123 @@ listen = "{vip}:49"
     p
 }
 
-#[test]
-fn vrrp_interoperates_with_keepalived() {
-    require_root();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("tacvs-keepalived-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let events = dir.join("notify.log");
-    let notify = dir.join("notify.sh");
-    std::fs::write(&notify, format!("#!/bin/sh\necho \"$1 $2 $3 $4\" >> {}\n", events.display()))
+/// Two namespaces on one link: `k` (keepalived, 10.49.0.2) and `t` (tacvs,
+/// 10.49.0.3), a notify hook logging every state change, and the logs.
+struct KaPair {
+    dir: PathBuf,
+    net: Net,
+    k: String,
+    t: String,
+    sock: PathBuf,
+    tlog: PathBuf,
+    events: PathBuf,
+}
+
+impl KaPair {
+    fn new(tag: &str) -> KaPair {
+        let dir =
+            std::env::temp_dir().join(format!("tacvs-keepalived-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let events = dir.join("notify.log");
+        let notify = dir.join("notify.sh");
+        std::fs::write(
+            &notify,
+            format!("#!/bin/sh\necho \"$1 $2 $3 $4\" >> {}\n", events.display()),
+        )
         .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755)).unwrap();
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let prefix = format!("tvk{tag}{}", std::process::id() % 10_000);
+        let net = Net::new(&prefix, &[("k", "10.49.0.2"), ("t", "10.49.0.3")]);
+        let (k, t) = (net.ns("k"), net.ns("t"));
+        KaPair { sock: dir.join("t.sock"), tlog: dir.join("tacvs.log"), dir, net, k, t, events }
     }
-    let prefix = format!("tvk{}", std::process::id() % 100_000);
-    let net = Net::new(&prefix, &[("k", "10.49.0.2"), ("t", "10.49.0.3")]);
-    let (k, t) = (net.ns("k"), net.ns("t"));
-    let sock = dir.join("t.sock");
-    let tlog = dir.join("tacvs.log");
-    let ctx = || {
+
+    fn tacvs(&self, priority: u8, preempt: bool, unicast: bool) -> Child {
+        self.net.spawn(
+            "t",
+            bin().to_str().unwrap(),
+            &[
+                "director",
+                "-c",
+                tacvs_conf(&self.dir, priority, preempt, unicast).to_str().unwrap(),
+            ],
+            &self.tlog,
+        )
+    }
+
+    fn keepalived(&self, priority: u8, unicast: bool) -> Child {
+        start_keepalived(&self.net, &self.dir, priority, unicast)
+    }
+
+    fn logs(&self) -> String {
         format!(
             "\n--- tacvs log:\n{}\n--- keepalived log:\n{}",
-            std::fs::read_to_string(&tlog).unwrap_or_default(),
-            std::fs::read_to_string(dir.join("keepalived.log")).unwrap_or_default()
+            std::fs::read_to_string(&self.tlog).unwrap_or_default(),
+            std::fs::read_to_string(self.dir.join("keepalived.log")).unwrap_or_default()
         )
-    };
+    }
 
-    // 1. tacvs (100) alone becomes master after Master_Down_Interval.
-    let mut tacvs = net.spawn(
-        "t",
-        bin().to_str().unwrap(),
-        &["director", "-c", tacvs_conf(&dir, 100, true, false).to_str().unwrap()],
-        &tlog,
-    );
+    /// The notify hook saw each of `want`, keepalived's way.
+    fn notified(&self, want: &[&str]) {
+        let log = std::fs::read_to_string(&self.events).unwrap_or_default();
+        for w in want {
+            assert!(log.contains(w), "notify log lacks {w:?}:\n{log}");
+        }
+    }
+}
+
+impl Drop for KaPair {
+    fn drop(&mut self) {
+        let prefix = self.net.prefix.clone();
+        topo::kill_all(&topo::ns_pids(&self.k));
+        topo::kill_all(&topo::ns_pids(&self.t));
+        let _ = topo::down(&prefix, None);
+        if !std::thread::panicking() {
+            assert!(topo::namespaces(&prefix).is_empty(), "namespaces left");
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+#[test]
+fn keepalived_preempts_tacvs_and_tacvs_takes_over_when_it_stops_or_dies() {
+    if !privileged("keepalived_preempts_tacvs_and_tacvs_takes_over_when_it_stops_or_dies") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = KaPair::new("a");
+    let (k, t) = (p.k.clone(), p.t.clone());
+
+    // tacvs (100) alone becomes master after Master_Down_Interval.
+    let mut tacvs = p.tacvs(100, true, false);
     wait_for("tacvs alone takes the VIP", Duration::from_secs(5), || has_vip(&t));
-    assert_eq!(vrrp_state(&sock), "MASTER");
+    assert_eq!(vrrp_state(&p.sock), "MASTER");
 
-    // 2. keepalived with priority 150 preempts; tacvs releases the address.
-    let mut ka = start_keepalived(&net, &dir, 150, false);
+    // keepalived with priority 150 preempts; tacvs releases the address.
+    let mut ka = p.keepalived(150, false);
     wait_for("keepalived (150) preempts tacvs (100)", Duration::from_secs(5), || {
         has_vip(&k) && !has_vip(&t)
     });
-    wait_for("tacvs goes BACKUP", Duration::from_secs(2), || vrrp_state(&sock) == "BACKUP");
+    wait_for("tacvs goes BACKUP", Duration::from_secs(2), || vrrp_state(&p.sock) == "BACKUP");
     holds("tacvs stays BACKUP under a higher-priority keepalived", Duration::from_secs(1), || {
         !has_vip(&t)
     });
 
-    // 3. keepalived stops cleanly (priority-0 advertisement): tacvs takes
-    //    over after Skew_Time, well before Master_Down_Interval.
+    // keepalived stops cleanly (priority-0 advertisement): tacvs takes over
+    // after Skew_Time, well before Master_Down_Interval.
     topo::signal(ka.id(), libc::SIGTERM);
     let took =
         wait_for("tacvs takes over from a stopped keepalived", Duration::from_secs(2), || {
             has_vip(&t)
         });
     sigterm(&mut ka);
-    net.kill_all_in("k");
+    p.net.kill_all_in("k");
     assert!(!has_vip(&k), "keepalived released the VIP on SIGTERM");
-    assert_eq!(vrrp_state(&sock), "MASTER", "{}", ctx());
+    assert_eq!(vrrp_state(&p.sock), "MASTER", "{}", p.logs());
     eprintln!("keepalived SIGTERM → tacvs MASTER in {took:?}");
     // Skew_Time at priority 100 is 61 ms; Master_Down_Interval would be 361 ms.
     assert!(
@@ -273,12 +364,12 @@ fn vrrp_interoperates_with_keepalived() {
         "priority 0 must cut the wait to Skew_Time, took {took:?}"
     );
 
-    // 4. keepalived (150) again, then dies without a word (SIGKILL of both
-    //    its processes; the host is gone, so its address goes too): tacvs
-    //    takes over after Master_Down_Interval (3 × 100 ms + skew).
-    let mut ka = start_keepalived(&net, &dir, 150, false);
+    // keepalived (150) again, then dies without a word (SIGKILL of both its
+    // processes; the host is gone, so its address goes too): tacvs takes over
+    // after Master_Down_Interval (3 × 100 ms + skew).
+    let mut ka = p.keepalived(150, false);
     wait_for("keepalived preempts again", Duration::from_secs(5), || has_vip(&k) && !has_vip(&t));
-    net.kill_all_in("k");
+    p.net.kill_all_in("k");
     let _ = ka.wait();
     let _ = sh("ip", &["-n", &k, "addr", "del", &format!("{}/32", topo::VIP), "dev", "eth0"]);
     let took =
@@ -290,57 +381,75 @@ fn vrrp_interoperates_with_keepalived() {
         took >= Duration::from_millis(250),
         "a silent master is only replaced after Master_Down_Interval, took {took:?}"
     );
-
-    // 5. Roles reversed: keepalived (100) is master, tacvs (150) preempts it.
     sigterm(&mut tacvs);
     assert!(!has_vip(&t), "tacvs removes the VIP when it stops");
-    let mut ka = start_keepalived(&net, &dir, 100, false);
+    p.notified(&["INSTANCE vrid49 MASTER 100", "INSTANCE vrid49 BACKUP 100"]);
+}
+
+#[test]
+fn tacvs_preempts_keepalived_and_hands_back_on_sigterm() {
+    if !privileged("tacvs_preempts_keepalived_and_hands_back_on_sigterm") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = KaPair::new("b");
+    let (k, t) = (p.k.clone(), p.t.clone());
+    let mut ka = p.keepalived(100, false);
     wait_for("keepalived (100) alone takes the VIP", Duration::from_secs(5), || has_vip(&k));
-    let mut tacvs = net.spawn(
-        "t",
-        bin().to_str().unwrap(),
-        &["director", "-c", tacvs_conf(&dir, 150, true, false).to_str().unwrap()],
-        &tlog,
-    );
+    let mut tacvs = p.tacvs(150, true, false);
     wait_for("tacvs (150) preempts keepalived (100)", Duration::from_secs(5), || {
         has_vip(&t) && !has_vip(&k)
     });
     holds("keepalived stays BACKUP under tacvs", Duration::from_secs(1), || {
         has_vip(&t) && !has_vip(&k)
     });
-
-    // 6. tacvs stops cleanly: keepalived takes over at once.
+    // tacvs stops cleanly: keepalived takes over at once.
     sigterm(&mut tacvs);
     wait_for("keepalived takes over from a stopped tacvs", Duration::from_secs(2), || has_vip(&k));
+    sigterm(&mut ka);
+    p.net.kill_all_in("k");
+    p.notified(&["INSTANCE vrid49 MASTER 150"]);
+}
 
-    // 7. preempt = false: tacvs (150) joins a keepalived (100) master and
-    //    stays BACKUP (RFC 5798 Preempt_Mode False).
-    let mut tacvs = net.spawn(
-        "t",
-        bin().to_str().unwrap(),
-        &["director", "-c", tacvs_conf(&dir, 150, false, false).to_str().unwrap()],
-        &tlog,
-    );
-    wait_for("tacvs starts as BACKUP", Duration::from_secs(3), || vrrp_state(&sock) == "BACKUP");
+#[test]
+fn tacvs_without_preempt_stays_backup_under_keepalived() {
+    if !privileged("tacvs_without_preempt_stays_backup_under_keepalived") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = KaPair::new("c");
+    let (k, t) = (p.k.clone(), p.t.clone());
+    let mut ka = p.keepalived(100, false);
+    wait_for("keepalived (100) alone takes the VIP", Duration::from_secs(5), || has_vip(&k));
+    // preempt = false: tacvs (150) joins a keepalived (100) master and stays
+    // BACKUP (RFC 5798 Preempt_Mode False)...
+    let mut tacvs = p.tacvs(150, false, false);
+    wait_for("tacvs starts as BACKUP", Duration::from_secs(3), || vrrp_state(&p.sock) == "BACKUP");
     holds("non-preempting tacvs leaves keepalived master", Duration::from_secs(2), || {
         has_vip(&k) && !has_vip(&t)
     });
+    // ...and takes over when keepalived leaves.
     sigterm(&mut ka);
-    net.kill_all_in("k");
+    p.net.kill_all_in("k");
     wait_for("then takes over when keepalived leaves", Duration::from_secs(2), || has_vip(&t));
     sigterm(&mut tacvs);
+    p.notified(&["INSTANCE vrid49 BACKUP 150", "INSTANCE vrid49 MASTER 150"]);
+}
 
-    // 8. Unicast (no multicast on the link): keepalived's unicast_peer and
-    //    tacvs's unicast_peers. tacvs (150) preempts keepalived (100), then
-    //    hands back on SIGTERM.
-    let mut ka = start_keepalived(&net, &dir, 100, true);
+#[test]
+fn unicast_vrrp_interoperates_with_keepalived() {
+    if !privileged("unicast_vrrp_interoperates_with_keepalived") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let p = KaPair::new("d");
+    let (k, t) = (p.k.clone(), p.t.clone());
+    // No multicast on the link: keepalived's unicast_peer and tacvs's
+    // unicast_peers. tacvs (150) preempts keepalived (100), then hands back
+    // on SIGTERM.
+    let mut ka = p.keepalived(100, true);
     wait_for("keepalived (unicast) takes the VIP", Duration::from_secs(5), || has_vip(&k));
-    let mut tacvs = net.spawn(
-        "t",
-        bin().to_str().unwrap(),
-        &["director", "-c", tacvs_conf(&dir, 150, true, true).to_str().unwrap()],
-        &tlog,
-    );
+    let mut tacvs = p.tacvs(150, true, true);
     wait_for("tacvs (unicast, 150) preempts", Duration::from_secs(5), || {
         has_vip(&t) && !has_vip(&k)
     });
@@ -350,21 +459,8 @@ fn vrrp_interoperates_with_keepalived() {
     sigterm(&mut tacvs);
     wait_for("keepalived takes over (unicast)", Duration::from_secs(2), || has_vip(&k));
     sigterm(&mut ka);
-    net.kill_all_in("k");
-
-    // The notify program saw each state change, keepalived's way.
-    let log = std::fs::read_to_string(&events).unwrap();
-    for want in [
-        "INSTANCE vrid49 MASTER 100",
-        "INSTANCE vrid49 BACKUP 100",
-        "INSTANCE vrid49 MASTER 150",
-        "INSTANCE vrid49 FAULT 150",
-    ] {
-        assert!(log.contains(want), "notify log lacks {want:?}:\n{log}");
-    }
-    drop(net);
-    assert!(topo::namespaces(&prefix).is_empty());
-    let _ = std::fs::remove_dir_all(&dir);
+    p.net.kill_all_in("k");
+    p.notified(&["INSTANCE vrid49 MASTER 150", "INSTANCE vrid49 FAULT 150"]);
 }
 
 fn lab(args: &[&str], dir: &Path, prefix: &str) -> (i32, String) {
@@ -402,28 +498,32 @@ fn assert_nothing_left(prefix: &str, pids: &[u32]) {
     );
 }
 
-#[test]
-fn lab_fails_over_tracks_health_and_leaves_nothing() {
-    require_root();
-    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let dir = std::env::temp_dir().join(format!("tacvs-lab-{}", std::process::id()));
-    let prefix = format!("tvl{}", std::process::id() % 100_000);
-    let (code, out) = lab(&["up", "--servers", "2"], &dir, &prefix);
-    assert_eq!(code, 0, "{out}");
-    let (code, again) = lab(&["up", "--servers", "2"], &dir, &prefix);
-    assert_eq!(code, 0, "up is idempotent: {again}");
-    let st: topo::State =
-        serde_json::from_slice(&std::fs::read(dir.join("lab.json")).unwrap()).unwrap();
-    let pids: Vec<u32> = st.procs.iter().map(|p| p.pid).collect();
-    let pid_of = |r: &str| st.procs.iter().find(|p| p.role.short() == r).unwrap().pid;
-    let (d1, d2) = (format!("{prefix}-d1"), format!("{prefix}-d2"));
-    let (s1, s2) = (dir.join("d1/director.sock"), dir.join("d2/director.sock"));
-    assert!(has_vip(&d1) && !has_vip(&d2), "d1 (150) holds the VIP: {out}");
+/// A lab up under its own prefix and directory; `lab down` on drop.
+struct LabUp {
+    dir: PathBuf,
+    prefix: String,
+    st: topo::State,
+}
 
-    // A device reaches the VIP from the devices namespace.
-    let probe = || {
+impl LabUp {
+    fn new(tag: &str) -> LabUp {
+        let dir = std::env::temp_dir().join(format!("tacvs-lab-{tag}-{}", std::process::id()));
+        let prefix = format!("tvl{tag}{}", std::process::id() % 10_000);
+        let (code, out) = lab(&["up", "--servers", "2"], &dir, &prefix);
+        assert_eq!(code, 0, "{out}");
+        let st: topo::State =
+            serde_json::from_slice(&std::fs::read(dir.join("lab.json")).unwrap()).unwrap();
+        LabUp { dir, prefix, st }
+    }
+
+    fn pid_of(&self, role: &str) -> u32 {
+        self.st.procs.iter().find(|p| p.role.short() == role).unwrap().pid
+    }
+
+    /// A device logs in through the VIP from the devices namespace.
+    fn probe(&self) -> bool {
         Command::new("ip")
-            .args(["netns", "exec", &format!("{prefix}-dev"), bin().to_str().unwrap()])
+            .args(["netns", "exec", &format!("{}-dev", self.prefix), bin().to_str().unwrap()])
             .args([
                 "client",
                 "--server",
@@ -440,7 +540,30 @@ fn lab_fails_over_tracks_health_and_leaves_nothing() {
             .unwrap()
             .status
             .success()
-    };
+    }
+}
+
+impl Drop for LabUp {
+    fn drop(&mut self) {
+        let _ = lab(&["down"], &self.dir, &self.prefix);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn lab_up_is_idempotent_and_tracking_moves_the_vip() {
+    if !privileged("lab_up_is_idempotent_and_tracking_moves_the_vip") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let l = LabUp::new("t");
+    let (dir, prefix) = (l.dir.clone(), l.prefix.clone());
+    let (code, again) = lab(&["up", "--servers", "2"], &dir, &prefix);
+    assert_eq!(code, 0, "up is idempotent: {again}");
+    let (d1, d2) = (format!("{prefix}-d1"), format!("{prefix}-d2"));
+    let (s1, s2) = (dir.join("d1/director.sock"), dir.join("d2/director.sock"));
+    assert!(has_vip(&d1) && !has_vip(&d2), "d1 (150) holds the VIP: {again}");
+    let probe = || l.probe();
     assert!(probe(), "a device logs in through the VIP");
 
     // Tracking: no usable real server on d1 (both drained) → its priority
@@ -464,6 +587,21 @@ fn lab_fails_over_tracks_health_and_leaves_nothing() {
     wait_for("d1 takes the VIP back when it can serve again", Duration::from_secs(3), || {
         has_vip(&d1) && !has_vip(&d2)
     });
+}
+
+#[test]
+fn lab_fails_over_from_an_isolated_then_a_killed_master() {
+    if !privileged("lab_fails_over_from_an_isolated_then_a_killed_master") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let l = LabUp::new("f");
+    let (dir, prefix) = (l.dir.clone(), l.prefix.clone());
+    let (d1, d2) = (format!("{prefix}-d1"), format!("{prefix}-d2"));
+    let (s1, s2) = (dir.join("d1/director.sock"), dir.join("d2/director.sock"));
+    wait_for("d1 (150) holds the VIP", Duration::from_secs(5), || has_vip(&d1) && !has_vip(&d2));
+    let probe = || l.probe();
+    let pid_of = |r: &str| l.pid_of(r);
 
     // Isolation: d1's link goes down. It cannot advertise, so it gives the
     // address up (FAULT, as keepalived does) and d2 takes over; when the link
@@ -498,32 +636,77 @@ fn lab_fails_over_tracks_health_and_leaves_nothing() {
     let (code, status) = lab(&["status"], &dir, &prefix);
     assert_eq!(code, 0, "{status}");
     assert!(status.contains("NOT RUNNING") && status.contains("MASTER"), "{status}");
+}
 
-    // down: everything goes, and again is fine.
-    let (code, out) = lab(&["down"], &dir, &prefix);
+#[test]
+fn lab_down_removes_everything_and_is_safe_to_repeat() {
+    if !privileged("lab_down_removes_everything_and_is_safe_to_repeat") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let l = LabUp::new("d");
+    let pids: Vec<u32> = l.st.procs.iter().map(|p| p.pid).collect();
+    let (code, out) = lab(&["down"], &l.dir, &l.prefix);
     assert_eq!(code, 0, "{out}");
-    assert_nothing_left(&prefix, &pids);
-    let (code, out) = lab(&["down"], &dir, &prefix);
+    assert_nothing_left(&l.prefix, &pids);
+    let (code, out) = lab(&["down"], &l.dir, &l.prefix);
     assert_eq!(code, 0, "down twice: {out}");
+    let (code, out) = lab(&["status"], &l.dir, &l.prefix);
+    assert_eq!(code, 1, "status after down: {out}");
+}
 
-    // down after a crash: the state file is gone, namespaces and a process
-    // remain (as if `tacvs lab up` died half-way).
-    sh("ip", &["netns", "add", &format!("{prefix}-s1")]).unwrap();
-    let mut sleeper = Command::new("ip")
-        .args(["netns", "exec", &format!("{prefix}-s1"), "sleep", "300"])
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+#[test]
+fn lab_down_after_a_crash_stops_what_is_left_despite_a_stale_state_file() {
+    if !privileged("lab_down_after_a_crash_stops_what_is_left_despite_a_stale_state_file") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("tacvs-lab-crash-{}", std::process::id()));
+    let prefix = format!("tvlc{}", std::process::id() % 10_000);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("server-crash")).unwrap();
+    // A state file from a lab that died: its PIDs are long gone (a child we
+    // waited for), one in the lab's state and one in a scenario run's.
+    let mut gone = Command::new("true").spawn().unwrap();
+    gone.wait().unwrap();
+    let dead = gone.id();
+    let spec = topo::Spec {
+        prefix: prefix.clone(),
+        dir: dir.clone(),
+        bin: bin(),
+        servers: 2,
+        directors: 2,
+        director: topo::DirectorSettings::default(),
+    };
+    let stale =
+        topo::State { spec, procs: vec![topo::Proc { role: topo::Role::Server(1), pid: dead }] };
+    for f in [dir.join("lab.json"), dir.join("server-crash/lab.json")] {
+        std::fs::write(f, serde_json::to_vec(&stale).unwrap()).unwrap();
+    }
+    // And what the crash left running: a namespace with a process in it.
+    let ns = format!("{prefix}-s1");
+    sh("ip", &["netns", "add", &ns]).unwrap();
+    let mut sleeper =
+        Command::new("ip").args(["netns", "exec", &ns, "sleep", "300"]).spawn().unwrap();
+    wait_for("the leftover process runs in its namespace", Duration::from_secs(5), || {
+        !topo::ns_pids(&ns).is_empty()
+    });
     let (code, out) = lab(&["down"], &dir, &prefix);
     assert_eq!(code, 0, "{out}");
-    assert!(sleeper.try_wait().unwrap().is_some() || sleeper.wait().is_ok());
+    // Stopped, not merely signalled: a `down` that left it running fails here.
+    wait_for("lab down stopped the leftover process", Duration::from_secs(5), || {
+        sleeper.try_wait().unwrap().is_some()
+    });
     assert_nothing_left(&prefix, &[sleeper.id()]);
+    assert!(!topo::alive(dead));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn shipped_scenarios_meet_their_bounds() {
-    require_root();
+    if !privileged("shipped_scenarios_meet_their_bounds") {
+        return;
+    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     // Scaled for a 2-core CI machine running a debug build; the full-size
     // numbers are in docs/benchmarks.md.
@@ -548,11 +731,10 @@ fn shipped_scenarios_meet_their_bounds() {
             "{name}: {:?}",
             r.accounting
         );
+        // Every fault happened: one skipped (a kernel without sch_netem, no
+        // single master) did not test what the scenario claims.
         for f in &r.faults {
-            let ok = f.result == "ok"
-                || (f.action.ends_with("netem")
-                    && f.result.starts_with("skipped: this kernel has no sch_netem"));
-            assert!(ok, "{name}: fault {f:?}");
+            assert_eq!(f.result, "ok", "{name}: fault {f:?}");
         }
         let svg = std::fs::read_to_string(dir.join(name).join("report.svg")).unwrap();
         assert!(svg.starts_with("<svg") && svg.contains("requests/s"), "{name}: chart");
