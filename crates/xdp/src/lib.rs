@@ -23,6 +23,7 @@
 pub mod dataplane;
 pub mod frames;
 pub mod layout;
+pub mod realserver;
 
 pub mod table;
 

@@ -3,5 +3,7 @@
 //! real-server set-up. They need root and BPF: under `CI=true` a refusal
 //! fails the test; elsewhere, without root, a test prints why and returns.
 
+mod e2e;
 mod harness;
+mod netns;
 mod progtest;
