@@ -4,6 +4,7 @@ mod admin;
 mod client;
 mod demo;
 mod director;
+mod dr;
 mod lab;
 mod server;
 mod sim;
@@ -73,6 +74,8 @@ enum Command {
     HashPassword(admin::HashArgs),
     /// Validate a configuration file without starting anything.
     Check(admin::CheckArgs),
+    /// Direct routing: set up or check a real server.
+    Dr(dr::DrArgs),
 }
 
 fn main() -> ExitCode {
@@ -102,6 +105,7 @@ fn main() -> ExitCode {
             Command::Lab(a) => lab::run(a).await,
             Command::HashPassword(a) => admin::hash_password(a),
             Command::Check(a) => admin::check(a),
+            Command::Dr(a) => dr::run(a).await,
         }
     });
     match code {
