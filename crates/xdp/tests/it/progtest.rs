@@ -507,3 +507,62 @@ fn no_packet_sees_a_half_built_table() {
     let torn = reader.join().unwrap();
     assert!(torn.is_empty(), "{} packets saw a mixed table, e.g. {:?}", torn.len(), &torn[..1]);
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 2000, ..Default::default() })]
+    // Hostile frames: valid ones with bytes overwritten and cut anywhere. The
+    // program never aborts; a forwarded frame differs only in its MACs (and
+    // went to a configured server); an ARP answer only where a reply must.
+    #[test]
+    fn mutated_frames_never_abort_or_corrupt(
+        which in 0usize..4,
+        edits in proptest::collection::vec((0usize..120, proptest::prelude::any::<u8>()), 0..6),
+        cut in 14usize..130,
+    ) {
+        let Some(f) = MUTATION_FIX.with(|f| f.take()).or_else(|| Fix::new("mutations")) else {
+            return Ok(());
+        };
+        let mut v6 = tcp("[2001:db8:100::5]:40000", VIP6, SYN);
+        v6.payload = vec![7; 20];
+        let mut opts = tcp("10.100.0.7:40002", VIP, SYN);
+        opts.ip_options = vec![1; 8];
+        let mut frame = [
+            tcp("10.100.0.7:40002", VIP, SYN).build(),
+            opts.build(),
+            v6.build(),
+            frames::arp_request(DEV, [10, 100, 0, 7].into(), [10, 9, 0, 1].into()),
+        ][which].clone();
+        for (at, b) in edits {
+            if let Some(x) = frame.get_mut(at) {
+                *x = b;
+            }
+        }
+        frame.truncate(cut);
+        let out = f.dp.test_run(&frame, 1).unwrap();
+        proptest::prop_assert!(
+            [verdict::PASS, verdict::DROP, verdict::TX].contains(&out.verdict),
+            "verdict {}", out.verdict
+        );
+        proptest::prop_assert_eq!(out.frame.len(), frame.len());
+        if out.verdict == verdict::TX {
+            if frame[12..14] == [8, 6] {
+                proptest::prop_assert_eq!(&out.frame[6..12], &DIR.0);
+                // Same header, a reply (op 2) to a request (op 1).
+                proptest::prop_assert_eq!(&out.frame[12..20], &frame[12..20]);
+                proptest::prop_assert_eq!((&frame[20..22], &out.frame[20..22]), (&[0u8, 1][..], &[0u8, 2][..]));
+            } else {
+                proptest::prop_assert!(f.svc.reals.iter().any(|r| out.frame[..6] == r.1.0));
+                proptest::prop_assert_eq!(&out.frame[6..12], &DIR.0);
+                proptest::prop_assert_eq!(&out.frame[12..], &frame[12..]);
+            }
+        } else {
+            proptest::prop_assert_eq!(&out.frame, &frame);
+        }
+        MUTATION_FIX.with(|c| c.set(Some(f)));
+    }
+}
+
+thread_local! {
+    // One loaded program for all cases (loading costs milliseconds).
+    static MUTATION_FIX: std::cell::Cell<Option<Fix>> = const { std::cell::Cell::new(None) };
+}
