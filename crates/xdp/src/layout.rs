@@ -359,4 +359,17 @@ mod tests {
         assert!(MacAddr([0xff; 6]).is_multicast());
         assert!(!m.is_multicast());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn mac_text_round_trips(b in proptest::prelude::any::<[u8; 6]>()) {
+            let m = MacAddr(b);
+            proptest::prop_assert_eq!(m.to_string().parse::<MacAddr>(), Ok(m));
+        }
+
+        #[test]
+        fn mac_parse_never_panics(s in "\\PC{0,30}") {
+            let _ = s.parse::<MacAddr>();
+        }
+    }
 }

@@ -283,3 +283,28 @@ fn end_to_end_native() {
 fn end_to_end_generic() {
     end_to_end("gen", AttachMode::Generic, AttachedMode::Generic);
 }
+
+#[test]
+fn auto_falls_back_to_generic_where_the_driver_has_no_xdp() {
+    if !harness::root("auto_falls_back") {
+        return;
+    }
+    let topo = Topo::new("auto");
+    let ns = topo.host("dir", [10, 79, 0, 2]);
+    // A bridge: no native XDP in its driver.
+    sh(&["ip", "-n", &ns, "link", "add", "br-test", "type", "bridge"]);
+    sh(&["ip", "-n", &ns, "link", "set", "br-test", "up"]);
+    let (native, auto, veth) = run_in(&ns, || {
+        let mut dp = DataPlane::load(Options { flow_entries: 64, ..Options::default() }).unwrap();
+        let native = dp.attach("br-test", AttachMode::Native).map_err(|e| e.to_string());
+        let auto = dp.attach("br-test", AttachMode::Auto).unwrap();
+        let veth = dp.attach("eth0", AttachMode::Auto).unwrap();
+        (native, auto, veth)
+    });
+    let err = native.unwrap_err();
+    assert!(err.contains("\"br-test\"") && err.contains("native"), "{err}");
+    assert_eq!(auto, AttachedMode::Generic, "a bridge has no native XDP");
+    assert_eq!(veth, AttachedMode::Native, "veth has");
+    // Attaching elsewhere moved the program: none left on br-test.
+    assert!(!sh(&["ip", "-n", &ns, "link", "show", "br-test"]).contains("prog/xdp"));
+}
