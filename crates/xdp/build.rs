@@ -57,15 +57,17 @@ fn main() {
         ("tacvs_pass.c", "tacvs_pass.o", &[]),
     ];
     for (src, obj, defines) in builds {
+        // Run from bpf/ on a relative name and map that directory: no build
+        // path in the object (debug info, BTF), so the same source gives the
+        // same bytes wherever it is built.
         let status = Command::new(&clang)
+            .current_dir(&bpf)
             .args(["-O2", "-g", "-target", "bpf", "-Wall", "-Wextra", "-Werror"])
             .arg(format!("-I{multiarch}"))
-            // No build path in the object's debug info: the same source gives
-            // the same bytes wherever it is built.
             .arg(format!("-fdebug-prefix-map={}=bpf", bpf.display()))
             .args(defines)
             .arg("-c")
-            .arg(bpf.join(src))
+            .arg(src)
             .arg("-o")
             .arg(out.join(obj))
             .status()
