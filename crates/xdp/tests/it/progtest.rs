@@ -566,3 +566,29 @@ thread_local! {
     // One loaded program for all cases (loading costs milliseconds).
     static MUTATION_FIX: std::cell::Cell<Option<Fix>> = const { std::cell::Cell::new(None) };
 }
+
+#[test]
+fn a_vip_is_answered_until_its_last_service_goes() {
+    let Some(mut f) = Fix::new("vip_refs") else { return };
+    let second = Service { vip: "10.9.0.1:50".parse().unwrap(), ..f.svc.clone() };
+    f.dp.set_service(&second).unwrap();
+    let req = frames::arp_request(DEV, [10, 100, 0, 8].into(), [10, 9, 0, 1].into());
+    f.dp.remove_service(vip()).unwrap();
+    assert_eq!(f.dp.test_run(&req, 1).unwrap().verdict, verdict::TX, "port 50 still serves");
+    // The removed port passes, the other still forwards.
+    assert_untouched(&f.dp, &tcp("10.100.0.8:40000", VIP, SYN).build(), verdict::PASS);
+    let to = f.predict("10.100.0.8:40000".parse().unwrap());
+    assert_forwarded(&f.dp, &tcp("10.100.0.8:40000", "10.9.0.1:50", SYN).build(), to);
+    f.dp.remove_service(second.vip).unwrap();
+    assert_untouched(&f.dp, &req, verdict::PASS);
+    assert!(f.dp.remove_service(second.vip).is_err());
+    // The ids came back: a service with as many servers as ever fits again.
+    f.svc.reals = (0..tacvs_xdp::layout::consts::MAX_REALS)
+        .map(|i| {
+            let [_, _, a, b] = i.to_be_bytes();
+            (IpAddr::from([10, 2, a, b]), MacAddr([2, 0xcc, 0, 0, a, b]))
+        })
+        .collect();
+    f.svc.table = vec![0; 101];
+    f.set();
+}
