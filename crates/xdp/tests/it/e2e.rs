@@ -308,3 +308,52 @@ fn auto_falls_back_to_generic_where_the_driver_has_no_xdp() {
     // Attaching elsewhere moved the program: none left on br-test.
     assert!(!sh(&["ip", "-n", &ns, "link", "show", "br-test"]).contains("prog/xdp"));
 }
+
+/// The child's side of [`a_killed_director_leaves_nothing_attached`].
+const CHILD_NS: &str = "TACVS_XDP_TEST_CHILD_NS";
+
+#[test]
+fn a_killed_director_leaves_nothing_attached() {
+    if let Ok(ns) = std::env::var(CHILD_NS) {
+        // The child: a director that attaches, activates, and waits to die.
+        let _dp = run_in(&ns, || {
+            let mut dp = DataPlane::load(Options { flow_entries: 64, ..Options::default() })?;
+            dp.attach("eth0", AttachMode::Auto)?;
+            dp.set_active(true)?;
+            Ok::<_, tacvs_xdp::DataPlaneError>(dp)
+        })
+        .unwrap();
+        println!("attached");
+        std::thread::sleep(Duration::from_secs(60));
+        return;
+    }
+    if !harness::root("a_killed_director") {
+        return;
+    }
+    let topo = Topo::new("kill");
+    let ns = topo.host("dir", [10, 80, 0, 2]);
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "e2e::a_killed_director_leaves_nothing_attached", "--nocapture"])
+        .env(CHILD_NS, &ns)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("attached") {
+        line.clear();
+        if out.read_line(&mut line).unwrap() == 0 {
+            let _ = child.kill();
+            panic!("the child director exited before attaching: {:?}", child.wait());
+        }
+    }
+    assert!(xdp_on(&ns).contains("prog/xdp"), "{}", xdp_on(&ns));
+    // SIGKILL: no destructor runs; the kernel closes the link's fd.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while xdp_on(&ns).contains("prog/xdp") {
+        assert!(Instant::now() < deadline, "still attached after the process died");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
