@@ -14,6 +14,8 @@
 //!   plan behind a service change (pure).
 //! * [`realserver`]: setting up and checking a real server for DR (VIP on
 //!   `lo`, `arp_ignore`, `arp_announce`).
+//! * [`neighbour`]: a real server's MAC from the kernel's neighbour table,
+//!   refused with a reason when the server is not on the director's segment.
 //! * [`frames`]: Ethernet/ARP/IPv4/IPv6/TCP frame builders for tests and
 //!   benchmarks.
 //!
@@ -23,6 +25,7 @@
 pub mod dataplane;
 pub mod frames;
 pub mod layout;
+pub mod neighbour;
 pub mod realserver;
 
 pub mod table;

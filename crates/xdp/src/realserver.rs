@@ -186,14 +186,14 @@ fn write_sysctl(iface: &str, key: &str, value: u32) -> Result<bool, RealServerEr
     Ok(true)
 }
 
-struct Netlink {
-    handle: rtnetlink::Handle,
+pub(crate) struct Netlink {
+    pub(crate) handle: rtnetlink::Handle,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Netlink {
     // In the calling thread's network namespace (the socket is made here).
-    fn open() -> Result<Netlink, RealServerError> {
+    pub(crate) fn open() -> Result<Netlink, RealServerError> {
         let (conn, handle, _) = rtnetlink::new_connection().map_err(RealServerError::Socket)?;
         Ok(Netlink { handle, task: tokio::spawn(conn) })
     }

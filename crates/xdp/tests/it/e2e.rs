@@ -357,3 +357,42 @@ fn a_killed_director_leaves_nothing_attached() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn real_server_macs_from_the_neighbour_table() {
+    use tacvs_xdp::neighbour::{self, NeighbourError};
+    if !harness::root("neighbour") {
+        return;
+    }
+    let topo = Topo::new("nb");
+    let dir = topo.host("dir", [10, 81, 0, 2]);
+    let rs = topo.host("rs1", [10, 81, 0, 11]);
+    let stop = Arc::new(AtomicBool::new(false));
+    echo_server(&rs, "rs1", stop.clone());
+    let rs_mac = run_in(&rs, || tacvs_xdp::interface("eth0")).unwrap().1;
+    let resolve = |ip: [u8; 4]| {
+        run_in(&dir, move || {
+            let (index, _) = tacvs_xdp::interface("eth0").unwrap();
+            block_on(neighbour::resolve(index, IpAddr::from(ip)))
+        })
+    };
+    // Nothing sent to it yet: no entry.
+    let e = resolve([10, 81, 0, 11]).unwrap_err();
+    assert!(matches!(e, NeighbourError::Unresolved { state: "none", .. }), "{e}");
+    // A health check's connection makes the kernel learn it.
+    run_in(&dir, || {
+        TcpStream::connect_timeout(
+            &SocketAddr::from(([10, 81, 0, 11], PORT)),
+            Duration::from_secs(5),
+        )
+    })
+    .unwrap();
+    assert_eq!(resolve([10, 81, 0, 11]).unwrap(), rs_mac);
+    // Behind a router, or nowhere: refused with the reason.
+    sh(&["ip", "-n", &dir, "route", "add", "10.99.0.0/16", "via", "10.81.0.11"]);
+    let e = resolve([10, 99, 0, 5]).unwrap_err();
+    assert!(matches!(e, NeighbourError::NotOnLink { .. }), "{e}");
+    let e = resolve([192, 0, 2, 1]).unwrap_err();
+    assert!(matches!(e, NeighbourError::NoRoute { .. }), "{e}");
+    stop.store(true, Ordering::Relaxed);
+}
