@@ -25,7 +25,8 @@ ensure_rust() {
     echo "cargo not found: install Rust 1.95 with rustup (https://rustup.rs), then run this again" >&2
     exit 2
   }
-  apt_install build-essential pkg-config ca-certificates
+  # clang, libbpf-dev and linux-libc-dev build the XDP program (crates/xdp/bpf).
+  apt_install build-essential pkg-config ca-certificates clang libbpf-dev linux-libc-dev
   # rustup reads rust-toolchain.toml and adds the pinned components on first use.
   cargo --version >/dev/null
 }

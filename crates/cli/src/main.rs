@@ -9,6 +9,7 @@ mod director;
 mod doc_commands;
 #[cfg(test)]
 mod doc_config;
+mod dr;
 mod lab;
 mod server;
 mod sim;
@@ -84,6 +85,8 @@ enum Command {
     HashPassword(admin::HashArgs),
     /// Validate a configuration file without starting anything.
     Check(admin::CheckArgs),
+    /// Direct routing: set up or check a real server.
+    Dr(dr::DrArgs),
 }
 
 fn main() -> ExitCode {
@@ -124,6 +127,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Lab(a) => lab::run(a).await,
         Command::HashPassword(a) => admin::hash_password(a),
         Command::Check(a) => admin::check(a),
+        Command::Dr(a) => dr::run(a).await,
     }
 }
 
