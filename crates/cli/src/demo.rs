@@ -123,8 +123,8 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let conf = tacvs_director::config::parse("examples/cluster/director.toml (embedded)", &dtext)
         .map_err(anyhow::Error::msg)?;
     let (interval, timeout, fall) = (
-        conf.services[0].health.interval,
-        conf.services[0].health.timeout,
+        conf.services[0].health.interval.get(),
+        conf.services[0].health.timeout.get(),
         conf.services[0].health.fall,
     );
     let director = tacvs_director::run::start(conf).await?;

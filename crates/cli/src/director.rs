@@ -123,10 +123,12 @@ async fn serve(path: PathBuf) -> anyhow::Result<u8> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = hup.recv() => {
-                let r = tacvs_director::config::load(&path).and_then(|c| d.reload(c));
-                match r {
-                    Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
-                    Err(e) => tracing::error!(file = %path.display(), errors = %e, "reload refused; keeping the running configuration"),
+                match tacvs_director::config::load(&path) {
+                    Err(e) => tracing::error!(file = %path.display(), errors = %e, count = e.len(), "reload refused: the file has errors; keeping the running configuration"),
+                    Ok(c) => match d.reload(c) {
+                        Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
+                        Err(e) => tracing::error!(file = %path.display(), error = %e, "reload refused; keeping the running configuration"),
+                    },
                 }
             }
         }

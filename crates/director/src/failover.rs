@@ -263,9 +263,9 @@ impl Router {
         let core = Config {
             vrid: c.vrid,
             priority: c.priority,
-            interval: c.advert_interval,
+            interval: c.advert_interval.get(),
             preempt: c.preempt,
-            preempt_delay: c.preempt_delay,
+            preempt_delay: c.preempt_delay.get(),
             primary: self.source,
             vips: c.vips.iter().map(|v| v.0).collect(),
         };
@@ -273,7 +273,7 @@ impl Router {
         let acts = vrrp.startup(Instant::now());
         self.execute(&vrrp, acts).await;
         let mut buf = vec![0u8; 2048];
-        let track = Duration::from_millis(100).min(c.advert_interval);
+        let track = Duration::from_millis(100).min(c.advert_interval.get());
         let mut next_track = Instant::now();
         let mut degraded = false;
         let mut link_up = true;

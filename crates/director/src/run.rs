@@ -264,7 +264,7 @@ fn status(services: &[Arc<ServiceRt>]) -> Vec<ServiceStatus> {
             ServiceStatus {
                 name: conf.name.clone(),
                 listen: s.vip.to_string(),
-                scheduler: format!("{:?}", conf.scheduler).to_lowercase(),
+                scheduler: conf.scheduler.name().into(),
                 active: s.conns.load(Ordering::Relaxed),
                 reals: st
                     .reals
@@ -318,7 +318,7 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
             )
         })?;
         local_addrs.push(listener.local_addr()?);
-        tracing::info!(service = %s.name, vip = %listener.local_addr()?, scheduler = ?s.scheduler, "virtual service up");
+        tracing::info!(service = %s.name, vip = %listener.local_addr()?, scheduler = %s.scheduler, "virtual service up");
         let vip = listener.local_addr()?;
         let rt = Arc::new(ServiceRt {
             vip,
@@ -367,7 +367,7 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
     })
 }
 
-fn new_real(r: &crate::config::Real, s: &Service, now: Instant) -> Real {
+fn new_real(r: &crate::config::RealConf, s: &Service, now: Instant) -> Real {
     Real {
         addr: r.address,
         weight: r.weight,
@@ -463,7 +463,7 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
     let mut chosen = None;
     for _ in 0..conf.connect_attempts {
         let Some(addr) = svc.pick(flow, &tried) else { break };
-        match tokio::time::timeout(conf.connect_timeout, TcpStream::connect(addr)).await {
+        match tokio::time::timeout(conf.connect_timeout.get(), TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
                 chosen = Some((Some(addr), addr, s));
                 break;
@@ -487,7 +487,9 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
         Some(c) => c,
         None => match conf.sorry_server {
             Some(sorry) => {
-                match tokio::time::timeout(conf.connect_timeout, TcpStream::connect(sorry)).await {
+                match tokio::time::timeout(conf.connect_timeout.get(), TcpStream::connect(sorry))
+                    .await
+                {
                     Ok(Ok(s)) => {
                         tracing::warn!(service = %conf.name, device = %peer, %sorry, "no real server available; using the sorry server");
                         (None, sorry, s)
@@ -508,10 +510,11 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
     // bytes in one segment, so the server wakes once, not twice.
     let mut first = take_buf();
     first.extend_from_slice(&proxy_header(conf.proxy_protocol, peer, vip));
-    let got = match tokio::time::timeout(conf.idle_timeout, read_some(&device, &mut first)).await {
-        Ok(Ok(n)) => n,
-        _ => 0,
-    };
+    let got =
+        match tokio::time::timeout(conf.idle_timeout.get(), read_some(&device, &mut first)).await {
+            Ok(Ok(n)) => n,
+            _ => 0,
+        };
     let sent = write_all(&server, &first).await.is_ok();
     // Not kept for the connection's life: idle connections should cost little.
     give_buf(first);
@@ -521,11 +524,11 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
         }
         match conf.copy {
             crate::config::CopyMode::Userspace => {
-                relay(&device, &server, conf.idle_timeout, got > 0).await
+                relay(&device, &server, conf.idle_timeout.get(), got > 0).await
             }
             crate::config::CopyMode::Splice => {
                 if let Err(e) =
-                    crate::splice::relay(&device, &server, conf.idle_timeout, got > 0).await
+                    crate::splice::relay(&device, &server, conf.idle_timeout.get(), got > 0).await
                 {
                     tracing::debug!(service = %conf.name, error = %e, "splice relay ended");
                 }
@@ -624,7 +627,7 @@ pub async fn relay(a: &TcpStream, b: &TcpStream, idle: Duration, a_open: bool) {
 /// server is out of scheduling within fall × interval + timeout, not fall ×
 /// timeout; results are applied in the order the checks started.
 async fn health_loop(svc: Arc<ServiceRt>, addr: SocketAddr) {
-    let mut interval = svc.conf.load().health.interval;
+    let mut interval = svc.conf.load().health.interval.get();
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sid: u32 = 0x5000_0000 ^ u32::from(addr.port());
@@ -637,8 +640,8 @@ async fn health_loop(svc: Arc<ServiceRt>, addr: SocketAddr) {
         if !conf.reals.iter().any(|r| r.address == addr) {
             return; // removed by a reload
         }
-        if conf.health.interval != interval {
-            interval = conf.health.interval;
+        if conf.health.interval.get() != interval {
+            interval = conf.health.interval.get();
             tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
@@ -649,11 +652,12 @@ async fn health_loop(svc: Arc<ServiceRt>, addr: SocketAddr) {
         running.spawn(async move {
             let t = Instant::now();
             let result =
-                match tokio::time::timeout(conf.health.timeout, check(&conf, addr, this_sid)).await
+                match tokio::time::timeout(conf.health.timeout.get(), check(&conf, addr, this_sid))
+                    .await
                 {
                     Ok(r) => r,
                     Err(_) => CheckResult::Failed {
-                        reason: format!("no answer within {:?}", conf.health.timeout),
+                        reason: format!("no answer within {}", conf.health.timeout),
                     },
                 };
             record(&svc, &conf, addr, started, t.elapsed().as_secs_f64() * 1e3, result);
@@ -699,35 +703,49 @@ fn record(
     }
 }
 
+/// Why a reload was refused (the running configuration stays).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ReloadError(pub Vec<ReloadProblem>);
+
+/// One reason a reload was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReloadProblem {
+    /// A service that is not running.
+    #[error("service {0:?} is new: restart the director to add it")]
+    Added(String),
+    /// A running service missing from the new file.
+    #[error("service {0:?} was removed: restart the director to remove it")]
+    Removed(String),
+    /// A service on another address.
+    #[error("service {0:?} moved to {1}: restart the director to change addresses")]
+    Moved(String, SocketAddr),
+}
+
 impl DirectorHandle {
     /// Apply a new configuration to the running services (SIGHUP): scheduler,
     /// real servers (added ones start checked-up, removed ones take no new
     /// connections and their open ones finish), weights, caps, timeouts and
     /// health settings. Services are matched by name; a service added, removed
     /// or moved to another address needs a restart, and the reload is refused.
-    pub fn reload(&mut self, new: DirectorFile) -> Result<(), String> {
+    pub fn reload(&mut self, new: DirectorFile) -> Result<(), ReloadError> {
         let mut problems = Vec::new();
         for s in &new.services {
             match self.services.iter().find(|rt| rt.conf().name == s.name) {
-                None => problems
-                    .push(format!("service {:?} is new: restart the director to add it", s.name)),
-                Some(rt) if rt.conf().listen != s.listen => problems.push(format!(
-                    "service {:?} moved to {}: restart to change addresses",
-                    s.name, s.listen
-                )),
+                None => problems.push(ReloadProblem::Added(s.name.clone())),
+                Some(rt) if rt.conf().listen != s.listen => {
+                    problems.push(ReloadProblem::Moved(s.name.clone(), s.listen))
+                }
                 _ => {}
             }
         }
         for rt in &self.services {
             if !new.services.iter().any(|s| s.name == rt.conf().name) {
-                problems.push(format!(
-                    "service {:?} was removed: restart the director to remove it",
-                    rt.conf().name
-                ));
+                problems.push(ReloadProblem::Removed(rt.conf().name.clone()));
             }
         }
         if !problems.is_empty() {
-            return Err(problems.join("; "));
+            return Err(ReloadError(problems));
         }
         let now = Instant::now();
         for s in new.services {
@@ -742,7 +760,7 @@ impl DirectorHandle {
                 let mut st = rt.state.lock().unwrap_or_else(|e| e.into_inner());
                 if old.scheduler != s.scheduler {
                     st.sched = Scheduler::new(s.scheduler, 0x7ac5);
-                    tracing::info!(service = %s.name, scheduler = ?s.scheduler, "scheduler changed");
+                    tracing::info!(service = %s.name, scheduler = %s.scheduler, "scheduler changed");
                 }
                 let mut next = Vec::new();
                 for r in &s.reals {
@@ -787,7 +805,7 @@ async fn check(s: &Service, addr: SocketAddr, sid: u32) -> CheckResult {
         return CheckResult::Ok { latency: t.elapsed() };
     }
     let h = &s.health;
-    let key = Key::new(h.key.clone().unwrap_or_default());
+    let key = Key::new(h.key.as_ref().map(|k| k.expose().as_bytes().to_vec()).unwrap_or_default());
     let mut m = ClientConnection::new(ClientConfig::default(), Some(key));
     let started = match h.probe {
         Probe::Authorize => m.authorize(
@@ -807,7 +825,9 @@ async fn check(s: &Service, addr: SocketAddr, sid: u32) -> CheckResult {
                 user: Bytes::from(h.user.clone()),
                 port: Bytes::from_static(b"tacvs-director"),
                 rem_addr: Bytes::new(),
-                data: Bytes::from(h.password.clone().unwrap_or_default()),
+                data: Bytes::from(
+                    h.password.as_ref().map(|p| p.expose().as_bytes().to_vec()).unwrap_or_default(),
+                ),
             },
         ),
     };

@@ -320,6 +320,7 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
     assert!(
         dir.reload(tacvs_director::config::parse("d.toml", &moved).unwrap())
             .unwrap_err()
+            .to_string()
             .contains("restart")
     );
     stop.store(true, Ordering::Relaxed);
