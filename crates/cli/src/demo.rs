@@ -127,7 +127,7 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         conf.services[0].health.timeout.get(),
         conf.services[0].health.fall,
     );
-    let director = tacvs_director::run::start(conf).await?;
+    let director = tacvs_director::start(conf).await?;
     let vip = director.local_addrs[0];
     println!(
         "tacvs demo: director on {vip} (wlc, TACACS+ health checks every {interval:?}) in front of two tacvs servers: rs1 {a1}, rs2 {a2}"
@@ -233,10 +233,7 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     }
     print!(
         "{}",
-        tacvs_director::run::render(&st, None)
-            .lines()
-            .map(|l| format!("   {l}\n"))
-            .collect::<String>()
+        tacvs_director::render(&st, None).lines().map(|l| format!("   {l}\n")).collect::<String>()
     );
 
     // The expectations, stated.

@@ -60,47 +60,34 @@ struct WeightArgs {
 }
 
 pub async fn run(a: DirectorArgs) -> anyhow::Result<u8> {
+    use tacvs_director::{Reply, Request};
     let (sock, req) = match a.cmd {
         None => {
             return serve(a.config.context("give --config FILE to run a director, or a subcommand (status, drain, enable, weight)")?).await;
         }
         Some(Ctl::Status(s)) => {
-            let reply = tacvs_director::run::control(&s.socket, &serde_json::json!({"cmd": "status"})).await.with_context(|| {
-                format!("cannot reach the director at {} (is it running? see [director] control_socket)", s.socket.display())
-            })?;
+            let report = tacvs_director::status(&s.socket).await?;
             if s.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"services": reply["services"], "vrrp": reply["vrrp"]})
-                    )?
-                );
+                println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                let services: Vec<tacvs_director::run::ServiceStatus> =
-                    serde_json::from_value(reply["services"].clone())?;
-                let vrrp: Option<tacvs_director::failover::VrrpStatus> =
-                    serde_json::from_value(reply["vrrp"].clone()).unwrap_or(None);
-                print!("{}", tacvs_director::run::render(&services, vrrp.as_ref()));
+                print!("{}", tacvs_director::render(&report.services, report.vrrp.as_ref()));
             }
             return Ok(0);
         }
-        Some(Ctl::Drain(t)) => (t.socket, serde_json::json!({"cmd": "drain", "server": t.server})),
-        Some(Ctl::Enable(t)) => {
-            (t.socket, serde_json::json!({"cmd": "enable", "server": t.server}))
-        }
-        Some(Ctl::Weight(w)) => {
-            (w.socket, serde_json::json!({"cmd": "weight", "server": w.server, "weight": w.weight}))
-        }
+        Some(Ctl::Drain(t)) => (t.socket, Request::Drain { server: t.server }),
+        Some(Ctl::Enable(t)) => (t.socket, Request::Enable { server: t.server }),
+        Some(Ctl::Weight(w)) => (w.socket, Request::Weight { server: w.server, weight: w.weight }),
     };
-    let reply = tacvs_director::run::control(&sock, &req)
-        .await
-        .with_context(|| format!("cannot reach the director at {}", sock.display()))?;
-    if reply["ok"] == true {
-        println!("ok");
-        Ok(0)
-    } else {
-        eprintln!("tacvs director: {}", reply["error"].as_str().unwrap_or("failed"));
-        Ok(1)
+    match tacvs_director::request(&sock, &req).await? {
+        Reply::Changed { .. } => {
+            println!("ok");
+            Ok(0)
+        }
+        Reply::Error { error } => {
+            eprintln!("tacvs director: {error}");
+            Ok(1)
+        }
+        Reply::Status(_) => anyhow::bail!("the director answered another question"),
     }
 }
 
@@ -114,7 +101,7 @@ async fn serve(path: PathBuf) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot serve metrics on {}", m.listen))?;
     }
     crate::raise_nofile_limit();
-    let mut d = tacvs_director::run::start(conf).await?;
+    let mut d = tacvs_director::start(conf).await?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
     let mut hup = signal(SignalKind::hangup())?;

@@ -14,7 +14,8 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use tacvs_config::{ConfigError, ConfigErrors, Dur, Locator, Secret, Seg, Spans};
+pub use tacvs_config::ConfigErrors;
+use tacvs_config::{ConfigError, Dur, Locator, Secret, Seg, Spans};
 
 use crate::core::sched::Kind;
 

@@ -243,11 +243,19 @@ impl Scheduler {
                 weighted_hash(servers, hash_addr(ip))
             }
             Kind::Mh => {
-                let want: Vec<(String, u32)> = servers
-                    .iter()
-                    .map(|b| (b.key.clone(), if b.up { b.weight } else { 0 }))
-                    .collect();
-                if self.maglev.as_ref().is_none_or(|(have, _)| *have != want) {
+                // The table is rebuilt only when a key or a weight changed; a
+                // pick compares in place (no copy of the keys).
+                let weight = |b: &Backend| if b.up { b.weight } else { 0 };
+                let same = self.maglev.as_ref().is_some_and(|(have, _)| {
+                    have.len() == n
+                        && have
+                            .iter()
+                            .zip(servers)
+                            .all(|((k, w), b)| *k == b.key && *w == weight(b))
+                });
+                if !same {
+                    let want: Vec<(String, u32)> =
+                        servers.iter().map(|b| (b.key.clone(), weight(b))).collect();
                     let table = Maglev::new(&want);
                     self.maglev = Some((want, table));
                 }

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tacvs_client::{Client, ClientOptions};
-use tacvs_director::run::{self, DirectorHandle};
+use tacvs_director::{self as director, DirectorHandle, Reply, Request};
 use tacvs_proto::*;
 
 const KEY: &str = "director-test-key";
@@ -111,7 +111,7 @@ async fn wait_state(
         assert!(
             t.elapsed() < within,
             "{server} not {state} after {within:?}: {}",
-            run::render(&st, None)
+            director::render(&st, None)
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
@@ -146,7 +146,7 @@ async fn devices_reach_real_servers_with_their_own_addresses() {
         &director_conf(&[s1.local_addrs[0], s2.local_addrs[0]], &dd, "rr"),
     )
     .unwrap();
-    let dir = run::start(conf).await.unwrap();
+    let dir = director::start(conf).await.unwrap();
     let vip = dir.local_addrs[0];
     for i in 0..40u32 {
         let src = format!("127.6.{}.{}", i / 200, i % 200 + 1);
@@ -163,38 +163,30 @@ async fn devices_reach_real_servers_with_their_own_addresses() {
     assert!(
         st[0].reals.iter().all(|r| r.state == "up" && r.last_check == "ok"),
         "{}",
-        run::render(&st, None)
+        director::render(&st, None)
     );
     assert_eq!(st[0].reals.iter().map(|r| r.total).sum::<u64>(), 40);
 
     // drain / enable / weight over the control socket.
-    let sock = dd.join("director.sock");
-    let r = run::control(&sock, &serde_json::json!({"cmd": "drain", "server": s1.local_addrs[0]}))
-        .await
-        .unwrap();
-    assert_eq!(r["ok"], true, "{r}");
+    let (a1, sock) = (s1.local_addrs[0], dd.join("director.sock"));
+    let r = director::request(&sock, &Request::Drain { server: a1 }).await.unwrap();
+    assert!(
+        matches!(&r, Reply::Changed { changes } if changes.len() == 1 && changes[0].to == 0),
+        "{r:?}"
+    );
     let before = journal(&d1).len();
     for i in 100..120u32 {
         assert_eq!(account(vip, "127.6.9.9", i).await.unwrap(), AcctStatus::Success);
     }
     assert_eq!(journal(&d1).len(), before, "a drained server takes no new connections");
-    let r = run::control(
-        &sock,
-        &serde_json::json!({"cmd": "weight", "server": s1.local_addrs[0], "weight": 3}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r["ok"], true);
-    let status = run::control(&sock, &serde_json::json!({"cmd": "status"})).await.unwrap();
-    let text = run::render(
-        &serde_json::from_value::<Vec<run::ServiceStatus>>(status["services"].clone()).unwrap(),
-        None,
-    );
+    let r = director::request(&sock, &Request::Weight { server: a1, weight: 3 }).await.unwrap();
+    assert!(matches!(r, Reply::Changed { .. }), "{r:?}");
+    let status = director::status(&sock).await.unwrap();
+    let text = director::render(&status.services, status.vrrp.as_ref());
     assert!(text.contains("3*"), "weight override shown: {text}");
-    let r = run::control(&sock, &serde_json::json!({"cmd": "enable", "server": "127.0.0.1:1"}))
-        .await
-        .unwrap();
-    assert_eq!(r["ok"], false);
+    let nowhere = "127.0.0.1:1".parse().unwrap();
+    let r = director::request(&sock, &Request::Enable { server: nowhere }).await.unwrap();
+    assert!(matches!(r, Reply::Error { .. }), "{r:?}");
     dir.stop();
     s1.shutdown(Duration::from_millis(100)).await;
     s2.shutdown(Duration::from_millis(100)).await;
@@ -213,7 +205,7 @@ async fn killed_server_leaves_scheduling_fast_and_costs_only_in_flight_requests(
         &director_conf(&[dead, s2.local_addrs[0]], &dd, "wlc"),
     )
     .unwrap();
-    let dir = Arc::new(run::start(conf).await.unwrap());
+    let dir = Arc::new(director::start(conf).await.unwrap());
     let vip = dir.local_addrs[0];
     wait_state(&dir, dead, "up", Duration::from_secs(2)).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -253,7 +245,7 @@ async fn killed_server_leaves_scheduling_fast_and_costs_only_in_flight_requests(
     assert!(failed <= workers, "{failed} failed requests with {workers} in flight");
     let st = dir.status();
     let d = st[0].reals.iter().find(|r| r.address == dead.to_string()).unwrap();
-    assert!(d.last_check.starts_with("failed"), "{}", run::render(&st, None));
+    assert!(d.last_check.starts_with("failed"), "{}", director::render(&st, None));
     s2.shutdown(Duration::from_millis(100)).await;
     for d in [d1, d2, dd] {
         let _ = std::fs::remove_dir_all(d);
@@ -267,7 +259,7 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
     let (a1, a2, a3) = (s1.local_addrs[0], s2.local_addrs[0], s3.local_addrs[0]);
     let text = director_conf(&[a1, a2], &dd, "wlc");
     let mut dir =
-        run::start(tacvs_director::config::parse("d.toml", &text).unwrap()).await.unwrap();
+        director::start(tacvs_director::config::parse("d.toml", &text).unwrap()).await.unwrap();
     let vip = dir.local_addrs[0];
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -311,9 +303,9 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
     assert!(
         st[0].reals.iter().all(|r| r.address != a2.to_string()),
         "a2 removed: {}",
-        run::render(&st, None)
+        director::render(&st, None)
     );
-    assert!(total(&dir, a3) > 0, "a3 added and used: {}", run::render(&st, None));
+    assert!(total(&dir, a3) > 0, "a3 added and used: {}", director::render(&st, None));
     assert!(total(&dir, a1) > t2);
     // A reload that moves a service is refused and changes nothing.
     let moved = text2.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"");
@@ -369,17 +361,17 @@ async fn misconfigured_tcp_checks_sorry_server_and_inhibit() {
 
     // A probe with the wrong key: up but misconfigured, and still serving devices.
     let wrong = "  check = \"tacacs\"\n  interval = \"100ms\"\n  timeout = \"200ms\"\n  key = \"not-the-key\"";
-    let dir = run::start(conf_with(&[a1], &dd, wrong, "")).await.unwrap();
+    let dir = director::start(conf_with(&[a1], &dd, wrong, "")).await.unwrap();
     wait_state(&dir, a1, "misconfigured", Duration::from_secs(2)).await;
     let st = dir.status();
-    assert!(st[0].reals[0].last_check.contains("misconfigured"), "{}", run::render(&st, None));
+    assert!(st[0].reals[0].last_check.contains("misconfigured"), "{}", director::render(&st, None));
     assert_eq!(account(dir.local_addrs[0], "127.9.0.1", 1).await.unwrap(), AcctStatus::Success);
     dir.stop();
 
     // TCP checks, a sorry server, and inhibit.
     let tcp = "  check = \"tcp\"\n  interval = \"100ms\"\n  timeout = \"200ms\"";
     let extra = format!("sorry_server = \"{}\"\non_down = \"inhibit\"", sorry.local_addrs[0]);
-    let dir = run::start(conf_with(&[a1, a2], &dd, tcp, &extra)).await.unwrap();
+    let dir = director::start(conf_with(&[a1, a2], &dd, tcp, &extra)).await.unwrap();
     let vip = dir.local_addrs[0];
     wait_state(&dir, a2, "up", Duration::from_secs(2)).await;
     // Drain both: devices go to the sorry server.
@@ -399,7 +391,7 @@ async fn misconfigured_tcp_checks_sorry_server_and_inhibit() {
     }
     assert_eq!(journal(&d1).len(), n1 + 10, "all to the live server");
     let st = dir.status();
-    assert_eq!(st[0].reals.len(), 2, "inhibited, not removed: {}", run::render(&st, None));
+    assert_eq!(st[0].reals.len(), 2, "inhibited, not removed: {}", director::render(&st, None));
     dir.stop();
     s1.shutdown(Duration::from_millis(100)).await;
     sorry.shutdown(Duration::from_millis(100)).await;
@@ -413,8 +405,9 @@ async fn splice_data_path_carries_sessions() {
     let (d1, dd) = (tmp("sp1"), tmp("spd"));
     let s1 = real_server(&d1).await;
     let tcp = "  check = \"tcp\"\n  interval = \"100ms\"\n  timeout = \"200ms\"";
-    let dir =
-        run::start(conf_with(&[s1.local_addrs[0]], &dd, tcp, "copy = \"splice\"")).await.unwrap();
+    let dir = director::start(conf_with(&[s1.local_addrs[0]], &dd, tcp, "copy = \"splice\""))
+        .await
+        .unwrap();
     let vip = dir.local_addrs[0];
     for i in 0..30 {
         assert_eq!(

@@ -78,7 +78,7 @@ async fn pump(src: &TcpStream, dst: &TcpStream, pipe: &mut Pipe) -> io::Result<b
     Ok(true)
 }
 
-/// Relay both ways like [`crate::run::relay`], through pipes.
+/// Relay both ways like [`super::pool::relay`], through pipes.
 pub async fn relay(a: &TcpStream, b: &TcpStream, idle: Duration, a_open: bool) -> io::Result<()> {
     let (mut ab, mut ba) = (Pipe::new()?, Pipe::new()?);
     let (mut a_open, mut b_open) = (a_open, true);

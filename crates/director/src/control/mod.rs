@@ -1,0 +1,11 @@
+//! The local control socket: `tacvs director status|drain|enable|weight`.
+//!
+//! * [`protocol`]: the typed request and reply, shared by both sides;
+//! * [`server`]: the director's end (one short-lived task per request);
+//! * [`client`]: the tool's end;
+//! * [`render`]: the status table people read.
+
+pub mod client;
+pub mod protocol;
+pub mod render;
+pub mod server;

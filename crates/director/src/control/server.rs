@@ -1,0 +1,93 @@
+//! The director's end of the control socket: read one request line (bounded
+//! in size and time), answer with one reply line.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::protocol::{MAX_REQUEST, Reply, Request, StatusReport, WeightChange};
+use crate::failover::VrrpCell;
+use crate::service::{Registry, ServiceRt};
+
+/// Time allowed for a request line.
+const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serve requests until the task is aborted.
+pub(crate) async fn serve(services: Arc<Registry>, vrrp: Arc<VrrpCell>, ul: UnixListener) {
+    while let Ok((s, _)) = ul.accept().await {
+        let (services, vrrp) = (services.clone(), vrrp.clone());
+        tokio::spawn(async move { one(s, &services.load(), &vrrp).await });
+    }
+}
+
+async fn one(mut s: UnixStream, services: &[Arc<ServiceRt>], vrrp: &VrrpCell) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !buf.contains(&b'\n') && buf.len() < MAX_REQUEST {
+        match tokio::time::timeout(READ_TIMEOUT, s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let reply = match serde_json::from_slice::<Request>(line) {
+        Err(e) => Reply::Error { error: format!("bad request: {e}") },
+        Ok(r) => handle(services, vrrp, r),
+    };
+    let mut out = serde_json::to_vec(&reply).expect("replies serialize");
+    out.push(b'\n');
+    let _ = s.write_all(&out).await;
+}
+
+/// Answer one request.
+pub(crate) fn handle(services: &[Arc<ServiceRt>], vrrp: &VrrpCell, req: Request) -> Reply {
+    match req {
+        Request::Status => Reply::Status(status(services, vrrp)),
+        Request::Drain { server } => changed(set_weight(services, server, Some(0)), server),
+        Request::Enable { server } => changed(set_weight(services, server, None), server),
+        Request::Weight { server, weight } => {
+            changed(set_weight(services, server, Some(weight)), server)
+        }
+    }
+}
+
+pub(crate) fn status(services: &[Arc<ServiceRt>], vrrp: &VrrpCell) -> StatusReport {
+    let now = Instant::now();
+    StatusReport { services: services.iter().map(|s| s.status(now)).collect(), vrrp: vrrp.get() }
+}
+
+/// Set (or clear) a weight override in every service that has `server`.
+pub(crate) fn set_weight(
+    services: &[Arc<ServiceRt>],
+    server: SocketAddr,
+    weight: Option<u32>,
+) -> Vec<WeightChange> {
+    let mut changes = Vec::new();
+    for s in services {
+        let before = s.state().real_mut(server).map(|r| (r.effective_weight(), r.weight));
+        if let Some((from, configured)) = before
+            && s.set_weight(server, weight)
+        {
+            let to = weight.unwrap_or(configured);
+            changes.push(WeightChange {
+                service: s.conf().name.clone(),
+                server,
+                from,
+                to,
+                configured,
+            });
+        }
+    }
+    changes
+}
+
+fn changed(changes: Vec<WeightChange>, server: SocketAddr) -> Reply {
+    if changes.is_empty() {
+        Reply::Error { error: format!("no real server {server} in any service") }
+    } else {
+        Reply::Changed { changes }
+    }
+}

@@ -1,0 +1,271 @@
+//! One virtual service's live state: its configuration (swapped whole on a
+//! reload), each real server's health, weight and connection counts, and the
+//! scheduler. The proxy asks it for a server ([`ServiceRt::pick`]) and gives
+//! the connection back ([`ServiceRt::release`]); the checker feeds it results;
+//! the control socket reads a [`ServiceStatus`] and sets weight overrides.
+//!
+//! Every decision is in `core` (scheduler, health machine); this module keeps
+//! the books under one lock per service, held for a pick or an update only.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{OnDown, RealConf, Service};
+use crate::control::protocol::{RealStatus, ServiceStatus};
+use crate::core::health::{Health, State};
+use crate::core::sched::{Backend, Flow, Scheduler};
+
+/// One real server's live state.
+#[derive(Debug)]
+pub(crate) struct RealState {
+    pub addr: SocketAddr,
+    /// Configured weight.
+    pub weight: u32,
+    /// Operator override (drain = Some(0)).
+    pub admin_weight: Option<u32>,
+    pub max_conns: u32,
+    pub health: Health,
+    /// Proxied connections open now.
+    pub active: u32,
+    pub total: u64,
+    pub connect_failures: u64,
+    pub last_check_ms: Option<f64>,
+    pub last_result: String,
+    /// Start order of the last check applied.
+    pub check_seq: u64,
+    pub cps: f64,
+    pub rate_mark: (u64, Instant),
+}
+
+impl RealState {
+    pub fn new(r: &RealConf, s: &Service, now: Instant) -> RealState {
+        RealState {
+            addr: r.address,
+            weight: r.weight,
+            admin_weight: None,
+            max_conns: r.max_connections,
+            // Start up: devices are served at once, and `fall` quick checks
+            // remove a dead server well under a second.
+            health: Health::new(s.health.rise, s.health.fall, State::Up, now),
+            active: 0,
+            total: 0,
+            connect_failures: 0,
+            last_check_ms: None,
+            last_result: "not checked yet".into(),
+            check_seq: 0,
+            cps: 0.0,
+            rate_mark: (0, now),
+        }
+    }
+
+    /// The weight in force (an operator's override, else the configured one).
+    pub fn effective_weight(&self) -> u32 {
+        self.admin_weight.unwrap_or(self.weight)
+    }
+}
+
+/// The books of one service, under its lock.
+#[derive(Debug)]
+pub(crate) struct ServiceState {
+    pub reals: Vec<RealState>,
+    pub sched: Scheduler,
+    /// What the scheduler sees, one entry per real server in the same order.
+    /// Kept between picks: the keys (addresses as text, for the hashing
+    /// schedulers) are written when the servers change, not on every pick.
+    view: Vec<Backend>,
+}
+
+impl ServiceState {
+    pub fn new(reals: Vec<RealState>, sched: Scheduler) -> Self {
+        let mut st = ServiceState { reals, sched, view: Vec::new() };
+        st.servers_changed();
+        st
+    }
+
+    /// Call after `reals` gained, lost or reordered servers.
+    pub fn servers_changed(&mut self) {
+        self.view = self.reals.iter().map(|r| Backend::new(r.addr.to_string(), 0)).collect();
+    }
+
+    pub fn real_mut(&mut self, addr: SocketAddr) -> Option<&mut RealState> {
+        self.reals.iter_mut().find(|r| r.addr == addr)
+    }
+
+    /// Refresh the scheduler's view. `exclude`d servers (already tried for this
+    /// connection) are shown down.
+    fn refresh_view(&mut self, on_down: OnDown, exclude: &[SocketAddr]) {
+        debug_assert_eq!(self.view.len(), self.reals.len());
+        for (b, r) in self.view.iter_mut().zip(&self.reals) {
+            let healthy = r.health.schedulable();
+            // inhibit: a failed server stays in the table with weight 0.
+            let (weight, up) = if !healthy && on_down == OnDown::Inhibit {
+                (0, true)
+            } else {
+                (r.effective_weight(), healthy && !exclude.contains(&r.addr))
+            };
+            b.weight = weight;
+            b.up = up;
+            b.active = r.active;
+            b.max_conns = r.max_conns;
+        }
+    }
+}
+
+/// The running services, replaced whole when a reload adds or removes one.
+pub(crate) type Registry = ArcSwap<Vec<Arc<ServiceRt>>>;
+
+/// A virtual service at run time.
+#[derive(Debug)]
+pub struct ServiceRt {
+    conf: ArcSwap<Service>,
+    /// The bound VIP (the configured one with port 0 resolved).
+    vip: SocketAddr,
+    state: Mutex<ServiceState>,
+    /// Device connections open now.
+    conns: AtomicUsize,
+}
+
+impl ServiceRt {
+    pub(crate) fn new(conf: Service, vip: SocketAddr, seed: u64, now: Instant) -> Self {
+        let reals = conf.reals.iter().map(|r| RealState::new(r, &conf, now)).collect();
+        ServiceRt {
+            state: Mutex::new(ServiceState::new(reals, Scheduler::new(conf.scheduler, seed))),
+            conf: ArcSwap::from_pointee(conf),
+            vip,
+            conns: AtomicUsize::new(0),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn conf(&self) -> Arc<Service> {
+        self.conf.load_full()
+    }
+
+    pub(crate) fn set_conf(&self, conf: Service) {
+        self.conf.store(Arc::new(conf));
+    }
+
+    /// The bound virtual address.
+    pub fn vip(&self) -> SocketAddr {
+        self.vip
+    }
+
+    pub(crate) fn state(&self) -> MutexGuard<'_, ServiceState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Count a device connection if the service is under `max`; false when full.
+    pub(crate) fn admit(&self, max: usize) -> bool {
+        if self.conns.fetch_add(1, Ordering::AcqRel) >= max {
+            self.conns.fetch_sub(1, Ordering::AcqRel);
+            return false;
+        }
+        true
+    }
+
+    /// A device connection admitted by [`ServiceRt::admit`] ended.
+    pub(crate) fn finished(&self) {
+        self.conns.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// Pick a real server and count the connection on it. Servers are named by
+    /// address (indices shift when a reload adds or removes servers).
+    pub(crate) fn pick(&self, flow: Flow, exclude: &[SocketAddr]) -> Option<SocketAddr> {
+        let on_down = self.conf.load().on_down;
+        let mut st = self.state();
+        st.refresh_view(on_down, exclude);
+        let ServiceState { sched, view, .. } = &mut *st;
+        let i = sched.pick(view, flow)?;
+        let r = &mut st.reals[i];
+        r.active += 1;
+        r.total += 1;
+        Some(r.addr)
+    }
+
+    fn with_real(&self, addr: SocketAddr, f: impl FnOnce(&mut RealState)) {
+        if let Some(r) = self.state().real_mut(addr) {
+            f(r);
+        }
+    }
+
+    /// A connection picked by [`ServiceRt::pick`] closed.
+    pub(crate) fn release(&self, addr: SocketAddr) {
+        self.with_real(addr, |r| r.active = r.active.saturating_sub(1));
+    }
+
+    /// The connect to a picked server failed (it will be retried elsewhere).
+    pub(crate) fn connect_failed(&self, addr: SocketAddr) {
+        self.with_real(addr, |r| {
+            r.active = r.active.saturating_sub(1);
+            r.total = r.total.saturating_sub(1);
+            r.connect_failures += 1;
+        });
+    }
+
+    /// Set (or clear, with `None`) the weight override of `server`; whether
+    /// the service has it.
+    pub(crate) fn set_weight(&self, server: SocketAddr, weight: Option<u32>) -> bool {
+        let mut found = false;
+        self.with_real(server, |r| {
+            r.admin_weight = weight;
+            found = true;
+        });
+        if found {
+            let name = self.conf().name.clone();
+            match weight {
+                Some(w) => tracing::info!(service = %name, %server, weight = w, "weight override"),
+                None => {
+                    tracing::info!(service = %name, %server, "weight override cleared: configured weight again")
+                }
+            }
+        }
+        found
+    }
+
+    /// Whether a real server is up with a weight above zero (VRRP tracking).
+    pub(crate) fn served(&self) -> bool {
+        self.state().reals.iter().any(|r| r.health.state() == State::Up && r.effective_weight() > 0)
+    }
+
+    /// What `status` shows.
+    pub fn status(&self, now: Instant) -> ServiceStatus {
+        let conf = self.conf();
+        let st = self.state();
+        ServiceStatus {
+            name: conf.name.clone(),
+            listen: self.vip.to_string(),
+            scheduler: conf.scheduler.name().into(),
+            active: self.conns.load(Ordering::Relaxed),
+            reals: st
+                .reals
+                .iter()
+                .map(|r| RealStatus {
+                    address: r.addr.to_string(),
+                    state: state_name(r.health.state()).into(),
+                    weight: r.effective_weight(),
+                    config_weight: r.weight,
+                    active: r.active,
+                    total: r.total,
+                    cps: r.cps,
+                    connect_failures: r.connect_failures,
+                    last_check: r.last_result.clone(),
+                    last_check_ms: r.last_check_ms,
+                    state_for_s: (now - r.health.since()).as_secs_f64(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// The word for a health state in logs, status and metrics.
+pub fn state_name(s: State) -> &'static str {
+    match s {
+        State::Up => "up",
+        State::Misconfigured => "misconfigured",
+        State::Down => "down",
+    }
+}
