@@ -127,6 +127,11 @@ pub struct DirectorSection {
     /// Unix socket for `tacvs director status|drain|enable|weight`.
     #[serde(default = "default_socket")]
     pub control_socket: PathBuf,
+    /// Group (name or number) whose members may use the control socket
+    /// (mode 0660); without it only root and the director's own user may
+    /// (mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_socket_group: Option<String>,
 }
 
 /// Where the control socket is unless configured (absolute, so `tacvs director
@@ -211,6 +216,15 @@ pub struct Service {
     /// Device connections open at once on this service.
     #[serde(default = "max_conns")]
     pub max_connections: usize,
+    /// Device connections open at once from one source address (one address
+    /// must not take every slot).
+    #[serde(default = "max_per_source")]
+    pub max_connections_per_source: usize,
+    /// A device must send its first bytes within this long after connecting
+    /// (TACACS+ clients speak first); the real server is connected only then,
+    /// so a slow device never meets the server's PROXY header deadline.
+    #[serde(default = "sec10")]
+    pub first_bytes_timeout: Dur,
     /// Where to send devices when no real server is available.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<SocketAddr>,
@@ -261,6 +275,12 @@ fn min10() -> Dur {
 }
 fn max_conns() -> usize {
     16_000
+}
+fn max_per_source() -> usize {
+    512
+}
+fn sec10() -> Dur {
+    Dur::secs(10)
 }
 fn remove() -> OnDown {
     OnDown::Remove
@@ -474,13 +494,19 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
                 format!("{svc}: connect_attempts must be at least 1"),
             ));
         }
-        if s.max_connections == 0 {
-            errs.push(
-                sp.at(&at("max_connections"), format!("{svc}: max_connections must be at least 1")),
-            );
+        for (field, n) in [
+            ("max_connections", s.max_connections),
+            ("max_connections_per_source", s.max_connections_per_source),
+        ] {
+            if n == 0 {
+                errs.push(sp.at(&at(field), format!("{svc}: {field} must be at least 1")));
+            }
         }
-        for (field, d) in [("connect_timeout", s.connect_timeout), ("idle_timeout", s.idle_timeout)]
-        {
+        for (field, d) in [
+            ("connect_timeout", s.connect_timeout),
+            ("idle_timeout", s.idle_timeout),
+            ("first_bytes_timeout", s.first_bytes_timeout),
+        ] {
             if d.get().is_zero() {
                 errs.push(sp.at(&at(field), format!("{svc}: {field} must be above zero")));
             }
@@ -591,6 +617,14 @@ fn line(sp: &Spans<'_>, path: &[Seg<'_>]) -> String {
 
 fn warnings(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
     let mut w = Vec::new();
+    if let Some(g) = &f.director.control_socket_group
+        && crate::control::access::group_id(g).is_none()
+    {
+        w.push(sp.at(
+            &[Seg::Key("director"), Seg::Key("control_socket_group")],
+            "[director] control_socket_group names no group on this machine; the director will not start here",
+        ));
+    }
     if let Some(v) = &f.vrrp {
         if !Path::new("/sys/class/net").join(&v.interface).exists() {
             w.push(sp.at(
@@ -755,6 +789,20 @@ listen = "10.49.0.100:49"
         for ((at, what), got) in want.iter().zip(&e) {
             assert!(got.starts_with(at) && got.contains(what), "{at} {what}: {got}");
         }
+        let zero = format!(
+            "[director]\n{}",
+            SERVICE.replace(
+                "listen = \"10.49.0.100:49\"\n",
+                "listen = \"10.49.0.100:49\"\nmax_connections_per_source = 0\nfirst_bytes_timeout = \"0s\"\n"
+            )
+        );
+        assert_eq!(
+            errors(&zero),
+            [
+                "d.toml:6:30: service \"tacacs\": max_connections_per_source must be at least 1",
+                "d.toml:7:23: service \"tacacs\": first_bytes_timeout must be above zero",
+            ]
+        );
         let twice =
             format!("[director]\n{SERVICE}{}", SERVICE.replace("10.49.0.100:49", "10.49.0.101:49"));
         assert!(

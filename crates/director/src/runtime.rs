@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::checker::health_loop;
 use crate::config::DirectorFile;
+use crate::control::access::{Access, group_id};
 use crate::control::protocol::{ServiceStatus, StatusReport, VrrpStatus};
 use crate::control::server;
 use crate::core::sched::Scheduler;
@@ -104,9 +105,20 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
         std::fs::create_dir_all(dir)?;
     }
     let _ = std::fs::remove_file(&control);
-    let ul = UnixListener::bind(&control).map_err(|e| {
+    let sock_err = |e: std::io::Error| {
         std::io::Error::new(e.kind(), format!("control socket {}: {e}", control.display()))
-    })?;
+    };
+    let group = match &conf.director.control_socket_group {
+        None => None,
+        Some(name) => Some(group_id(name).ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("[director] control_socket_group: no group {name:?} on this machine"),
+            )
+        })?),
+    };
+    let ul = UnixListener::bind(&control).map_err(sock_err)?;
+    let access = Access::secure(&control, group).map_err(sock_err)?;
     let vrrp = Arc::new(VrrpCell::default());
     let (stop_vrrp, stopped) = tokio::sync::watch::channel(false);
     let vrrp_task = match conf.vrrp {
@@ -117,7 +129,7 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
         }
         None => None,
     };
-    tasks.push(tokio::spawn(server::serve(services.clone(), vrrp.clone(), ul)));
+    tasks.push(tokio::spawn(server::serve(services.clone(), vrrp.clone(), ul, access)));
     Ok(DirectorHandle {
         local_addrs,
         services,

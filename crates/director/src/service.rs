@@ -7,7 +7,8 @@
 //! Every decision is in `core` (scheduler, health machine); this module keeps
 //! the books under one lock per service, held for a pick or an update only.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -127,6 +128,57 @@ pub struct ServiceRt {
     state: Mutex<ServiceState>,
     /// Device connections open now.
     conns: AtomicUsize,
+    /// Device connections open now per source address.
+    sources: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// Why a device connection was refused at the door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// The service's `max_connections`.
+    Service,
+    /// The source's `max_connections_per_source`.
+    Source,
+}
+
+impl Full {
+    /// The metrics label.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Full::Service => "max_connections",
+            Full::Source => "max_connections_per_source",
+        }
+    }
+}
+
+/// A device connection counted against its service and its source; the
+/// counts go down when it is dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    svc: Arc<ServiceRt>,
+    source: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.svc.conns.fetch_sub(1, Ordering::AcqRel);
+        let mut m = self.svc.sources.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = m.get_mut(&self.source) {
+            *n -= 1;
+            if *n == 0 {
+                m.remove(&self.source);
+            }
+        }
+    }
+}
+
+/// The address a source is counted under: an IPv4-mapped IPv6 address is the
+/// IPv4 address it carries.
+pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
 }
 
 impl ServiceRt {
@@ -137,6 +189,7 @@ impl ServiceRt {
             conf: ArcSwap::from_pointee(conf),
             vip,
             conns: AtomicUsize::new(0),
+            sources: Mutex::new(HashMap::new()),
         }
     }
 
@@ -158,18 +211,33 @@ impl ServiceRt {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Count a device connection if the service is under `max`; false when full.
-    pub(crate) fn admit(&self, max: usize) -> bool {
-        if self.conns.fetch_add(1, Ordering::AcqRel) >= max {
+    /// Count a device connection from `source` if both the service and the
+    /// source are under their caps (before any work is queued for it).
+    pub(crate) fn admit(self: &Arc<Self>, source: IpAddr) -> Result<Slot, Full> {
+        let conf = self.conf.load();
+        if self.conns.fetch_add(1, Ordering::AcqRel) >= conf.max_connections {
             self.conns.fetch_sub(1, Ordering::AcqRel);
-            return false;
+            return Err(Full::Service);
         }
-        true
+        let source = source_key(source);
+        let mut m = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        let n = m.entry(source).or_insert(0);
+        if *n >= conf.max_connections_per_source {
+            if *n == 0 {
+                m.remove(&source);
+            }
+            drop(m);
+            self.conns.fetch_sub(1, Ordering::AcqRel);
+            return Err(Full::Source);
+        }
+        *n += 1;
+        Ok(Slot { svc: self.clone(), source })
     }
 
-    /// A device connection admitted by [`ServiceRt::admit`] ended.
-    pub(crate) fn finished(&self) {
-        self.conns.fetch_sub(1, Ordering::AcqRel);
+    /// Device connections open now from `source`.
+    pub fn connections_from(&self, source: IpAddr) -> usize {
+        let m = self.sources.lock().unwrap_or_else(|e| e.into_inner());
+        m.get(&source_key(source)).copied().unwrap_or(0)
     }
 
     /// Pick a real server and count the connection on it. Servers are named by
@@ -267,5 +335,43 @@ pub fn state_name(s: State) -> &'static str {
         State::Up => "up",
         State::Misconfigured => "misconfigured",
         State::Down => "down",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn service(text: &str) -> Arc<ServiceRt> {
+        let f = crate::config::parse(
+            "t.toml",
+            &format!(
+                "[director]\n[[service]]\nname = \"s\"\nlisten = \"127.0.0.1:0\"\n{text}\n[service.health]\ncheck = \"tcp\"\ninterval = \"1s\"\ntimeout = \"1s\"\n[[service.real]]\naddress = \"127.0.0.1:1\"\n"
+            ),
+        )
+        .unwrap();
+        let s = f.services.into_iter().next().unwrap();
+        Arc::new(ServiceRt::new(s, "127.0.0.1:49".parse().unwrap(), 1, Instant::now()))
+    }
+
+    #[test]
+    fn slots_are_counted_per_service_and_per_source_and_given_back() {
+        let svc = service("max_connections = 3\nmax_connections_per_source = 2");
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let s1 = svc.admit(a).unwrap();
+        let s2 = svc.admit(mapped).unwrap();
+        assert_eq!(svc.admit(a).unwrap_err(), Full::Source, "the mapped form is the same source");
+        assert_eq!(svc.connections_from(a), 2);
+        let s3 = svc.admit(b).unwrap();
+        assert_eq!(svc.admit("10.0.0.3".parse().unwrap()).unwrap_err(), Full::Service);
+        drop(s1);
+        assert_eq!(svc.connections_from(mapped), 1);
+        let s4 = svc.admit(a).unwrap();
+        drop((s2, s3, s4));
+        assert_eq!(svc.connections_from(a), 0);
+        assert!(svc.sources.lock().unwrap().is_empty(), "no entry kept for a gone source");
+        assert_eq!(svc.conns.load(Ordering::Relaxed), 0);
     }
 }

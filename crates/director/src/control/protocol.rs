@@ -167,7 +167,8 @@ mod tests {
             serde_json::to_string(&Request::Drain { server }).unwrap(),
             r#"{"cmd":"drain","server":"10.49.1.1:49"}"#
         );
-        for bad in [r#"{"cmd":"reboot"}"#, r#"{"cmd":"drain"}"#, r#"{"cmd":"drain","server":"x"}"#] {
+        for bad in [r#"{"cmd":"reboot"}"#, r#"{"cmd":"drain"}"#, r#"{"cmd":"drain","server":"x"}"#]
+        {
             assert!(serde_json::from_str::<Request>(bad).is_err(), "{bad}");
         }
     }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
+use super::access::{Access, proc_groups};
 use super::protocol::{MAX_REQUEST, Reply, Request, StatusReport, WeightChange};
 use crate::failover::VrrpCell;
 use crate::service::{Registry, ServiceRt};
@@ -16,30 +17,65 @@ use crate::service::{Registry, ServiceRt};
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serve requests until the task is aborted.
-pub(crate) async fn serve(services: Arc<Registry>, vrrp: Arc<VrrpCell>, ul: UnixListener) {
+pub(crate) async fn serve(
+    services: Arc<Registry>,
+    vrrp: Arc<VrrpCell>,
+    ul: UnixListener,
+    access: Access,
+) {
     while let Ok((s, _)) = ul.accept().await {
         let (services, vrrp) = (services.clone(), vrrp.clone());
-        tokio::spawn(async move { one(s, &services.load(), &vrrp).await });
+        tokio::spawn(async move {
+            match s.peer_cred() {
+                Ok(c) if access.allows(c.uid(), c.gid(), c.pid(), proc_groups) => {
+                    one(s, &services.load(), &vrrp).await
+                }
+                cred => refuse(s, cred.ok()).await,
+            }
+        });
     }
 }
 
-async fn one(mut s: UnixStream, services: &[Arc<ServiceRt>], vrrp: &VrrpCell) {
+async fn refuse(mut s: UnixStream, cred: Option<tokio::net::unix::UCred>) {
+    let who =
+        cred.map_or("an unknown peer".to_owned(), |c| format!("uid {} (gid {})", c.uid(), c.gid()));
+    tracing::warn!(peer = %who, "control socket: request refused (only root, the director's user or control_socket_group may use it)");
+    // Read (and ignore) the request so the peer gets the answer, not a reset.
+    let _ = read_request(&mut s).await;
+    let error = format!(
+        "permission denied for {who}: only root, the director's user or members of [director] control_socket_group may use the control socket"
+    );
+    send(&mut s, &Reply::Error { error }).await;
+}
+
+/// The request line (without its newline), read under a size and time bound.
+async fn read_request(s: &mut UnixStream) -> Vec<u8> {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
     while !buf.contains(&b'\n') && buf.len() < MAX_REQUEST {
-        match tokio::time::timeout(READ_TIMEOUT, s.read(&mut chunk)).await {
+        match tokio::time::timeout_at(deadline, s.read(&mut chunk)).await {
             Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
             _ => break,
         }
     }
-    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
-    let reply = match serde_json::from_slice::<Request>(line) {
+    buf.truncate(buf.iter().position(|&b| b == b'\n').unwrap_or(buf.len()));
+    buf
+}
+
+async fn send(s: &mut UnixStream, reply: &Reply) {
+    let mut out = serde_json::to_vec(reply).expect("replies serialize");
+    out.push(b'\n');
+    let _ = tokio::time::timeout(READ_TIMEOUT, s.write_all(&out)).await;
+}
+
+async fn one(mut s: UnixStream, services: &[Arc<ServiceRt>], vrrp: &VrrpCell) {
+    let line = read_request(&mut s).await;
+    let reply = match serde_json::from_slice::<Request>(&line) {
         Err(e) => Reply::Error { error: format!("bad request: {e}") },
         Ok(r) => handle(services, vrrp, r),
     };
-    let mut out = serde_json::to_vec(&reply).expect("replies serialize");
-    out.push(b'\n');
-    let _ = s.write_all(&out).await;
+    send(&mut s, &reply).await;
 }
 
 /// Answer one request.

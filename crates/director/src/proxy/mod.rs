@@ -37,15 +37,20 @@ pub(crate) async fn accept_loop(svc: Arc<ServiceRt>, listener: TcpListener) {
                 continue;
             }
         };
-        if !svc.admit(svc.conf().max_connections) {
-            metrics::counter!("tacvs_director_rejects_total", "service" => svc.conf().name.clone(), "reason" => "max_connections")
-                .increment(1);
-            continue;
-        }
+        let slot = match svc.admit(peer.ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                // Counted, not logged per connection: a flood must not become a log flood.
+                metrics::counter!("tacvs_director_rejects_total", "service" => svc.conf().name.clone(), "reason" => full.reason())
+                    .increment(1);
+                tracing::debug!(service = %svc.conf().name, device = %peer, reason = full.reason(), "connection refused");
+                continue;
+            }
+        };
         let svc2 = svc.clone();
         tokio::spawn(async move {
             proxy(&svc2, device, peer, vip).await;
-            svc2.finished();
+            drop(slot);
         });
     }
 }
@@ -93,9 +98,32 @@ pub fn proxy_local() -> Vec<u8> {
     .unwrap_or_default()
 }
 
+/// One device connection. The device speaks first (RFC 8907 §4): its first
+/// bytes are awaited under `first_bytes_timeout` *before* a real server is
+/// picked and connected, and go out in one segment with the PROXY header. So
+/// the server never waits for a header (its own deadline cannot cut a slow
+/// device off), and a device that never speaks costs no server connection.
 async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: SocketAddr) {
     device.set_nodelay(true).ok();
     let conf = svc.conf();
+    let mut first = take_buf();
+    first.extend_from_slice(&proxy_header(conf.proxy_protocol, peer, vip));
+    let header_len = first.len();
+    let waited =
+        tokio::time::timeout(conf.first_bytes_timeout.get(), read_some(&device, &mut first));
+    match waited.await {
+        Ok(Ok(n)) if n > 0 => {}
+        outcome => {
+            // Nothing to forward: closed, reset, or silent past the deadline.
+            if outcome.is_err() {
+                metrics::counter!("tacvs_director_rejects_total", "service" => conf.name.clone(), "reason" => "first_bytes_timeout").increment(1);
+                tracing::debug!(service = %conf.name, device = %peer, timeout = %conf.first_bytes_timeout, "device sent nothing in time; closed");
+            }
+            give_buf(first);
+            return;
+        }
+    }
+    debug_assert!(first.len() > header_len);
     let flow = Flow { client: peer, vip };
     let mut tried = Vec::new();
     let mut chosen = None;
@@ -132,39 +160,32 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
                         tracing::warn!(service = %conf.name, device = %peer, %sorry, "no real server available; using the sorry server");
                         (None, sorry, s)
                     }
-                    _ => return,
+                    _ => {
+                        give_buf(first);
+                        return;
+                    }
                 }
             }
             None => {
                 tracing::warn!(service = %conf.name, device = %peer, "no real server available; closing");
                 metrics::counter!("tacvs_director_rejects_total", "service" => conf.name.clone(), "reason" => "no_server").increment(1);
+                give_buf(first);
                 return;
             }
         },
     };
     server.set_nodelay(true).ok();
     metrics::counter!("tacvs_director_connections_total", "service" => conf.name.clone(), "server" => addr.to_string()).increment(1);
-    // The device speaks first (RFC 8907): send the PROXY header and its first
-    // bytes in one segment, so the server wakes once, not twice.
-    let mut first = take_buf();
-    first.extend_from_slice(&proxy_header(conf.proxy_protocol, peer, vip));
-    let got =
-        match tokio::time::timeout(conf.idle_timeout.get(), read_some(&device, &mut first)).await {
-            Ok(Ok(n)) => n,
-            _ => 0,
-        };
+    // The PROXY header and the device's first bytes in one segment: the
+    // server wakes once, not twice.
     let sent = write_all(&server, &first).await.is_ok();
     // Not kept for the connection's life: idle connections should cost little.
     give_buf(first);
     if sent {
-        if got == 0 {
-            let _ = socket2::SockRef::from(&server).shutdown(std::net::Shutdown::Write);
-        }
         match conf.copy {
-            CopyMode::Userspace => relay(&device, &server, conf.idle_timeout.get(), got > 0).await,
+            CopyMode::Userspace => relay(&device, &server, conf.idle_timeout.get(), true).await,
             CopyMode::Splice => {
-                if let Err(e) =
-                    splice::relay(&device, &server, conf.idle_timeout.get(), got > 0).await
+                if let Err(e) = splice::relay(&device, &server, conf.idle_timeout.get(), true).await
                 {
                     tracing::debug!(service = %conf.name, error = %e, "splice relay ended");
                 }

@@ -14,16 +14,21 @@ use tacvs_client::{Client, ClientOptions};
 use tacvs_director::{self as director, DirectorHandle, Reply, Request};
 use tacvs_proto::*;
 
-const KEY: &str = "director-test-key";
+pub(crate) const KEY: &str = "director-test-key";
 
-fn tmp(tag: &str) -> PathBuf {
+pub(crate) fn tmp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tacvs-dir-it-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
-async fn real_server(dir: &Path) -> tacvs_server::ServerHandle {
+pub(crate) async fn real_server(dir: &Path) -> tacvs_server::ServerHandle {
+    real_server_with(dir, "").await
+}
+
+/// A real server; `limits` is the body of its `[limits]` table.
+pub(crate) async fn real_server_with(dir: &Path, limits: &str) -> tacvs_server::ServerHandle {
     let pw =
         tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-pass")
             .unwrap();
@@ -35,6 +40,8 @@ name = "{name}"
 address = "127.0.0.1:0"
 proxy_protocol = "required"
 trusted_proxies = ["127.0.0.1/32"]
+[limits]
+{limits}
 [accounting]
 directory = "{dir}/acct"
 [[device_group]]
@@ -88,7 +95,7 @@ connect_timeout = "200ms"
     s
 }
 
-fn journal(dir: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn journal(dir: &Path) -> Vec<serde_json::Value> {
     tacvs_server::journal::read_lines(&dir.join("acct"))
         .unwrap_or_default()
         .iter()
@@ -117,7 +124,7 @@ async fn wait_state(
     }
 }
 
-async fn account(
+pub(crate) async fn account(
     vip: SocketAddr,
     src: &str,
     n: u32,
@@ -337,7 +344,7 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
     }
 }
 
-fn conf_with(
+pub(crate) fn conf_with(
     reals: &[SocketAddr],
     dir: &Path,
     health: &str,

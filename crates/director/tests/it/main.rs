@@ -1,5 +1,7 @@
 //! Integration tests of tacvs-director: one binary, one module per concern.
 
+mod control;
 mod core;
 mod e2e;
+mod limits;
 mod vrrp;
