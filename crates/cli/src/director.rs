@@ -21,21 +21,45 @@ pub struct DirectorArgs {
 
 #[derive(Debug, Subcommand)]
 enum Ctl {
-    /// Services and real servers: state, weight, connections, last check (like ipvsadm -L -n --stats).
-    Status(Sock),
+    /// Services and real servers: state, weight, connections, bytes, last check
+    /// (like ipvsadm -L -n --stats).
+    Status(StatusArgs),
     /// Weight 0 for a real server: no new connections, existing ones continue.
     Drain(Target),
     /// Back to the configured weight.
     Enable(Target),
-    /// Set a real server's weight.
+    /// Set a real server's weight (0-65535) until `enable` or a restart.
     Weight(WeightArgs),
 }
 
+/// Where the running director's control socket is.
 #[derive(Debug, Args)]
 struct Sock {
-    /// The director's control socket.
-    #[arg(long, default_value = "./var/director.sock")]
-    socket: PathBuf,
+    /// The director's control socket [default: the configuration's
+    /// control_socket with -c, else /run/tacvs/director.sock].
+    #[arg(long, env = "TACVS_DIRECTOR_SOCKET")]
+    socket: Option<PathBuf>,
+    /// The director's configuration file: its [director] control_socket is used.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+}
+
+impl Sock {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        match &self.config {
+            Some(c) => Ok(tacvs_director::config::load(c)?.director.control_socket),
+            None => Ok(PathBuf::from(tacvs_director::config::DEFAULT_CONTROL_SOCKET)),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    sock: Sock,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -45,18 +69,19 @@ struct Sock {
 struct Target {
     /// Real server, IP:PORT.
     server: SocketAddr,
-    #[arg(long, default_value = "./var/director.sock")]
-    socket: PathBuf,
+    #[command(flatten)]
+    sock: Sock,
 }
 
 #[derive(Debug, Args)]
 struct WeightArgs {
     /// Real server, IP:PORT.
     server: SocketAddr,
-    /// New weight.
+    /// New weight, 0-65535 (0 drains).
+    #[arg(value_parser = clap::value_parser!(u32).range(0..=i64::from(tacvs_director::config::MAX_WEIGHT)))]
     weight: u32,
-    #[arg(long, default_value = "./var/director.sock")]
-    socket: PathBuf,
+    #[command(flatten)]
+    sock: Sock,
 }
 
 pub async fn run(a: DirectorArgs) -> anyhow::Result<u8> {
@@ -66,7 +91,7 @@ pub async fn run(a: DirectorArgs) -> anyhow::Result<u8> {
             return serve(a.config.context("give --config FILE to run a director, or a subcommand (status, drain, enable, weight)")?).await;
         }
         Some(Ctl::Status(s)) => {
-            let report = tacvs_director::status(&s.socket).await?;
+            let report = tacvs_director::status(&s.sock.path()?).await?;
             if s.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -74,13 +99,17 @@ pub async fn run(a: DirectorArgs) -> anyhow::Result<u8> {
             }
             return Ok(0);
         }
-        Some(Ctl::Drain(t)) => (t.socket, Request::Drain { server: t.server }),
-        Some(Ctl::Enable(t)) => (t.socket, Request::Enable { server: t.server }),
-        Some(Ctl::Weight(w)) => (w.socket, Request::Weight { server: w.server, weight: w.weight }),
+        Some(Ctl::Drain(t)) => (t.sock.path()?, Request::Drain { server: t.server }),
+        Some(Ctl::Enable(t)) => (t.sock.path()?, Request::Enable { server: t.server }),
+        Some(Ctl::Weight(w)) => {
+            (w.sock.path()?, Request::Weight { server: w.server, weight: w.weight })
+        }
     };
     match tacvs_director::request(&sock, &req).await? {
-        Reply::Changed { .. } => {
-            println!("ok");
+        Reply::Changed { changes } => {
+            for c in &changes {
+                println!("{}", describe(&req, c));
+            }
             Ok(0)
         }
         Reply::Error { error } => {
@@ -89,6 +118,23 @@ pub async fn run(a: DirectorArgs) -> anyhow::Result<u8> {
         }
         Reply::Status(_) => anyhow::bail!("the director answered another question"),
     }
+}
+
+/// What a drain, enable or weight did, in words.
+fn describe(req: &tacvs_director::Request, c: &tacvs_director::WeightChange) -> String {
+    use tacvs_director::Request;
+    let what = match req {
+        Request::Drain { .. } => "drained",
+        Request::Enable { .. } => "enabled",
+        _ => "weight set for",
+    };
+    let after = match req {
+        Request::Drain { .. } => "; its open connections continue, new ones go to other servers",
+        Request::Enable { .. } => " (the configured weight)",
+        _ if c.to == c.configured => " (the configured weight)",
+        _ => "; `tacvs director enable` returns it to the configured weight",
+    };
+    format!("{what} {} in service {:?}: weight {} -> {}{after}", c.server, c.service, c.from, c.to)
 }
 
 async fn serve(path: PathBuf) -> anyhow::Result<u8> {

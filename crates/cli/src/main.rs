@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand};
 /// TACACS+ virtual server: a fast RFC 8907 AAA server, a director (virtual IP,
 /// schedulers, health checks, failover), a device-fleet simulator and a lab.
 #[derive(Debug, Parser)]
-#[command(name = "tacvs", version, about, long_about = None)]
+#[command(name = "tacvs", version, propagate_version = true, about, long_about = None)]
 struct Cli {
     /// Log format on standard error.
     #[arg(long, global = true, value_enum, default_value = "text")]

@@ -92,14 +92,26 @@ fn record(
         r.rate_mark = (r.total, now);
     }
     if let Some(tr) = r.health.observe(result, now) {
-        let what = if tr.to == State::Down {
-            "real server out of scheduling"
-        } else {
-            "real server state change"
-        };
-        tracing::warn!(service = %conf.name, server = %addr, from = state_name(tr.from), to = state_name(tr.to), reason = %tr.reason, "{what}");
-        metrics::counter!("tacvs_director_state_changes_total", "service" => conf.name.clone(), "server" => addr.to_string(), "to" => state_name(tr.to)).increment(1);
+        r.publish();
+        let (from, to) = (state_name(tr.from), state_name(tr.to));
+        match tr.to {
+            State::Down => {
+                tracing::warn!(service = %conf.name, server = %addr, from = %from, to = %to, reason = %tr.reason, "real server out of scheduling")
+            }
+            State::Misconfigured => {
+                tracing::warn!(service = %conf.name, server = %addr, from = %from, to = %to, reason = %tr.reason, "real server answers but its checks show a misconfiguration")
+            }
+            // A recovery is good news, not a warning.
+            State::Up if tr.from == State::Down => {
+                tracing::info!(service = %conf.name, server = %addr, from = %from, to = %to, "real server back in scheduling")
+            }
+            State::Up => {
+                tracing::info!(service = %conf.name, server = %addr, from = %from, to = %to, "real server checks pass again")
+            }
+        }
+        metrics::counter!("tacvs_director_state_changes_total", "service" => conf.name.clone(), "server" => addr.to_string(), "to" => to).increment(1);
     }
+    tracing::debug!(service = %conf.name, server = %addr, result = %r.last_result, ms, "health check");
 }
 
 /// One health check.

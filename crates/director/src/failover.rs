@@ -167,7 +167,7 @@ impl Router {
         };
         let stale: Vec<Ipv4Addr> = addrs.iter().filter(|a| vips.contains(a)).copied().collect();
         if !stale.is_empty() {
-            tracing::warn!(interface = %iface, addresses = ?stale, "virtual addresses already on the interface at start-up (a previous run?): removing them until we are master");
+            tracing::warn!(interface = %iface, addresses = %list(&stale), "virtual addresses already on the interface at start-up (a previous run?): removing them until we are master");
             set_vips(&nl, link.index, &conf.vips, false).await;
         }
 
@@ -362,7 +362,7 @@ impl Router {
         if r.advert.addrs != ours {
             // RFC 5798 §7.1: MAY log; the advertisement is still processed.
             metrics::counter!("tacvs_vrrp_address_mismatch_total").increment(1);
-            tracing::debug!(src = %r.src, theirs = ?r.advert.addrs, ?ours, "vrrp peer lists other virtual addresses");
+            tracing::debug!(src = %r.src, theirs = %list(&r.advert.addrs), ours = %list(&ours), "vrrp peer lists other virtual addresses");
         }
         metrics::counter!("tacvs_vrrp_adverts_received_total").increment(1);
         Some((r.advert, r.src))
@@ -472,6 +472,11 @@ impl Router {
             }
         });
     }
+}
+
+/// Addresses for a log line: "10.0.0.1 10.0.0.2".
+fn list(addrs: &[Ipv4Addr]) -> String {
+    addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
 }
 
 async fn interface_v4(

@@ -32,4 +32,4 @@ pub use control::protocol::{
 };
 pub use control::render::render;
 pub use proxy::{proxy_header, proxy_local};
-pub use runtime::{DirectorHandle, ReloadError, ReloadProblem, start};
+pub use runtime::{DirectorHandle, ReloadError, ReloadProblem, StartError, start};

@@ -74,24 +74,103 @@ fn listen(addr: SocketAddr, freebind: bool) -> std::io::Result<TcpListener> {
     TcpListener::from_std(s.into())
 }
 
-/// Start every service, its health checkers and the control socket.
-pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
+/// Why a director could not start. Nothing runs (and nothing was logged as
+/// up) when `start` returns one.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A virtual service's address could not be bound.
+    #[error("service {service:?}: cannot listen on {addr}: {error}{}", listen_hint(.error, .addr))]
+    Listen {
+        /// The service.
+        service: String,
+        /// Its address.
+        addr: SocketAddr,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The control socket could not be made.
+    #[error("control socket {}: {error}", .path.display())]
+    ControlSocket {
+        /// Its path.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// `control_socket_group` names no group here.
+    #[error("[director] control_socket_group: no group {0:?} on this machine")]
+    ControlGroup(String),
+    /// VRRP could not start.
+    #[error(transparent)]
+    Vrrp(#[from] crate::failover::FailoverError),
+}
+
+/// What to do about a bind error.
+fn listen_hint(e: &std::io::Error, addr: &SocketAddr) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::PermissionDenied if addr.port() < 1024 => format!(
+            " (port {} is privileged: run as root, or give the binary CAP_NET_BIND_SERVICE, e.g. `setcap cap_net_bind_service=+ep $(command -v tacvs)`)",
+            addr.port()
+        ),
+        K::AddrInUse => format!(
+            " (another process listens there: `ss -ltnp 'sport = :{}'` shows which)",
+            addr.port()
+        ),
+        K::AddrNotAvailable => format!(
+            " ({} is not an address of this machine: add it to an interface, or list it in [vrrp] vips)",
+            addr.ip()
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Start every service, its health checkers, the control socket and VRRP.
+/// Everything that can fail (binding every address, the control socket, VRRP's
+/// sockets) is done before anything runs or is announced.
+pub async fn start(conf: DirectorFile) -> Result<DirectorHandle, StartError> {
     let now = Instant::now();
+    let vips: Vec<std::net::IpAddr> =
+        conf.vrrp.iter().flat_map(|v| v.vips.iter().map(|a| a.0.into())).collect();
+    let mut bound = Vec::new();
+    for s in conf.services {
+        match listen(s.listen, vips.contains(&s.listen.ip())).and_then(|l| Ok((l.local_addr()?, l)))
+        {
+            Ok((vip, l)) => bound.push((s, vip, l)),
+            Err(error) => {
+                return Err(StartError::Listen { service: s.name, addr: s.listen, error });
+            }
+        }
+    }
+    let control = conf.director.control_socket.clone();
+    let sock_err = |error| StartError::ControlSocket { path: control.clone(), error };
+    let group = match &conf.director.control_socket_group {
+        None => None,
+        Some(name) => Some(group_id(name).ok_or_else(|| StartError::ControlGroup(name.clone()))?),
+    };
+    if let Some(dir) = control.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(sock_err)?;
+    }
+    let _ = std::fs::remove_file(&control);
+    let ul = UnixListener::bind(&control).map_err(sock_err)?;
+    // From here on, a failure removes the socket file it made.
+    let undo = |e: StartError| {
+        let _ = std::fs::remove_file(&control);
+        e
+    };
+    let access = Access::secure(&control, group).map_err(|e| undo(sock_err(e)))?;
+    let vrrp = Arc::new(VrrpCell::default());
+    let router = match conf.vrrp {
+        Some(v) => Some(Router::new(v, vrrp.clone()).await.map_err(|e| undo(e.into()))?),
+        None => None,
+    };
+
+    // Everything is bound: run.
     let mut services = Vec::new();
     let mut tasks = Vec::new();
     let mut local_addrs = Vec::new();
-    let vips: Vec<std::net::IpAddr> =
-        conf.vrrp.iter().flat_map(|v| v.vips.iter().map(|a| a.0.into())).collect();
-    for (si, s) in conf.services.into_iter().enumerate() {
-        let listener = listen(s.listen, vips.contains(&s.listen.ip())).map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("service {:?}: cannot listen on {}: {e}", s.name, s.listen),
-            )
-        })?;
-        let vip = listener.local_addr()?;
+    for (si, (s, vip, listener)) in bound.into_iter().enumerate() {
         local_addrs.push(vip);
-        tracing::info!(service = %s.name, %vip, scheduler = %s.scheduler, "virtual service up");
+        tracing::info!(service = %s.name, %vip, scheduler = %s.scheduler, real_servers = s.reals.len(), "virtual service up");
         let rt = Arc::new(ServiceRt::new(s, vip, SEED + si as u64, now));
         for r in &rt.conf().reals {
             tasks.push(tokio::spawn(health_loop(rt.clone(), r.address)));
@@ -100,35 +179,11 @@ pub async fn start(conf: DirectorFile) -> std::io::Result<DirectorHandle> {
         services.push(rt);
     }
     let services = Arc::new(ArcSwap::from_pointee(services));
-    let control = conf.director.control_socket.clone();
-    if let Some(dir) = control.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let _ = std::fs::remove_file(&control);
-    let sock_err = |e: std::io::Error| {
-        std::io::Error::new(e.kind(), format!("control socket {}: {e}", control.display()))
-    };
-    let group = match &conf.director.control_socket_group {
-        None => None,
-        Some(name) => Some(group_id(name).ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                format!("[director] control_socket_group: no group {name:?} on this machine"),
-            )
-        })?),
-    };
-    let ul = UnixListener::bind(&control).map_err(sock_err)?;
-    let access = Access::secure(&control, group).map_err(sock_err)?;
-    let vrrp = Arc::new(VrrpCell::default());
     let (stop_vrrp, stopped) = tokio::sync::watch::channel(false);
-    let vrrp_task = match conf.vrrp {
-        Some(v) => {
-            let router = Router::new(v, vrrp.clone()).await.map_err(std::io::Error::other)?;
-            let tracked = services.clone();
-            Some(tokio::spawn(router.run(move || all_served(&tracked), stopped)))
-        }
-        None => None,
-    };
+    let vrrp_task = router.map(|router| {
+        let tracked = services.clone();
+        tokio::spawn(router.run(move || all_served(&tracked), stopped))
+    });
     tasks.push(tokio::spawn(server::serve(services.clone(), vrrp.clone(), ul, access)));
     Ok(DirectorHandle {
         local_addrs,
@@ -233,6 +288,7 @@ impl DirectorHandle {
                             let mut kept = st.reals.swap_remove(i);
                             kept.weight = r.weight;
                             kept.max_conns = r.max_connections;
+                            kept.publish();
                             next.push(kept);
                         }
                         None => {
@@ -243,6 +299,7 @@ impl DirectorHandle {
                     }
                 }
                 for gone in &st.reals {
+                    gone.retire();
                     tracing::info!(service = %s.name, server = %gone.addr, active = gone.active, "real server removed; its open connections finish");
                 }
                 st.reals = next;

@@ -1,7 +1,7 @@
 //! One virtual service's live state: its configuration (swapped whole on a
 //! reload), each real server's health, weight and connection counts, and the
-//! scheduler. The proxy asks it for a server ([`ServiceRt::pick`]) and gives
-//! the connection back ([`ServiceRt::release`]); the checker feeds it results;
+//! scheduler. The proxy asks it for a server (`pick`) and gives
+//! the connection back (`release`); the checker feeds it results;
 //! the control socket reads a [`ServiceStatus`] and sets weight overrides.
 //!
 //! Every decision is in `core` (scheduler, health machine); this module keeps
@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -19,6 +19,48 @@ use crate::config::{OnDown, RealConf, Service};
 use crate::control::protocol::{RealStatus, ServiceStatus};
 use crate::core::health::{Health, State};
 use crate::core::sched::{Backend, Flow, Scheduler};
+
+/// Bytes moved on the connections to one real server, counted by the relays
+/// without taking the service's lock.
+#[derive(Debug, Default)]
+pub(crate) struct Traffic {
+    /// Device → server.
+    pub bytes_in: AtomicU64,
+    /// Server → device.
+    pub bytes_out: AtomicU64,
+}
+
+/// A real server's metrics, registered once (no label formatting per
+/// connection) and set from the start, not only after a first change.
+#[derive(Debug)]
+struct RealMetrics {
+    /// 1 for the current state, 0 for the others: up, misconfigured, down.
+    state: [metrics::Gauge; 3],
+    weight: metrics::Gauge,
+    active: metrics::Gauge,
+    connections: metrics::Counter,
+    connect_failures: metrics::Counter,
+}
+
+const STATES: [State; 3] = [State::Up, State::Misconfigured, State::Down];
+
+impl RealMetrics {
+    fn new(service: &str, server: SocketAddr) -> Self {
+        let (svc, srv) = (service.to_owned(), server.to_string());
+        let labels = || [("service", svc.clone()), ("server", srv.clone())];
+        RealMetrics {
+            state: STATES.map(|st| {
+                let mut l = labels().to_vec();
+                l.push(("state", state_name(st).to_owned()));
+                metrics::gauge!("tacvs_director_real_state", &l)
+            }),
+            weight: metrics::gauge!("tacvs_director_real_weight", &labels()),
+            active: metrics::gauge!("tacvs_director_real_active_connections", &labels()),
+            connections: metrics::counter!("tacvs_director_connections_total", &labels()),
+            connect_failures: metrics::counter!("tacvs_director_connect_failures_total", &labels()),
+        }
+    }
+}
 
 /// One real server's live state.
 #[derive(Debug)]
@@ -40,11 +82,13 @@ pub(crate) struct RealState {
     pub check_seq: u64,
     pub cps: f64,
     pub rate_mark: (u64, Instant),
+    pub traffic: Arc<Traffic>,
+    metrics: RealMetrics,
 }
 
 impl RealState {
     pub fn new(r: &RealConf, s: &Service, now: Instant) -> RealState {
-        RealState {
+        let real = RealState {
             addr: r.address,
             weight: r.weight,
             admin_weight: None,
@@ -60,7 +104,28 @@ impl RealState {
             check_seq: 0,
             cps: 0.0,
             rate_mark: (0, now),
+            traffic: Arc::default(),
+            metrics: RealMetrics::new(&s.name, r.address),
+        };
+        real.publish();
+        real
+    }
+
+    /// A server removed by a reload: its gauges go to zero (no state holds).
+    pub fn retire(&self) {
+        for g in self.metrics.state.iter().chain([&self.metrics.weight]) {
+            g.set(0.0);
         }
+    }
+
+    /// Set the state and weight gauges to what holds now.
+    pub fn publish(&self) {
+        let now = self.health.state();
+        for (g, st) in self.metrics.state.iter().zip(STATES) {
+            g.set(if st == now { 1.0 } else { 0.0 });
+        }
+        self.metrics.weight.set(f64::from(self.effective_weight()));
+        self.metrics.active.set(f64::from(self.active));
     }
 
     /// The weight in force (an operator's override, else the configured one).
@@ -242,7 +307,11 @@ impl ServiceRt {
 
     /// Pick a real server and count the connection on it. Servers are named by
     /// address (indices shift when a reload adds or removes servers).
-    pub(crate) fn pick(&self, flow: Flow, exclude: &[SocketAddr]) -> Option<SocketAddr> {
+    pub(crate) fn pick(
+        &self,
+        flow: Flow,
+        exclude: &[SocketAddr],
+    ) -> Option<(SocketAddr, Arc<Traffic>)> {
         let on_down = self.conf.load().on_down;
         let mut st = self.state();
         st.refresh_view(on_down, exclude);
@@ -251,7 +320,8 @@ impl ServiceRt {
         let r = &mut st.reals[i];
         r.active += 1;
         r.total += 1;
-        Some(r.addr)
+        r.metrics.active.increment(1.0);
+        Some((r.addr, r.traffic.clone()))
     }
 
     fn with_real(&self, addr: SocketAddr, f: impl FnOnce(&mut RealState)) {
@@ -262,7 +332,15 @@ impl ServiceRt {
 
     /// A connection picked by [`ServiceRt::pick`] closed.
     pub(crate) fn release(&self, addr: SocketAddr) {
-        self.with_real(addr, |r| r.active = r.active.saturating_sub(1));
+        self.with_real(addr, |r| {
+            r.active = r.active.saturating_sub(1);
+            r.metrics.active.set(f64::from(r.active));
+        });
+    }
+
+    /// The connection to a picked server is up.
+    pub(crate) fn connected(&self, addr: SocketAddr) {
+        self.with_real(addr, |r| r.metrics.connections.increment(1));
     }
 
     /// The connect to a picked server failed (it will be retried elsewhere).
@@ -271,6 +349,8 @@ impl ServiceRt {
             r.active = r.active.saturating_sub(1);
             r.total = r.total.saturating_sub(1);
             r.connect_failures += 1;
+            r.metrics.active.set(f64::from(r.active));
+            r.metrics.connect_failures.increment(1);
         });
     }
 
@@ -280,6 +360,7 @@ impl ServiceRt {
         let mut found = false;
         self.with_real(server, |r| {
             r.admin_weight = weight;
+            r.publish();
             found = true;
         });
         if found {
@@ -323,6 +404,8 @@ impl ServiceRt {
                     last_check: r.last_result.clone(),
                     last_check_ms: r.last_check_ms,
                     state_for_s: (now - r.health.since()).as_secs_f64(),
+                    bytes_in: r.traffic.bytes_in.load(Ordering::Relaxed),
+                    bytes_out: r.traffic.bytes_out.load(Ordering::Relaxed),
                 })
                 .collect(),
         }
@@ -352,6 +435,99 @@ mod tests {
         .unwrap();
         let s = f.services.into_iter().next().unwrap();
         Arc::new(ServiceRt::new(s, "127.0.0.1:49".parse().unwrap(), 1, Instant::now()))
+    }
+
+    /// A recorder that keeps every gauge's value, by name and labels.
+    #[derive(Debug, Default)]
+    struct Gauges(Mutex<HashMap<String, Arc<Mutex<f64>>>>);
+
+    #[derive(Debug)]
+    struct Cell(Arc<Mutex<f64>>);
+
+    impl metrics::GaugeFn for Cell {
+        fn increment(&self, v: f64) {
+            *self.0.lock().unwrap() += v;
+        }
+        fn decrement(&self, v: f64) {
+            *self.0.lock().unwrap() -= v;
+        }
+        fn set(&self, v: f64) {
+            *self.0.lock().unwrap() = v;
+        }
+    }
+
+    impl metrics::Recorder for Gauges {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            metrics::Counter::noop()
+        }
+        fn register_gauge(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            let labels: Vec<String> =
+                key.labels().map(|l| format!("{}={}", l.key(), l.value())).collect();
+            let name = format!("{}{{{}}}", key.name(), labels.join(","));
+            let cell = self.0.lock().unwrap().entry(name).or_default().clone();
+            metrics::Gauge::from_arc(Arc::new(Cell(cell)))
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    impl Gauges {
+        fn get(&self, name: &str) -> Option<f64> {
+            self.0.lock().unwrap().get(name).map(|c| *c.lock().unwrap())
+        }
+    }
+
+    #[test]
+    fn state_weight_and_connections_are_gauges_from_the_start() {
+        let rec = Gauges::default();
+        let svc = metrics::with_local_recorder(&rec, || service(""));
+        let real = "127.0.0.1:1".parse().unwrap();
+        let g = |what: &str| rec.get(&format!("tacvs_director_real_{what}"));
+        let labels = "service=s,server=127.0.0.1:1";
+        // Before any check, change or connection.
+        assert_eq!(g(&format!("state{{{labels},state=up}}")), Some(1.0));
+        assert_eq!(g(&format!("state{{{labels},state=misconfigured}}")), Some(0.0));
+        assert_eq!(g(&format!("state{{{labels},state=down}}")), Some(0.0));
+        assert_eq!(g(&format!("weight{{{labels}}}")), Some(1.0));
+        assert_eq!(g(&format!("active_connections{{{labels}}}")), Some(0.0));
+        let flow = Flow { client: "10.0.0.1:1000".parse().unwrap(), vip: svc.vip() };
+        let (picked, _) = svc.pick(flow, &[]).unwrap();
+        assert_eq!(picked, real);
+        assert_eq!(g(&format!("active_connections{{{labels}}}")), Some(1.0));
+        svc.release(real);
+        assert_eq!(g(&format!("active_connections{{{labels}}}")), Some(0.0));
+        assert!(svc.set_weight(real, Some(0)));
+        assert_eq!(g(&format!("weight{{{labels}}}")), Some(0.0));
     }
 
     #[test]

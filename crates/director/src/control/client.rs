@@ -16,21 +16,21 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ControlError {
     /// Nothing listens there, or we may not connect.
     #[error(
-        "cannot reach the director at {path}: {source} (is it running? see [director] control_socket, or give --socket)"
+        "cannot reach the director at {path}: {error} (is it running? see [director] control_socket, or give --socket or -c FILE)"
     )]
     Connect {
         /// The socket path.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The exchange failed half-way.
-    #[error("control socket {path}: {source}")]
+    #[error("control socket {path}: {error}")]
     Io {
         /// The socket path.
         path: PathBuf,
         /// The OS error.
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// No reply in time.
     #[error("control socket {0}: no reply within 5 s")]
@@ -57,11 +57,11 @@ pub enum ControlError {
 /// `Ok(Reply::Error)`).
 pub async fn request(socket: &Path, req: &Request) -> Result<Reply, ControlError> {
     let path = || socket.to_path_buf();
-    let io = |source| ControlError::Io { path: path(), source };
+    let io = |error| ControlError::Io { path: path(), error };
     let exchange = async {
         let mut s = tokio::net::UnixStream::connect(socket)
             .await
-            .map_err(|source| ControlError::Connect { path: path(), source })?;
+            .map_err(|error| ControlError::Connect { path: path(), error })?;
         let mut line = serde_json::to_vec(req).expect("requests serialize");
         line.push(b'\n');
         s.write_all(&line).await.map_err(io)?;

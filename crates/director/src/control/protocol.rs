@@ -122,6 +122,12 @@ pub struct RealStatus {
     pub last_check_ms: Option<f64>,
     /// Seconds in the current state.
     pub state_for_s: f64,
+    /// Bytes from devices to this server since start.
+    #[serde(default)]
+    pub bytes_in: u64,
+    /// Bytes from this server to devices since start.
+    #[serde(default)]
+    pub bytes_out: u64,
 }
 
 /// What `status` shows of VRRP.

@@ -10,6 +10,7 @@ use tokio::net::{UnixListener, UnixStream};
 
 use super::access::{Access, proc_groups};
 use super::protocol::{MAX_REQUEST, Reply, Request, StatusReport, WeightChange};
+use crate::config::MAX_WEIGHT;
 use crate::failover::VrrpCell;
 use crate::service::{Registry, ServiceRt};
 
@@ -84,6 +85,9 @@ pub(crate) fn handle(services: &[Arc<ServiceRt>], vrrp: &VrrpCell, req: Request)
         Request::Status => Reply::Status(status(services, vrrp)),
         Request::Drain { server } => changed(set_weight(services, server, Some(0)), server),
         Request::Enable { server } => changed(set_weight(services, server, None), server),
+        Request::Weight { weight, .. } if weight > MAX_WEIGHT => Reply::Error {
+            error: format!("weight {weight} is out of range: 0-{MAX_WEIGHT} (as LVS)"),
+        },
         Request::Weight { server, weight } => {
             changed(set_weight(services, server, Some(weight)), server)
         }
@@ -125,5 +129,19 @@ fn changed(changes: Vec<WeightChange>, server: SocketAddr) -> Reply {
         Reply::Error { error: format!("no real server {server} in any service") }
     } else {
         Reply::Changed { changes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weights_above_the_lvs_bound_are_refused() {
+        let server = "10.0.0.1:49".parse().unwrap();
+        let r = handle(&[], &VrrpCell::default(), Request::Weight { server, weight: 100_000 });
+        assert!(matches!(&r, Reply::Error { error } if error.contains("0-65535")), "{r:?}");
+        let r = handle(&[], &VrrpCell::default(), Request::Weight { server, weight: 65_535 });
+        assert!(matches!(&r, Reply::Error { error } if error.contains("no real server")), "{r:?}");
     }
 }

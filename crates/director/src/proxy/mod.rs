@@ -15,6 +15,7 @@ pub mod splice;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -128,10 +129,11 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
     let mut tried = Vec::new();
     let mut chosen = None;
     for _ in 0..conf.connect_attempts {
-        let Some(addr) = svc.pick(flow, &tried) else { break };
+        let Some((addr, traffic)) = svc.pick(flow, &tried) else { break };
         match tokio::time::timeout(conf.connect_timeout.get(), TcpStream::connect(addr)).await {
             Ok(Ok(s)) => {
-                chosen = Some((Some(addr), addr, s));
+                svc.connected(addr);
+                chosen = Some((Some(addr), traffic, s));
                 break;
             }
             // Per-connection detail at debug: a dead server fails many connects
@@ -144,49 +146,51 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
             }
         }
         svc.connect_failed(addr);
-        metrics::counter!("tacvs_director_connect_failures_total", "service" => conf.name.clone(), "server" => addr.to_string())
-            .increment(1);
         tried.push(addr);
     }
     drop(tried);
-    let (counted, addr, server) = match chosen {
+    let (counted, traffic, server) = match chosen {
         Some(c) => c,
-        None => match conf.sorry_server {
-            Some(sorry) => {
-                match tokio::time::timeout(conf.connect_timeout.get(), TcpStream::connect(sorry))
-                    .await
-                {
-                    Ok(Ok(s)) => {
-                        tracing::warn!(service = %conf.name, device = %peer, %sorry, "no real server available; using the sorry server");
-                        (None, sorry, s)
-                    }
-                    _ => {
-                        give_buf(first);
-                        return;
-                    }
+        None => {
+            let sorry = match conf.sorry_server {
+                Some(sorry) => {
+                    tokio::time::timeout(conf.connect_timeout.get(), TcpStream::connect(sorry))
+                        .await
+                        .ok()
+                        .and_then(Result::ok)
+                        .map(|s| (sorry, s))
+                }
+                None => None,
+            };
+            match sorry {
+                Some((sorry, s)) => {
+                    tracing::warn!(service = %conf.name, device = %peer, %sorry, "no real server available; using the sorry server");
+                    (None, Arc::default(), s)
+                }
+                None => {
+                    tracing::warn!(service = %conf.name, device = %peer, "no real server available; closing");
+                    metrics::counter!("tacvs_director_rejects_total", "service" => conf.name.clone(), "reason" => "no_server").increment(1);
+                    give_buf(first);
+                    return;
                 }
             }
-            None => {
-                tracing::warn!(service = %conf.name, device = %peer, "no real server available; closing");
-                metrics::counter!("tacvs_director_rejects_total", "service" => conf.name.clone(), "reason" => "no_server").increment(1);
-                give_buf(first);
-                return;
-            }
-        },
+        }
     };
     server.set_nodelay(true).ok();
-    metrics::counter!("tacvs_director_connections_total", "service" => conf.name.clone(), "server" => addr.to_string()).increment(1);
     // The PROXY header and the device's first bytes in one segment: the
     // server wakes once, not twice.
     let sent = write_all(&server, &first).await.is_ok();
+    if sent {
+        traffic.bytes_in.fetch_add((first.len() - header_len) as u64, Ordering::Relaxed);
+    }
     // Not kept for the connection's life: idle connections should cost little.
     give_buf(first);
     if sent {
+        let idle = conf.idle_timeout.get();
         match conf.copy {
-            CopyMode::Userspace => relay(&device, &server, conf.idle_timeout.get(), true).await,
+            CopyMode::Userspace => relay(&device, &server, idle, &traffic).await,
             CopyMode::Splice => {
-                if let Err(e) = splice::relay(&device, &server, conf.idle_timeout.get(), true).await
-                {
+                if let Err(e) = splice::relay(&device, &server, idle, &traffic).await {
                     tracing::debug!(service = %conf.name, error = %e, "splice relay ended");
                 }
             }

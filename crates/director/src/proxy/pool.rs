@@ -2,9 +2,12 @@
 //! per-thread pool: thousands of idle single-connect devices hold none, and
 //! the heap does not fragment into per-connection holes.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use tokio::net::TcpStream;
+
+use crate::service::Traffic;
 
 thread_local! {
     /// Relay buffers, reused: only connections moving bytes hold one, and the
@@ -53,11 +56,13 @@ pub(crate) async fn write_all(s: &TcpStream, mut data: &[u8]) -> std::io::Result
     Ok(())
 }
 
-/// Copy both ways until both sides have closed (a half-close is passed on) or
-/// nothing moved for `idle`. Buffers exist only while bytes move: an idle
-/// proxied connection holds none (thousands of idle single-connect devices).
-pub async fn relay(a: &TcpStream, b: &TcpStream, idle: Duration, a_open: bool) {
-    let (mut a_open, mut b_open) = (a_open, true);
+/// Copy both ways between the device `a` and the server `b` until both sides
+/// have closed (a half-close is passed on) or nothing moved for `idle`,
+/// counting the bytes in `traffic`. Buffers exist only while bytes move: an
+/// idle proxied connection holds none (thousands of idle single-connect
+/// devices).
+pub(crate) async fn relay(a: &TcpStream, b: &TcpStream, idle: Duration, traffic: &Traffic) {
+    let (mut a_open, mut b_open) = (true, true);
     while a_open || b_open {
         let from_a = tokio::select! {
             r = a.readable(), if a_open => { if r.is_err() { return } true }
@@ -77,12 +82,14 @@ pub async fn relay(a: &TcpStream, b: &TcpStream, idle: Duration, a_open: bool) {
                 }
                 let _ = socket2::SockRef::from(dst).shutdown(std::net::Shutdown::Write);
             }
-            Ok(_) => {
+            Ok(n) => {
                 let ok = write_all(dst, &buf).await.is_ok();
                 give_buf(buf);
                 if !ok {
                     return;
                 }
+                let count = if from_a { &traffic.bytes_in } else { &traffic.bytes_out };
+                count.fetch_add(n as u64, Ordering::Relaxed);
             }
         }
     }

@@ -3,5 +3,6 @@
 mod control;
 mod core;
 mod e2e;
+mod lifecycle;
 mod limits;
 mod vrrp;
