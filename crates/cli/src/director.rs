@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
-use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -95,7 +94,7 @@ pub async fn run(a: DirectorArgs) -> anyhow::Result<u8> {
             if s.json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                print!("{}", tacvs_director::render(&report.services, report.vrrp.as_ref()));
+                print!("{}", tacvs_director::render_report(&report));
             }
             return Ok(0);
         }
@@ -138,7 +137,8 @@ fn describe(req: &tacvs_director::Request, c: &tacvs_director::WeightChange) -> 
 }
 
 async fn serve(path: PathBuf) -> anyhow::Result<u8> {
-    let conf = tacvs_director::config::load(&path).map_err(anyhow::Error::msg)?;
+    let conf = tacvs_director::config::load(&path)
+        .map_err(|e| anyhow::anyhow!("{e}\n{}: {} error(s)", path.display(), e.len()))?;
     if let Some(m) = &conf.metrics {
         PrometheusBuilder::new()
             .with_http_listener(m.listen)
@@ -147,26 +147,7 @@ async fn serve(path: PathBuf) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot serve metrics on {}", m.listen))?;
     }
     crate::raise_nofile_limit();
-    let mut d = tacvs_director::start(conf).await?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => {
-                match tacvs_director::config::load(&path) {
-                    Err(e) => tracing::error!(file = %path.display(), errors = %e, count = e.len(), "reload refused: the file has errors; keeping the running configuration"),
-                    Ok(c) => match d.reload(c) {
-                        Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
-                        Err(e) => tracing::error!(file = %path.display(), error = %e, "reload refused; keeping the running configuration"),
-                    },
-                }
-            }
-        }
-    }
-    tracing::info!("director stopping");
-    d.shutdown().await;
+    let d = tacvs_director::start(conf).await?;
+    d.run_until_stopped(&path, std::future::pending()).await?;
     Ok(0)
 }

@@ -41,7 +41,7 @@ pub(crate) async fn health_loop(svc: Arc<ServiceRt>, addr: SocketAddr) {
         tick.tick().await;
         while running.try_join_next().is_some() {}
         let conf = svc.conf();
-        if !conf.reals.iter().any(|r| r.address == addr) {
+        if svc.is_retired() || !conf.reals.iter().any(|r| r.address == addr) {
             return; // removed by a reload
         }
         if conf.health.interval.get() != interval {
@@ -92,7 +92,7 @@ fn record(
         r.rate_mark = (r.total, now);
     }
     if let Some(tr) = r.health.observe(result, now) {
-        r.publish();
+        r.publish(conf.on_down);
         let (from, to) = (state_name(tr.from), state_name(tr.to));
         match tr.to {
             State::Down => {

@@ -28,8 +28,8 @@ pub mod service;
 pub use config::{ConfigErrors, DirectorFile};
 pub use control::client::{ControlError, request, status};
 pub use control::protocol::{
-    RealStatus, Reply, Request, ServiceStatus, StatusReport, VrrpStatus, WeightChange,
+    RealStatus, ReloadStatus, Reply, Request, ServiceStatus, StatusReport, VrrpStatus, WeightChange,
 };
-pub use control::render::render;
+pub use control::render::{render, render_report};
 pub use proxy::{proxy_header, proxy_local};
-pub use runtime::{DirectorHandle, ReloadError, ReloadProblem, StartError, start};
+pub use runtime::{DirectorHandle, ReloadError, ReloadFileError, Reloaded, StartError, start};

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -107,7 +107,7 @@ impl RealState {
             traffic: Arc::default(),
             metrics: RealMetrics::new(&s.name, r.address),
         };
-        real.publish();
+        real.publish(s.on_down);
         real
     }
 
@@ -119,18 +119,28 @@ impl RealState {
     }
 
     /// Set the state and weight gauges to what holds now.
-    pub fn publish(&self) {
+    pub fn publish(&self, on_down: OnDown) {
         let now = self.health.state();
         for (g, st) in self.metrics.state.iter().zip(STATES) {
             g.set(if st == now { 1.0 } else { 0.0 });
         }
-        self.metrics.weight.set(f64::from(self.effective_weight()));
+        self.metrics.weight.set(f64::from(self.weight_in_force(on_down)));
         self.metrics.active.set(f64::from(self.active));
     }
 
-    /// The weight in force (an operator's override, else the configured one).
+    /// The weight set (an operator's override, else the configured one).
     pub fn effective_weight(&self) -> u32 {
         self.admin_weight.unwrap_or(self.weight)
+    }
+
+    /// Whether `on_down = "inhibit"` holds it at weight 0 (it failed its checks).
+    pub fn inhibited(&self, on_down: OnDown) -> bool {
+        on_down == OnDown::Inhibit && !self.health.schedulable()
+    }
+
+    /// The weight in force: 0 while inhibited, else [`RealState::effective_weight`].
+    pub fn weight_in_force(&self, on_down: OnDown) -> u32 {
+        if self.inhibited(on_down) { 0 } else { self.effective_weight() }
     }
 }
 
@@ -166,12 +176,11 @@ impl ServiceState {
     fn refresh_view(&mut self, on_down: OnDown, exclude: &[SocketAddr]) {
         debug_assert_eq!(self.view.len(), self.reals.len());
         for (b, r) in self.view.iter_mut().zip(&self.reals) {
-            let healthy = r.health.schedulable();
             // inhibit: a failed server stays in the table with weight 0.
-            let (weight, up) = if !healthy && on_down == OnDown::Inhibit {
+            let (weight, up) = if r.inhibited(on_down) {
                 (0, true)
             } else {
-                (r.effective_weight(), healthy && !exclude.contains(&r.addr))
+                (r.effective_weight(), r.health.schedulable() && !exclude.contains(&r.addr))
             };
             b.weight = weight;
             b.up = up;
@@ -195,6 +204,8 @@ pub struct ServiceRt {
     conns: AtomicUsize,
     /// Device connections open now per source address.
     sources: Mutex<HashMap<IpAddr, usize>>,
+    /// Removed by a reload: its checkers stop.
+    retired: AtomicBool,
 }
 
 /// Why a device connection was refused at the door.
@@ -255,7 +266,21 @@ impl ServiceRt {
             vip,
             conns: AtomicUsize::new(0),
             sources: Mutex::new(HashMap::new()),
+            retired: AtomicBool::new(false),
         }
+    }
+
+    /// Removed by a reload: checks stop and the gauges of its servers go to zero.
+    pub(crate) fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        for r in &self.state().reals {
+            r.retire();
+        }
+    }
+
+    /// Whether a reload removed it.
+    pub(crate) fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Acquire)
     }
 
     /// The configuration in force.
@@ -358,9 +383,10 @@ impl ServiceRt {
     /// the service has it.
     pub(crate) fn set_weight(&self, server: SocketAddr, weight: Option<u32>) -> bool {
         let mut found = false;
+        let on_down = self.conf.load().on_down;
         self.with_real(server, |r| {
             r.admin_weight = weight;
-            r.publish();
+            r.publish(on_down);
             found = true;
         });
         if found {
@@ -395,7 +421,7 @@ impl ServiceRt {
                 .map(|r| RealStatus {
                     address: r.addr.to_string(),
                     state: state_name(r.health.state()).into(),
-                    weight: r.effective_weight(),
+                    weight: r.weight_in_force(conf.on_down),
                     config_weight: r.weight,
                     active: r.active,
                     total: r.total,

@@ -76,7 +76,7 @@ pub async fn request(socket: &Path, req: &Request) -> Result<Reply, ControlError
 /// [`Request::Status`], unwrapped.
 pub async fn status(socket: &Path) -> Result<StatusReport, ControlError> {
     match request(socket, &Request::Status).await? {
-        Reply::Status(s) => Ok(s),
+        Reply::Status(s) => Ok(*s),
         Reply::Error { error } => Err(ControlError::Refused(error)),
         Reply::Changed { .. } => Err(ControlError::Unexpected(socket.to_path_buf())),
     }

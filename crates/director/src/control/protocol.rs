@@ -45,7 +45,7 @@ pub enum Request {
 #[serde(tag = "reply", rename_all = "lowercase")]
 pub enum Reply {
     /// The answer to [`Request::Status`].
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     /// What a drain, enable or weight request changed.
     Changed {
         /// One entry per service that has the server.
@@ -65,6 +65,20 @@ pub struct StatusReport {
     pub services: Vec<ServiceStatus>,
     /// VRRP, when `[vrrp]` is configured.
     pub vrrp: Option<VrrpStatus>,
+    /// The last reload (SIGHUP), if any since start.
+    #[serde(default)]
+    pub last_reload: Option<ReloadStatus>,
+}
+
+/// How the last reload went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    /// Seconds since it happened.
+    pub seconds_ago: f64,
+    /// Whether the new configuration is in force.
+    pub applied: bool,
+    /// What changed, or why it was refused.
+    pub message: String,
 }
 
 /// A weight set by the operator, in one service.
@@ -104,7 +118,8 @@ pub struct RealStatus {
     pub address: String,
     /// up / misconfigured / down.
     pub state: String,
-    /// Weight in force (after drain/weight overrides).
+    /// Weight in force: the configured one, or an operator's override
+    /// (drain/weight), or 0 while a failed server is inhibited.
     pub weight: u32,
     /// Configured weight.
     pub config_weight: u32,
@@ -182,7 +197,7 @@ mod tests {
     #[test]
     fn replies_round_trip() {
         let replies = [
-            Reply::Status(StatusReport::default()),
+            Reply::Status(Box::default()),
             Reply::Changed {
                 changes: vec![WeightChange {
                     service: "tacacs".into(),

@@ -5,7 +5,7 @@
 
 use std::fmt::Write;
 
-use super::protocol::{RealStatus, ServiceStatus, VrrpStatus};
+use super::protocol::{RealStatus, ServiceStatus, StatusReport, VrrpStatus};
 
 /// Column titles of a real server's line; numbers are right-aligned.
 const TITLES: [(&str, Align); 10] = [
@@ -81,6 +81,16 @@ fn line(out: &mut String, row: &[String], widths: &[usize; 10]) {
     out.push('\n');
 }
 
+/// The whole report for people: VRRP, services, and how the last reload went.
+pub fn render_report(r: &StatusReport) -> String {
+    let mut s = render(&r.services, r.vrrp.as_ref());
+    if let Some(l) = &r.last_reload {
+        let what = if l.applied { "applied" } else { "NOT applied" };
+        let _ = writeln!(s, "last reload {:.1} s ago, {what}: {}", l.seconds_ago, l.message);
+    }
+    s
+}
+
 /// The status of every service (and VRRP when configured), for people.
 pub fn render(services: &[ServiceStatus], vrrp: Option<&VrrpStatus>) -> String {
     let mut s = String::new();
@@ -136,7 +146,7 @@ pub fn render(services: &[ServiceStatus], vrrp: Option<&VrrpStatus>) -> String {
     }
     if marked {
         s.push_str(
-            "  * weight set with `tacvs director drain` or `weight`, not the configured one; `tacvs director enable ADDRESS` restores it\n",
+            "  * weight in force differs from the configured one: set with `tacvs director drain` or `weight` (`tacvs director enable ADDRESS` restores it), or 0 while a failed server is inhibited (on_down = \"inhibit\")\n",
         );
     }
     s
@@ -219,7 +229,7 @@ mod tests {
     fn a_changed_weight_is_marked_and_explained() {
         let t = table();
         assert!(t.contains("0*"), "{t}");
-        assert!(t.lines().last().unwrap().starts_with("  * weight set with"), "{t}");
+        assert!(t.lines().last().unwrap().starts_with("  * weight in force differs"), "{t}");
         let svc = ServiceStatus {
             name: "s".into(),
             listen: "1.2.3.4:49".into(),

@@ -2,14 +2,14 @@
 //! in size and time), answer with one reply line.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
 
 use super::access::{Access, proc_groups};
-use super::protocol::{MAX_REQUEST, Reply, Request, StatusReport, WeightChange};
+use super::protocol::{MAX_REQUEST, ReloadStatus, Reply, Request, StatusReport, WeightChange};
 use crate::config::MAX_WEIGHT;
 use crate::failover::VrrpCell;
 use crate::service::{Registry, ServiceRt};
@@ -18,18 +18,47 @@ use crate::service::{Registry, ServiceRt};
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Serve requests until the task is aborted.
-pub(crate) async fn serve(
-    services: Arc<Registry>,
-    vrrp: Arc<VrrpCell>,
-    ul: UnixListener,
-    access: Access,
-) {
+/// What the control socket reports from, kept up to date by the runtime and
+/// the virtual router.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    /// The running services.
+    pub services: Registry,
+    /// VRRP's status.
+    pub vrrp: Arc<VrrpCell>,
+    /// When the last reload happened, whether it applied, and what it said.
+    last_reload: Mutex<Option<(Instant, bool, String)>>,
+}
+
+impl Live {
+    pub fn status(&self) -> StatusReport {
+        let now = Instant::now();
+        let last = self.last_reload.lock().unwrap_or_else(|e| e.into_inner());
+        StatusReport {
+            services: self.services.load().iter().map(|s| s.status(now)).collect(),
+            vrrp: self.vrrp.get(),
+            last_reload: last.as_ref().map(|(at, applied, message)| ReloadStatus {
+                seconds_ago: (now - *at).as_secs_f64(),
+                applied: *applied,
+                message: message.clone(),
+            }),
+        }
+    }
+
+    pub fn reloaded(&self, applied: bool, message: String) {
+        *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), applied, message));
+    }
+}
+
+/// Serve requests until the task is aborted.
+pub(crate) async fn serve(live: Arc<Live>, ul: UnixListener, access: Access) {
     while let Ok((s, _)) = ul.accept().await {
-        let (services, vrrp) = (services.clone(), vrrp.clone());
+        let live = live.clone();
         tokio::spawn(async move {
             match s.peer_cred() {
                 Ok(c) if access.allows(c.uid(), c.gid(), c.pid(), proc_groups) => {
-                    one(s, &services.load(), &vrrp).await
+                    one(s, &live).await
                 }
                 cred => refuse(s, cred.ok()).await,
             }
@@ -70,19 +99,20 @@ async fn send(s: &mut UnixStream, reply: &Reply) {
     let _ = tokio::time::timeout(READ_TIMEOUT, s.write_all(&out)).await;
 }
 
-async fn one(mut s: UnixStream, services: &[Arc<ServiceRt>], vrrp: &VrrpCell) {
+async fn one(mut s: UnixStream, live: &Live) {
     let line = read_request(&mut s).await;
     let reply = match serde_json::from_slice::<Request>(&line) {
         Err(e) => Reply::Error { error: format!("bad request: {e}") },
-        Ok(r) => handle(services, vrrp, r),
+        Ok(r) => handle(live, r),
     };
     send(&mut s, &reply).await;
 }
 
 /// Answer one request.
-pub(crate) fn handle(services: &[Arc<ServiceRt>], vrrp: &VrrpCell, req: Request) -> Reply {
+pub(crate) fn handle(live: &Live, req: Request) -> Reply {
+    let services = &live.services.load();
     match req {
-        Request::Status => Reply::Status(status(services, vrrp)),
+        Request::Status => Reply::Status(Box::new(live.status())),
         Request::Drain { server } => changed(set_weight(services, server, Some(0)), server),
         Request::Enable { server } => changed(set_weight(services, server, None), server),
         Request::Weight { weight, .. } if weight > MAX_WEIGHT => Reply::Error {
@@ -92,11 +122,6 @@ pub(crate) fn handle(services: &[Arc<ServiceRt>], vrrp: &VrrpCell, req: Request)
             changed(set_weight(services, server, Some(weight)), server)
         }
     }
-}
-
-pub(crate) fn status(services: &[Arc<ServiceRt>], vrrp: &VrrpCell) -> StatusReport {
-    let now = Instant::now();
-    StatusReport { services: services.iter().map(|s| s.status(now)).collect(), vrrp: vrrp.get() }
 }
 
 /// Set (or clear) a weight override in every service that has `server`.
@@ -139,9 +164,9 @@ mod tests {
     #[test]
     fn weights_above_the_lvs_bound_are_refused() {
         let server = "10.0.0.1:49".parse().unwrap();
-        let r = handle(&[], &VrrpCell::default(), Request::Weight { server, weight: 100_000 });
+        let r = handle(&Live::default(), Request::Weight { server, weight: 100_000 });
         assert!(matches!(&r, Reply::Error { error } if error.contains("0-65535")), "{r:?}");
-        let r = handle(&[], &VrrpCell::default(), Request::Weight { server, weight: 65_535 });
+        let r = handle(&Live::default(), Request::Weight { server, weight: 65_535 });
         assert!(matches!(&r, Reply::Error { error } if error.contains("no real server")), "{r:?}");
     }
 }

@@ -7,9 +7,7 @@ use std::time::Duration;
 
 use tacvs_director::{Reply, Request};
 
-use super::e2e::{conf_with, real_server, tmp};
-
-const TCP: &str = "  check = \"tcp\"\n  interval = \"100ms\"\n  timeout = \"200ms\"";
+use super::e2e::{TCP, conf_with, real_server, tmp};
 
 fn mode(p: &Path) -> u32 {
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777

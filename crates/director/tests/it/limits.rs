@@ -12,9 +12,7 @@ use tacvs_proto::*;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use super::e2e::{KEY, account, conf_with, journal, real_server, real_server_with, tmp};
-
-const TCP: &str = "  check = \"tcp\"\n  interval = \"100ms\"\n  timeout = \"200ms\"";
+use super::e2e::{KEY, TCP, account, conf_with, journal, real_server, real_server_with, tmp};
 
 async fn connect_from(src: &str, to: SocketAddr) -> TcpStream {
     let s = TcpSocket::new_v4().unwrap();
@@ -120,6 +118,37 @@ async fn a_device_slow_to_speak_is_answered_through_the_vip() {
     let j = journal(&d1);
     assert_eq!(j.len(), 1);
     assert_eq!(j[0]["device"], "127.13.0.1", "the server saw the device's own address");
+    dir.stop();
+    s1.shutdown(Duration::from_millis(100)).await;
+    for d in [d1, dd] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_connection_cap_refuses_the_next_device_until_one_leaves() {
+    let (d1, dd) = (tmp("sc1"), tmp("scd"));
+    let s1 = real_server(&d1).await;
+    let conf = conf_with(&[s1.local_addrs[0]], &dd, TCP, "max_connections = 2");
+    let dir = tacvs_director::start(conf).await.unwrap();
+    let vip = dir.local_addrs[0];
+    let mut a = connect_from("127.14.0.1", vip).await;
+    let _b = connect_from("127.14.0.2", vip).await;
+    let mut c = connect_from("127.14.0.3", vip).await;
+    assert!(
+        closed_within(&mut c, Duration::from_secs(2)).await.is_some(),
+        "a third device was held past max_connections = 2"
+    );
+    assert!(closed_within(&mut a, Duration::from_millis(50)).await.is_none(), "a held one closed");
+    drop(a);
+    // The freed slot serves the next device (the director notices the close
+    // when it reads: wait for it).
+    let t = Instant::now();
+    while dir.status()[0].active > 1 {
+        assert!(t.elapsed() < Duration::from_secs(2), "the closed device still holds its slot");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(account(vip, "127.14.0.4", 1).await.unwrap(), AcctStatus::Success);
     dir.stop();
     s1.shutdown(Duration::from_millis(100)).await;
     for d in [d1, dd] {
