@@ -48,20 +48,29 @@ pub fn check(a: CheckArgs) -> anyhow::Result<u8> {
     // A director file has a [director] table; anything else is a server file.
     let text = std::fs::read_to_string(&a.file).unwrap_or_default();
     if text.lines().any(|l| l.trim() == "[director]") {
-        return match tacvs_director::config::parse(&a.file.display().to_string(), &text) {
-            Ok(d) => {
+        return match tacvs_director::config::check_text(&a.file.display().to_string(), &text) {
+            Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("warning: {w}");
+                }
+                let d = &c.file;
                 let reals: usize = d.services.iter().map(|s| s.reals.len()).sum();
                 println!(
-                    "{}: OK (director {:?}: {} service(s), {} real server(s))",
+                    "{}: OK (director {:?}: {} service(s), {} real server(s)){}",
                     a.file.display(),
                     d.director.name,
                     d.services.len(),
-                    reals
+                    reals,
+                    match c.warnings.len() {
+                        0 => String::new(),
+                        n => format!(", {n} warning(s)"),
+                    }
                 );
                 Ok(0)
             }
-            Err(e) => {
-                eprintln!("{e}");
+            Err(errs) => {
+                eprintln!("{errs}");
+                eprintln!("{}: {} error(s)", a.file.display(), errs.len());
                 Ok(1)
             }
         };

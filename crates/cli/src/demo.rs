@@ -184,11 +184,11 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let conf = tacvs_director::config::parse("examples/cluster/director.toml (embedded)", &dtext)
         .map_err(anyhow::Error::msg)?;
     let (interval, timeout, fall) = (
-        conf.services[0].health.interval,
-        conf.services[0].health.timeout,
+        conf.services[0].health.interval.get(),
+        conf.services[0].health.timeout.get(),
         conf.services[0].health.fall,
     );
-    let director = tacvs_director::run::start(conf).await?;
+    let director = tacvs_director::start(conf).await?;
     let vip = director.local_addrs[0];
     println!(
         "tacvs demo: director on {vip} (wlc, TACACS+ health checks every {}) in front of two tacvs servers: rs1 {a1}, rs2 {a2}",
@@ -313,10 +313,7 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     }
     print!(
         "{}",
-        tacvs_director::run::render(&st, None)
-            .lines()
-            .map(|l| format!("   {l}\n"))
-            .collect::<String>()
+        tacvs_director::render(&st, None).lines().map(|l| format!("   {l}\n")).collect::<String>()
     );
 
     // The expectations, stated.

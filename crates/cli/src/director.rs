@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use metrics_exporter_prometheus::PrometheusBuilder;
-use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -21,21 +20,45 @@ pub struct DirectorArgs {
 
 #[derive(Debug, Subcommand)]
 enum Ctl {
-    /// Services and real servers: state, weight, connections, last check (like ipvsadm -L -n --stats).
-    Status(Sock),
+    /// Services and real servers: state, weight, connections, bytes, last check
+    /// (like ipvsadm -L -n --stats).
+    Status(StatusArgs),
     /// Weight 0 for a real server: no new connections, existing ones continue.
     Drain(Target),
     /// Back to the configured weight.
     Enable(Target),
-    /// Set a real server's weight.
+    /// Set a real server's weight (0-65535) until `enable` or a restart.
     Weight(WeightArgs),
 }
 
+/// Where the running director's control socket is.
 #[derive(Debug, Args)]
 struct Sock {
-    /// The director's control socket.
-    #[arg(long, default_value = "./var/director.sock")]
-    socket: PathBuf,
+    /// The director's control socket [default: the configuration's
+    /// control_socket with -c, else /run/tacvs/director.sock].
+    #[arg(long, env = "TACVS_DIRECTOR_SOCKET")]
+    socket: Option<PathBuf>,
+    /// The director's configuration file: its [director] control_socket is used.
+    #[arg(long, short = 'c')]
+    config: Option<PathBuf>,
+}
+
+impl Sock {
+    fn path(&self) -> anyhow::Result<PathBuf> {
+        if let Some(s) = &self.socket {
+            return Ok(s.clone());
+        }
+        match &self.config {
+            Some(c) => Ok(tacvs_director::config::load(c)?.director.control_socket),
+            None => Ok(PathBuf::from(tacvs_director::config::DEFAULT_CONTROL_SOCKET)),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    sock: Sock,
     /// Print JSON.
     #[arg(long)]
     json: bool,
@@ -45,67 +68,77 @@ struct Sock {
 struct Target {
     /// Real server, IP:PORT.
     server: SocketAddr,
-    #[arg(long, default_value = "./var/director.sock")]
-    socket: PathBuf,
+    #[command(flatten)]
+    sock: Sock,
 }
 
 #[derive(Debug, Args)]
 struct WeightArgs {
     /// Real server, IP:PORT.
     server: SocketAddr,
-    /// New weight.
+    /// New weight, 0-65535 (0 drains).
+    #[arg(value_parser = clap::value_parser!(u32).range(0..=i64::from(tacvs_director::config::MAX_WEIGHT)))]
     weight: u32,
-    #[arg(long, default_value = "./var/director.sock")]
-    socket: PathBuf,
+    #[command(flatten)]
+    sock: Sock,
 }
 
 pub async fn run(a: DirectorArgs) -> anyhow::Result<u8> {
+    use tacvs_director::{Reply, Request};
     let (sock, req) = match a.cmd {
         None => {
             return serve(a.config.context("give --config FILE to run a director, or a subcommand (status, drain, enable, weight)")?).await;
         }
         Some(Ctl::Status(s)) => {
-            let reply = tacvs_director::run::control(&s.socket, &serde_json::json!({"cmd": "status"})).await.with_context(|| {
-                format!("cannot reach the director at {} (is it running? see [director] control_socket)", s.socket.display())
-            })?;
+            let report = tacvs_director::status(&s.sock.path()?).await?;
             if s.json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(
-                        &serde_json::json!({"services": reply["services"], "vrrp": reply["vrrp"]})
-                    )?
-                );
+                println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
-                let services: Vec<tacvs_director::run::ServiceStatus> =
-                    serde_json::from_value(reply["services"].clone())?;
-                let vrrp: Option<tacvs_director::failover::VrrpStatus> =
-                    serde_json::from_value(reply["vrrp"].clone()).unwrap_or(None);
-                print!("{}", tacvs_director::run::render(&services, vrrp.as_ref()));
+                print!("{}", tacvs_director::render_report(&report));
             }
             return Ok(0);
         }
-        Some(Ctl::Drain(t)) => (t.socket, serde_json::json!({"cmd": "drain", "server": t.server})),
-        Some(Ctl::Enable(t)) => {
-            (t.socket, serde_json::json!({"cmd": "enable", "server": t.server}))
-        }
+        Some(Ctl::Drain(t)) => (t.sock.path()?, Request::Drain { server: t.server }),
+        Some(Ctl::Enable(t)) => (t.sock.path()?, Request::Enable { server: t.server }),
         Some(Ctl::Weight(w)) => {
-            (w.socket, serde_json::json!({"cmd": "weight", "server": w.server, "weight": w.weight}))
+            (w.sock.path()?, Request::Weight { server: w.server, weight: w.weight })
         }
     };
-    let reply = tacvs_director::run::control(&sock, &req)
-        .await
-        .with_context(|| format!("cannot reach the director at {}", sock.display()))?;
-    if reply["ok"] == true {
-        println!("ok");
-        Ok(0)
-    } else {
-        eprintln!("tacvs director: {}", reply["error"].as_str().unwrap_or("failed"));
-        Ok(1)
+    match tacvs_director::request(&sock, &req).await? {
+        Reply::Changed { changes } => {
+            for c in &changes {
+                println!("{}", describe(&req, c));
+            }
+            Ok(0)
+        }
+        Reply::Error { error } => {
+            eprintln!("tacvs director: {error}");
+            Ok(1)
+        }
+        Reply::Status(_) => anyhow::bail!("the director answered another question"),
     }
 }
 
+/// What a drain, enable or weight did, in words.
+fn describe(req: &tacvs_director::Request, c: &tacvs_director::WeightChange) -> String {
+    use tacvs_director::Request;
+    let what = match req {
+        Request::Drain { .. } => "drained",
+        Request::Enable { .. } => "enabled",
+        _ => "weight set for",
+    };
+    let after = match req {
+        Request::Drain { .. } => "; its open connections continue, new ones go to other servers",
+        Request::Enable { .. } => " (the configured weight)",
+        _ if c.to == c.configured => " (the configured weight)",
+        _ => "; `tacvs director enable` returns it to the configured weight",
+    };
+    format!("{what} {} in service {:?}: weight {} -> {}{after}", c.server, c.service, c.from, c.to)
+}
+
 async fn serve(path: PathBuf) -> anyhow::Result<u8> {
-    let conf = tacvs_director::config::load(&path).map_err(anyhow::Error::msg)?;
+    let conf = tacvs_director::config::load(&path)
+        .map_err(|e| anyhow::anyhow!("{e}\n{}: {} error(s)", path.display(), e.len()))?;
     if let Some(m) = &conf.metrics {
         PrometheusBuilder::new()
             .with_http_listener(m.listen)
@@ -114,24 +147,7 @@ async fn serve(path: PathBuf) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot serve metrics on {}", m.listen))?;
     }
     crate::raise_nofile_limit();
-    let mut d = tacvs_director::run::start(conf).await?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = hup.recv() => {
-                let r = tacvs_director::config::load(&path).and_then(|c| d.reload(c));
-                match r {
-                    Ok(()) => tracing::info!(file = %path.display(), "configuration reloaded"),
-                    Err(e) => tracing::error!(file = %path.display(), errors = %e, "reload refused; keeping the running configuration"),
-                }
-            }
-        }
-    }
-    tracing::info!("director stopping");
-    d.shutdown().await;
+    let d = tacvs_director::start(conf).await?;
+    d.run_until_stopped(&path, std::future::pending()).await?;
     Ok(0)
 }

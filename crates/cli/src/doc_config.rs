@@ -198,7 +198,7 @@ fn server_file_reference_matches_the_code() {
 #[test]
 fn director_file_reference_matches_the_code() {
     check_kind::<tacvs_director::config::DirectorFile>("Director file", |text| {
-        tacvs_director::config::parse("director.toml", text).map(|_| ())
+        tacvs_director::config::parse("director.toml", text).map(|_| ()).map_err(|e| e.to_string())
     });
 }
 

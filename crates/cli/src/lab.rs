@@ -194,28 +194,16 @@ async fn status(lab: &Lab) -> String {
         );
     }
     for d in 1..=lab.spec.directors {
-        let reply = tacvs_director::run::control(
-            &lab.control_socket(d),
-            &serde_json::json!({"cmd": "status"}),
-        )
-        .await;
+        let reply = tacvs_director::status(&lab.control_socket(d)).await;
         match reply {
-            Ok(v) => {
-                let services: Vec<tacvs_director::run::ServiceStatus> =
-                    serde_json::from_value(v["services"].clone()).unwrap_or_default();
-                let vrrp: Option<tacvs_director::failover::VrrpStatus> =
-                    serde_json::from_value(v["vrrp"].clone()).unwrap_or(None);
+            Ok(r) => {
                 let _ = writeln!(s, "director d{d} ({}):", Role::Director(d).addr());
-                for l in tacvs_director::run::render(&services, vrrp.as_ref()).lines() {
+                for l in tacvs_director::render(&r.services, r.vrrp.as_ref()).lines() {
                     let _ = writeln!(s, "  {l}");
                 }
             }
             Err(e) => {
-                let _ = writeln!(
-                    s,
-                    "director d{d}: control socket {}: {e}",
-                    lab.control_socket(d).display()
-                );
+                let _ = writeln!(s, "director d{d}: {e}");
             }
         }
     }

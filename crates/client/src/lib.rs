@@ -231,6 +231,18 @@ impl Client {
         }
     }
 
+    /// A client on a connection the caller opened (the director's health
+    /// check writes a PROXY LOCAL header first). When that connection ends,
+    /// the client connects to `opts.server` by itself as usual.
+    pub fn with_stream(opts: ClientOptions, stream: TcpStream) -> Self {
+        stream.set_nodelay(true).ok();
+        let cfg = ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: opts.single_connect };
+        let machine = ClientConnection::new(cfg, opts.key.clone());
+        let mut c = Client::new(opts);
+        c.conn = Some(Conn { stream, machine });
+        c
+    }
+
     /// The options in use.
     pub fn options(&self) -> &ClientOptions {
         &self.opts

@@ -1,38 +1,35 @@
 //! The director's configuration file (TOML, `deny_unknown_fields`), validated
-//! into plain settings. Errors name the file, line and what to do.
+//! into plain settings.
+//!
+//! Every problem is reported at once with `file:line:column` ([`ConfigErrors`]);
+//! no message repeats a value from the file (a shared key written in the wrong
+//! place must not reach a terminal or a log). The settings serialize back to
+//! TOML, so tools generate director files as values rather than text.
+//! [`check`] adds warnings about this machine (a missing interface or notify
+//! program, a short key) for `tacvs check`.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use tacvs_config::ConfigErrors;
+use tacvs_config::{ConfigError, Dur, Locator, Secret, Seg, Spans};
 
 use crate::core::sched::Kind;
 
-fn dur<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-    let s = String::deserialize(d)?;
-    humantime::parse_duration(&s).map_err(|e| {
-        serde::de::Error::custom(format!(
-            "invalid duration {s:?} ({e}); write e.g. \"200ms\", \"5s\""
-        ))
-    })
-}
-
-fn sched<'de, D: Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
-    String::deserialize(d)?.parse().map_err(serde::de::Error::custom)
-}
-
 /// The whole file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectorFile {
     /// `[director]`.
     pub director: DirectorSection,
     /// `[metrics]`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
     /// `[vrrp]`: hold the virtual addresses with VRRPv3 (RFC 5798) failover.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp: Option<VrrpSection>,
     /// `[[service]]`.
     #[serde(rename = "service")]
@@ -40,7 +37,7 @@ pub struct DirectorFile {
 }
 
 /// `[vrrp]`: one VRRPv3 virtual router on one interface.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct VrrpSection {
     /// Interface the virtual addresses live on and advertisements go out of.
@@ -51,28 +48,28 @@ pub struct VrrpSection {
     #[serde(default = "prio100")]
     pub priority: u8,
     /// Advertisement interval: 10 ms steps (centiseconds on the wire), up to 40.95 s.
-    #[serde(deserialize_with = "dur", default = "sec1")]
-    pub advert_interval: Duration,
+    #[serde(default = "sec1")]
+    pub advert_interval: Dur,
     /// Take mastership from a lower-priority master.
     #[serde(default = "yes")]
     pub preempt: bool,
     /// After start-up, wait this long before preempting (let health checks settle).
-    #[serde(deserialize_with = "dur", default = "zero")]
-    pub preempt_delay: Duration,
+    #[serde(default)]
+    pub preempt_delay: Dur,
     /// Virtual addresses, "10.0.0.100" (a /32) or "10.0.0.100/24".
-    #[serde(deserialize_with = "vips")]
-    pub vips: Vec<(std::net::Ipv4Addr, u8)>,
+    #[serde(deserialize_with = "vips", serialize_with = "vips_out")]
+    pub vips: Vec<(Ipv4Addr, u8)>,
     /// Send advertisements to these peers instead of 224.0.0.18 (and accept
     /// advertisements only from them): for networks without multicast.
-    #[serde(default)]
-    pub unicast_peers: Vec<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unicast_peers: Vec<Ipv4Addr>,
     /// Source of advertisements and tie-break address; default: the
     /// interface's first IPv4 address that is not a virtual one.
-    #[serde(default)]
-    pub source: Option<std::net::Ipv4Addr>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<Ipv4Addr>,
     /// Program run on every state change as `PROGRAM INSTANCE NAME STATE PRIORITY`
     /// (keepalived's convention; STATE is MASTER, BACKUP or FAULT).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<PathBuf>,
     /// Subtracted from the priority while a virtual service has no healthy
     /// real server, so a standby that can still serve takes over.
@@ -86,14 +83,11 @@ pub struct VrrpSection {
 fn prio100() -> u8 {
     100
 }
-fn sec1() -> Duration {
-    Duration::from_secs(1)
+fn sec1() -> Dur {
+    Dur::secs(1)
 }
 fn yes() -> bool {
     true
-}
-fn zero() -> Duration {
-    Duration::ZERO
 }
 fn penalty() -> u8 {
     50
@@ -102,23 +96,29 @@ fn three_u32() -> u32 {
     3
 }
 
-fn vips<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(std::net::Ipv4Addr, u8)>, D::Error> {
+fn vips<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(Ipv4Addr, u8)>, D::Error> {
     Vec::<String>::deserialize(d)?
         .iter()
-        .map(|s| {
+        .enumerate()
+        .map(|(i, s)| {
             let (a, p) = s.split_once('/').unwrap_or((s, "32"));
             match (a.parse(), p.parse::<u8>()) {
                 (Ok(a), Ok(p)) if p <= 32 => Ok((a, p)),
                 _ => Err(serde::de::Error::custom(format!(
-                    "virtual address {s:?}: write an IPv4 address, optionally with /PREFIX"
+                    "virtual address {} of the list is not one: write an IPv4 address, optionally with /PREFIX",
+                    i + 1
                 ))),
             }
         })
         .collect()
 }
 
+fn vips_out<S: Serializer>(v: &[(Ipv4Addr, u8)], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|(a, p)| format!("{a}/{p}")))
+}
+
 /// `[director]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectorSection {
     /// Name in logs.
@@ -127,17 +127,26 @@ pub struct DirectorSection {
     /// Unix socket for `tacvs director status|drain|enable|weight`.
     #[serde(default = "default_socket")]
     pub control_socket: PathBuf,
+    /// Group (name or number) whose members may use the control socket
+    /// (mode 0660); without it only root and the director's own user may
+    /// (mode 0600).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub control_socket_group: Option<String>,
 }
+
+/// Where the control socket is unless configured (absolute, so `tacvs director
+/// status` finds it from any directory).
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/tacvs/director.sock";
 
 fn default_name() -> String {
     "director".into()
 }
 fn default_socket() -> PathBuf {
-    PathBuf::from("./var/director.sock")
+    PathBuf::from(DEFAULT_CONTROL_SOCKET)
 }
 
 /// `[metrics]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Metrics {
     /// Prometheus endpoint.
@@ -145,7 +154,7 @@ pub struct Metrics {
 }
 
 /// PROXY header sent to real servers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProxyHeader {
     /// PROXY v2 (binary).
@@ -157,7 +166,7 @@ pub enum ProxyHeader {
 }
 
 /// What happens to a server whose checks fail.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnDown {
     /// Out of scheduling.
@@ -166,8 +175,20 @@ pub enum OnDown {
     Inhibit,
 }
 
+/// How a service forwards connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Terminate the device's TCP connection and open one to the real server,
+    /// with a PROXY header carrying the device's address.
+    Proxy,
+    /// Direct routing (LVS-DR): packets go to the real server unchanged and
+    /// replies go straight back. Not available in this build.
+    Dr,
+}
+
 /// `[[service]]`: a virtual service.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
     /// Name in logs, status and metrics.
@@ -175,28 +196,37 @@ pub struct Service {
     /// Virtual address and port.
     pub listen: SocketAddr,
     /// Scheduler.
-    #[serde(deserialize_with = "sched", default = "wlc")]
+    #[serde(default = "wlc")]
     pub scheduler: Kind,
-    /// Forwarding mode; this version implements `proxy`.
+    /// Forwarding mode.
     #[serde(default = "proxy_mode")]
-    pub mode: String,
+    pub mode: Mode,
     /// Header that carries the device's address.
     #[serde(default = "v2")]
     pub proxy_protocol: ProxyHeader,
     /// Bound on connecting to a real server.
-    #[serde(deserialize_with = "dur", default = "ms300")]
-    pub connect_timeout: Duration,
+    #[serde(default = "ms300")]
+    pub connect_timeout: Dur,
     /// Real servers tried for one device connection before giving up.
     #[serde(default = "three")]
     pub connect_attempts: usize,
     /// A proxied connection with no traffic either way is closed after this.
-    #[serde(deserialize_with = "dur", default = "min10")]
-    pub idle_timeout: Duration,
+    #[serde(default = "min10")]
+    pub idle_timeout: Dur,
     /// Device connections open at once on this service.
     #[serde(default = "max_conns")]
     pub max_connections: usize,
+    /// Device connections open at once from one source address (one address
+    /// must not take every slot).
+    #[serde(default = "max_per_source")]
+    pub max_connections_per_source: usize,
+    /// A device must send its first bytes within this long after connecting
+    /// (TACACS+ clients speak first); the real server is connected only then,
+    /// so a slow device never meets the server's PROXY header deadline.
+    #[serde(default = "sec10")]
+    pub first_bytes_timeout: Dur,
     /// Where to send devices when no real server is available.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sorry_server: Option<SocketAddr>,
     /// `remove` (default) or `inhibit` a failed server.
     #[serde(default = "remove")]
@@ -209,11 +239,11 @@ pub struct Service {
     pub health: HealthConf,
     /// `[[service.real]]`.
     #[serde(rename = "real")]
-    pub reals: Vec<Real>,
+    pub reals: Vec<RealConf>,
 }
 
 /// Data path of a proxied connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CopyMode {
     /// read/write through a pooled buffer.
@@ -225,34 +255,39 @@ pub enum CopyMode {
 fn userspace() -> CopyMode {
     CopyMode::Userspace
 }
-
 fn wlc() -> Kind {
     Kind::Wlc
 }
-fn proxy_mode() -> String {
-    "proxy".into()
+fn proxy_mode() -> Mode {
+    Mode::Proxy
 }
 fn v2() -> ProxyHeader {
     ProxyHeader::V2
 }
-fn ms300() -> Duration {
-    Duration::from_millis(300)
+fn ms300() -> Dur {
+    Dur::millis(300)
 }
 fn three() -> usize {
     3
 }
-fn min10() -> Duration {
-    Duration::from_secs(600)
+fn min10() -> Dur {
+    Dur::secs(600)
 }
 fn max_conns() -> usize {
     16_000
+}
+fn max_per_source() -> usize {
+    512
+}
+fn sec10() -> Dur {
+    Dur::secs(10)
 }
 fn remove() -> OnDown {
     OnDown::Remove
 }
 
 /// The kind of health check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CheckKind {
     /// A TCP connect (and PROXY LOCAL header).
@@ -262,7 +297,7 @@ pub enum CheckKind {
 }
 
 /// What the TACACS+ probe sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Probe {
     /// An authorization REQUEST for `user` (any well-formed reply counts; FAIL
@@ -273,17 +308,15 @@ pub enum Probe {
 }
 
 /// `[service.health]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthConf {
     /// `tcp` or `tacacs`.
     pub check: CheckKind,
     /// Time between checks (sub-second allowed).
-    #[serde(deserialize_with = "dur")]
-    pub interval: Duration,
+    pub interval: Dur,
     /// Bound on one check.
-    #[serde(deserialize_with = "dur")]
-    pub timeout: Duration,
+    pub timeout: Dur,
     /// Successes in a row to come up.
     #[serde(default = "two")]
     pub rise: u32,
@@ -291,8 +324,8 @@ pub struct HealthConf {
     #[serde(default = "two")]
     pub fall: u32,
     /// The real servers' shared key (tacacs checks).
-    #[serde(default)]
-    pub key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Secret>,
     /// `authorize` or `authenticate`.
     #[serde(default = "authorize")]
     pub probe: Probe,
@@ -300,8 +333,8 @@ pub struct HealthConf {
     #[serde(default = "probe_user")]
     pub user: String,
     /// Probe password (authenticate).
-    #[serde(default)]
-    pub password: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
 }
 
 fn two() -> u32 {
@@ -315,12 +348,12 @@ fn probe_user() -> String {
 }
 
 /// `[[service.real]]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Real {
+pub struct RealConf {
     /// Address and port.
     pub address: SocketAddr,
-    /// Weight (0 = drained).
+    /// Weight (0 = drained), at most [`MAX_WEIGHT`].
     #[serde(default = "one")]
     pub weight: u32,
     /// Connection cap (0 = none).
@@ -328,105 +361,312 @@ pub struct Real {
     pub max_connections: u32,
 }
 
+/// The largest weight (LVS's bound).
+pub const MAX_WEIGHT: u32 = 65_535;
+
 fn one() -> u32 {
     1
 }
 
+macro_rules! names {
+    ($($t:ty { $($v:ident => $s:literal),* $(,)? })*) => {$(
+        impl $t {
+            /// The word used in the configuration file, logs and status.
+            pub fn name(self) -> &'static str {
+                match self { $(<$t>::$v => $s),* }
+            }
+        }
+        impl fmt::Display for $t {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    )*};
+}
+
+names! {
+    ProxyHeader { V2 => "v2", V1 => "v1", None => "none" }
+    OnDown { Remove => "remove", Inhibit => "inhibit" }
+    Mode { Proxy => "proxy", Dr => "dr" }
+    CopyMode { Userspace => "userspace", Splice => "splice" }
+    CheckKind { Tcp => "tcp", Tacacs => "tacacs" }
+    Probe { Authorize => "authorize", Authenticate => "authenticate" }
+}
+
 /// Read and validate a director file.
-pub fn load(path: &Path) -> Result<DirectorFile, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
-    parse(&path.display().to_string(), &text)
+pub fn load(path: &Path) -> Result<DirectorFile, ConfigErrors> {
+    let (name, text) = read(path)?;
+    parse(&name, &text)
+}
+
+fn read(path: &Path) -> Result<(String, String), ConfigErrors> {
+    let name = path.display().to_string();
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok((name, t)),
+        Err(e) => Err(Locator::new(&name, "").whole(format!("cannot read: {e}")).into()),
+    }
 }
 
 /// Validate director configuration text.
-pub fn parse(file: &str, text: &str) -> Result<DirectorFile, String> {
-    let f: DirectorFile = toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
-        match line {
-            Some(l) => format!("{file}:{l}: {}", e.message().trim()),
-            None => format!("{file}: {}", e.message().trim()),
-        }
-    })?;
+pub fn parse(file: &str, text: &str) -> Result<DirectorFile, ConfigErrors> {
+    let loc = Locator::new(file, text);
+    let f: DirectorFile = tacvs_config::from_toml(&loc)?;
+    let spans = Spans::new(loc);
+    let errs = validate(&f, &spans);
+    if errs.is_empty() { Ok(f) } else { Err(ConfigErrors(errs)) }
+}
+
+/// A valid file and what `tacvs check` warns about.
+#[derive(Debug)]
+pub struct Checked {
+    /// The settings.
+    pub file: DirectorFile,
+    /// Things that work but deserve a look (a missing interface, a short key).
+    pub warnings: Vec<ConfigError>,
+}
+
+/// Validate a file as `tacvs check` does: [`parse`], then warnings about this
+/// machine (the interface and notify program must exist where the director runs).
+pub fn check(path: &Path) -> Result<Checked, ConfigErrors> {
+    let (name, text) = read(path)?;
+    check_text(&name, &text)
+}
+
+/// [`check`] on text.
+pub fn check_text(file: &str, text: &str) -> Result<Checked, ConfigErrors> {
+    let f = parse(file, text)?;
+    let spans = Spans::new(Locator::new(file, text));
+    let warnings = warnings(&f, &spans);
+    Ok(Checked { file: f, warnings })
+}
+
+fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
     let mut errs = Vec::new();
     if f.services.is_empty() {
-        errs.push(format!("{file}: no [[service]]: add a virtual service"));
+        errs.push(sp.locator().whole("no [[service]]: add a virtual service"));
     }
-    for s in &f.services {
-        let at = format!("{file}: service {:?}", s.name);
-        if s.mode != "proxy" {
-            errs.push(format!(
-                "{at}: mode {:?} is not available in this version; use \"proxy\"",
-                s.mode
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut listens: HashMap<SocketAddr, usize> = HashMap::new();
+    for (i, s) in f.services.iter().enumerate() {
+        let at = |field: &'static str| [Seg::Key("service"), Seg::Idx(i), Seg::Key(field)];
+        let hat = |field: &'static str| {
+            [Seg::Key("service"), Seg::Idx(i), Seg::Key("health"), Seg::Key(field)]
+        };
+        let svc = format!("service {:?}", s.name);
+        if let Some(&first) = names.get(s.name.as_str()) {
+            errs.push(sp.at(
+                &at("name"),
+                format!(
+                    "{svc} is defined twice (first at line {}); names must be unique",
+                    line(sp, &[Seg::Key("service"), Seg::Idx(first), Seg::Key("name")])
+                ),
+            ));
+        } else {
+            names.insert(&s.name, i);
+        }
+        if s.listen.port() != 0
+            && let Some(&first) = listens.get(&s.listen)
+        {
+            errs.push(sp.at(
+                &at("listen"),
+                format!(
+                    "{svc} listens on the address of service {:?}; each service needs its own address and port",
+                    f.services[first].name
+                ),
+            ));
+        } else {
+            listens.insert(s.listen, i);
+        }
+        if s.mode == Mode::Dr {
+            errs.push(sp.at(
+                &at("mode"),
+                format!("{svc}: mode \"dr\" (direct routing) is not available in this build; use \"proxy\""),
             ));
         }
         if s.reals.is_empty() {
-            errs.push(format!("{at}: no [[service.real]] servers"));
+            errs.push(
+                sp.at(&at("name"), format!("{svc} has no [[service.real]] servers; add one")),
+            );
         }
-        if s.connect_attempts == 0 || s.max_connections == 0 {
-            errs.push(format!("{at}: connect_attempts and max_connections must be at least 1"));
+        if s.connect_attempts == 0 {
+            errs.push(sp.at(
+                &at("connect_attempts"),
+                format!("{svc}: connect_attempts must be at least 1"),
+            ));
         }
-        if s.health.check == CheckKind::Tacacs && s.health.key.as_deref().is_none_or(str::is_empty)
-        {
-            errs.push(format!("{at}: a tacacs health check needs key = \"...\" (the real servers' key for the director's address)"));
+        for (field, n) in [
+            ("max_connections", s.max_connections),
+            ("max_connections_per_source", s.max_connections_per_source),
+        ] {
+            if n == 0 {
+                errs.push(sp.at(&at(field), format!("{svc}: {field} must be at least 1")));
+            }
         }
-        if s.health.probe == Probe::Authenticate && s.health.password.is_none() {
-            errs.push(format!("{at}: probe = \"authenticate\" needs password = \"...\""));
+        for (field, d) in [
+            ("connect_timeout", s.connect_timeout),
+            ("idle_timeout", s.idle_timeout),
+            ("first_bytes_timeout", s.first_bytes_timeout),
+        ] {
+            if d.get().is_zero() {
+                errs.push(sp.at(&at(field), format!("{svc}: {field} must be above zero")));
+            }
         }
-        if s.health.interval.is_zero() || s.health.timeout.is_zero() {
-            errs.push(format!("{at}: health interval and timeout must be above zero"));
+        let h = &s.health;
+        if h.check == CheckKind::Tacacs && h.key.as_ref().is_none_or(Secret::is_empty) {
+            errs.push(sp.at(
+                &hat("check"),
+                format!("{svc}: a tacacs health check needs key = \"...\" (the real servers' key for the director's address)"),
+            ));
         }
-        let mut seen = std::collections::HashSet::new();
-        for r in &s.reals {
-            if !seen.insert(r.address) {
-                errs.push(format!("{at}: real server {} is listed twice", r.address));
+        if h.probe == Probe::Authenticate && h.password.is_none() {
+            errs.push(sp.at(
+                &hat("probe"),
+                format!("{svc}: probe = \"authenticate\" needs password = \"...\""),
+            ));
+        }
+        for (field, d) in [("interval", h.interval), ("timeout", h.timeout)] {
+            if d.get().is_zero() {
+                errs.push(sp.at(&hat(field), format!("{svc}: health {field} must be above zero")));
+            }
+        }
+        for (field, n) in [("rise", h.rise), ("fall", h.fall)] {
+            if n == 0 {
+                errs.push(sp.at(
+                    &hat(field),
+                    format!("{svc}: {field} must be at least 1 (checks in a row to change state)"),
+                ));
+            }
+        }
+        let mut seen: HashMap<SocketAddr, usize> = HashMap::new();
+        for (j, r) in s.reals.iter().enumerate() {
+            let rat = |field: &'static str| {
+                [Seg::Key("service"), Seg::Idx(i), Seg::Key("real"), Seg::Idx(j), Seg::Key(field)]
+            };
+            if let Some(&first) = seen.get(&r.address) {
+                let first_line = line(
+                    sp,
+                    &[
+                        Seg::Key("service"),
+                        Seg::Idx(i),
+                        Seg::Key("real"),
+                        Seg::Idx(first),
+                        Seg::Key("address"),
+                    ],
+                );
+                errs.push(sp.at(
+                    &rat("address"),
+                    format!("{svc}: real server {} is listed twice (first at line {first_line}); remove one", r.address),
+                ));
+            } else {
+                seen.insert(r.address, j);
+            }
+            if r.weight > MAX_WEIGHT {
+                errs.push(sp.at(&rat("weight"), format!("{svc}: weight must be 0-{MAX_WEIGHT}")));
             }
         }
     }
     if let Some(v) = &f.vrrp {
-        let at = format!("{file}: [vrrp]");
-        if v.interface.is_empty() || v.interface.len() > 15 {
-            errs.push(format!("{at}: interface {:?} is not an interface name", v.interface));
-        }
-        if v.vrid == 0 {
-            errs.push(format!("{at}: vrid must be 1-255"));
-        }
-        if v.priority == 0 {
-            errs.push(format!(
-                "{at}: priority must be 1-255 (0 is reserved for a master giving up)"
+        let at = |field: &'static str| [Seg::Key("vrrp"), Seg::Key(field)];
+        if v.interface.is_empty() || v.interface.len() > 15 || v.interface.contains(['/', ' ']) {
+            errs.push(sp.at(
+                &at("interface"),
+                "[vrrp] interface is not an interface name (1-15 characters, no '/' or space)",
             ));
         }
-        let ms = v.advert_interval.as_millis();
+        if v.vrid == 0 {
+            errs.push(sp.at(&at("vrid"), "[vrrp] vrid must be 1-255"));
+        }
+        if v.priority == 0 {
+            errs.push(sp.at(
+                &at("priority"),
+                "[vrrp] priority must be 1-255 (0 is reserved for a master giving up)",
+            ));
+        }
+        let ms = v.advert_interval.get().as_millis();
         if !(10..=40_950).contains(&ms) || ms % 10 != 0 {
-            errs.push(format!("{at}: advert_interval must be 10ms-40.95s in 10 ms steps (it travels in centiseconds)"));
+            errs.push(sp.at(&at("advert_interval"), "[vrrp] advert_interval must be 10ms-40.95s in 10 ms steps (it travels in centiseconds)"));
         }
         if v.vips.is_empty() {
-            errs.push(format!("{at}: no vips: list the virtual addresses this pair holds"));
+            errs.push(
+                sp.at(&at("vips"), "[vrrp] no vips: list the virtual addresses this pair holds"),
+            );
         }
-        for s in &f.services {
-            if let std::net::IpAddr::V4(ip) = s.listen.ip()
+        for (i, s) in f.services.iter().enumerate() {
+            if let IpAddr::V4(ip) = s.listen.ip()
                 && !ip.is_unspecified()
                 && !ip.is_loopback()
                 && !v.vips.iter().any(|(a, _)| *a == ip)
             {
-                errs.push(format!(
-                    "{at}: service {:?} listens on {ip}, which is not one of the vips: devices would miss it after a failover",
-                    s.name
+                errs.push(sp.at(
+                    &[Seg::Key("service"), Seg::Idx(i), Seg::Key("listen")],
+                    format!(
+                        "service {:?} listens on {ip}, which is not one of the [vrrp] vips: devices would miss it after a failover",
+                        s.name
+                    ),
                 ));
             }
         }
     }
-    let mut names = std::collections::HashSet::new();
-    for s in &f.services {
-        if !names.insert(&s.name) {
-            errs.push(format!("{file}: service name {:?} is used twice", s.name));
+    errs.sort_by_key(|e| e.line().unwrap_or(0));
+    errs
+}
+
+fn line(sp: &Spans<'_>, path: &[Seg<'_>]) -> String {
+    sp.at(path, "").line().map_or_else(|| "?".into(), |l| l.to_string())
+}
+
+fn warnings(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
+    let mut w = Vec::new();
+    if let Some(g) = &f.director.control_socket_group
+        && crate::control::access::group_id(g).is_none()
+    {
+        w.push(sp.at(
+            &[Seg::Key("director"), Seg::Key("control_socket_group")],
+            "[director] control_socket_group names no group on this machine; the director will not start here",
+        ));
+    }
+    if let Some(v) = &f.vrrp {
+        if !Path::new("/sys/class/net").join(&v.interface).exists() {
+            w.push(sp.at(
+                &[Seg::Key("vrrp"), Seg::Key("interface")],
+                "[vrrp] interface does not exist on this machine (in this network namespace); the director will not start here",
+            ));
+        }
+        if let Some(p) = &v.notify {
+            use std::os::unix::fs::PermissionsExt;
+            let problem = match std::fs::metadata(p) {
+                Err(e) => Some(format!("cannot be read ({e})")),
+                Ok(m) if !m.is_file() => Some("is not a file".into()),
+                Ok(m) if m.permissions().mode() & 0o111 == 0 => Some("is not executable".into()),
+                Ok(_) => None,
+            };
+            if let Some(problem) = problem {
+                w.push(sp.at(
+                    &[Seg::Key("vrrp"), Seg::Key("notify")],
+                    format!(
+                        "[vrrp] the notify program {problem}; state changes would not be announced"
+                    ),
+                ));
+            }
         }
     }
-    if errs.is_empty() { Ok(f) } else { Err(errs.join("\n")) }
+    for (i, s) in f.services.iter().enumerate() {
+        if let Some(k) = &s.health.key
+            && k.chars() < 16
+        {
+            w.push(sp.at(
+                &[Seg::Key("service"), Seg::Idx(i), Seg::Key("health"), Seg::Key("key")],
+                format!("service {:?}: the health-check key is shorter than 16 characters; TACACS+ obfuscation is only as strong as the key", s.name),
+            ));
+        }
+    }
+    w
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     const SERVICE: &str = r#"
@@ -441,6 +681,16 @@ listen = "10.49.0.100:49"
   address = "10.49.1.1:49"
 "#;
 
+    fn errors(text: &str) -> Vec<String> {
+        parse("d.toml", text).unwrap_err().0.iter().map(ToString::to_string).collect()
+    }
+
+    fn one_error(text: &str) -> String {
+        let e = errors(text);
+        assert_eq!(e.len(), 1, "{e:#?}");
+        e[0].clone()
+    }
+
     #[test]
     fn vrrp_section_defaults_and_vips() {
         let text = format!(
@@ -449,30 +699,157 @@ listen = "10.49.0.100:49"
         let f = parse("d.toml", &text).unwrap();
         let v = f.vrrp.unwrap();
         assert_eq!(
-            (v.priority, v.advert_interval, v.preempt, v.track_penalty),
+            (v.priority, v.advert_interval.get(), v.preempt, v.track_penalty),
             (100, Duration::from_secs(1), true, 50)
         );
         assert_eq!(
             v.vips,
             vec![("10.49.0.100".parse().unwrap(), 32), ("10.49.0.101".parse().unwrap(), 24)]
         );
+        assert_eq!(f.director.control_socket, Path::new(DEFAULT_CONTROL_SOCKET));
+        assert!(f.director.control_socket.is_absolute());
     }
 
     #[test]
-    fn vrrp_errors_name_the_field() {
-        let bad = |vrrp: &str| {
-            parse("d.toml", &format!("[director]\n[vrrp]\n{vrrp}\n{SERVICE}")).unwrap_err()
-        };
+    fn vrrp_errors_name_the_field_and_its_place() {
+        let bad = |vrrp: &str| errors(&format!("[director]\n[vrrp]\n{vrrp}\n{SERVICE}"));
         let e = bad(
             "interface = \"eth0\"\nvrid = 0\npriority = 0\nadvert_interval = \"15ms\"\nvips = []",
         );
-        for want in ["vrid must be 1-255", "priority must be 1-255", "10 ms steps", "no vips"] {
-            assert!(e.contains(want), "{want}: {e}");
-        }
+        assert_eq!(
+            e,
+            [
+                "d.toml:4:8: [vrrp] vrid must be 1-255",
+                "d.toml:5:12: [vrrp] priority must be 1-255 (0 is reserved for a master giving up)",
+                "d.toml:6:19: [vrrp] advert_interval must be 10ms-40.95s in 10 ms steps (it travels in centiseconds)",
+                "d.toml:7:8: [vrrp] no vips: list the virtual addresses this pair holds",
+                "d.toml:11:10: service \"tacacs\" listens on 10.49.0.100, which is not one of the [vrrp] vips: devices would miss it after a failover",
+            ]
+        );
         let e = bad("interface = \"eth0\"\nvrid = 1\nvips = [\"10.49.0.7\"]");
-        assert!(e.contains("listens on 10.49.0.100, which is not one of the vips"), "{e}");
+        assert!(
+            e[0].contains("listens on 10.49.0.100, which is not one of the [vrrp] vips"),
+            "{e:?}"
+        );
+        assert!(e[0].starts_with("d.toml:9:10: "), "{e:?}");
         let e = bad("interface = \"eth0\"\nvrid = 1\nvips = [\"10.49.0.300\"]");
-        assert!(e.starts_with("d.toml:") && e.contains("optionally with /PREFIX"), "{e}");
+        assert!(
+            e[0].starts_with("d.toml:5:8:") && e[0].contains("optionally with /PREFIX"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn fall_and_rise_zero_are_rejected_at_their_place() {
+        let text = format!(
+            "[director]\n{}",
+            SERVICE.replace(
+                "  timeout = \"300ms\"\n",
+                "  timeout = \"300ms\"\n  fall = 0\n  rise = 0\n"
+            )
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "d.toml:10:10: service \"tacacs\": fall must be at least 1 (checks in a row to change state)",
+                "d.toml:11:10: service \"tacacs\": rise must be at least 1 (checks in a row to change state)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_real_server_names_both_lines() {
+        let text =
+            format!("[director]\n{SERVICE}  [[service.real]]\n  address = \"10.49.1.1:49\"\n");
+        assert_eq!(
+            one_error(&text),
+            "d.toml:13:13: service \"tacacs\": real server 10.49.1.1:49 is listed twice (first at line 11); remove one"
+        );
+    }
+
+    #[test]
+    fn service_level_errors_each_at_their_field() {
+        let text = format!(
+            "[director]\n{}",
+            SERVICE
+                .replace("listen = \"10.49.0.100:49\"\n", "listen = \"10.49.0.100:49\"\nconnect_attempts = 0\nmax_connections = 0\nmode = \"dr\"\n")
+                .replace("check = \"tcp\"", "check = \"tacacs\"\n  probe = \"authenticate\"")
+                .replace("address = \"10.49.1.1:49\"", "address = \"10.49.1.1:49\"\n  weight = 100000")
+        );
+        let e = errors(&text);
+        let want = [
+            ("d.toml:6:20:", "connect_attempts must be at least 1"),
+            ("d.toml:7:19:", "max_connections must be at least 1"),
+            ("d.toml:8:8:", "mode \"dr\" (direct routing) is not available"),
+            ("d.toml:10:11:", "a tacacs health check needs key"),
+            ("d.toml:11:11:", "needs password"),
+            ("d.toml:16:12:", "weight must be 0-65535"),
+        ];
+        assert_eq!(e.len(), want.len(), "{e:#?}");
+        for ((at, what), got) in want.iter().zip(&e) {
+            assert!(got.starts_with(at) && got.contains(what), "{at} {what}: {got}");
+        }
+        let zero = format!(
+            "[director]\n{}",
+            SERVICE.replace(
+                "listen = \"10.49.0.100:49\"\n",
+                "listen = \"10.49.0.100:49\"\nmax_connections_per_source = 0\nfirst_bytes_timeout = \"0s\"\n"
+            )
+        );
+        assert_eq!(
+            errors(&zero),
+            [
+                "d.toml:6:30: service \"tacacs\": max_connections_per_source must be at least 1",
+                "d.toml:7:23: service \"tacacs\": first_bytes_timeout must be above zero",
+            ]
+        );
+        let twice =
+            format!("[director]\n{SERVICE}{}", SERVICE.replace("10.49.0.100:49", "10.49.0.101:49"));
+        assert!(
+            one_error(&twice)
+                .starts_with("d.toml:14:8: service \"tacacs\" is defined twice (first at line 4)")
+        );
+        let same_vip =
+            format!("[director]\n{SERVICE}{}", SERVICE.replace("\"tacacs\"", "\"other\""));
+        assert!(one_error(&same_vip).contains("listens on the address of service \"tacacs\""));
+        assert_eq!(
+            one_error("service = []\n[director]\n"),
+            "d.toml: no [[service]]: add a virtual service"
+        );
+    }
+
+    #[test]
+    fn the_secret_fields_are_redacted_and_serialize_back() {
+        let text = format!(
+            "[director]\n{}",
+            SERVICE.replace(
+                "check = \"tcp\"",
+                "check = \"tacacs\"\n  key = \"hunter2-the-key\"\n  probe = \"authenticate\"\n  password = \"hunter3-probe\""
+            )
+        );
+        let f = parse("d.toml", &text).unwrap();
+        let dbg = format!("{f:?}");
+        assert!(!dbg.contains("hunter2") && !dbg.contains("hunter3"), "{dbg}");
+        let again = toml::to_string(&f).unwrap();
+        let g = parse("again.toml", &again).unwrap_or_else(|e| panic!("{e}\n{again}"));
+        assert_eq!(g.services[0].health.key.as_ref().unwrap().expose(), "hunter2-the-key");
+        assert_eq!(format!("{g:?}"), dbg);
+    }
+
+    #[test]
+    fn check_warns_about_this_machine_with_places() {
+        let text = format!(
+            "[director]\n[vrrp]\ninterface = \"tacvs-nope0\"\nvrid = 1\nvips = [\"10.49.0.100\"]\nnotify = \"/nonexistent/notify.sh\"\n{}",
+            SERVICE.replace("check = \"tcp\"", "check = \"tacacs\"\n  key = \"short\"")
+        );
+        let c = check_text("d.toml", &text).unwrap();
+        let w: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(w.len(), 3, "{w:#?}");
+        assert!(w[0].starts_with("d.toml:3:13: [vrrp] interface does not exist"), "{w:?}");
+        assert!(w[1].starts_with("d.toml:6:10: [vrrp] the notify program cannot be read"), "{w:?}");
+        assert!(w[2].starts_with("d.toml:13:9: ") && w[2].contains("shorter than 16"), "{w:?}");
+        let ok = check_text("d.toml", &format!("[director]\n{SERVICE}")).unwrap();
+        assert!(ok.warnings.is_empty());
     }
 }
 

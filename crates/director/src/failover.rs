@@ -20,13 +20,13 @@ use std::time::{Duration, Instant};
 use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::packet_route::link::LinkAttribute;
-use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use thiserror::Error;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
 use crate::config::VrrpSection;
+pub use crate::control::protocol::VrrpStatus;
 use crate::core::vrrp::{
     Action, Advert, AdvertError, Config, IPPROTO_VRRP, State, VRRP_GROUP, Vrrp, parse_packet,
 };
@@ -60,33 +60,6 @@ pub enum FailoverError {
     },
 }
 
-/// What `status` shows.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VrrpStatus {
-    /// Interface.
-    pub interface: String,
-    /// Virtual router id.
-    pub vrid: u8,
-    /// INIT, BACKUP or MASTER.
-    pub state: String,
-    /// Priority now (configured minus any tracking penalty).
-    pub priority: u8,
-    /// Configured priority.
-    pub config_priority: u8,
-    /// The virtual addresses.
-    pub vips: Vec<String>,
-    /// Our advertisement source.
-    pub source: String,
-    /// Last master heard (backup), or us.
-    pub master: String,
-    /// Seconds in this state.
-    pub state_for_s: f64,
-    /// State changes since start.
-    pub transitions: u64,
-    /// Why the last change happened.
-    pub reason: String,
-}
-
 /// keepalived's names.
 pub fn state_name(s: State) -> &'static str {
     match s {
@@ -96,13 +69,14 @@ pub fn state_name(s: State) -> &'static str {
     }
 }
 
-/// Live status shared with the control socket.
+/// The virtual router's live status, written by the router and read by the
+/// control socket.
 #[derive(Debug, Default)]
-pub struct Shared {
+pub struct VrrpCell {
     status: Mutex<Option<(VrrpStatus, Instant)>>,
 }
 
-impl Shared {
+impl VrrpCell {
     /// Current status, if VRRP runs.
     pub fn get(&self) -> Option<VrrpStatus> {
         let g = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -135,7 +109,7 @@ pub struct Router {
     tx: Socket,
     rx: AsyncFd<Socket>,
     arp: Option<Socket>,
-    shared: Arc<Shared>,
+    shared: Arc<VrrpCell>,
     /// Advertisements that failed to leave in a row (logged once, then on recovery).
     send_failures: std::sync::atomic::AtomicU64,
 }
@@ -157,7 +131,7 @@ impl Router {
     /// Look up the interface, open the sockets, remove virtual addresses a
     /// crashed predecessor may have left (two holders of one address would
     /// split the devices between them).
-    pub async fn new(conf: VrrpSection, shared: Arc<Shared>) -> Result<Router, FailoverError> {
+    pub async fn new(conf: VrrpSection, shared: Arc<VrrpCell>) -> Result<Router, FailoverError> {
         let iface = conf.interface.clone();
         let nlerr = |e: rtnetlink::Error| FailoverError::Netlink {
             iface: iface.clone(),
@@ -193,7 +167,7 @@ impl Router {
         };
         let stale: Vec<Ipv4Addr> = addrs.iter().filter(|a| vips.contains(a)).copied().collect();
         if !stale.is_empty() {
-            tracing::warn!(interface = %iface, addresses = ?stale, "virtual addresses already on the interface at start-up (a previous run?): removing them until we are master");
+            tracing::warn!(interface = %iface, addresses = %list(&stale), "virtual addresses already on the interface at start-up (a previous run?): removing them until we are master");
             set_vips(&nl, link.index, &conf.vips, false).await;
         }
 
@@ -263,9 +237,9 @@ impl Router {
         let core = Config {
             vrid: c.vrid,
             priority: c.priority,
-            interval: c.advert_interval,
+            interval: c.advert_interval.get(),
             preempt: c.preempt,
-            preempt_delay: c.preempt_delay,
+            preempt_delay: c.preempt_delay.get(),
             primary: self.source,
             vips: c.vips.iter().map(|v| v.0).collect(),
         };
@@ -273,7 +247,7 @@ impl Router {
         let acts = vrrp.startup(Instant::now());
         self.execute(&vrrp, acts).await;
         let mut buf = vec![0u8; 2048];
-        let track = Duration::from_millis(100).min(c.advert_interval);
+        let track = Duration::from_millis(100).min(c.advert_interval.get());
         let mut next_track = Instant::now();
         let mut degraded = false;
         let mut link_up = true;
@@ -388,7 +362,7 @@ impl Router {
         if r.advert.addrs != ours {
             // RFC 5798 §7.1: MAY log; the advertisement is still processed.
             metrics::counter!("tacvs_vrrp_address_mismatch_total").increment(1);
-            tracing::debug!(src = %r.src, theirs = ?r.advert.addrs, ?ours, "vrrp peer lists other virtual addresses");
+            tracing::debug!(src = %r.src, theirs = %list(&r.advert.addrs), ours = %list(&ours), "vrrp peer lists other virtual addresses");
         }
         metrics::counter!("tacvs_vrrp_adverts_received_total").increment(1);
         Some((r.advert, r.src))
@@ -498,6 +472,11 @@ impl Router {
             }
         });
     }
+}
+
+/// Addresses for a log line: "10.0.0.1 10.0.0.2".
+fn list(addrs: &[Ipv4Addr]) -> String {
+    addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
 }
 
 async fn interface_v4(

@@ -1,11 +1,35 @@
 //! # tacvs-director
 //!
-//! The director: virtual services in front of real servers. `core` is pure
-//! (schedulers, the Maglev table, health state machines): state and time in,
-//! decisions out, so every behaviour is tested with fake time and fixed seeds.
+//! The director: virtual services in front of real servers, like LVS and
+//! keepalived together.
+//!
+//! * [`core`] is pure (schedulers, the Maglev table, the health and VRRP state
+//!   machines): state and time in, decisions out, so every behaviour is tested
+//!   with fake time and fixed seeds.
+//! * [`config`]: the configuration file, validated with `file:line:column`.
+//! * [`service`]: one virtual service's live state (real servers, counts,
+//!   scheduler); [`proxy`]: the proxy-mode data plane (accept, connect, PROXY
+//!   header, relay); [`checker`]: health checks through `tacvs-client`;
+//!   [`failover`]: VRRPv3 I/O; [`control`]: the local control socket (typed
+//!   protocol, server, client, status table).
+//! * [`runtime`]: [`start`] a director, [`DirectorHandle::reload`] it, stop it.
+//!
+//! What the `tacvs director` command uses is re-exported here.
 
+pub mod checker;
 pub mod config;
+pub mod control;
 pub mod core;
 pub mod failover;
-pub mod run;
-pub mod splice;
+pub mod proxy;
+pub mod runtime;
+pub mod service;
+
+pub use config::{ConfigErrors, DirectorFile};
+pub use control::client::{ControlError, request, status};
+pub use control::protocol::{
+    RealStatus, ReloadStatus, Reply, Request, ServiceStatus, StatusReport, VrrpStatus, WeightChange,
+};
+pub use control::render::{render, render_report};
+pub use proxy::{proxy_header, proxy_local};
+pub use runtime::{DirectorHandle, ReloadError, ReloadFileError, Reloaded, StartError, start};

@@ -205,7 +205,7 @@ mod tests {
         assert_eq!(f.services[0].reals.len(), 3);
         let v = f.vrrp.unwrap();
         assert_eq!((v.priority, v.vrid, v.preempt), (100, VRID, true));
-        assert_eq!(f.services[0].health.interval, d.health_interval);
+        assert_eq!(f.services[0].health.interval.get(), d.health_interval);
         let _ = std::fs::remove_dir_all(dir);
     }
 

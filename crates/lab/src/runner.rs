@@ -46,40 +46,28 @@ impl Watch {
 async fn poll_once(lab: &Lab, w: &Mutex<Watch>) {
     for d in 1..=lab.spec.directors {
         let sock = lab.control_socket(d);
-        let reply = tokio::time::timeout(
-            Duration::from_millis(200),
-            tacvs_director::run::control(&sock, &serde_json::json!({"cmd": "status"})),
-        )
-        .await;
+        let reply =
+            tokio::time::timeout(Duration::from_millis(200), tacvs_director::status(&sock)).await;
         let now = Instant::now();
         let mut w = w.lock().unwrap_or_else(|e| e.into_inner());
         // Each state carries how long it has held (state_for_s): an event is
         // dated when the director changed, not when the poll noticed.
-        let since = |v: &serde_json::Value| {
-            now.checked_sub(Duration::from_secs_f64(v.as_f64().unwrap_or(0.0).max(0.0)))
-                .unwrap_or(now)
-        };
+        let since =
+            |held_s: f64| now.checked_sub(Duration::from_secs_f64(held_s.max(0.0))).unwrap_or(now);
         let (state, vrrp_at, reals) = match reply {
-            Ok(Ok(v)) => {
-                let state = v["vrrp"]["state"].as_str().unwrap_or("NONE").to_owned();
+            Ok(Ok(report)) => {
+                let (state, at) = match &report.vrrp {
+                    Some(v) => (v.state.clone(), since(v.state_for_s)),
+                    None => ("NONE".to_owned(), now),
+                };
                 let mut reals = HashMap::new();
-                for r in v["services"][0]["reals"].as_array().into_iter().flatten() {
-                    let addr = r["address"].as_str().unwrap_or_default();
-                    let name = addr
-                        .split(':')
-                        .next()
-                        .and_then(|ip| ip.rsplit('.').next())
-                        .map(|n| format!("s{n}"))
-                        .unwrap_or_default();
+                for r in report.services.iter().take(1).flat_map(|s| &s.reals) {
                     reals.insert(
-                        name,
-                        (
-                            r["state"].as_str().unwrap_or_default().to_owned(),
-                            since(&r["state_for_s"]),
-                        ),
+                        server_name(lab, &r.address),
+                        (r.state.clone(), since(r.state_for_s)),
                     );
                 }
-                (state, since(&v["vrrp"]["state_for_s"]), reals)
+                (state, at, reals)
             }
             _ => ("unreachable".to_owned(), now, HashMap::new()),
         };
@@ -96,6 +84,16 @@ async fn poll_once(lab: &Lab, w: &Mutex<Watch>) {
         let reals = reals.into_iter().map(|(s, (st, _))| (s, st)).collect();
         w.last.insert(d, (state, reals));
     }
+}
+
+/// The lab's name for a real server ("s2"), found by its address in the
+/// topology; an address the lab did not create keeps its own text.
+fn server_name(lab: &Lab, address: &str) -> String {
+    let ip = address.parse::<std::net::SocketAddr>().map(|a| a.ip());
+    (1..=lab.spec.servers)
+        .map(Role::Server)
+        .find(|r| ip.as_ref().is_ok_and(|ip| *ip == std::net::IpAddr::V4(r.addr())))
+        .map_or_else(|| address.to_owned(), Role::short)
 }
 
 /// Wait until one director is MASTER and, on it, every real server is up.

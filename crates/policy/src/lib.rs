@@ -8,13 +8,12 @@
 
 pub mod authz;
 pub mod config;
-pub mod error;
 pub mod hash;
 pub mod policy;
-pub mod units;
 
 pub use authz::{AuthorDecision, CommandLine};
 pub use config::{ProxyMode, ServerFile};
-pub use error::{ConfigError, ConfigErrors};
 pub use hash::{HashAlgorithm, PasswordHash};
 pub use policy::{Action, DeviceGroup, Group, Policy, User, load, parse};
+/// Shared with every tacvs configuration file (moved to `tacvs-config`).
+pub use tacvs_config::{ConfigError, ConfigErrors, Dur, Secret, Size, error, units};

@@ -31,11 +31,8 @@ impl Action {
         match s.get_ref().as_str() {
             "permit" => Action::Permit,
             "deny" => Action::Deny,
-            other => {
-                errs.push(loc.at(
-                    s.span().start,
-                    format!("action {other:?} is neither \"permit\" nor \"deny\""),
-                ));
+            _ => {
+                errs.push(loc.at(s.span().start, "action is neither \"permit\" nor \"deny\""));
                 Action::Deny
             }
         }
@@ -219,13 +216,8 @@ pub fn load(path: &Path) -> Result<Policy, ConfigErrors> {
 /// Compile configuration text. `base` resolves relative key files.
 pub fn parse(file: &str, src: &str, base: &Path) -> Result<Policy, ConfigErrors> {
     let loc = Locator { file, src };
-    let raw: ServerFile = toml::from_str(src).map_err(|e| {
-        let msg = e.message().trim().to_owned();
-        ConfigErrors(vec![match e.span() {
-            Some(span) => loc.at(span.start, msg),
-            None => loc.whole(msg),
-        }])
-    })?;
+    // Errors never repeat a value: it may be a key written in the wrong place.
+    let raw: ServerFile = tacvs_config::from_toml(&loc)?;
     let mut errs = Vec::new();
     let policy = compile(raw, &loc, base, &mut errs);
     if errs.is_empty() { Ok(policy) } else { Err(ConfigErrors(errs)) }
@@ -268,10 +260,7 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
             Err(_) => {
                 errs.push(loc.at(
                     l.address.span().start,
-                    format!(
-                        "listen address {:?} is not IP:PORT (e.g. \"0.0.0.0:49\", \"[::]:49\")",
-                        l.address.get_ref()
-                    ),
+                    "listen address is not IP:PORT (e.g. \"0.0.0.0:49\", \"[::]:49\")",
                 ));
                 continue;
             }
@@ -312,18 +301,13 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
         if !ok {
             errs.push(loc.at(
                 s.target.span().start,
-                format!(
-                    "syslog target {t:?} must be udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH"
-                ),
+                "syslog target must be udp://HOST:PORT, tcp://HOST:PORT or unix:///PATH",
             ));
         }
         if facility_code(s.facility.get_ref()).is_none() {
             errs.push(loc.at(
                 s.facility.span().start,
-                format!(
-                    "unknown syslog facility {:?} (e.g. local0..local7, auth, daemon)",
-                    s.facility.get_ref()
-                ),
+                "unknown syslog facility (e.g. local0..local7, auth, daemon)",
             ));
         }
     }
@@ -378,17 +362,11 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
                     Some(k) => keys.push(Key::new(k.as_bytes())),
                     None => errs.push(loc.at(
                         kf.span().start,
-                        format!(
-                            "key file {} is empty: put the key on its first line",
-                            path.display()
-                        ),
+                        "the key file is empty: put the key on its first line",
                     )),
                 },
                 Err(e) => {
-                    errs.push(loc.at(
-                        kf.span().start,
-                        format!("cannot read key file {}: {e}", path.display()),
-                    ))
+                    errs.push(loc.at(kf.span().start, format!("cannot read the key file: {e}")))
                 }
             }
         }
@@ -449,7 +427,10 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
             if let Err(e) = Regex::new(&full) {
                 errs.push(loc.at(
                     c.pattern.span().start,
-                    format!("command pattern {text:?} is not a valid regular expression: {e}"),
+                    format!(
+                        "command pattern is not a valid regular expression: {}",
+                        regex_problem(&e)
+                    ),
                 ));
             }
             patterns.push(full);
@@ -556,12 +537,22 @@ fn parse_net(s: &Spanned<String>, loc: &Locator<'_>, errs: &mut Vec<ConfigError>
         }
         Some(n) => Some(n),
         None => {
-            errs.push(loc.at(
-                s.span().start,
-                format!("{t:?} is not an IP prefix (e.g. \"10.0.0.0/8\", \"2001:db8::/32\")"),
-            ));
+            errs.push(
+                loc.at(s.span().start, "not an IP prefix (e.g. \"10.0.0.0/8\", \"2001:db8::/32\")"),
+            );
             None
         }
+    }
+}
+
+/// What is wrong with a pattern, without the pattern (it may be a key written
+/// in the wrong place): the regex crate's last line, `error: ...`.
+fn regex_problem(e: &regex::Error) -> String {
+    let text = e.to_string();
+    match text.lines().rev().find_map(|l| l.trim().strip_prefix("error: ")) {
+        Some(why) => why.to_owned(),
+        None if text.contains('\n') => "syntax error".to_owned(),
+        None => text,
     }
 }
 

@@ -65,28 +65,53 @@ pub enum Kind {
     Twos,
 }
 
+const KINDS: [(Kind, &str); 12] = [
+    (Kind::Rr, "rr"),
+    (Kind::Wrr, "wrr"),
+    (Kind::Lc, "lc"),
+    (Kind::Wlc, "wlc"),
+    (Kind::Sed, "sed"),
+    (Kind::Nq, "nq"),
+    (Kind::Fo, "fo"),
+    (Kind::Ovf, "ovf"),
+    (Kind::Sh, "sh"),
+    (Kind::Dh, "dh"),
+    (Kind::Mh, "mh"),
+    (Kind::Twos, "twos"),
+];
+
+impl Kind {
+    /// The name used in configuration, logs and status (`wlc`).
+    pub fn name(self) -> &'static str {
+        KINDS.iter().find(|(k, _)| *k == self).map_or("?", |(_, n)| n)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl FromStr for Kind {
     type Err = String;
+    /// The error does not repeat the text (configuration errors never echo values).
     fn from_str(s: &str) -> Result<Kind, String> {
-        Ok(match s {
-            "rr" => Kind::Rr,
-            "wrr" => Kind::Wrr,
-            "lc" => Kind::Lc,
-            "wlc" => Kind::Wlc,
-            "sed" => Kind::Sed,
-            "nq" => Kind::Nq,
-            "fo" => Kind::Fo,
-            "ovf" => Kind::Ovf,
-            "sh" => Kind::Sh,
-            "dh" => Kind::Dh,
-            "mh" => Kind::Mh,
-            "twos" => Kind::Twos,
-            other => {
-                return Err(format!(
-                    "unknown scheduler {other:?}: one of rr, wrr, lc, wlc, sed, nq, fo, ovf, sh, dh, mh, twos"
-                ));
-            }
+        KINDS.iter().find(|(_, n)| *n == s).map(|(k, _)| *k).ok_or_else(|| {
+            "unknown scheduler; one of rr, wrr, lc, wlc, sed, nq, fo, ovf, sh, dh, mh, twos".into()
         })
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
+        <String as serde::Deserialize>::deserialize(d)?.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl serde::Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
     }
 }
 
@@ -218,11 +243,19 @@ impl Scheduler {
                 weighted_hash(servers, hash_addr(ip))
             }
             Kind::Mh => {
-                let want: Vec<(String, u32)> = servers
-                    .iter()
-                    .map(|b| (b.key.clone(), if b.up { b.weight } else { 0 }))
-                    .collect();
-                if self.maglev.as_ref().is_none_or(|(have, _)| *have != want) {
+                // The table is rebuilt only when a key or a weight changed; a
+                // pick compares in place (no copy of the keys).
+                let weight = |b: &Backend| if b.up { b.weight } else { 0 };
+                let same = self.maglev.as_ref().is_some_and(|(have, _)| {
+                    have.len() == n
+                        && have
+                            .iter()
+                            .zip(servers)
+                            .all(|((k, w), b)| *k == b.key && *w == weight(b))
+                });
+                if !same {
+                    let want: Vec<(String, u32)> =
+                        servers.iter().map(|b| (b.key.clone(), weight(b))).collect();
                     let table = Maglev::new(&want);
                     self.maglev = Some((want, table));
                 }

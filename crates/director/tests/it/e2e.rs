@@ -11,19 +11,24 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use tacvs_client::{Client, ClientOptions};
-use tacvs_director::run::{self, DirectorHandle};
+use tacvs_director::{self as director, DirectorHandle, Reply, Request};
 use tacvs_proto::*;
 
-const KEY: &str = "director-test-key";
+pub(crate) const KEY: &str = "director-test-key";
 
-fn tmp(tag: &str) -> PathBuf {
+pub(crate) fn tmp(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("tacvs-dir-it-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
 }
 
-async fn real_server(dir: &Path) -> tacvs_server::ServerHandle {
+pub(crate) async fn real_server(dir: &Path) -> tacvs_server::ServerHandle {
+    real_server_with(dir, "").await
+}
+
+/// A real server; `limits` is the body of its `[limits]` table.
+pub(crate) async fn real_server_with(dir: &Path, limits: &str) -> tacvs_server::ServerHandle {
     let pw =
         tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-pass")
             .unwrap();
@@ -35,6 +40,8 @@ name = "{name}"
 address = "127.0.0.1:0"
 proxy_protocol = "required"
 trusted_proxies = ["127.0.0.1/32"]
+[limits]
+{limits}
 [accounting]
 directory = "{dir}/acct"
 [[device_group]]
@@ -88,7 +95,7 @@ connect_timeout = "200ms"
     s
 }
 
-fn journal(dir: &Path) -> Vec<serde_json::Value> {
+pub(crate) fn journal(dir: &Path) -> Vec<serde_json::Value> {
     tacvs_server::journal::read_lines(&dir.join("acct"))
         .unwrap_or_default()
         .iter()
@@ -111,13 +118,13 @@ async fn wait_state(
         assert!(
             t.elapsed() < within,
             "{server} not {state} after {within:?}: {}",
-            run::render(&st, None)
+            director::render(&st, None)
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
 
-async fn account(
+pub(crate) async fn account(
     vip: SocketAddr,
     src: &str,
     n: u32,
@@ -146,7 +153,7 @@ async fn devices_reach_real_servers_with_their_own_addresses() {
         &director_conf(&[s1.local_addrs[0], s2.local_addrs[0]], &dd, "rr"),
     )
     .unwrap();
-    let dir = run::start(conf).await.unwrap();
+    let dir = director::start(conf).await.unwrap();
     let vip = dir.local_addrs[0];
     for i in 0..40u32 {
         let src = format!("127.6.{}.{}", i / 200, i % 200 + 1);
@@ -163,38 +170,30 @@ async fn devices_reach_real_servers_with_their_own_addresses() {
     assert!(
         st[0].reals.iter().all(|r| r.state == "up" && r.last_check == "ok"),
         "{}",
-        run::render(&st, None)
+        director::render(&st, None)
     );
     assert_eq!(st[0].reals.iter().map(|r| r.total).sum::<u64>(), 40);
 
     // drain / enable / weight over the control socket.
-    let sock = dd.join("director.sock");
-    let r = run::control(&sock, &serde_json::json!({"cmd": "drain", "server": s1.local_addrs[0]}))
-        .await
-        .unwrap();
-    assert_eq!(r["ok"], true, "{r}");
+    let (a1, sock) = (s1.local_addrs[0], dd.join("director.sock"));
+    let r = director::request(&sock, &Request::Drain { server: a1 }).await.unwrap();
+    assert!(
+        matches!(&r, Reply::Changed { changes } if changes.len() == 1 && changes[0].to == 0),
+        "{r:?}"
+    );
     let before = journal(&d1).len();
     for i in 100..120u32 {
         assert_eq!(account(vip, "127.6.9.9", i).await.unwrap(), AcctStatus::Success);
     }
     assert_eq!(journal(&d1).len(), before, "a drained server takes no new connections");
-    let r = run::control(
-        &sock,
-        &serde_json::json!({"cmd": "weight", "server": s1.local_addrs[0], "weight": 3}),
-    )
-    .await
-    .unwrap();
-    assert_eq!(r["ok"], true);
-    let status = run::control(&sock, &serde_json::json!({"cmd": "status"})).await.unwrap();
-    let text = run::render(
-        &serde_json::from_value::<Vec<run::ServiceStatus>>(status["services"].clone()).unwrap(),
-        None,
-    );
+    let r = director::request(&sock, &Request::Weight { server: a1, weight: 3 }).await.unwrap();
+    assert!(matches!(r, Reply::Changed { .. }), "{r:?}");
+    let status = director::status(&sock).await.unwrap();
+    let text = director::render(&status.services, status.vrrp.as_ref());
     assert!(text.contains("3*"), "weight override shown: {text}");
-    let r = run::control(&sock, &serde_json::json!({"cmd": "enable", "server": "127.0.0.1:1"}))
-        .await
-        .unwrap();
-    assert_eq!(r["ok"], false);
+    let nowhere = "127.0.0.1:1".parse().unwrap();
+    let r = director::request(&sock, &Request::Enable { server: nowhere }).await.unwrap();
+    assert!(matches!(r, Reply::Error { .. }), "{r:?}");
     dir.stop();
     s1.shutdown(Duration::from_millis(100)).await;
     s2.shutdown(Duration::from_millis(100)).await;
@@ -213,7 +212,7 @@ async fn killed_server_leaves_scheduling_fast_and_costs_only_in_flight_requests(
         &director_conf(&[dead, s2.local_addrs[0]], &dd, "wlc"),
     )
     .unwrap();
-    let dir = Arc::new(run::start(conf).await.unwrap());
+    let dir = Arc::new(director::start(conf).await.unwrap());
     let vip = dir.local_addrs[0];
     wait_state(&dir, dead, "up", Duration::from_secs(2)).await;
     let stop = Arc::new(AtomicBool::new(false));
@@ -253,7 +252,7 @@ async fn killed_server_leaves_scheduling_fast_and_costs_only_in_flight_requests(
     assert!(failed <= workers, "{failed} failed requests with {workers} in flight");
     let st = dir.status();
     let d = st[0].reals.iter().find(|r| r.address == dead.to_string()).unwrap();
-    assert!(d.last_check.starts_with("failed"), "{}", run::render(&st, None));
+    assert!(d.last_check.starts_with("failed"), "{}", director::render(&st, None));
     s2.shutdown(Duration::from_millis(100)).await;
     for d in [d1, d2, dd] {
         let _ = std::fs::remove_dir_all(d);
@@ -267,7 +266,7 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
     let (a1, a2, a3) = (s1.local_addrs[0], s2.local_addrs[0], s3.local_addrs[0]);
     let text = director_conf(&[a1, a2], &dd, "wlc");
     let mut dir =
-        run::start(tacvs_director::config::parse("d.toml", &text).unwrap()).await.unwrap();
+        director::start(tacvs_director::config::parse("d.toml", &text).unwrap()).await.unwrap();
     let vip = dir.local_addrs[0];
     let stop = Arc::new(AtomicBool::new(false));
     let (ok, failed) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
@@ -311,17 +310,16 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
     assert!(
         st[0].reals.iter().all(|r| r.address != a2.to_string()),
         "a2 removed: {}",
-        run::render(&st, None)
+        director::render(&st, None)
     );
-    assert!(total(&dir, a3) > 0, "a3 added and used: {}", run::render(&st, None));
+    assert!(total(&dir, a3) > 0, "a3 added and used: {}", director::render(&st, None));
     assert!(total(&dir, a1) > t2);
-    // A reload that moves a service is refused and changes nothing.
-    let moved = text2.replace("listen = \"127.0.0.1:0\"", "listen = \"127.0.0.1:1\"");
-    assert!(
-        dir.reload(tacvs_director::config::parse("d.toml", &moved).unwrap())
-            .unwrap_err()
-            .contains("restart")
-    );
+    // A reload that moves the service to an address in use is refused and
+    // changes nothing (the load above keeps running on the old address).
+    let moved = text2.replace("listen = \"127.0.0.1:0\"", &format!("listen = \"{a1}\""));
+    let e = dir.reload(tacvs_director::config::parse("d.toml", &moved).unwrap()).unwrap_err();
+    assert!(e.to_string().contains("another process listens there"), "{e}");
+    assert_eq!(dir.local_addrs, vec![vip]);
     stop.store(true, Ordering::Relaxed);
     for t in tasks {
         t.await.unwrap();
@@ -344,7 +342,7 @@ async fn drain_reweight_and_reload_under_load_fail_nothing() {
     }
 }
 
-fn conf_with(
+pub(crate) fn conf_with(
     reals: &[SocketAddr],
     dir: &Path,
     health: &str,
@@ -360,50 +358,92 @@ fn conf_with(
     tacvs_director::config::parse("t.toml", &s).unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn misconfigured_tcp_checks_sorry_server_and_inhibit() {
-    let (d1, d2, d3, dd) = (tmp("m1"), tmp("m2"), tmp("m3"), tmp("md"));
-    let (s1, s2, sorry) = (real_server(&d1).await, real_server(&d2).await, real_server(&d3).await);
-    let (a1, a2) = (s1.local_addrs[0], s2.local_addrs[0]);
+pub(crate) const TCP: &str = "  check = \"tcp\"\n  interval = \"100ms\"\n  timeout = \"200ms\"";
 
-    // A probe with the wrong key: up but misconfigured, and still serving devices.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_with_a_wrong_key_is_misconfigured_and_still_serves() {
+    let (d1, dd) = (tmp("m1"), tmp("md"));
+    let s1 = real_server(&d1).await;
+    let a1 = s1.local_addrs[0];
     let wrong = "  check = \"tacacs\"\n  interval = \"100ms\"\n  timeout = \"200ms\"\n  key = \"not-the-key\"";
-    let dir = run::start(conf_with(&[a1], &dd, wrong, "")).await.unwrap();
+    let dir = director::start(conf_with(&[a1], &dd, wrong, "")).await.unwrap();
     wait_state(&dir, a1, "misconfigured", Duration::from_secs(2)).await;
     let st = dir.status();
-    assert!(st[0].reals[0].last_check.contains("misconfigured"), "{}", run::render(&st, None));
+    assert!(st[0].reals[0].last_check.contains("misconfigured"), "{}", director::render(&st, None));
     assert_eq!(account(dir.local_addrs[0], "127.9.0.1", 1).await.unwrap(), AcctStatus::Success);
     dir.stop();
-
-    // TCP checks, a sorry server, and inhibit.
-    let tcp = "  check = \"tcp\"\n  interval = \"100ms\"\n  timeout = \"200ms\"";
-    let extra = format!("sorry_server = \"{}\"\non_down = \"inhibit\"", sorry.local_addrs[0]);
-    let dir = run::start(conf_with(&[a1, a2], &dd, tcp, &extra)).await.unwrap();
-    let vip = dir.local_addrs[0];
-    wait_state(&dir, a2, "up", Duration::from_secs(2)).await;
-    // Drain both: devices go to the sorry server.
-    dir.set_weight(a1, Some(0));
-    dir.set_weight(a2, Some(0));
-    let before = journal(&d3).len();
-    assert_eq!(account(vip, "127.9.0.2", 2).await.unwrap(), AcctStatus::Success);
-    assert_eq!(journal(&d3).len(), before + 1, "served by the sorry server");
-    dir.set_weight(a1, None);
-    dir.set_weight(a2, None);
-    // Stop a2: the TCP check takes it down; inhibit keeps it listed at weight 0.
-    s2.shutdown(Duration::ZERO).await;
-    wait_state(&dir, a2, "down", Duration::from_secs(2)).await;
-    let n1 = journal(&d1).len();
-    for i in 0..10 {
-        assert_eq!(account(vip, "127.9.0.3", 10 + i).await.unwrap(), AcctStatus::Success);
-    }
-    assert_eq!(journal(&d1).len(), n1 + 10, "all to the live server");
-    let st = dir.status();
-    assert_eq!(st[0].reals.len(), 2, "inhibited, not removed: {}", run::render(&st, None));
-    dir.stop();
     s1.shutdown(Duration::from_millis(100)).await;
-    sorry.shutdown(Duration::from_millis(100)).await;
-    for d in [d1, d2, d3, dd] {
+    for d in [d1, dd] {
         let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_every_server_drained_devices_go_to_the_sorry_server() {
+    let (d1, d3, dd) = (tmp("so1"), tmp("so3"), tmp("sod"));
+    let (s1, sorry) = (real_server(&d1).await, real_server(&d3).await);
+    let a1 = s1.local_addrs[0];
+    let extra = format!("sorry_server = \"{}\"", sorry.local_addrs[0]);
+    let dir = director::start(conf_with(&[a1], &dd, TCP, &extra)).await.unwrap();
+    dir.set_weight(a1, Some(0));
+    assert_eq!(account(dir.local_addrs[0], "127.9.0.2", 2).await.unwrap(), AcctStatus::Success);
+    assert_eq!((journal(&d3).len(), journal(&d1).len()), (1, 0), "served by the sorry server");
+    dir.set_weight(a1, None);
+    assert_eq!(account(dir.local_addrs[0], "127.9.0.2", 3).await.unwrap(), AcctStatus::Success);
+    assert_eq!((journal(&d3).len(), journal(&d1).len()), (1, 1), "back to the real server");
+    dir.stop();
+    for s in [s1, sorry] {
+        s.shutdown(Duration::from_millis(100)).await;
+    }
+    for d in [d1, d3, dd] {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// `on_down`: a failed server is either removed from scheduling (listed as
+/// down, its configured weight kept for when it returns) or inhibited (kept
+/// in the table with weight 0, as LVS's inhibit_on_failure). Either way it
+/// gets no new connection; with every server failed, devices go to the sorry
+/// server. In proxy mode that is the whole scheduling difference: what
+/// differs is the weight in force, in status and in the weight gauge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_server_is_inhibited_at_weight_zero_or_removed_and_gets_nothing_either_way() {
+    for (mode, weight_when_down) in [("inhibit", 0), ("remove", 1)] {
+        let (d1, d2, d3, dd) = (tmp("i1"), tmp("i2"), tmp("i3"), tmp("id"));
+        let (s1, s2, sorry) =
+            (real_server(&d1).await, real_server(&d2).await, real_server(&d3).await);
+        let (a1, a2) = (s1.local_addrs[0], s2.local_addrs[0]);
+        let extra = format!("sorry_server = \"{}\"\non_down = \"{mode}\"", sorry.local_addrs[0]);
+        let dir = director::start(conf_with(&[a1, a2], &dd, TCP, &extra)).await.unwrap();
+        let vip = dir.local_addrs[0];
+        s2.shutdown(Duration::ZERO).await;
+        wait_state(&dir, a2, "down", Duration::from_secs(2)).await;
+        let st = dir.status();
+        let down = st[0].reals.iter().find(|r| r.address == a2.to_string()).unwrap();
+        assert_eq!(
+            (down.weight, down.config_weight),
+            (weight_when_down, 1),
+            "{mode}: {}",
+            director::render(&st, None)
+        );
+        assert_eq!(st[0].reals.len(), 2, "{mode}: listed either way");
+        let shown = director::render(&st, None);
+        assert_eq!(shown.contains("0*"), mode == "inhibit", "{mode}: {shown}");
+        let n1 = journal(&d1).len();
+        for i in 0..10 {
+            assert_eq!(account(vip, "127.9.0.3", 10 + i).await.unwrap(), AcctStatus::Success);
+        }
+        assert_eq!(journal(&d1).len(), n1 + 10, "{mode}: all to the live server");
+        // Every server failed: the sorry server, in both modes.
+        s1.shutdown(Duration::ZERO).await;
+        wait_state(&dir, a1, "down", Duration::from_secs(2)).await;
+        assert_eq!(account(vip, "127.9.0.4", 30).await.unwrap(), AcctStatus::Success);
+        assert_eq!(journal(&d3).len(), 1, "{mode}: served by the sorry server");
+        dir.stop();
+        sorry.shutdown(Duration::from_millis(100)).await;
+        for d in [d1, d2, d3, dd] {
+            let _ = std::fs::remove_dir_all(d);
+        }
     }
 }
 
@@ -411,9 +451,9 @@ async fn misconfigured_tcp_checks_sorry_server_and_inhibit() {
 async fn splice_data_path_carries_sessions() {
     let (d1, dd) = (tmp("sp1"), tmp("spd"));
     let s1 = real_server(&d1).await;
-    let tcp = "  check = \"tcp\"\n  interval = \"100ms\"\n  timeout = \"200ms\"";
-    let dir =
-        run::start(conf_with(&[s1.local_addrs[0]], &dd, tcp, "copy = \"splice\"")).await.unwrap();
+    let dir = director::start(conf_with(&[s1.local_addrs[0]], &dd, TCP, "copy = \"splice\""))
+        .await
+        .unwrap();
     let vip = dir.local_addrs[0];
     for i in 0..30 {
         assert_eq!(

@@ -207,6 +207,88 @@ fn no_preempt_and_preempt_delay_and_ties() {
     assert!(has(&r, State::Backup), "higher address wins a tie");
 }
 
+/// RFC 5798 §6.4.3: a master hearing an equal priority yields only to a
+/// higher primary address. From both sides: the lower one yields, the higher
+/// one keeps mastership.
+#[test]
+fn a_priority_tie_is_decided_by_the_address_from_both_sides() {
+    let t0 = Instant::now();
+    let (lo, hi) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 9));
+    let master = |ip: Ipv4Addr| {
+        let mut m = Vrrp::new(cfg(100, ip.octets(), true), t0);
+        m.startup(t0);
+        let n = m.deadline().unwrap();
+        assert!(has(&m.on_timer(n), State::Master));
+        (m, n)
+    };
+    let (mut low, n) = master(lo);
+    let peer_hi = Vrrp::new(cfg(100, hi.octets(), true), t0);
+    let r = low.on_advert(&peer_hi.advert(100), hi, n);
+    assert!(has(&r, State::Backup) && r.contains(&Action::RemoveVips), "lower yields: {r:?}");
+    let (mut high, n) = master(hi);
+    let peer_lo = Vrrp::new(cfg(100, lo.octets(), true), t0);
+    let r = high.on_advert(&peer_lo.advert(100), lo, n);
+    assert!(r.is_empty() && high.state() == State::Master, "higher keeps mastership: {r:?}");
+    // A master with the same address as the sender (a loop, or a copy of our
+    // own advertisement) does not yield to itself.
+    let r = high.on_advert(&peer_hi.advert(100), hi, n);
+    assert!(r.is_empty() && high.state() == State::Master, "{r:?}");
+}
+
+/// Two routers of equal priority started at the same moment: both time out
+/// together and become master; their advertisements then cross, and exactly
+/// one (the higher address) stays master.
+#[test]
+fn simultaneous_start_ends_with_one_master() {
+    let t0 = Instant::now();
+    let (ia, ib) = (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+    let mut a = Vrrp::new(cfg(100, ia.octets(), true), t0);
+    let mut b = Vrrp::new(cfg(100, ib.octets(), true), t0);
+    a.startup(t0);
+    b.startup(t0);
+    assert_eq!(a.deadline(), b.deadline(), "same priority, same skew: same moment");
+    let now = a.deadline().unwrap();
+    let (acts_a, acts_b) = (a.on_timer(now), b.on_timer(now));
+    assert!(has(&acts_a, State::Master) && has(&acts_b, State::Master));
+    let back_a = deliver(&acts_b, &b, ib, &mut a, now);
+    let back_b = deliver(&acts_a, &a, ia, &mut b, now);
+    assert!(has(&back_a, State::Backup), "{back_a:?}");
+    assert!(back_b.is_empty(), "{back_b:?}");
+    assert_eq!((a.state(), b.state()), (State::Backup, State::Master));
+    // From then on b's advertisements keep a backup.
+    for _ in 0..10 {
+        let t = b.deadline().unwrap();
+        let acts = b.on_timer(t);
+        deliver(&acts, &b, ib, &mut a, t);
+        assert!(a.on_timer(t).is_empty());
+    }
+    assert_eq!((a.state(), b.state()), (State::Backup, State::Master));
+    // With different priorities started together, the higher one's shorter
+    // skew makes it master first, and the other never becomes master.
+    let (_, _, mut a, mut b) = started_pair();
+    assert!(a.deadline() < b.deadline());
+    let now = a.deadline().unwrap();
+    let acts = a.on_timer(now);
+    deliver(&acts, &a, ia, &mut b, now);
+    assert!(b.on_timer(now).is_empty() && b.state() == State::Backup);
+}
+
+/// RFC 5798 §6.4.3: a master receiving priority 0 (another router giving up)
+/// answers at once with its own advertisement and stays master.
+#[test]
+fn a_master_hearing_priority_zero_advertises_at_once() {
+    let (ia, ib, mut a, mut b) = started_pair();
+    let now = a.deadline().unwrap();
+    let acts = a.on_timer(now);
+    assert!(has(&acts, State::Master));
+    deliver(&acts, &a, ia, &mut b, now);
+    let later = now + Duration::from_millis(30);
+    let r = a.on_advert(&b.advert(0), ib, later);
+    assert_eq!(r, vec![Action::Advertise(200)]);
+    assert_eq!(a.state(), State::Master);
+    assert_eq!(a.deadline(), Some(later + Duration::from_millis(100)), "Adver_Timer reset");
+}
+
 #[test]
 fn raw_socket_packets_are_validated_before_the_advertisement() {
     let (src, dst) = (Ipv4Addr::new(10, 0, 0, 2), VRRP_GROUP);

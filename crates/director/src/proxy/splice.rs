@@ -7,10 +7,13 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
+
+use crate::service::Traffic;
 
 /// A pipe pair, closed on drop.
 struct Pipe {
@@ -57,9 +60,14 @@ fn splice(from: RawFd, to: RawFd) -> io::Result<usize> {
     if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
-/// Move what `src` has into the pipe, then as much as `dst` takes. Returns false
-/// at end of stream.
-async fn pump(src: &TcpStream, dst: &TcpStream, pipe: &mut Pipe) -> io::Result<bool> {
+/// Move what `src` has into the pipe, then as much as `dst` takes, counting
+/// what left in `moved`. Returns false at end of stream.
+async fn pump(
+    src: &TcpStream,
+    dst: &TcpStream,
+    pipe: &mut Pipe,
+    moved: &AtomicU64,
+) -> io::Result<bool> {
     if pipe.held == 0 {
         let n = src.try_io(Interest::READABLE, || splice(src.as_raw_fd(), pipe.w))?;
         if n == 0 {
@@ -70,7 +78,10 @@ async fn pump(src: &TcpStream, dst: &TcpStream, pipe: &mut Pipe) -> io::Result<b
     while pipe.held > 0 {
         dst.writable().await?;
         match dst.try_io(Interest::WRITABLE, || splice(pipe.r, dst.as_raw_fd())) {
-            Ok(n) => pipe.held -= n,
+            Ok(n) => {
+                pipe.held -= n;
+                moved.fetch_add(n as u64, Ordering::Relaxed);
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
             Err(e) => return Err(e),
         }
@@ -78,18 +89,27 @@ async fn pump(src: &TcpStream, dst: &TcpStream, pipe: &mut Pipe) -> io::Result<b
     Ok(true)
 }
 
-/// Relay both ways like [`crate::run::relay`], through pipes.
-pub async fn relay(a: &TcpStream, b: &TcpStream, idle: Duration, a_open: bool) -> io::Result<()> {
+/// Relay both ways like [`super::pool::relay`], through pipes.
+pub(crate) async fn relay(
+    a: &TcpStream,
+    b: &TcpStream,
+    idle: Duration,
+    traffic: &Traffic,
+) -> io::Result<()> {
     let (mut ab, mut ba) = (Pipe::new()?, Pipe::new()?);
-    let (mut a_open, mut b_open) = (a_open, true);
+    let (mut a_open, mut b_open) = (true, true);
     while a_open || b_open {
         let from_a = tokio::select! {
             r = a.readable(), if a_open => { r?; true }
             r = b.readable(), if b_open => { r?; false }
             _ = tokio::time::sleep(idle) => return Ok(()),
         };
-        let (src, dst, pipe) = if from_a { (a, b, &mut ab) } else { (b, a, &mut ba) };
-        match pump(src, dst, pipe).await {
+        let (src, dst, pipe, moved) = if from_a {
+            (a, b, &mut ab, &traffic.bytes_in)
+        } else {
+            (b, a, &mut ba, &traffic.bytes_out)
+        };
+        match pump(src, dst, pipe, moved).await {
             Ok(true) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Ok(false) | Err(_) => {

@@ -1,0 +1,13 @@
+//! The local control socket: `tacvs director status|drain|enable|weight`.
+//!
+//! * [`protocol`]: the typed request and reply, shared by both sides;
+//! * [`server`]: the director's end (one short-lived task per request);
+//! * [`client`]: the tool's end;
+//! * [`render`]: the status table people read;
+//! * [`access`]: the socket's mode and the peer-credential check.
+
+pub mod access;
+pub mod client;
+pub mod protocol;
+pub mod render;
+pub mod server;

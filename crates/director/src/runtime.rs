@@ -1,0 +1,497 @@
+//! Starting, reloading and stopping a director: one accept loop per virtual
+//! service, one checker per real server, the control socket and, with
+//! `[vrrp]`, the virtual router. [`DirectorHandle`] owns them all.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, UnixListener};
+use tokio::task::JoinHandle;
+
+use crate::checker::health_loop;
+use crate::config::{DirectorFile, Service};
+use crate::control::access::{Access, group_id};
+use crate::control::protocol::{ServiceStatus, StatusReport, VrrpStatus};
+use crate::control::server::{self, Live};
+use crate::core::sched::Scheduler;
+use crate::failover::Router;
+use crate::proxy::accept_loop;
+use crate::service::{RealState, Registry, ServiceRt};
+
+/// Seed of the `twos` scheduler's random choices (service index added).
+const SEED: u64 = 0x7ac5;
+
+/// A running director.
+#[derive(Debug)]
+pub struct DirectorHandle {
+    /// Bound VIP addresses, in service order.
+    pub local_addrs: Vec<SocketAddr>,
+    live: Arc<Live>,
+    /// Each service's accept loop.
+    accepts: Vec<(Arc<ServiceRt>, JoinHandle<()>)>,
+    tasks: Vec<JoinHandle<()>>,
+    /// The settings a reload cannot change, as written at start.
+    fixed: String,
+    control: Option<PathBuf>,
+    vrrp_task: Option<JoinHandle<()>>,
+    stop_vrrp: tokio::sync::watch::Sender<bool>,
+}
+
+/// Why a reload was refused (the running configuration stays, unchanged).
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct ReloadError(pub Vec<StartError>);
+
+/// What a reload did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reloaded {
+    /// Services started (new names, or a service moved to another address).
+    pub added: Vec<String>,
+    /// Services stopped (their open connections finish).
+    pub removed: Vec<String>,
+    /// Sections that changed but apply only at the next start.
+    pub needs_restart: Vec<&'static str>,
+}
+
+impl std::fmt::Display for Reloaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if !self.added.is_empty() {
+            parts.push(format!("services added: {}", self.added.join(", ")));
+        }
+        if !self.removed.is_empty() {
+            parts.push(format!("services removed: {}", self.removed.join(", ")));
+        }
+        if !self.needs_restart.is_empty() {
+            parts.push(format!(
+                "changed, applies at the next start: {}",
+                self.needs_restart.join(" ")
+            ));
+        }
+        if parts.is_empty() {
+            f.write_str("services updated in place")
+        } else {
+            f.write_str(&parts.join("; "))
+        }
+    }
+}
+
+/// Why reading and applying a file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadFileError {
+    /// The file has errors.
+    #[error("{0}")]
+    Config(crate::config::ConfigErrors),
+    /// It could not be applied.
+    #[error("{0}")]
+    Apply(ReloadError),
+}
+
+/// The sections a reload does not apply, for comparison.
+fn fixed_sections(f: &DirectorFile) -> String {
+    let mut d = f.clone();
+    d.services.clear();
+    toml::to_string(&d).unwrap_or_default()
+}
+
+/// A listening socket; a VRRP virtual address is bound with IP_FREEBIND, as
+/// a backup does not hold it yet.
+fn listen(addr: SocketAddr, freebind: bool) -> std::io::Result<TcpListener> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    s.set_reuse_address(true)?;
+    if freebind {
+        s.set_freebind_v4(true)?;
+    }
+    s.set_nonblocking(true)?;
+    s.bind(&addr.into())?;
+    s.listen(4096)?;
+    TcpListener::from_std(s.into())
+}
+
+/// Why a director could not start. Nothing runs (and nothing was logged as
+/// up) when `start` returns one.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A virtual service's address could not be bound.
+    #[error("service {service:?}: cannot listen on {addr}: {error}{}", listen_hint(.error, .addr))]
+    Listen {
+        /// The service.
+        service: String,
+        /// Its address.
+        addr: SocketAddr,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// The control socket could not be made.
+    #[error("control socket {}: {error}", .path.display())]
+    ControlSocket {
+        /// Its path.
+        path: PathBuf,
+        /// The OS error.
+        error: std::io::Error,
+    },
+    /// `control_socket_group` names no group here.
+    #[error("[director] control_socket_group: no group {0:?} on this machine")]
+    ControlGroup(String),
+    /// VRRP could not start.
+    #[error(transparent)]
+    Vrrp(#[from] crate::failover::FailoverError),
+}
+
+/// What to do about a bind error.
+fn listen_hint(e: &std::io::Error, addr: &SocketAddr) -> String {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        K::PermissionDenied if addr.port() < 1024 => format!(
+            " (port {} is privileged: run as root, or give the binary CAP_NET_BIND_SERVICE, e.g. `setcap cap_net_bind_service=+ep $(command -v tacvs)`)",
+            addr.port()
+        ),
+        K::AddrInUse => format!(
+            " (another process listens there: `ss -ltnp 'sport = :{}'` shows which)",
+            addr.port()
+        ),
+        K::AddrNotAvailable => format!(
+            " ({} is not an address of this machine: add it to an interface, or list it in [vrrp] vips)",
+            addr.ip()
+        ),
+        _ => String::new(),
+    }
+}
+
+/// Start every service, its health checkers, the control socket and VRRP.
+/// Everything that can fail (binding every address, the control socket, VRRP's
+/// sockets) is done before anything runs or is announced.
+pub async fn start(conf: DirectorFile) -> Result<DirectorHandle, StartError> {
+    let now = Instant::now();
+    let fixed = fixed_sections(&conf);
+    let vips: Vec<std::net::IpAddr> =
+        conf.vrrp.iter().flat_map(|v| v.vips.iter().map(|a| a.0.into())).collect();
+    let mut bound = Vec::new();
+    for s in conf.services {
+        let l = bind(&s, &vips)?;
+        bound.push((s, l));
+    }
+    let control = conf.director.control_socket.clone();
+    let sock_err = |error| StartError::ControlSocket { path: control.clone(), error };
+    let group = match &conf.director.control_socket_group {
+        None => None,
+        Some(name) => Some(group_id(name).ok_or_else(|| StartError::ControlGroup(name.clone()))?),
+    };
+    if let Some(dir) = control.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(sock_err)?;
+    }
+    let _ = std::fs::remove_file(&control);
+    let ul = UnixListener::bind(&control).map_err(sock_err)?;
+    // From here on, a failure removes the socket file it made.
+    let undo = |e: StartError| {
+        let _ = std::fs::remove_file(&control);
+        e
+    };
+    let access = Access::secure(&control, group).map_err(|e| undo(sock_err(e)))?;
+    let live = Arc::new(Live::default());
+    let router = match conf.vrrp {
+        Some(v) => Some(Router::new(v, live.vrrp.clone()).await.map_err(|e| undo(e.into()))?),
+        None => None,
+    };
+
+    // Everything is bound: run.
+    let mut services = Vec::new();
+    let mut tasks = Vec::new();
+    let mut accepts = Vec::new();
+    for (si, (s, (vip, listener))) in bound.into_iter().enumerate() {
+        let (rt, accept) = launch(s, vip, listener, SEED + si as u64, now, &mut tasks);
+        accepts.push((rt.clone(), accept));
+        services.push(rt);
+    }
+    let local_addrs = services.iter().map(|s| s.vip()).collect();
+    live.services.store(Arc::new(services));
+    let (stop_vrrp, stopped) = tokio::sync::watch::channel(false);
+    let vrrp_task = router.map(|router| {
+        let tracked = live.clone();
+        tokio::spawn(router.run(move || all_served(&tracked.services), stopped))
+    });
+    tasks.push(tokio::spawn(server::serve(live.clone(), ul, access)));
+    Ok(DirectorHandle {
+        local_addrs,
+        live,
+        accepts,
+        tasks,
+        fixed,
+        control: Some(control),
+        vrrp_task,
+        stop_vrrp,
+    })
+}
+
+/// Bind a service's address (with IP_FREEBIND when it is a VRRP address).
+fn bind(s: &Service, vips: &[IpAddr]) -> Result<(SocketAddr, TcpListener), StartError> {
+    listen(s.listen, vips.contains(&s.listen.ip()))
+        .and_then(|l| Ok((l.local_addr()?, l)))
+        .map_err(|error| StartError::Listen { service: s.name.clone(), addr: s.listen, error })
+}
+
+/// Run a bound service: its accept loop (returned) and its checkers (pushed
+/// onto `tasks`).
+fn launch(
+    s: Service,
+    vip: SocketAddr,
+    listener: TcpListener,
+    seed: u64,
+    now: Instant,
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> (Arc<ServiceRt>, JoinHandle<()>) {
+    tracing::info!(service = %s.name, %vip, scheduler = %s.scheduler, real_servers = s.reals.len(), "virtual service up");
+    let rt = Arc::new(ServiceRt::new(s, vip, seed, now));
+    for r in &rt.conf().reals {
+        tasks.push(tokio::spawn(health_loop(rt.clone(), r.address)));
+    }
+    let accept = tokio::spawn(accept_loop(rt.clone(), listener));
+    (rt, accept)
+}
+
+/// Whether every virtual service has a real server in state up (VRRP tracking).
+fn all_served(services: &Registry) -> bool {
+    services.load().iter().all(|s| s.served())
+}
+
+impl DirectorHandle {
+    /// The status table.
+    pub fn status(&self) -> Vec<ServiceStatus> {
+        self.report().services
+    }
+
+    /// Services and VRRP, as the control socket reports them.
+    pub fn report(&self) -> StatusReport {
+        self.live.status()
+    }
+
+    /// Set a real server's weight override (`None` = back to configured);
+    /// returns how many services had it.
+    pub fn set_weight(&self, server: SocketAddr, weight: Option<u32>) -> usize {
+        server::set_weight(&self.live.services.load(), server, weight).len()
+    }
+
+    /// VRRP state, when `[vrrp]` is configured.
+    pub fn vrrp(&self) -> Option<VrrpStatus> {
+        self.live.vrrp.get()
+    }
+
+    /// Stop: a VRRP master first hands over (priority-0 advertisement, so the
+    /// backup takes over after Skew_Time rather than Master_Down_Interval) and
+    /// removes the virtual addresses; then everything else stops.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop_vrrp.send(true);
+        if let Some(t) = self.vrrp_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        self.stop();
+    }
+
+    /// Stop everything at once (no VRRP hand-over: as a crash would).
+    pub fn stop(self) {
+        for t in self.tasks.iter().chain(self.accepts.iter().map(|(_, t)| t)).chain(&self.vrrp_task)
+        {
+            t.abort();
+        }
+        if let Some(p) = &self.control {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+
+    /// Apply a new configuration (SIGHUP). Services are matched by name:
+    ///
+    /// * a kept service takes its new scheduler, real servers (added ones
+    ///   start checked-up; removed ones take no new connections and their open
+    ///   ones finish), weights, caps, timeouts and health settings;
+    /// * a new service (or one whose address changed) is bound and started;
+    /// * a service no longer in the file stops accepting; its open connections
+    ///   finish.
+    ///
+    /// Every new address is bound before anything changes: if one cannot be,
+    /// the reload is refused and the running configuration stays whole.
+    /// `[director]`, `[vrrp]` and `[metrics]` apply at the next start
+    /// ([`Reloaded::needs_restart`] says which changed).
+    pub fn reload(&mut self, new: DirectorFile) -> Result<Reloaded, ReloadError> {
+        let r = self.apply(new);
+        match &r {
+            Ok(done) => self.live.reloaded(true, done.to_string()),
+            Err(e) => self.live.reloaded(false, format!("refused: {e}")),
+        }
+        r
+    }
+
+    /// Read `path` and [`DirectorHandle::reload`] it; a file with errors
+    /// changes nothing. The outcome is logged and shown by `status`.
+    pub fn reload_file(&mut self, path: &Path) -> Result<Reloaded, ReloadFileError> {
+        let file = path.display();
+        let r = match crate::config::load(path) {
+            Err(e) => {
+                self.live.reloaded(false, format!("refused: {e}"));
+                Err(ReloadFileError::Config(e))
+            }
+            Ok(c) => self.reload(c).map_err(ReloadFileError::Apply),
+        };
+        match &r {
+            Ok(done) => tracing::info!(%file, changes = %done, "configuration reloaded"),
+            Err(ReloadFileError::Config(e)) => {
+                tracing::error!(%file, errors = %e, count = e.len(), "reload refused: the file has errors; the running configuration stays")
+            }
+            Err(ReloadFileError::Apply(e)) => {
+                tracing::error!(%file, error = %e, "reload refused; the running configuration stays")
+            }
+        }
+        if let Ok(done) = &r {
+            for section in &done.needs_restart {
+                tracing::warn!(%file, section, "this section changed; it applies at the next start");
+            }
+        }
+        r
+    }
+
+    /// Serve until SIGTERM or SIGINT (or `stop` completes), reloading `path`
+    /// on SIGHUP; then hand over VRRP mastership and stop.
+    pub async fn run_until_stopped(
+        mut self,
+        path: &Path,
+        stop: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut hup = signal(SignalKind::hangup())?;
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = &mut stop => break,
+                _ = hup.recv() => {
+                    let _ = self.reload_file(path);
+                }
+            }
+        }
+        tracing::info!("director stopping");
+        self.shutdown().await;
+        Ok(())
+    }
+
+    fn apply(&mut self, new: DirectorFile) -> Result<Reloaded, ReloadError> {
+        let now = Instant::now();
+        let running = self.live.services.load_full();
+        let kept = |s: &Service| {
+            running
+                .iter()
+                .find(|rt| rt.conf().name == s.name && rt.conf().listen == s.listen)
+                .cloned()
+        };
+        let vips: Vec<IpAddr> =
+            new.vrrp.iter().flat_map(|v| v.vips.iter().map(|a| a.0.into())).collect();
+        // Bind first; change nothing unless every new address is ours.
+        let mut bound = Vec::new();
+        let mut refused = Vec::new();
+        for s in new.services.iter().filter(|s| kept(s).is_none()) {
+            match bind(s, &vips) {
+                Ok(l) => bound.push((s.name.clone(), l)),
+                Err(e) => refused.push(e),
+            }
+        }
+        if !refused.is_empty() {
+            return Err(ReloadError(refused));
+        }
+        let mut report = Reloaded::default();
+        let fixed = fixed_sections(&new);
+        if fixed != self.fixed {
+            let old: toml::Table = toml::from_str(&self.fixed).unwrap_or_default();
+            let now_t: toml::Table = toml::from_str(&fixed).unwrap_or_default();
+            for (section, name) in
+                [("director", "[director]"), ("vrrp", "[vrrp]"), ("metrics", "[metrics]")]
+            {
+                if old.get(section) != now_t.get(section) {
+                    report.needs_restart.push(name);
+                }
+            }
+        }
+        let mut services = Vec::new();
+        for (si, s) in new.services.into_iter().enumerate() {
+            match kept(&s) {
+                Some(rt) => {
+                    update(&rt, s, now, &mut self.tasks);
+                    services.push(rt);
+                }
+                None => {
+                    let i = bound.iter().position(|(n, _)| *n == s.name).expect("bound above");
+                    let (_, (vip, listener)) = bound.swap_remove(i);
+                    report.added.push(s.name.clone());
+                    let seed = SEED + si as u64;
+                    let (rt, accept) = launch(s, vip, listener, seed, now, &mut self.tasks);
+                    self.accepts.push((rt.clone(), accept));
+                    services.push(rt);
+                }
+            }
+        }
+        for old in running.iter().filter(|o| !services.iter().any(|n| Arc::ptr_eq(n, o))) {
+            let name = old.conf().name.clone();
+            // The listener closes with its accept loop; connections already
+            // accepted run in their own tasks and finish.
+            if let Some(i) = self.accepts.iter().position(|(rt, _)| Arc::ptr_eq(rt, old)) {
+                let (_, t) = self.accepts.remove(i);
+                t.abort();
+            }
+            old.retire();
+            tracing::info!(service = %name, vip = %old.vip(), "virtual service removed; its open connections finish");
+            report.removed.push(name);
+        }
+        self.local_addrs = services.iter().map(|s| s.vip()).collect();
+        self.live.services.store(Arc::new(services));
+        self.fixed = fixed;
+        Ok(report)
+    }
+}
+
+/// Apply a service's new settings to its running state.
+fn update(rt: &Arc<ServiceRt>, s: Service, now: Instant, tasks: &mut Vec<JoinHandle<()>>) {
+    let old = rt.conf();
+    let mut added = Vec::new();
+    {
+        let mut st = rt.state();
+        if old.scheduler != s.scheduler {
+            st.sched = Scheduler::new(s.scheduler, SEED);
+            tracing::info!(service = %s.name, scheduler = %s.scheduler, "scheduler changed");
+        }
+        let mut next = Vec::new();
+        for r in &s.reals {
+            match st.reals.iter().position(|x| x.addr == r.address) {
+                Some(i) => {
+                    let mut kept = st.reals.swap_remove(i);
+                    kept.weight = r.weight;
+                    kept.max_conns = r.max_connections;
+                    kept.publish(s.on_down);
+                    next.push(kept);
+                }
+                None => {
+                    tracing::info!(service = %s.name, server = %r.address, "real server added");
+                    next.push(RealState::new(r, &s, now));
+                    added.push(r.address);
+                }
+            }
+        }
+        for gone in &st.reals {
+            gone.retire();
+            tracing::info!(service = %s.name, server = %gone.addr, active = gone.active, "real server removed; its open connections finish");
+        }
+        st.reals = next;
+        st.servers_changed();
+    }
+    rt.set_conf(s);
+    // After the new configuration is in place: a checker stops when its
+    // server is not in the configuration.
+    for addr in added {
+        tasks.push(tokio::spawn(health_loop(rt.clone(), addr)));
+    }
+}
