@@ -42,7 +42,8 @@ fn init_logging(format: LogFormat, level: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
-        LogFormat::Text => b.try_init(),
+        // Peer strings escaped, values with spaces quoted: one line per event.
+        LogFormat::Text => b.fmt_fields(tacvs_server::logfmt::SafeFields).try_init(),
         LogFormat::Json => b.json().flatten_event(true).try_init(),
     };
 }

@@ -51,7 +51,7 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<u8> {
     loop {
         tokio::select! {
             _ = hup.recv() => {
-                let _ = server.reload();
+                let _ = server.reload().await;
             }
             _ = term.recv() => break,
             _ = int.recv() => break,

@@ -156,16 +156,32 @@ impl Default for AuthSection {
     }
 }
 
-/// Failed-login lockout, counted per user and per source address.
+/// Failed-login lockout and guessing limits (`[authentication.lockout]`). Every
+/// attempt counts from the moment it is admitted, before its hash is computed.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LockoutConf {
-    /// Failures within `window` that lock; 0 disables lockout.
+    /// Failures of one user from one device address within `window` that lock
+    /// that pair; 0 turns the lockout and the rates below off.
     pub max_failures: u32,
     /// How far back failures count.
     pub window: Dur,
-    /// How long a lock lasts.
+    /// How long the first lock lasts; each further lock of the pair doubles it.
     pub duration: Dur,
+    /// The longest a doubled lock lasts.
+    pub max_duration: Dur,
+    /// Attempts one user may fail from all devices in a burst before the next
+    /// ones are slowed to one per `user_refill` (0 = no such limit).
+    pub user_burst: u32,
+    /// One attempt back per user this often.
+    pub user_refill: Dur,
+    /// Attempts one device address may fail over all users in a burst before the
+    /// next ones are slowed to one per `source_refill` (0 = no such limit).
+    pub source_burst: u32,
+    /// One attempt back per device this often.
+    pub source_refill: Dur,
+    /// Users, devices and (user, device) pairs tracked at most, each.
+    pub max_entries: usize,
 }
 
 impl Default for LockoutConf {
@@ -174,6 +190,12 @@ impl Default for LockoutConf {
             max_failures: 10,
             window: Dur(Duration::from_secs(300)),
             duration: Dur(Duration::from_secs(300)),
+            max_duration: Dur(Duration::from_secs(3600)),
+            user_burst: 30,
+            user_refill: Dur(Duration::from_secs(20)),
+            source_burst: 100,
+            source_refill: Dur(Duration::from_secs(1)),
+            max_entries: 100_000,
         }
     }
 }

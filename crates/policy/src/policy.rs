@@ -170,6 +170,12 @@ pub struct Policy {
     pub device_groups: Vec<DeviceGroup>,
     /// User groups.
     pub groups: Vec<Group>,
+    /// Verified instead of a login password for users that do not exist or have
+    /// none: the algorithm and cost most users' hashes have (see
+    /// [`PasswordHash::decoy`]).
+    pub decoy_login: PasswordHash,
+    /// The same for enable passwords.
+    pub decoy_enable: PasswordHash,
     users: HashMap<String, Arc<User>>,
     v4: PrefixMap<Ipv4Net, usize>,
     v6: PrefixMap<Ipv6Net, usize>,
@@ -528,6 +534,10 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
         users.insert(user.name.clone(), Arc::new(user));
     }
 
+    let logins: Vec<&PasswordHash> = users.values().filter_map(|u| u.password.as_ref()).collect();
+    let enables: Vec<&PasswordHash> = users.values().filter_map(|u| u.enable.as_ref()).collect();
+    let decoy_login = decoy_for(&logins, None);
+    let decoy_enable = decoy_for(&enables, Some(&decoy_login));
     Policy {
         server_name: raw.server.name,
         listeners,
@@ -537,10 +547,41 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
         metrics: raw.metrics.map(|m| m.listen),
         device_groups,
         groups,
+        decoy_login,
+        decoy_enable,
         users,
         v4,
         v6,
     }
+}
+
+/// A decoy with the algorithm and cost most of `hashes` share (ties: the
+/// lowest in sort order, so the choice does not depend on hash-map order);
+/// `fallback`, or a default sha512-crypt, when there are none.
+fn decoy_for(hashes: &[&PasswordHash], fallback: Option<&PasswordHash>) -> PasswordHash {
+    let mut counts: HashMap<(String, String), (usize, &PasswordHash)> = HashMap::new();
+    for h in hashes {
+        let e = counts.entry((format!("{:?}", h.algorithm()), h.cost())).or_insert((0, h));
+        e.0 += 1;
+    }
+    let best = counts
+        .iter()
+        .max_by(|a, b| a.1.0.cmp(&b.1.0).then_with(|| b.0.cmp(a.0)))
+        .map(|(_, &(_, h))| h);
+    match (best, fallback) {
+        (Some(h), _) => h.decoy(),
+        (None, Some(f)) => f.clone(),
+        (None, None) => {
+            let text = PasswordHash::create(crate::HashAlgorithm::Sha512Crypt, &rand_bytes())
+                .expect("sha512-crypt of random bytes");
+            PasswordHash::parse(&text).expect("a hash we just made parses")
+        }
+    }
+}
+
+fn rand_bytes() -> [u8; 16] {
+    let b: [u8; 16] = rand::random();
+    b.map(|x| b'a' + x % 26)
 }
 
 fn parse_net(s: &Spanned<String>, loc: &Locator<'_>, errs: &mut Vec<ConfigError>) -> Option<IpNet> {

@@ -12,30 +12,22 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use tacvs_policy::Policy;
-use tacvs_proto::chap;
 use tacvs_proto::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::Shared;
-use crate::authn::{CredKind, Locked};
+use crate::authn::{Check, CredKind, Credential, Verdict};
 use crate::journal::JournalError;
+use crate::logfmt::Esc;
 
 type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
 
 /// The result of slow work, applied back to the protocol machine.
 enum Done {
-    Password { sid: u32, user: Bytes, verdict: Verdict, started: Instant },
+    Password { sid: u32, user: Bytes, verdict: Verdict, started: Instant, chap: bool },
     Acct { sid: u32, result: Result<(), JournalError>, started: Instant, user: String },
     Changed { sid: u32, user: String, result: Result<(), String>, started: Instant },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Pass,
-    Fail(&'static str),
-    Locked(Locked),
-    Busy,
 }
 
 /// An interactive (ASCII) login in progress.
@@ -293,7 +285,7 @@ impl Ctx {
             }
             ServerEvent::AuthenAborted { session_id, reason } => {
                 self.logins.remove(&session_id);
-                tracing::info!(device = %self.device, reason = %lossy(&reason), "authentication aborted by the client");
+                tracing::info!(device = %self.device, reason = %Esc(&reason), "authentication aborted by the client");
                 count("authen", "abort", now);
                 None
             }
@@ -332,7 +324,7 @@ impl Ctx {
             AuthenAction::ChangePassword => {
                 let allowed = self.shared.policy.load().auth.change_password;
                 if !allowed || s.authen_type != AuthenType::Ascii {
-                    tracing::info!(device = %self.device, user = %lossy(&s.user), allowed, "password change refused");
+                    tracing::info!(device = %self.device, user = %Esc(&s.user), allowed, "password change refused");
                     count("authen", "fail", started);
                     let msg = if allowed {
                         "Changing a password needs an ASCII session."
@@ -403,38 +395,35 @@ impl Ctx {
                 started,
             )),
             AuthenType::Chap | AuthenType::MsChapV1 | AuthenType::MsChapV2 => {
-                let policy = self.shared.policy();
-                let user = lossy(&s.user);
-                let (status, msg, why) = match (kind, policy.user(&s.user)) {
-                    (CredKind::Enable, _) => (
-                        AuthenStatus::Fail,
-                        "Enable with CHAP is not supported; use ASCII or PAP.",
-                        "enable via chap",
-                    ),
-                    (_, None) => (AuthenStatus::Fail, "", "unknown user"),
-                    (_, Some(u)) => match &u.chap_secret {
-                        None => (
+                if kind == CredKind::Enable {
+                    tracing::info!(device = %self.device, user = %Esc(&s.user), method = %s.authen_type, result = "fail", reason = "enable via CHAP", "enable");
+                    count("authen", "fail", started);
+                    self.reply(
+                        conn,
+                        sid,
+                        AuthenReply::new(
                             AuthenStatus::Fail,
-                            "CHAP and MS-CHAP need a reversible secret for this user, and none is configured.",
-                            "no chap_secret",
+                            "Enable with CHAP is not supported; use ASCII or PAP.",
                         ),
-                        Some(secret) => {
-                            match chap::verify(s.authen_type, &s.data, &s.user, &secret.0) {
-                                Ok(true) => (AuthenStatus::Pass, "", "response matches"),
-                                Ok(false) => (AuthenStatus::Fail, "", "wrong response"),
-                                Err(_) => (
-                                    AuthenStatus::Error,
-                                    "Malformed CHAP data.",
-                                    "malformed chap data",
-                                ),
-                            }
-                        }
+                    );
+                    return None;
+                }
+                let check = Check {
+                    user: s.user.clone(),
+                    credential: Credential::Chap {
+                        authen_type: s.authen_type,
+                        data: s.data.clone(),
                     },
+                    kind,
+                    priv_lvl: s.priv_lvl.get(),
+                    src: self.device.ip(),
                 };
-                tracing::info!(device = %self.device, %user, method = %s.authen_type, result = %status, reason = why, "authentication");
-                count("authen", status.as_str(), started);
-                self.reply(conn, sid, AuthenReply::new(status, msg));
-                None
+                let shared = self.shared.clone();
+                let user = s.user.clone();
+                Some(Box::pin(async move {
+                    let verdict = crate::authn::verify(&shared, check).await;
+                    Done::Password { sid, user, verdict, started, chap: true }
+                }))
             }
             AuthenType::NotSet => {
                 self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "authen_type not set"));
@@ -510,7 +499,7 @@ impl Ctx {
                             &new,
                         )?;
                         shared.passwords.set(&n, hash)?;
-                        shared.cache.clear();
+                        shared.cache().clear();
                         Ok(())
                     })
                     .await
@@ -532,10 +521,16 @@ impl Ctx {
         started: Instant,
     ) -> Pending {
         let shared = self.shared.clone();
-        let src = self.device.ip();
+        let check = Check {
+            user: user.clone(),
+            credential: Credential::Password(password),
+            kind,
+            priv_lvl,
+            src: self.device.ip(),
+        };
         Box::pin(async move {
-            let verdict = verify(&shared, &user, password, kind, priv_lvl, src).await;
-            Done::Password { sid, user, verdict, started }
+            let verdict = crate::authn::verify(&shared, check).await;
+            Done::Password { sid, user, verdict, started, chap: false }
         })
     }
 
@@ -544,11 +539,11 @@ impl Ctx {
             Done::Changed { sid, user, result, started } => {
                 let reply = match &result {
                     Ok(()) => {
-                        tracing::info!(device = %self.device, %user, "password changed");
+                        tracing::info!(device = %self.device, user = %Esc(user.as_bytes()), "password changed");
                         AuthenReply::new(AuthenStatus::Pass, "Password changed.")
                     }
                     Err(e) => {
-                        tracing::error!(device = %self.device, %user, error = %e, "password change not stored");
+                        tracing::error!(device = %self.device, user = %Esc(user.as_bytes()), error = %e, "password change not stored");
                         AuthenReply::new(
                             AuthenStatus::Error,
                             "The new password could not be stored; nothing was changed.",
@@ -558,7 +553,7 @@ impl Ctx {
                 count("authen", if result.is_ok() { "pass" } else { "error" }, started);
                 self.reply(conn, sid, reply);
             }
-            Done::Password { sid, user, verdict, started }
+            Done::Password { sid, user, verdict, started, .. }
                 if self.logins.get(&sid).is_some_and(|l| l.chpass.is_some()) =>
             {
                 // The old password of a change: on success ask for the new one.
@@ -569,16 +564,13 @@ impl Ctx {
                     ask("New password: ")
                 } else {
                     self.logins.remove(&sid);
-                    count("authen", "fail", started);
-                    tracing::info!(device = %self.device, user = %lossy(&user), ?verdict, "password change refused: old password not verified");
-                    AuthenReply::new(
-                        AuthenStatus::Fail,
-                        "Old password incorrect; nothing was changed.",
-                    )
+                    count("authen", verdict.result(), started);
+                    tracing::info!(device = %self.device, user = %Esc(&user), reason = %why(verdict), "password change refused: old password not verified");
+                    refusal_reply(verdict, "Old password incorrect; nothing was changed.")
                 };
                 self.reply(conn, sid, reply);
             }
-            Done::Password { sid, user, verdict, started } => {
+            Done::Password { sid, user, verdict, started, chap } => {
                 let ascii = self.logins.get_mut(&sid);
                 let max_tries = self.shared.policy.load().auth.max_login_attempts;
                 let reply = match (verdict, ascii) {
@@ -590,33 +582,22 @@ impl Ctx {
                         l.tries += 1;
                         prompt_reply(AuthenStatus::GetPass, "Password incorrect. ")
                     }
-                    (Verdict::Fail(_), _) => {
+                    (v, _) => {
                         self.logins.remove(&sid);
-                        AuthenReply::new(AuthenStatus::Fail, "Authentication failed.")
-                    }
-                    (Verdict::Locked(_), _) => {
-                        self.logins.remove(&sid);
-                        AuthenReply::new(
-                            AuthenStatus::Fail,
-                            "Too many failed logins; try again later.",
+                        refusal_reply(
+                            v,
+                            if chap {
+                                "CHAP or MS-CHAP authentication failed (these need a chap_secret configured for the user)."
+                            } else {
+                                "Authentication failed."
+                            },
                         )
                     }
-                    (Verdict::Busy, _) => {
-                        self.logins.remove(&sid);
-                        AuthenReply::new(AuthenStatus::Error, "Server busy; try again.")
-                    }
-                };
-                let (result, why) = match verdict {
-                    Verdict::Pass => ("pass", "password verified"),
-                    Verdict::Fail(w) => ("fail", w),
-                    Verdict::Locked(Locked::User(_)) => ("fail", "user locked out"),
-                    Verdict::Locked(Locked::Source(_)) => ("fail", "source locked out"),
-                    Verdict::Busy => ("error", "hash queue full"),
                 };
                 if reply.status != AuthenStatus::GetPass {
-                    count("authen", result, started);
+                    count("authen", verdict.result(), started);
                 }
-                tracing::info!(device = %self.device, user = %lossy(&user), result, reason = why, "authentication");
+                tracing::info!(device = %self.device, user = %Esc(&user), result = verdict.result(), reason = %why(verdict), "authentication");
                 self.reply(conn, sid, reply);
             }
             Done::Acct { sid, result, started, user } => {
@@ -625,7 +606,7 @@ impl Ctx {
                         conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new()))
                     }
                     Err(e) => {
-                        tracing::error!(device = %self.device, %user, error = %e, "accounting record not stored; replying ERROR");
+                        tracing::error!(device = %self.device, user = %Esc(user.as_bytes()), error = %e, "accounting record not stored; replying ERROR");
                         conn.reply_acct(
                             sid,
                             AcctReply::new(AcctStatus::Error, "accounting record not stored"),
@@ -646,8 +627,8 @@ impl Ctx {
         let cmd = tacvs_policy::CommandLine::from_args(&r.args);
         tracing::info!(
             device = %self.device,
-            user = %lossy(&r.user),
-            cmd = %cmd.as_ref().map(|c| c.0.as_str()).unwrap_or(""),
+            user = %Esc(&r.user),
+            cmd = %Esc(cmd.as_ref().map(|c| c.0.as_bytes()).unwrap_or_default()),
             result = %d.status,
             reason = %d.reason,
             "authorization"
@@ -680,14 +661,37 @@ impl Ctx {
             authen_service: q.authen_service.as_str(),
             args: q.args.iter().map(|a| a.to_string()).collect(),
         };
-        let line = serde_json::to_vec(&rec).unwrap_or_default();
+        let line = crate::journal::to_line(&rec);
         let user = rec.user.clone();
-        tracing::debug!(device = %self.device, %user, record = rec.record, "accounting");
+        tracing::debug!(device = %self.device, user = %Esc(user.as_bytes()), record = rec.record, "accounting");
         let journal = self.shared.journal.clone();
         Box::pin(async move {
             let result = journal.append(line).await;
             Done::Acct { sid, result, started, user }
         })
+    }
+}
+
+/// The final reply for a check that did not pass.
+fn refusal_reply(v: Verdict, fail_msg: &'static str) -> AuthenReply {
+    match v {
+        Verdict::Refused(_) => {
+            AuthenReply::new(AuthenStatus::Fail, "Too many failed logins; try again later.")
+        }
+        Verdict::Busy => AuthenReply::new(AuthenStatus::Error, "Server busy; try again."),
+        Verdict::Malformed => AuthenReply::new(AuthenStatus::Error, "Malformed CHAP data."),
+        Verdict::Pass | Verdict::Fail(_) => AuthenReply::new(AuthenStatus::Fail, fail_msg),
+    }
+}
+
+/// The reason for the log.
+fn why(v: Verdict) -> std::borrow::Cow<'static, str> {
+    match v {
+        Verdict::Pass => "verified".into(),
+        Verdict::Fail(w) => w.into(),
+        Verdict::Refused(r) => r.to_string().into(),
+        Verdict::Busy => "hash queue full".into(),
+        Verdict::Malformed => "malformed CHAP data".into(),
     }
 }
 
@@ -697,60 +701,4 @@ fn prompt_reply(status: AuthenStatus, prefix: &str) -> AuthenReply {
         _ => ("Password: ", true),
     };
     AuthenReply { noecho, ..AuthenReply::new(status, format!("{prefix}{msg}")) }
-}
-
-async fn verify(
-    shared: &Shared,
-    user: &[u8],
-    password: Vec<u8>,
-    kind: CredKind,
-    priv_lvl: u8,
-    src: IpAddr,
-) -> Verdict {
-    if let Some(l) = shared.lockout.check(user, src) {
-        return Verdict::Locked(l);
-    }
-    let policy = shared.policy();
-    let Some(u) = policy.user(user) else {
-        shared.lockout.failure(user, src);
-        return Verdict::Fail("unknown user");
-    };
-    let hash = match kind {
-        // A password the user changed overrides the configuration file's.
-        CredKind::Login => shared.passwords.get(&u.name).or_else(|| u.password.clone()),
-        CredKind::Enable => {
-            if priv_lvl > u.max_priv {
-                return Verdict::Fail("enable level above the user's groups");
-            }
-            u.enable.clone()
-        }
-    };
-    let Some(hash) = hash else {
-        return Verdict::Fail(if kind == CredKind::Enable {
-            "no enable password configured"
-        } else {
-            "no password configured"
-        });
-    };
-    if shared.cache.hit(kind, user, &password) {
-        metrics::counter!("tacvs_credential_cache_total", "result" => "hit").increment(1);
-        shared.lockout.success(user);
-        return Verdict::Pass;
-    }
-    metrics::counter!("tacvs_credential_cache_total", "result" => "miss").increment(1);
-    let user_owned = user.to_vec();
-    match shared.hashes.verify(hash, password.clone()).await {
-        Err(_) => Verdict::Busy,
-        Ok(true) => {
-            shared.cache.insert(kind, &user_owned, &password);
-            shared.lockout.success(&user_owned);
-            Verdict::Pass
-        }
-        Ok(false) => {
-            if let Some(l) = shared.lockout.failure(&user_owned, src) {
-                tracing::warn!(user = %lossy(&user_owned), %src, lock = ?l, "lockout engaged after repeated failures");
-            }
-            Verdict::Fail("wrong password")
-        }
-    }
 }

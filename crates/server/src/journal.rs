@@ -96,6 +96,42 @@ impl Journal {
     }
 }
 
+/// One record as a JSON line (without the newline). Beyond what JSON requires,
+/// DEL, C1 controls, the Unicode line and paragraph separators and the
+/// bidirectional controls are written as `\uXXXX` escapes (the same characters
+/// [`crate::logfmt::is_unsafe`] names), so the line stays one line in every
+/// tool that reads it, syslog collectors included. The value is unchanged for a
+/// JSON parser.
+pub fn to_line<T: serde::Serialize>(record: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, SafeJson);
+    // Serializing plain structs of strings and numbers cannot fail.
+    if record.serialize(&mut ser).is_err() {
+        out.clear();
+    }
+    out
+}
+
+struct SafeJson;
+
+impl serde_json::ser::Formatter for SafeJson {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        frag: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in frag.char_indices() {
+            if crate::logfmt::is_unsafe(c) {
+                w.write_all(&frag.as_bytes()[start..i])?;
+                write!(w, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        w.write_all(&frag.as_bytes()[start..])
+    }
+}
+
 /// `acct-20261125T221000Z-000.jsonl`: names sort in creation order; the counter
 /// separates files created within one second.
 fn file_name(t: SystemTime, n: u32) -> String {
@@ -275,6 +311,21 @@ mod tests {
         let d = std::env::temp_dir().join(format!("tacvs-journal-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn lines_escape_separators_and_c1_controls() {
+        #[derive(serde::Serialize)]
+        struct R<'a> {
+            user: &'a str,
+        }
+        let user = "a\u{2028}b\u{85}c\u{7f}d\u{202e}e\r\n\"f\u{e9}";
+        let line = to_line(&R { user });
+        let text = String::from_utf8(line.clone()).unwrap();
+        assert!(!text.chars().any(crate::logfmt::is_unsafe), "{text:?}");
+        assert!(text.contains("a\\u2028b\\u0085c\\u007fd\\u202ee\\r\\n\\\"f\u{e9}"), "{text}");
+        let back: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(back["user"], user, "the same value for a JSON reader");
     }
 
     #[test]

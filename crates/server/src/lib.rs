@@ -8,8 +8,11 @@
 //! SUCCESS is sent. Configuration reloads atomically ([`ServerHandle::reload`]).
 
 pub mod authn;
+pub mod cache;
 mod conn;
 pub mod journal;
+pub mod lockout;
+pub mod logfmt;
 pub mod passwords;
 pub mod proxy;
 pub mod syslog;
@@ -19,7 +22,7 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -28,8 +31,10 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::authn::{CredCache, HashPool, Lockout};
+use crate::authn::HashPool;
+use crate::cache::{CacheSettings, CredCache};
 use crate::journal::{Journal, JournalConfig};
+use crate::lockout::Lockout;
 
 /// State shared by every connection.
 #[derive(Debug)]
@@ -37,8 +42,8 @@ pub struct Shared {
     policy: ArcSwap<Policy>,
     journal: Journal,
     hashes: HashPool,
-    cache: CredCache,
-    lockout: Lockout,
+    cache: Mutex<CredCache>,
+    lockout: Mutex<Lockout>,
     passwords: passwords::PasswordStore,
     conns: AtomicUsize,
     per_source: Mutex<HashMap<IpAddr, usize>>,
@@ -54,6 +59,21 @@ impl Shared {
     /// Open connections.
     pub fn connections(&self) -> usize {
         self.conns.load(Ordering::Relaxed)
+    }
+
+    /// Password-hash verifications started so far (real or decoy).
+    pub fn hash_verifications(&self) -> u64 {
+        self.hashes.verifications()
+    }
+
+    /// The lockout state (short critical sections only).
+    pub fn lockout(&self) -> MutexGuard<'_, Lockout> {
+        self.lockout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The credential cache (short critical sections only).
+    pub fn cache(&self) -> MutexGuard<'_, CredCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -87,7 +107,7 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
                 hostname: policy.server_name.clone(),
             };
             let (tx, rx) = tokio::sync::mpsc::channel(16_384);
-            tracing::info!(target = %conf.target.get_ref(), "forwarding accounting records to syslog");
+            tracing::info!(syslog_target = %conf.target.get_ref(), "forwarding accounting records to syslog");
             tokio::spawn(syslog::run(settings, rx));
             Some(tx)
         }
@@ -112,8 +132,8 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
     let (shutdown_tx, shutdown) = watch::channel(false);
     let shared = Arc::new(Shared {
         hashes: HashPool::new(a.hash_workers, a.hash_queue),
-        cache: CredCache::new(a.cache.enabled, a.cache.ttl.0, a.cache.max_entries),
-        lockout: Lockout::new(a.lockout.max_failures, a.lockout.window.0, a.lockout.duration.0),
+        cache: Mutex::new(CredCache::new(CacheSettings::from_conf(&a.cache))),
+        lockout: Mutex::new(Lockout::new(lockout::Settings::from_conf(&a.lockout))),
         passwords,
         journal,
         conns: AtomicUsize::new(0),
@@ -192,24 +212,30 @@ impl ServerHandle {
 
     /// Re-read the configuration file and swap it in atomically. On error the
     /// running configuration stays and the errors are returned (and logged).
-    /// Listener and journal settings need a restart; keys, users, groups and rules
-    /// apply to new sessions at once, including on open single-connect connections.
-    pub fn reload(&self) -> Result<(), ConfigErrors> {
-        let Some(path) = &self.config_path else {
+    /// Keys, users, groups, rules, limits and the lockout and cache settings
+    /// apply to new sessions at once, including on open single-connect
+    /// connections.
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let Some(path) = self.config_path.clone() else {
             return Ok(());
         };
         let t = Instant::now();
-        match tacvs_policy::load(path) {
+        // Compiling reads key files and computes decoy hashes: off the async threads.
+        let p = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || tacvs_policy::load(&p))
+            .await
+            .map_err(|e| ReloadError::Internal(e.to_string()))?;
+        match loaded {
             Ok(p) => {
                 self.swap(p);
-                tracing::info!(file = %path.display(), took = ?t.elapsed(), "configuration reloaded");
+                tracing::info!(file = %path.display(), took = %humantime::format_duration(t.elapsed()), "configuration reloaded");
                 metrics::counter!("tacvs_reloads_total", "result" => "ok").increment(1);
                 Ok(())
             }
             Err(e) => {
                 tracing::error!(file = %path.display(), errors = %e, "reload failed; keeping the running configuration");
                 metrics::counter!("tacvs_reloads_total", "result" => "error").increment(1);
-                Err(e)
+                Err(ReloadError::Config(e))
             }
         }
     }
@@ -217,9 +243,15 @@ impl ServerHandle {
     /// Swap in an already compiled policy.
     pub fn swap(&self, policy: Policy) {
         metrics::gauge!("tacvs_config_users").set(policy.user_count() as f64);
-        self.shared.policy.store(Arc::new(policy));
-        // Passwords may have changed: forget verified credentials.
-        self.shared.cache.clear();
+        {
+            let mut cache = self.shared.cache();
+            cache.set_settings(CacheSettings::from_conf(&policy.auth.cache));
+            self.shared.lockout().set_settings(lockout::Settings::from_conf(&policy.auth.lockout));
+            self.shared.policy.store(Arc::new(policy));
+            // Passwords may have changed: forget verified credentials, and refuse
+            // to cache what a verification that began before now finds.
+            cache.clear();
+        }
     }
 
     /// Stop accepting, let connections finish their sessions for up to `drain`,
@@ -238,6 +270,17 @@ impl ServerHandle {
             tracing::warn!(connections = left, "shutdown: drain time is up; closing the rest");
         }
     }
+}
+
+/// Why a reload was refused; the running configuration stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not compile.
+    #[error("{0}")]
+    Config(ConfigErrors),
+    /// Something failed inside the server.
+    #[error("reload failed: {0}")]
+    Internal(String),
 }
 
 /// IPv4-mapped IPv6 addresses (dual-stack sockets) as plain IPv4.

@@ -1,0 +1,7 @@
+//! tacvs-server end to end over loopback TCP, with the real client driver or the
+//! sans-IO client machine where a test needs to pipeline. One binary, one module
+//! per area.
+
+mod authn;
+mod flows;
+mod support;
