@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use metrics_exporter_prometheus::PrometheusBuilder;
-use tokio::signal::unix::{SignalKind, signal};
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -45,20 +44,6 @@ pub async fn run(a: ServerArgs) -> anyhow::Result<u8> {
     }
     crate::raise_nofile_limit();
     let server = tacvs_server::start(policy, Some(a.config.clone())).await?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            _ = hup.recv() => {
-                let _ = server.reload().await;
-            }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-    }
-    tracing::info!(drain = ?a.drain, "shutting down: no new connections; finishing sessions in progress");
-    server.shutdown(a.drain).await;
-    tracing::info!("stopped");
+    tacvs_server::signals::run_until_stopped(server, a.drain).await?;
     Ok(0)
 }

@@ -70,6 +70,16 @@ pub enum ProxyMode {
     Required,
 }
 
+impl std::fmt::Display for ProxyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProxyMode::Off => "off",
+            ProxyMode::Optional => "optional",
+            ProxyMode::Required => "required",
+        })
+    }
+}
+
 /// `[[server.listen]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

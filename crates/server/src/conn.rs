@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use tacvs_policy::Policy;
+use tacvs_policy::policy::Listener;
 use tacvs_proto::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -65,12 +66,9 @@ pub(crate) async fn serve(
     shared: &Arc<Shared>,
     mut stream: TcpStream,
     peer: SocketAddr,
-    listener: usize,
+    l: &Listener,
 ) {
     let policy = shared.policy();
-    let Some(l) = policy.listeners.get(listener).cloned() else {
-        return;
-    };
     let mut buf = BytesMut::new();
     stream.set_nodelay(true).ok();
 

@@ -4,4 +4,5 @@
 
 mod authn;
 mod flows;
+mod reload;
 mod support;
