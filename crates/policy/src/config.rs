@@ -102,10 +102,20 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections open at once from one source address.
     pub max_connections_per_source: usize,
-    /// A connection with no session in progress is closed after this long.
+    /// A single-connect connection with no session in progress is closed after
+    /// this long without a packet.
     pub idle_timeout: Dur,
-    /// A session in progress must make progress within this long.
+    /// A session waiting for the device (an ASCII prompt answered) must see the
+    /// device's next packet begin within this long of our reply; also how long
+    /// a reply may wait for the device to read it.
     pub read_timeout: Dur,
+    /// A new connection's first packet (after any PROXY header) must be whole
+    /// within this long of the connection: a silent connection holds its slot
+    /// no longer.
+    pub first_packet_timeout: Dur,
+    /// Once a packet's first byte has arrived, the whole packet must arrive
+    /// within this long (bytes dripped slowly do not extend it).
+    pub packet_timeout: Dur,
     /// Largest packet body accepted.
     pub max_body: Size,
     /// Sessions in progress on one single-connect connection.
@@ -122,6 +132,8 @@ impl Default for Limits {
             max_connections_per_source: 512,
             idle_timeout: Dur(Duration::from_secs(600)),
             read_timeout: Dur(Duration::from_secs(30)),
+            first_packet_timeout: Dur(Duration::from_secs(10)),
+            packet_timeout: Dur(Duration::from_secs(10)),
             max_body: Size(64 * 1024),
             max_sessions_per_connection: 64,
             proxy_header_timeout: Dur(Duration::from_secs(5)),

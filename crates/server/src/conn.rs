@@ -17,10 +17,10 @@ use tacvs_proto::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::Shared;
 use crate::authn::{Check, CredKind, Credential, Verdict};
 use crate::journal::JournalError;
 use crate::logfmt::Esc;
+use crate::{Shared, deadline};
 
 type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
 
@@ -68,6 +68,7 @@ pub(crate) async fn serve(
     peer: SocketAddr,
     l: &Listener,
 ) {
+    let accepted = tokio::time::Instant::now();
     let policy = shared.policy();
     let mut buf = BytesMut::new();
     stream.set_nodelay(true).ok();
@@ -77,7 +78,7 @@ pub(crate) async fn serve(
         &mut buf,
         l.proxy,
         l.trusts(peer.ip()),
-        policy.limits.proxy_header_timeout.0,
+        policy.limits.proxy_header_timeout.0.min(policy.limits.first_packet_timeout.0),
     )
     .await
     {
@@ -89,6 +90,9 @@ pub(crate) async fn serve(
             return;
         }
     };
+    // One address, one count: an IPv4-mapped IPv6 address (dual-stack socket,
+    // or a PROXY header that wrote it so) is the IPv4 device it maps.
+    let device = SocketAddr::new(crate::canonical_ip(device.ip()), device.port());
     let Some((dg, group)) = policy.device_group(device.ip()) else {
         tracing::warn!(%device, %peer, "connection refused: the device's address is in no device_group");
         metrics::counter!("tacvs_rejects_total", "reason" => "unknown_device").increment(1);
@@ -127,12 +131,15 @@ pub(crate) async fn serve(
     let mut shutdown = shared.shutdown.clone();
     let mut draining = *shutdown.borrow();
     let mut peer_closed = false;
+    let mut clock = deadline::Clock::new(accepted);
     loop {
         // Process what is buffered (also bytes that came with the PROXY header).
         // While draining we still read: a session in progress (an ASCII login
         // waiting for its password) must be able to finish.
         if !buf.is_empty() {
+            let before = buf.len();
             conn.handle_input(&mut buf);
+            clock.input(buf.len() < before, buf.len(), tokio::time::Instant::now());
             while let Some(ev) = conn.poll_event() {
                 if let Some(p) = ctx.on_event(&mut conn, ev) {
                     pending.push(p);
@@ -145,7 +152,7 @@ pub(crate) async fn serve(
             conn.poll_transmit(&mut out);
             let wt = ctx.shared.policy.load().limits.read_timeout.0;
             match tokio::time::timeout(wt, stream.write_all(&out)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => clock.output(tokio::time::Instant::now()),
                 Ok(Err(e)) => {
                     tracing::debug!(%device, error = %e, "write failed; closing");
                     break;
@@ -165,12 +172,8 @@ pub(crate) async fn serve(
         {
             break;
         }
-        let limits = &ctx.shared.policy.load().limits;
-        let wait = if conn.open_sessions() > 0 || !buf.is_empty() {
-            limits.read_timeout.0
-        } else {
-            limits.idle_timeout.0
-        };
+        let limits = deadline::Limits::from_conf(&ctx.shared.policy.load().limits);
+        let (until, kind) = clock.deadline(&limits, conn.open_sessions() > 0);
         let reading = !peer_closed && conn.close_reason().is_none();
         // An idle connection holds no read buffer (thousands of idle single-connect
         // devices): it waits for readability and allocates only then.
@@ -183,10 +186,9 @@ pub(crate) async fn serve(
                 Ok(_) => {}
             },
             Some(done) = pending.next(), if !pending.is_empty() => ctx.on_done(&mut conn, done),
-            _ = tokio::time::sleep(wait), if pending.is_empty() => {
-                let open = conn.open_sessions();
-                tracing::debug!(%device, open_sessions = open, "timeout; closing");
-                metrics::counter!("tacvs_timeouts_total", "kind" => if open > 0 { "read" } else { "idle" }).increment(1);
+            _ = tokio::time::sleep_until(until), if pending.is_empty() => {
+                tracing::debug!(%device, open_sessions = conn.open_sessions(), timeout = kind.as_str(), "timeout; closing");
+                metrics::counter!("tacvs_timeouts_total", "kind" => kind.as_str()).increment(1);
                 break;
             }
             _ = shutdown.changed(), if !draining => draining = true,

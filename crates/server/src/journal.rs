@@ -10,6 +10,11 @@
 //! Files are `acct-YYYYMMDDTHHMMSSZ.jsonl` in the journal directory, rotated by
 //! size and age. At start-up a torn last line (a crash mid-write) is cut off and
 //! logged; a record is either whole or absent, never half-kept.
+//!
+//! Before each batch the writer checks that its file is still the one in the
+//! directory (not deleted: link count above zero; not replaced: same device and
+//! inode at its path). If it is not, it logs that and starts a new file, so
+//! records are never acknowledged into a file nobody can read.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -235,7 +240,7 @@ impl Writer {
                 buf.extend_from_slice(&p.line);
             }
             let t = Instant::now();
-            let result = self.write_batch(&buf);
+            let result = self.write_batch(&buf, t);
             metrics::histogram!("tacvs_journal_fsync_seconds").record(t.elapsed().as_secs_f64());
             metrics::counter!("tacvs_journal_batches_total").increment(1);
             match &result {
@@ -261,12 +266,17 @@ impl Writer {
         // Channel closed: every sender is gone; the last batch was synced above.
     }
 
-    fn write_batch(&mut self, buf: &[u8]) -> Result<(), JournalError> {
+    fn write_batch(&mut self, buf: &[u8], now: Instant) -> Result<(), JournalError> {
+        if !self.file_is_in_place().map_err(|e| self.err(e))? {
+            tracing::warn!(file = %self.path.display(), "the journal file was deleted or replaced while the server runs; starting a new one (records written since the previous batch are only in the old file)");
+            metrics::counter!("tacvs_journal_reopened_total").increment(1);
+            self.rotate(now).map_err(|e| self.err(e))?;
+        }
         if self.size > 0
             && (self.size + buf.len() as u64 > self.cfg.rotate_size
-                || self.opened.elapsed() >= self.cfg.rotate_interval)
+                || now.saturating_duration_since(self.opened) >= self.cfg.rotate_interval)
         {
-            self.rotate().map_err(|e| self.err(e))?;
+            self.rotate(now).map_err(|e| self.err(e))?;
         }
         if let Err(e) = self.file.write_all(buf).and_then(|_| self.file.sync_data()) {
             // A failed write may have left a partial line: cut it so the file stays whole.
@@ -277,13 +287,27 @@ impl Writer {
         Ok(())
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
-        let now = SystemTime::now();
+    /// Whether the open file is still linked at its path.
+    fn file_is_in_place(&self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let open = self.file.metadata()?;
+        if open.nlink() == 0 {
+            return Ok(false);
+        }
+        match fs::metadata(&self.path) {
+            Ok(m) => Ok(m.ino() == open.ino() && m.dev() == open.dev()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn rotate(&mut self, now: Instant) -> io::Result<()> {
+        let wall = SystemTime::now();
         let mut n = 0;
-        let mut path = self.cfg.dir.join(file_name(now, n));
+        let mut path = self.cfg.dir.join(file_name(wall, n));
         while path.exists() || path <= self.path {
             n += 1;
-            path = self.cfg.dir.join(file_name(now, n));
+            path = self.cfg.dir.join(file_name(wall, n));
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         // Make the new directory entry durable too.
@@ -294,7 +318,7 @@ impl Writer {
         self.file = file;
         self.path = path;
         self.size = 0;
-        self.opened = Instant::now();
+        self.opened = now;
         Ok(())
     }
 
@@ -326,6 +350,76 @@ mod tests {
         assert!(text.contains("a\\u2028b\\u0085c\\u007fd\\u202ee\\r\\n\\\"f\u{e9}"), "{text}");
         let back: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(back["user"], user, "the same value for a JSON reader");
+    }
+
+    fn writer(d: &Path, rotate_interval: Duration) -> Writer {
+        fs::create_dir_all(d).unwrap();
+        let (file, path, size, _) = open_latest(d).unwrap();
+        let cfg = JournalConfig { dir: d.to_owned(), rotate_size: 1 << 30, rotate_interval };
+        Writer { cfg, file, path, size, opened: Instant::now(), committed: None }
+    }
+
+    #[test]
+    fn a_file_deleted_while_running_is_noticed_and_a_new_one_started() {
+        let d = tmp("deleted");
+        let mut w = writer(&d, Duration::from_secs(3600));
+        let now = Instant::now();
+        w.write_batch(b"{\"n\":1}\n", now).unwrap();
+        fs::remove_file(journal_files(&d).unwrap().pop().unwrap()).unwrap();
+        w.write_batch(b"{\"n\":2}\n", now).unwrap();
+        assert_eq!(
+            read_lines(&d).unwrap(),
+            ["{\"n\":2}"],
+            "the record is in a file in the directory"
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_file_replaced_while_running_is_noticed() {
+        let d = tmp("replaced");
+        let mut w = writer(&d, Duration::from_secs(3600));
+        let now = Instant::now();
+        w.write_batch(b"{\"n\":1}\n", now).unwrap();
+        let p = journal_files(&d).unwrap().pop().unwrap();
+        fs::rename(&p, d.join("moved-away")).unwrap();
+        fs::write(&p, b"").unwrap();
+        w.write_batch(b"{\"n\":2}\n", now).unwrap();
+        assert_eq!(read_lines(&d).unwrap(), ["{\"n\":2}"]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn files_rotate_after_rotate_interval() {
+        let d = tmp("age");
+        let mut w = writer(&d, Duration::from_secs(60));
+        let t0 = Instant::now();
+        w.write_batch(b"{\"n\":1}\n", t0).unwrap();
+        w.write_batch(b"{\"n\":2}\n", t0 + Duration::from_secs(59)).unwrap();
+        assert_eq!(journal_files(&d).unwrap().len(), 1);
+        w.write_batch(b"{\"n\":3}\n", t0 + Duration::from_secs(60)).unwrap();
+        let files = journal_files(&d).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(fs::read_to_string(&files[1]).unwrap(), "{\"n\":3}\n");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_cuts_a_torn_record_and_appends_after_the_last_whole_one() {
+        let d = tmp("open-torn");
+        fs::create_dir_all(&d).unwrap();
+        let p = d.join("acct-20260101T000000Z-000.jsonl");
+        fs::write(&p, b"{\"a\":1}\n{\"b\":").unwrap();
+        let cfg = JournalConfig {
+            dir: d.clone(),
+            rotate_size: 1 << 30,
+            rotate_interval: Duration::from_secs(3600),
+        };
+        let (j, rec, _h) = Journal::open(cfg, None).unwrap();
+        assert_eq!((rec.file.as_path(), rec.torn_bytes_cut), (p.as_path(), 5));
+        j.append(b"{\"c\":3}".to_vec()).await.unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"a\":1}\n{\"c\":3}\n");
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -18,6 +18,7 @@
 pub mod authn;
 pub mod cache;
 mod conn;
+pub mod deadline;
 pub mod journal;
 pub mod listeners;
 pub mod lockout;

@@ -251,7 +251,15 @@ pub const PROXY_LISTENER: &str = "[[server.listen]]\naddress = \"127.0.0.1:0\"\n
 /// A PROXY v2 header naming `src` as the device, for a connection to `dst`.
 pub fn proxy_header(src: &str, dst: std::net::SocketAddr) -> Vec<u8> {
     use ppp::v2;
-    let a: v2::Addresses = (src.parse::<std::net::SocketAddr>().unwrap(), dst).into();
+    let src: std::net::SocketAddr = src.parse().unwrap();
+    // Both addresses of one family, as a director writes them.
+    let dst = match (src, dst) {
+        (std::net::SocketAddr::V6(_), std::net::SocketAddr::V4(d)) => {
+            std::net::SocketAddr::new(d.ip().to_ipv6_mapped().into(), d.port())
+        }
+        _ => dst,
+    };
+    let a: v2::Addresses = (src, dst).into();
     v2::Builder::with_addresses(v2::Version::Two | v2::Command::Proxy, v2::Protocol::Stream, a)
         .build()
         .unwrap()
@@ -427,4 +435,18 @@ async fn a_changed_password_replaces_the_old_one_and_persists_across_restart() {
     });
     assert_eq!(pap(&mut c, "bob", "bob-new-pass").await, AuthenStatus::Pass);
     server2.shutdown(Duration::from_millis(200)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accounting_record_that_cannot_be_stored_is_answered_error() {
+    // The newest journal file is /dev/full: every write fails with ENOSPC.
+    let dir = test_dir("acct-full");
+    std::fs::write(dir.join("server.toml"), config(&dir, &Conf::default())).unwrap();
+    std::fs::create_dir_all(dir.join("acct")).unwrap();
+    std::os::unix::fs::symlink("/dev/full", dir.join("acct/acct-29991231T235959Z-000.jsonl"))
+        .unwrap();
+    let h = start_in(dir).await;
+    let reply = account_from(&h, "127.3.4.5").await;
+    assert_eq!(reply.status, AcctStatus::Error);
+    assert!(String::from_utf8_lossy(&reply.server_msg).contains("not stored"), "{reply:?}");
 }

@@ -4,5 +4,6 @@
 
 mod authn;
 mod flows;
+mod limits;
 mod reload;
 mod support;
