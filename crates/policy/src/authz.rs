@@ -1,4 +1,19 @@
 //! Authorization evaluation (RFC 8907 §6): pure, with the reason for every decision.
+//!
+//! What a request can and cannot do:
+//!
+//! - A command is the `cmd` AV and every `cmd-arg` joined by single spaces.
+//!   When a request carries several non-empty `cmd` AVs (mandatory or
+//!   optional), every resulting line must be permitted.
+//! - A command holding a control character (CR, LF, NUL, ESC, DEL, C1), a Unicode
+//!   line or paragraph separator or a bidirectional control is refused: a
+//!   device could act on text a rule never saw (`show x\rconfigure ...`).
+//! - Service authorization follows RFC 8907 §6.1–6.2 for the AVs the server
+//!   sets itself: a *mandatory* AV in the request that disagrees with the
+//!   server's value (for `priv-lvl`: above what the user's group grants) fails
+//!   the request; an *optional* one that disagrees is replaced, answering
+//!   PASS_REPL with the corrected list; one that agrees stands, and the server
+//!   does not add a second value for it.
 
 use std::fmt;
 
@@ -12,12 +27,23 @@ use crate::policy::{Action, Policy, User};
 pub struct CommandLine(pub String);
 
 impl CommandLine {
-    /// Build from the request's AVs; `None` when there is no non-empty `cmd`.
+    /// The first command line of the request; `None` when there is no
+    /// non-empty `cmd`.
     pub fn from_args(args: &[Argument]) -> Option<CommandLine> {
-        let cmd = args.iter().find(|a| a.name() == b"cmd")?;
-        if cmd.value().is_empty() {
-            return None;
-        }
+        let cmd = args.iter().find(|a| a.name() == b"cmd" && !a.value().is_empty())?;
+        Some(Self::with_args(cmd, args))
+    }
+
+    /// Every command line of the request: one per non-empty `cmd` AV, each
+    /// with all the `cmd-arg`s.
+    pub fn all_from_args(args: &[Argument]) -> Vec<CommandLine> {
+        args.iter()
+            .filter(|a| a.name() == b"cmd" && !a.value().is_empty())
+            .map(|cmd| Self::with_args(cmd, args))
+            .collect()
+    }
+
+    fn with_args(cmd: &Argument, args: &[Argument]) -> CommandLine {
         let mut line = String::from_utf8_lossy(cmd.value()).into_owned();
         for a in args.iter().filter(|a| a.name() == b"cmd-arg") {
             if a.value() == b"<cr>" {
@@ -26,8 +52,26 @@ impl CommandLine {
             line.push(' ');
             line.push_str(&String::from_utf8_lossy(a.value()));
         }
-        Some(CommandLine(line))
+        CommandLine(line)
     }
+
+    /// The first character no command may hold, if any (see [`hostile_char`]).
+    pub fn hostile(&self) -> Option<char> {
+        self.0.chars().find(|&c| hostile_char(c))
+    }
+}
+
+/// Whether `c` must never reach a device inside a command, nor a log line
+/// raw: C0 and C1 controls and DEL, the Unicode line and paragraph separators,
+/// and the characters that reorder displayed text (bidi marks, embeddings,
+/// overrides and isolates; the byte-order mark).
+pub fn hostile_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{feff}'
+                | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 impl fmt::Display for CommandLine {
@@ -77,10 +121,36 @@ impl Policy {
                 "request has no service AV (RFC 8907 §6.1 makes it mandatory)".into(),
             );
         };
-        match CommandLine::from_args(&req.args) {
-            Some(line) => self.authorize_command(device_group, user, &service, &line),
-            None => self.authorize_service(user, &service, req),
+        let lines = CommandLine::all_from_args(&req.args);
+        if lines.is_empty() {
+            return self.authorize_service(user, &service, req);
         }
+        let mut last = None;
+        for line in &lines {
+            if let Some(c) = line.hostile() {
+                return AuthorDecision::fail(
+                    "command denied",
+                    format!("command holds the control character U+{:04X}", c as u32),
+                );
+            }
+            let d = self.authorize_command(device_group, user, &service, line);
+            if d.status != AuthorStatus::PassAdd {
+                return if lines.len() > 1 {
+                    AuthorDecision { reason: format!("{:?}: {}", line.0, d.reason), ..d }
+                } else {
+                    d
+                };
+            }
+            last = Some(d);
+        }
+        let d = last.expect("at least one line");
+        if lines.len() > 1 {
+            return AuthorDecision {
+                reason: format!("all {} cmd AVs permitted; last: {}", lines.len(), d.reason),
+                ..d
+            };
+        }
+        d
     }
 
     fn authorize_command(
@@ -143,13 +213,8 @@ impl Policy {
                 {
                     args.insert(0, a);
                 }
-                let status = if s.replace { AuthorStatus::PassRepl } else { AuthorStatus::PassAdd };
-                return AuthorDecision {
-                    status,
-                    args,
-                    server_msg: String::new(),
-                    reason: format!("group {:?} grants service {service:?}", g.name),
-                };
+                let reason = format!("group {:?} grants service {service:?}", g.name);
+                return reconcile(&req.args, args, s.replace, reason);
             }
         }
         AuthorDecision::fail(
@@ -157,6 +222,80 @@ impl Policy {
             format!("no group of user {:?} grants service {service:?}", user.name),
         )
     }
+}
+
+/// Answer a granted service request whose AVs may overlap the server's
+/// (RFC 8907 §6.1–6.2; see the module doc).
+fn reconcile(
+    request: &[Argument],
+    server: Vec<Argument>,
+    replace: bool,
+    reason: String,
+) -> AuthorDecision {
+    let configured = server.clone();
+    let mut server = server;
+    let mut substitute: Vec<(usize, Argument)> = Vec::new();
+    for (i, r) in request.iter().enumerate() {
+        if matches!(r.name(), b"service" | b"protocol" | b"cmd" | b"cmd-arg") {
+            continue;
+        }
+        let Some(si) = server.iter().position(|a| a.name() == r.name()) else { continue };
+        if agrees(r, &server[si]) {
+            // The request's value stands; do not send a second one.
+            server.remove(si);
+        } else if r.mandatory() {
+            return AuthorDecision::fail(
+                "authorization failed: a mandatory attribute is not allowed",
+                format!(
+                    "mandatory {} in the request conflicts with the server's {} (RFC 8907 §6.1); {reason}",
+                    r, server[si]
+                ),
+            );
+        } else {
+            substitute.push((i, server.remove(si)));
+        }
+    }
+    if replace {
+        // The configured list replaces the request's, as written.
+        return AuthorDecision {
+            status: AuthorStatus::PassRepl,
+            args: configured,
+            server_msg: String::new(),
+            reason,
+        };
+    }
+    if substitute.is_empty() {
+        return AuthorDecision {
+            status: AuthorStatus::PassAdd,
+            args: server,
+            server_msg: String::new(),
+            reason,
+        };
+    }
+    // Optional AVs replaced: the answer must list every AV to use (PASS_REPL).
+    let mut args: Vec<Argument> = request.to_vec();
+    let mut replaced = Vec::new();
+    for (i, a) in substitute {
+        replaced.push(format!("{} -> {}", args[i], a));
+        args[i] = a;
+    }
+    args.extend(server);
+    AuthorDecision {
+        status: AuthorStatus::PassRepl,
+        args,
+        server_msg: String::new(),
+        reason: format!("{reason}; optional {} replaced", replaced.join(", ")),
+    }
+}
+
+/// Whether a request's AV agrees with the server's value for it: `priv-lvl`
+/// at or below the server's, anything else equal.
+fn agrees(request: &Argument, server: &Argument) -> bool {
+    if request.name() == b"priv-lvl" {
+        let level = |a: &Argument| std::str::from_utf8(a.value()).ok()?.trim().parse::<u8>().ok();
+        return matches!((level(request), level(server)), (Some(r), Some(s)) if r <= s);
+    }
+    request.value() == server.value()
 }
 
 fn decide(action: Action, reason: String) -> AuthorDecision {

@@ -292,7 +292,7 @@ mod tests {
             "$6$rounds=7000$saltsaltsalt$x".to_owned(),
             "$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA".to_owned(),
             "$y$j9T$kfaeI5dhAkLCqpmjnEigU1$KAffl26ThRkzq7e7k4kyZWSMfiLowEaTLXfdgeGGS85".to_owned(),
-            PasswordHash::create(HashAlgorithm::Bcrypt, b"pw").unwrap(),
+            PasswordHash::create_with_cost(HashAlgorithm::Bcrypt, b"pw", 4).unwrap(),
             PasswordHash::create(HashAlgorithm::Argon2, b"pw").unwrap(),
         ];
         for text in &models {

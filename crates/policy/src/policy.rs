@@ -176,6 +176,9 @@ pub struct Policy {
     pub decoy_login: PasswordHash,
     /// The same for enable passwords.
     pub decoy_enable: PasswordHash,
+    /// What compiles but is probably not what was meant (short keys,
+    /// overlapping device groups); `tacvs check` prints these, the server logs them.
+    pub warnings: Vec<ConfigError>,
     users: HashMap<String, Arc<User>>,
     v4: PrefixMap<Ipv4Net, usize>,
     v6: PrefixMap<Ipv6Net, usize>,
@@ -226,15 +229,78 @@ pub fn load(path: &Path) -> Result<Policy, ConfigErrors> {
 pub fn parse(file: &str, src: &str, base: &Path) -> Result<Policy, ConfigErrors> {
     let loc = Locator { file, src };
     let raw: ServerFile = toml::from_str(src).map_err(|e| {
-        let msg = e.message().trim().to_owned();
+        if let Ok(t) = src.parse::<toml::Table>()
+            && t.contains_key("director")
+            && !t.contains_key("server")
+        {
+            return ConfigErrors(vec![loc.whole(
+                "this is a director configuration (it has a [director] table): run it with \
+                 `tacvs director -c FILE`; `tacvs server` takes a server configuration (see \
+                 examples/server.toml)",
+            )]);
+        }
+        let msg = redact_secrets(e.message().trim(), src, e.span());
         ConfigErrors(vec![match e.span() {
             Some(span) => loc.at(span.start, msg),
             None => loc.whole(msg),
         }])
     })?;
     let mut errs = Vec::new();
-    let policy = compile(raw, &loc, base, &mut errs);
+    let mut warns = Vec::new();
+    let mut policy = compile(raw, &loc, base, &mut errs, &mut warns);
+    policy.warnings = warns;
     if errs.is_empty() { Ok(policy) } else { Err(ConfigErrors(errs)) }
+}
+
+/// Fields whose values are secrets (or hashes of them): never echoed in an error.
+const SECRET_FIELDS: &[&str] = &["keys", "chap_secret", "password", "enable"];
+
+/// A parser message with every secret value of the file taken out: the values
+/// of [`SECRET_FIELDS`] where the file parses as TOML, and any quoted text
+/// when the line at fault names such a field.
+fn redact_secrets(msg: &str, src: &str, span: Option<std::ops::Range<usize>>) -> String {
+    fn collect(v: &toml::Value, secret: bool, out: &mut Vec<String>) {
+        match v {
+            toml::Value::String(s) if secret && !s.is_empty() => out.push(s.clone()),
+            toml::Value::Array(a) => a.iter().for_each(|x| collect(x, secret, out)),
+            toml::Value::Table(t) => t
+                .iter()
+                .for_each(|(k, x)| collect(x, secret || SECRET_FIELDS.contains(&k.as_str()), out)),
+            _ => {}
+        }
+    }
+    let mut out = msg.to_owned();
+    if let Ok(t) = src.parse::<toml::Table>() {
+        let mut secrets = Vec::new();
+        collect(&toml::Value::Table(t), false, &mut secrets);
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        for s in secrets {
+            out = out.replace(&s, "<secret>");
+        }
+    }
+    let line = span.map(|r| {
+        let start = src[..r.start.min(src.len())].rfind('\n').map_or(0, |i| i + 1);
+        let end = src[start..].find('\n').map_or(src.len(), |i| start + i);
+        &src[start..end]
+    });
+    if line.is_some_and(|l| SECRET_FIELDS.iter().any(|f| l.contains(f))) {
+        // Mask every quoted part of the message.
+        let mut masked = String::with_capacity(out.len());
+        let mut inside = false;
+        for c in out.chars() {
+            if c == '"' {
+                masked.push_str(if inside { "\"" } else { "\"<secret>" });
+                inside = !inside;
+            } else if !inside {
+                masked.push(c);
+            }
+        }
+        if inside {
+            masked.push('"');
+        }
+        out = masked;
+    }
+    out
 }
 
 fn names<'a, T>(
@@ -260,7 +326,23 @@ fn names<'a, T>(
     map
 }
 
-fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<ConfigError>) -> Policy {
+/// Keys shorter than this draw a warning.
+pub const MIN_KEY_CHARS: usize = 16;
+
+fn short_key(what: &str, n: usize, len: usize) -> String {
+    format!(
+        "{what}: key #{n} is {len} characters long; a short key can be guessed offline from one \
+         captured packet: use at least {MIN_KEY_CHARS} random characters"
+    )
+}
+
+fn compile(
+    raw: ServerFile,
+    loc: &Locator<'_>,
+    base: &Path,
+    errs: &mut Vec<ConfigError>,
+    warns: &mut Vec<ConfigError>,
+) -> Policy {
     // Listeners.
     let mut listeners = Vec::new();
     if raw.server.listen.is_empty() {
@@ -339,6 +421,7 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
     let mut v4 = PrefixMap::new();
     let mut v6 = PrefixMap::new();
     let mut seen: HashMap<IpNet, String> = HashMap::new();
+    let mut placed: Vec<(IpNet, usize, usize)> = Vec::new();
     let mut device_groups = Vec::new();
     for (i, d) in raw.device_groups.iter().enumerate() {
         if d.prefixes.is_empty() {
@@ -351,6 +434,7 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
             let Some(net) = parse_net(p, loc, errs) else {
                 continue;
             };
+            placed.push((net, i, p.span().start));
             if let Some(other) = seen.insert(net, d.name.get_ref().clone()) {
                 errs.push(loc.at(
                     p.span().start,
@@ -363,12 +447,13 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
             };
         }
         let mut keys: Vec<Key> = Vec::new();
+        let what = format!("device group {:?}", d.name.get_ref());
         for k in &d.keys {
             if k.is_empty() {
-                errs.push(loc.at(
-                    d.name.span().start,
-                    format!("device group {:?} has an empty key", d.name.get_ref()),
-                ));
+                errs.push(loc.at(d.name.span().start, format!("{what} has an empty key")));
+            } else if k.chars().count() < MIN_KEY_CHARS {
+                let n = keys.len() + 1;
+                warns.push(loc.at(d.name.span().start, short_key(&what, n, k.chars().count())));
             }
             keys.push(Key::new(k.as_bytes()));
         }
@@ -381,7 +466,15 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
                     .map(|l| l.trim_end_matches('\r'))
                     .filter(|l| !l.is_empty())
                 {
-                    Some(k) => keys.push(Key::new(k.as_bytes())),
+                    Some(k) => {
+                        if k.chars().count() < MIN_KEY_CHARS {
+                            let n = keys.len() + 1;
+                            warns.push(
+                                loc.at(kf.span().start, short_key(&what, n, k.chars().count())),
+                            );
+                        }
+                        keys.push(Key::new(k.as_bytes()))
+                    }
                     None => errs.push(loc.at(
                         kf.span().start,
                         format!(
@@ -414,6 +507,30 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
             keys: keys.into(),
             default_command_action,
         });
+    }
+
+    // A prefix inside another group's: legal (the longest prefix wins), but say so.
+    for &(net, gi, at) in &placed {
+        let Some(outer) = net.supernet() else { continue };
+        let covering = match outer {
+            IpNet::V4(o) => v4.get_lpm(&o).map(|(n, &g)| (IpNet::V4(n), g)),
+            IpNet::V6(o) => v6.get_lpm(&o).map(|(n, &g)| (IpNet::V6(n), g)),
+        };
+        if let Some((wide, gj)) = covering
+            && gj != gi
+        {
+            let (inner, outer) = (&raw.device_groups[gi].name, &raw.device_groups[gj].name);
+            warns.push(loc.at(
+                at,
+                format!(
+                    "prefix {net} of device group {:?} lies inside {wide} of device group {:?}: \
+                     devices in {net} belong to {:?} (the longest prefix wins)",
+                    inner.get_ref(),
+                    outer.get_ref(),
+                    inner.get_ref()
+                ),
+            ));
+        }
     }
 
     // Groups.
@@ -549,6 +666,7 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
         groups,
         decoy_login,
         decoy_enable,
+        warnings: Vec::new(),
         users,
         v4,
         v6,

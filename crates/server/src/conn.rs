@@ -302,8 +302,16 @@ impl Ctx {
     }
 
     fn reply(&self, conn: &mut ServerConnection, sid: u32, r: AuthenReply) {
-        if let Err(e) = conn.reply_authen(sid, r) {
-            tracing::warn!(device = %self.device, error = %e, "cannot send authentication reply");
+        match conn.reply_authen(sid, r) {
+            Ok(()) => {}
+            // A prompt the session has no sequence numbers left for: end it
+            // with ERROR rather than leave the device waiting.
+            Err(SessionError::SeqExhausted(_)) => {
+                let _ = conn.reply_error(sid, "Too many prompts in one session.");
+            }
+            Err(e) => {
+                tracing::warn!(device = %self.device, error = %e, "cannot send authentication reply")
+            }
         }
     }
 
@@ -444,8 +452,21 @@ impl Ctx {
         };
         let Some(user) = login.user.clone() else {
             if c.user_msg.is_empty() {
-                self.reply(conn, sid, prompt_reply(AuthenStatus::GetUser, ""));
+                login.tries += 1;
+                if login.tries >= self.shared.policy.load().auth.max_login_attempts {
+                    self.logins.remove(&sid);
+                    tracing::info!(device = %self.device, result = "error", reason = "no username given", "authentication");
+                    count("authen", "error", Instant::now());
+                    self.reply(
+                        conn,
+                        sid,
+                        AuthenReply::new(AuthenStatus::Error, "No username given."),
+                    );
+                } else {
+                    self.reply(conn, sid, prompt_reply(AuthenStatus::GetUser, ""));
+                }
             } else {
+                login.tries = 0;
                 let next = if login.chpass.is_some() {
                     ask("Old password: ")
                 } else {
@@ -462,8 +483,23 @@ impl Ctx {
                 Some(self.check_password(sid, user, c.user_msg.to_vec(), kind, priv_lvl, started))
             }
             Some(ChPass::New) => {
-                let min = self.shared.policy.load().auth.min_password_length;
+                let auth = &self.shared.policy.load().auth;
+                let min = auth.min_password_length;
                 if c.user_msg.len() < min {
+                    login.tries += 1;
+                    if login.tries >= auth.max_login_attempts {
+                        self.logins.remove(&sid);
+                        count("authen", "fail", started);
+                        self.reply(
+                            conn,
+                            sid,
+                            AuthenReply::new(
+                                AuthenStatus::Fail,
+                                "Too many short passwords; nothing was changed.",
+                            ),
+                        );
+                        return None;
+                    }
                     self.reply(
                         conn,
                         sid,

@@ -139,6 +139,7 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         tracing::warn!(file = %recovery.file.display(), bytes = recovery.torn_bytes_cut, "journal ended in a torn record (crash during a write); cut it off. That record was never acknowledged");
     }
     tracing::info!(file = %recovery.file.display(), "accounting journal open");
+    log_warnings(&policy);
     let a = &policy.auth;
     let passwords = passwords::PasswordStore::open(&a.password_store)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
@@ -254,6 +255,7 @@ impl ServerHandle {
         for &ni in &plan.add {
             bound.push((ni, listeners::bind(new[ni]).map_err(ReloadError::Listen)?));
         }
+        log_warnings(&policy);
         for what in restart_needed(&self.shared.policy(), &policy) {
             tracing::warn!(
                 setting = what,
@@ -310,6 +312,12 @@ impl ServerHandle {
         if left > 0 {
             tracing::warn!(connections = left, "shutdown: drain time is up; closing the rest");
         }
+    }
+}
+
+fn log_warnings(p: &Policy) {
+    for w in &p.warnings {
+        tracing::warn!(warning = %w, "configuration");
     }
 }
 

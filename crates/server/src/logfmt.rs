@@ -52,13 +52,10 @@ impl fmt::Debug for Esc<'_> {
 }
 
 /// Whether `c` must not appear raw in a log line: it ends or hides a line, or
-/// reorders what a reader sees.
+/// reorders what a reader sees (the characters no command may hold either,
+/// [`tacvs_policy::authz::hostile_char`]).
 pub fn is_unsafe(c: char) -> bool {
-    c.is_control() // C0, DEL, C1
-        || matches!(c, '\u{2028}' | '\u{2029}' // line / paragraph separator
-            | '\u{200e}' | '\u{200f}' | '\u{061c}' // direction marks
-            | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' // bidi embeddings, overrides, isolates
-            | '\u{feff}')
+    tacvs_policy::authz::hostile_char(c)
 }
 
 /// Write `c`, escaped when [`is_unsafe`].

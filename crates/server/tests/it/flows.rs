@@ -450,3 +450,23 @@ async fn an_accounting_record_that_cannot_be_stored_is_answered_error() {
     assert_eq!(reply.status, AcctStatus::Error);
     assert!(String::from_utf8_lossy(&reply.server_msg).contains("not stored"), "{reply:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ascii_login_that_never_gives_a_username_ends_with_error() {
+    let h = start("no-username", Conf::default()).await;
+    let mut empty = Script::new(&[""; 200]);
+    let s = start_pkt(AuthenType::Ascii, AuthenService::Login, "", vec![]);
+    let r = h.client().authenticate(s, &mut empty).await.unwrap();
+    assert_eq!(r.status, AuthenStatus::Error, "{:?}", r.server_msg);
+    assert_eq!(empty.prompts.len(), 3, "max_login_attempts prompts for a name");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_change_with_only_short_passwords_ends() {
+    let h = start("chpass-all-short", chpass_on()).await;
+    let mut script = Script::new(&["bob-pass", "a", "b", "c", "d", "e"]);
+    let r = h.client().authenticate(chpass("bob"), &mut script).await.unwrap();
+    assert_eq!(r.status, AuthenStatus::Fail);
+    assert!(String::from_utf8_lossy(&r.server_msg).contains("nothing was changed"));
+    assert_eq!(script.answers, ["d", "e"], "three short tries, then the end");
+}
