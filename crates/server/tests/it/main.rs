@@ -5,5 +5,6 @@
 mod authn;
 mod flows;
 mod limits;
+mod logs;
 mod reload;
 mod support;
