@@ -85,7 +85,7 @@ impl HashPool {
 }
 
 /// What is being checked.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub enum Credential {
     /// A password (PAP, ASCII, enable, the old password of a change).
     Password(Vec<u8>),

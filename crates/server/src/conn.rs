@@ -1,6 +1,10 @@
-//! One connection: PROXY intake, device lookup, limits, then the loop that feeds
-//! the protocol machine, runs slow work (hash checks, journal writes) without
-//! stalling other sessions on the same connection, and writes replies.
+//! One connection, the I/O side: PROXY intake, device lookup, limits, then
+//! the loop that feeds the protocol machine ([`ServerConnection`]), answers
+//! authorization inline, runs slow work (credential checks, password stores,
+//! journal appends) without stalling other sessions on the same connection,
+//! and writes replies. The decisions are elsewhere and pure: the dialogue of
+//! each authentication session in [`crate::login`], deadlines in
+//! [`crate::deadline`], authorization in the policy.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,47 +14,28 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde::Serialize;
-use tacvs_policy::Policy;
 use tacvs_policy::policy::Listener;
-use tacvs_proto::*;
+use tacvs_proto::{
+    AaaRequest, AcctReply, AcctRequest, AcctStatus, AuthenContinue, AuthenReply, AuthenStart,
+    AuthorResponse, ProtocolError, Request, ServerConfig, ServerConnection, ServerEvent,
+    SessionError,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::authn::{Check, CredKind, Credential, Verdict};
-use crate::journal::JournalError;
+use crate::authn::{Check, Verdict};
+use crate::journal::{AcctRecord, JournalError};
 use crate::logfmt::Esc;
-use crate::{Shared, deadline};
+use crate::login::{Action, Log, Login};
+use crate::{Shared, deadline, login};
 
 type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
 
-/// The result of slow work, applied back to the protocol machine.
+/// The result of slow work, applied back to the session that asked for it.
 enum Done {
-    Password { sid: u32, user: Bytes, verdict: Verdict, started: Instant, chap: bool },
-    Acct { sid: u32, result: Result<(), JournalError>, started: Instant, user: String },
-    Changed { sid: u32, user: String, result: Result<(), String>, started: Instant },
-}
-
-/// An interactive (ASCII) login in progress.
-struct Login {
-    user: Option<Bytes>,
-    tries: u8,
-    kind: CredKind,
-    priv_lvl: u8,
-    started: Instant,
-    /// A password change (CHPASS): what the next answer is.
-    chpass: Option<ChPass>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ChPass {
-    Old,
-    New,
-    Confirm(Vec<u8>),
-}
-
-fn ask(msg: &str) -> AuthenReply {
-    AuthenReply { noecho: true, ..AuthenReply::new(AuthenStatus::GetPass, msg.to_owned()) }
+    Verified { sid: u32, verdict: Verdict },
+    Stored { sid: u32, result: Result<(), String> },
+    Acct { sid: u32, result: Result<(), JournalError>, started: Instant, user: Bytes },
 }
 
 struct Ctx {
@@ -234,33 +219,10 @@ impl Drop for SourceSlot {
     }
 }
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn count(kind: &'static str, result: &'static str, started: Instant) {
+fn count(kind: &'static str, result: &'static str, elapsed: std::time::Duration) {
     metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result).increment(1);
     metrics::histogram!("tacvs_request_duration_seconds", "type" => kind)
-        .record(started.elapsed().as_secs_f64());
-}
-
-#[derive(Serialize)]
-struct AcctRecord<'a> {
-    time: String,
-    server: &'a str,
-    device: String,
-    device_port: u16,
-    device_group: &'a str,
-    session_id: u32,
-    record: &'static str,
-    user: String,
-    port: String,
-    rem_addr: String,
-    priv_lvl: u8,
-    authen_method: &'static str,
-    authen_type: &'static str,
-    authen_service: &'static str,
-    args: Vec<String>,
+        .record(elapsed.as_secs_f64());
 }
 
 impl Ctx {
@@ -271,11 +233,11 @@ impl Ctx {
                 if key_index > 0 && !self.rotated_key_logged {
                     // Once per connection: which of the group's keys this device uses.
                     self.rotated_key_logged = true;
-                    tracing::info!(device = %self.device, device_group = %self.dg_name, key_index, "device uses key #{} of its group (not the first: rotation in progress)", key_index + 1);
+                    tracing::info!(device = %self.device, device_group = %self.dg_name, key_number = key_index + 1, "device uses a later key of its group (not the first: rotation in progress)");
                 }
                 match request {
-                    Request::AuthenStart(s) => self.authen_start(conn, sid, s, now),
-                    Request::AuthenContinue(c) => self.authen_continue(conn, sid, c),
+                    Request::AuthenStart(s) => self.authen_start(conn, sid, &s, now),
+                    Request::AuthenContinue(c) => self.authen_continue(conn, sid, &c, now),
                     Request::Author(r) => {
                         self.authorize(conn, sid, &r, now);
                         None
@@ -286,7 +248,8 @@ impl Ctx {
             ServerEvent::AuthenAborted { session_id, reason } => {
                 self.logins.remove(&session_id);
                 tracing::info!(device = %self.device, reason = %Esc(&reason), "authentication aborted by the client");
-                count("authen", "abort", now);
+                metrics::counter!("tacvs_requests_total", "type" => "authen", "result" => "abort")
+                    .increment(1);
                 None
             }
             ServerEvent::ProtocolError { session_id, error } => {
@@ -294,10 +257,101 @@ impl Ctx {
                     ProtocolError::WrongKey { .. } => "wrong_key",
                     _ => "protocol_error",
                 };
-                tracing::warn!(device = %self.device, device_group = %self.dg_name, session = ?session_id, %error, "protocol error; closing the connection");
+                let session = session_id.map(|s| format!("{s:#010x}")).unwrap_or_default();
+                tracing::warn!(device = %self.device, device_group = %self.dg_name, session, %error, "protocol error; closing the connection");
                 metrics::counter!("tacvs_rejects_total", "reason" => reason).increment(1);
                 None
             }
+        }
+    }
+
+    fn settings(&self) -> login::Settings {
+        login::Settings::from_conf(&self.shared.policy.load().auth)
+    }
+
+    fn authen_start(
+        &mut self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        s: &AuthenStart,
+        now: Instant,
+    ) -> Option<Pending> {
+        let (login, action) = Login::start(s, &self.settings(), now);
+        self.act(conn, sid, login, action)
+    }
+
+    fn authen_continue(
+        &mut self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        c: &AuthenContinue,
+        now: Instant,
+    ) -> Option<Pending> {
+        let Some(mut login) = self.logins.remove(&sid) else {
+            self.reply(
+                conn,
+                sid,
+                AuthenReply::new(tacvs_proto::AuthenStatus::Error, "unexpected CONTINUE"),
+            );
+            return None;
+        };
+        let action = login.answered(&c.user_msg, &self.settings(), now);
+        self.act(conn, sid, login, action)
+    }
+
+    /// Carry out what the session's machine asked for; keep the machine while
+    /// the session goes on.
+    fn act(
+        &mut self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        login: Login,
+        action: Action,
+    ) -> Option<Pending> {
+        let pending = match action {
+            Action::Reply { reply, log } => {
+                if let Some(l) = log {
+                    self.log(&l);
+                }
+                self.reply(conn, sid, reply);
+                None
+            }
+            Action::Verify { user, credential, kind, priv_lvl } => {
+                let check = Check { user, credential, kind, priv_lvl, src: self.device.ip() };
+                let shared = self.shared.clone();
+                Some(Box::pin(async move {
+                    let verdict = crate::authn::verify(&shared, check).await;
+                    Done::Verified { sid, verdict }
+                }) as Pending)
+            }
+            Action::Store { user, password } => {
+                let shared = self.shared.clone();
+                Some(Box::pin(async move {
+                    let result =
+                        tokio::task::spawn_blocking(move || store(&shared, &user, &password))
+                            .await
+                            .unwrap_or_else(|e| Err(e.to_string()));
+                    Done::Stored { sid, result }
+                }) as Pending)
+            }
+        };
+        if !login.is_done() {
+            self.logins.insert(sid, login);
+        }
+        pending
+    }
+
+    fn log(&self, l: &Log) {
+        tracing::info!(
+            device = %self.device,
+            user = %Esc(&l.user),
+            method = %l.method,
+            result = l.result,
+            reason = %l.reason,
+            "{}", l.event
+        );
+        if l.last {
+            count("authen", l.result, l.elapsed);
         }
     }
 
@@ -315,326 +369,21 @@ impl Ctx {
         }
     }
 
-    fn authen_start(
-        &mut self,
-        conn: &mut ServerConnection,
-        sid: u32,
-        s: AuthenStart,
-        started: Instant,
-    ) -> Option<Pending> {
-        let kind = if s.authen_service == AuthenService::Enable {
-            CredKind::Enable
-        } else {
-            CredKind::Login
-        };
-        match s.action {
-            AuthenAction::Login => {}
-            AuthenAction::ChangePassword => {
-                let allowed = self.shared.policy.load().auth.change_password;
-                if !allowed || s.authen_type != AuthenType::Ascii {
-                    tracing::info!(device = %self.device, user = %Esc(&s.user), allowed, "password change refused");
-                    count("authen", "fail", started);
-                    let msg = if allowed {
-                        "Changing a password needs an ASCII session."
-                    } else {
-                        "Changing passwords is not enabled on this server; ask your administrator."
-                    };
-                    self.reply(conn, sid, AuthenReply::new(AuthenStatus::Fail, msg));
-                    return None;
-                }
-                let user = (!s.user.is_empty()).then(|| s.user.clone());
-                let first = if user.is_some() {
-                    ask("Old password: ")
-                } else {
-                    prompt_reply(AuthenStatus::GetUser, "")
-                };
-                self.logins.insert(
-                    sid,
-                    Login {
-                        user,
-                        tries: 0,
-                        kind,
-                        priv_lvl: s.priv_lvl.get(),
-                        started,
-                        chpass: Some(ChPass::Old),
-                    },
-                );
-                self.reply(conn, sid, first);
-                return None;
-            }
-            AuthenAction::SendAuth => {
-                count("authen", "fail", started);
-                self.reply(
-                    conn,
-                    sid,
-                    AuthenReply::new(
-                        AuthenStatus::Fail,
-                        "SENDAUTH is not supported by this server.",
-                    ),
-                );
-                return None;
-            }
-        }
-        match s.authen_type {
-            AuthenType::Ascii => {
-                let user = (!s.user.is_empty()).then(|| s.user.clone());
-                let prompt =
-                    if user.is_some() { AuthenStatus::GetPass } else { AuthenStatus::GetUser };
-                self.logins.insert(
-                    sid,
-                    Login {
-                        user,
-                        tries: 0,
-                        kind,
-                        priv_lvl: s.priv_lvl.get(),
-                        started,
-                        chpass: None,
-                    },
-                );
-                self.reply(conn, sid, prompt_reply(prompt, ""));
-                None
-            }
-            AuthenType::Pap => Some(self.check_password(
-                sid,
-                s.user.clone(),
-                s.data.to_vec(),
-                kind,
-                s.priv_lvl.get(),
-                started,
-            )),
-            AuthenType::Chap | AuthenType::MsChapV1 | AuthenType::MsChapV2 => {
-                if kind == CredKind::Enable {
-                    tracing::info!(device = %self.device, user = %Esc(&s.user), method = %s.authen_type, result = "fail", reason = "enable via CHAP", "enable");
-                    count("authen", "fail", started);
-                    self.reply(
-                        conn,
-                        sid,
-                        AuthenReply::new(
-                            AuthenStatus::Fail,
-                            "Enable with CHAP is not supported; use ASCII or PAP.",
-                        ),
-                    );
-                    return None;
-                }
-                let check = Check {
-                    user: s.user.clone(),
-                    credential: Credential::Chap {
-                        authen_type: s.authen_type,
-                        data: s.data.clone(),
-                    },
-                    kind,
-                    priv_lvl: s.priv_lvl.get(),
-                    src: self.device.ip(),
-                };
-                let shared = self.shared.clone();
-                let user = s.user.clone();
-                Some(Box::pin(async move {
-                    let verdict = crate::authn::verify(&shared, check).await;
-                    Done::Password { sid, user, verdict, started, chap: true }
-                }))
-            }
-            AuthenType::NotSet => {
-                self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "authen_type not set"));
-                None
-            }
-        }
-    }
-
-    fn authen_continue(
-        &mut self,
-        conn: &mut ServerConnection,
-        sid: u32,
-        c: AuthenContinue,
-    ) -> Option<Pending> {
-        let Some(login) = self.logins.get_mut(&sid) else {
-            self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "unexpected CONTINUE"));
-            return None;
-        };
-        let Some(user) = login.user.clone() else {
-            if c.user_msg.is_empty() {
-                login.tries += 1;
-                if login.tries >= self.shared.policy.load().auth.max_login_attempts {
-                    self.logins.remove(&sid);
-                    tracing::info!(device = %self.device, result = "error", reason = "no username given", "authentication");
-                    count("authen", "error", Instant::now());
-                    self.reply(
-                        conn,
-                        sid,
-                        AuthenReply::new(AuthenStatus::Error, "No username given."),
-                    );
-                } else {
-                    self.reply(conn, sid, prompt_reply(AuthenStatus::GetUser, ""));
-                }
-            } else {
-                login.tries = 0;
-                let next = if login.chpass.is_some() {
-                    ask("Old password: ")
-                } else {
-                    prompt_reply(AuthenStatus::GetPass, "")
-                };
-                login.user = Some(c.user_msg);
-                self.reply(conn, sid, next);
-            }
-            return None;
-        };
-        let (kind, priv_lvl, started) = (login.kind, login.priv_lvl, login.started);
-        match login.chpass.clone() {
-            None | Some(ChPass::Old) => {
-                Some(self.check_password(sid, user, c.user_msg.to_vec(), kind, priv_lvl, started))
-            }
-            Some(ChPass::New) => {
-                let auth = &self.shared.policy.load().auth;
-                let min = auth.min_password_length;
-                if c.user_msg.len() < min {
-                    login.tries += 1;
-                    if login.tries >= auth.max_login_attempts {
-                        self.logins.remove(&sid);
-                        count("authen", "fail", started);
-                        self.reply(
-                            conn,
-                            sid,
-                            AuthenReply::new(
-                                AuthenStatus::Fail,
-                                "Too many short passwords; nothing was changed.",
-                            ),
-                        );
-                        return None;
-                    }
-                    self.reply(
-                        conn,
-                        sid,
-                        ask(&format!("Too short: use at least {min} characters. New password: ")),
-                    );
-                } else {
-                    login.chpass = Some(ChPass::Confirm(c.user_msg.to_vec()));
-                    self.reply(conn, sid, ask("Retype new password: "));
-                }
-                None
-            }
-            Some(ChPass::Confirm(new)) => {
-                self.logins.remove(&sid);
-                if new != c.user_msg {
-                    count("authen", "fail", started);
-                    self.reply(
-                        conn,
-                        sid,
-                        AuthenReply::new(
-                            AuthenStatus::Fail,
-                            "The passwords differ; nothing was changed.",
-                        ),
-                    );
-                    return None;
-                }
-                let shared = self.shared.clone();
-                let name = lossy(&user);
-                Some(Box::pin(async move {
-                    let n = name.clone();
-                    let result = tokio::task::spawn_blocking(move || {
-                        let hash = tacvs_policy::PasswordHash::create(
-                            tacvs_policy::HashAlgorithm::Sha512Crypt,
-                            &new,
-                        )?;
-                        shared.passwords.set(&n, hash)?;
-                        shared.cache().clear();
-                        Ok(())
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()));
-                    Done::Changed { sid, user: name, result, started }
-                }))
-            }
-        }
-    }
-
-    /// Verify a password off the async threads; the result comes back as `Done`.
-    fn check_password(
-        &self,
-        sid: u32,
-        user: Bytes,
-        password: Vec<u8>,
-        kind: CredKind,
-        priv_lvl: u8,
-        started: Instant,
-    ) -> Pending {
-        let shared = self.shared.clone();
-        let check = Check {
-            user: user.clone(),
-            credential: Credential::Password(password),
-            kind,
-            priv_lvl,
-            src: self.device.ip(),
-        };
-        Box::pin(async move {
-            let verdict = crate::authn::verify(&shared, check).await;
-            Done::Password { sid, user, verdict, started, chap: false }
-        })
-    }
-
     fn on_done(&mut self, conn: &mut ServerConnection, done: Done) {
+        let now = Instant::now();
         match done {
-            Done::Changed { sid, user, result, started } => {
-                let reply = match &result {
-                    Ok(()) => {
-                        tracing::info!(device = %self.device, user = %Esc(user.as_bytes()), "password changed");
-                        AuthenReply::new(AuthenStatus::Pass, "Password changed.")
-                    }
-                    Err(e) => {
-                        tracing::error!(device = %self.device, user = %Esc(user.as_bytes()), error = %e, "password change not stored");
-                        AuthenReply::new(
-                            AuthenStatus::Error,
-                            "The new password could not be stored; nothing was changed.",
-                        )
-                    }
-                };
-                count("authen", if result.is_ok() { "pass" } else { "error" }, started);
-                self.reply(conn, sid, reply);
-            }
-            Done::Password { sid, user, verdict, started, .. }
-                if self.logins.get(&sid).is_some_and(|l| l.chpass.is_some()) =>
-            {
-                // The old password of a change: on success ask for the new one.
-                let reply = if verdict == Verdict::Pass {
-                    if let Some(l) = self.logins.get_mut(&sid) {
-                        l.chpass = Some(ChPass::New);
-                    }
-                    ask("New password: ")
-                } else {
-                    self.logins.remove(&sid);
-                    count("authen", verdict.result(), started);
-                    tracing::info!(device = %self.device, user = %Esc(&user), reason = %why(verdict), "password change refused: old password not verified");
-                    refusal_reply(verdict, "Old password incorrect; nothing was changed.")
-                };
-                self.reply(conn, sid, reply);
-            }
-            Done::Password { sid, user, verdict, started, chap } => {
-                let ascii = self.logins.get_mut(&sid);
-                let max_tries = self.shared.policy.load().auth.max_login_attempts;
-                let reply = match (verdict, ascii) {
-                    (Verdict::Pass, _) => {
-                        self.logins.remove(&sid);
-                        AuthenReply::new(AuthenStatus::Pass, "")
-                    }
-                    (Verdict::Fail(_), Some(l)) if l.tries + 1 < max_tries => {
-                        l.tries += 1;
-                        prompt_reply(AuthenStatus::GetPass, "Password incorrect. ")
-                    }
-                    (v, _) => {
-                        self.logins.remove(&sid);
-                        refusal_reply(
-                            v,
-                            if chap {
-                                "CHAP or MS-CHAP authentication failed (these need a chap_secret configured for the user)."
-                            } else {
-                                "Authentication failed."
-                            },
-                        )
-                    }
-                };
-                if reply.status != AuthenStatus::GetPass {
-                    count("authen", verdict.result(), started);
+            Done::Verified { sid, verdict } => {
+                if let Some(mut login) = self.logins.remove(&sid) {
+                    let action = login.verified(verdict, &self.settings(), now);
+                    // A verification never asks for more slow work.
+                    let _ = self.act(conn, sid, login, action);
                 }
-                tracing::info!(device = %self.device, user = %Esc(&user), result = verdict.result(), reason = %why(verdict), "authentication");
-                self.reply(conn, sid, reply);
+            }
+            Done::Stored { sid, result } => {
+                if let Some(mut login) = self.logins.remove(&sid) {
+                    let action = login.stored(result, now);
+                    let _ = self.act(conn, sid, login, action);
+                }
             }
             Done::Acct { sid, result, started, user } => {
                 let r = match &result {
@@ -642,14 +391,14 @@ impl Ctx {
                         conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new()))
                     }
                     Err(e) => {
-                        tracing::error!(device = %self.device, user = %Esc(user.as_bytes()), error = %e, "accounting record not stored; replying ERROR");
+                        tracing::error!(device = %self.device, user = %Esc(&user), error = %e, "accounting record not stored; replying ERROR");
                         conn.reply_acct(
                             sid,
                             AcctReply::new(AcctStatus::Error, "accounting record not stored"),
                         )
                     }
                 };
-                count("acct", if result.is_ok() { "success" } else { "error" }, started);
+                count("acct", if result.is_ok() { "success" } else { "error" }, started.elapsed());
                 if let Err(e) = r {
                     tracing::debug!(device = %self.device, error = %e, "accounting reply not sent");
                 }
@@ -658,7 +407,7 @@ impl Ctx {
     }
 
     fn authorize(&self, conn: &mut ServerConnection, sid: u32, r: &AaaRequest, started: Instant) {
-        let policy: Arc<Policy> = self.shared.policy();
+        let policy = self.shared.policy.load();
         let d = policy.authorize(self.dg, r);
         let cmd = tacvs_policy::CommandLine::from_args(&r.args);
         tracing::info!(
@@ -669,7 +418,7 @@ impl Ctx {
             reason = %d.reason,
             "authorization"
         );
-        count("author", d.status.as_str(), started);
+        count("author", d.status.as_str(), started.elapsed());
         let mut resp = AuthorResponse::new(d.status, d.server_msg);
         resp.args = d.args;
         if let Err(e) = conn.reply_author(sid, resp) {
@@ -681,25 +430,25 @@ impl Ctx {
         let policy = self.shared.policy.load();
         let q = &r.request;
         let rec = AcctRecord {
-            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            server: &policy.server_name,
-            device: crate::canonical_ip(self.device.ip()).to_string(),
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string().into(),
+            server: policy.server_name.as_str().into(),
+            device: self.device.ip().to_string().into(),
             device_port: self.device.port(),
-            device_group: &self.dg_name,
+            device_group: self.dg_name.as_str().into(),
             session_id: sid,
-            record: r.flags.as_str(),
-            user: lossy(&q.user),
-            port: lossy(&q.port),
-            rem_addr: lossy(&q.rem_addr),
+            record: r.flags.as_str().into(),
+            user: String::from_utf8_lossy(&q.user),
+            port: String::from_utf8_lossy(&q.port),
+            rem_addr: String::from_utf8_lossy(&q.rem_addr),
             priv_lvl: q.priv_lvl.get(),
-            authen_method: q.authen_method.as_str(),
-            authen_type: q.authen_type.as_str(),
-            authen_service: q.authen_service.as_str(),
+            authen_method: q.authen_method.as_str().into(),
+            authen_type: q.authen_type.as_str().into(),
+            authen_service: q.authen_service.as_str().into(),
             args: q.args.iter().map(|a| a.to_string()).collect(),
         };
         let line = crate::journal::to_line(&rec);
-        let user = rec.user.clone();
-        tracing::debug!(device = %self.device, user = %Esc(user.as_bytes()), record = rec.record, "accounting");
+        tracing::debug!(device = %self.device, user = %Esc(&q.user), record = %rec.record, "accounting");
+        let user = q.user.clone();
         let journal = self.shared.journal.clone();
         Box::pin(async move {
             let result = journal.append(line).await;
@@ -708,33 +457,13 @@ impl Ctx {
     }
 }
 
-/// The final reply for a check that did not pass.
-fn refusal_reply(v: Verdict, fail_msg: &'static str) -> AuthenReply {
-    match v {
-        Verdict::Refused(_) => {
-            AuthenReply::new(AuthenStatus::Fail, "Too many failed logins; try again later.")
-        }
-        Verdict::Busy => AuthenReply::new(AuthenStatus::Error, "Server busy; try again."),
-        Verdict::Malformed => AuthenReply::new(AuthenStatus::Error, "Malformed CHAP data."),
-        Verdict::Pass | Verdict::Fail(_) => AuthenReply::new(AuthenStatus::Fail, fail_msg),
-    }
-}
-
-/// The reason for the log.
-fn why(v: Verdict) -> std::borrow::Cow<'static, str> {
-    match v {
-        Verdict::Pass => "verified".into(),
-        Verdict::Fail(w) => w.into(),
-        Verdict::Refused(r) => r.to_string().into(),
-        Verdict::Busy => "hash queue full".into(),
-        Verdict::Malformed => "malformed CHAP data".into(),
-    }
-}
-
-fn prompt_reply(status: AuthenStatus, prefix: &str) -> AuthenReply {
-    let (msg, noecho) = match status {
-        AuthenStatus::GetUser => ("Username: ", false),
-        _ => ("Password: ", true),
-    };
-    AuthenReply { noecho, ..AuthenReply::new(status, format!("{prefix}{msg}")) }
+/// Hash a new password and store it (blocking: run off the async threads);
+/// the credential cache starts a new generation.
+fn store(shared: &Shared, user: &[u8], password: &[u8]) -> Result<(), String> {
+    let name = String::from_utf8_lossy(user);
+    let hash =
+        tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha512Crypt, password)?;
+    shared.passwords.set(&name, hash)?;
+    shared.cache().clear();
+    Ok(())
 }

@@ -16,6 +16,7 @@
 //! inode at its path). If it is not, it logs that and starts a new file, so
 //! records are never acknowledged into a file nobody can read.
 
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -99,6 +100,51 @@ impl Journal {
         self.tx.send(Pending { line, ack }).map_err(|_| JournalError::Closed)?;
         rx.await.map_err(|_| JournalError::Closed)?
     }
+}
+
+/// One accounting record as the journal keeps it (one JSON object a line):
+/// what the server writes and what every reader (the lab, the demo, tests,
+/// tools) reads back. Strings borrow while writing and own once read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AcctRecord<'a> {
+    /// When the server received it (RFC 3339, milliseconds, UTC).
+    pub time: Cow<'a, str>,
+    /// The server's name (`[server] name`).
+    pub server: Cow<'a, str>,
+    /// The device's address (after PROXY intake).
+    pub device: Cow<'a, str>,
+    /// The device's source port.
+    pub device_port: u16,
+    /// The device group it belongs to.
+    pub device_group: Cow<'a, str>,
+    /// The TACACS+ session id.
+    pub session_id: u32,
+    /// start, stop, watchdog or watchdog-update (RFC 8907 §7.1 flags).
+    pub record: Cow<'a, str>,
+    /// The user field as sent.
+    pub user: Cow<'a, str>,
+    /// The port field.
+    pub port: Cow<'a, str>,
+    /// The rem_addr field.
+    pub rem_addr: Cow<'a, str>,
+    /// The priv_lvl field.
+    pub priv_lvl: u8,
+    /// authen_method (RFC 8907 §6.1 names).
+    pub authen_method: Cow<'a, str>,
+    /// authen_type.
+    pub authen_type: Cow<'a, str>,
+    /// authen_service.
+    pub authen_service: Cow<'a, str>,
+    /// Every AV, in order, as `name=value` / `name*value`.
+    pub args: Vec<String>,
+}
+
+/// Every record in the journal directory, oldest first.
+pub fn read_records(dir: &Path) -> io::Result<Vec<AcctRecord<'static>>> {
+    read_lines(dir)?
+        .iter()
+        .map(|l| serde_json::from_str(l).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)))
+        .collect()
 }
 
 /// One record as a JSON line (without the newline). Beyond what JSON requires,

@@ -23,6 +23,7 @@ pub mod journal;
 pub mod listeners;
 pub mod lockout;
 pub mod logfmt;
+pub mod login;
 pub mod passwords;
 pub mod proxy;
 pub mod signals;

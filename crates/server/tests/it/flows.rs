@@ -155,11 +155,11 @@ async fn accounting_lands_in_the_journal_with_the_device_address() {
     assert_eq!(account_from(&h, "127.3.4.5").await.status, AcctStatus::Success);
     let j = h.journal();
     assert_eq!(j.len(), 1);
-    assert_eq!(j[0]["device"], "127.3.4.5");
-    assert_eq!(j[0]["record"], "stop");
-    assert_eq!(j[0]["user"], "alice");
-    assert_eq!(j[0]["server"], "test-rs");
-    assert_eq!(j[0]["args"][0], "task_id=77");
+    assert_eq!(j[0].device, "127.3.4.5");
+    assert_eq!(j[0].record, "stop");
+    assert_eq!(j[0].user, "alice");
+    assert_eq!(j[0].server, "test-rs");
+    assert_eq!(j[0].args[0], "task_id=77");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,8 +287,8 @@ async fn a_trusted_director_relays_the_device_address() {
         Some(ClientEvent::AcctReply { reply: AcctReply { status: AcctStatus::Success, .. }, .. })
     ));
     let j = h.journal();
-    assert_eq!(j[0]["device"], "127.44.0.9", "the device's address, not the director's");
-    assert_eq!(j[0]["device_port"], 50000);
+    assert_eq!(j[0].device, "127.44.0.9", "the device's address, not the director's");
+    assert_eq!(j[0].device_port, 50000);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

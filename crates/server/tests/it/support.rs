@@ -166,12 +166,8 @@ impl Harness {
             ..ClientOptions::new(self.addr(), Some(Key::new(KEY)))
         }
     }
-    pub fn journal(&self) -> Vec<serde_json::Value> {
-        tacvs_server::journal::read_lines(&self.dir.join("acct"))
-            .unwrap()
-            .iter()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+    pub fn journal(&self) -> Vec<tacvs_server::journal::AcctRecord<'static>> {
+        tacvs_server::journal::read_records(&self.dir.join("acct")).unwrap()
     }
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("server.toml")
