@@ -67,31 +67,54 @@ fn base() -> Policy {
 }
 
 #[test]
-fn example_decisions() {
+fn the_example_lab_group_covers_loopback_only() {
     let p = example();
-    let (lab, g) = p.device_group("127.0.0.1".parse().unwrap()).unwrap();
+    let (_, g) = p.device_group("127.0.0.1".parse().unwrap()).unwrap();
     assert_eq!(g.name, "lab");
     assert!(p.device_group("::1".parse().unwrap()).is_some());
     assert!(p.device_group("192.0.2.1".parse().unwrap()).is_none());
+}
 
-    assert_eq!(
-        p.authorize(lab, &req("alice", "shell", Some("configure terminal"))).status,
-        AuthorStatus::PassAdd
-    );
-    let bob_show = p.authorize(lab, &req("bob", "shell", Some("show running-config")));
-    assert_eq!(bob_show.status, AuthorStatus::PassAdd);
-    assert!(
-        bob_show.reason.contains("readonly") && bob_show.reason.contains("rule 2"),
-        "{}",
-        bob_show.reason
-    );
-    let sneaky = p.authorize(lab, &req("bob", "shell", Some("configure show x")));
-    assert_eq!(sneaky.status, AuthorStatus::Fail, "anchoring: {}", sneaky.reason);
+#[test]
+fn the_example_lets_netops_configure() {
+    let p = example();
+    let d = p.authorize(lab(&p), &req("alice", "shell", Some("configure terminal")));
+    assert_eq!(d.status, AuthorStatus::PassAdd);
+}
+
+#[test]
+fn the_example_lets_readonly_show_by_its_rule() {
+    let p = example();
+    let d = p.authorize(lab(&p), &req("bob", "shell", Some("show running-config")));
+    assert_eq!(d.status, AuthorStatus::PassAdd);
+    assert!(d.reason.contains("readonly") && d.reason.contains("rule 2"), "{}", d.reason);
+}
+
+#[test]
+fn rules_are_anchored_at_both_ends() {
+    let p = example();
+    let sneaky = p.authorize(lab(&p), &req("bob", "shell", Some("configure show x")));
+    assert_eq!(sneaky.status, AuthorStatus::Fail, "{}", sneaky.reason);
     assert!(sneaky.reason.contains("no rule matched"));
-    let exec = p.authorize(lab, &req("bob", "shell", None));
+}
+
+#[test]
+fn exec_authorization_answers_the_groups_priv_lvl() {
+    let p = example();
+    let exec = p.authorize(lab(&p), &req("bob", "shell", None));
     assert_eq!(exec.status, AuthorStatus::PassAdd);
     assert_eq!(exec.args[0].to_string(), "priv-lvl=1");
-    assert_eq!(p.authorize(lab, &req("mallory", "shell", None)).status, AuthorStatus::Fail);
+}
+
+#[test]
+fn an_unknown_user_is_not_authorized() {
+    let p = example();
+    assert_eq!(p.authorize(lab(&p), &req("mallory", "shell", None)).status, AuthorStatus::Fail);
+}
+
+#[test]
+fn the_example_hashes_verify_and_debug_hides_them() {
+    let p = example();
     let alice = p.user(b"alice").unwrap();
     assert!(alice.password.as_ref().unwrap().verify(b"alice-pass"));
     assert!(alice.enable.as_ref().unwrap().verify(b"alice-enable"));
@@ -112,30 +135,53 @@ fn longest_prefix_match_and_ipv4_mapped() {
     assert_eq!(p.device_group("10.9.0.1".parse().unwrap()).unwrap().1.keys.len(), 2);
 }
 
-#[test]
-fn command_rules_device_groups_defaults_and_services() {
-    let p = base();
+fn core_and_lab(p: &Policy) -> (usize, usize) {
     let core = p.device_group("10.1.1.1".parse().unwrap()).unwrap().0;
     let lab = p.device_group("10.9.1.1".parse().unwrap()).unwrap().0;
-    // reload is permitted only on core-lab devices.
+    (core, lab)
+}
+
+#[test]
+fn a_rule_limited_to_device_groups_applies_only_there() {
+    let p = base();
+    let (core, lab) = core_and_lab(&p);
     let r = p.authorize(core, &req("op", "shell", Some("reload")));
     assert_eq!(r.status, AuthorStatus::Fail);
     assert!(r.reason.contains("default of group \"ops\" is deny"), "{}", r.reason);
     assert_eq!(p.authorize(lab, &req("op", "shell", Some("reload"))).status, AuthorStatus::PassAdd);
-    // The unanchored rule matches anywhere, deliberately.
+}
+
+#[test]
+fn an_unanchored_rule_matches_anywhere() {
+    let p = base();
+    let (_, lab) = core_and_lab(&p);
     let d = p.authorize(lab, &req("op", "shell", Some("terminal debug all")));
     assert_eq!(d.status, AuthorStatus::Fail);
     assert!(d.reason.contains("rule 3"));
-    // Device group default overrides the user's group default.
+}
+
+#[test]
+fn a_device_group_default_overrides_the_users_group_default() {
+    let p = base();
+    let (_, lab) = core_and_lab(&p);
     let x = p.authorize(lab, &req("op", "shell", Some("clear counters")));
     assert_eq!(x.status, AuthorStatus::PassAdd);
     assert!(x.reason.contains("device group \"core-lab\""));
-    // <cr> is not part of the line.
-    assert_eq!(
-        p.authorize(core, &req("op", "shell", Some("show version"))).status,
-        AuthorStatus::PassAdd
-    );
-    // Service grants: PASS_REPL with configured AVs, protocol must match.
+}
+
+#[test]
+fn a_trailing_cr_is_not_part_of_the_line() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
+    // req() appends cmd-arg=<cr>; "show .*" needs an argument, "version".
+    let d = p.authorize(core, &req("op", "shell", Some("show version")));
+    assert_eq!(d.status, AuthorStatus::PassAdd, "{}", d.reason);
+}
+
+#[test]
+fn a_grant_with_replace_answers_pass_repl_with_its_avs() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
     let mut ppp = req("op", "ppp", None);
     ppp.args.push("protocol=ip".parse().unwrap());
     let r = p.authorize(core, &ppp);
@@ -144,11 +190,29 @@ fn command_rules_device_groups_defaults_and_services() {
         r.args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         ["addr=10.1.1.1", "inacl*101"]
     );
+}
+
+#[test]
+fn a_grant_for_another_protocol_does_not_apply() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
     let mut ipx = req("op", "ppp", None);
     ipx.args.push("protocol=ipx".parse().unwrap());
     assert_eq!(p.authorize(core, &ipx).status, AuthorStatus::Fail);
+}
+
+#[test]
+fn exec_answers_the_first_groups_priv_lvl() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
     let exec = p.authorize(core, &req("op", "shell", None));
     assert_eq!(exec.args[0].to_string(), "priv-lvl=7");
+}
+
+#[test]
+fn a_request_without_a_service_fails() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
     assert_eq!(p.authorize(core, &AaaRequest::new("op", vec![])).status, AuthorStatus::Fail);
 }
 

@@ -470,3 +470,61 @@ async fn a_password_change_with_only_short_passwords_ends() {
     assert!(String::from_utf8_lossy(&r.server_msg).contains("nothing was changed"));
     assert_eq!(script.answers, ["d", "e"], "three short tries, then the end");
 }
+
+async fn enable(h: &Harness, ty: AuthenType, user: &str, pw: &str) -> tacvs_proto::AuthenReply {
+    let s = start_pkt(ty, AuthenService::Enable, user, login_data(ty, user, pw));
+    let mut answers = FixedAnswers { user: user.into(), password: pw.into(), max_rounds: 3 };
+    h.client().authenticate(s, &mut answers).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_above_the_users_groups_level_fails_even_with_the_right_password() {
+    let h = start("enable-above", Conf::default()).await;
+    // bob's only group (readonly) grants priv-lvl 1; enable asks for 15.
+    assert_eq!(enable(&h, AuthenType::Pap, "bob", "bob-enable").await.status, AuthenStatus::Fail);
+    assert_eq!(enable(&h, AuthenType::Ascii, "bob", "bob-enable").await.status, AuthenStatus::Fail);
+    assert_eq!(
+        enable(&h, AuthenType::Pap, "alice", "alice-enable").await.status,
+        AuthenStatus::Pass
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_without_an_enable_password_fails() {
+    let h = start("enable-none", Conf::default()).await;
+    // carol (netops, level 15) has no enable password: her login password is no substitute.
+    assert_eq!(enable(&h, AuthenType::Pap, "carol", "carol-pass").await.status, AuthenStatus::Fail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enable_over_chap_is_refused_with_a_message() {
+    let h = start("enable-chap", Conf::default()).await;
+    let r = enable(&h, AuthenType::Chap, "alice", "alice-enable").await;
+    assert_eq!(r.status, AuthenStatus::Fail);
+    assert!(String::from_utf8_lossy(&r.server_msg).contains("Enable with CHAP is not supported"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mandatory_priv_lvl_above_the_grant_fails_end_to_end() {
+    let h = start("author-mandatory", Conf::default()).await;
+    let req = |av: &str| {
+        AaaRequest::new("bob", vec!["service=shell".parse().unwrap(), av.parse().unwrap()])
+    };
+    let r = h.client().authorize(req("priv-lvl=15")).await.unwrap();
+    assert_eq!(r.status, AuthorStatus::Fail);
+    assert!(r.args.is_empty());
+    let r = h.client().authorize(req("priv-lvl*15")).await.unwrap();
+    assert_eq!(r.status, AuthorStatus::PassRepl);
+    assert_eq!(
+        r.args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        ["service=shell", "priv-lvl=1"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_cmd_avs_are_each_checked_end_to_end() {
+    let h = start("author-two-cmds", Conf::default()).await;
+    let args = ["service=shell", "cmd=show", "cmd*configure", "cmd-arg=terminal"];
+    let req = AaaRequest::new("bob", args.iter().map(|a| a.parse().unwrap()).collect());
+    assert_eq!(h.client().authorize(req).await.unwrap().status, AuthorStatus::Fail);
+}
