@@ -55,7 +55,8 @@ enum Command {
     /// Exit status: 0 on PASS / SUCCESS, 1 on FAIL, 2 on ERROR, a wrong key or a
     /// transport failure.
     Client(Box<client::ClientArgs>),
-    /// Run the TACACS+ AAA server (SIGHUP reloads, SIGTERM drains and stops).
+    /// Run the TACACS+ AAA server (SIGHUP reloads, SIGTERM drains and stops),
+    /// or ask a running one: lockouts, unlock, sessions.
     Server(server::ServerArgs),
     /// Run a director (virtual service in front of real servers), or control one.
     Director(Box<director::DirectorArgs>),

@@ -49,6 +49,11 @@ pub struct ServerSection {
     pub name: String,
     /// `[[server.listen]]`: where to accept connections.
     pub listen: Vec<ListenConf>,
+    /// The local control socket for `tacvs server lockouts | unlock |
+    /// sessions` (mode 0600; relative to the configuration file's directory).
+    /// None: no control socket.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
 }
 
 fn default_name() -> String {

@@ -158,6 +158,8 @@ pub struct Policy {
     pub server_name: String,
     /// Listeners.
     pub listeners: Vec<Listener>,
+    /// The control socket, resolved against the configuration file's directory.
+    pub control_socket: Option<std::path::PathBuf>,
     /// Connection limits and timeouts.
     pub limits: config::Limits,
     /// Authentication settings.
@@ -658,6 +660,7 @@ fn compile(
     Policy {
         server_name: raw.server.name,
         listeners,
+        control_socket: raw.server.control_socket.map(|p| base.join(p)),
         limits: raw.limits,
         auth: raw.authentication,
         accounting: raw.accounting,

@@ -163,7 +163,7 @@ impl Attempt<'_> {
                 device = %self.src,
                 locked_for = %crate::lockout::human(e.duration),
                 lock_number = e.count,
-                "user locked out on this device after {s} failed logins"
+                "user locked out on this device after {s} failed login(s)"
             );
         }
     }
@@ -182,7 +182,13 @@ pub async fn verify(shared: &Shared, c: Check) -> Verdict {
     let now = Instant::now();
     // Before reading any hash: a reload after this point makes a late insert fail.
     let generation = shared.cache().generation();
-    let ticket = match shared.lockout().admit(&c.user, src, now) {
+    let admitted = {
+        let mut l = shared.lockout();
+        let a = l.admit(&c.user, src, now);
+        metrics::gauge!("tacvs_lockout_tracked").set(l.entries() as f64);
+        a
+    };
+    let ticket = match admitted {
         Ok(t) => t,
         Err(r) => {
             let reason = match r {

@@ -43,8 +43,90 @@ struct Ctx {
     device: SocketAddr,
     dg: usize,
     dg_name: String,
+    keys: usize,
     logins: HashMap<u32, Login>,
     rotated_key_logged: bool,
+    info: Arc<crate::sessions::Conn>,
+    head: Head,
+}
+
+/// The first bytes a connection sent (before its first whole packet).
+#[derive(Debug, Default, Clone, Copy)]
+struct Head {
+    bytes: [u8; 8],
+    len: usize,
+}
+
+impl Head {
+    fn of(buf: &[u8]) -> Head {
+        let mut h = Head::default();
+        h.len = buf.len().min(h.bytes.len());
+        h.bytes[..h.len].copy_from_slice(&buf[..h.len]);
+        h
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// What a peer that does not speak TACACS+ seems to speak, from its first bytes.
+fn foreign(first: &[u8]) -> Option<&'static str> {
+    const HTTP: [&[u8]; 7] = [b"GET ", b"POST", b"HEAD", b"PUT ", b"OPTI", b"HTTP", b"CONN"];
+    if HTTP.iter().any(|m| first.starts_with(m)) {
+        Some("HTTP (a web browser, a health check or a scanner?)")
+    } else if first.starts_with(&[0x16, 0x03]) {
+        Some("TLS (TACACS+ over TLS is not supported here)")
+    } else if first.starts_with(b"SSH-") {
+        Some("SSH")
+    } else if first.starts_with(b"PROXY") || first.starts_with(b"\r\n\r\n\0\r\nQUIT\n") {
+        Some("a PROXY protocol header, but this listener has proxy_protocol = \"off\"")
+    } else if first.first().is_some_and(|&b| b >> 4 != 0xc) {
+        Some("something other than TACACS+ (its first byte is not a TACACS+ version)")
+    } else {
+        None
+    }
+}
+
+/// A device that connected straight to a listener that takes connections
+/// from directors only: answer its first request with ERROR saying so (the
+/// operator then reads "director" and "PROXY" instead of a dropped
+/// connection), then close. Only for addresses in a device group: the reply
+/// is obfuscated with the group's key.
+async fn refuse_direct(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    policy: &tacvs_policy::Policy,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+) {
+    const MSG: &str = "This server port takes connections from a director only (PROXY protocol required): send the device to the director's address instead.";
+    let Some((_, group)) = policy.device_group(crate::canonical_ip(peer.ip())) else { return };
+    let cfg = ServerConfig {
+        max_body: policy.limits.max_body.0 as u32,
+        single_connect: false,
+        max_sessions: 1,
+    };
+    let mut conn = ServerConnection::new(cfg, group.keys.clone());
+    loop {
+        conn.handle_input(buf);
+        match conn.poll_event() {
+            Some(ServerEvent::Request { session_id, .. }) => {
+                let _ = conn.reply_error(session_id, MSG);
+                let mut out = Vec::new();
+                conn.poll_transmit(&mut out);
+                let _ = tokio::time::timeout_at(deadline, stream.write_all(&out)).await;
+                return;
+            }
+            Some(_) => return,
+            None if conn.close_reason().is_some() => return,
+            None => {}
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
 }
 
 pub(crate) async fn serve(
@@ -72,6 +154,10 @@ pub(crate) async fn serve(
         Err(e) => {
             tracing::warn!(%peer, reason = %e, "connection refused at PROXY intake");
             metrics::counter!("tacvs_rejects_total", "reason" => "proxy_protocol").increment(1);
+            if e == crate::proxy::ProxyError::Missing {
+                let deadline = accepted + policy.limits.first_packet_timeout.0;
+                refuse_direct(&mut stream, &mut buf, &policy, peer, deadline).await;
+            }
             return;
         }
     };
@@ -102,13 +188,17 @@ pub(crate) async fn serve(
         max_sessions: policy.limits.max_sessions_per_connection,
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
+    let registration = crate::sessions::Registry::register(shared, device, &group.name);
     let mut ctx = Ctx {
         shared: shared.clone(),
         device,
         dg,
         dg_name: group.name.clone(),
+        keys: group.keys.len(),
         logins: HashMap::new(),
         rotated_key_logged: false,
+        info: registration.conn.clone(),
+        head: Head::default(),
     };
     drop(policy);
 
@@ -123,6 +213,10 @@ pub(crate) async fn serve(
         // waiting for its password) must be able to finish.
         if !buf.is_empty() {
             let before = buf.len();
+            if !clock.got_packet {
+                // Kept to describe a peer that does not speak TACACS+ at all.
+                ctx.head = Head::of(&buf);
+            }
             conn.handle_input(&mut buf);
             clock.input(buf.len() < before, buf.len(), tokio::time::Instant::now());
             while let Some(ev) = conn.poll_event() {
@@ -157,6 +251,13 @@ pub(crate) async fn serve(
         {
             break;
         }
+        ctx.info.set_state(if !pending.is_empty() {
+            crate::sessions::State::Working
+        } else if conn.open_sessions() > 0 {
+            crate::sessions::State::InSession
+        } else {
+            crate::sessions::State::Idle
+        });
         let limits = deadline::Limits::from_conf(&ctx.shared.policy.load().limits);
         let (until, kind) = clock.deadline(&limits, conn.open_sessions() > 0);
         let reading = !peer_closed && conn.close_reason().is_none();
@@ -235,6 +336,7 @@ impl Ctx {
                     self.rotated_key_logged = true;
                     tracing::info!(device = %self.device, device_group = %self.dg_name, key_number = key_index + 1, "device uses a later key of its group (not the first: rotation in progress)");
                 }
+                self.info.request();
                 match request {
                     Request::AuthenStart(s) => self.authen_start(conn, sid, &s, now),
                     Request::AuthenContinue(c) => self.authen_continue(conn, sid, &c, now),
@@ -253,13 +355,26 @@ impl Ctx {
                 None
             }
             ServerEvent::ProtocolError { session_id, error } => {
-                let reason = match error {
-                    ProtocolError::WrongKey { .. } => "wrong_key",
-                    _ => "protocol_error",
-                };
-                let session = session_id.map(|s| format!("{s:#010x}")).unwrap_or_default();
-                tracing::warn!(device = %self.device, device_group = %self.dg_name, session, %error, "protocol error; closing the connection");
-                metrics::counter!("tacvs_rejects_total", "reason" => reason).increment(1);
+                let first = self.info_requests() == 0;
+                match &error {
+                    ProtocolError::WrongKey { error: detail, .. } => {
+                        tracing::warn!(device = %self.device, device_group = %self.dg_name, keys = self.keys, decoder = %detail, "the device's key is none of its device group's keys: check the key configured on the device; closing the connection");
+                        metrics::counter!("tacvs_rejects_total", "reason" => "wrong_key")
+                            .increment(1);
+                    }
+                    ProtocolError::Decode(_) if first && foreign(self.head.get()).is_some() => {
+                        let what = foreign(self.head.get()).unwrap_or_default();
+                        tracing::warn!(device = %self.device, first_bytes = %Esc(self.head.get()), "the peer does not speak TACACS+; it looks like {what}; closing the connection");
+                        metrics::counter!("tacvs_rejects_total", "reason" => "not_tacacs")
+                            .increment(1);
+                    }
+                    _ => {
+                        let session = session_id.map(|s| format!("{s:#010x}")).unwrap_or_default();
+                        tracing::warn!(device = %self.device, device_group = %self.dg_name, session, %error, "protocol error; closing the connection");
+                        metrics::counter!("tacvs_rejects_total", "reason" => "protocol_error")
+                            .increment(1);
+                    }
+                }
                 None
             }
         }
@@ -341,7 +456,12 @@ impl Ctx {
         pending
     }
 
+    fn info_requests(&self) -> u64 {
+        self.info.requests()
+    }
+
     fn log(&self, l: &Log) {
+        self.info.set_user(&l.user);
         tracing::info!(
             device = %self.device,
             user = %Esc(&l.user),

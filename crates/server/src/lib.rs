@@ -18,6 +18,7 @@
 pub mod authn;
 pub mod cache;
 mod conn;
+pub mod control;
 pub mod deadline;
 pub mod journal;
 pub mod listeners;
@@ -26,6 +27,7 @@ pub mod logfmt;
 pub mod login;
 pub mod passwords;
 pub mod proxy;
+pub mod sessions;
 pub mod signals;
 pub mod syslog;
 
@@ -59,6 +61,7 @@ pub struct Shared {
     passwords: passwords::PasswordStore,
     conns: AtomicUsize,
     per_source: Mutex<HashMap<IpAddr, usize>>,
+    sessions: sessions::Registry,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -83,6 +86,11 @@ impl Shared {
         self.lockout.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Open connections, for `tacvs server sessions`.
+    pub fn sessions(&self) -> &sessions::Registry {
+        &self.sessions
+    }
+
     /// The credential cache (short critical sections only).
     pub fn cache(&self) -> MutexGuard<'_, CredCache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
@@ -99,6 +107,7 @@ pub struct ServerHandle {
     shutdown_tx: watch::Sender<bool>,
     /// In configuration order; the lock also serialises reloads.
     listeners: tokio::sync::Mutex<Vec<listeners::Running>>,
+    control: Option<(PathBuf, tokio::task::JoinHandle<()>)>,
     config_path: Option<PathBuf>,
 }
 
@@ -153,6 +162,7 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         journal,
         conns: AtomicUsize::new(0),
         per_source: Mutex::new(HashMap::new()),
+        sessions: sessions::Registry::default(),
         shutdown,
         policy: ArcSwap::from_pointee(policy),
     });
@@ -163,12 +173,21 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         running.push(listeners::run(&shared, listener, l.clone())?);
     }
     let local_addrs = running.iter().map(|r| r.bound).collect();
+    let control = match &policy.control_socket {
+        Some(path) => {
+            let l = control::bind(path)?;
+            tracing::info!(path = %path.display(), "control socket (mode 0600) for tacvs server lockouts, unlock, sessions");
+            Some((path.clone(), tokio::spawn(control::run(shared.clone(), l, path.clone()))))
+        }
+        None => None,
+    };
     metrics::gauge!("tacvs_config_users").set(policy.user_count() as f64);
     Ok(ServerHandle {
         local_addrs,
         shared,
         shutdown_tx,
         listeners: tokio::sync::Mutex::new(running),
+        control,
         config_path,
     })
 }
@@ -300,8 +319,13 @@ impl ServerHandle {
 
     /// Stop accepting, let connections finish their sessions for up to `drain`,
     /// then return (open connections are then dropped).
-    pub async fn shutdown(self, drain: Duration) {
+    pub async fn shutdown(mut self, drain: Duration) {
         let _ = self.shutdown_tx.send(true);
+        if let Some((path, task)) = self.control.take() {
+            task.abort();
+            let _ = task.await;
+            let _ = std::fs::remove_file(path);
+        }
         for r in self.listeners.lock().await.drain(..) {
             r.close().await;
         }
@@ -340,6 +364,7 @@ pub fn restart_needed(old: &Policy, new: &Policy) -> Vec<&'static str> {
     check(a.rotate_interval != b.rotate_interval, "[accounting] rotate_interval");
     check(syslog(&a.syslog) != syslog(&b.syslog), "[accounting.syslog]");
     check(old.metrics != new.metrics, "[metrics] listen");
+    check(old.control_socket != new.control_socket, "[server] control_socket");
     check(old.auth.hash_workers != new.auth.hash_workers, "[authentication] hash_workers");
     check(old.auth.hash_queue != new.auth.hash_queue, "[authentication] hash_queue");
     check(old.auth.password_store != new.auth.password_store, "[authentication] password_store");

@@ -19,10 +19,14 @@ const MAX_HEADER: usize = 1024;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ProxyError {
     /// A header from a peer that is not a trusted proxy.
-    #[error("PROXY header from an untrusted peer (add it to trusted_proxies if it is a director)")]
+    #[error(
+        "PROXY header from a peer not in trusted_proxies (add its address there if it is a director)"
+    )]
     Untrusted,
     /// The listener requires a header and none came.
-    #[error("no PROXY header, but this listener requires one")]
+    #[error(
+        "no PROXY header, but this listener requires one (proxy_protocol = \"required\"): the peer connected directly, not through a director; send devices to the director, or make the listener \"optional\""
+    )]
     Missing,
     /// The header does not parse.
     #[error("malformed PROXY header")]

@@ -307,13 +307,22 @@ async fn a_proxy_header_from_an_untrusted_peer_is_closed_unanswered() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_required_proxy_listener_closes_a_direct_client() {
+async fn a_required_proxy_listener_answers_a_direct_device_error_and_closes() {
     let h =
         start("proxy-missing", Conf { listeners: PROXY_LISTENER.into(), ..Conf::default() }).await;
-    let e = Client::new(ClientOptions { server: h.server.local_addrs[1], ..h.opts() })
-        .authorize(cmd("bob", "show"))
-        .await
-        .unwrap_err();
+    let mut c = Client::new(ClientOptions { server: h.server.local_addrs[1], ..h.opts() });
+    let r = c.authorize(cmd("bob", "show")).await.unwrap();
+    assert_eq!(r.status, AuthorStatus::Error, "not served");
+    assert!(String::from_utf8_lossy(&r.server_msg).contains("director"), "{r:?}");
+    // A peer in no device group gets nothing (there is no key to answer with).
+    let e = Client::new(ClientOptions {
+        server: h.server.local_addrs[1],
+        source: Some("127.200.0.1".parse().unwrap()),
+        ..h.opts()
+    })
+    .authorize(cmd("bob", "show"))
+    .await
+    .unwrap_err();
     assert!(matches!(e, ClientError::Closed { .. } | ClientError::Io { .. }), "{e}");
 }
 

@@ -56,3 +56,96 @@ async fn a_user_name_carrying_a_log_line_cannot_forge_one() {
     assert!(!text.lines().any(|l| l.starts_with("2026-01-01")), "{text}");
     assert!(!text.contains('\u{1b}') && !text.contains('\0') && !text.contains('\r'));
 }
+
+/// The log lines holding `needle`.
+fn lines_with(log: &Capture, needle: &str) -> Vec<String> {
+    log.text().lines().filter(|l| l.contains(needle)).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn a_direct_client_on_a_proxy_listener_is_told_to_use_the_director() {
+    let (log, _g) = capture();
+    let h = start(
+        "hint-proxy",
+        Conf { listeners: crate::flows::PROXY_LISTENER.into(), ..Conf::default() },
+    )
+    .await;
+    let mut c = tacvs_client::Client::new(tacvs_client::ClientOptions {
+        server: h.server.local_addrs[1],
+        ..h.opts()
+    });
+    let r = c.authorize(cmd("bob", "show")).await.unwrap();
+    assert_eq!(r.status, tacvs_proto::AuthorStatus::Error);
+    let msg = String::from_utf8_lossy(&r.server_msg).into_owned();
+    assert!(msg.contains("director") && msg.contains("PROXY"), "{msg}");
+    let l = lines_with(&log, "connection refused at PROXY intake");
+    assert!(l.len() == 1 && l[0].contains("proxy_protocol = \\\"required\\\""), "{l:?}");
+}
+
+#[tokio::test]
+async fn an_http_peer_is_logged_as_not_speaking_tacacs() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (log, _g) = capture();
+    let h = start("hint-http", Conf::default()).await;
+    let mut s = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink).await;
+    let l = lines_with(&log, "does not speak TACACS+");
+    assert_eq!(l.len(), 1, "{}", log.text());
+    assert!(l[0].contains("looks like HTTP") && l[0].contains("first_bytes=\"GET / HT\""), "{l:?}");
+    assert!(!log.text().contains("major version"), "{}", log.text());
+}
+
+#[tokio::test]
+async fn a_wrong_key_is_logged_in_words_without_nested_parentheses() {
+    let (log, _g) = capture();
+    let h = start("hint-key", Conf::default()).await;
+    let mut c = tacvs_client::Client::new(tacvs_client::ClientOptions {
+        key: Some(tacvs_proto::Key::new("not-the-key")),
+        ..h.opts()
+    });
+    assert!(c.authorize(cmd("bob", "show")).await.is_err());
+    let l = lines_with(&log, "key is none of its device group's keys");
+    assert_eq!(l.len(), 1, "{}", log.text());
+    let message = l[0].split(" decoder=").next().unwrap();
+    assert!(!message.contains("(("), "{}", l[0]);
+    assert!(
+        message.contains("check the key configured on the device") && l[0].contains("keys=2"),
+        "{}",
+        l[0]
+    );
+}
+
+#[tokio::test]
+async fn enable_is_logged_apart_from_login_and_a_lock_in_words() {
+    let (log, _g) = capture();
+    let conf =
+        Conf { lockout: Some("max_failures = 1\nduration = \"1m\"".into()), ..Conf::default() };
+    let h = start("hint-enable", conf).await;
+    let s = start_pkt(
+        tacvs_proto::AuthenType::Pap,
+        tacvs_proto::AuthenService::Enable,
+        "alice",
+        b"alice-enable".to_vec(),
+    );
+    let mut none =
+        tacvs_client::FixedAnswers { user: "".into(), password: "".into(), max_rounds: 0 };
+    assert_eq!(h.client().authenticate(s, &mut none).await.unwrap().status, AuthenStatus::Pass);
+    assert_eq!(pap(&mut h.client(), "bob", "nope").await, AuthenStatus::Fail);
+    let enable = lines_with(&log, " enable ");
+    assert!(
+        enable.iter().any(|l| l.contains("user=alice") && l.contains("result=pass")),
+        "{}",
+        log.text()
+    );
+    let login = lines_with(&log, " login ");
+    assert!(
+        login.iter().any(|l| l.contains("user=bob") && l.contains("result=fail")),
+        "{}",
+        log.text()
+    );
+    let lock = lines_with(&log, "locked out on this device");
+    assert!(lock.len() == 1 && lock[0].contains("locked_for=1m"), "{lock:?}");
+    assert!(!log.text().contains("Some(") && !log.text().contains("User("), "{}", log.text());
+}

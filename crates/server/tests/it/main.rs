@@ -3,6 +3,7 @@
 //! per area.
 
 mod authn;
+mod control;
 mod flows;
 mod limits;
 mod logs;
