@@ -121,32 +121,40 @@ impl Policy {
                 "request has no service AV (RFC 8907 §6.1 makes it mandatory)".into(),
             );
         };
-        let lines = CommandLine::all_from_args(&req.args);
-        if lines.is_empty() {
+        // Every non-empty `cmd` AV makes a line; each must be permitted. The
+        // common request has one: no list is built.
+        let mut cmds = req.args.iter().filter(|a| a.name() == b"cmd" && !a.value().is_empty());
+        let Some(first) = cmds.next() else {
             return self.authorize_service(user, &service, req);
-        }
+        };
+        let several = cmds.next().is_some();
+        let mut permitted = 0;
         let mut last = None;
-        for line in &lines {
+        for cmd in std::iter::once(first)
+            .chain(req.args.iter().filter(|a| a.name() == b"cmd" && !a.value().is_empty()).skip(1))
+        {
+            let line = CommandLine::with_args(cmd, &req.args);
             if let Some(c) = line.hostile() {
                 return AuthorDecision::fail(
                     "command denied",
                     format!("command holds the control character U+{:04X}", c as u32),
                 );
             }
-            let d = self.authorize_command(device_group, user, &service, line);
+            let d = self.authorize_command(device_group, user, &service, &line);
             if d.status != AuthorStatus::PassAdd {
-                return if lines.len() > 1 {
+                return if several {
                     AuthorDecision { reason: format!("{:?}: {}", line.0, d.reason), ..d }
                 } else {
                     d
                 };
             }
+            permitted += 1;
             last = Some(d);
         }
         let d = last.expect("at least one line");
-        if lines.len() > 1 {
+        if several {
             return AuthorDecision {
-                reason: format!("all {} cmd AVs permitted; last: {}", lines.len(), d.reason),
+                reason: format!("all {permitted} cmd AVs permitted; last: {}", d.reason),
                 ..d
             };
         }
@@ -232,17 +240,17 @@ fn reconcile(
     replace: bool,
     reason: String,
 ) -> AuthorDecision {
-    let configured = server.clone();
-    let mut server = server;
-    let mut substitute: Vec<(usize, Argument)> = Vec::new();
+    // Which request AVs the server also sets; an answer only when one does
+    // (the common exec request carries just `service`).
+    let mut agreed: Vec<usize> = Vec::new();
+    let mut substitute: Vec<(usize, usize)> = Vec::new();
     for (i, r) in request.iter().enumerate() {
         if matches!(r.name(), b"service" | b"protocol" | b"cmd" | b"cmd-arg") {
             continue;
         }
         let Some(si) = server.iter().position(|a| a.name() == r.name()) else { continue };
         if agrees(r, &server[si]) {
-            // The request's value stands; do not send a second one.
-            server.remove(si);
+            agreed.push(si);
         } else if r.mandatory() {
             return AuthorDecision::fail(
                 "authorization failed: a mandatory attribute is not allowed",
@@ -252,40 +260,41 @@ fn reconcile(
                 ),
             );
         } else {
-            substitute.push((i, server.remove(si)));
+            substitute.push((i, si));
         }
     }
+    let decision =
+        |status, args, reason| AuthorDecision { status, args, server_msg: String::new(), reason };
     if replace {
         // The configured list replaces the request's, as written.
-        return AuthorDecision {
-            status: AuthorStatus::PassRepl,
-            args: configured,
-            server_msg: String::new(),
-            reason,
-        };
+        return decision(AuthorStatus::PassRepl, server, reason);
     }
     if substitute.is_empty() {
-        return AuthorDecision {
-            status: AuthorStatus::PassAdd,
-            args: server,
-            server_msg: String::new(),
-            reason,
-        };
+        if agreed.is_empty() {
+            return decision(AuthorStatus::PassAdd, server, reason);
+        }
+        // The request's value stands; do not send a second one.
+        let args = server
+            .into_iter()
+            .enumerate()
+            .filter(|(si, _)| !agreed.contains(si))
+            .map(|(_, a)| a)
+            .collect();
+        return decision(AuthorStatus::PassAdd, args, reason);
     }
     // Optional AVs replaced: the answer must list every AV to use (PASS_REPL).
     let mut args: Vec<Argument> = request.to_vec();
     let mut replaced = Vec::new();
-    for (i, a) in substitute {
-        replaced.push(format!("{} -> {}", args[i], a));
-        args[i] = a;
+    for &(i, si) in &substitute {
+        replaced.push(format!("{} -> {}", args[i], server[si]));
+        args[i] = server[si].clone();
     }
-    args.extend(server);
-    AuthorDecision {
-        status: AuthorStatus::PassRepl,
-        args,
-        server_msg: String::new(),
-        reason: format!("{reason}; optional {} replaced", replaced.join(", ")),
-    }
+    let used: Vec<usize> = substitute.iter().map(|&(_, si)| si).chain(agreed).collect();
+    args.extend(
+        server.into_iter().enumerate().filter(|(si, _)| !used.contains(si)).map(|(_, a)| a),
+    );
+    let reason = format!("{reason}; optional {} replaced", replaced.join(", "));
+    decision(AuthorStatus::PassRepl, args, reason)
 }
 
 /// Whether a request's AV agrees with the server's value for it: `priv-lvl`

@@ -198,7 +198,9 @@ pub struct LockoutConf {
     /// The longest a doubled lock lasts.
     pub max_duration: Dur,
     /// Attempts one user may fail from all devices in a burst before the next
-    /// ones are slowed to one per `user_refill` (0 = no such limit).
+    /// ones are slowed to one per `user_refill` (0 = no such limit). Logins in
+    /// flight count until they pass, so this is also how many uncached logins
+    /// of one user can be checked at once.
     pub user_burst: u32,
     /// One attempt back per user this often.
     pub user_refill: Dur,
@@ -218,7 +220,7 @@ impl Default for LockoutConf {
             window: Dur(Duration::from_secs(300)),
             duration: Dur(Duration::from_secs(300)),
             max_duration: Dur(Duration::from_secs(3600)),
-            user_burst: 30,
+            user_burst: 60,
             user_refill: Dur(Duration::from_secs(20)),
             source_burst: 100,
             source_refill: Dur(Duration::from_secs(1)),

@@ -182,6 +182,21 @@ pub async fn verify(shared: &Shared, c: Check) -> Verdict {
     let now = Instant::now();
     // Before reading any hash: a reload after this point makes a late insert fail.
     let generation = shared.cache().generation();
+    // A password the cache knows verified in this generation is no guess: it
+    // passes unless its (user, device) pair is locked, and takes no attempt.
+    if let Credential::Password(pw) = &c.credential
+        && shared.cache().hit(c.kind, &c.user, pw, now)
+    {
+        metrics::counter!("tacvs_credential_cache_total", "result" => "hit").increment(1);
+        return match shared.lockout().cached_pass(&c.user, src, now) {
+            Ok(()) => Verdict::Pass,
+            Err(r) => {
+                metrics::counter!("tacvs_lockout_refusals_total", "reason" => "locked")
+                    .increment(1);
+                Verdict::Refused(r)
+            }
+        };
+    }
     let admitted = {
         let mut l = shared.lockout();
         let a = l.admit(&c.user, src, now);
@@ -254,11 +269,6 @@ pub async fn verify(shared: &Shared, c: Check) -> Verdict {
                 CredKind::Enable => policy.decoy_enable.clone(),
             });
             drop(policy);
-            if real && shared.cache().hit(c.kind, &c.user, &password, now) {
-                metrics::counter!("tacvs_credential_cache_total", "result" => "hit").increment(1);
-                attempt.finish(Outcome::Pass);
-                return Verdict::Pass;
-            }
             metrics::counter!("tacvs_credential_cache_total", "result" => "miss").increment(1);
             match shared.hashes.verify(hash, password).await {
                 Err(Busy) => {

@@ -21,7 +21,11 @@
 //!   `source_burst` / `source_refill`, which bounds how many users one address can
 //!   try.
 //! - A success gives back the tokens it took and clears the pair's failures (and
-//!   its backoff), so legitimate logins never drain a bucket.
+//!   its backoff), so legitimate logins never drain a bucket; a password the
+//!   credential cache already knows takes no token at all
+//!   ([`Lockout::cached_pass`]) but is refused while its pair is locked. Logins
+//!   in flight hold a token until they finish: `user_burst` is also how many
+//!   uncached logins of one user can be checked at once.
 //! - Memory is bounded: at most `max_entries` subjects per table; idle entries
 //!   (full buckets, unlocked pairs with no recent failure) are dropped first, and
 //!   when every entry is live new subjects are refused ([`Refusal::Full`]).
@@ -326,6 +330,26 @@ impl Lockout {
         p.in_flight += 1;
         p.last = now;
         Ok(ticket(user_limited, source_limited))
+    }
+
+    /// A credential that the cache knows verified (in the current credential
+    /// generation) is being used again: no guess is being made, so it takes no
+    /// attempt from the rates, but a locked pair stays locked. On yes, it counts
+    /// as a success for the pair (its failures and doubling are cleared).
+    pub fn cached_pass(&mut self, user: &[u8], src: IpAddr, now: Instant) -> Result<(), Refusal> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let key = (Box::<[u8]>::from(user), src);
+        let Some(p) = self.pairs.get_mut(&key) else { return Ok(()) };
+        if let Some(t) = p.locked_until.filter(|&t| t > now) {
+            return Err(Refusal::Locked(t - now));
+        }
+        p.locked_until = None;
+        p.failures.clear();
+        p.locks = 0;
+        p.last = now;
+        Ok(())
     }
 
     /// End an admitted attempt. Returns the lock a failure engaged, if any.
@@ -659,6 +683,23 @@ mod tests {
         }));
         assert!(list.iter().any(|e| matches!(e, Entry::UserSlowed { left: 7, .. })));
         assert!(list.iter().any(|e| matches!(e, Entry::SourceSlowed { left: 7, .. })));
+    }
+
+    #[test]
+    fn a_cached_password_takes_no_token_but_respects_a_lock() {
+        let s = Settings { user_burst: 1, ..settings() };
+        let mut l = Lockout::new(s);
+        let (now, src) = (Instant::now(), ip("192.0.2.1"));
+        let _held = l.admit(b"bob", src, now).unwrap();
+        for _ in 0..10 {
+            assert_eq!(l.cached_pass(b"bob", src, now), Ok(()), "no token needed");
+        }
+        let mut l = Lockout::new(settings());
+        for _ in 0..3 {
+            fail(&mut l, b"bob", src, now);
+        }
+        assert!(matches!(l.cached_pass(b"bob", src, now), Err(Refusal::Locked(_))));
+        assert_eq!(l.cached_pass(b"bob", ip("192.0.2.2"), now), Ok(()));
     }
 
     #[test]

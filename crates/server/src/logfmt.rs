@@ -129,6 +129,14 @@ impl Visitor<'_, '_> {
             self.w.write_char(' ')?;
         }
         self.first = false;
+        // Printable ASCII needs no escape: the common case, written as is.
+        let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if name == "message" && plain {
+            return self.w.write_str(value);
+        }
+        if plain && !value.is_empty() && !value.contains([' ', '"', '=']) {
+            return write!(self.w, "{name}={value}");
+        }
         if name == "message" {
             for c in value.chars() {
                 write_char(self.w, c)?;
@@ -156,7 +164,9 @@ impl Visitor<'_, '_> {
 
 impl Visit for Visitor<'_, '_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.field(field.name(), format_args!("{value}"));
+        if self.result.is_ok() && !field.name().starts_with("log.") {
+            self.result = self.write(field.name(), value);
+        }
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {

@@ -88,6 +88,33 @@ async fn the_lock_expires() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_cache_does_not_pass_a_lock() {
+    let h = start("lock-cached", lockout(3)).await;
+    assert_eq!(pap(&mut h.client(), "bob", "bob-pass").await, AuthenStatus::Pass, "now cached");
+    for _ in 0..3 {
+        pap(&mut h.client(), "bob", "nope").await;
+    }
+    assert_eq!(pap(&mut h.client(), "bob", "bob-pass").await, AuthenStatus::Fail, "locked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_in_the_cache_takes_no_attempt_from_the_user_rate() {
+    let conf = Conf {
+        lockout: Some(
+            "max_failures = 100\nuser_burst = 2\nuser_refill = \"1h\"\nsource_burst = 0".into(),
+        ),
+        ..Conf::default()
+    };
+    let h = start("cached-rate", conf).await;
+    assert_eq!(pap(&mut h.client(), "bob", "bob-pass").await, AuthenStatus::Pass);
+    pap(&mut h.client(), "bob", "nope").await;
+    pap(&mut h.client(), "bob", "nope").await;
+    // The bucket is empty: an uncached guess is refused, the known password is not.
+    assert_eq!(pap(&mut h.client(), "bob", "other").await, AuthenStatus::Fail);
+    assert_eq!(pap(&mut h.client(), "bob", "bob-pass").await, AuthenStatus::Pass);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_success_resets_the_failure_count() {
     let h = start("lock-reset", lockout(3)).await;
     for _ in 0..3 {

@@ -149,3 +149,36 @@ async fn enable_is_logged_apart_from_login_and_a_lock_in_words() {
     assert!(lock.len() == 1 && lock[0].contains("locked_for=1m"), "{lock:?}");
     assert!(!log.text().contains("Some(") && !log.text().contains("User("), "{}", log.text());
 }
+
+#[tokio::test]
+async fn the_json_log_never_repeats_a_key() {
+    let cap = Capture::default();
+    let out = cap.clone();
+    let sub = tracing_subscriber::fmt()
+        .with_writer(move || out.clone())
+        .json()
+        .flatten_event(true)
+        .finish();
+    let _g = tracing::subscriber::set_default(sub);
+    let collector = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let accounting =
+        format!("[accounting.syslog]\ntarget = \"udp://{}\"", collector.local_addr().unwrap());
+    let h = start("json-keys", Conf { accounting, ..Conf::default() }).await;
+    assert_eq!(pap(&mut h.client(), "bob", "bob-pass").await, AuthenStatus::Pass);
+    let text = cap.text();
+    assert!(text.contains("syslog"), "the syslog sink logged its start: {text}");
+    for line in text.lines() {
+        let mut keys: Vec<String> = Vec::new();
+        // Top-level keys, in order, from the raw text (a JSON parser keeps one of two).
+        let mut de = serde_json::Deserializer::from_str(line);
+        let v: serde_json::Map<String, serde_json::Value> =
+            serde::Deserialize::deserialize(&mut de).unwrap();
+        for k in v.keys() {
+            keys.push(k.clone());
+        }
+        for k in &keys {
+            let n = line.matches(&format!("\"{k}\":")).count();
+            assert_eq!(n, 1, "key {k:?} appears {n} times in {line}");
+        }
+    }
+}
