@@ -90,8 +90,11 @@ async fn serve(config: PathBuf, drain: Duration) -> anyhow::Result<u8> {
         tracing::info!(%addr, "metrics at http://{addr}/metrics");
     }
     crate::raise_nofile_limit();
+    // Handlers first: a signal sent as soon as "listening" is logged must not
+    // find the default action (which would kill sessions in progress).
+    let signals = tacvs_server::signals::Signals::register()?;
     let server = tacvs_server::start(policy, Some(config.clone())).await?;
-    tacvs_server::signals::run_until_stopped(server, drain).await?;
+    signals.run_until_stopped(server, drain).await;
     Ok(0)
 }
 

@@ -5,7 +5,7 @@
 //! - [`start`] a server on a compiled [`Policy`] and get a [`ServerHandle`]:
 //!   its bound addresses, [`ServerHandle::reload`] (atomic; listeners matched by
 //!   address), [`ServerHandle::shutdown`] (drain), the lockout view and unlock.
-//! - [`signals::run_until_stopped`]: SIGHUP reloads, SIGTERM / SIGINT drain.
+//! - [`signals::Signals`]: SIGHUP reloads, SIGTERM / SIGINT drain.
 //! - [`journal`]: the accounting journal (fsync'd before SUCCESS) and its reader.
 //! - [`logfmt`]: log formatting a peer cannot forge (used by the `tacvs` binary).
 //!

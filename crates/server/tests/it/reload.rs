@@ -105,21 +105,17 @@ fn signal_self(sig: &str) {
 }
 
 /// The path a daemon takes: a real SIGHUP to this process, handled by
-/// `signals::run_until_stopped`, reloads; SIGTERM drains and returns.
+/// `signals::Signals::run_until_stopped`, reloads; SIGTERM drains and returns.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_a_running_server_and_sigterm_stops_it() {
-    use tokio::signal::unix::{SignalKind, signal};
     let dir = test_dir("sighup");
     std::fs::write(dir.join("server.toml"), config(&dir, &Conf::default())).unwrap();
     let policy = tacvs_policy::load(&dir.join("server.toml")).unwrap();
+    // As `tacvs server` does: handlers before the server, so no signal is fatal.
+    let signals = tacvs_server::signals::Signals::register().unwrap();
     let server = tacvs_server::start(policy, Some(dir.join("server.toml"))).await.unwrap();
     let addr = server.local_addrs[0];
-    // Handlers for the process exist from here on: a signal raised before the
-    // server's own streams exist is caught (and retried below), not fatal.
-    let _hup = signal(SignalKind::hangup()).unwrap();
-    let _term = signal(SignalKind::terminate()).unwrap();
-    let running =
-        tokio::spawn(tacvs_server::signals::run_until_stopped(server, Duration::from_millis(500)));
+    let running = tokio::spawn(signals.run_until_stopped(server, Duration::from_millis(500)));
     let opts = ClientOptions {
         timeout: Duration::from_secs(5),
         ..ClientOptions::new(addr, Some(tacvs_proto::Key::new(KEY)))
@@ -131,16 +127,74 @@ async fn sighup_reloads_a_running_server_and_sigterm_stops_it() {
     let text = std::fs::read_to_string(dir.join("server.toml")).unwrap();
     let text = text.replace("match = \"show( .*)?\"", "match = \"(show|configure)( .*)?\"");
     std::fs::write(dir.join("server.toml"), text).unwrap();
+    signal_self("-HUP");
     let reloaded = eventually(Duration::from_secs(10), || async {
-        signal_self("-HUP");
-        tokio::time::sleep(Duration::from_millis(50)).await;
         configure().await == AuthorStatus::PassAdd
     })
     .await;
     assert!(reloaded, "SIGHUP applied the new rule");
     signal_self("-TERM");
     let stopped = tokio::time::timeout(Duration::from_secs(5), running).await;
-    assert!(matches!(stopped, Ok(Ok(Ok(())))), "SIGTERM drained and stopped: {stopped:?}");
+    assert!(matches!(stopped, Ok(Ok(()))), "SIGTERM drained and stopped: {stopped:?}");
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "no longer listening");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_lets_a_login_in_progress_finish() {
+    use tacvs_proto::{AuthenService, AuthenStatus, AuthenType, ClientEvent};
+    let dir = test_dir("drain");
+    std::fs::write(dir.join("server.toml"), config(&dir, &Conf::default())).unwrap();
+    let policy = tacvs_policy::load(&dir.join("server.toml")).unwrap();
+    let server = tacvs_server::start(policy, None).await.unwrap();
+    let addr = server.local_addrs[0];
+    let mut m = tacvs_proto::ClientConnection::new(
+        tacvs_proto::ClientConfig::default(),
+        Some(tacvs_proto::Key::new(KEY)),
+    );
+    let mut s = connect_from(addr, None).await;
+    m.start_authen(77, start_pkt(AuthenType::Ascii, AuthenService::Login, "alice", vec![]))
+        .unwrap();
+    let mut out = Vec::new();
+    m.poll_transmit(&mut out);
+    tokio::io::AsyncWriteExt::write_all(&mut s, &out).await.unwrap();
+    let mut buf = bytes::BytesMut::new();
+    let next = |m: &mut tacvs_proto::ClientConnection| m.poll_event();
+    let ev = loop {
+        assert!(tokio::io::AsyncReadExt::read_buf(&mut s, &mut buf).await.unwrap() > 0);
+        m.handle_input(&mut buf);
+        if let Some(e) = next(&mut m) {
+            break vec![e];
+        }
+    };
+    assert!(
+        matches!(&ev[0], ClientEvent::AuthenReply { reply, .. } if reply.status == AuthenStatus::GetPass)
+    );
+    let stopping = tokio::spawn(server.shutdown(Duration::from_secs(5)));
+    let closed = eventually(Duration::from_secs(5), || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    assert!(closed, "no new connections once draining");
+    m.continue_authen(77, bytes::Bytes::from_static(b"alice-pass")).unwrap();
+    let mut out = Vec::new();
+    m.poll_transmit(&mut out);
+    tokio::io::AsyncWriteExt::write_all(&mut s, &out).await.unwrap();
+    let ev = loop {
+        assert!(
+            tokio::io::AsyncReadExt::read_buf(&mut s, &mut buf).await.unwrap() > 0,
+            "closed before answering"
+        );
+        m.handle_input(&mut buf);
+        if let Some(e) = next(&mut m) {
+            break vec![e];
+        }
+    };
+    assert!(
+        matches!(&ev[0], ClientEvent::AuthenReply { reply, .. } if reply.status == AuthenStatus::Pass),
+        "{ev:?}"
+    );
+    drop(s);
+    tokio::time::timeout(Duration::from_secs(5), stopping).await.unwrap().unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
