@@ -77,8 +77,15 @@ pub fn check(a: CheckArgs) -> anyhow::Result<u8> {
     }
     match tacvs_policy::load(&a.file) {
         Ok(p) => {
+            for w in &p.warnings {
+                eprintln!("warning: {w}");
+            }
+            let warned = match p.warnings.len() {
+                0 => String::new(),
+                n => format!(", {n} warning(s) above"),
+            };
             println!(
-                "{}: OK (server {:?}: {} listener(s), {} device group(s), {} group(s), {} user(s))",
+                "{}: OK (server {:?}: {} listener(s), {} device group(s), {} group(s), {} user(s){warned})",
                 a.file.display(),
                 p.server_name,
                 p.listeners.len(),

@@ -226,7 +226,20 @@ fn the_check_sees_a_missing_field() {
     let f = accepted::<tacvs_sim::Profile>("", &[]);
     assert!(f.contains(&"sessions_per_hour".to_owned()) && f.len() == 11, "{f:?}");
     let f = accepted::<tacvs_policy::ServerFile>("authentication.lockout", &[]);
-    assert_eq!(f, ["duration", "max_failures", "window"]);
+    assert_eq!(
+        f,
+        [
+            "duration",
+            "max_duration",
+            "max_entries",
+            "max_failures",
+            "source_burst",
+            "source_refill",
+            "user_burst",
+            "user_refill",
+            "window"
+        ]
+    );
     // A reference without a row for `window` would differ.
     let kind = Kind {
         tables: vec![Table {

@@ -53,7 +53,8 @@ fn init_logging(format: LogFormat, level: &str) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
-        LogFormat::Text => b.try_init(),
+        // Peer strings escaped, values with spaces quoted: one line per event.
+        LogFormat::Text => b.fmt_fields(tacvs_server::logfmt::SafeFields).try_init(),
         LogFormat::Json => b.json().flatten_event(true).try_init(),
     };
 }
@@ -65,7 +66,8 @@ enum Command {
     /// Exit status: 0 on PASS / SUCCESS, 1 on FAIL, 2 on ERROR, a wrong key or a
     /// transport failure.
     Client(Box<client::ClientArgs>),
-    /// Run the TACACS+ AAA server (SIGHUP reloads, SIGTERM drains and stops).
+    /// Run the TACACS+ AAA server (SIGHUP reloads, SIGTERM drains and stops),
+    /// or ask a running one: lockouts, unlock, sessions.
     Server(server::ServerArgs),
     /// Run a director (virtual service in front of real servers), or control one.
     Director(Box<director::DirectorArgs>),

@@ -1,4 +1,19 @@
 //! Authorization evaluation (RFC 8907 §6): pure, with the reason for every decision.
+//!
+//! What a request can and cannot do:
+//!
+//! - A command is the `cmd` AV and every `cmd-arg` joined by single spaces.
+//!   When a request carries several non-empty `cmd` AVs (mandatory or
+//!   optional), every resulting line must be permitted.
+//! - A command holding a control character (CR, LF, NUL, ESC, DEL, C1), a Unicode
+//!   line or paragraph separator or a bidirectional control is refused: a
+//!   device could act on text a rule never saw (`show x\rconfigure ...`).
+//! - Service authorization follows RFC 8907 §6.1–6.2 for the AVs the server
+//!   sets itself: a *mandatory* AV in the request that disagrees with the
+//!   server's value (for `priv-lvl`: above what the user's group grants) fails
+//!   the request; an *optional* one that disagrees is replaced, answering
+//!   PASS_REPL with the corrected list; one that agrees stands, and the server
+//!   does not add a second value for it.
 
 use std::fmt;
 
@@ -12,12 +27,23 @@ use crate::policy::{Action, Policy, User};
 pub struct CommandLine(pub String);
 
 impl CommandLine {
-    /// Build from the request's AVs; `None` when there is no non-empty `cmd`.
+    /// The first command line of the request; `None` when there is no
+    /// non-empty `cmd`.
     pub fn from_args(args: &[Argument]) -> Option<CommandLine> {
-        let cmd = args.iter().find(|a| a.name() == b"cmd")?;
-        if cmd.value().is_empty() {
-            return None;
-        }
+        let cmd = args.iter().find(|a| a.name() == b"cmd" && !a.value().is_empty())?;
+        Some(Self::with_args(cmd, args))
+    }
+
+    /// Every command line of the request: one per non-empty `cmd` AV, each
+    /// with all the `cmd-arg`s.
+    pub fn all_from_args(args: &[Argument]) -> Vec<CommandLine> {
+        args.iter()
+            .filter(|a| a.name() == b"cmd" && !a.value().is_empty())
+            .map(|cmd| Self::with_args(cmd, args))
+            .collect()
+    }
+
+    fn with_args(cmd: &Argument, args: &[Argument]) -> CommandLine {
         let mut line = String::from_utf8_lossy(cmd.value()).into_owned();
         for a in args.iter().filter(|a| a.name() == b"cmd-arg") {
             if a.value() == b"<cr>" {
@@ -26,8 +52,26 @@ impl CommandLine {
             line.push(' ');
             line.push_str(&String::from_utf8_lossy(a.value()));
         }
-        Some(CommandLine(line))
+        CommandLine(line)
     }
+
+    /// The first character no command may hold, if any (see [`hostile_char`]).
+    pub fn hostile(&self) -> Option<char> {
+        self.0.chars().find(|&c| hostile_char(c))
+    }
+}
+
+/// Whether `c` must never reach a device inside a command, nor a log line
+/// raw: C0 and C1 controls and DEL, the Unicode line and paragraph separators,
+/// and the characters that reorder displayed text (bidi marks, embeddings,
+/// overrides and isolates; the byte-order mark).
+pub fn hostile_char(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}' | '\u{2029}' | '\u{200e}' | '\u{200f}' | '\u{061c}' | '\u{feff}'
+                | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
+        )
 }
 
 impl fmt::Display for CommandLine {
@@ -77,10 +121,44 @@ impl Policy {
                 "request has no service AV (RFC 8907 §6.1 makes it mandatory)".into(),
             );
         };
-        match CommandLine::from_args(&req.args) {
-            Some(line) => self.authorize_command(device_group, user, &service, &line),
-            None => self.authorize_service(user, &service, req),
+        // Every non-empty `cmd` AV makes a line; each must be permitted. The
+        // common request has one: no list is built.
+        let mut cmds = req.args.iter().filter(|a| a.name() == b"cmd" && !a.value().is_empty());
+        let Some(first) = cmds.next() else {
+            return self.authorize_service(user, &service, req);
+        };
+        let several = cmds.next().is_some();
+        let mut permitted = 0;
+        let mut last = None;
+        for cmd in std::iter::once(first)
+            .chain(req.args.iter().filter(|a| a.name() == b"cmd" && !a.value().is_empty()).skip(1))
+        {
+            let line = CommandLine::with_args(cmd, &req.args);
+            if let Some(c) = line.hostile() {
+                return AuthorDecision::fail(
+                    "command denied",
+                    format!("command holds the control character U+{:04X}", c as u32),
+                );
+            }
+            let d = self.authorize_command(device_group, user, &service, &line);
+            if d.status != AuthorStatus::PassAdd {
+                return if several {
+                    AuthorDecision { reason: format!("{:?}: {}", line.0, d.reason), ..d }
+                } else {
+                    d
+                };
+            }
+            permitted += 1;
+            last = Some(d);
         }
+        let d = last.expect("at least one line");
+        if several {
+            return AuthorDecision {
+                reason: format!("all {permitted} cmd AVs permitted; last: {}", d.reason),
+                ..d
+            };
+        }
+        d
     }
 
     fn authorize_command(
@@ -143,13 +221,8 @@ impl Policy {
                 {
                     args.insert(0, a);
                 }
-                let status = if s.replace { AuthorStatus::PassRepl } else { AuthorStatus::PassAdd };
-                return AuthorDecision {
-                    status,
-                    args,
-                    server_msg: String::new(),
-                    reason: format!("group {:?} grants service {service:?}", g.name),
-                };
+                let reason = format!("group {:?} grants service {service:?}", g.name);
+                return reconcile(&req.args, args, s.replace, reason);
             }
         }
         AuthorDecision::fail(
@@ -157,6 +230,81 @@ impl Policy {
             format!("no group of user {:?} grants service {service:?}", user.name),
         )
     }
+}
+
+/// Answer a granted service request whose AVs may overlap the server's
+/// (RFC 8907 §6.1–6.2; see the module doc).
+fn reconcile(
+    request: &[Argument],
+    server: Vec<Argument>,
+    replace: bool,
+    reason: String,
+) -> AuthorDecision {
+    // Which request AVs the server also sets; an answer only when one does
+    // (the common exec request carries just `service`).
+    let mut agreed: Vec<usize> = Vec::new();
+    let mut substitute: Vec<(usize, usize)> = Vec::new();
+    for (i, r) in request.iter().enumerate() {
+        if matches!(r.name(), b"service" | b"protocol" | b"cmd" | b"cmd-arg") {
+            continue;
+        }
+        let Some(si) = server.iter().position(|a| a.name() == r.name()) else { continue };
+        if agrees(r, &server[si]) {
+            agreed.push(si);
+        } else if r.mandatory() {
+            return AuthorDecision::fail(
+                "authorization failed: a mandatory attribute is not allowed",
+                format!(
+                    "mandatory {} in the request conflicts with the server's {} (RFC 8907 §6.1); {reason}",
+                    r, server[si]
+                ),
+            );
+        } else {
+            substitute.push((i, si));
+        }
+    }
+    let decision =
+        |status, args, reason| AuthorDecision { status, args, server_msg: String::new(), reason };
+    if replace {
+        // The configured list replaces the request's, as written.
+        return decision(AuthorStatus::PassRepl, server, reason);
+    }
+    if substitute.is_empty() {
+        if agreed.is_empty() {
+            return decision(AuthorStatus::PassAdd, server, reason);
+        }
+        // The request's value stands; do not send a second one.
+        let args = server
+            .into_iter()
+            .enumerate()
+            .filter(|(si, _)| !agreed.contains(si))
+            .map(|(_, a)| a)
+            .collect();
+        return decision(AuthorStatus::PassAdd, args, reason);
+    }
+    // Optional AVs replaced: the answer must list every AV to use (PASS_REPL).
+    let mut args: Vec<Argument> = request.to_vec();
+    let mut replaced = Vec::new();
+    for &(i, si) in &substitute {
+        replaced.push(format!("{} -> {}", args[i], server[si]));
+        args[i] = server[si].clone();
+    }
+    let used: Vec<usize> = substitute.iter().map(|&(_, si)| si).chain(agreed).collect();
+    args.extend(
+        server.into_iter().enumerate().filter(|(si, _)| !used.contains(si)).map(|(_, a)| a),
+    );
+    let reason = format!("{reason}; optional {} replaced", replaced.join(", "));
+    decision(AuthorStatus::PassRepl, args, reason)
+}
+
+/// Whether a request's AV agrees with the server's value for it: `priv-lvl`
+/// at or below the server's, anything else equal.
+fn agrees(request: &Argument, server: &Argument) -> bool {
+    if request.name() == b"priv-lvl" {
+        let level = |a: &Argument| std::str::from_utf8(a.value()).ok()?.trim().parse::<u8>().ok();
+        return matches!((level(request), level(server)), (Some(r), Some(s)) if r <= s);
+    }
+    request.value() == server.value()
 }
 
 fn decide(action: Action, reason: String) -> AuthorDecision {

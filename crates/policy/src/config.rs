@@ -49,6 +49,11 @@ pub struct ServerSection {
     pub name: String,
     /// `[[server.listen]]`: where to accept connections.
     pub listen: Vec<ListenConf>,
+    /// The local control socket for `tacvs server lockouts | unlock |
+    /// sessions` (mode 0600; relative to the configuration file's directory).
+    /// None: no control socket.
+    #[serde(default)]
+    pub control_socket: Option<PathBuf>,
 }
 
 fn default_name() -> String {
@@ -68,6 +73,16 @@ pub enum ProxyMode {
     Optional,
     /// Every connection must start with a header from a trusted proxy.
     Required,
+}
+
+impl std::fmt::Display for ProxyMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProxyMode::Off => "off",
+            ProxyMode::Optional => "optional",
+            ProxyMode::Required => "required",
+        })
+    }
 }
 
 /// `[[server.listen]]`.
@@ -92,10 +107,20 @@ pub struct Limits {
     pub max_connections: usize,
     /// Connections open at once from one source address.
     pub max_connections_per_source: usize,
-    /// A connection with no session in progress is closed after this long.
+    /// A single-connect connection with no session in progress is closed after
+    /// this long without a packet.
     pub idle_timeout: Dur,
-    /// A session in progress must make progress within this long.
+    /// A session waiting for the device (an ASCII prompt answered) must see the
+    /// device's next packet begin within this long of our reply; also how long
+    /// a reply may wait for the device to read it.
     pub read_timeout: Dur,
+    /// A new connection's first packet (after any PROXY header) must be whole
+    /// within this long of the connection: a silent connection holds its slot
+    /// no longer.
+    pub first_packet_timeout: Dur,
+    /// Once a packet's first byte has arrived, the whole packet must arrive
+    /// within this long (bytes dripped slowly do not extend it).
+    pub packet_timeout: Dur,
     /// Largest packet body accepted.
     pub max_body: Size,
     /// Sessions in progress on one single-connect connection.
@@ -112,6 +137,8 @@ impl Default for Limits {
             max_connections_per_source: 512,
             idle_timeout: Dur(Duration::from_secs(600)),
             read_timeout: Dur(Duration::from_secs(30)),
+            first_packet_timeout: Dur(Duration::from_secs(10)),
+            packet_timeout: Dur(Duration::from_secs(10)),
             max_body: Size(64 * 1024),
             max_sessions_per_connection: 64,
             proxy_header_timeout: Dur(Duration::from_secs(5)),
@@ -156,16 +183,34 @@ impl Default for AuthSection {
     }
 }
 
-/// Failed-login lockout, counted per user and per source address.
+/// Failed-login lockout and guessing limits (`[authentication.lockout]`). Every
+/// attempt counts from the moment it is admitted, before its hash is computed.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LockoutConf {
-    /// Failures within `window` that lock; 0 disables lockout.
+    /// Failures of one user from one device address within `window` that lock
+    /// that pair; 0 turns the lockout and the rates below off.
     pub max_failures: u32,
     /// How far back failures count.
     pub window: Dur,
-    /// How long a lock lasts.
+    /// How long the first lock lasts; each further lock of the pair doubles it.
     pub duration: Dur,
+    /// The longest a doubled lock lasts.
+    pub max_duration: Dur,
+    /// Attempts one user may fail from all devices in a burst before the next
+    /// ones are slowed to one per `user_refill` (0 = no such limit). Logins in
+    /// flight count until they pass, so this is also how many uncached logins
+    /// of one user can be checked at once.
+    pub user_burst: u32,
+    /// One attempt back per user this often.
+    pub user_refill: Dur,
+    /// Attempts one device address may fail over all users in a burst before the
+    /// next ones are slowed to one per `source_refill` (0 = no such limit).
+    pub source_burst: u32,
+    /// One attempt back per device this often.
+    pub source_refill: Dur,
+    /// Users, devices and (user, device) pairs tracked at most, each.
+    pub max_entries: usize,
 }
 
 impl Default for LockoutConf {
@@ -174,6 +219,12 @@ impl Default for LockoutConf {
             max_failures: 10,
             window: Dur(Duration::from_secs(300)),
             duration: Dur(Duration::from_secs(300)),
+            max_duration: Dur(Duration::from_secs(3600)),
+            user_burst: 60,
+            user_refill: Dur(Duration::from_secs(20)),
+            source_burst: 100,
+            source_refill: Dur(Duration::from_secs(1)),
+            max_entries: 100_000,
         }
     }
 }

@@ -115,6 +115,111 @@ impl PasswordHash {
         }
     }
 
+    /// What the cost of verifying depends on, besides the algorithm: the rounds,
+    /// cost or parameter field as written (`"5000"` for sha-crypt without one).
+    pub fn cost(&self) -> String {
+        let field = self.text.split('$').nth(2).unwrap_or("");
+        match self.alg {
+            HashAlgorithm::Sha512Crypt | HashAlgorithm::Sha256Crypt => field
+                .strip_prefix("rounds=")
+                .and_then(|r| r.parse::<u32>().ok())
+                .unwrap_or(sha_crypt::Params::RECOMMENDED_ROUNDS)
+                .to_string(),
+            HashAlgorithm::Yescrypt | HashAlgorithm::Bcrypt => field.to_owned(),
+            // `$argon2id$v=19$m=…,t=…,p=…$salt$hash`: version and parameters.
+            HashAlgorithm::Argon2 => {
+                let parts: Vec<&str> = self.text.split('$').collect();
+                parts[2..parts.len().saturating_sub(2).max(2)].join("$")
+            }
+        }
+    }
+
+    /// A hash of a random password nobody knows, with this hash's algorithm and
+    /// cost: verifying anything against it takes as long as verifying against
+    /// `self`, and never succeeds. Stands in for users that do not exist (or have
+    /// no password), so "no such user" and "wrong password" take the same time.
+    pub fn decoy(&self) -> PasswordHash {
+        self.try_decoy().unwrap_or_else(|_| self.clone())
+    }
+
+    fn try_decoy(&self) -> Result<PasswordHash, String> {
+        use argon2::password_hash::{CustomizedPasswordHasher as _, PasswordHasher as _};
+        let err = |e: &dyn fmt::Display| format!("decoy: {e}");
+        let secret: [u8; 16] = rand::random();
+        let pw: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+        let salt: [u8; 12] = rand::random();
+        let field = self.text.split('$').nth(2).unwrap_or("");
+        let text = match self.alg {
+            HashAlgorithm::Sha512Crypt | HashAlgorithm::Sha256Crypt => {
+                let params = field.parse::<sha_crypt::Params>().unwrap_or_default();
+                let alg = if self.alg == HashAlgorithm::Sha512Crypt {
+                    sha_crypt::Algorithm::Sha512Crypt
+                } else {
+                    sha_crypt::Algorithm::Sha256Crypt
+                };
+                sha_crypt::ShaCrypt::new(alg, params)
+                    .hash_password_with_salt(pw.as_bytes(), &salt)
+                    .map_err(|e| err(&e))?
+                    .to_string()
+            }
+            HashAlgorithm::Yescrypt => {
+                let params: yescrypt::Params = field.parse().map_err(|e| err(&e))?;
+                yescrypt::Yescrypt::from(params)
+                    .hash_password_with_salt(pw.as_bytes(), &salt)
+                    .map_err(|e| err(&e))?
+                    .to_string()
+            }
+            HashAlgorithm::Bcrypt => {
+                let cost: u32 = field.parse().map_err(|e| err(&e))?;
+                bcrypt::hash(&pw, cost).map_err(|e| err(&e))?
+            }
+            HashAlgorithm::Argon2 => {
+                let h = argon2::PasswordHash::new(&self.text).map_err(|e| err(&e))?;
+                let params = argon2::Params::try_from(&h).map_err(|e| err(&e))?;
+                Argon2::default()
+                    .hash_password_customized(
+                        pw.as_bytes(),
+                        &salt,
+                        Some(h.algorithm.as_str()),
+                        h.version,
+                        params,
+                    )
+                    .map_err(|e| err(&e))?
+                    .to_string()
+            }
+        };
+        PasswordHash::parse(&text)
+    }
+
+    /// Hash a password with a fresh random salt and an explicit cost: rounds for
+    /// sha-crypt (1,000 to 999,999,999), the cost for bcrypt (4 to 31). Other
+    /// algorithms take their recommended parameters.
+    pub fn create_with_cost(
+        alg: HashAlgorithm,
+        password: &[u8],
+        cost: u32,
+    ) -> Result<String, String> {
+        use sha_crypt::password_hash::PasswordHasher;
+        let err = |e: &dyn fmt::Display| format!("hashing failed: {e}");
+        match alg {
+            HashAlgorithm::Sha512Crypt | HashAlgorithm::Sha256Crypt => {
+                let params = sha_crypt::Params::new(cost).map_err(|e| err(&e))?;
+                let a = if alg == HashAlgorithm::Sha512Crypt {
+                    sha_crypt::Algorithm::Sha512Crypt
+                } else {
+                    sha_crypt::Algorithm::Sha256Crypt
+                };
+                let salt: [u8; 12] = rand::random();
+                sha_crypt::ShaCrypt::new(a, params)
+                    .hash_password_with_salt(password, &salt)
+                    .map(|p| p.to_string())
+                    .map_err(|e| err(&e))
+            }
+            HashAlgorithm::Bcrypt => bcrypt::hash(password, cost).map_err(|e| err(&e)),
+            _ => Self::create(alg, password),
+        }
+    }
+
     /// Hash a password with a fresh random salt and the algorithm's recommended cost.
     pub fn create(alg: HashAlgorithm, password: &[u8]) -> Result<String, String> {
         let err = |e: &dyn fmt::Display| format!("hashing failed: {e}");
@@ -179,6 +284,27 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_decoy_has_the_algorithm_and_cost_of_its_model_and_matches_nothing() {
+        let models = [
+            "$6$rounds=7000$saltsaltsalt$x".to_owned(),
+            "$5$saltsalt$0IyaXrmV7.sGNS6tirgqHLqX/G.FBvgkYA.lpPdS5sA".to_owned(),
+            "$y$j9T$kfaeI5dhAkLCqpmjnEigU1$KAffl26ThRkzq7e7k4kyZWSMfiLowEaTLXfdgeGGS85".to_owned(),
+            PasswordHash::create_with_cost(HashAlgorithm::Bcrypt, b"pw", 4).unwrap(),
+            PasswordHash::create(HashAlgorithm::Argon2, b"pw").unwrap(),
+        ];
+        for text in &models {
+            let model = PasswordHash::parse(text).unwrap();
+            let decoy = model.try_decoy().expect(text);
+            assert_eq!(decoy.algorithm(), model.algorithm(), "{text}");
+            assert_eq!(decoy.cost(), model.cost(), "{text}");
+            assert_ne!(decoy.text, model.text);
+            assert!(!decoy.verify(b"pw") && !decoy.verify(b""), "{text}");
+        }
+        assert_eq!(PasswordHash::parse(&models[0]).unwrap().cost(), "7000");
+        assert_eq!(PasswordHash::parse(&models[1]).unwrap().cost(), "5000");
     }
 
     #[test]

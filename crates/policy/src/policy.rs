@@ -155,6 +155,8 @@ pub struct Policy {
     pub server_name: String,
     /// Listeners.
     pub listeners: Vec<Listener>,
+    /// The control socket, resolved against the configuration file's directory.
+    pub control_socket: Option<std::path::PathBuf>,
     /// Connection limits and timeouts.
     pub limits: config::Limits,
     /// Authentication settings.
@@ -167,6 +169,15 @@ pub struct Policy {
     pub device_groups: Vec<DeviceGroup>,
     /// User groups.
     pub groups: Vec<Group>,
+    /// Verified instead of a login password for users that do not exist or have
+    /// none: the algorithm and cost most users' hashes have (see
+    /// [`PasswordHash::decoy`]).
+    pub decoy_login: PasswordHash,
+    /// The same for enable passwords.
+    pub decoy_enable: PasswordHash,
+    /// What compiles but is probably not what was meant (short keys,
+    /// overlapping device groups); `tacvs check` prints these, the server logs them.
+    pub warnings: Vec<ConfigError>,
     users: HashMap<String, Arc<User>>,
     v4: PrefixMap<Ipv4Net, usize>,
     v6: PrefixMap<Ipv6Net, usize>,
@@ -217,9 +228,23 @@ pub fn load(path: &Path) -> Result<Policy, ConfigErrors> {
 pub fn parse(file: &str, src: &str, base: &Path) -> Result<Policy, ConfigErrors> {
     let loc = Locator { file, src };
     // Errors never repeat a value: it may be a key written in the wrong place.
-    let raw: ServerFile = tacvs_config::from_toml(&loc)?;
+    let raw: ServerFile = tacvs_config::from_toml(&loc).map_err(|e| {
+        if let Ok(t) = src.parse::<toml::Table>()
+            && t.contains_key("director")
+            && !t.contains_key("server")
+        {
+            return ConfigErrors(vec![loc.whole(
+                "this is a director configuration (it has a [director] table): run it with \
+                 `tacvs director -c FILE`; `tacvs server` takes a server configuration (see \
+                 examples/server.toml)",
+            )]);
+        }
+        e
+    })?;
     let mut errs = Vec::new();
-    let policy = compile(raw, &loc, base, &mut errs);
+    let mut warns = Vec::new();
+    let mut policy = compile(raw, &loc, base, &mut errs, &mut warns);
+    policy.warnings = warns;
     if errs.is_empty() { Ok(policy) } else { Err(ConfigErrors(errs)) }
 }
 
@@ -246,7 +271,23 @@ fn names<'a, T>(
     map
 }
 
-fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<ConfigError>) -> Policy {
+/// Keys shorter than this draw a warning.
+pub const MIN_KEY_CHARS: usize = 16;
+
+fn short_key(what: &str, n: usize, len: usize) -> String {
+    format!(
+        "{what}: key #{n} is {len} characters long; a short key can be guessed offline from one \
+         captured packet: use at least {MIN_KEY_CHARS} random characters"
+    )
+}
+
+fn compile(
+    raw: ServerFile,
+    loc: &Locator<'_>,
+    base: &Path,
+    errs: &mut Vec<ConfigError>,
+    warns: &mut Vec<ConfigError>,
+) -> Policy {
     // Listeners.
     let mut listeners = Vec::new();
     if raw.server.listen.is_empty() {
@@ -317,6 +358,7 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
     let mut v4 = PrefixMap::new();
     let mut v6 = PrefixMap::new();
     let mut seen: HashMap<IpNet, String> = HashMap::new();
+    let mut placed: Vec<(IpNet, usize, usize)> = Vec::new();
     let mut device_groups = Vec::new();
     for (i, d) in raw.device_groups.iter().enumerate() {
         if d.prefixes.is_empty() {
@@ -329,6 +371,7 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
             let Some(net) = parse_net(p, loc, errs) else {
                 continue;
             };
+            placed.push((net, i, p.span().start));
             if let Some(other) = seen.insert(net, d.name.get_ref().clone()) {
                 errs.push(loc.at(
                     p.span().start,
@@ -341,12 +384,13 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
             };
         }
         let mut keys: Vec<Key> = Vec::new();
+        let what = format!("device group {:?}", d.name.get_ref());
         for k in &d.keys {
             if k.is_empty() {
-                errs.push(loc.at(
-                    d.name.span().start,
-                    format!("device group {:?} has an empty key", d.name.get_ref()),
-                ));
+                errs.push(loc.at(d.name.span().start, format!("{what} has an empty key")));
+            } else if k.chars().count() < MIN_KEY_CHARS {
+                let n = keys.len() + 1;
+                warns.push(loc.at(d.name.span().start, short_key(&what, n, k.chars().count())));
             }
             keys.push(Key::new(k.as_bytes()));
         }
@@ -359,7 +403,15 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
                     .map(|l| l.trim_end_matches('\r'))
                     .filter(|l| !l.is_empty())
                 {
-                    Some(k) => keys.push(Key::new(k.as_bytes())),
+                    Some(k) => {
+                        if k.chars().count() < MIN_KEY_CHARS {
+                            let n = keys.len() + 1;
+                            warns.push(
+                                loc.at(kf.span().start, short_key(&what, n, k.chars().count())),
+                            );
+                        }
+                        keys.push(Key::new(k.as_bytes()))
+                    }
                     None => errs.push(loc.at(
                         kf.span().start,
                         "the key file is empty: put the key on its first line",
@@ -386,6 +438,30 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
             keys: keys.into(),
             default_command_action,
         });
+    }
+
+    // A prefix inside another group's: legal (the longest prefix wins), but say so.
+    for &(net, gi, at) in &placed {
+        let Some(outer) = net.supernet() else { continue };
+        let covering = match outer {
+            IpNet::V4(o) => v4.get_lpm(&o).map(|(n, &g)| (IpNet::V4(n), g)),
+            IpNet::V6(o) => v6.get_lpm(&o).map(|(n, &g)| (IpNet::V6(n), g)),
+        };
+        if let Some((wide, gj)) = covering
+            && gj != gi
+        {
+            let (inner, outer) = (&raw.device_groups[gi].name, &raw.device_groups[gj].name);
+            warns.push(loc.at(
+                at,
+                format!(
+                    "prefix {net} of device group {:?} lies inside {wide} of device group {:?}: \
+                     devices in {net} belong to {:?} (the longest prefix wins)",
+                    inner.get_ref(),
+                    outer.get_ref(),
+                    inner.get_ref()
+                ),
+            ));
+        }
     }
 
     // Groups.
@@ -509,19 +585,56 @@ fn compile(raw: ServerFile, loc: &Locator<'_>, base: &Path, errs: &mut Vec<Confi
         users.insert(user.name.clone(), Arc::new(user));
     }
 
+    let logins: Vec<&PasswordHash> = users.values().filter_map(|u| u.password.as_ref()).collect();
+    let enables: Vec<&PasswordHash> = users.values().filter_map(|u| u.enable.as_ref()).collect();
+    let decoy_login = decoy_for(&logins, None);
+    let decoy_enable = decoy_for(&enables, Some(&decoy_login));
     Policy {
         server_name: raw.server.name,
         listeners,
+        control_socket: raw.server.control_socket.map(|p| base.join(p)),
         limits: raw.limits,
         auth: raw.authentication,
         accounting: raw.accounting,
         metrics: raw.metrics.map(|m| m.listen),
         device_groups,
         groups,
+        decoy_login,
+        decoy_enable,
+        warnings: Vec::new(),
         users,
         v4,
         v6,
     }
+}
+
+/// A decoy with the algorithm and cost most of `hashes` share (ties: the
+/// lowest in sort order, so the choice does not depend on hash-map order);
+/// `fallback`, or a default sha512-crypt, when there are none.
+fn decoy_for(hashes: &[&PasswordHash], fallback: Option<&PasswordHash>) -> PasswordHash {
+    let mut counts: HashMap<(String, String), (usize, &PasswordHash)> = HashMap::new();
+    for h in hashes {
+        let e = counts.entry((format!("{:?}", h.algorithm()), h.cost())).or_insert((0, h));
+        e.0 += 1;
+    }
+    let best = counts
+        .iter()
+        .max_by(|a, b| a.1.0.cmp(&b.1.0).then_with(|| b.0.cmp(a.0)))
+        .map(|(_, &(_, h))| h);
+    match (best, fallback) {
+        (Some(h), _) => h.decoy(),
+        (None, Some(f)) => f.clone(),
+        (None, None) => {
+            let text = PasswordHash::create(crate::HashAlgorithm::Sha512Crypt, &rand_bytes())
+                .expect("sha512-crypt of random bytes");
+            PasswordHash::parse(&text).expect("a hash we just made parses")
+        }
+    }
+}
+
+fn rand_bytes() -> [u8; 16] {
+    let b: [u8; 16] = rand::random();
+    b.map(|x| b'a' + x % 26)
 }
 
 fn parse_net(s: &Spanned<String>, loc: &Locator<'_>, errs: &mut Vec<ConfigError>) -> Option<IpNet> {

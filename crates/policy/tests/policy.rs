@@ -67,31 +67,54 @@ fn base() -> Policy {
 }
 
 #[test]
-fn example_decisions() {
+fn the_example_lab_group_covers_loopback_only() {
     let p = example();
-    let (lab, g) = p.device_group("127.0.0.1".parse().unwrap()).unwrap();
+    let (_, g) = p.device_group("127.0.0.1".parse().unwrap()).unwrap();
     assert_eq!(g.name, "lab");
     assert!(p.device_group("::1".parse().unwrap()).is_some());
     assert!(p.device_group("192.0.2.1".parse().unwrap()).is_none());
+}
 
-    assert_eq!(
-        p.authorize(lab, &req("alice", "shell", Some("configure terminal"))).status,
-        AuthorStatus::PassAdd
-    );
-    let bob_show = p.authorize(lab, &req("bob", "shell", Some("show running-config")));
-    assert_eq!(bob_show.status, AuthorStatus::PassAdd);
-    assert!(
-        bob_show.reason.contains("readonly") && bob_show.reason.contains("rule 1"),
-        "{}",
-        bob_show.reason
-    );
-    let sneaky = p.authorize(lab, &req("bob", "shell", Some("configure show x")));
-    assert_eq!(sneaky.status, AuthorStatus::Fail, "anchoring: {}", sneaky.reason);
+#[test]
+fn the_example_lets_netops_configure() {
+    let p = example();
+    let d = p.authorize(lab(&p), &req("alice", "shell", Some("configure terminal")));
+    assert_eq!(d.status, AuthorStatus::PassAdd);
+}
+
+#[test]
+fn the_example_lets_readonly_show_by_its_rule() {
+    let p = example();
+    let d = p.authorize(lab(&p), &req("bob", "shell", Some("show running-config")));
+    assert_eq!(d.status, AuthorStatus::PassAdd);
+    assert!(d.reason.contains("readonly") && d.reason.contains("rule 2"), "{}", d.reason);
+}
+
+#[test]
+fn rules_are_anchored_at_both_ends() {
+    let p = example();
+    let sneaky = p.authorize(lab(&p), &req("bob", "shell", Some("configure show x")));
+    assert_eq!(sneaky.status, AuthorStatus::Fail, "{}", sneaky.reason);
     assert!(sneaky.reason.contains("no rule matched"));
-    let exec = p.authorize(lab, &req("bob", "shell", None));
+}
+
+#[test]
+fn exec_authorization_answers_the_groups_priv_lvl() {
+    let p = example();
+    let exec = p.authorize(lab(&p), &req("bob", "shell", None));
     assert_eq!(exec.status, AuthorStatus::PassAdd);
     assert_eq!(exec.args[0].to_string(), "priv-lvl=1");
-    assert_eq!(p.authorize(lab, &req("mallory", "shell", None)).status, AuthorStatus::Fail);
+}
+
+#[test]
+fn an_unknown_user_is_not_authorized() {
+    let p = example();
+    assert_eq!(p.authorize(lab(&p), &req("mallory", "shell", None)).status, AuthorStatus::Fail);
+}
+
+#[test]
+fn the_example_hashes_verify_and_debug_hides_them() {
+    let p = example();
     let alice = p.user(b"alice").unwrap();
     assert!(alice.password.as_ref().unwrap().verify(b"alice-pass"));
     assert!(alice.enable.as_ref().unwrap().verify(b"alice-enable"));
@@ -112,30 +135,53 @@ fn longest_prefix_match_and_ipv4_mapped() {
     assert_eq!(p.device_group("10.9.0.1".parse().unwrap()).unwrap().1.keys.len(), 2);
 }
 
-#[test]
-fn command_rules_device_groups_defaults_and_services() {
-    let p = base();
+fn core_and_lab(p: &Policy) -> (usize, usize) {
     let core = p.device_group("10.1.1.1".parse().unwrap()).unwrap().0;
     let lab = p.device_group("10.9.1.1".parse().unwrap()).unwrap().0;
-    // reload is permitted only on core-lab devices.
+    (core, lab)
+}
+
+#[test]
+fn a_rule_limited_to_device_groups_applies_only_there() {
+    let p = base();
+    let (core, lab) = core_and_lab(&p);
     let r = p.authorize(core, &req("op", "shell", Some("reload")));
     assert_eq!(r.status, AuthorStatus::Fail);
     assert!(r.reason.contains("default of group \"ops\" is deny"), "{}", r.reason);
     assert_eq!(p.authorize(lab, &req("op", "shell", Some("reload"))).status, AuthorStatus::PassAdd);
-    // The unanchored rule matches anywhere, deliberately.
+}
+
+#[test]
+fn an_unanchored_rule_matches_anywhere() {
+    let p = base();
+    let (_, lab) = core_and_lab(&p);
     let d = p.authorize(lab, &req("op", "shell", Some("terminal debug all")));
     assert_eq!(d.status, AuthorStatus::Fail);
     assert!(d.reason.contains("rule 3"));
-    // Device group default overrides the user's group default.
+}
+
+#[test]
+fn a_device_group_default_overrides_the_users_group_default() {
+    let p = base();
+    let (_, lab) = core_and_lab(&p);
     let x = p.authorize(lab, &req("op", "shell", Some("clear counters")));
     assert_eq!(x.status, AuthorStatus::PassAdd);
     assert!(x.reason.contains("device group \"core-lab\""));
-    // <cr> is not part of the line.
-    assert_eq!(
-        p.authorize(core, &req("op", "shell", Some("show version"))).status,
-        AuthorStatus::PassAdd
-    );
-    // Service grants: PASS_REPL with configured AVs, protocol must match.
+}
+
+#[test]
+fn a_trailing_cr_is_not_part_of_the_line() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
+    // req() appends cmd-arg=<cr>; "show .*" needs an argument, "version".
+    let d = p.authorize(core, &req("op", "shell", Some("show version")));
+    assert_eq!(d.status, AuthorStatus::PassAdd, "{}", d.reason);
+}
+
+#[test]
+fn a_grant_with_replace_answers_pass_repl_with_its_avs() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
     let mut ppp = req("op", "ppp", None);
     ppp.args.push("protocol=ip".parse().unwrap());
     let r = p.authorize(core, &ppp);
@@ -144,11 +190,29 @@ fn command_rules_device_groups_defaults_and_services() {
         r.args.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         ["addr=10.1.1.1", "inacl*101"]
     );
+}
+
+#[test]
+fn a_grant_for_another_protocol_does_not_apply() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
     let mut ipx = req("op", "ppp", None);
     ipx.args.push("protocol=ipx".parse().unwrap());
     assert_eq!(p.authorize(core, &ipx).status, AuthorStatus::Fail);
+}
+
+#[test]
+fn exec_answers_the_first_groups_priv_lvl() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
     let exec = p.authorize(core, &req("op", "shell", None));
     assert_eq!(exec.args[0].to_string(), "priv-lvl=7");
+}
+
+#[test]
+fn a_request_without_a_service_fails() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
     assert_eq!(p.authorize(core, &AaaRequest::new("op", vec![])).status, AuthorStatus::Fail);
 }
 
@@ -188,4 +252,218 @@ fn errors_name_file_line_and_column() {
         &BASE.replace("[[user]]\nname = \"op\"", "[[user]]\nname = \"op\"\npassword = \"$6$x\""),
     );
     assert!(e[0].to_string().contains("malformed"), "{}", e[0]);
+}
+
+fn with(user: &str, args: &[&str]) -> AaaRequest {
+    AaaRequest::new(user.to_owned(), args.iter().map(|a| a.parse().unwrap()).collect())
+}
+
+fn lab(p: &Policy) -> usize {
+    p.device_group("127.0.0.1".parse().unwrap()).unwrap().0
+}
+
+#[test]
+fn the_example_refuses_pipes_that_write_for_readonly_users() {
+    let p = example();
+    for line in [
+        "show running-config | redirect tftp://192.0.2.9/x",
+        "show running-config | append flash:x",
+        "show tech |tee bootflash:x",
+    ] {
+        let d = p.authorize(lab(&p), &req("bob", "shell", Some(line)));
+        assert_eq!(d.status, AuthorStatus::Fail, "{line}: {}", d.reason);
+        assert!(d.reason.contains("rule 1"), "{}", d.reason);
+    }
+    let d =
+        p.authorize(lab(&p), &req("bob", "shell", Some("show running-config | include hostname")));
+    assert_eq!(d.status, AuthorStatus::PassAdd, "{}", d.reason);
+}
+
+#[test]
+fn a_control_character_inside_a_permitted_command_is_refused() {
+    let p = example();
+    for hostile in [
+        "clock\rconfigure terminal",
+        "clock\nreload",
+        "clock\u{2028}x",
+        "clock\u{85}x",
+        "a\u{202e}b",
+    ] {
+        let r = with("bob", &["service=shell", "cmd=show", &format!("cmd-arg={hostile}")]);
+        let d = p.authorize(lab(&p), &r);
+        assert_eq!(d.status, AuthorStatus::Fail, "{hostile:?}");
+        assert!(d.reason.contains("control character"), "{}", d.reason);
+    }
+    let tab = with("alice", &["service=shell", "cmd=show\tversion"]);
+    assert_eq!(p.authorize(lab(&p), &tab).status, AuthorStatus::Fail, "even for netops");
+}
+
+#[test]
+fn every_cmd_av_of_a_request_is_checked() {
+    let p = example();
+    let two =
+        |user| with(user, &["service=shell", "cmd=show", "cmd=configure", "cmd-arg=terminal"]);
+    let d = p.authorize(lab(&p), &two("bob"));
+    assert_eq!(d.status, AuthorStatus::Fail, "{}", d.reason);
+    assert!(d.reason.contains("configure terminal"), "{}", d.reason);
+    assert_eq!(p.authorize(lab(&p), &two("alice")).status, AuthorStatus::PassAdd);
+    let reversed = with("bob", &["service=shell", "cmd=configure", "cmd=show"]);
+    assert_eq!(p.authorize(lab(&p), &reversed).status, AuthorStatus::Fail);
+}
+
+#[test]
+fn an_optional_cmd_is_checked_like_a_mandatory_one() {
+    let p = example();
+    let d =
+        p.authorize(lab(&p), &with("bob", &["service=shell", "cmd*configure", "cmd-arg=terminal"]));
+    assert_eq!(d.status, AuthorStatus::Fail, "{}", d.reason);
+    let d = p.authorize(lab(&p), &with("bob", &["service=shell", "cmd*show", "cmd-arg=clock"]));
+    assert_eq!(d.status, AuthorStatus::PassAdd, "{}", d.reason);
+}
+
+#[test]
+fn a_mandatory_priv_lvl_above_the_grant_fails() {
+    let p = example();
+    let d = p.authorize(lab(&p), &with("bob", &["service=shell", "priv-lvl=15"]));
+    assert_eq!(d.status, AuthorStatus::Fail, "{d:?}");
+    assert!(
+        d.reason.contains("mandatory priv-lvl=15") && d.reason.contains("priv-lvl=1"),
+        "{}",
+        d.reason
+    );
+    assert!(d.args.is_empty());
+}
+
+#[test]
+fn an_optional_priv_lvl_above_the_grant_is_replaced() {
+    let p = example();
+    let d = p.authorize(lab(&p), &with("bob", &["service=shell", "priv-lvl*15", "idletime*5"]));
+    assert_eq!(d.status, AuthorStatus::PassRepl, "{d:?}");
+    let args: Vec<String> = d.args.iter().map(|a| a.to_string()).collect();
+    assert_eq!(args, ["service=shell", "priv-lvl=1", "idletime*5"]);
+}
+
+#[test]
+fn a_priv_lvl_within_the_grant_stands_without_a_second_value() {
+    let p = example();
+    let d = p.authorize(lab(&p), &with("alice", &["service=shell", "priv-lvl=1"]));
+    assert_eq!(d.status, AuthorStatus::PassAdd, "{d:?}");
+    assert!(d.args.iter().all(|a| a.name() != b"priv-lvl"), "{:?}", d.args);
+}
+
+#[test]
+fn a_configured_replace_list_is_sent_whole() {
+    let p = base();
+    let core = p.device_group("10.1.1.1".parse().unwrap()).unwrap().0;
+    let r = with("op", &["service=ppp", "protocol=ip", "addr=10.1.1.1"]);
+    let d = p.authorize(core, &r);
+    assert_eq!(d.status, AuthorStatus::PassRepl);
+    let args: Vec<String> = d.args.iter().map(|a| a.to_string()).collect();
+    assert_eq!(args, ["addr=10.1.1.1", "inacl*101"]);
+    let conflict = with("op", &["service=ppp", "protocol=ip", "addr=10.9.9.9"]);
+    assert_eq!(p.authorize(core, &conflict).status, AuthorStatus::Fail, "mandatory addr differs");
+}
+
+fn warnings(src: &str) -> Vec<String> {
+    parse("w.toml", src, Path::new(".")).unwrap().warnings.iter().map(|w| w.to_string()).collect()
+}
+
+#[test]
+fn short_keys_draw_a_warning_that_names_the_group_not_the_key() {
+    let w = warnings(BASE);
+    let short: Vec<&String> = w.iter().filter(|w| w.contains("characters long")).collect();
+    assert_eq!(short.len(), 3, "k1, k2, k3: {w:?}");
+    assert!(
+        short[0].starts_with("w.toml:") && short[0].contains("device group \"core\": key #1 is 2"),
+        "{w:?}"
+    );
+    assert!(w.iter().all(|m| !m.contains("\"k1\"") && !m.contains("\"k2\"")), "{w:?}");
+    let long = BASE
+        .replace("[\"k1\"]", "[\"0123456789abcdef\"]")
+        .replace("[\"k2\", \"k3\"]", "[\"0123456789abcdefg\"]");
+    assert!(warnings(&long).iter().all(|m| !m.contains("characters long")));
+}
+
+#[test]
+fn a_prefix_inside_another_groups_draws_a_warning_saying_which_wins() {
+    let w = warnings(BASE);
+    let overlap: Vec<&String> = w.iter().filter(|w| w.contains("lies inside")).collect();
+    assert_eq!(overlap.len(), 1, "{w:?}");
+    assert!(
+        overlap[0].contains("prefix 10.9.0.0/16 of device group \"core-lab\" lies inside 10.0.0.0/8 of device group \"core\"")
+            && overlap[0].contains("belong to \"core-lab\""),
+        "{overlap:?}"
+    );
+    let line = BASE.lines().position(|l| l.contains("10.9.0.0/16")).unwrap() + 1;
+    assert!(overlap[0].starts_with(&format!("w.toml:{line}:")), "{overlap:?}");
+}
+
+#[test]
+fn a_director_file_given_to_the_server_says_to_run_tacvs_director() {
+    let e = errors("[director]\nname = \"d1\"\n[[service]]\nlisten = \"0.0.0.0:49\"\n");
+    assert!(e[0].to_string().contains("tacvs director"), "{}", e[0]);
+}
+
+const SECRET: &str = "Sup3r-s3cret-K3y-4242";
+
+#[test]
+fn a_secret_in_a_value_of_the_wrong_type_is_not_echoed() {
+    for (from, to) in [
+        ("keys = [\"k1\"]", format!("keys = \"{SECRET}\"")),
+        ("keys = [\"k1\"]", format!("keys = [\"{SECRET}\", 5]")),
+        ("keys = [\"k1\"]", format!("keys = [\"k1\"]\nkey = \"{SECRET}\"")),
+        ("name = \"op\"", format!("name = \"op\"\nchap_secret = [\"{SECRET}\"]")),
+        ("name = \"op\"", format!("name = \"op\"\npassword = [\"{SECRET}\"]")),
+        ("name = \"op\"", format!("name = \"op\"\nenable = {{ x = \"{SECRET}\" }}")),
+    ] {
+        let src = BASE.replacen(from, &to, 1);
+        let e = errors(&src);
+        let text = e.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n");
+        assert!(!text.contains(SECRET), "{to}: {text}");
+    }
+}
+
+/// A secret value written in one of several shapes, right or wrong for its field.
+fn shaped(shape: usize) -> String {
+    match shape % 9 {
+        0 => format!("\"{SECRET}\""),
+        1 => format!("[\"{SECRET}\"]"),
+        2 => format!("[\"{SECRET}\", 5]"),
+        3 => format!("{{ a = \"{SECRET}\" }}"),
+        4 => format!("[[\"{SECRET}\"]]"),
+        5 => format!("'{SECRET}'"),
+        6 => format!("\"\"\"{SECRET}\"\"\""),
+        7 => format!("[5, \"{SECRET}\"]"),
+        _ => format!("\"{SECRET}"),
+    }
+}
+
+proptest::proptest! {
+    /// A known secret in any secret field, in any shape, with the file cut or
+    /// spliced near it: whatever the parser says, the secret is not in it.
+    #[test]
+    fn no_parse_error_echoes_a_secret(
+        field in 0usize..4,
+        shape in 0usize..9,
+        near in -14i64..30,
+        delete in 0usize..3,
+        junk in "[\\[\\]=\",{}a-z0-9 \\n]{0,4}",
+    ) {
+        let value = shaped(shape);
+        let src = match field {
+            0 => BASE.replacen("keys = [\"k1\"]", &format!("keys = {value}"), 1),
+            1 => BASE.replacen("name = \"op\"", &format!("name = \"op\"\nchap_secret = {value}"), 1),
+            2 => BASE.replacen("name = \"op\"", &format!("name = \"op\"\npassword = {value}"), 1),
+            _ => BASE.replacen("name = \"op\"", &format!("name = \"op\"\nenable = {value}"), 1),
+        };
+        let key_at = src.find(SECRET).unwrap() as i64;
+        let at = (key_at + near).clamp(0, src.len() as i64) as usize;
+        let end = (at + delete).min(src.len());
+        for candidate in [src.clone(), format!("{}{junk}{}", &src[..at], &src[end..])] {
+            if let Err(e) = parse("f.toml", &candidate, Path::new(".")) {
+                let text = e.to_string();
+                proptest::prop_assert!(!text.contains(SECRET), "{}", text);
+            }
+        }
+    }
 }

@@ -1,6 +1,10 @@
-//! One connection: PROXY intake, device lookup, limits, then the loop that feeds
-//! the protocol machine, runs slow work (hash checks, journal writes) without
-//! stalling other sessions on the same connection, and writes replies.
+//! One connection, the I/O side: PROXY intake, device lookup, limits, then
+//! the loop that feeds the protocol machine ([`ServerConnection`]), answers
+//! authorization inline, runs slow work (credential checks, password stores,
+//! journal appends) without stalling other sessions on the same connection,
+//! and writes replies. The decisions are elsewhere and pure: the dialogue of
+//! each authentication session in [`crate::login`], deadlines in
+//! [`crate::deadline`], authorization in the policy.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -10,54 +14,28 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
-use serde::Serialize;
-use tacvs_policy::Policy;
-use tacvs_proto::chap;
-use tacvs_proto::*;
+use tacvs_policy::policy::Listener;
+use tacvs_proto::{
+    AaaRequest, AcctReply, AcctRequest, AcctStatus, AuthenContinue, AuthenReply, AuthenStart,
+    AuthorResponse, ProtocolError, Request, ServerConfig, ServerConnection, ServerEvent,
+    SessionError,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::Shared;
-use crate::authn::{CredKind, Locked};
-use crate::journal::JournalError;
+use crate::authn::{Check, Verdict};
+use crate::journal::{AcctRecord, JournalError};
+use crate::logfmt::Esc;
+use crate::login::{Action, Log, Login};
+use crate::{Shared, deadline, login};
 
 type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
 
-/// The result of slow work, applied back to the protocol machine.
+/// The result of slow work, applied back to the session that asked for it.
 enum Done {
-    Password { sid: u32, user: Bytes, verdict: Verdict, started: Instant },
-    Acct { sid: u32, result: Result<(), JournalError>, started: Instant, user: String },
-    Changed { sid: u32, user: String, result: Result<(), String>, started: Instant },
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Verdict {
-    Pass,
-    Fail(&'static str),
-    Locked(Locked),
-    Busy,
-}
-
-/// An interactive (ASCII) login in progress.
-struct Login {
-    user: Option<Bytes>,
-    tries: u8,
-    kind: CredKind,
-    priv_lvl: u8,
-    started: Instant,
-    /// A password change (CHPASS): what the next answer is.
-    chpass: Option<ChPass>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ChPass {
-    Old,
-    New,
-    Confirm(Vec<u8>),
-}
-
-fn ask(msg: &str) -> AuthenReply {
-    AuthenReply { noecho: true, ..AuthenReply::new(AuthenStatus::GetPass, msg.to_owned()) }
+    Verified { sid: u32, verdict: Verdict },
+    Stored { sid: u32, result: Result<(), String> },
+    Acct { sid: u32, result: Result<(), JournalError>, started: Instant, user: Bytes },
 }
 
 struct Ctx {
@@ -65,20 +43,100 @@ struct Ctx {
     device: SocketAddr,
     dg: usize,
     dg_name: String,
+    keys: usize,
     logins: HashMap<u32, Login>,
     rotated_key_logged: bool,
+    info: Arc<crate::sessions::Conn>,
+    head: Head,
+}
+
+/// The first bytes a connection sent (before its first whole packet).
+#[derive(Debug, Default, Clone, Copy)]
+struct Head {
+    bytes: [u8; 8],
+    len: usize,
+}
+
+impl Head {
+    fn of(buf: &[u8]) -> Head {
+        let mut h = Head::default();
+        h.len = buf.len().min(h.bytes.len());
+        h.bytes[..h.len].copy_from_slice(&buf[..h.len]);
+        h
+    }
+
+    fn get(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// What a peer that does not speak TACACS+ seems to speak, from its first bytes.
+fn foreign(first: &[u8]) -> Option<&'static str> {
+    const HTTP: [&[u8]; 7] = [b"GET ", b"POST", b"HEAD", b"PUT ", b"OPTI", b"HTTP", b"CONN"];
+    if HTTP.iter().any(|m| first.starts_with(m)) {
+        Some("HTTP (a web browser, a health check or a scanner?)")
+    } else if first.starts_with(&[0x16, 0x03]) {
+        Some("TLS (TACACS+ over TLS is not supported here)")
+    } else if first.starts_with(b"SSH-") {
+        Some("SSH")
+    } else if first.starts_with(b"PROXY") || first.starts_with(b"\r\n\r\n\0\r\nQUIT\n") {
+        Some("a PROXY protocol header, but this listener has proxy_protocol = \"off\"")
+    } else if first.first().is_some_and(|&b| b >> 4 != 0xc) {
+        Some("something other than TACACS+ (its first byte is not a TACACS+ version)")
+    } else {
+        None
+    }
+}
+
+/// A device that connected straight to a listener that takes connections
+/// from directors only: answer its first request with ERROR saying so (the
+/// operator then reads "director" and "PROXY" instead of a dropped
+/// connection), then close. Only for addresses in a device group: the reply
+/// is obfuscated with the group's key.
+async fn refuse_direct(
+    stream: &mut TcpStream,
+    buf: &mut BytesMut,
+    policy: &tacvs_policy::Policy,
+    peer: SocketAddr,
+    deadline: tokio::time::Instant,
+) {
+    const MSG: &str = "This server port takes connections from a director only (PROXY protocol required): send the device to the director's address instead.";
+    let Some((_, group)) = policy.device_group(crate::canonical_ip(peer.ip())) else { return };
+    let cfg = ServerConfig {
+        max_body: policy.limits.max_body.0 as u32,
+        single_connect: false,
+        max_sessions: 1,
+    };
+    let mut conn = ServerConnection::new(cfg, group.keys.clone());
+    loop {
+        conn.handle_input(buf);
+        match conn.poll_event() {
+            Some(ServerEvent::Request { session_id, .. }) => {
+                let _ = conn.reply_error(session_id, MSG);
+                let mut out = Vec::new();
+                conn.poll_transmit(&mut out);
+                let _ = tokio::time::timeout_at(deadline, stream.write_all(&out)).await;
+                return;
+            }
+            Some(_) => return,
+            None if conn.close_reason().is_some() => return,
+            None => {}
+        }
+        match tokio::time::timeout_at(deadline, stream.read_buf(buf)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => return,
+        }
+    }
 }
 
 pub(crate) async fn serve(
     shared: &Arc<Shared>,
     mut stream: TcpStream,
     peer: SocketAddr,
-    listener: usize,
+    l: &Listener,
 ) {
+    let accepted = tokio::time::Instant::now();
     let policy = shared.policy();
-    let Some(l) = policy.listeners.get(listener).cloned() else {
-        return;
-    };
     let mut buf = BytesMut::new();
     stream.set_nodelay(true).ok();
 
@@ -87,7 +145,7 @@ pub(crate) async fn serve(
         &mut buf,
         l.proxy,
         l.trusts(peer.ip()),
-        policy.limits.proxy_header_timeout.0,
+        policy.limits.proxy_header_timeout.0.min(policy.limits.first_packet_timeout.0),
     )
     .await
     {
@@ -96,9 +154,16 @@ pub(crate) async fn serve(
         Err(e) => {
             tracing::warn!(%peer, reason = %e, "connection refused at PROXY intake");
             metrics::counter!("tacvs_rejects_total", "reason" => "proxy_protocol").increment(1);
+            if e == crate::proxy::ProxyError::Missing {
+                let deadline = accepted + policy.limits.first_packet_timeout.0;
+                refuse_direct(&mut stream, &mut buf, &policy, peer, deadline).await;
+            }
             return;
         }
     };
+    // One address, one count: an IPv4-mapped IPv6 address (dual-stack socket,
+    // or a PROXY header that wrote it so) is the IPv4 device it maps.
+    let device = SocketAddr::new(crate::canonical_ip(device.ip()), device.port());
     let Some((dg, group)) = policy.device_group(device.ip()) else {
         tracing::warn!(%device, %peer, "connection refused: the device's address is in no device_group");
         metrics::counter!("tacvs_rejects_total", "reason" => "unknown_device").increment(1);
@@ -123,13 +188,17 @@ pub(crate) async fn serve(
         max_sessions: policy.limits.max_sessions_per_connection,
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
+    let registration = crate::sessions::Registry::register(shared, device, &group.name);
     let mut ctx = Ctx {
         shared: shared.clone(),
         device,
         dg,
         dg_name: group.name.clone(),
+        keys: group.keys.len(),
         logins: HashMap::new(),
         rotated_key_logged: false,
+        info: registration.conn.clone(),
+        head: Head::default(),
     };
     drop(policy);
 
@@ -137,12 +206,19 @@ pub(crate) async fn serve(
     let mut shutdown = shared.shutdown.clone();
     let mut draining = *shutdown.borrow();
     let mut peer_closed = false;
+    let mut clock = deadline::Clock::new(accepted);
     loop {
         // Process what is buffered (also bytes that came with the PROXY header).
         // While draining we still read: a session in progress (an ASCII login
         // waiting for its password) must be able to finish.
         if !buf.is_empty() {
+            let before = buf.len();
+            if !clock.got_packet {
+                // Kept to describe a peer that does not speak TACACS+ at all.
+                ctx.head = Head::of(&buf);
+            }
             conn.handle_input(&mut buf);
+            clock.input(buf.len() < before, buf.len(), tokio::time::Instant::now());
             while let Some(ev) = conn.poll_event() {
                 if let Some(p) = ctx.on_event(&mut conn, ev) {
                     pending.push(p);
@@ -155,7 +231,7 @@ pub(crate) async fn serve(
             conn.poll_transmit(&mut out);
             let wt = ctx.shared.policy.load().limits.read_timeout.0;
             match tokio::time::timeout(wt, stream.write_all(&out)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => clock.output(tokio::time::Instant::now()),
                 Ok(Err(e)) => {
                     tracing::debug!(%device, error = %e, "write failed; closing");
                     break;
@@ -175,12 +251,15 @@ pub(crate) async fn serve(
         {
             break;
         }
-        let limits = &ctx.shared.policy.load().limits;
-        let wait = if conn.open_sessions() > 0 || !buf.is_empty() {
-            limits.read_timeout.0
+        ctx.info.set_state(if !pending.is_empty() {
+            crate::sessions::State::Working
+        } else if conn.open_sessions() > 0 {
+            crate::sessions::State::InSession
         } else {
-            limits.idle_timeout.0
-        };
+            crate::sessions::State::Idle
+        });
+        let limits = deadline::Limits::from_conf(&ctx.shared.policy.load().limits);
+        let (until, kind) = clock.deadline(&limits, conn.open_sessions() > 0);
         let reading = !peer_closed && conn.close_reason().is_none();
         // An idle connection holds no read buffer (thousands of idle single-connect
         // devices): it waits for readability and allocates only then.
@@ -193,10 +272,9 @@ pub(crate) async fn serve(
                 Ok(_) => {}
             },
             Some(done) = pending.next(), if !pending.is_empty() => ctx.on_done(&mut conn, done),
-            _ = tokio::time::sleep(wait), if pending.is_empty() => {
-                let open = conn.open_sessions();
-                tracing::debug!(%device, open_sessions = open, "timeout; closing");
-                metrics::counter!("tacvs_timeouts_total", "kind" => if open > 0 { "read" } else { "idle" }).increment(1);
+            _ = tokio::time::sleep_until(until), if pending.is_empty() => {
+                tracing::debug!(%device, open_sessions = conn.open_sessions(), timeout = kind.as_str(), "timeout; closing");
+                metrics::counter!("tacvs_timeouts_total", "kind" => kind.as_str()).increment(1);
                 break;
             }
             _ = shutdown.changed(), if !draining => draining = true,
@@ -242,33 +320,10 @@ impl Drop for SourceSlot {
     }
 }
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
-fn count(kind: &'static str, result: &'static str, started: Instant) {
+fn count(kind: &'static str, result: &'static str, elapsed: std::time::Duration) {
     metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result).increment(1);
     metrics::histogram!("tacvs_request_duration_seconds", "type" => kind)
-        .record(started.elapsed().as_secs_f64());
-}
-
-#[derive(Serialize)]
-struct AcctRecord<'a> {
-    time: String,
-    server: &'a str,
-    device: String,
-    device_port: u16,
-    device_group: &'a str,
-    session_id: u32,
-    record: &'static str,
-    user: String,
-    port: String,
-    rem_addr: String,
-    priv_lvl: u8,
-    authen_method: &'static str,
-    authen_type: &'static str,
-    authen_service: &'static str,
-    args: Vec<String>,
+        .record(elapsed.as_secs_f64());
 }
 
 impl Ctx {
@@ -279,11 +334,12 @@ impl Ctx {
                 if key_index > 0 && !self.rotated_key_logged {
                     // Once per connection: which of the group's keys this device uses.
                     self.rotated_key_logged = true;
-                    tracing::info!(device = %self.device, device_group = %self.dg_name, key_index, "device uses key #{} of its group (not the first: rotation in progress)", key_index + 1);
+                    tracing::info!(device = %self.device, device_group = %self.dg_name, key_number = key_index + 1, "device uses a later key of its group (not the first: rotation in progress)");
                 }
+                self.info.request();
                 match request {
-                    Request::AuthenStart(s) => self.authen_start(conn, sid, s, now),
-                    Request::AuthenContinue(c) => self.authen_continue(conn, sid, c),
+                    Request::AuthenStart(s) => self.authen_start(conn, sid, &s, now),
+                    Request::AuthenContinue(c) => self.authen_continue(conn, sid, &c, now),
                     Request::Author(r) => {
                         self.authorize(conn, sid, &r, now);
                         None
@@ -293,331 +349,161 @@ impl Ctx {
             }
             ServerEvent::AuthenAborted { session_id, reason } => {
                 self.logins.remove(&session_id);
-                tracing::info!(device = %self.device, reason = %lossy(&reason), "authentication aborted by the client");
-                count("authen", "abort", now);
+                tracing::info!(device = %self.device, reason = %Esc(&reason), "authentication aborted by the client");
+                metrics::counter!("tacvs_requests_total", "type" => "authen", "result" => "abort")
+                    .increment(1);
                 None
             }
             ServerEvent::ProtocolError { session_id, error } => {
-                let reason = match error {
-                    ProtocolError::WrongKey { .. } => "wrong_key",
-                    _ => "protocol_error",
-                };
-                tracing::warn!(device = %self.device, device_group = %self.dg_name, session = ?session_id, %error, "protocol error; closing the connection");
-                metrics::counter!("tacvs_rejects_total", "reason" => reason).increment(1);
+                let first = self.info_requests() == 0;
+                match &error {
+                    ProtocolError::WrongKey { error: detail, .. } => {
+                        tracing::warn!(device = %self.device, device_group = %self.dg_name, keys = self.keys, decoder = %detail, "the device's key is none of its device group's keys: check the key configured on the device; closing the connection");
+                        metrics::counter!("tacvs_rejects_total", "reason" => "wrong_key")
+                            .increment(1);
+                    }
+                    ProtocolError::Decode(_) if first && foreign(self.head.get()).is_some() => {
+                        let what = foreign(self.head.get()).unwrap_or_default();
+                        tracing::warn!(device = %self.device, first_bytes = %Esc(self.head.get()), "the peer does not speak TACACS+; it looks like {what}; closing the connection");
+                        metrics::counter!("tacvs_rejects_total", "reason" => "not_tacacs")
+                            .increment(1);
+                    }
+                    _ => {
+                        let session = session_id.map(|s| format!("{s:#010x}")).unwrap_or_default();
+                        tracing::warn!(device = %self.device, device_group = %self.dg_name, session, %error, "protocol error; closing the connection");
+                        metrics::counter!("tacvs_rejects_total", "reason" => "protocol_error")
+                            .increment(1);
+                    }
+                }
                 None
             }
         }
     }
 
-    fn reply(&self, conn: &mut ServerConnection, sid: u32, r: AuthenReply) {
-        if let Err(e) = conn.reply_authen(sid, r) {
-            tracing::warn!(device = %self.device, error = %e, "cannot send authentication reply");
-        }
+    fn settings(&self) -> login::Settings {
+        login::Settings::from_conf(&self.shared.policy.load().auth)
     }
 
     fn authen_start(
         &mut self,
         conn: &mut ServerConnection,
         sid: u32,
-        s: AuthenStart,
-        started: Instant,
+        s: &AuthenStart,
+        now: Instant,
     ) -> Option<Pending> {
-        let kind = if s.authen_service == AuthenService::Enable {
-            CredKind::Enable
-        } else {
-            CredKind::Login
-        };
-        match s.action {
-            AuthenAction::Login => {}
-            AuthenAction::ChangePassword => {
-                let allowed = self.shared.policy.load().auth.change_password;
-                if !allowed || s.authen_type != AuthenType::Ascii {
-                    tracing::info!(device = %self.device, user = %lossy(&s.user), allowed, "password change refused");
-                    count("authen", "fail", started);
-                    let msg = if allowed {
-                        "Changing a password needs an ASCII session."
-                    } else {
-                        "Changing passwords is not enabled on this server; ask your administrator."
-                    };
-                    self.reply(conn, sid, AuthenReply::new(AuthenStatus::Fail, msg));
-                    return None;
-                }
-                let user = (!s.user.is_empty()).then(|| s.user.clone());
-                let first = if user.is_some() {
-                    ask("Old password: ")
-                } else {
-                    prompt_reply(AuthenStatus::GetUser, "")
-                };
-                self.logins.insert(
-                    sid,
-                    Login {
-                        user,
-                        tries: 0,
-                        kind,
-                        priv_lvl: s.priv_lvl.get(),
-                        started,
-                        chpass: Some(ChPass::Old),
-                    },
-                );
-                self.reply(conn, sid, first);
-                return None;
-            }
-            AuthenAction::SendAuth => {
-                count("authen", "fail", started);
-                self.reply(
-                    conn,
-                    sid,
-                    AuthenReply::new(
-                        AuthenStatus::Fail,
-                        "SENDAUTH is not supported by this server.",
-                    ),
-                );
-                return None;
-            }
-        }
-        match s.authen_type {
-            AuthenType::Ascii => {
-                let user = (!s.user.is_empty()).then(|| s.user.clone());
-                let prompt =
-                    if user.is_some() { AuthenStatus::GetPass } else { AuthenStatus::GetUser };
-                self.logins.insert(
-                    sid,
-                    Login {
-                        user,
-                        tries: 0,
-                        kind,
-                        priv_lvl: s.priv_lvl.get(),
-                        started,
-                        chpass: None,
-                    },
-                );
-                self.reply(conn, sid, prompt_reply(prompt, ""));
-                None
-            }
-            AuthenType::Pap => Some(self.check_password(
-                sid,
-                s.user.clone(),
-                s.data.to_vec(),
-                kind,
-                s.priv_lvl.get(),
-                started,
-            )),
-            AuthenType::Chap | AuthenType::MsChapV1 | AuthenType::MsChapV2 => {
-                let policy = self.shared.policy();
-                let user = lossy(&s.user);
-                let (status, msg, why) = match (kind, policy.user(&s.user)) {
-                    (CredKind::Enable, _) => (
-                        AuthenStatus::Fail,
-                        "Enable with CHAP is not supported; use ASCII or PAP.",
-                        "enable via chap",
-                    ),
-                    (_, None) => (AuthenStatus::Fail, "", "unknown user"),
-                    (_, Some(u)) => match &u.chap_secret {
-                        None => (
-                            AuthenStatus::Fail,
-                            "CHAP and MS-CHAP need a reversible secret for this user, and none is configured.",
-                            "no chap_secret",
-                        ),
-                        Some(secret) => {
-                            match chap::verify(s.authen_type, &s.data, &s.user, &secret.0) {
-                                Ok(true) => (AuthenStatus::Pass, "", "response matches"),
-                                Ok(false) => (AuthenStatus::Fail, "", "wrong response"),
-                                Err(_) => (
-                                    AuthenStatus::Error,
-                                    "Malformed CHAP data.",
-                                    "malformed chap data",
-                                ),
-                            }
-                        }
-                    },
-                };
-                tracing::info!(device = %self.device, %user, method = %s.authen_type, result = %status, reason = why, "authentication");
-                count("authen", status.as_str(), started);
-                self.reply(conn, sid, AuthenReply::new(status, msg));
-                None
-            }
-            AuthenType::NotSet => {
-                self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "authen_type not set"));
-                None
-            }
-        }
+        let (login, action) = Login::start(s, &self.settings(), now);
+        self.act(conn, sid, login, action)
     }
 
     fn authen_continue(
         &mut self,
         conn: &mut ServerConnection,
         sid: u32,
-        c: AuthenContinue,
+        c: &AuthenContinue,
+        now: Instant,
     ) -> Option<Pending> {
-        let Some(login) = self.logins.get_mut(&sid) else {
-            self.reply(conn, sid, AuthenReply::new(AuthenStatus::Error, "unexpected CONTINUE"));
+        let Some(mut login) = self.logins.remove(&sid) else {
+            self.reply(
+                conn,
+                sid,
+                AuthenReply::new(tacvs_proto::AuthenStatus::Error, "unexpected CONTINUE"),
+            );
             return None;
         };
-        let Some(user) = login.user.clone() else {
-            if c.user_msg.is_empty() {
-                self.reply(conn, sid, prompt_reply(AuthenStatus::GetUser, ""));
-            } else {
-                let next = if login.chpass.is_some() {
-                    ask("Old password: ")
-                } else {
-                    prompt_reply(AuthenStatus::GetPass, "")
-                };
-                login.user = Some(c.user_msg);
-                self.reply(conn, sid, next);
-            }
-            return None;
-        };
-        let (kind, priv_lvl, started) = (login.kind, login.priv_lvl, login.started);
-        match login.chpass.clone() {
-            None | Some(ChPass::Old) => {
-                Some(self.check_password(sid, user, c.user_msg.to_vec(), kind, priv_lvl, started))
-            }
-            Some(ChPass::New) => {
-                let min = self.shared.policy.load().auth.min_password_length;
-                if c.user_msg.len() < min {
-                    self.reply(
-                        conn,
-                        sid,
-                        ask(&format!("Too short: use at least {min} characters. New password: ")),
-                    );
-                } else {
-                    login.chpass = Some(ChPass::Confirm(c.user_msg.to_vec()));
-                    self.reply(conn, sid, ask("Retype new password: "));
+        let action = login.answered(&c.user_msg, &self.settings(), now);
+        self.act(conn, sid, login, action)
+    }
+
+    /// Carry out what the session's machine asked for; keep the machine while
+    /// the session goes on.
+    fn act(
+        &mut self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        login: Login,
+        action: Action,
+    ) -> Option<Pending> {
+        let pending = match action {
+            Action::Reply { reply, log } => {
+                if let Some(l) = log {
+                    self.log(&l);
                 }
+                self.reply(conn, sid, reply);
                 None
             }
-            Some(ChPass::Confirm(new)) => {
-                self.logins.remove(&sid);
-                if new != c.user_msg {
-                    count("authen", "fail", started);
-                    self.reply(
-                        conn,
-                        sid,
-                        AuthenReply::new(
-                            AuthenStatus::Fail,
-                            "The passwords differ; nothing was changed.",
-                        ),
-                    );
-                    return None;
-                }
+            Action::Verify { user, credential, kind, priv_lvl } => {
+                let check = Check { user, credential, kind, priv_lvl, src: self.device.ip() };
                 let shared = self.shared.clone();
-                let name = lossy(&user);
                 Some(Box::pin(async move {
-                    let n = name.clone();
-                    let result = tokio::task::spawn_blocking(move || {
-                        let hash = tacvs_policy::PasswordHash::create(
-                            tacvs_policy::HashAlgorithm::Sha512Crypt,
-                            &new,
-                        )?;
-                        shared.passwords.set(&n, hash)?;
-                        shared.cache.clear();
-                        Ok(())
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(e.to_string()));
-                    Done::Changed { sid, user: name, result, started }
-                }))
+                    let verdict = crate::authn::verify(&shared, check).await;
+                    Done::Verified { sid, verdict }
+                }) as Pending)
+            }
+            Action::Store { user, password } => {
+                let shared = self.shared.clone();
+                Some(Box::pin(async move {
+                    let result =
+                        tokio::task::spawn_blocking(move || store(&shared, &user, &password))
+                            .await
+                            .unwrap_or_else(|e| Err(e.to_string()));
+                    Done::Stored { sid, result }
+                }) as Pending)
+            }
+        };
+        if !login.is_done() {
+            self.logins.insert(sid, login);
+        }
+        pending
+    }
+
+    fn info_requests(&self) -> u64 {
+        self.info.requests()
+    }
+
+    fn log(&self, l: &Log) {
+        self.info.set_user(&l.user);
+        tracing::info!(
+            device = %self.device,
+            user = %Esc(&l.user),
+            method = %l.method,
+            result = l.result,
+            reason = %l.reason,
+            "{}", l.event
+        );
+        if l.last {
+            count("authen", l.result, l.elapsed);
+        }
+    }
+
+    fn reply(&self, conn: &mut ServerConnection, sid: u32, r: AuthenReply) {
+        match conn.reply_authen(sid, r) {
+            Ok(()) => {}
+            // A prompt the session has no sequence numbers left for: end it
+            // with ERROR rather than leave the device waiting.
+            Err(SessionError::SeqExhausted(_)) => {
+                let _ = conn.reply_error(sid, "Too many prompts in one session.");
+            }
+            Err(e) => {
+                tracing::warn!(device = %self.device, error = %e, "cannot send authentication reply")
             }
         }
     }
 
-    /// Verify a password off the async threads; the result comes back as `Done`.
-    fn check_password(
-        &self,
-        sid: u32,
-        user: Bytes,
-        password: Vec<u8>,
-        kind: CredKind,
-        priv_lvl: u8,
-        started: Instant,
-    ) -> Pending {
-        let shared = self.shared.clone();
-        let src = self.device.ip();
-        Box::pin(async move {
-            let verdict = verify(&shared, &user, password, kind, priv_lvl, src).await;
-            Done::Password { sid, user, verdict, started }
-        })
-    }
-
     fn on_done(&mut self, conn: &mut ServerConnection, done: Done) {
+        let now = Instant::now();
         match done {
-            Done::Changed { sid, user, result, started } => {
-                let reply = match &result {
-                    Ok(()) => {
-                        tracing::info!(device = %self.device, %user, "password changed");
-                        AuthenReply::new(AuthenStatus::Pass, "Password changed.")
-                    }
-                    Err(e) => {
-                        tracing::error!(device = %self.device, %user, error = %e, "password change not stored");
-                        AuthenReply::new(
-                            AuthenStatus::Error,
-                            "The new password could not be stored; nothing was changed.",
-                        )
-                    }
-                };
-                count("authen", if result.is_ok() { "pass" } else { "error" }, started);
-                self.reply(conn, sid, reply);
-            }
-            Done::Password { sid, user, verdict, started }
-                if self.logins.get(&sid).is_some_and(|l| l.chpass.is_some()) =>
-            {
-                // The old password of a change: on success ask for the new one.
-                let reply = if verdict == Verdict::Pass {
-                    if let Some(l) = self.logins.get_mut(&sid) {
-                        l.chpass = Some(ChPass::New);
-                    }
-                    ask("New password: ")
-                } else {
-                    self.logins.remove(&sid);
-                    count("authen", "fail", started);
-                    tracing::info!(device = %self.device, user = %lossy(&user), ?verdict, "password change refused: old password not verified");
-                    AuthenReply::new(
-                        AuthenStatus::Fail,
-                        "Old password incorrect; nothing was changed.",
-                    )
-                };
-                self.reply(conn, sid, reply);
-            }
-            Done::Password { sid, user, verdict, started } => {
-                let ascii = self.logins.get_mut(&sid);
-                let max_tries = self.shared.policy.load().auth.max_login_attempts;
-                let reply = match (verdict, ascii) {
-                    (Verdict::Pass, _) => {
-                        self.logins.remove(&sid);
-                        AuthenReply::new(AuthenStatus::Pass, "")
-                    }
-                    (Verdict::Fail(_), Some(l)) if l.tries + 1 < max_tries => {
-                        l.tries += 1;
-                        prompt_reply(AuthenStatus::GetPass, "Password incorrect. ")
-                    }
-                    (Verdict::Fail(_), _) => {
-                        self.logins.remove(&sid);
-                        AuthenReply::new(AuthenStatus::Fail, "Authentication failed.")
-                    }
-                    (Verdict::Locked(_), _) => {
-                        self.logins.remove(&sid);
-                        AuthenReply::new(
-                            AuthenStatus::Fail,
-                            "Too many failed logins; try again later.",
-                        )
-                    }
-                    (Verdict::Busy, _) => {
-                        self.logins.remove(&sid);
-                        AuthenReply::new(AuthenStatus::Error, "Server busy; try again.")
-                    }
-                };
-                let (result, why) = match verdict {
-                    Verdict::Pass => ("pass", "password verified"),
-                    Verdict::Fail(w) => ("fail", w),
-                    Verdict::Locked(Locked::User(_)) => ("fail", "user locked out"),
-                    Verdict::Locked(Locked::Source(_)) => ("fail", "source locked out"),
-                    Verdict::Busy => ("error", "hash queue full"),
-                };
-                if reply.status != AuthenStatus::GetPass {
-                    count("authen", result, started);
+            Done::Verified { sid, verdict } => {
+                if let Some(mut login) = self.logins.remove(&sid) {
+                    let action = login.verified(verdict, &self.settings(), now);
+                    // A verification never asks for more slow work.
+                    let _ = self.act(conn, sid, login, action);
                 }
-                tracing::info!(device = %self.device, user = %lossy(&user), result, reason = why, "authentication");
-                self.reply(conn, sid, reply);
+            }
+            Done::Stored { sid, result } => {
+                if let Some(mut login) = self.logins.remove(&sid) {
+                    let action = login.stored(result, now);
+                    let _ = self.act(conn, sid, login, action);
+                }
             }
             Done::Acct { sid, result, started, user } => {
                 let r = match &result {
@@ -625,14 +511,14 @@ impl Ctx {
                         conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new()))
                     }
                     Err(e) => {
-                        tracing::error!(device = %self.device, %user, error = %e, "accounting record not stored; replying ERROR");
+                        tracing::error!(device = %self.device, user = %Esc(&user), error = %e, "accounting record not stored; replying ERROR");
                         conn.reply_acct(
                             sid,
                             AcctReply::new(AcctStatus::Error, "accounting record not stored"),
                         )
                     }
                 };
-                count("acct", if result.is_ok() { "success" } else { "error" }, started);
+                count("acct", if result.is_ok() { "success" } else { "error" }, started.elapsed());
                 if let Err(e) = r {
                     tracing::debug!(device = %self.device, error = %e, "accounting reply not sent");
                 }
@@ -641,18 +527,18 @@ impl Ctx {
     }
 
     fn authorize(&self, conn: &mut ServerConnection, sid: u32, r: &AaaRequest, started: Instant) {
-        let policy: Arc<Policy> = self.shared.policy();
+        let policy = self.shared.policy.load();
         let d = policy.authorize(self.dg, r);
         let cmd = tacvs_policy::CommandLine::from_args(&r.args);
         tracing::info!(
             device = %self.device,
-            user = %lossy(&r.user),
-            cmd = %cmd.as_ref().map(|c| c.0.as_str()).unwrap_or(""),
+            user = %Esc(&r.user),
+            cmd = %Esc(cmd.as_ref().map(|c| c.0.as_bytes()).unwrap_or_default()),
             result = %d.status,
             reason = %d.reason,
             "authorization"
         );
-        count("author", d.status.as_str(), started);
+        count("author", d.status.as_str(), started.elapsed());
         let mut resp = AuthorResponse::new(d.status, d.server_msg);
         resp.args = d.args;
         if let Err(e) = conn.reply_author(sid, resp) {
@@ -664,25 +550,25 @@ impl Ctx {
         let policy = self.shared.policy.load();
         let q = &r.request;
         let rec = AcctRecord {
-            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string(),
-            server: &policy.server_name,
-            device: crate::canonical_ip(self.device.ip()).to_string(),
+            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string().into(),
+            server: policy.server_name.as_str().into(),
+            device: self.device.ip().to_string().into(),
             device_port: self.device.port(),
-            device_group: &self.dg_name,
+            device_group: self.dg_name.as_str().into(),
             session_id: sid,
-            record: r.flags.as_str(),
-            user: lossy(&q.user),
-            port: lossy(&q.port),
-            rem_addr: lossy(&q.rem_addr),
+            record: r.flags.as_str().into(),
+            user: String::from_utf8_lossy(&q.user),
+            port: String::from_utf8_lossy(&q.port),
+            rem_addr: String::from_utf8_lossy(&q.rem_addr),
             priv_lvl: q.priv_lvl.get(),
-            authen_method: q.authen_method.as_str(),
-            authen_type: q.authen_type.as_str(),
-            authen_service: q.authen_service.as_str(),
+            authen_method: q.authen_method.as_str().into(),
+            authen_type: q.authen_type.as_str().into(),
+            authen_service: q.authen_service.as_str().into(),
             args: q.args.iter().map(|a| a.to_string()).collect(),
         };
-        let line = serde_json::to_vec(&rec).unwrap_or_default();
-        let user = rec.user.clone();
-        tracing::debug!(device = %self.device, %user, record = rec.record, "accounting");
+        let line = crate::journal::to_line(&rec);
+        tracing::debug!(device = %self.device, user = %Esc(&q.user), record = %rec.record, "accounting");
+        let user = q.user.clone();
         let journal = self.shared.journal.clone();
         Box::pin(async move {
             let result = journal.append(line).await;
@@ -691,66 +577,13 @@ impl Ctx {
     }
 }
 
-fn prompt_reply(status: AuthenStatus, prefix: &str) -> AuthenReply {
-    let (msg, noecho) = match status {
-        AuthenStatus::GetUser => ("Username: ", false),
-        _ => ("Password: ", true),
-    };
-    AuthenReply { noecho, ..AuthenReply::new(status, format!("{prefix}{msg}")) }
-}
-
-async fn verify(
-    shared: &Shared,
-    user: &[u8],
-    password: Vec<u8>,
-    kind: CredKind,
-    priv_lvl: u8,
-    src: IpAddr,
-) -> Verdict {
-    if let Some(l) = shared.lockout.check(user, src) {
-        return Verdict::Locked(l);
-    }
-    let policy = shared.policy();
-    let Some(u) = policy.user(user) else {
-        shared.lockout.failure(user, src);
-        return Verdict::Fail("unknown user");
-    };
-    let hash = match kind {
-        // A password the user changed overrides the configuration file's.
-        CredKind::Login => shared.passwords.get(&u.name).or_else(|| u.password.clone()),
-        CredKind::Enable => {
-            if priv_lvl > u.max_priv {
-                return Verdict::Fail("enable level above the user's groups");
-            }
-            u.enable.clone()
-        }
-    };
-    let Some(hash) = hash else {
-        return Verdict::Fail(if kind == CredKind::Enable {
-            "no enable password configured"
-        } else {
-            "no password configured"
-        });
-    };
-    if shared.cache.hit(kind, user, &password) {
-        metrics::counter!("tacvs_credential_cache_total", "result" => "hit").increment(1);
-        shared.lockout.success(user);
-        return Verdict::Pass;
-    }
-    metrics::counter!("tacvs_credential_cache_total", "result" => "miss").increment(1);
-    let user_owned = user.to_vec();
-    match shared.hashes.verify(hash, password.clone()).await {
-        Err(_) => Verdict::Busy,
-        Ok(true) => {
-            shared.cache.insert(kind, &user_owned, &password);
-            shared.lockout.success(&user_owned);
-            Verdict::Pass
-        }
-        Ok(false) => {
-            if let Some(l) = shared.lockout.failure(&user_owned, src) {
-                tracing::warn!(user = %lossy(&user_owned), %src, lock = ?l, "lockout engaged after repeated failures");
-            }
-            Verdict::Fail("wrong password")
-        }
-    }
+/// Hash a new password and store it (blocking: run off the async threads);
+/// the credential cache starts a new generation.
+fn store(shared: &Shared, user: &[u8], password: &[u8]) -> Result<(), String> {
+    let name = String::from_utf8_lossy(user);
+    let hash =
+        tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha512Crypt, password)?;
+    shared.passwords.set(&name, hash)?;
+    shared.cache().clear();
+    Ok(())
 }

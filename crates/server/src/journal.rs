@@ -10,7 +10,13 @@
 //! Files are `acct-YYYYMMDDTHHMMSSZ.jsonl` in the journal directory, rotated by
 //! size and age. At start-up a torn last line (a crash mid-write) is cut off and
 //! logged; a record is either whole or absent, never half-kept.
+//!
+//! Before each batch the writer checks that its file is still the one in the
+//! directory (not deleted: link count above zero; not replaced: same device and
+//! inode at its path). If it is not, it logs that and starts a new file, so
+//! records are never acknowledged into a file nobody can read.
 
+use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -93,6 +99,87 @@ impl Journal {
         let (ack, rx) = oneshot::channel();
         self.tx.send(Pending { line, ack }).map_err(|_| JournalError::Closed)?;
         rx.await.map_err(|_| JournalError::Closed)?
+    }
+}
+
+/// One accounting record as the journal keeps it (one JSON object a line):
+/// what the server writes and what every reader (the lab, the demo, tests,
+/// tools) reads back. Strings borrow while writing and own once read.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AcctRecord<'a> {
+    /// When the server received it (RFC 3339, milliseconds, UTC).
+    pub time: Cow<'a, str>,
+    /// The server's name (`[server] name`).
+    pub server: Cow<'a, str>,
+    /// The device's address (after PROXY intake).
+    pub device: Cow<'a, str>,
+    /// The device's source port.
+    pub device_port: u16,
+    /// The device group it belongs to.
+    pub device_group: Cow<'a, str>,
+    /// The TACACS+ session id.
+    pub session_id: u32,
+    /// start, stop, watchdog or watchdog-update (RFC 8907 §7.1 flags).
+    pub record: Cow<'a, str>,
+    /// The user field as sent.
+    pub user: Cow<'a, str>,
+    /// The port field.
+    pub port: Cow<'a, str>,
+    /// The rem_addr field.
+    pub rem_addr: Cow<'a, str>,
+    /// The priv_lvl field.
+    pub priv_lvl: u8,
+    /// authen_method (RFC 8907 §6.1 names).
+    pub authen_method: Cow<'a, str>,
+    /// authen_type.
+    pub authen_type: Cow<'a, str>,
+    /// authen_service.
+    pub authen_service: Cow<'a, str>,
+    /// Every AV, in order, as `name=value` / `name*value`.
+    pub args: Vec<String>,
+}
+
+/// Every record in the journal directory, oldest first.
+pub fn read_records(dir: &Path) -> io::Result<Vec<AcctRecord<'static>>> {
+    read_lines(dir)?
+        .iter()
+        .map(|l| serde_json::from_str(l).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e)))
+        .collect()
+}
+
+/// One record as a JSON line (without the newline). Beyond what JSON requires,
+/// DEL, C1 controls, the Unicode line and paragraph separators and the
+/// bidirectional controls are written as `\uXXXX` escapes (the same characters
+/// [`crate::logfmt::is_unsafe`] names), so the line stays one line in every
+/// tool that reads it, syslog collectors included. The value is unchanged for a
+/// JSON parser.
+pub fn to_line<T: serde::Serialize>(record: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, SafeJson);
+    // Serializing plain structs of strings and numbers cannot fail.
+    if record.serialize(&mut ser).is_err() {
+        out.clear();
+    }
+    out
+}
+
+struct SafeJson;
+
+impl serde_json::ser::Formatter for SafeJson {
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        frag: &str,
+    ) -> io::Result<()> {
+        let mut start = 0;
+        for (i, c) in frag.char_indices() {
+            if crate::logfmt::is_unsafe(c) {
+                w.write_all(&frag.as_bytes()[start..i])?;
+                write!(w, "\\u{:04x}", c as u32)?;
+                start = i + c.len_utf8();
+            }
+        }
+        w.write_all(&frag.as_bytes()[start..])
     }
 }
 
@@ -199,7 +286,7 @@ impl Writer {
                 buf.extend_from_slice(&p.line);
             }
             let t = Instant::now();
-            let result = self.write_batch(&buf);
+            let result = self.write_batch(&buf, t);
             metrics::histogram!("tacvs_journal_fsync_seconds").record(t.elapsed().as_secs_f64());
             metrics::counter!("tacvs_journal_batches_total").increment(1);
             match &result {
@@ -225,12 +312,17 @@ impl Writer {
         // Channel closed: every sender is gone; the last batch was synced above.
     }
 
-    fn write_batch(&mut self, buf: &[u8]) -> Result<(), JournalError> {
+    fn write_batch(&mut self, buf: &[u8], now: Instant) -> Result<(), JournalError> {
+        if !self.file_is_in_place().map_err(|e| self.err(e))? {
+            tracing::warn!(file = %self.path.display(), "the journal file was deleted or replaced while the server runs; starting a new one (records written since the previous batch are only in the old file)");
+            metrics::counter!("tacvs_journal_reopened_total").increment(1);
+            self.rotate(now).map_err(|e| self.err(e))?;
+        }
         if self.size > 0
             && (self.size + buf.len() as u64 > self.cfg.rotate_size
-                || self.opened.elapsed() >= self.cfg.rotate_interval)
+                || now.saturating_duration_since(self.opened) >= self.cfg.rotate_interval)
         {
-            self.rotate().map_err(|e| self.err(e))?;
+            self.rotate(now).map_err(|e| self.err(e))?;
         }
         if let Err(e) = self.file.write_all(buf).and_then(|_| self.file.sync_data()) {
             // A failed write may have left a partial line: cut it so the file stays whole.
@@ -241,13 +333,27 @@ impl Writer {
         Ok(())
     }
 
-    fn rotate(&mut self) -> io::Result<()> {
-        let now = SystemTime::now();
+    /// Whether the open file is still linked at its path.
+    fn file_is_in_place(&self) -> io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let open = self.file.metadata()?;
+        if open.nlink() == 0 {
+            return Ok(false);
+        }
+        match fs::metadata(&self.path) {
+            Ok(m) => Ok(m.ino() == open.ino() && m.dev() == open.dev()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn rotate(&mut self, now: Instant) -> io::Result<()> {
+        let wall = SystemTime::now();
         let mut n = 0;
-        let mut path = self.cfg.dir.join(file_name(now, n));
+        let mut path = self.cfg.dir.join(file_name(wall, n));
         while path.exists() || path <= self.path {
             n += 1;
-            path = self.cfg.dir.join(file_name(now, n));
+            path = self.cfg.dir.join(file_name(wall, n));
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         // Make the new directory entry durable too.
@@ -258,7 +364,7 @@ impl Writer {
         self.file = file;
         self.path = path;
         self.size = 0;
-        self.opened = Instant::now();
+        self.opened = now;
         Ok(())
     }
 
@@ -275,6 +381,91 @@ mod tests {
         let d = std::env::temp_dir().join(format!("tacvs-journal-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
         d
+    }
+
+    #[test]
+    fn lines_escape_separators_and_c1_controls() {
+        #[derive(serde::Serialize)]
+        struct R<'a> {
+            user: &'a str,
+        }
+        let user = "a\u{2028}b\u{85}c\u{7f}d\u{202e}e\r\n\"f\u{e9}";
+        let line = to_line(&R { user });
+        let text = String::from_utf8(line.clone()).unwrap();
+        assert!(!text.chars().any(crate::logfmt::is_unsafe), "{text:?}");
+        assert!(text.contains("a\\u2028b\\u0085c\\u007fd\\u202ee\\r\\n\\\"f\u{e9}"), "{text}");
+        let back: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(back["user"], user, "the same value for a JSON reader");
+    }
+
+    fn writer(d: &Path, rotate_interval: Duration) -> Writer {
+        fs::create_dir_all(d).unwrap();
+        let (file, path, size, _) = open_latest(d).unwrap();
+        let cfg = JournalConfig { dir: d.to_owned(), rotate_size: 1 << 30, rotate_interval };
+        Writer { cfg, file, path, size, opened: Instant::now(), committed: None }
+    }
+
+    #[test]
+    fn a_file_deleted_while_running_is_noticed_and_a_new_one_started() {
+        let d = tmp("deleted");
+        let mut w = writer(&d, Duration::from_secs(3600));
+        let now = Instant::now();
+        w.write_batch(b"{\"n\":1}\n", now).unwrap();
+        fs::remove_file(journal_files(&d).unwrap().pop().unwrap()).unwrap();
+        w.write_batch(b"{\"n\":2}\n", now).unwrap();
+        assert_eq!(
+            read_lines(&d).unwrap(),
+            ["{\"n\":2}"],
+            "the record is in a file in the directory"
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_file_replaced_while_running_is_noticed() {
+        let d = tmp("replaced");
+        let mut w = writer(&d, Duration::from_secs(3600));
+        let now = Instant::now();
+        w.write_batch(b"{\"n\":1}\n", now).unwrap();
+        let p = journal_files(&d).unwrap().pop().unwrap();
+        fs::rename(&p, d.join("moved-away")).unwrap();
+        fs::write(&p, b"").unwrap();
+        w.write_batch(b"{\"n\":2}\n", now).unwrap();
+        assert_eq!(read_lines(&d).unwrap(), ["{\"n\":2}"]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn files_rotate_after_rotate_interval() {
+        let d = tmp("age");
+        let mut w = writer(&d, Duration::from_secs(60));
+        let t0 = Instant::now();
+        w.write_batch(b"{\"n\":1}\n", t0).unwrap();
+        w.write_batch(b"{\"n\":2}\n", t0 + Duration::from_secs(59)).unwrap();
+        assert_eq!(journal_files(&d).unwrap().len(), 1);
+        w.write_batch(b"{\"n\":3}\n", t0 + Duration::from_secs(60)).unwrap();
+        let files = journal_files(&d).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(fs::read_to_string(&files[1]).unwrap(), "{\"n\":3}\n");
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_cuts_a_torn_record_and_appends_after_the_last_whole_one() {
+        let d = tmp("open-torn");
+        fs::create_dir_all(&d).unwrap();
+        let p = d.join("acct-20260101T000000Z-000.jsonl");
+        fs::write(&p, b"{\"a\":1}\n{\"b\":").unwrap();
+        let cfg = JournalConfig {
+            dir: d.clone(),
+            rotate_size: 1 << 30,
+            rotate_interval: Duration::from_secs(3600),
+        };
+        let (j, rec, _h) = Journal::open(cfg, None).unwrap();
+        assert_eq!((rec.file.as_path(), rec.torn_bytes_cut), (p.as_path(), 5));
+        j.append(b"{\"c\":3}".to_vec()).await.unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"a\":1}\n{\"c\":3}\n");
+        fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]

@@ -1,17 +1,34 @@
 //! # tacvs-server
 //!
-//! The TACACS+ AAA service: listeners (IPv4 and IPv6, optional PROXY intake from
-//! trusted directors), one task per connection driving the sans-IO
-//! [`tacvs_proto::ServerConnection`], authentication against local users with a
-//! bounded hashing pool, a verified-credential cache and lockout, authorization
-//! by the compiled policy, and accounting into a journal that is fsync'd before
-//! SUCCESS is sent. Configuration reloads atomically ([`ServerHandle::reload`]).
+//! The TACACS+ AAA service (RFC 8907) on tokio. What it offers:
+//!
+//! - [`start`] a server on a compiled [`Policy`] and get a [`ServerHandle`]:
+//!   its bound addresses, [`ServerHandle::reload`] (atomic; listeners matched by
+//!   address), [`ServerHandle::shutdown`] (drain), the lockout view and unlock.
+//! - [`signals::Signals`]: SIGHUP reloads, SIGTERM / SIGINT drain.
+//! - [`journal`]: the accounting journal (fsync'd before SUCCESS) and its reader.
+//! - [`logfmt`]: log formatting a peer cannot forge (used by the `tacvs` binary).
+//!
+//! How it is built: pure decisions with time and bytes as inputs —
+//! [`lockout`], [`cache`], [`listeners::plan`], and the protocol machine
+//! [`tacvs_proto::ServerConnection`] — driven by thin I/O modules: one task per
+//! connection (`conn`), a bounded hashing pool ([`authn`]), one journal writer
+//! thread, an optional syslog sink, PROXY intake ([`proxy`]).
 
 pub mod authn;
+pub mod cache;
 mod conn;
+pub mod control;
+pub mod deadline;
 pub mod journal;
+pub mod listeners;
+pub mod lockout;
+pub mod logfmt;
+pub mod login;
 pub mod passwords;
 pub mod proxy;
+pub mod sessions;
+pub mod signals;
 pub mod syslog;
 
 use std::collections::HashMap;
@@ -19,17 +36,19 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use tacvs_policy::policy::Listener;
 use tacvs_policy::{ConfigErrors, Policy};
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use crate::authn::{CredCache, HashPool, Lockout};
+use crate::authn::HashPool;
+use crate::cache::{CacheSettings, CredCache};
 use crate::journal::{Journal, JournalConfig};
+use crate::lockout::Lockout;
 
 /// State shared by every connection.
 #[derive(Debug)]
@@ -37,11 +56,12 @@ pub struct Shared {
     policy: ArcSwap<Policy>,
     journal: Journal,
     hashes: HashPool,
-    cache: CredCache,
-    lockout: Lockout,
+    cache: Mutex<CredCache>,
+    lockout: Mutex<Lockout>,
     passwords: passwords::PasswordStore,
     conns: AtomicUsize,
     per_source: Mutex<HashMap<IpAddr, usize>>,
+    sessions: sessions::Registry,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -55,16 +75,39 @@ impl Shared {
     pub fn connections(&self) -> usize {
         self.conns.load(Ordering::Relaxed)
     }
+
+    /// Password-hash verifications started so far (real or decoy).
+    pub fn hash_verifications(&self) -> u64 {
+        self.hashes.verifications()
+    }
+
+    /// The lockout state (short critical sections only).
+    pub fn lockout(&self) -> MutexGuard<'_, Lockout> {
+        self.lockout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Open connections, for `tacvs server sessions`.
+    pub fn sessions(&self) -> &sessions::Registry {
+        &self.sessions
+    }
+
+    /// The credential cache (short critical sections only).
+    pub fn cache(&self) -> MutexGuard<'_, CredCache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }
 
 /// A running server.
 #[derive(Debug)]
 pub struct ServerHandle {
-    /// Bound listener addresses, in configuration order (port 0 resolved).
+    /// Bound listener addresses at start, in configuration order (port 0
+    /// resolved); [`ServerHandle::listening`] has them after reloads.
     pub local_addrs: Vec<SocketAddr>,
     shared: Arc<Shared>,
     shutdown_tx: watch::Sender<bool>,
-    accept_tasks: Vec<JoinHandle<()>>,
+    /// In configuration order; the lock also serialises reloads.
+    listeners: tokio::sync::Mutex<Vec<listeners::Running>>,
+    control: Option<(PathBuf, tokio::task::JoinHandle<()>)>,
     config_path: Option<PathBuf>,
 }
 
@@ -87,7 +130,7 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
                 hostname: policy.server_name.clone(),
             };
             let (tx, rx) = tokio::sync::mpsc::channel(16_384);
-            tracing::info!(target = %conf.target.get_ref(), "forwarding accounting records to syslog");
+            tracing::info!(syslog_target = %conf.target.get_ref(), "forwarding accounting records to syslog");
             tokio::spawn(syslog::run(settings, rx));
             Some(tx)
         }
@@ -106,82 +149,72 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         tracing::warn!(file = %recovery.file.display(), bytes = recovery.torn_bytes_cut, "journal ended in a torn record (crash during a write); cut it off. That record was never acknowledged");
     }
     tracing::info!(file = %recovery.file.display(), "accounting journal open");
+    log_warnings(&policy);
     let a = &policy.auth;
     let passwords = passwords::PasswordStore::open(&a.password_store)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let shared = Arc::new(Shared {
         hashes: HashPool::new(a.hash_workers, a.hash_queue),
-        cache: CredCache::new(a.cache.enabled, a.cache.ttl.0, a.cache.max_entries),
-        lockout: Lockout::new(a.lockout.max_failures, a.lockout.window.0, a.lockout.duration.0),
+        cache: Mutex::new(CredCache::new(CacheSettings::from_conf(&a.cache))),
+        lockout: Mutex::new(Lockout::new(lockout::Settings::from_conf(&a.lockout))),
         passwords,
         journal,
         conns: AtomicUsize::new(0),
         per_source: Mutex::new(HashMap::new()),
+        sessions: sessions::Registry::default(),
         shutdown,
         policy: ArcSwap::from_pointee(policy),
     });
     let policy = shared.policy();
-    let mut local_addrs = Vec::new();
-    let mut accept_tasks = Vec::new();
-    for (i, l) in policy.listeners.iter().enumerate() {
-        let socket = if l.address.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-        socket.set_reuseaddr(true)?;
-        socket.bind(l.address).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("cannot listen on {}: {e} (is another server running there?)", l.address),
-            )
-        })?;
-        let listener = socket.listen(4096)?;
-        let addr = listener.local_addr()?;
-        tracing::info!(%addr, proxy_protocol = ?l.proxy, "listening");
-        local_addrs.push(addr);
-        accept_tasks.push(tokio::spawn(accept_loop(shared.clone(), listener, i)));
+    let mut running = Vec::new();
+    for l in &policy.listeners {
+        let listener = listeners::bind(l.address)?;
+        running.push(listeners::run(&shared, listener, l.clone())?);
     }
+    let local_addrs = running.iter().map(|r| r.bound).collect();
+    let control = match &policy.control_socket {
+        Some(path) => {
+            let l = control::bind(path)?;
+            tracing::info!(path = %path.display(), "control socket (mode 0600) for tacvs server lockouts, unlock, sessions");
+            Some((path.clone(), tokio::spawn(control::run(shared.clone(), l, path.clone()))))
+        }
+        None => None,
+    };
     metrics::gauge!("tacvs_config_users").set(policy.user_count() as f64);
-    Ok(ServerHandle { local_addrs, shared, shutdown_tx, accept_tasks, config_path })
+    Ok(ServerHandle {
+        local_addrs,
+        shared,
+        shutdown_tx,
+        listeners: tokio::sync::Mutex::new(running),
+        control,
+        config_path,
+    })
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, index: usize) {
-    let mut shutdown = shared.shutdown.clone();
-    let mut backoff = Duration::from_millis(5);
-    loop {
-        let accepted = tokio::select! {
-            r = listener.accept() => r,
-            _ = shutdown.changed() => return,
-        };
-        let (stream, peer) = match accepted {
-            Ok(v) => {
-                backoff = Duration::from_millis(5);
-                v
-            }
-            Err(e) => {
-                // EMFILE and friends: wait and retry rather than spin.
-                tracing::warn!(error = %e, retry_in = ?backoff, "accept failed");
-                metrics::counter!("tacvs_accept_errors_total").increment(1);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-                continue;
-            }
-        };
-        let max = shared.policy.load().limits.max_connections;
-        if shared.conns.fetch_add(1, Ordering::AcqRel) >= max {
-            shared.conns.fetch_sub(1, Ordering::AcqRel);
-            metrics::counter!("tacvs_rejects_total", "reason" => "max_connections").increment(1);
-            tracing::warn!(%peer, max, "connection refused: max_connections reached");
-            drop(stream);
-            continue;
-        }
-        metrics::gauge!("tacvs_connections_active").increment(1.0);
-        metrics::counter!("tacvs_connections_total").increment(1);
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            conn::serve(&shared, stream, peer, index).await;
-            shared.conns.fetch_sub(1, Ordering::AcqRel);
-            metrics::gauge!("tacvs_connections_active").decrement(1.0);
-        });
+/// A connection was accepted: count it against `max_connections` before any
+/// work, then serve it on its own task.
+pub(crate) fn admit_connection(
+    shared: &Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    listener: Arc<Listener>,
+) {
+    let max = shared.policy.load().limits.max_connections;
+    if shared.conns.fetch_add(1, Ordering::AcqRel) >= max {
+        shared.conns.fetch_sub(1, Ordering::AcqRel);
+        metrics::counter!("tacvs_rejects_total", "reason" => "max_connections").increment(1);
+        tracing::warn!(%peer, max, "connection refused: max_connections reached");
+        return;
     }
+    metrics::gauge!("tacvs_connections_active").increment(1.0);
+    metrics::counter!("tacvs_connections_total").increment(1);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        conn::serve(&shared, stream, peer, &listener).await;
+        shared.conns.fetch_sub(1, Ordering::AcqRel);
+        metrics::gauge!("tacvs_connections_active").decrement(1.0);
+    });
 }
 
 impl ServerHandle {
@@ -190,44 +223,111 @@ impl ServerHandle {
         &self.shared
     }
 
-    /// Re-read the configuration file and swap it in atomically. On error the
-    /// running configuration stays and the errors are returned (and logged).
-    /// Listener and journal settings need a restart; keys, users, groups and rules
-    /// apply to new sessions at once, including on open single-connect connections.
-    pub fn reload(&self) -> Result<(), ConfigErrors> {
-        let Some(path) = &self.config_path else {
+    /// The addresses listened on now, in configuration order.
+    pub async fn listening(&self) -> Vec<SocketAddr> {
+        self.listeners.lock().await.iter().map(|r| r.bound).collect()
+    }
+
+    /// Re-read the configuration file and apply it ([`apply`](Self::apply)).
+    /// On error the running configuration stays and the errors are returned
+    /// (and logged).
+    pub async fn reload(&self) -> Result<(), ReloadError> {
+        let Some(path) = self.config_path.clone() else {
             return Ok(());
         };
         let t = Instant::now();
-        match tacvs_policy::load(path) {
-            Ok(p) => {
-                self.swap(p);
-                tracing::info!(file = %path.display(), took = ?t.elapsed(), "configuration reloaded");
+        // Compiling reads key files and computes decoy hashes: off the async threads.
+        let p = path.clone();
+        let loaded = tokio::task::spawn_blocking(move || tacvs_policy::load(&p))
+            .await
+            .map_err(|e| ReloadError::Internal(e.to_string()))
+            .and_then(|r| r.map_err(ReloadError::Config));
+        let result = match loaded {
+            Ok(p) => self.apply(p).await,
+            Err(e) => Err(e),
+        };
+        match &result {
+            Ok(()) => {
+                tracing::info!(file = %path.display(), took = %humantime::format_duration(t.elapsed()), "configuration reloaded");
                 metrics::counter!("tacvs_reloads_total", "result" => "ok").increment(1);
-                Ok(())
             }
             Err(e) => {
-                tracing::error!(file = %path.display(), errors = %e, "reload failed; keeping the running configuration");
+                tracing::error!(file = %path.display(), errors = %e, "reload refused; the running configuration stays");
                 metrics::counter!("tacvs_reloads_total", "result" => "error").increment(1);
-                Err(e)
             }
         }
+        result
     }
 
-    /// Swap in an already compiled policy.
-    pub fn swap(&self, policy: Policy) {
+    /// Put a compiled policy in force, atomically. Keys, users, groups, rules,
+    /// limits and the lockout and cache settings apply to new sessions at once,
+    /// including on open single-connect connections. Listeners are matched by
+    /// address (see [`listeners`]): a new address that cannot be bound refuses
+    /// the whole change. Settings read only at start (journal, syslog, metrics,
+    /// hash pool, password store) are logged as needing a restart.
+    pub async fn apply(&self, policy: Policy) -> Result<(), ReloadError> {
+        let mut running = self.listeners.lock().await;
+        let old: Vec<SocketAddr> = running.iter().map(|r| r.configured).collect();
+        let new: Vec<SocketAddr> = policy.listeners.iter().map(|l| l.address).collect();
+        let plan = listeners::plan(&old, &new);
+        // Bind what is new first: if that fails nothing has changed yet.
+        let mut bound = Vec::new();
+        for &ni in &plan.add {
+            bound.push((ni, listeners::bind(new[ni]).map_err(ReloadError::Listen)?));
+        }
+        log_warnings(&policy);
+        for what in restart_needed(&self.shared.policy(), &policy) {
+            tracing::warn!(
+                setting = what,
+                "changed in the file, but read only at start: restart the server to apply it"
+            );
+        }
+        let settings: Vec<Listener> = policy.listeners.clone();
         metrics::gauge!("tacvs_config_users").set(policy.user_count() as f64);
-        self.shared.policy.store(Arc::new(policy));
-        // Passwords may have changed: forget verified credentials.
-        self.shared.cache.clear();
+        {
+            let mut cache = self.shared.cache();
+            cache.set_settings(CacheSettings::from_conf(&policy.auth.cache));
+            self.shared.lockout().set_settings(lockout::Settings::from_conf(&policy.auth.lockout));
+            self.shared.policy.store(Arc::new(policy));
+            // Passwords may have changed: forget verified credentials, and refuse
+            // to cache what a verification that began before now finds.
+            cache.clear();
+        }
+        let mut slots: Vec<Option<listeners::Running>> = running.drain(..).map(Some).collect();
+        let mut next: Vec<Option<listeners::Running>> = (0..new.len()).map(|_| None).collect();
+        for &(ni, oi) in &plan.keep {
+            let r = slots[oi].take().expect("each old listener is kept once");
+            let (was, now) = (r.settings.load_full(), &settings[ni]);
+            if was.proxy != now.proxy || was.trusted_proxies != now.trusted_proxies {
+                tracing::info!(address = %r.bound, proxy_protocol = %now.proxy, trusted_proxies = %listeners::trusted(now), "listener settings changed (new connections)");
+            }
+            r.settings.store(Arc::new(now.clone()));
+            next[ni] = Some(r);
+        }
+        for (ni, listener) in bound {
+            let r = listeners::run(&self.shared, listener, settings[ni].clone())
+                .map_err(ReloadError::Listen)?;
+            next[ni] = Some(r);
+        }
+        for r in slots.into_iter().flatten() {
+            tracing::info!(address = %r.bound, "stopped listening (removed from the configuration); connections already open continue");
+            r.close().await;
+        }
+        *running = next.into_iter().flatten().collect();
+        Ok(())
     }
 
     /// Stop accepting, let connections finish their sessions for up to `drain`,
     /// then return (open connections are then dropped).
-    pub async fn shutdown(self, drain: Duration) {
+    pub async fn shutdown(mut self, drain: Duration) {
         let _ = self.shutdown_tx.send(true);
-        for t in &self.accept_tasks {
-            t.abort();
+        if let Some((path, task)) = self.control.take() {
+            task.abort();
+            let _ = task.await;
+            let _ = std::fs::remove_file(path);
+        }
+        for r in self.listeners.lock().await.drain(..) {
+            r.close().await;
         }
         let deadline = Instant::now() + drain;
         while self.shared.connections() > 0 && Instant::now() < deadline {
@@ -240,7 +340,80 @@ impl ServerHandle {
     }
 }
 
+fn log_warnings(p: &Policy) {
+    for w in &p.warnings {
+        tracing::warn!(warning = %w, "configuration");
+    }
+}
+
+/// Settings that differ between `old` and `new` but are read only at start.
+pub fn restart_needed(old: &Policy, new: &Policy) -> Vec<&'static str> {
+    let (a, b) = (&old.accounting, &new.accounting);
+    let syslog = |s: &Option<tacvs_policy::config::SyslogConf>| {
+        s.as_ref()
+            .map(|c| (c.target.get_ref().clone(), c.facility.get_ref().clone(), c.app_name.clone()))
+    };
+    let mut out = Vec::new();
+    let mut check = |changed: bool, what| {
+        if changed {
+            out.push(what);
+        }
+    };
+    check(a.directory != b.directory, "[accounting] directory");
+    check(a.rotate_size != b.rotate_size, "[accounting] rotate_size");
+    check(a.rotate_interval != b.rotate_interval, "[accounting] rotate_interval");
+    check(syslog(&a.syslog) != syslog(&b.syslog), "[accounting.syslog]");
+    check(old.metrics != new.metrics, "[metrics] listen");
+    check(old.control_socket != new.control_socket, "[server] control_socket");
+    check(old.auth.hash_workers != new.auth.hash_workers, "[authentication] hash_workers");
+    check(old.auth.hash_queue != new.auth.hash_queue, "[authentication] hash_queue");
+    check(old.auth.password_store != new.auth.password_store, "[authentication] password_store");
+    out
+}
+
+/// Why a reload was refused; the running configuration stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The file does not compile.
+    #[error("{0}")]
+    Config(ConfigErrors),
+    /// A new listener address cannot be bound.
+    #[error("{0}; nothing was changed")]
+    Listen(io::Error),
+    /// Something failed inside the server.
+    #[error("reload failed: {0}")]
+    Internal(String),
+}
+
 /// IPv4-mapped IPv6 addresses (dual-stack sockets) as plain IPv4.
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     tacvs_policy::policy::canonical(ip)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(extra: &str) -> Policy {
+        let text = format!(
+            "[server]\n[[server.listen]]\naddress = \"127.0.0.1:0\"\n{extra}\n[[device_group]]\nname = \"d\"\nprefixes = [\"10.0.0.0/8\"]\nkeys = [\"0123456789abcdef\"]\n"
+        );
+        tacvs_policy::parse("t.toml", &text, std::path::Path::new(".")).unwrap()
+    }
+
+    #[test]
+    fn settings_read_only_at_start_are_named_when_a_reload_changes_them() {
+        let base = policy("");
+        assert!(restart_needed(&base, &policy("")).is_empty());
+        let changed = policy(
+            "[accounting]\ndirectory = \"/elsewhere\"\n[authentication]\nhash_workers = 7\n[metrics]\nlisten = \"127.0.0.1:9\"",
+        );
+        assert_eq!(
+            restart_needed(&base, &changed),
+            ["[accounting] directory", "[metrics] listen", "[authentication] hash_workers"]
+        );
+        let limits =
+            policy("[limits]\nmax_connections = 5\n[authentication.lockout]\nmax_failures = 3");
+        assert!(restart_needed(&base, &limits).is_empty(), "limits and lockout apply live");
+    }
 }

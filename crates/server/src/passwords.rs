@@ -78,20 +78,35 @@ impl PasswordStore {
 mod tests {
     use super::*;
 
+    fn dir(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("tacvs-pwstore-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
     #[test]
-    fn persists_and_reloads() {
-        let d = std::env::temp_dir().join(format!("tacvs-pwstore-{}", std::process::id()));
+    fn a_stored_password_is_read_back_by_a_new_store() {
+        let d = dir("persist");
         let p = d.join("passwords.json");
         let s = PasswordStore::open(&p).unwrap();
-        assert!(s.get("alice").is_none());
+        assert!(s.get("alice").is_none(), "absent file: empty store");
         let h =
             PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"new-secret").unwrap();
         s.set("alice", h).unwrap();
         assert!(s.get("alice").unwrap().verify(b"new-secret"));
         let again = PasswordStore::open(&p).unwrap();
         assert!(again.get("alice").unwrap().verify(b"new-secret"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_store_holding_a_clear_password_is_refused_naming_the_user() {
+        let d = dir("clear");
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("passwords.json");
         std::fs::write(&p, "{\"bob\": \"plain\"}").unwrap();
-        assert!(PasswordStore::open(&p).unwrap_err().contains("bob"));
+        let e = PasswordStore::open(&p).unwrap_err();
+        assert!(e.contains("bob") && !e.contains("plain"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

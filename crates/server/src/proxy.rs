@@ -19,10 +19,14 @@ const MAX_HEADER: usize = 1024;
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum ProxyError {
     /// A header from a peer that is not a trusted proxy.
-    #[error("PROXY header from an untrusted peer (add it to trusted_proxies if it is a director)")]
+    #[error(
+        "PROXY header from a peer not in trusted_proxies (add its address there if it is a director)"
+    )]
     Untrusted,
     /// The listener requires a header and none came.
-    #[error("no PROXY header, but this listener requires one")]
+    #[error(
+        "no PROXY header, but this listener requires one (proxy_protocol = \"required\"): the peer connected directly, not through a director; send devices to the director, or make the listener \"optional\""
+    )]
     Missing,
     /// The header does not parse.
     #[error("malformed PROXY header")]
@@ -161,27 +165,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn refusals() {
-        assert_eq!(
-            run(&v2("192.0.2.7:1"), ProxyMode::Required, false).await.0,
-            Err(ProxyError::Untrusted)
-        );
-        assert_eq!(
-            run(&v2("192.0.2.7:1"), ProxyMode::Optional, false).await.0,
-            Err(ProxyError::Untrusted)
-        );
+    async fn a_header_from_an_untrusted_peer_is_refused_on_any_proxy_listener() {
+        for mode in [ProxyMode::Required, ProxyMode::Optional] {
+            assert_eq!(run(&v2("192.0.2.7:1"), mode, false).await.0, Err(ProxyError::Untrusted));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_required_listener_refuses_a_connection_without_a_header() {
         assert_eq!(
             run(&[0xc0, 1, 1, 0], ProxyMode::Required, true).await.0,
             Err(ProxyError::Missing)
         );
+    }
+
+    #[tokio::test]
+    async fn an_optional_listener_serves_a_direct_connection() {
         assert_eq!(run(&[0xc0, 1, 1, 0], ProxyMode::Optional, false).await.0, Ok(None));
+    }
+
+    #[tokio::test]
+    async fn a_malformed_header_is_refused() {
         assert_eq!(
             run(b"PROXY garbage\r\n", ProxyMode::Required, true).await.0,
             Err(ProxyError::Malformed)
         );
+    }
+
+    #[tokio::test]
+    async fn a_header_cut_short_is_refused() {
         let mut v = v2("192.0.2.7:1");
         v.truncate(20);
         assert_eq!(run(&v, ProxyMode::Required, true).await.0, Err(ProxyError::Incomplete));
+    }
+
+    #[tokio::test]
+    async fn a_listener_without_proxy_reads_nothing() {
         assert_eq!(run(&[0xc0], ProxyMode::Off, false).await.0, Ok(None));
     }
 }

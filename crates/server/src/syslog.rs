@@ -136,59 +136,71 @@ pub async fn run(s: SyslogSettings, mut rx: mpsc::Receiver<Vec<u8>>) {
 mod tests {
     use super::*;
 
+    fn settings(target: Target) -> SyslogSettings {
+        SyslogSettings { target, facility: 22, app_name: "tacvs".into(), hostname: "rs1".into() }
+    }
+
     #[test]
-    fn targets_and_format() {
+    fn targets_parse_from_urls() {
         assert_eq!(
             Target::parse("udp://127.0.0.1:514"),
             Ok(Target::Udp("127.0.0.1:514".parse().unwrap()))
         );
         assert_eq!(Target::parse("tcp://[::1]:601"), Ok(Target::Tcp("[::1]:601".parse().unwrap())));
         assert_eq!(Target::parse("unix:///dev/log"), Ok(Target::Unix("/dev/log".into())));
-        assert!(Target::parse("udp://loghost:514").is_err());
-        let s = SyslogSettings {
-            target: Target::Unix("/x".into()),
-            facility: 22,
-            app_name: "tacvs".into(),
-            hostname: "rs1".into(),
-        };
-        let m = String::from_utf8(format(&s, b"{\"a\":1}\n")).unwrap();
-        assert!(m.starts_with("<182>1 20"), "{m}");
-        assert!(m.ends_with(" rs1 tacvs ".to_owned().as_str()) || m.contains(" rs1 tacvs "));
+        assert!(Target::parse("udp://loghost:514").is_err(), "an address, not a name");
+    }
+
+    #[test]
+    fn a_record_becomes_an_rfc5424_message() {
+        let m = String::from_utf8(format(&settings(Target::Unix("/x".into())), b"{\"a\":1}\n"))
+            .unwrap();
+        assert!(m.starts_with("<182>1 20"), "local6.info: {m}");
+        assert!(m.contains(" rs1 tacvs "), "{m}");
         assert!(m.ends_with("acct - {\"a\":1}"), "{m}");
     }
 
+    #[test]
+    fn a_message_holds_no_raw_line_separator_or_control() {
+        #[derive(serde::Serialize)]
+        struct R {
+            user: &'static str,
+        }
+        let line = crate::journal::to_line(&R { user: "a\u{2028}b\u{85}c\r\nd\u{1b}" });
+        let m = String::from_utf8(format(&settings(Target::Unix("/x".into())), &line)).unwrap();
+        assert!(!m.chars().any(crate::logfmt::is_unsafe), "{m:?}");
+    }
+
     #[tokio::test]
-    async fn udp_and_tcp_delivery() {
+    async fn records_are_delivered_over_udp() {
         let u = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let (tx, rx) = mpsc::channel(8);
-        let s = SyslogSettings {
-            target: Target::Udp(u.local_addr().unwrap()),
-            facility: 16,
-            app_name: "tacvs".into(),
-            hostname: "h".into(),
-        };
-        tokio::spawn(run(s, rx));
+        tokio::spawn(run(settings(Target::Udp(u.local_addr().unwrap())), rx));
         tx.send(b"{\"r\":1}\n".to_vec()).await.unwrap();
         let mut buf = [0u8; 512];
         let n =
             tokio::time::timeout(Duration::from_secs(2), u.recv(&mut buf)).await.unwrap().unwrap();
         assert!(String::from_utf8_lossy(&buf[..n]).ends_with("{\"r\":1}"));
+    }
 
+    #[tokio::test]
+    async fn records_are_delivered_over_tcp_with_octet_counting() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let (tx, rx) = mpsc::channel(8);
-        let s = SyslogSettings {
-            target: Target::Tcp(l.local_addr().unwrap()),
-            facility: 16,
-            app_name: "tacvs".into(),
-            hostname: "h".into(),
-        };
-        tokio::spawn(run(s, rx));
+        tokio::spawn(run(settings(Target::Tcp(l.local_addr().unwrap())), rx));
         tx.send(b"{\"r\":2}\n".to_vec()).await.unwrap();
         let (mut c, _) = l.accept().await.unwrap();
         let mut got = Vec::new();
         while !got.ends_with(b"}") {
             let mut b = [0u8; 256];
-            let n = tokio::io::AsyncReadExt::read(&mut c, &mut b).await.unwrap();
+            let n = tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio::io::AsyncReadExt::read(&mut c, &mut b),
+            )
+            .await
+            .expect("the message within 2 s")
+            .unwrap();
+            assert!(n > 0, "the sink closed before the whole message: {got:?}");
             got.extend_from_slice(&b[..n]);
         }
         let text = String::from_utf8(got).unwrap();

@@ -1,0 +1,187 @@
+//! Listening sockets, matched to the configuration **by address** across
+//! reloads: a reload keeps the socket of every address that stays (its PROXY
+//! and trust settings follow the address, whatever its position in the file),
+//! binds the addresses that are new, and closes those that are gone. If a new
+//! address cannot be bound, the reload is refused and nothing changes.
+//!
+//! Connections already open keep the settings they were accepted with; a
+//! closed listener's open connections run until they end.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use tacvs_policy::policy::Listener;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::task::JoinHandle;
+
+use crate::Shared;
+
+/// What a reload does to the listeners: pure, from the configured addresses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// (new index, old index): the same address in both.
+    pub keep: Vec<(usize, usize)>,
+    /// New indices to bind.
+    pub add: Vec<usize>,
+    /// Old indices to close.
+    pub remove: Vec<usize>,
+}
+
+/// Match `new` configured addresses to `old` ones. Equal addresses pair up in
+/// order (several `IP:0` listeners are told apart by their position among
+/// themselves only).
+pub fn plan(old: &[SocketAddr], new: &[SocketAddr]) -> Plan {
+    let mut used = vec![false; old.len()];
+    let mut p = Plan::default();
+    for (ni, a) in new.iter().enumerate() {
+        match (0..old.len()).find(|&oi| !used[oi] && old[oi] == *a) {
+            Some(oi) => {
+                used[oi] = true;
+                p.keep.push((ni, oi));
+            }
+            None => p.add.push(ni),
+        }
+    }
+    p.remove = (0..old.len()).filter(|&oi| !used[oi]).collect();
+    p
+}
+
+/// One listening socket and its accept task.
+#[derive(Debug)]
+pub(crate) struct Running {
+    /// The address as configured (port 0 stays 0).
+    pub configured: SocketAddr,
+    /// The address bound.
+    pub bound: SocketAddr,
+    /// PROXY and trust settings, replaced by a reload.
+    pub settings: Arc<ArcSwap<Listener>>,
+    task: JoinHandle<()>,
+}
+
+impl Running {
+    /// Close the socket: the accept task ends and drops it.
+    pub async fn close(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+}
+
+/// Bind `l.address` (the error says what to do about the usual causes).
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr).map_err(|e| bind_error(addr, e))?;
+    socket.listen(4096).map_err(|e| bind_error(addr, e))
+}
+
+/// `cannot listen on ADDR: ERROR (HINT)`.
+pub fn bind_error(addr: SocketAddr, e: io::Error) -> io::Error {
+    let hint = match e.kind() {
+        io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
+            "; ports below 1024 need root or the CAP_NET_BIND_SERVICE capability: run \
+             `setcap cap_net_bind_service=+ep $(command -v tacvs)` once, or give the service \
+             AmbientCapabilities=CAP_NET_BIND_SERVICE, or listen on a port above 1023 (e.g. \
+             {})",
+            SocketAddr::new(addr.ip(), 4949)
+        ),
+        io::ErrorKind::AddrInUse => format!(
+            "; another process listens there (`ss -ltnp 'sport = :{}'` shows which)",
+            addr.port()
+        ),
+        io::ErrorKind::AddrNotAvailable => {
+            "; no interface of this machine has that address".to_owned()
+        }
+        _ => String::new(),
+    };
+    io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}{hint}"))
+}
+
+/// Start accepting on `listener` with `settings`.
+pub(crate) fn run(
+    shared: &Arc<Shared>,
+    listener: TcpListener,
+    settings: Listener,
+) -> io::Result<Running> {
+    let bound = listener.local_addr()?;
+    let configured = settings.address;
+    tracing::info!(addr = %bound, proxy_protocol = %settings.proxy, trusted_proxies = %trusted(&settings), "listening");
+    let settings = Arc::new(ArcSwap::from_pointee(settings));
+    let task = tokio::spawn(accept_loop(shared.clone(), listener, settings.clone()));
+    Ok(Running { configured, bound, settings, task })
+}
+
+/// The trusted proxies, for logs.
+pub(crate) fn trusted(l: &Listener) -> String {
+    if l.trusted_proxies.is_empty() {
+        return "none".into();
+    }
+    l.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
+}
+
+async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, settings: Arc<ArcSwap<Listener>>) {
+    let mut shutdown = shared.shutdown.clone();
+    let mut backoff = Duration::from_millis(5);
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(v) => {
+                backoff = Duration::from_millis(5);
+                v
+            }
+            Err(e) => {
+                // EMFILE and friends: wait and retry rather than spin.
+                tracing::warn!(error = %e, retry_in = %humantime::format_duration(backoff), "accept failed");
+                metrics::counter!("tacvs_accept_errors_total").increment(1);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        crate::admit_connection(&shared, stream, peer, settings.load_full());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn reordered_addresses_keep_their_sockets() {
+        let p =
+            plan(&[a("10.0.0.1:49"), a("10.0.0.1:4949")], &[a("10.0.0.1:4949"), a("10.0.0.1:49")]);
+        assert_eq!(p, Plan { keep: vec![(0, 1), (1, 0)], add: vec![], remove: vec![] });
+    }
+
+    #[test]
+    fn new_addresses_are_bound_and_missing_ones_closed() {
+        let p = plan(&[a("10.0.0.1:49"), a("10.0.0.2:49")], &[a("10.0.0.2:49"), a("10.0.0.3:49")]);
+        assert_eq!(p, Plan { keep: vec![(0, 1)], add: vec![1], remove: vec![0] });
+    }
+
+    #[test]
+    fn equal_addresses_pair_up_in_order() {
+        let z = a("127.0.0.1:0");
+        let p = plan(&[z, z], &[z]);
+        assert_eq!(p, Plan { keep: vec![(0, 0)], add: vec![], remove: vec![1] });
+    }
+
+    #[test]
+    fn a_privileged_port_refused_says_how_to_allow_it() {
+        let e = bind_error(a("0.0.0.0:49"), io::Error::from(io::ErrorKind::PermissionDenied));
+        let m = e.to_string();
+        assert!(m.starts_with("cannot listen on 0.0.0.0:49: "), "{m}");
+        assert!(m.contains("CAP_NET_BIND_SERVICE") && m.contains("setcap"), "{m}");
+        let e = bind_error(a("0.0.0.0:4949"), io::Error::from(io::ErrorKind::PermissionDenied));
+        assert!(!e.to_string().contains("CAP_NET_BIND_SERVICE"), "only below 1024");
+    }
+}

@@ -1,0 +1,274 @@
+//! Log lines a peer cannot forge, in every format.
+//!
+//! Two layers, so that neither alone has to be right:
+//!
+//! - [`Esc`] renders a peer-controlled byte string (user names, ports, command
+//!   lines, reasons) as printable text: invalid UTF-8 as `\xNN`, C0 controls,
+//!   DEL and C1 controls as `\n`, `\r`, `\t`, `\0`, `\xNN` or `\u{85}`, the Unicode
+//!   line and paragraph separators and the bidirectional-override characters as
+//!   `\u{2028}` etc., and a backslash as `\\` (so an escape in the output always
+//!   means an escape). The server logs every peer string through it, so the text
+//!   log, the JSON log and any other subscriber receive only printable text.
+//! - [`SafeFields`] formats the fields of the text log: `message key=value`, a
+//!   value quoted (`key="show version"`, `"` as `\"`) when it is empty or holds a
+//!   space, `"` or `=`, and any control or separator character that reached it
+//!   from elsewhere (an error message, a path) escaped as above. A line of the
+//!   text log is therefore always exactly one event.
+
+use std::cell::RefCell;
+use std::fmt::{self, Write as _};
+
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::FormatFields;
+use tracing_subscriber::fmt::format::Writer;
+
+/// A peer-controlled byte string, escaped for a log (see the module doc).
+#[derive(Clone, Copy)]
+pub struct Esc<'a>(pub &'a [u8]);
+
+impl fmt::Display for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if c == '\\' {
+                    f.write_str("\\\\")?;
+                } else {
+                    write_char(f, c)?;
+                }
+            }
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Esc<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{self}\"")
+    }
+}
+
+/// Whether `c` must not appear raw in a log line: it ends or hides a line, or
+/// reorders what a reader sees (the characters no command may hold either,
+/// [`tacvs_policy::authz::hostile_char`]).
+pub fn is_unsafe(c: char) -> bool {
+    tacvs_policy::authz::hostile_char(c)
+}
+
+/// Write `c`, escaped when [`is_unsafe`].
+fn write_char(w: &mut impl fmt::Write, c: char) -> fmt::Result {
+    if !is_unsafe(c) {
+        return w.write_char(c);
+    }
+    match c {
+        '\n' => w.write_str("\\n"),
+        '\r' => w.write_str("\\r"),
+        '\t' => w.write_str("\\t"),
+        '\0' => w.write_str("\\0"),
+        c if (c as u32) < 0x80 => write!(w, "\\x{:02x}", c as u32),
+        c => write!(w, "\\u{{{:x}}}", c as u32),
+    }
+}
+
+/// Escape `s` for a log line (controls and separators only; see [`Esc`] for
+/// peer bytes, which also doubles backslashes).
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        let _ = write_char(&mut out, c);
+    }
+    out
+}
+
+/// The text log's field formatter (see the module doc).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SafeFields;
+
+impl<'w> FormatFields<'w> for SafeFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'w>, fields: R) -> fmt::Result {
+        let mut v = Visitor { w: &mut writer, first: true, result: Ok(()) };
+        fields.record(&mut v);
+        v.result
+    }
+}
+
+struct Visitor<'a, 'w> {
+    w: &'a mut Writer<'w>,
+    first: bool,
+    result: fmt::Result,
+}
+
+thread_local! {
+    // One buffer per thread: formatting a line allocates nothing once warm.
+    static BUF: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+impl Visitor<'_, '_> {
+    fn field(&mut self, name: &str, value: fmt::Arguments<'_>) {
+        if self.result.is_err() || name.starts_with("log.") {
+            return;
+        }
+        self.result = BUF.with(|b| match b.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                let r = buf.write_fmt(value).and_then(|_| self.write(name, &buf));
+                if buf.capacity() > 4096 {
+                    *buf = String::new();
+                }
+                r
+            }
+            Err(_) => self.write(name, &value.to_string()),
+        });
+    }
+
+    fn write(&mut self, name: &str, value: &str) -> fmt::Result {
+        if !self.first {
+            self.w.write_char(' ')?;
+        }
+        self.first = false;
+        // Printable ASCII needs no escape: the common case, written as is.
+        let plain = value.bytes().all(|b| (0x20..0x7f).contains(&b));
+        if name == "message" && plain {
+            return self.w.write_str(value);
+        }
+        if plain && !value.is_empty() && !value.contains([' ', '"', '=']) {
+            return write!(self.w, "{name}={value}");
+        }
+        if name == "message" {
+            for c in value.chars() {
+                write_char(self.w, c)?;
+            }
+            return Ok(());
+        }
+        write!(self.w, "{name}=")?;
+        let quote = value.is_empty() || value.contains([' ', '"', '=']);
+        if quote {
+            self.w.write_char('"')?;
+        }
+        for c in value.chars() {
+            if quote && c == '"' {
+                self.w.write_str("\\\"")?;
+            } else {
+                write_char(self.w, c)?;
+            }
+        }
+        if quote {
+            self.w.write_char('"')?;
+        }
+        Ok(())
+    }
+}
+
+impl Visit for Visitor<'_, '_> {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if self.result.is_ok() && !field.name().starts_with("log.") {
+            self.result = self.write(field.name(), value);
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field.name(), format_args!("{value:?}"));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+    use std::sync::{Arc, Mutex};
+
+    use super::*;
+
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+
+    impl io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// The text log as `tacvs` configures it, captured.
+    fn text_log(f: impl FnOnce()) -> String {
+        let cap = Capture::default();
+        let out = cap.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .with_ansi(false)
+            .fmt_fields(SafeFields)
+            .finish();
+        tracing::subscriber::with_default(sub, f);
+        String::from_utf8(cap.0.lock().unwrap().clone()).unwrap()
+    }
+
+    fn json_log(f: impl FnOnce()) -> String {
+        let cap = Capture::default();
+        let out = cap.clone();
+        let sub = tracing_subscriber::fmt()
+            .with_writer(move || out.clone())
+            .json()
+            .flatten_event(true)
+            .finish();
+        tracing::subscriber::with_default(sub, f);
+        String::from_utf8(cap.0.lock().unwrap().clone()).unwrap()
+    }
+
+    const FORGED: &[u8] = b"evil\r\n2026-01-01T00:00:00Z  INFO authentication user=alice result=\"pass\"\x1b[2J\0\xc2\x85x\xe2\x80\xa8y\xe2\x80\xaez\xff";
+
+    #[test]
+    fn esc_makes_peer_bytes_printable() {
+        let s = Esc(FORGED).to_string();
+        assert!(!s.chars().any(is_unsafe), "{s}");
+        assert!(s.starts_with("evil\\r\\n2026"), "{s}");
+        assert!(s.contains("\\x1b[2J\\0\\u{85}x\\u{2028}y\\u{202e}z\\xff"), "{s}");
+        assert_eq!(Esc(b"a\\nb").to_string(), "a\\\\nb", "a backslash is not an escape");
+    }
+
+    #[test]
+    fn a_forged_user_name_stays_on_one_text_line() {
+        let log = text_log(|| {
+            tracing::info!(user = %Esc(FORGED), result = "fail", "authentication");
+        });
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(!log.trim_end_matches('\n').chars().any(is_unsafe), "{log:?}");
+        assert!(log.contains("result=fail"), "{log}");
+        // The user value is quoted (it has spaces) and its quotes escaped.
+        assert!(log.contains(r#"user="evil\r\n2026-01-01T00:00:00Z  INFO authentication user=alice result=\"pass\""#), "{log}");
+    }
+
+    #[test]
+    fn raw_controls_from_any_source_are_escaped_in_the_text_log() {
+        let log = text_log(|| {
+            let raw = "line1\nline2\u{2028}\u{85}";
+            tracing::warn!(error = %raw, other = ?raw, "message with\nnewline");
+        });
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(log.contains("message with\\nnewline"), "{log}");
+        assert!(log.contains("error=line1\\nline2\\u{2028}\\u{85}"), "{log}");
+    }
+
+    #[test]
+    fn values_with_spaces_are_quoted_consistently() {
+        let log = text_log(|| {
+            tracing::info!(cmd = %"show version", empty = "", one = "word", eq = "a=b", "authorization");
+        });
+        assert!(log.contains(r#"cmd="show version" empty="" one=word eq="a=b""#), "{log}");
+    }
+
+    #[test]
+    fn the_json_log_carries_escaped_peer_strings() {
+        let log = json_log(|| {
+            tracing::info!(user = %Esc(FORGED), "authentication");
+        });
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(!log.trim_end_matches('\n').chars().any(is_unsafe), "{log:?}");
+        let v: serde_json::Value = serde_json::from_str(log.trim()).unwrap();
+        assert!(v["user"].as_str().unwrap().starts_with("evil\\r\\n"));
+    }
+}

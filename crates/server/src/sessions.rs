@@ -1,0 +1,147 @@
+//! Open connections, for `tacvs server sessions`: each connection registers
+//! once when it is accepted and deregisters when it ends. While it runs it
+//! updates only atomics of its own (state, requests answered), so the
+//! authorization path takes no lock and allocates nothing for this; the user
+//! shown is the one of the connection's last authentication.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::Shared;
+use crate::control::SessionView;
+use crate::logfmt::Esc;
+
+/// What a connection is doing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    /// No session open.
+    Idle = 0,
+    /// A session is open (waiting for the device or being answered).
+    InSession = 1,
+    /// Slow work is pending (a password check, a journal write).
+    Working = 2,
+}
+
+impl State {
+    fn as_str(v: u8) -> &'static str {
+        match v {
+            0 => "idle",
+            1 => "in a session",
+            _ => "working",
+        }
+    }
+}
+
+/// One registered connection.
+#[derive(Debug)]
+pub struct Conn {
+    device: SocketAddr,
+    group: String,
+    since: SystemTime,
+    state: AtomicU8,
+    requests: AtomicU64,
+    user: Mutex<Option<Bytes>>,
+}
+
+impl Conn {
+    /// Record what the connection is doing.
+    pub fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Relaxed);
+    }
+
+    /// Count a request.
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests counted so far.
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// The user of an authentication on this connection (authentication path only).
+    pub fn set_user(&self, user: &Bytes) {
+        if !user.is_empty() {
+            *self.user.lock().unwrap_or_else(|e| e.into_inner()) = Some(user.clone());
+        }
+    }
+}
+
+/// Every open connection.
+#[derive(Debug, Default)]
+pub struct Registry {
+    next: AtomicU64,
+    map: Mutex<HashMap<u64, Arc<Conn>>>,
+}
+
+/// A connection's entry; dropping it deregisters.
+#[derive(Debug)]
+pub struct Registration {
+    shared: Arc<Shared>,
+    id: u64,
+    /// The entry the connection updates.
+    pub conn: Arc<Conn>,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.shared.sessions.map.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
+    }
+}
+
+impl Registry {
+    /// Register a connection from `device` (group `group`).
+    pub fn register(shared: &Arc<Shared>, device: SocketAddr, group: &str) -> Registration {
+        let r = &shared.sessions;
+        let id = r.next.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(Conn {
+            device,
+            group: group.to_owned(),
+            since: SystemTime::now(),
+            state: AtomicU8::new(State::Idle as u8),
+            requests: AtomicU64::new(0),
+            user: Mutex::new(None),
+        });
+        r.map.lock().unwrap_or_else(|e| e.into_inner()).insert(id, conn.clone());
+        Registration { shared: shared.clone(), id, conn }
+    }
+
+    /// Every open connection, oldest first.
+    pub fn list(&self) -> Vec<SessionView> {
+        let conns: Vec<Arc<Conn>> =
+            self.map.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut out: Vec<(SystemTime, SessionView)> = conns
+            .iter()
+            .map(|c| {
+                let user = c.user.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                let view = SessionView {
+                    device: c.device.to_string(),
+                    device_group: c.group.clone(),
+                    user: user.map(|u| Esc(&u).to_string()),
+                    since: humantime::format_rfc3339_seconds(c.since).to_string(),
+                    state: State::as_str(c.state.load(Ordering::Relaxed)).into(),
+                    requests: c.requests.load(Ordering::Relaxed),
+                };
+                (c.since, view)
+            })
+            .collect();
+        out.sort_by_key(|(t, _)| *t);
+        out.into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// Open connections registered.
+    pub fn len(&self) -> usize {
+        self.map.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
