@@ -25,6 +25,10 @@ macro_rules! wire_enum {
             /// The wire byte.
             pub fn to_u8(self) -> u8 { self as u8 }
 
+            /// The field's name in decode errors.
+            #[cfg(test)]
+            pub(crate) fn field(self) -> &'static str { $field }
+
             /// Lower-case name used in logs, JSON and the CLI.
             pub fn as_str(self) -> &'static str {
                 match self { $($name::$var => $s),+ }
@@ -227,20 +231,57 @@ impl PrivLvl {
 mod tests {
     use super::*;
 
-    #[test]
-    fn enums_roundtrip_every_byte() {
+    /// Every byte through every code-point enum: the values the RFC defines (and
+    /// only those) decode, re-encode to the same byte and parse back from their
+    /// name; every other byte is an error naming the field.
+    fn every_byte_of<T>(all: &[T], field: &str, decode: fn(u8) -> Result<T, DecodeError>)
+    where
+        T: Copy + PartialEq + std::fmt::Debug + std::str::FromStr + std::fmt::Display,
+        T: Into<u8>,
+    {
+        let mut decoded = Vec::new();
         for v in 0..=255u8 {
-            if let Ok(t) = AuthenStatus::decode(v, "t") {
-                assert_eq!(t.to_u8(), v);
-                assert_eq!(t.as_str().parse::<AuthenStatus>(), Ok(t));
+            match decode(v) {
+                Ok(t) => {
+                    assert_eq!(t.into(), v, "{field}: {t} re-encodes to another byte");
+                    assert!(t.to_string().parse::<T>().is_ok_and(|p| p == t), "{field}: {t}");
+                    decoded.push(t);
+                }
+                Err(DecodeError::UnknownValue { field: f, value, .. }) => {
+                    assert_eq!((f, value), (field, v))
+                }
+                Err(e) => panic!("{field} {v}: unexpected error {e}"),
             }
         }
+        assert_eq!(decoded, all, "{field}: the decodable bytes are exactly the defined values");
+    }
+
+    #[test]
+    fn enums_roundtrip_every_byte() {
+        macro_rules! each {
+            ($($t:ident),+) => {$(
+                impl From<$t> for u8 {
+                    fn from(t: $t) -> u8 { t.to_u8() }
+                }
+                every_byte_of($t::ALL, $t::ALL[0].field(), |v| $t::decode(v, "t"));
+            )+};
+        }
+        each!(
+            AuthenAction,
+            AuthenType,
+            AuthenService,
+            AuthenStatus,
+            AuthenMethod,
+            AuthorStatus,
+            AcctStatus
+        );
         assert_eq!(
             AuthenType::decode(4, "start"),
             Err(DecodeError::UnknownValue { packet: "start", field: "authen_type", value: 4 })
         );
-        assert_eq!(AuthorStatus::ALL.len(), 5);
         assert!("bogus".parse::<AuthenType>().unwrap_err().contains("mschapv2"));
-        assert_eq!(PrivLvl::new(16), None);
+        for v in 0..=255u8 {
+            assert_eq!(PrivLvl::new(v).map(PrivLvl::get), (v <= 15).then_some(v));
+        }
     }
 }

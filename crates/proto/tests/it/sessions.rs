@@ -138,20 +138,87 @@ fn ascii_three_failures_then_fail() {
 }
 
 #[test]
-fn enable_service_flow() {
+fn enable_login_carries_the_service_and_level_through_getpass_to_pass() {
     let mut p = Pair::new(KEY, &[KEY], false);
-    p.client
-        .start_authen(
-            3,
-            start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Enable, "alice", b""),
-        )
-        .unwrap();
+    let mut st = start(AuthenAction::Login, AuthenType::Ascii, AuthenService::Enable, "alice", b"");
+    st.priv_lvl = PrivLvl::new(15).unwrap();
+    p.client.start_authen(3, st).unwrap();
     p.deliver_to_server();
     match &p.server_events[..] {
-        [ServerEvent::Request { request: Request::AuthenStart(s), .. }] => {
-            assert_eq!(s.authen_service, AuthenService::Enable)
+        [ServerEvent::Request { session_id: 3, request: Request::AuthenStart(s), .. }] => {
+            assert_eq!(
+                (s.authen_service, s.priv_lvl.get(), &s.user[..]),
+                (AuthenService::Enable, 15, &b"alice"[..])
+            );
         }
         other => panic!("{other:?}"),
+    }
+    let (sid, req) = match p.server_events.pop() {
+        Some(ServerEvent::Request { session_id, request, .. }) => (session_id, request),
+        other => panic!("{other:?}"),
+    };
+    answer(&mut p.server, sid, &req);
+    p.deliver_to_client();
+    let ev = one_reply(&mut p);
+    assert!(matches!(ev, ClientEvent::AuthenReply { reply: AuthenReply { noecho: true, .. }, .. }));
+    assert_eq!(authen_status(&ev), AuthenStatus::GetPass);
+    // The enable password goes out as a CONTINUE of the same session…
+    p.client.continue_authen(3, "alice-pass").unwrap();
+    p.deliver_to_server();
+    match &p.server_events[..] {
+        [ServerEvent::Request { session_id: 3, request: Request::AuthenContinue(c), .. }] => {
+            assert_eq!(&c.user_msg[..], b"alice-pass");
+            assert!(!c.abort);
+        }
+        other => panic!("{other:?}"),
+    }
+    let req = match p.server_events.pop() {
+        Some(ServerEvent::Request { request, .. }) => request,
+        other => panic!("{other:?}"),
+    };
+    answer(&mut p.server, 3, &req);
+    p.deliver_to_client();
+    // …and the PASS ends it on both sides.
+    assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::Pass);
+    assert_eq!(p.server.open_sessions(), 0);
+    assert_eq!(p.server.close_reason(), Some(CloseReason::SessionDone));
+}
+
+#[test]
+fn the_server_machine_delivers_the_start_fields_the_client_sent() {
+    let mut p = Pair::new(KEY, &[KEY], false);
+    let mut st = pap("al\u{e9}ce", "pa ss\u{1}word");
+    st.port = bytes::Bytes::from_static(b"vty7");
+    st.rem_addr = bytes::Bytes::from_static(b"2001:db8::7");
+    st.priv_lvl = PrivLvl::new(7).unwrap();
+    p.client.start_authen(0x0102_0304, st.clone()).unwrap();
+    p.deliver_to_server();
+    match &p.server_events[..] {
+        [ServerEvent::Request { session_id: 0x0102_0304, key_index: 0, request }] => {
+            assert_eq!(request, &Request::AuthenStart(st));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn every_final_authen_status_reaches_the_client_as_sent_and_ends_the_session() {
+    for status in [AuthenStatus::Pass, AuthenStatus::Fail, AuthenStatus::Error] {
+        let mut p = Pair::new(KEY, &[KEY], false);
+        p.client.start_authen(5, pap("alice", "whatever")).unwrap();
+        p.deliver_to_server();
+        assert_eq!(p.server_events.len(), 1);
+        let mut sent = AuthenReply::new(status, "message \u{2028} from the server");
+        sent.data = bytes::Bytes::from_static(b"\x00data");
+        p.server.reply_authen(5, sent.clone()).unwrap();
+        p.deliver_to_client();
+        match one_reply(&mut p) {
+            ClientEvent::AuthenReply { session_id: 5, reply } => assert_eq!(reply, sent),
+            other => panic!("{status}: {other:?}"),
+        }
+        assert_eq!(p.server.open_sessions(), 0, "{status}");
+        assert_eq!(p.server.close_reason(), Some(CloseReason::SessionDone), "{status}");
+        assert!(!p.client.can_start_session(), "{status}: no single-connect, nothing more");
     }
 }
 
@@ -326,8 +393,44 @@ fn wrong_key_is_detected_on_both_sides() {
 fn key_rotation_tries_each_key_and_sticks() {
     let mut p = Pair::new("new-key", &["old-key", "new-key"], true);
     p.client.start_authen(1, pap("alice", "alice-pass")).unwrap();
+    p.round();
+    assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::Pass);
+    assert_eq!(p.server.matched_key(), Some(1));
+    assert_eq!(p.client.single_connect(), Some(true));
+    // The next session on the connection is opened with the key that matched…
+    p.client.authorize(2, author("show version")).unwrap();
     p.deliver_to_server();
-    assert!(matches!(&p.server_events[..], [ServerEvent::Request { key_index: 1, .. }]));
+    assert!(
+        matches!(&p.server_events[..], [ServerEvent::Request { session_id: 2, key_index: 1, .. }]),
+        "{:?}",
+        p.server_events
+    );
+    p.server_events.clear();
+    // …and only with it: a packet under the first key is a wrong key now, although
+    // that key would have been accepted on a new connection.
+    let mut old = ClientConnection::new(
+        ClientConfig { single_connect: true, ..Default::default() },
+        Some(Key::new("old-key")),
+    );
+    old.authorize(3, author("show version")).unwrap();
+    let mut wire = Vec::new();
+    old.poll_transmit(&mut wire);
+    let mut buf = bytes::BytesMut::from(&wire[..]);
+    p.server.handle_input(&mut buf);
+    let mut events = Vec::new();
+    while let Some(e) = p.server.poll_event() {
+        events.push(e);
+    }
+    assert!(
+        matches!(
+            &events[..],
+            [ServerEvent::ProtocolError {
+                session_id: Some(3),
+                error: ProtocolError::WrongKey { keys: 2, .. }
+            }]
+        ),
+        "{events:?}"
+    );
     assert_eq!(p.server.matched_key(), Some(1));
 }
 
