@@ -94,11 +94,22 @@ pub enum ClientError {
     },
     /// The server closed the connection before answering.
     #[error(
-        "{addr} closed the connection without replying (unknown client address, or a wrong key?)"
+        "{addr} closed the connection without replying: the server may not know this client's \
+         address, or the key may be wrong; the server's log says which"
     )]
     Closed {
         /// Server.
         addr: SocketAddr,
+    },
+    /// What answered does not speak TACACS+ (an HTTP or SSH server, TLS, ...).
+    #[error(
+        "{addr} does not speak TACACS+: its reply looks like {what}; check the address and port"
+    )]
+    NotTacacs {
+        /// Server.
+        addr: SocketAddr,
+        /// What the reply looks like.
+        what: &'static str,
     },
     /// A read or write failed (reset, broken pipe).
     #[error("connection to {addr} failed: {source}")]
@@ -145,7 +156,9 @@ impl ClientError {
             }
             ClientError::Io { .. } => "io_error",
             e if e.is_wrong_key() => "wrong_key",
-            ClientError::Session(_) | ClientError::Protocol(_) => "protocol_error",
+            ClientError::Session(_) | ClientError::Protocol(_) | ClientError::NotTacacs { .. } => {
+                "protocol_error"
+            }
             ClientError::Local(_) => "local_error",
         }
     }
@@ -195,6 +208,9 @@ impl Prompter for FixedAnswers {
 struct Conn {
     stream: TcpStream,
     machine: ClientConnection,
+    /// Whether the server has sent anything yet (its first bytes are checked
+    /// for another protocol).
+    heard: bool,
 }
 
 /// A TACACS+ client for one server.
@@ -239,7 +255,7 @@ impl Client {
         let cfg = ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: opts.single_connect };
         let machine = ClientConnection::new(cfg, opts.key.clone());
         let mut c = Client::new(opts);
-        c.conn = Some(Conn { stream, machine });
+        c.conn = Some(Conn { stream, machine, heard: false });
         c
     }
 
@@ -273,8 +289,11 @@ impl Client {
         let cfg =
             ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: self.opts.single_connect };
         self.rbuf.clear();
-        self.conn =
-            Some(Conn { stream, machine: ClientConnection::new(cfg, self.opts.key.clone()) });
+        self.conn = Some(Conn {
+            stream,
+            machine: ClientConnection::new(cfg, self.opts.key.clone()),
+            heard: false,
+        });
         Ok(())
     }
 
@@ -350,6 +369,13 @@ impl Client {
             if n == 0 {
                 self.conn = None;
                 return Err(ClientError::Closed { addr });
+            }
+            if !conn.heard {
+                conn.heard = true;
+                if let Some(what) = tacvs_proto::foreign_protocol(&self.rbuf) {
+                    self.conn = None;
+                    return Err(ClientError::NotTacacs { addr, what });
+                }
             }
             conn.machine.handle_input(&mut self.rbuf);
         }

@@ -73,3 +73,31 @@ async fn binds_the_requested_source_address() {
     let _ = Client::new(o).authorize(AaaRequest::new("u", vec![])).await;
     assert_eq!(peer.await.unwrap().ip().to_string(), "127.9.8.7");
 }
+
+#[tokio::test]
+async fn a_server_that_speaks_another_protocol_is_named() {
+    for (reply, what) in [
+        (&b"HTTP/1.1 400 Bad Request\r\n\r\n"[..], "HTTP"),
+        (&b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n"[..], "SSH"),
+    ] {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = [0u8; 64];
+            let _ = s.read(&mut buf).await;
+            s.write_all(reply).await.unwrap();
+            // Keep the connection open: the client must not need a close to know.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        });
+        let e = Client::new(opts(addr)).authorize(AaaRequest::new("u", vec![])).await.unwrap_err();
+        assert!(
+            matches!(e, tacvs_client::ClientError::NotTacacs { what: w, .. } if w == what),
+            "{e}"
+        );
+        assert!(e.to_string().contains("does not speak TACACS+"), "{e}");
+        assert_eq!(e.kind(), "protocol_error");
+        server.abort();
+    }
+}

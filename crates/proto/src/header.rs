@@ -225,3 +225,40 @@ mod tests {
         assert_eq!(undecodable_reply(&wrap), None);
     }
 }
+
+/// What a peer that does not speak TACACS+ seems to speak, from the first bytes
+/// it sent: a short name for an error message that tells the operator what they
+/// connected to, or `None` when the bytes may be a TACACS+ header.
+pub fn foreign_protocol(first: &[u8]) -> Option<&'static str> {
+    const HTTP: [&[u8]; 7] = [b"GET ", b"POST", b"HEAD", b"PUT ", b"OPTI", b"HTTP", b"CONN"];
+    if HTTP.iter().any(|m| first.starts_with(m)) {
+        Some("HTTP")
+    } else if first.starts_with(&[0x16, 0x03]) {
+        Some("TLS")
+    } else if first.starts_with(b"SSH-") {
+        Some("SSH")
+    } else if first.starts_with(b"PROXY") || first.starts_with(b"\r\n\r\n\0\r\nQUIT\n") {
+        Some("a PROXY protocol header")
+    } else if first.first().is_some_and(|&b| b >> 4 != 0xc) {
+        Some("something other than TACACS+ (its first byte is not a TACACS+ version)")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod foreign_tests {
+    use super::foreign_protocol;
+
+    #[test]
+    fn names_what_a_peer_speaks_and_leaves_tacacs_alone() {
+        assert_eq!(foreign_protocol(b"HTTP/1.1 400 Bad Request\r\n"), Some("HTTP"));
+        assert_eq!(foreign_protocol(b"SSH-2.0-OpenSSH_9.2\r\n"), Some("SSH"));
+        assert_eq!(foreign_protocol(&[0x16, 0x03, 0x01, 0x00]), Some("TLS"));
+        assert_eq!(foreign_protocol(b"PROXY TCP4 "), Some("a PROXY protocol header"));
+        assert!(foreign_protocol(&[0x42]).is_some());
+        assert_eq!(foreign_protocol(&[0xc1, 0x02, 0x02, 0x00]), None);
+        assert_eq!(foreign_protocol(&[0xc0]), None);
+        assert_eq!(foreign_protocol(b""), None);
+    }
+}

@@ -27,7 +27,9 @@ pub use aaa::{AaaRequest, AcctFlags, AcctReply, AcctRequest, AuthorRequest, Auth
 pub use authen::{AuthenContinue, AuthenReply, AuthenStart};
 pub use av::Argument;
 pub use error::{DecodeError, EncodeError};
-pub use header::{DEFAULT_MAX_BODY, Flags, HEADER_LEN, Header, MinorVersion, PacketType};
+pub use header::{
+    DEFAULT_MAX_BODY, Flags, HEADER_LEN, Header, MinorVersion, PacketType, foreign_protocol,
+};
 pub use obfuscation::Key;
 pub use packet::{Body, open_body, seal, split_frame};
 pub use session::client::{

@@ -32,12 +32,12 @@ impl Default for ClientConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum ClientSessionError {
     /// The reply's body did not decode with our key.
-    #[error("the server's reply does not decode with our key: wrong shared key? ({0})")]
+    #[error("the server's reply does not decode with our key; check the shared key. Detail: {0}")]
     WrongKey(DecodeError),
     /// §4.1: an empty body answers a packet the server could not process (or a
     /// key mismatch, for some servers).
     #[error(
-        "the server answered with an empty error packet: it could not process our request (wrong key or unsupported request?)"
+        "the server answered with an empty error packet: it could not process our request; the key may be wrong, or the request unsupported"
     )]
     EmptyReply,
     /// The server sent clear text while we have a key (§4.5).
