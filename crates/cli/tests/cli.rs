@@ -498,7 +498,21 @@ struct ServerProc {
 impl ServerProc {
     /// Start with JSON logs and wait for its "listening" line.
     fn start(config: &Path, cwd: &Path) -> ServerProc {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_tacvs"))
+        Self::start_under(&[], config, cwd)
+    }
+
+    /// The same, run by `wrapper` (e.g. `strace … --`); empty: run directly.
+    fn start_under(wrapper: &[&str], config: &Path, cwd: &Path) -> ServerProc {
+        let bin = env!("CARGO_BIN_EXE_tacvs");
+        let mut cmd = match wrapper {
+            [] => Command::new(bin),
+            [prog, args @ ..] => {
+                let mut c = Command::new(prog);
+                c.args(args).arg(bin);
+                c
+            }
+        };
+        let mut child = cmd
             .args(["--log-format", "json", "server", "--config"])
             .arg(config)
             .current_dir(cwd)
@@ -1086,5 +1100,111 @@ fn sim_expect_json_and_plan() {
         "{out}"
     );
     drop(srv);
+    std::fs::remove_dir_all(&cwd).ok();
+}
+
+/// The journal's contract, seen from outside with strace: an accounting
+/// SUCCESS leaves the server only after `fdatasync` of the journal file has
+/// returned, and the record was written to that file before. Removing the
+/// fdatasync, or acknowledging before it, fails this test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounting_success_leaves_only_after_the_journal_fdatasync_returns() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!ci, "strace is missing (./scripts/test installs it)");
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED fdatasync ordering: strace not installed");
+        return;
+    }
+    let cwd = temp_dir("fsync-order");
+    let cfg = cwd.join("server.toml");
+    let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
+    let text = example
+        .replace("127.0.0.1:4949", "127.0.0.1:0")
+        .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\"");
+    std::fs::write(&cfg, text).unwrap();
+    let trace = cwd.join("trace.txt");
+    let trace_arg = trace.to_str().unwrap().to_owned();
+    let srv = ServerProc::start_under(
+        &[
+            "strace",
+            "-f",
+            "-qq",
+            "-x",
+            "-s",
+            "16",
+            "-e",
+            "trace=openat,write,writev,sendto,sendmsg,fdatasync,fsync",
+            "-e",
+            "signal=none",
+            "-o",
+            &trace_arg,
+            "--",
+        ],
+        &cfg,
+        &cwd,
+    );
+    let opts = tacvs_client::ClientOptions {
+        timeout: Duration::from_secs(5),
+        ..tacvs_client::ClientOptions::new(srv.addr, Some(Key::new("tacvs-demo-key")))
+    };
+    let req = tacvs_proto::AcctRequest {
+        flags: tacvs_proto::AcctFlags::Stop,
+        request: tacvs_proto::AaaRequest::new(
+            "alice",
+            vec!["service=shell".parse().unwrap(), "task_id=fsync-order".parse().unwrap()],
+        ),
+    };
+    let r = tacvs_client::Client::new(opts).account(req).await.unwrap();
+    assert_eq!(r.status, tacvs_proto::AcctStatus::Success);
+    drop(srv);
+    let t = std::fs::read_to_string(&trace).unwrap();
+    // strace pads the result column: one space between words.
+    let lines: Vec<String> =
+        t.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    // The journal file's descriptor, from its openat.
+    let jfd = lines
+        .iter()
+        .filter(|l| l.contains("openat(") && l.contains("/var/acct/"))
+        .filter_map(|l| l.rsplit("= ").next()?.trim().parse::<u32>().ok())
+        .last()
+        .unwrap_or_else(|| panic!("no openat of the journal in the trace:\n{t}"));
+    let journal_write = lines
+        .iter()
+        .position(|l| l.contains(&format!("write({jfd}, ")))
+        .unwrap_or_else(|| panic!("no write to the journal (fd {jfd}):\n{t}"));
+    // Where the fdatasync of that descriptor returned: its whole line, or the
+    // "resumed" line of the thread that started it.
+    let mut synced = None;
+    for (i, l) in lines.iter().enumerate().skip(journal_write) {
+        if l.contains(&format!("fdatasync({jfd}) = 0")) {
+            synced = Some(i);
+            break;
+        }
+        if l.contains(&format!("fdatasync({jfd} <unfinished")) {
+            let pid = l.split_whitespace().next().unwrap();
+            synced = lines[i..]
+                .iter()
+                .position(|r| {
+                    r.starts_with(&format!("{pid} ")) && r.contains("<... fdatasync resumed>) = 0")
+                })
+                .map(|n| i + n);
+            break;
+        }
+    }
+    let synced = synced.unwrap_or_else(|| panic!("no fdatasync of fd {jfd} after the write:\n{t}"));
+    // The accounting REPLY: a TACACS+ header of type 3 (accounting), seq 2.
+    let reply = lines
+        .iter()
+        .position(|l| {
+            (l.contains("write(") || l.contains("sendto(") || l.contains("writev("))
+                && (l.contains("\"\\xc0\\x03\\x02") || l.contains("\"\\xc1\\x03\\x02"))
+        })
+        .unwrap_or_else(|| panic!("no accounting reply in the trace:\n{t}"));
+    assert!(
+        journal_write < synced && synced < reply,
+        "record written at line {journal_write}, fdatasync returned at {synced}, reply sent at \
+         {reply}:\n{t}"
+    );
     std::fs::remove_dir_all(&cwd).ok();
 }

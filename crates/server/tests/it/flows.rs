@@ -297,13 +297,22 @@ async fn a_proxy_header_from_an_untrusted_peer_is_closed_unanswered() {
         .await;
     let paddr = h.server.local_addrs[1];
     let mut s = connect_from(paddr, Some("127.0.0.2".parse().unwrap())).await;
-    s.write_all(&proxy_header("127.44.0.9:50000", paddr)).await.unwrap();
+    // The header claims a device the server would serve, and a request follows
+    // it: a server that believed the header would answer and journal it.
+    let mut conn = ClientConnection::new(ClientConfig::default(), Some(Key::new(KEY)));
+    let mut req = cmd("alice", "show version");
+    req.args.insert(0, "task_id=1".parse().unwrap());
+    conn.account(42, AcctRequest { flags: AcctFlags::Start, request: req }).unwrap();
+    let mut pkt = proxy_header("127.44.0.9:50000", paddr);
+    conn.poll_transmit(&mut pkt);
+    s.write_all(&pkt).await.unwrap();
     let mut sink = Vec::new();
     let n = tokio::time::timeout(Duration::from_secs(3), s.read_to_end(&mut sink))
         .await
-        .unwrap()
+        .expect("closed at once")
         .unwrap_or(0);
-    assert_eq!(n, 0);
+    assert_eq!(n, 0, "not answered");
+    assert!(h.journal().is_empty(), "nothing journaled for a forged address");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
