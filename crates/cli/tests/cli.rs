@@ -1165,9 +1165,9 @@ async fn accounting_success_leaves_only_after_the_journal_fdatasync_returns() {
     // The journal file's descriptor, from its openat.
     let jfd = lines
         .iter()
+        .rev()
         .filter(|l| l.contains("openat(") && l.contains("/var/acct/"))
-        .filter_map(|l| l.rsplit("= ").next()?.trim().parse::<u32>().ok())
-        .last()
+        .find_map(|l| l.rsplit("= ").next()?.trim().parse::<u32>().ok())
         .unwrap_or_else(|| panic!("no openat of the journal in the trace:\n{t}"));
     let journal_write = lines
         .iter()
