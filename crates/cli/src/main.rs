@@ -9,6 +9,7 @@ mod director;
 mod doc_commands;
 #[cfg(test)]
 mod doc_config;
+mod import;
 mod lab;
 mod server;
 mod sim;
@@ -84,6 +85,8 @@ enum Command {
     HashPassword(admin::HashArgs),
     /// Validate a configuration file without starting anything.
     Check(admin::CheckArgs),
+    /// Translate a tac_plus or tac_plus-ng configuration into a tacvs server file.
+    Import(import::ImportArgs),
 }
 
 fn main() -> ExitCode {
@@ -124,6 +127,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Lab(a) => lab::run(a).await,
         Command::HashPassword(a) => admin::hash_password(a),
         Command::Check(a) => admin::check(a),
+        Command::Import(a) => import::run(a),
     }
 }
 

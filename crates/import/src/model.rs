@@ -11,6 +11,22 @@ use toml_edit::{Array, ArrayOfTables, DocumentMut, Item, Table, value};
 use crate::Dialect;
 use crate::report::printable;
 
+/// Services granted where the source permits every service (tacvs has no
+/// wildcard service): the `service` values RFC 8907 and the common NASes use.
+pub const STANDARD_SERVICES: &[&str] = &[
+    "shell",
+    "ppp",
+    "arap",
+    "slip",
+    "tty-daemon",
+    "connection",
+    "system",
+    "firewall",
+    "multicast",
+    "raccess",
+    "x25",
+];
+
 /// A clear-text secret from the source (a key, a password); `Debug` hides it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);

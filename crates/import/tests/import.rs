@@ -154,6 +154,66 @@ const CLASSIC_REPORT: &[&str] = &[
     "of group \"netadmin\" permits every service",
 ];
 
+/// tests/data/tac_plus-ng.cfg, decided by hand with tac_plus-ng's rules.
+const NG: &[Case] = &[
+    // alice: the ruleset gives her the admin profile (member admins).
+    same("alice", Pap("alice-pw"), Pass),
+    same("alice", Ascii("alice-pw"), Pass),
+    same("alice", Ascii("wrong"), Fail),
+    same("alice", Chap("alice-chap"), Pass),
+    same("alice", Enable("alice-pw"), Pass),
+    same("alice", Enable("alice-chap"), Fail),
+    same("alice", Exec, Priv(15)),
+    same("alice", Cmd("show running-config"), Pass),
+    same("alice", Cmd("configure terminal"), Pass),
+    same("alice", Service("ppp", Some("ip")), Pass),
+    same("alice", Service("ppp", Some("ipx")), Fail),
+    same("alice", Service("junos-exec", None), Fail),
+    // bob: member of noc, nested in ops, so rule `operators` gives profile noc.
+    same("bob", Ascii("bob-pw"), Pass),
+    same("bob", Pap("bob-pw"), Pass),
+    same("bob", Exec, Priv(7)),
+    same("bob", Cmd("show running-config"), Fail),
+    same("bob", Cmd("show interfaces"), Pass),
+    same("bob", Cmd("ping 10.0.0.1"), Pass),
+    same("bob", Cmd("ping"), Fail),
+    same("bob", Cmd("clear counters"), Pass),
+    same("bob", Cmd("clear arp"), Pass),
+    same("bob", Cmd("clear ip bgp *"), Fail),
+    same("bob", Cmd("configure terminal"), Fail),
+    // carol: MD5-crypt password; profile readonly.
+    differs("carol", Ascii("carol-pw"), Pass, "MD5-crypt"),
+    same("carol", Exec, Priv(1)),
+    same("carol", Cmd("show version"), Pass),
+    same("carol", Cmd("show clock"), Pass),
+    same("carol", Cmd("show version detail"), Fail),
+    same("carol", Cmd("show running-config"), Fail),
+    // dave: type 7 login password, a different PAP password.
+    same("dave", Ascii("dave-pw"), Pass),
+    differs("dave", Pap("dave-pap"), Pass, "PAP used a different `pap` password"),
+    differs("dave", Pap("dave-pw"), Fail, "PAP used a different `pap` password"),
+    same("dave", Cmd("show version"), Pass),
+    // erin: a profile of her own.
+    same("erin", Ascii("erin-pw"), Pass),
+    differs("erin", Pap("erin-pw"), Fail, "PAP used no password"),
+    same("erin", Exec, Priv(3)),
+    same("erin", Cmd("show ip route"), Pass),
+    same("erin", Cmd("configure terminal"), Fail),
+    // frank: no profile and no rule for him: authenticated, never authorized.
+    same("frank", Ascii("frank-pw"), Pass),
+    differs("frank", Pap("frank-pw"), Fail, "PAP used no password"),
+    same("frank", Exec, Fail),
+    same("frank", Cmd("show version"), Fail),
+    same("mallory", Ascii("x"), Fail),
+];
+
+/// Report items the ng file must produce that no case above exercises.
+const NG_REPORT: &[&str] = &[
+    // readonly's `/^show (version|clock)$/` behaves differently for IOS (<cr>).
+    "ends with `$`",
+    "MS-CHAP, which had no secret, now passes",
+];
+
 fn data(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
@@ -362,6 +422,26 @@ async fn check_table(
     }
 }
 
+/// alice logs in from 127.0.0.2 and .3 with their own keys and from .4 with
+/// the fleet key (`keys` in that order), and each other key is refused.
+async fn per_device_keys(addr: SocketAddr, keys: [&str; 3]) {
+    for (i, from) in ["127.0.0.2", "127.0.0.3", "127.0.0.4"].into_iter().enumerate() {
+        let (key, other) = (keys[i], keys[(i + 1) % 3]);
+        let mut c = Client::new(opts(addr, from, key));
+        assert_eq!(
+            decide(&mut c, "alice", Ascii("alice-pw")).await.unwrap(),
+            Pass,
+            "{from} with {key}"
+        );
+        let mut c = Client::new(opts(addr, from, other));
+        let e = decide(&mut c, "alice", Ascii("alice-pw")).await.unwrap_err();
+        assert!(
+            e.is_wrong_key() || matches!(e, ClientError::Closed { .. }),
+            "{from} with {other}: {e}"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn classic_tac_plus_decisions_are_kept() {
     let (imported, dir) = import("tac_plus.conf", Dialect::Classic, false, "classic");
@@ -370,24 +450,7 @@ async fn classic_tac_plus_decisions_are_kept() {
     check_table(&imported, addr, "127.0.1", "fleet-key", CLASSIC, CLASSIC_REPORT).await;
 
     // Per-host keys: 127.0.0.2 and 127.0.0.3 have their own, everyone else the fleet key.
-    for (from, key, other) in [
-        ("127.0.0.2", "core-key", "fleet-key"),
-        ("127.0.0.3", "lab-key", "core-key"),
-        ("127.0.0.4", "fleet-key", "lab-key"),
-    ] {
-        let mut c = Client::new(opts(addr, from, key));
-        assert_eq!(
-            decide(&mut c, "alice", Pap("alice-pw")).await.unwrap(),
-            Pass,
-            "{from} with {key}"
-        );
-        let mut c = Client::new(opts(addr, from, other));
-        let e = decide(&mut c, "alice", Pap("alice-pw")).await.unwrap_err();
-        assert!(
-            e.is_wrong_key() || matches!(e, ClientError::Closed { .. }),
-            "{from} with {other}: {e}"
-        );
-    }
+    per_device_keys(addr, ["core-key", "lab-key", "fleet-key"]).await;
     server.shutdown(Duration::from_secs(1)).await;
 }
 
@@ -414,5 +477,15 @@ async fn anchoring_is_reported_rule_by_rule_and_applied() {
     assert_eq!(decide(&mut c, "dave", Cmd("show ip bgp summary")).await.unwrap(), Fail);
     // `.*` matches anything either way.
     assert_eq!(decide(&mut c, "bob", Cmd("ping 10.0.0.1")).await.unwrap(), Pass);
+    server.shutdown(Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tac_plus_ng_decisions_are_kept() {
+    let (imported, dir) = import("tac_plus-ng.cfg", Dialect::Ng, false, "ng");
+    let server = run(&imported, &dir).await;
+    let addr = server.local_addrs[0];
+    check_table(&imported, addr, "127.0.2", "fleet-ng-key", NG, NG_REPORT).await;
+    per_device_keys(addr, ["core-ng-key", "lab-ng-key", "fleet-ng-key"]).await;
     server.shutdown(Duration::from_secs(1)).await;
 }

@@ -6,6 +6,7 @@
 //! time, each with its line and column; a token longer than
 //! [`MAX_TOKEN`] is an error.
 
+use crate::common::Cursor;
 use crate::{ImportError, Pos, syntax};
 
 /// Longest token accepted (tac_plus itself stops at 255 bytes).
@@ -51,50 +52,36 @@ pub struct Token {
 /// The tokenizer.
 #[derive(Debug)]
 pub struct Lexer<'a> {
-    file: &'a str,
-    chars: std::iter::Peekable<std::str::Chars<'a>>,
-    line: usize,
-    col: usize,
+    c: Cursor<'a>,
 }
 
 impl<'a> Lexer<'a> {
     /// Tokens of `text`, named `file` in errors.
     pub fn new(file: &'a str, text: &'a str) -> Self {
-        Lexer { file, chars: text.chars().peekable(), line: 1, col: 1 }
+        Lexer { c: Cursor::new(file, text) }
     }
 
     fn bump(&mut self) -> Option<char> {
-        let c = self.chars.next()?;
-        if c == '\n' {
-            self.line += 1;
-            self.col = 1;
-        } else {
-            self.col += 1;
-        }
-        Some(c)
-    }
-
-    fn pos(&self) -> Pos {
-        Pos { line: self.line, col: self.col }
+        self.c.bump()
     }
 
     /// The next token, `None` at the end.
     pub fn next_token(&mut self) -> Result<Option<Token>, ImportError> {
         loop {
-            let Some(&c) = self.chars.peek() else { return Ok(None) };
+            let Some(&c) = self.c.chars.peek() else { return Ok(None) };
             match c {
                 ' ' | '\t' | '\n' | '\r' => {
                     self.bump();
                 }
                 '#' => {
-                    while self.chars.peek().is_some_and(|&c| c != '\n') {
+                    while self.c.chars.peek().is_some_and(|&c| c != '\n') {
                         self.bump();
                     }
                 }
                 _ => break,
             }
         }
-        let pos = self.pos();
+        let pos = self.c.pos();
         let Some(c) = self.bump() else { return Ok(None) };
         let tok = match c {
             '=' => Tok::Eq,
@@ -104,7 +91,7 @@ impl<'a> Lexer<'a> {
             first => {
                 let mut w = String::new();
                 w.push(first);
-                while let Some(&c) = self.chars.peek() {
+                while let Some(&c) = self.c.chars.peek() {
                     if matches!(c, ' ' | '\t' | '=' | '\n' | '\r') {
                         break;
                     }
@@ -118,18 +105,14 @@ impl<'a> Lexer<'a> {
     }
 
     fn push_bounded(&self, s: &mut String, c: char, pos: Pos) -> Result<(), ImportError> {
-        if s.len() >= MAX_TOKEN {
-            return Err(syntax(self.file, pos, format!("token longer than {MAX_TOKEN} bytes")));
-        }
-        s.push(c);
-        Ok(())
+        self.c.push(s, c, pos, MAX_TOKEN)
     }
 
     fn string(&mut self, pos: Pos) -> Result<String, ImportError> {
         let mut s = String::new();
         loop {
             let Some(c) = self.bump() else {
-                return Err(syntax(self.file, pos, "quoted string is never closed"));
+                return Err(syntax(self.c.file, pos, "quoted string is never closed"));
             };
             match c {
                 '"' => return Ok(s),
@@ -142,7 +125,7 @@ impl<'a> Lexer<'a> {
                     Some(e @ ('"' | '\\')) => self.push_bounded(&mut s, e, pos)?,
                     Some(other) => {
                         return Err(syntax(
-                            self.file,
+                            self.c.file,
                             pos,
                             format!(
                                 "`\\{}` in a quoted string: tac_plus accepts only \\\", \\\\ and \\n there",
@@ -150,7 +133,7 @@ impl<'a> Lexer<'a> {
                             ),
                         ));
                     }
-                    None => return Err(syntax(self.file, pos, "quoted string is never closed")),
+                    None => return Err(syntax(self.c.file, pos, "quoted string is never closed")),
                 },
                 other => self.push_bounded(&mut s, other, pos)?,
             }

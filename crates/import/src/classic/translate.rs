@@ -23,30 +23,15 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use ipnet::IpNet;
-use tacvs_policy::PasswordHash;
-
 use super::parse::{self, Config, Entity, Spec, SpecKind, Svc, SvcKind};
-use crate::model::{Action, Command, DeviceGroup, Group, Output, Password, Secret, Service, User};
+use crate::common;
+use crate::model::{
+    Action, Command, DeviceGroup, Group, Output, Password, STANDARD_SERVICES, Secret, Service, User,
+};
 use crate::regex::{Dialect, Pattern};
 use crate::report::Report;
 use crate::{ImportError, Options, Pos, syntax};
-
-/// Services granted under `default service = permit` (tacvs has no wildcard
-/// service): the `service` values RFC 8907 and the common NASes use.
-pub(crate) const STANDARD_SERVICES: &[&str] = &[
-    "shell",
-    "ppp",
-    "arap",
-    "slip",
-    "tty-daemon",
-    "connection",
-    "system",
-    "firewall",
-    "multicast",
-    "raccess",
-    "x25",
-];
+use ipnet::IpNet;
 
 /// Translate a classic tac_plus configuration.
 pub fn translate(
@@ -631,26 +616,10 @@ impl<'a> Translator<'a> {
     /// A password spec as tacvs can hold it; `None` (with a report item) when
     /// tacvs cannot verify it. `what` names the password in messages.
     fn password(&mut self, who: &str, what: &str, s: &Spec) -> Option<Password> {
-        let fix = format!("set one with `tacvs hash-password` (password = \"…\" in user {who:?})");
+        let fix = common::fix(who);
         match s.kind {
             SpecKind::Cleartext => Some(Password::Clear(Secret(s.value.clone()))),
-            SpecKind::Des => {
-                if PasswordHash::parse(&s.value).is_ok() {
-                    return Some(Password::Hash(s.value.clone()));
-                }
-                let alg = if s.value.starts_with("$1$") {
-                    "an MD5-crypt (`$1$`) hash"
-                } else if s.value.len() == 13 {
-                    "a DES-crypt hash"
-                } else {
-                    "a crypt(3) hash of a kind tacvs does not read"
-                };
-                self.report.differs(
-                    line(s.pos),
-                    format!("user {who:?}: the {what} is {alg}, which tacvs cannot verify; imported without it, so this check fails until you {fix}"),
-                );
-                None
-            }
+            SpecKind::Des => common::crypt(self.report, who, what, &s.value, line(s.pos)),
             SpecKind::NoPassword => {
                 self.report.differs(
                     line(s.pos),
@@ -698,45 +667,29 @@ impl<'a> Translator<'a> {
             (None, None) => (None, None),
             (Some(l), p) => {
                 let at = p.map_or(line(l.pos), |p| line(p.pos));
-                let why = format!(
-                    "user {who:?}: PAP used {} in tac_plus; tacvs has one password for ASCII and PAP logins and uses the login password for both",
-                    if p.is_some() {
-                        "a different `pap` password"
-                    } else {
-                        "no password (PAP logins failed)"
-                    }
-                );
+                let had = if p.is_some() {
+                    "a different `pap` password"
+                } else {
+                    "no password (PAP logins failed)"
+                };
+                let why = common::pap_differs(who, "tac_plus", had);
                 (self.password(who, "login password", l), Some((at, why)))
             }
             (None, Some(p)) => {
-                let why = format!(
-                    "user {who:?}: no `login` password (ASCII logins failed in tac_plus); tacvs uses the `pap` password for ASCII logins too"
-                );
+                let why = common::ascii_from_pap(who, "tac_plus");
                 (self.password(who, "PAP password", p), Some((line(p.pos), why)))
             }
         };
         // CHAP and MS-CHAP fall back to `global`, like logins (default_fn.c).
         let chap = resolve(&|e| e.chap.as_ref()).or(global);
         let mschap = resolve(&|e| e.mschap.as_ref()).or(global);
-        let chap_secret = match (chap, mschap) {
-            (Some(c), Some(m)) if c.value == m.value => Some(Secret(c.value.clone())),
-            (Some(c), m) => {
-                let at = m.map_or(line(c.pos), |m| line(m.pos));
-                self.report.differs(
-                    at,
-                    format!("user {who:?}: tacvs has one secret for CHAP and MS-CHAP; the `chap` one is used for both ({})", if m.is_some() { "MS-CHAP with the `ms-chap` secret fails" } else { "MS-CHAP, which had no secret, now passes with it" }),
-                );
-                Some(Secret(c.value.clone()))
-            }
-            (None, Some(m)) => {
-                self.report.differs(
-                    line(m.pos),
-                    format!("user {who:?}: tacvs has one secret for CHAP and MS-CHAP; the `ms-chap` one is used for both (CHAP, which had no secret, now passes with it)"),
-                );
-                Some(Secret(m.value.clone()))
-            }
-            (None, None) => None,
-        };
+        let chap_secret = common::chap_secret(
+            self.report,
+            who,
+            chap.map(|c| (c.value.as_str(), line(c.pos))),
+            mschap.map(|m| (m.value.as_str(), line(m.pos))),
+            "ms-chap",
+        );
         for (spec, what) in
             [(resolve(&|e| e.arap.as_ref()), "arap"), (resolve(&|e| e.opap.as_ref()), "opap")]
         {
@@ -875,6 +828,86 @@ fn parse_expiry(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Severity;
+
+    fn classic(text: &str) -> Result<(Output, Report), ImportError> {
+        let mut r = Report::new("t.conf");
+        let o = translate("t.conf", &format!("key = k\n{text}"), &Options::default(), &mut r)?;
+        Ok((o, r))
+    }
+
+    fn differs(r: &Report) -> String {
+        r.items
+            .iter()
+            .filter(|i| i.severity == Severity::Differs)
+            .map(|i| format!("{}: {}\n", i.line, i.text))
+            .collect()
+    }
+
+    #[test]
+    fn what_tac_plus_refuses_to_start_with_is_an_error() {
+        for (text, want) in [
+            ("user = a { member = nope }", "does not exist"),
+            (
+                "group = x { member = y }\ngroup = y { member = x }\nuser = a { member = x }",
+                "circle",
+            ),
+            ("user = a { cmd = show { permit \"*x\" } }", "regcomp fails"),
+        ] {
+            let e = classic(text).unwrap_err().to_string();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn logins_limited_by_an_acl_get_no_password() {
+        let (o, r) = classic(
+            "acl = mgmt { permit = ^10\\. }\nuser = a { login = cleartext x enable = cleartext y acl = mgmt }",
+        )
+        .unwrap();
+        assert!(o.users[0].password.is_none() && o.users[0].enable.is_none());
+        assert!(differs(&r).contains("acl \"mgmt\""), "{r}");
+    }
+
+    #[test]
+    fn special_users_are_left_out_and_said_so() {
+        let (o, r) = classic(
+            "user = DEFAULT { default service = permit }\nuser = $enab15$ { login = cleartext e }\nuser = b { login = cleartext x }",
+        )
+        .unwrap();
+        assert_eq!(o.users.len(), 1);
+        let d = differs(&r);
+        assert!(d.contains("user DEFAULT") && d.contains("$enab15$"), "{d}");
+    }
+
+    #[test]
+    fn an_untranslatable_deny_denies_the_rest_of_its_command() {
+        let (o, r) = classic(
+            "user = a { login = cleartext x service = exec { } cmd = show { deny \"(a)\\\\1\" permit .* } }",
+        )
+        .unwrap();
+        let g = o.group("user:a").unwrap();
+        assert_eq!(g.commands.len(), 1, "{g:?}");
+        assert_eq!(g.commands[0].action, Action::Deny);
+        assert!(differs(&r).contains("back-reference"), "{r}");
+    }
+
+    #[test]
+    fn blocks_tac_plus_never_consults_are_notes() {
+        let (o, r) = classic(
+            "user = a { login = cleartext x service = shell { } cmd = show { permit x } cmd = show { permit y } }",
+        )
+        .unwrap();
+        let g = o.group("user:a").unwrap();
+        assert!(g.services.is_empty());
+        assert_eq!(g.commands.len(), 2, "one rule and the block's closing deny: {g:?}");
+        assert!(
+            r.to_string().contains("never matched")
+                && r.to_string().contains("uses only the first"),
+            "{r}"
+        );
+        assert!(!r.has_differences() || !differs(&r).contains("service = shell"), "{r}");
+    }
 
     #[test]
     fn expiry_dates() {

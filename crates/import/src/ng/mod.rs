@@ -1,11 +1,10 @@
 //! tac_plus-ng (Marc Huber's event-driven servers): tokenizer, parser for the
-//! subset `tacvs import` translates, and translation.
+//! subset `tacvs import` translates (devices, users, groups, profiles with
+//! scripts, the ruleset), and translation by running the scripts with what is
+//! known about each request.
 
-pub fn translate(
-    _file: &str,
-    _text: &str,
-    _opts: &crate::Options,
-    _report: &mut crate::Report,
-) -> Result<crate::Output, crate::ImportError> {
-    Err(crate::ImportError::File { file: _file.into(), msg: "tac_plus-ng: not yet".into() })
-}
+pub mod lex;
+pub mod parse;
+mod translate;
+
+pub use translate::translate;
