@@ -9,6 +9,7 @@ mod director;
 mod doc_commands;
 #[cfg(test)]
 mod doc_config;
+mod generate;
 mod import;
 mod lab;
 mod server;
@@ -87,6 +88,9 @@ enum Command {
     Check(admin::CheckArgs),
     /// Translate a tac_plus or tac_plus-ng configuration into a tacvs server file.
     Import(import::ImportArgs),
+    /// Shell completions and man pages, for packaging.
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -128,6 +132,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::HashPassword(a) => admin::hash_password(a),
         Command::Check(a) => admin::check(a),
         Command::Import(a) => import::run(a),
+        Command::Generate(a) => generate::run(a),
     }
 }
 
