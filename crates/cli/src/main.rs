@@ -10,6 +10,8 @@ mod doc_commands;
 #[cfg(test)]
 mod doc_config;
 mod dr;
+mod generate;
+mod import;
 mod lab;
 mod server;
 mod sim;
@@ -89,6 +91,11 @@ enum Command {
     Check(admin::CheckArgs),
     /// Direct routing: set up or check a real server.
     Dr(dr::DrArgs),
+    /// Translate a tac_plus or tac_plus-ng configuration into a tacvs server file.
+    Import(import::ImportArgs),
+    /// Shell completions and man pages, for packaging.
+    #[command(hide = true)]
+    Generate(generate::GenerateArgs),
 }
 
 fn main() -> ExitCode {
@@ -130,6 +137,8 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::HashPassword(a) => admin::hash_password(a),
         Command::Check(a) => admin::check(a),
         Command::Dr(a) => dr::run(a).await,
+        Command::Import(a) => import::run(a),
+        Command::Generate(a) => generate::run(a),
     }
 }
 
