@@ -113,6 +113,17 @@ impl Policy {
                 format!("unknown user {:?}", String::from_utf8_lossy(&req.user)),
             );
         };
+        self.authorize_as(device_group, user, req)
+    }
+
+    /// Decide for `user` (a `[[user]]` entry, or a directory user from
+    /// [`Policy::directory_user`]) a REQUEST from a device of group `device_group`.
+    pub fn authorize_as(
+        &self,
+        device_group: usize,
+        user: &User,
+        req: &AaaRequest,
+    ) -> AuthorDecision {
         let Some(service) =
             req.arg(b"service").map(|a| String::from_utf8_lossy(a.value()).into_owned())
         else {

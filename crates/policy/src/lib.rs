@@ -9,6 +9,7 @@
 pub mod authz;
 pub mod config;
 pub mod hash;
+pub mod identity;
 pub mod policy;
 
 pub use authz::{AuthorDecision, CommandLine};

@@ -33,9 +33,27 @@ type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
 
 /// The result of slow work, applied back to the session that asked for it.
 enum Done {
-    Verified { sid: u32, verdict: Verdict },
-    Stored { sid: u32, result: Result<(), String> },
-    Acct { sid: u32, result: Result<(), JournalError>, started: Instant, user: Bytes },
+    Verified {
+        sid: u32,
+        verdict: Verdict,
+    },
+    Authorized {
+        sid: u32,
+        decision: tacvs_policy::AuthorDecision,
+        started: Instant,
+        user: Bytes,
+        cmd: String,
+    },
+    Stored {
+        sid: u32,
+        result: Result<(), String>,
+    },
+    Acct {
+        sid: u32,
+        result: Result<(), JournalError>,
+        started: Instant,
+        user: Bytes,
+    },
 }
 
 struct Ctx {
@@ -340,10 +358,7 @@ impl Ctx {
                 match request {
                     Request::AuthenStart(s) => self.authen_start(conn, sid, &s, now),
                     Request::AuthenContinue(c) => self.authen_continue(conn, sid, &c, now),
-                    Request::Author(r) => {
-                        self.authorize(conn, sid, &r, now);
-                        None
-                    }
+                    Request::Author(r) => self.authorize(conn, sid, r, now),
                     Request::Acct(r) => Some(self.account(sid, r, now)),
                 }
             }
@@ -381,7 +396,9 @@ impl Ctx {
     }
 
     fn settings(&self) -> login::Settings {
-        login::Settings::from_conf(&self.shared.policy.load().auth)
+        let policy = self.shared.policy.load();
+        let methods = policy.device_groups.get(self.dg).and_then(|g| g.login_methods);
+        login::Settings::from_conf(&policy.auth, methods)
     }
 
     fn authen_start(
@@ -431,8 +448,8 @@ impl Ctx {
                 self.reply(conn, sid, reply);
                 None
             }
-            Action::Verify { user, credential, kind, priv_lvl } => {
-                let check = Check { user, credential, kind, priv_lvl, src: self.device.ip() };
+            Action::Verify { user, credential, kind, priv_lvl, otp } => {
+                let check = Check { user, credential, kind, priv_lvl, src: self.device.ip(), otp };
                 let shared = self.shared.clone();
                 Some(Box::pin(async move {
                     let verdict = crate::authn::verify(&shared, check).await;
@@ -499,6 +516,9 @@ impl Ctx {
                     let _ = self.act(conn, sid, login, action);
                 }
             }
+            Done::Authorized { sid, decision, started, user, cmd } => {
+                self.answer_author(conn, sid, decision, started, &user, &cmd);
+            }
             Done::Stored { sid, result } => {
                 if let Some(mut login) = self.logins.remove(&sid) {
                     let action = login.stored(result, now);
@@ -526,14 +546,61 @@ impl Ctx {
         }
     }
 
-    fn authorize(&self, conn: &mut ServerConnection, sid: u32, r: &AaaRequest, started: Instant) {
+    /// Answer an authorization: inline for the file's users and directory
+    /// users whose groups are known; after a directory lookup otherwise.
+    fn authorize(
+        &self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        r: AaaRequest,
+        started: Instant,
+    ) -> Option<Pending> {
         let policy = self.shared.policy.load();
-        let d = policy.authorize(self.dg, r);
-        let cmd = tacvs_policy::CommandLine::from_args(&r.args);
+        if policy.directories.is_empty() {
+            let d = policy.authorize(self.dg, &r);
+            self.answer_author(conn, sid, d, started, &r.user, &command_of(&r));
+            return None;
+        }
+        let local = policy.user(&r.user).map(|u| u.prefer);
+        let need = crate::backend::Need::Authorization;
+        let break_glass = match crate::backend::plan(local, true, need) {
+            crate::backend::Plan::Local => {
+                let d = policy.authorize(self.dg, &r);
+                self.answer_author(conn, sid, d, started, &r.user, &command_of(&r));
+                return None;
+            }
+            crate::backend::Plan::Directory { break_glass } => break_glass,
+        };
+        let fresh = self.shared.accounts().fresh(&r.user, Instant::now());
+        if let Some(found) = fresh {
+            let d = crate::author::decide(&policy, self.dg, &r, Ok(found), break_glass, None);
+            self.answer_author(conn, sid, d, started, &r.user, &command_of(&r));
+            return None;
+        }
+        drop(policy);
+        let shared = self.shared.clone();
+        let dg = self.dg;
+        let cmd = command_of(&r);
+        Some(Box::pin(async move {
+            let (decision, user) =
+                crate::author::lookup_and_decide(&shared, dg, &r, break_glass).await;
+            Done::Authorized { sid, decision, started, user, cmd }
+        }) as Pending)
+    }
+
+    fn answer_author(
+        &self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        d: tacvs_policy::AuthorDecision,
+        started: Instant,
+        user: &[u8],
+        cmd: &str,
+    ) {
         tracing::info!(
             device = %self.device,
-            user = %Esc(&r.user),
-            cmd = %Esc(cmd.as_ref().map(|c| c.0.as_bytes()).unwrap_or_default()),
+            user = %Esc(user),
+            cmd = %Esc(cmd.as_bytes()),
             result = %d.status,
             reason = %d.reason,
             "authorization"
@@ -575,6 +642,11 @@ impl Ctx {
             Done::Acct { sid, result, started, user }
         })
     }
+}
+
+/// The command line of an authorization, for the log (empty when none).
+fn command_of(r: &AaaRequest) -> String {
+    tacvs_policy::CommandLine::from_args(&r.args).map(|c| c.0).unwrap_or_default()
 }
 
 /// Hash a new password and store it (blocking: run off the async threads);
