@@ -512,6 +512,7 @@ async fn verify_local(shared: &Shared, policy: &Arc<Policy>, c: Check) -> Verdic
             }
         }
         Credential::Password(data) => {
+            let generation = Some(generation);
             local_login(shared, policy, &c.user, who.as_ref(), &data, c.otp, generation, attempt)
                 .await
         }
@@ -520,6 +521,9 @@ async fn verify_local(shared: &Shared, policy: &Arc<Policy>, c: Check) -> Verdic
 
 /// A login password against the file (also the break-glass path of a
 /// directory user), then the one-time code; `attempt` is already admitted.
+/// A pass is cached in `generation`; None (break-glass) caches nothing: the
+/// cache stands for the directory's answer for such a user, and the local
+/// password must not pass as the directory's once it is back.
 #[allow(clippy::too_many_arguments)]
 async fn local_login(
     shared: &Shared,
@@ -528,7 +532,7 @@ async fn local_login(
     who: Option<&Identity>,
     data: &[u8],
     mode: OtpMode,
-    generation: crate::cache::Generation,
+    generation: Option<crate::cache::Generation>,
     attempt: Attempt<'_>,
 ) -> Verdict {
     let local = LocalBackend::new(shared, policy);
@@ -544,13 +548,17 @@ async fn local_login(
         Ok(x) => x,
         Err(why) => return attempt.end(Verdict::Fail(why)),
     };
-    let cached = otp && shared.cache().hit(CredKind::Login, c_user, password, Instant::now());
+    let cached = otp
+        && generation.is_some()
+        && shared.cache().hit(CredKind::Login, c_user, password, Instant::now());
     let r = if cached { Checked::Pass } else { local.check(who, password.to_vec()).await };
     count_check(local.kind(), &r, t.elapsed());
     if r != Checked::Pass {
         return attempt.end(checked_verdict(r));
     }
-    shared.cache().insert(CredKind::Login, c_user, password, generation, Instant::now());
+    if let Some(g) = generation {
+        shared.cache().insert(CredKind::Login, c_user, password, g, Instant::now());
+    }
     attempt.end(second_factor(shared, policy, c_user, who, otp, code))
 }
 
@@ -633,7 +641,6 @@ async fn verify_directory(
                 answer,
                 break_glass,
                 why,
-                generation,
                 attempt,
             )
             .await;
@@ -673,7 +680,6 @@ async fn verify_directory(
                 backend::DirectoryAnswer::Unavailable,
                 break_glass,
                 why,
-                generation,
                 attempt,
             )
             .await
@@ -693,7 +699,6 @@ async fn outage_or_refusal(
     answer: backend::DirectoryAnswer,
     break_glass: bool,
     why: String,
-    generation: crate::cache::Generation,
     attempt: Attempt<'_>,
 ) -> Verdict {
     let now = Instant::now();
@@ -726,7 +731,7 @@ async fn outage_or_refusal(
             tracing::warn!(user = %Esc(c_user), directories = %why, "directory unavailable; the user's local entry answers (break-glass)");
             metrics::counter!("tacvs_break_glass_total").increment(1);
             let who = policy.user(c_user).cloned().map(Identity::Local);
-            local_login(shared, policy, c_user, who.as_ref(), data, mode, generation, attempt).await
+            local_login(shared, policy, c_user, who.as_ref(), data, mode, None, attempt).await
         }
         backend::Settle::Error => attempt.end(Verdict::Unavailable(why.into())),
     }
