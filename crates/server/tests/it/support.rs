@@ -77,7 +77,6 @@ password_store = "{dir}/passwords.json"
 {auth}
 [authentication.lockout]
 {lockout}
-[authentication.cache]
 {cache}
 [accounting]
 directory = "{dir}/acct"
@@ -123,7 +122,11 @@ groups = ["netops"]
         auth = c.auth,
         accounting = c.accounting,
         users = c.users,
-        cache = c.cache,
+        cache = if c.cache.is_empty() {
+            String::new()
+        } else {
+            format!("[authentication.cache]\n{}", c.cache)
+        },
         tail = c.tail,
     )
 }
