@@ -11,6 +11,8 @@ mod doc_commands;
 mod doc_config;
 mod dr;
 mod lab;
+mod otp;
+mod policy;
 mod server;
 mod sim;
 
@@ -89,6 +91,10 @@ enum Command {
     Check(admin::CheckArgs),
     /// Direct routing: set up or check a real server.
     Dr(dr::DrArgs),
+    /// One-time passwords: enroll a user (otpauth URI and QR code).
+    Otp(otp::OtpArgs),
+    /// Policy dry-run: explain one decision, or diff two configurations over the authorization log.
+    Policy(policy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -130,6 +136,8 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::HashPassword(a) => admin::hash_password(a),
         Command::Check(a) => admin::check(a),
         Command::Dr(a) => dr::run(a).await,
+        Command::Otp(a) => otp::run(a),
+        Command::Policy(a) => policy::run(a).await,
     }
 }
 

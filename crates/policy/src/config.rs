@@ -278,6 +278,9 @@ pub struct AccountingSection {
     pub rotate_interval: Dur,
     /// `[accounting.syslog]`: forward committed records.
     pub syslog: Option<SyslogConf>,
+    /// Keep every authorization decision in `authz-*.jsonl` files beside
+    /// the journal (for `tacvs policy diff --replay`).
+    pub authorization_log: bool,
 }
 
 impl Default for AccountingSection {
@@ -287,6 +290,7 @@ impl Default for AccountingSection {
             rotate_size: Size(256 << 20),
             rotate_interval: Dur(Duration::from_secs(86_400)),
             syslog: None,
+            authorization_log: true,
         }
     }
 }

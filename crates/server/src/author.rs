@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::Bytes;
 use tacvs_policy::{AuthorDecision, Policy};
 use tacvs_proto::{AaaRequest, AuthorStatus};
 
@@ -20,7 +19,7 @@ use crate::backend::{self, DirectoryAnswer, Identity, Lookup, Settle};
 /// Decide for a user the directories answer for. `found` is what a lookup
 /// found (or why none could answer); `stale` the account seen within
 /// `outage_ttl`, for outages; `policy` the configuration in force (for the
-/// break-glass entry).
+/// break-glass entry). Also returns the account whose groups decided.
 pub fn decide(
     policy: &Policy,
     dg: usize,
@@ -28,24 +27,28 @@ pub fn decide(
     found: Result<Found, String>,
     break_glass: bool,
     stale: Option<Arc<Account>>,
-) -> AuthorDecision {
+) -> (AuthorDecision, Option<Arc<Account>>) {
     let answer = match &found {
         Ok(Found::Account(a)) if a.user.groups.is_empty() => DirectoryAnswer::NotMapped,
         Ok(Found::Account(_)) => DirectoryAnswer::Verified,
         Ok(Found::NoSuchUser) => DirectoryAnswer::NoSuchUser,
         Err(_) => DirectoryAnswer::Unavailable,
     };
-    match backend::settle(answer, break_glass, stale.is_some()) {
-        Settle::Pass => match found {
-            Ok(Found::Account(a)) => as_directory_user(dg, req, &a),
-            _ => fail("directory answer without an account".into()),
+    let account = match &found {
+        Ok(Found::Account(a)) => Some(a.clone()),
+        _ => None,
+    };
+    let d = match backend::settle(answer, break_glass, stale.is_some()) {
+        Settle::Pass => match &account {
+            Some(a) => as_directory_user(dg, req, a),
+            None => fail("directory answer without an account".into()),
         },
         Settle::PassFromCache => {
             let a = stale.expect("settled on a stale account");
             let mut d = as_directory_user(dg, req, &a);
             d.reason =
                 format!("{} (directory unavailable; groups as read within outage_ttl)", d.reason);
-            d
+            return (d, Some(a));
         }
         Settle::Fail(why) => fail(format!(
             "{} {:?}: {why}",
@@ -63,7 +66,8 @@ pub fn decide(
             server_msg: "Authorization service unavailable; try again.".into(),
             reason: format!("directory unavailable: {}", found.err().unwrap_or_default()),
         },
-    }
+    };
+    (d, account)
 }
 
 fn fail(reason: String) -> AuthorDecision {
@@ -83,13 +87,13 @@ fn as_directory_user(dg: usize, req: &AaaRequest, a: &Account) -> AuthorDecision
 }
 
 /// Ask the directories for the user's groups (cached for `group_ttl`), then
-/// decide. Returns the user for the log.
+/// decide; with the account whose groups decided.
 pub async fn lookup_and_decide(
     shared: &Shared,
     dg: usize,
     req: &AaaRequest,
     break_glass: bool,
-) -> (AuthorDecision, Bytes) {
+) -> (AuthorDecision, Option<Arc<Account>>) {
     let generation = shared.accounts().generation();
     let dirs = shared.directories();
     let found = match dirs.find(&req.user).await {
@@ -106,5 +110,5 @@ pub async fn lookup_and_decide(
         Err(_) => shared.accounts().stale(&req.user, now),
     };
     let policy = shared.policy();
-    (decide(&policy, dg, req, found, break_glass, stale), req.user.clone())
+    decide(&policy, dg, req, found, break_glass, stale)
 }

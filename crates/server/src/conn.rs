@@ -41,8 +41,8 @@ enum Done {
         sid: u32,
         decision: tacvs_policy::AuthorDecision,
         started: Instant,
-        user: Bytes,
-        cmd: String,
+        request: AaaRequest,
+        account: Option<std::sync::Arc<crate::accounts::Account>>,
     },
     Stored {
         sid: u32,
@@ -516,8 +516,8 @@ impl Ctx {
                     let _ = self.act(conn, sid, login, action);
                 }
             }
-            Done::Authorized { sid, decision, started, user, cmd } => {
-                self.answer_author(conn, sid, decision, started, &user, &cmd);
+            Done::Authorized { sid, decision, started, request, account } => {
+                self.answer_author(conn, sid, decision, started, &request, account.as_deref());
             }
             Done::Stored { sid, result } => {
                 if let Some(mut login) = self.logins.remove(&sid) {
@@ -558,7 +558,7 @@ impl Ctx {
         let policy = self.shared.policy.load();
         if policy.directories.is_empty() {
             let d = policy.authorize(self.dg, &r);
-            self.answer_author(conn, sid, d, started, &r.user, &command_of(&r));
+            self.answer_author(conn, sid, d, started, &r, None);
             return None;
         }
         let local = policy.user(&r.user).map(|u| u.prefer);
@@ -566,25 +566,25 @@ impl Ctx {
         let break_glass = match crate::backend::plan(local, true, need) {
             crate::backend::Plan::Local => {
                 let d = policy.authorize(self.dg, &r);
-                self.answer_author(conn, sid, d, started, &r.user, &command_of(&r));
+                self.answer_author(conn, sid, d, started, &r, None);
                 return None;
             }
             crate::backend::Plan::Directory { break_glass } => break_glass,
         };
         let fresh = self.shared.accounts().fresh(&r.user, Instant::now());
         if let Some(found) = fresh {
-            let d = crate::author::decide(&policy, self.dg, &r, Ok(found), break_glass, None);
-            self.answer_author(conn, sid, d, started, &r.user, &command_of(&r));
+            let (d, account) =
+                crate::author::decide(&policy, self.dg, &r, Ok(found), break_glass, None);
+            self.answer_author(conn, sid, d, started, &r, account.as_deref());
             return None;
         }
         drop(policy);
         let shared = self.shared.clone();
         let dg = self.dg;
-        let cmd = command_of(&r);
         Some(Box::pin(async move {
-            let (decision, user) =
+            let (decision, account) =
                 crate::author::lookup_and_decide(&shared, dg, &r, break_glass).await;
-            Done::Authorized { sid, decision, started, user, cmd }
+            Done::Authorized { sid, decision, started, request: r, account }
         }) as Pending)
     }
 
@@ -594,18 +594,39 @@ impl Ctx {
         sid: u32,
         d: tacvs_policy::AuthorDecision,
         started: Instant,
-        user: &[u8],
-        cmd: &str,
+        r: &AaaRequest,
+        account: Option<&crate::accounts::Account>,
     ) {
+        let cmd = tacvs_policy::CommandLine::from_args(&r.args);
         tracing::info!(
             device = %self.device,
-            user = %Esc(user),
-            cmd = %Esc(cmd.as_bytes()),
+            user = %Esc(&r.user),
+            cmd = %Esc(cmd.as_ref().map(|c| c.0.as_bytes()).unwrap_or_default()),
             result = %d.status,
             reason = %d.reason,
             "authorization"
         );
         count("author", d.status.as_str(), started.elapsed());
+        if let Some(log) = &self.shared.authz_log {
+            let policy = self.shared.policy.load();
+            let rec = crate::journal::AuthzRecord {
+                time: humantime::format_rfc3339_millis(std::time::SystemTime::now())
+                    .to_string()
+                    .into(),
+                server: policy.server_name.as_str().into(),
+                device: self.device.ip().to_string().into(),
+                device_group: self.dg_name.as_str().into(),
+                user: String::from_utf8_lossy(&r.user),
+                port: String::from_utf8_lossy(&r.port),
+                priv_lvl: r.priv_lvl.get(),
+                args: r.args.iter().map(|a| a.to_string()).collect(),
+                status: d.status.as_str().into(),
+                reason: d.reason.as_str().into(),
+                directory: account.map(|a| a.directory_name.as_str()).unwrap_or_default().into(),
+                ldap_groups: account.map(|a| a.ldap_groups.clone()).unwrap_or_default(),
+            };
+            log.record(crate::journal::to_line(&rec));
+        }
         let mut resp = AuthorResponse::new(d.status, d.server_msg);
         resp.args = d.args;
         if let Err(e) = conn.reply_author(sid, resp) {
@@ -642,11 +663,6 @@ impl Ctx {
             Done::Acct { sid, result, started, user }
         })
     }
-}
-
-/// The command line of an authorization, for the log (empty when none).
-fn command_of(r: &AaaRequest) -> String {
-    tacvs_policy::CommandLine::from_args(&r.args).map(|c| c.0).unwrap_or_default()
 }
 
 /// Hash a new password and store it (blocking: run off the async threads);

@@ -15,6 +15,16 @@
 //! directory (not deleted: link count above zero; not replaced: same device and
 //! inode at its path). If it is not, it logs that and starts a new file, so
 //! records are never acknowledged into a file nobody can read.
+//!
+//! **Authorization log** (`[accounting] authorization_log`): every
+//! authorization decision as an [`AuthzRecord`], in files of its own
+//! (`authz-…jsonl`, beside the accounting files, which readers of
+//! [`read_records`] never see). A second writer thread of the same kind, but
+//! off the hot path: the request is answered without waiting, batches are not
+//! fsync'd (a log, not an acknowledged record), and when the writer falls
+//! 65,536 records behind, new ones are dropped and counted
+//! (`tacvs_authz_log_dropped_total`) rather than queued without bound.
+//! `tacvs policy diff --replay DIR` replays them against two configurations.
 
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
@@ -50,7 +60,18 @@ pub struct JournalConfig {
     pub rotate_size: u64,
     /// Rotate after this long.
     pub rotate_interval: Duration,
+    /// File name prefix: [`ACCT`] or [`AUTHZ`].
+    pub prefix: &'static str,
+    /// `fdatasync` each batch before acknowledging it.
+    pub sync: bool,
 }
+
+/// Accounting files' prefix.
+pub const ACCT: &str = "acct-";
+/// Authorization log files' prefix.
+pub const AUTHZ: &str = "authz-";
+/// Authorization records waiting for the writer at most.
+const AUTHZ_BACKLOG: usize = 65_536;
 
 struct Pending {
     line: Vec<u8>,
@@ -61,6 +82,7 @@ struct Pending {
 #[derive(Clone, Debug)]
 pub struct Journal {
     tx: mpsc::UnboundedSender<Pending>,
+    backlog: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Lines just made durable, for sinks that forward them (syslog).
@@ -83,13 +105,37 @@ impl Journal {
         committed: Option<CommittedTx>,
     ) -> io::Result<(Journal, Recovery, std::thread::JoinHandle<()>)> {
         fs::create_dir_all(&cfg.dir)?;
-        let (file, path, size, recovery) = open_latest(&cfg.dir)?;
+        let (file, path, size, recovery) = open_latest(&cfg.dir, cfg.prefix)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = Writer { cfg, file, path, size, opened: Instant::now(), committed };
-        let handle = std::thread::Builder::new()
-            .name("tacvs-journal".into())
-            .spawn(move || writer.run(rx))?;
-        Ok((Journal { tx }, recovery, handle))
+        let backlog = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let name = if cfg.prefix == AUTHZ { "tacvs-authz-log" } else { "tacvs-journal" };
+        let writer = Writer {
+            cfg,
+            file,
+            path,
+            size,
+            opened: Instant::now(),
+            committed,
+            backlog: backlog.clone(),
+        };
+        let handle = std::thread::Builder::new().name(name.into()).spawn(move || writer.run(rx))?;
+        Ok((Journal { tx, backlog }, recovery, handle))
+    }
+
+    /// Queue one record without waiting for it (the authorization log): no
+    /// acknowledgement; dropped (and counted) when the writer is far behind.
+    pub fn record(&self, mut line: Vec<u8>) {
+        use std::sync::atomic::Ordering;
+        if self.backlog.fetch_add(1, Ordering::Relaxed) >= AUTHZ_BACKLOG {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+            metrics::counter!("tacvs_authz_log_dropped_total").increment(1);
+            return;
+        }
+        line.push(b'\n');
+        let (ack, _) = oneshot::channel();
+        if self.tx.send(Pending { line, ack }).is_err() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     /// Append one record (a JSON object without the newline). Resolves once it is
@@ -147,6 +193,57 @@ pub fn read_records(dir: &Path) -> io::Result<Vec<AcctRecord<'static>>> {
         .collect()
 }
 
+/// One authorization decision as the authorization log keeps it: the
+/// request (what a replay needs), the answer, and where the user's groups
+/// came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuthzRecord<'a> {
+    /// When the server answered (RFC 3339, milliseconds, UTC).
+    pub time: Cow<'a, str>,
+    /// The server's name.
+    pub server: Cow<'a, str>,
+    /// The device's address (after PROXY intake).
+    pub device: Cow<'a, str>,
+    /// Its device group.
+    pub device_group: Cow<'a, str>,
+    /// The user field as sent.
+    pub user: Cow<'a, str>,
+    /// The port field.
+    pub port: Cow<'a, str>,
+    /// The priv_lvl field.
+    pub priv_lvl: u8,
+    /// Every AV of the request, in order (`name=value` / `name*value`).
+    pub args: Vec<String>,
+    /// The answer (RFC 8907 §6.2 names: `PASS_ADD`, `FAIL`, ...).
+    pub status: Cow<'a, str>,
+    /// Why (the rule or fact that decided).
+    pub reason: Cow<'a, str>,
+    /// The directory the user's groups came from (empty: the file).
+    #[serde(default)]
+    pub directory: Cow<'a, str>,
+    /// The user's directory groups (DNs) at the time, for replays.
+    #[serde(default)]
+    pub ldap_groups: Vec<String>,
+}
+
+/// Every authorization record in `dir`, oldest first. A line that does not
+/// parse is an error naming its file and line.
+pub fn read_authz_records(dir: &Path) -> io::Result<Vec<AuthzRecord<'static>>> {
+    let mut out = Vec::new();
+    for f in files_with_prefix(dir, AUTHZ)? {
+        for (n, l) in fs::read_to_string(&f)?.lines().enumerate() {
+            let r = serde_json::from_str(l).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}:{}: not an authorization record: {e}", f.display(), n + 1),
+                )
+            })?;
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
 /// One record as a JSON line (without the newline). Beyond what JSON requires,
 /// DEL, C1 controls, the Unicode line and paragraph separators and the
 /// bidirectional controls are written as `\uXXXX` escapes (the same characters
@@ -185,20 +282,24 @@ impl serde_json::ser::Formatter for SafeJson {
 
 /// `acct-20261125T221000Z-000.jsonl`: names sort in creation order; the counter
 /// separates files created within one second.
-fn file_name(t: SystemTime, n: u32) -> String {
+fn file_name(prefix: &str, t: SystemTime, n: u32) -> String {
     let s = humantime::format_rfc3339_seconds(t).to_string();
     let compact: String = s.chars().filter(|c| c.is_ascii_digit() || *c == 'T').collect();
-    format!("acct-{compact}Z-{n:03}.jsonl")
+    format!("{prefix}{compact}Z-{n:03}.jsonl")
 }
 
 /// Journal files in `dir`, oldest first.
 pub fn journal_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    files_with_prefix(dir, ACCT)
+}
+
+fn files_with_prefix(dir: &Path, prefix: &str) -> io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("acct-") && n.ends_with(".jsonl"))
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".jsonl"))
         })
         .collect();
     files.sort();
@@ -215,14 +316,14 @@ pub fn read_lines(dir: &Path) -> io::Result<Vec<String>> {
     Ok(out)
 }
 
-fn open_latest(dir: &Path) -> io::Result<(File, PathBuf, u64, Recovery)> {
+fn open_latest(dir: &Path, prefix: &str) -> io::Result<(File, PathBuf, u64, Recovery)> {
     let mut recovery = Recovery::default();
-    let path = match journal_files(dir)?.pop() {
+    let path = match files_with_prefix(dir, prefix)?.pop() {
         Some(p) => {
             recovery.torn_bytes_cut = repair_torn_tail(&p)?;
             p
         }
-        None => dir.join(file_name(SystemTime::now(), 0)),
+        None => dir.join(file_name(prefix, SystemTime::now(), 0)),
     };
     let file = OpenOptions::new().create(true).append(true).open(&path)?;
     let size = file.metadata()?.len();
@@ -267,6 +368,7 @@ struct Writer {
     size: u64,
     opened: Instant,
     committed: Option<CommittedTx>,
+    backlog: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Writer {
@@ -287,6 +389,15 @@ impl Writer {
             }
             let t = Instant::now();
             let result = self.write_batch(&buf, t);
+            if self.cfg.prefix == AUTHZ {
+                self.backlog.fetch_sub(batch.len(), std::sync::atomic::Ordering::Relaxed);
+                if let Err(e) = &result {
+                    metrics::counter!("tacvs_authz_log_errors_total").increment(1);
+                    tracing::error!(file = %self.path.display(), error = %e, records = batch.len(), "authorization log write failed; these records are lost");
+                }
+                batch.clear();
+                continue;
+            }
             metrics::histogram!("tacvs_journal_fsync_seconds").record(t.elapsed().as_secs_f64());
             metrics::counter!("tacvs_journal_batches_total").increment(1);
             match &result {
@@ -324,7 +435,10 @@ impl Writer {
         {
             self.rotate(now).map_err(|e| self.err(e))?;
         }
-        if let Err(e) = self.file.write_all(buf).and_then(|_| self.file.sync_data()) {
+        let sync = self.cfg.sync;
+        if let Err(e) =
+            self.file.write_all(buf).and_then(|_| if sync { self.file.sync_data() } else { Ok(()) })
+        {
             // A failed write may have left a partial line: cut it so the file stays whole.
             let _ = self.file.set_len(self.size);
             return Err(self.err(e));
@@ -350,10 +464,10 @@ impl Writer {
     fn rotate(&mut self, now: Instant) -> io::Result<()> {
         let wall = SystemTime::now();
         let mut n = 0;
-        let mut path = self.cfg.dir.join(file_name(wall, n));
+        let mut path = self.cfg.dir.join(file_name(self.cfg.prefix, wall, n));
         while path.exists() || path <= self.path {
             n += 1;
-            path = self.cfg.dir.join(file_name(wall, n));
+            path = self.cfg.dir.join(file_name(self.cfg.prefix, wall, n));
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         // Make the new directory entry durable too.
@@ -376,6 +490,45 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn authorization_records_go_to_their_own_files_and_read_back() {
+        let d = tmp("authz");
+        let cfg = |prefix, sync| JournalConfig {
+            dir: d.clone(),
+            rotate_size: 1 << 30,
+            rotate_interval: Duration::from_secs(3600),
+            prefix,
+            sync,
+        };
+        let (acct, _, _) = Journal::open(cfg(ACCT, true), None).unwrap();
+        let (authz, _, h) = Journal::open(cfg(AUTHZ, false), None).unwrap();
+        let rec = AuthzRecord {
+            time: "2026-01-01T00:00:00.000Z".into(),
+            server: "s".into(),
+            device: "10.0.0.1".into(),
+            device_group: "core".into(),
+            user: "anna".into(),
+            port: "vty0".into(),
+            priv_lvl: 1,
+            args: vec!["service=shell".into(), "cmd=show".into()],
+            status: "PASS_ADD".into(),
+            reason: "r".into(),
+            directory: "corp".into(),
+            ldap_groups: vec!["cn=netops,dc=x".into()],
+        };
+        authz.record(to_line(&rec));
+        acct.append(b"{\"n\":1}".to_vec()).await.unwrap();
+        drop(authz);
+        h.join().unwrap();
+        assert_eq!(read_authz_records(&d).unwrap(), [rec]);
+        assert_eq!(
+            read_lines(&d).unwrap(),
+            ["{\"n\":1}"],
+            "accounting readers see no authorization record"
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("tacvs-journal-{name}-{}", std::process::id()));
@@ -400,9 +553,23 @@ mod tests {
 
     fn writer(d: &Path, rotate_interval: Duration) -> Writer {
         fs::create_dir_all(d).unwrap();
-        let (file, path, size, _) = open_latest(d).unwrap();
-        let cfg = JournalConfig { dir: d.to_owned(), rotate_size: 1 << 30, rotate_interval };
-        Writer { cfg, file, path, size, opened: Instant::now(), committed: None }
+        let (file, path, size, _) = open_latest(d, ACCT).unwrap();
+        let cfg = JournalConfig {
+            dir: d.to_owned(),
+            rotate_size: 1 << 30,
+            rotate_interval,
+            prefix: ACCT,
+            sync: true,
+        };
+        Writer {
+            cfg,
+            file,
+            path,
+            size,
+            opened: Instant::now(),
+            committed: None,
+            backlog: Default::default(),
+        }
     }
 
     #[test]
@@ -460,6 +627,8 @@ mod tests {
             dir: d.clone(),
             rotate_size: 1 << 30,
             rotate_interval: Duration::from_secs(3600),
+            prefix: ACCT,
+            sync: true,
         };
         let (j, rec, _h) = Journal::open(cfg, None).unwrap();
         assert_eq!((rec.file.as_path(), rec.torn_bytes_cut), (p.as_path(), 5));
@@ -490,6 +659,8 @@ mod tests {
             dir: d.clone(),
             rotate_size: 300,
             rotate_interval: Duration::from_secs(3600),
+            prefix: ACCT,
+            sync: true,
         };
         let (j, rec, _h) = Journal::open(cfg.clone(), None).unwrap();
         assert_eq!(rec.torn_bytes_cut, 0);

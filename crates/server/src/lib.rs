@@ -65,6 +65,7 @@ use crate::lockout::Lockout;
 pub struct Shared {
     policy: ArcSwap<Policy>,
     journal: Journal,
+    authz_log: Option<Journal>,
     hashes: HashPool,
     cache: Mutex<CredCache>,
     lockout: Mutex<Lockout>,
@@ -157,6 +158,23 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         dir: policy.accounting.directory.clone(),
         rotate_size: policy.accounting.rotate_size.0,
         rotate_interval: policy.accounting.rotate_interval.0,
+        prefix: journal::ACCT,
+        sync: true,
+    };
+    let authz_log = if policy.accounting.authorization_log {
+        let cfg = JournalConfig { prefix: journal::AUTHZ, sync: false, ..jcfg.clone() };
+        let (j, _, _) = Journal::open(cfg, None).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot open the authorization log in {}: {e}",
+                    policy.accounting.directory.display()
+                ),
+            )
+        })?;
+        Some(j)
+    } else {
+        None
     };
     let committed = match &policy.accounting.syslog {
         Some(conf) => {
@@ -216,6 +234,7 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         otp_guard: Mutex::new(otp::ReplayGuard::new(a.cache.max_entries)),
         directory_ops,
         journal,
+        authz_log,
         conns: AtomicUsize::new(0),
         per_source: Mutex::new(HashMap::new()),
         sessions: sessions::Registry::default(),
@@ -432,6 +451,7 @@ pub fn restart_needed(old: &Policy, new: &Policy) -> Vec<&'static str> {
     check(a.rotate_size != b.rotate_size, "[accounting] rotate_size");
     check(a.rotate_interval != b.rotate_interval, "[accounting] rotate_interval");
     check(syslog(&a.syslog) != syslog(&b.syslog), "[accounting.syslog]");
+    check(a.authorization_log != b.authorization_log, "[accounting] authorization_log");
     check(old.metrics != new.metrics, "[metrics] listen");
     check(old.control_socket != new.control_socket, "[server] control_socket");
     check(old.auth.hash_workers != new.auth.hash_workers, "[authentication] hash_workers");
