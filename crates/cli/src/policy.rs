@@ -280,10 +280,13 @@ fn replay(policy: &Policy, r: &AuthzRecord<'_>) -> (String, String) {
             if groups.is_empty() {
                 return ("FAIL".into(), "directory user in no mapped group".into());
             }
-            policy.authorize_as(dg, &policy.directory_user(&r.user, groups), &req)
+            let mut d = policy.authorize_as(dg, &policy.directory_user(&r.user, groups), &req);
+            d.reason =
+                format!("{} (groups from directory {:?}, as recorded)", d.reason, r.directory);
+            d
         }
     };
-    (d.status.as_str().to_owned(), d.reason)
+    (d.status.as_str().to_ascii_uppercase(), d.reason)
 }
 
 fn diff(a: DiffArgs) -> anyhow::Result<u8> {

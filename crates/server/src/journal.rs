@@ -214,7 +214,7 @@ pub struct AuthzRecord<'a> {
     pub priv_lvl: u8,
     /// Every AV of the request, in order (`name=value` / `name*value`).
     pub args: Vec<String>,
-    /// The answer (RFC 8907 §6.2 names: `PASS_ADD`, `FAIL`, ...).
+    /// The answer: `pass_add`, `pass_repl`, `fail`, `error` (RFC 8907 §6.2).
     pub status: Cow<'a, str>,
     /// Why (the rule or fact that decided).
     pub reason: Cow<'a, str>,
@@ -512,7 +512,7 @@ mod tests {
             port: "vty0".into(),
             priv_lvl: 1,
             args: vec!["service=shell".into(), "cmd=show".into()],
-            status: "PASS_ADD".into(),
+            status: "pass_add".into(),
             reason: "r".into(),
             directory: "corp".into(),
             ldap_groups: vec!["cn=netops,dc=x".into()],
