@@ -676,9 +676,11 @@ pub(crate) fn compile_directories(
         let mut bind_password = d.bind_password.clone();
         if let Some(f) = &d.bind_password_file {
             if bind_password.is_some() {
-                errs.push(loc.at(
+                warns.push(loc.at(
                     f.span().start,
-                    format!("{what}: give bind_password or bind_password_file, not both"),
+                    format!(
+                        "{what}: both bind_password and bind_password_file: the file's is used"
+                    ),
                 ));
             }
             match std::fs::read_to_string(base.join(f.get_ref())) {
