@@ -123,6 +123,13 @@ pub struct OtpChallenge {
     secret: OtpSecret,
 }
 
+impl OtpChallenge {
+    /// A challenge for codes of `secret`.
+    pub(crate) fn new(secret: OtpSecret) -> Self {
+        OtpChallenge { secret }
+    }
+}
+
 /// How a login password check treats a one-time password.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OtpMode {
@@ -406,7 +413,7 @@ fn second_factor(
         );
     };
     match code {
-        None => Verdict::NeedOtp(OtpChallenge { secret }),
+        None => Verdict::NeedOtp(OtpChallenge::new(secret)),
         Some(code) => check_code(shared, policy, c_user, &secret, code),
     }
 }

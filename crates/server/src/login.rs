@@ -712,6 +712,99 @@ mod tests {
         assert!(l.is_done());
     }
 
+    fn challenge() -> OtpChallenge {
+        OtpChallenge::new(crate::otp::OtpSecret::from_bytes(b"12345678901234567890"))
+    }
+
+    #[test]
+    fn an_unavailable_directory_ends_with_error_never_fail() {
+        for ty in [AuthenType::Pap, AuthenType::Ascii] {
+            let (mut l, _) = login(ty, "anna", b"pw");
+            if ty == AuthenType::Ascii {
+                l.answered(b"pw", &S, now());
+            }
+            let end = l.verified(Verdict::Unavailable("corp: refused".into()), &S, now());
+            assert_eq!(
+                reply(&end),
+                (AuthenStatus::Error, "Authentication service unavailable; try again.".into())
+            );
+            assert!(log(&end).reason.contains("corp: refused"), "the log says which and why");
+            assert!(l.is_done(), "no retry on an outage");
+        }
+    }
+
+    #[test]
+    fn ascii_asks_for_the_one_time_password_after_the_password() {
+        let (mut l, _) = login(AuthenType::Ascii, "frank", b"");
+        let a = l.answered(b"frank-pass", &S, now());
+        assert!(matches!(a, Action::Verify { otp: OtpMode::Prompt, .. }), "{a:?}");
+        let a = l.verified(Verdict::NeedOtp(challenge()), &S, now());
+        assert_eq!(reply(&a), (AuthenStatus::GetData, "OTP: ".into()));
+        assert!(!log(&a).last && !l.is_done());
+        let a = l.answered(b"123456", &S, now());
+        match &a {
+            Action::Verify { credential: Credential::Otp { code, .. }, user, .. } => {
+                assert_eq!((code.as_slice(), &user[..]), (&b"123456"[..], &b"frank"[..]));
+            }
+            other => panic!("expected a code check, got {other:?}"),
+        }
+        // A wrong code is asked again, up to max_login_attempts codes.
+        let a = l.verified(Verdict::Fail("wrong one-time password"), &S, now());
+        assert_eq!(reply(&a), (AuthenStatus::GetData, "Code incorrect. OTP: ".into()));
+        l.answered(b"654321", &S, now());
+        let end = l.verified(Verdict::Pass, &S, now());
+        assert_eq!(reply(&end).0, AuthenStatus::Pass);
+        assert!(l.is_done());
+        // Three wrong codes end it.
+        let (mut l, _) = login(AuthenType::Ascii, "frank", b"");
+        l.answered(b"frank-pass", &S, now());
+        l.verified(Verdict::NeedOtp(challenge()), &S, now());
+        for _ in 0..2 {
+            l.answered(b"000000", &S, now());
+            l.verified(Verdict::Fail("wrong one-time password"), &S, now());
+        }
+        l.answered(b"000000", &S, now());
+        let end = l.verified(Verdict::Fail("wrong one-time password"), &S, now());
+        assert_eq!(reply(&end).0, AuthenStatus::Fail);
+        assert!(l.is_done());
+    }
+
+    #[test]
+    fn pap_carries_the_code_inline_and_cannot_be_asked_for_one() {
+        let (mut l, a) = login(AuthenType::Pap, "frank", b"pw123456");
+        assert!(matches!(a, Action::Verify { otp: OtpMode::Inline, .. }), "{a:?}");
+        let end = l.verified(Verdict::NeedOtp(challenge()), &S, now());
+        assert_eq!(reply(&end).0, AuthenStatus::Fail);
+        let (_, a) = chpass("frank");
+        assert_eq!(reply(&a).0, AuthenStatus::GetPass);
+    }
+
+    #[test]
+    fn a_password_change_refuses_one_time_password_users() {
+        let (mut l, _) = chpass("frank");
+        let a = l.answered(b"old", &S, now());
+        assert!(matches!(a, Action::Verify { otp: OtpMode::Refuse, .. }), "{a:?}");
+    }
+
+    #[test]
+    fn a_method_the_device_group_does_not_list_is_refused_at_the_start() {
+        let text = "[server]\n[[server.listen]]\naddress = \"127.0.0.1:0\"\n[[device_group]]\nname = \"d\"\nprefixes = [\"10.0.0.0/8\"]\nkeys = [\"0123456789abcdef\"]\nlogin_methods = [\"pap\"]\n";
+        let p = tacvs_policy::parse("t.toml", text, std::path::Path::new(".")).unwrap();
+        let s = Settings { methods: p.device_groups[0].login_methods, ..S };
+        let st =
+            start_pkt(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "bob", b"");
+        let (l, a) = Login::start(&st, &s, now());
+        assert_eq!(
+            reply(&a),
+            (AuthenStatus::Fail, "This login method is not allowed from this device.".into())
+        );
+        assert!(l.is_done());
+        let st =
+            start_pkt(AuthenAction::Login, AuthenType::Pap, AuthenService::Login, "bob", b"pw");
+        let (_, a) = Login::start(&st, &s, now());
+        assert!(matches!(a, Action::Verify { .. }));
+    }
+
     #[test]
     fn a_full_hash_queue_ends_with_error() {
         let (mut l, _) = login(AuthenType::Pap, "bob", b"pw");
@@ -906,7 +999,7 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..12).prop_map(Input::Answer),
-            (0u8..5).prop_map(Input::Verdict),
+            (0u8..7).prop_map(Input::Verdict),
             any::<bool>().prop_map(Input::Stored),
         ]
     }
@@ -932,6 +1025,8 @@ mod tests {
                             0 => Verdict::Pass,
                             1 | 2 => Verdict::Fail("wrong password"),
                             3 => Verdict::Busy,
+                            5 => Verdict::Unavailable("down".into()),
+                            6 => Verdict::NeedOtp(challenge()),
                             _ => Verdict::Refused(Refusal::Pending),
                         },
                         &S,
@@ -954,8 +1049,9 @@ mod tests {
                 }
             }
             let max = usize::from(S.max_login_attempts);
-            proptest::prop_assert!(checks <= max, "{checks} checks");
-            proptest::prop_assert!(prompts <= 3 * max + 3, "{prompts} prompts");
+            // Passwords, then as many one-time codes.
+            proptest::prop_assert!(checks <= 2 * max, "{checks} checks");
+            proptest::prop_assert!(prompts <= 4 * max + 3, "{prompts} prompts");
         }
     }
 }
