@@ -60,7 +60,7 @@ struct Ctx {
     shared: Arc<Shared>,
     device: SocketAddr,
     dg: usize,
-    dg_name: String,
+    dg_name: std::sync::Arc<str>,
     keys: usize,
     logins: HashMap<u32, Login>,
     rotated_key_logged: bool,
@@ -211,7 +211,7 @@ pub(crate) async fn serve(
         shared: shared.clone(),
         device,
         dg,
-        dg_name: group.name.clone(),
+        dg_name: group.name.as_str().into(),
         keys: group.keys.len(),
         logins: HashMap::new(),
         rotated_key_logged: false,
@@ -517,7 +517,7 @@ impl Ctx {
                 }
             }
             Done::Authorized { sid, decision, started, request, account } => {
-                self.answer_author(conn, sid, decision, started, &request, account.as_deref());
+                self.answer_author(conn, sid, decision, started, request, account);
             }
             Done::Stored { sid, result } => {
                 if let Some(mut login) = self.logins.remove(&sid) {
@@ -558,7 +558,7 @@ impl Ctx {
         let policy = self.shared.policy.load();
         if policy.directories.is_empty() {
             let d = policy.authorize(self.dg, &r);
-            self.answer_author(conn, sid, d, started, &r, None);
+            self.answer_author(conn, sid, d, started, r, None);
             return None;
         }
         let local = policy.user(&r.user).map(|u| u.prefer);
@@ -566,7 +566,7 @@ impl Ctx {
         let break_glass = match crate::backend::plan(local, true, need) {
             crate::backend::Plan::Local => {
                 let d = policy.authorize(self.dg, &r);
-                self.answer_author(conn, sid, d, started, &r, None);
+                self.answer_author(conn, sid, d, started, r, None);
                 return None;
             }
             crate::backend::Plan::Directory { break_glass } => break_glass,
@@ -575,7 +575,7 @@ impl Ctx {
         if let Some(found) = fresh {
             let (d, account) =
                 crate::author::decide(&policy, self.dg, &r, Ok(found), break_glass, None);
-            self.answer_author(conn, sid, d, started, &r, account.as_deref());
+            self.answer_author(conn, sid, d, started, r, account);
             return None;
         }
         drop(policy);
@@ -594,8 +594,8 @@ impl Ctx {
         sid: u32,
         d: tacvs_policy::AuthorDecision,
         started: Instant,
-        r: &AaaRequest,
-        account: Option<&crate::accounts::Account>,
+        r: AaaRequest,
+        account: Option<std::sync::Arc<crate::accounts::Account>>,
     ) {
         let cmd = tacvs_policy::CommandLine::from_args(&r.args);
         tracing::info!(
@@ -607,30 +607,22 @@ impl Ctx {
             "authorization"
         );
         count("author", d.status.as_str(), started.elapsed());
-        if let Some(log) = &self.shared.authz_log {
-            let policy = self.shared.policy.load();
-            let rec = crate::journal::AuthzRecord {
-                time: humantime::format_rfc3339_millis(std::time::SystemTime::now())
-                    .to_string()
-                    .into(),
-                server: policy.server_name.as_str().into(),
-                device: self.device.ip().to_string().into(),
-                device_group: self.dg_name.as_str().into(),
-                user: String::from_utf8_lossy(&r.user),
-                port: String::from_utf8_lossy(&r.port),
-                priv_lvl: r.priv_lvl.get(),
-                args: r.args.iter().map(|a| a.to_string()).collect(),
-                status: d.status.as_str().into(),
-                reason: d.reason.as_str().into(),
-                directory: account.map(|a| a.directory_name.as_str()).unwrap_or_default().into(),
-                ldap_groups: account.map(|a| a.ldap_groups.clone()).unwrap_or_default(),
-            };
-            log.record(crate::journal::to_line(&rec));
-        }
         let mut resp = AuthorResponse::new(d.status, d.server_msg);
         resp.args = d.args;
         if let Err(e) = conn.reply_author(sid, resp) {
             tracing::warn!(device = %self.device, error = %e, "cannot send authorization response");
+        }
+        if let Some(log) = &self.shared.authz_log {
+            // Moved, not formatted: the log's thread writes it.
+            log.record(crate::journal::AuthzEvent {
+                at: std::time::SystemTime::now(),
+                device: self.device.ip(),
+                device_group: self.dg_name.clone(),
+                request: r,
+                status: d.status,
+                reason: d.reason,
+                account,
+            });
         }
     }
 
@@ -642,7 +634,7 @@ impl Ctx {
             server: policy.server_name.as_str().into(),
             device: self.device.ip().to_string().into(),
             device_port: self.device.port(),
-            device_group: self.dg_name.as_str().into(),
+            device_group: self.dg_name.as_ref().into(),
             session_id: sid,
             record: r.flags.as_str().into(),
             user: String::from_utf8_lossy(&q.user),

@@ -65,7 +65,7 @@ use crate::lockout::Lockout;
 pub struct Shared {
     policy: ArcSwap<Policy>,
     journal: Journal,
-    authz_log: Option<Journal>,
+    authz_log: Option<journal::AuthzLog>,
     hashes: HashPool,
     cache: Mutex<CredCache>,
     lockout: Mutex<Lockout>,
@@ -162,17 +162,17 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         sync: true,
     };
     let authz_log = if policy.accounting.authorization_log {
-        let cfg = JournalConfig { prefix: journal::AUTHZ, sync: false, ..jcfg.clone() };
-        let (j, _, _) = Journal::open(cfg, None).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!(
-                    "cannot open the authorization log in {}: {e}",
-                    policy.accounting.directory.display()
-                ),
-            )
-        })?;
-        Some(j)
+        let (log, _) =
+            journal::AuthzLog::open(jcfg.clone(), policy.server_name.clone()).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot open the authorization log in {}: {e}",
+                        policy.accounting.directory.display()
+                    ),
+                )
+            })?;
+        Some(log)
     } else {
         None
     };
