@@ -55,6 +55,16 @@ async fn start_dir(tag: &str, urls_before: &str, extra: &str, conf: Conf) -> Dir
     let dir = test_dir(tag);
     let slapd = tokio::task::block_in_place(|| Slapd::start(&dir));
     let url = format!("{urls_before}\"{}\"", slapd.url());
+    start_on(dir, slapd, &url, extra, conf).await
+}
+
+async fn start_on(
+    dir: std::path::PathBuf,
+    slapd: Slapd,
+    url: &str,
+    extra: &str,
+    conf: Conf,
+) -> Dir {
     let extra =
         format!("timeout = \"1s\"\nconnect_timeout = \"1s\"\nretry_interval = \"200ms\"\n{extra}");
     let c = Conf {
@@ -62,7 +72,7 @@ async fn start_dir(tag: &str, urls_before: &str, extra: &str, conf: Conf) -> Dir
         tail: format!(
             "[authentication.otp]\nsecrets_file = \"{}/otp.json\"\n{}",
             dir.display(),
-            slapd::ldap_conf(&url, &extra)
+            slapd::ldap_conf(url, &extra)
         ),
         ..conf
     };
@@ -352,4 +362,23 @@ async fn one_time_passwords_from_the_directory_and_the_secrets_file_are_fresh_ev
     assert_eq!(pap(&mut h.client(), "olga", &format!("olga-pass{code}")).await, AuthenStatus::Pass);
     // otp = true without a secret: nobody gets in.
     assert_eq!(pap(&mut h.client(), "otto", "otto-pass123456").await, AuthenStatus::Fail);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ldaps_and_starttls_check_the_servers_certificate() {
+    for (tag, tls, good_ca) in [
+        ("ldaps", true, true),
+        ("starttls", false, true),
+        ("ldaps-other-ca", true, false),
+        ("starttls-other-ca", false, false),
+    ] {
+        let dir = test_dir(&format!("ldap-{tag}"));
+        let slapd = tokio::task::block_in_place(|| Slapd::start_tls(&dir));
+        let url = if tls { slapd.tls_url() } else { slapd.url() };
+        let ca = if good_ca { slapd.ca_file() } else { slapd.dir.join("other-ca.pem") };
+        let extra = format!("starttls = {}\nca_file = \"{}\"", !tls, ca.display());
+        let d = start_on(dir, slapd, &format!("\"{url}\""), &extra, Conf::default()).await;
+        let want = if good_ca { AuthenStatus::Pass } else { AuthenStatus::Error };
+        assert_eq!(pap(&mut d.h.client(), "anna", "anna-ldap-pass").await, want, "{tag}");
+    }
 }

@@ -47,11 +47,21 @@ pub struct Slapd {
     child: Option<Child>,
     pub port: u16,
     pub dir: PathBuf,
+    /// `ldaps://` port, when started with TLS.
+    pub tls_port: Option<u16>,
 }
 
-fn conf(dir: &Path) -> String {
+fn conf(dir: &Path, tls: bool) -> String {
+    let tls = if tls {
+        format!(
+            "TLSCACertificateFile {d}/ca.pem\nTLSCertificateFile {d}/server.pem\nTLSCertificateKeyFile {d}/server.key\n",
+            d = dir.display()
+        )
+    } else {
+        String::new()
+    };
     format!(
-        r#"include /etc/ldap/schema/core.schema
+        r#"{tls}include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
@@ -159,6 +169,64 @@ fn data() -> String {
     s
 }
 
+/// A CA and a certificate for 127.0.0.1 it signs, and another CA that signs
+/// nothing (`other-ca.pem`), in `dir`.
+fn make_certificates(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out =
+            Command::new("openssl").args(args).current_dir(dir).output().expect("run openssl");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    for ca in ["ca", "other-ca"] {
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN=tacvs test {ca}"),
+            "-keyout",
+            &format!("{ca}.key"),
+            "-out",
+            &format!("{ca}.pem"),
+        ]);
+    }
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    ]);
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n")
+        .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.pem",
+    ]);
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
@@ -166,16 +234,31 @@ fn free_port() -> u16 {
 impl Slapd {
     /// A new directory with the users above, under `parent`.
     pub fn start(parent: &Path) -> Slapd {
+        Slapd::start_with(parent, false)
+    }
+
+    /// With TLS too: `ldaps://` on [`Slapd::tls_port`] and StartTLS on the
+    /// plain port, a certificate for 127.0.0.1 signed by `ca.pem` (made here
+    /// with openssl).
+    pub fn start_tls(parent: &Path) -> Slapd {
+        Slapd::start_with(parent, true)
+    }
+
+    fn start_with(parent: &Path, tls: bool) -> Slapd {
         require();
         let dir = parent.join("slapd");
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("db")).unwrap();
-        std::fs::write(dir.join("slapd.conf"), conf(&dir)).unwrap();
-        let mut s = Slapd { child: None, port: 0, dir };
+        if tls {
+            make_certificates(&dir);
+        }
+        std::fs::write(dir.join("slapd.conf"), conf(&dir, tls)).unwrap();
+        let mut s = Slapd { child: None, port: 0, dir, tls_port: None };
         // The port is free when chosen; another process may take it before
         // slapd binds it, so a slapd that exits at once is tried again.
         for _ in 0..5 {
             s.port = free_port();
+            s.tls_port = tls.then(free_port);
             if s.run() {
                 s.load(&data());
                 return s;
@@ -188,6 +271,16 @@ impl Slapd {
         format!("ldap://127.0.0.1:{}", self.port)
     }
 
+    /// The `ldaps://` URL (started with TLS).
+    pub fn tls_url(&self) -> String {
+        format!("ldaps://127.0.0.1:{}", self.tls_port.expect("started with TLS"))
+    }
+
+    /// The CA that signed the server's certificate (started with TLS).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
@@ -198,7 +291,7 @@ impl Slapd {
         let child = Command::new("/usr/sbin/slapd")
             .args(["-d", "0", "-f"])
             .arg(self.dir.join("slapd.conf"))
-            .args(["-h", &format!("ldap://127.0.0.1:{}/", self.port)])
+            .args(["-h", &self.listen()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -213,7 +306,16 @@ impl Slapd {
                 self.child = None;
                 return false;
             }
-            if TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok() {
+            let tls_up = self.tls_port.is_none_or(|p| {
+                TcpStream::connect_timeout(
+                    &SocketAddr::from(([127, 0, 0, 1], p)),
+                    Duration::from_millis(200),
+                )
+                .is_ok()
+            });
+            if tls_up
+                && TcpStream::connect_timeout(&self.addr(), Duration::from_millis(200)).is_ok()
+            {
                 return true;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -235,6 +337,14 @@ impl Slapd {
         }
         let _ = c.kill();
         let _ = c.wait();
+    }
+
+    fn listen(&self) -> String {
+        let mut h = format!("ldap://127.0.0.1:{}/", self.port);
+        if let Some(p) = self.tls_port {
+            h.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
+        }
+        h
     }
 
     /// Start it again on the same port with the same database.
