@@ -904,6 +904,50 @@ mod tests {
         assert!(d.map_groups(&["ou=netops,dc=x".into()]).is_empty(), "a CN entry needs a cn RDN");
     }
 
+    proptest::proptest! {
+        /// Whatever a device sends as a name, the escaped value holds no
+        /// filter syntax: no `*`, `(`, `)`, NUL, and every `\` starts a
+        /// two-digit hex escape; unescaping gives the name back.
+        #[test]
+        fn escaped_values_carry_no_filter_syntax(name in ".{0,64}") {
+            let e = escape_filter_value(&name);
+            proptest::prop_assert!(!e.contains(['*', '(', ')', '\0']), "{e}");
+            let b = e.as_bytes();
+            let mut back = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'\\' {
+                    let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
+                    back.push(u8::from_str_radix(hex, 16).unwrap());
+                    i += 3;
+                } else {
+                    proptest::prop_assert!((0x20..0x7f).contains(&b[i]));
+                    back.push(b[i]);
+                    i += 1;
+                }
+            }
+            proptest::prop_assert_eq!(back, name.as_bytes());
+        }
+
+        /// A template renders any name and DN into a filter whose parentheses
+        /// still balance.
+        #[test]
+        fn rendered_filters_stay_balanced(user in ".{0,32}", dn in ".{0,32}") {
+            let t = FilterTemplate::parse("(|(member={dn})(memberUid={user}))", &["dn", "user"]).unwrap();
+            let f = t.render(&user, &dn);
+            let mut depth = 0i32;
+            for c in f.chars() {
+                match c {
+                    '(' => depth += 1,
+                    ')' => depth -= 1,
+                    _ => {}
+                }
+                proptest::prop_assert!(depth >= 0);
+            }
+            proptest::prop_assert_eq!(depth, 0);
+        }
+    }
+
     #[test]
     fn urls_parse_with_default_ports() {
         let u = LdapUrl::parse("ldaps://dc1.example.com").unwrap();
