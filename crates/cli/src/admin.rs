@@ -77,6 +77,14 @@ pub fn check(a: CheckArgs) -> anyhow::Result<u8> {
     }
     match tacvs_policy::load(&a.file) {
         Ok(p) => {
+            // Directory TLS settings (CA files) and filters, as the server builds them.
+            let p = std::sync::Arc::new(p);
+            let ops = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            if let Err(e) = tacvs_server::directory::Directories::new(p.clone(), ops) {
+                eprintln!("{}: {e}", a.file.display());
+                eprintln!("{}: 1 error(s)", a.file.display());
+                return Ok(1);
+            }
             for w in &p.warnings {
                 eprintln!("warning: {w}");
             }
@@ -84,8 +92,12 @@ pub fn check(a: CheckArgs) -> anyhow::Result<u8> {
                 0 => String::new(),
                 n => format!(", {n} warning(s) above"),
             };
+            let dirs = match p.directories.len() {
+                0 => String::new(),
+                n => format!(", {n} directory(ies)"),
+            };
             println!(
-                "{}: OK (server {:?}: {} listener(s), {} device group(s), {} group(s), {} user(s){warned})",
+                "{}: OK (server {:?}: {} listener(s), {} device group(s), {} group(s), {} user(s){dirs}{warned})",
                 a.file.display(),
                 p.server_name,
                 p.listeners.len(),

@@ -189,6 +189,8 @@ fn server_file_reference_matches_the_code() {
     std::fs::create_dir_all(&base).unwrap();
     // The key files the examples name, beside the (virtual) file.
     std::fs::write(base.join("fleet.key"), "a-key-from-a-file\n").unwrap();
+    std::fs::write(base.join("ldap-bind.secret"), "a-service-password\n").unwrap();
+    std::fs::write(base.join("corp-ca.pem"), "").unwrap();
     check_kind::<tacvs_policy::ServerFile>("Server file", |text| {
         tacvs_policy::parse("server.toml", text, &base).map(|_| ()).map_err(|e| e.to_string())
     });

@@ -13,6 +13,8 @@ mod dr;
 mod generate;
 mod import;
 mod lab;
+mod otp;
+mod policy;
 mod server;
 mod sim;
 
@@ -96,6 +98,10 @@ enum Command {
     /// Shell completions and man pages, for packaging.
     #[command(hide = true)]
     Generate(generate::GenerateArgs),
+    /// One-time passwords: enroll a user (otpauth URI and QR code).
+    Otp(otp::OtpArgs),
+    /// Policy dry-run: explain one decision, or diff two configurations over the authorization log.
+    Policy(policy::PolicyArgs),
 }
 
 fn main() -> ExitCode {
@@ -139,6 +145,8 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Dr(a) => dr::run(a).await,
         Command::Import(a) => import::run(a),
         Command::Generate(a) => generate::run(a),
+        Command::Otp(a) => otp::run(a),
+        Command::Policy(a) => policy::run(a).await,
     }
 }
 

@@ -3,6 +3,8 @@
 //! `tacvs server` as a process; `tacvs demo`. What needs root (namespaces,
 //! keepalived, the lab) is in `tests/privileged.rs`.
 
+mod identity;
+
 use std::process::{Command, Output};
 
 use tacvs_client::selfcheck::{PASSWORD, USER, spawn_responder};

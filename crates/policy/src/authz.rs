@@ -80,6 +80,65 @@ impl fmt::Display for CommandLine {
     }
 }
 
+/// What `tacvs policy explain` prints: the decision and what led to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Explanation {
+    /// The decision, as the server would answer.
+    pub decision: AuthorDecision,
+    /// Each group, rule and grant looked at, in order, in words.
+    pub steps: Vec<String>,
+}
+
+/// Notes for an explanation; nothing (not even the text) when off, so the
+/// server's path pays one branch.
+struct Trace(Option<Vec<String>>);
+
+impl Trace {
+    fn note(&mut self, f: impl FnOnce() -> String) {
+        if let Some(v) = &mut self.0 {
+            v.push(f());
+        }
+    }
+
+    /// Every rule of `g`, whether it matched the line and applies to `dg`.
+    fn rules(
+        &mut self,
+        p: &Policy,
+        g: &crate::policy::Group,
+        matched: &regex::SetMatches,
+        dg: usize,
+    ) {
+        let Some(v) = &mut self.0 else { return };
+        if g.commands.is_empty() {
+            v.push(format!("group {:?}: no command rules", g.name));
+        }
+        for (i, r) in g.commands.iter().enumerate() {
+            let scope = if r.device_groups.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<&str> =
+                    r.device_groups.iter().map(|&d| p.device_groups[d].name.as_str()).collect();
+                format!(" (device groups {})", names.join(", "))
+            };
+            let what = match (
+                matched.matched(i),
+                r.device_groups.is_empty() || r.device_groups.contains(&dg),
+            ) {
+                (true, true) => "matches",
+                (true, false) => "matches, but not for this device's group",
+                (false, _) => "does not match",
+            };
+            v.push(format!(
+                "group {:?} rule {} {:?} {}{scope}: {what}",
+                g.name,
+                r.number,
+                r.pattern,
+                r.action.as_str()
+            ));
+        }
+    }
+}
+
 /// What to answer, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthorDecision {
@@ -113,6 +172,35 @@ impl Policy {
                 format!("unknown user {:?}", String::from_utf8_lossy(&req.user)),
             );
         };
+        self.authorize_as(device_group, user, req)
+    }
+
+    /// Decide for `user` (a `[[user]]` entry, or a directory user from
+    /// [`Policy::directory_user`]) a REQUEST from a device of group `device_group`.
+    pub fn authorize_as(
+        &self,
+        device_group: usize,
+        user: &User,
+        req: &AaaRequest,
+    ) -> AuthorDecision {
+        self.decide(device_group, user, req, &mut Trace(None))
+    }
+
+    /// [`authorize_as`](Self::authorize_as), with every group, rule and
+    /// service grant that was looked at, in order (`tacvs policy explain`).
+    pub fn explain(&self, device_group: usize, user: &User, req: &AaaRequest) -> Explanation {
+        let mut t = Trace(Some(Vec::new()));
+        let decision = self.decide(device_group, user, req, &mut t);
+        Explanation { decision, steps: t.0.unwrap_or_default() }
+    }
+
+    fn decide(
+        &self,
+        device_group: usize,
+        user: &User,
+        req: &AaaRequest,
+        t: &mut Trace,
+    ) -> AuthorDecision {
         let Some(service) =
             req.arg(b"service").map(|a| String::from_utf8_lossy(a.value()).into_owned())
         else {
@@ -125,7 +213,7 @@ impl Policy {
         // common request has one: no list is built.
         let mut cmds = req.args.iter().filter(|a| a.name() == b"cmd" && !a.value().is_empty());
         let Some(first) = cmds.next() else {
-            return self.authorize_service(user, &service, req);
+            return self.authorize_service(user, &service, req, t);
         };
         let several = cmds.next().is_some();
         let mut permitted = 0;
@@ -140,7 +228,8 @@ impl Policy {
                     format!("command holds the control character U+{:04X}", c as u32),
                 );
             }
-            let d = self.authorize_command(device_group, user, &service, &line);
+            t.note(|| format!("command line {:?}", line.0));
+            let d = self.authorize_command(device_group, user, &service, &line, t);
             if d.status != AuthorStatus::PassAdd {
                 return if several {
                     AuthorDecision { reason: format!("{:?}: {}", line.0, d.reason), ..d }
@@ -167,6 +256,7 @@ impl Policy {
         user: &User,
         service: &str,
         line: &CommandLine,
+        t: &mut Trace,
     ) -> AuthorDecision {
         if !user.groups.iter().any(|&g| self.groups[g].services.iter().any(|s| s.name == service)) {
             return AuthorDecision::fail(
@@ -176,7 +266,9 @@ impl Policy {
         }
         for &gi in &user.groups {
             let g = &self.groups[gi];
-            for idx in g.command_set.matches(&line.0).iter() {
+            let matched = g.command_set.matches(&line.0);
+            t.rules(self, g, &matched, dg);
+            for idx in matched.iter() {
                 let rule = &g.commands[idx];
                 if !rule.device_groups.is_empty() && !rule.device_groups.contains(&dg) {
                     continue;
@@ -204,7 +296,13 @@ impl Policy {
         decide(action, format!("no rule matched; {why} is {}", action.as_str()))
     }
 
-    fn authorize_service(&self, user: &User, service: &str, req: &AaaRequest) -> AuthorDecision {
+    fn authorize_service(
+        &self,
+        user: &User,
+        service: &str,
+        req: &AaaRequest,
+        t: &mut Trace,
+    ) -> AuthorDecision {
         let protocol = req.arg(b"protocol").map(|a| a.value());
         for &gi in &user.groups {
             let g = &self.groups[gi];
@@ -212,6 +310,17 @@ impl Policy {
                 if s.name != service
                     || s.protocol.as_deref().is_some_and(|p| Some(p.as_bytes()) != protocol)
                 {
+                    t.note(|| {
+                        format!(
+                            "group {:?}: grants service {:?}{}: not this request",
+                            g.name,
+                            s.name,
+                            s.protocol
+                                .as_deref()
+                                .map(|p| format!(" protocol {p:?}"))
+                                .unwrap_or_default()
+                        )
+                    });
                     continue;
                 }
                 let mut args = s.args.clone();

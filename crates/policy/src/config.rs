@@ -38,6 +38,9 @@ pub struct ServerFile {
     /// `[[user]]`.
     #[serde(default, rename = "user")]
     pub users: Vec<UserConf>,
+    /// `[[ldap]]`: directories users also come from (issue 12).
+    #[serde(default)]
+    pub ldap: Vec<crate::identity::LdapConf>,
 }
 
 /// `[server]`.
@@ -166,6 +169,8 @@ pub struct AuthSection {
     pub password_store: PathBuf,
     /// Shortest new password accepted.
     pub min_password_length: usize,
+    /// `[authentication.otp]`: one-time passwords (TOTP).
+    pub otp: crate::identity::OtpConf,
 }
 
 impl Default for AuthSection {
@@ -179,6 +184,7 @@ impl Default for AuthSection {
             change_password: false,
             password_store: PathBuf::from("./var/passwords.json"),
             min_password_length: 8,
+            otp: crate::identity::OtpConf::default(),
         }
     }
 }
@@ -240,11 +246,23 @@ pub struct CacheConf {
     pub ttl: Dur,
     /// Entries kept at most.
     pub max_entries: usize,
+    /// While every directory is unreachable, a directory credential (and the
+    /// user's groups) verified within this long still passes.
+    pub outage_ttl: Dur,
+    /// How long a directory user's groups are trusted (authorization asks the
+    /// directory again after this).
+    pub group_ttl: Dur,
 }
 
 impl Default for CacheConf {
     fn default() -> Self {
-        CacheConf { enabled: true, ttl: Dur(Duration::from_secs(60)), max_entries: 100_000 }
+        CacheConf {
+            enabled: true,
+            ttl: Dur(Duration::from_secs(60)),
+            max_entries: 100_000,
+            outage_ttl: Dur(Duration::from_secs(900)),
+            group_ttl: Dur(Duration::from_secs(300)),
+        }
     }
 }
 
@@ -260,6 +278,9 @@ pub struct AccountingSection {
     pub rotate_interval: Dur,
     /// `[accounting.syslog]`: forward committed records.
     pub syslog: Option<SyslogConf>,
+    /// Keep every authorization decision in `authz-*.jsonl` files beside
+    /// the journal (for `tacvs policy diff --replay`).
+    pub authorization_log: bool,
 }
 
 impl Default for AccountingSection {
@@ -269,6 +290,7 @@ impl Default for AccountingSection {
             rotate_size: Size(256 << 20),
             rotate_interval: Dur(Duration::from_secs(86_400)),
             syslog: None,
+            authorization_log: true,
         }
     }
 }
@@ -320,6 +342,10 @@ pub struct DeviceGroupConf {
     /// Command action when no rule matches, for devices of this group.
     #[serde(default)]
     pub default_command_action: Option<Spanned<String>>,
+    /// The login methods these devices use (`ascii`, `pap`, `chap`,
+    /// `mschapv1`, `mschapv2`); others are refused. None: all.
+    #[serde(default)]
+    pub login_methods: Option<Vec<Spanned<String>>>,
 }
 
 /// `[[group]]`.
@@ -340,6 +366,9 @@ pub struct GroupConf {
     /// `[[group.command]]`, evaluated in order.
     #[serde(default, rename = "command")]
     pub commands: Vec<CommandConf>,
+    /// Members log in with a one-time password as well.
+    #[serde(default)]
+    pub otp: bool,
 }
 
 fn one() -> u8 {
@@ -408,4 +437,10 @@ pub struct UserConf {
     /// Groups, in order of precedence.
     #[serde(default)]
     pub groups: Vec<Spanned<String>>,
+    /// When the user is also in a directory: which answers.
+    #[serde(default)]
+    pub prefer: crate::identity::Prefer,
+    /// This user logs in with a one-time password as well.
+    #[serde(default)]
+    pub otp: bool,
 }

@@ -9,9 +9,10 @@
 pub mod authz;
 pub mod config;
 pub mod hash;
+pub mod identity;
 pub mod policy;
 
-pub use authz::{AuthorDecision, CommandLine};
+pub use authz::{AuthorDecision, CommandLine, Explanation};
 pub use config::{ProxyMode, ServerFile};
 pub use hash::{HashAlgorithm, PasswordHash};
 pub use policy::{Action, DeviceGroup, Group, Policy, User, load, parse};

@@ -16,6 +16,7 @@ use toml::Spanned;
 use crate::config::{self, ProxyMode, ServerFile};
 use crate::error::{ConfigError, ConfigErrors, Locator};
 use crate::hash::PasswordHash;
+use crate::identity::{self, Directory, LoginMethods, OtpSettings, Prefer};
 
 /// A permit or deny.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +76,8 @@ pub struct DeviceGroup {
     pub keys: Arc<[Key]>,
     /// Command default for these devices, overriding the user's group default.
     pub default_command_action: Option<Action>,
+    /// The login methods these devices may use; None: all.
+    pub login_methods: Option<LoginMethods>,
 }
 
 /// A service a group grants.
@@ -118,6 +121,8 @@ pub struct Group {
     pub services: Vec<ServiceGrant>,
     /// Command rules, in order.
     pub commands: Vec<CommandRule>,
+    /// Members need a one-time password too.
+    pub otp: bool,
     pub(crate) command_set: RegexSet,
 }
 
@@ -146,6 +151,10 @@ pub struct User {
     pub groups: Vec<usize>,
     /// Highest priv-lvl any of the user's groups grants.
     pub max_priv: u8,
+    /// Which source answers when the user is also in a directory.
+    pub prefer: Prefer,
+    /// A one-time password is required (the user's `otp`, or a group's).
+    pub otp: bool,
 }
 
 /// Everything the server runs on, compiled from one file.
@@ -165,6 +174,10 @@ pub struct Policy {
     pub accounting: config::AccountingSection,
     /// Prometheus endpoint.
     pub metrics: Option<SocketAddr>,
+    /// `[[ldap]]` directories, in order.
+    pub directories: Vec<Directory>,
+    /// One-time password settings.
+    pub otp: OtpSettings,
     /// Device groups.
     pub device_groups: Vec<DeviceGroup>,
     /// User groups.
@@ -209,6 +222,29 @@ impl Policy {
     /// Number of users.
     pub fn user_count(&self) -> usize {
         self.users.len()
+    }
+
+    /// A user known from a directory, as authorization sees it: `groups` are
+    /// the mapped tacvs groups in precedence order.
+    pub fn directory_user(&self, name: &str, groups: Vec<usize>) -> User {
+        let groups: Vec<usize> = groups.into_iter().filter(|&g| g < self.groups.len()).collect();
+        let max_priv = groups.iter().map(|&g| self.groups[g].priv_lvl).max().unwrap_or(0);
+        let otp = groups.iter().any(|&g| self.groups[g].otp);
+        User {
+            name: name.to_owned(),
+            password: None,
+            chap_secret: None,
+            enable: None,
+            groups,
+            max_priv,
+            prefer: Prefer::Directory,
+            otp,
+        }
+    }
+
+    /// The users of the file, in no particular order.
+    pub fn users(&self) -> impl Iterator<Item = &Arc<User>> {
+        self.users.values()
     }
 }
 
@@ -433,10 +469,12 @@ fn compile(
         }
         let default_command_action =
             d.default_command_action.as_ref().map(|a| Action::parse(a, loc, errs));
+        let login_methods = d.login_methods.as_ref().map(|m| LoginMethods::parse(m, loc, errs));
         device_groups.push(DeviceGroup {
             name: d.name.get_ref().clone(),
             keys: keys.into(),
             default_command_action,
+            login_methods,
         });
     }
 
@@ -540,6 +578,7 @@ fn compile(
             default_command_action,
             services,
             commands,
+            otp: g.otp,
             command_set,
         });
     }
@@ -574,6 +613,16 @@ fn compile(
             })
             .collect();
         let max_priv = gs.iter().map(|&i| groups[i].priv_lvl).max().unwrap_or(0);
+        let otp = u.otp || gs.iter().any(|&i| groups[i].otp);
+        if u.prefer == Prefer::Directory && raw.ldap.is_empty() {
+            warns.push(loc.at(
+                u.name.span().start,
+                format!(
+                    "user {:?} has prefer = \"directory\" but no [[ldap]] directory is configured: the local entry answers",
+                    u.name.get_ref()
+                ),
+            ));
+        }
         let user = User {
             name: u.name.get_ref().clone(),
             password,
@@ -581,10 +630,29 @@ fn compile(
             enable,
             groups: gs,
             max_priv,
+            prefer: u.prefer,
+            otp,
         };
         users.insert(user.name.clone(), Arc::new(user));
     }
 
+    let directories = identity::compile_directories(&raw.ldap, &g_names, loc, base, errs, warns);
+    if !directories.is_empty() {
+        for (d, dg) in raw.device_groups.iter().zip(&device_groups) {
+            if let Some(m) = dg.login_methods
+                && m.has_chap()
+            {
+                warns.push(loc.at(
+                    d.name.span().start,
+                    format!(
+                        "device group {:?} logs in with CHAP or MS-CHAP, which cannot be checked against a directory (a bind needs the password itself): directory users from these devices will fail; use PAP or ASCII there, or give those users local entries with chap_secret",
+                        dg.name
+                    ),
+                ));
+            }
+        }
+    }
+    let otp = identity::compile_otp(&raw.authentication.otp, loc, base, errs);
     let logins: Vec<&PasswordHash> = users.values().filter_map(|u| u.password.as_ref()).collect();
     let enables: Vec<&PasswordHash> = users.values().filter_map(|u| u.enable.as_ref()).collect();
     let decoy_login = decoy_for(&logins, None);
@@ -597,6 +665,8 @@ fn compile(
         auth: raw.authentication,
         accounting: raw.accounting,
         metrics: raw.metrics.map(|m| m.listen),
+        directories,
+        otp,
         device_groups,
         groups,
         decoy_login,

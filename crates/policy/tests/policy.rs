@@ -467,3 +467,88 @@ proptest::proptest! {
         }
     }
 }
+
+const LDAP: &str = r#"
+[[ldap]]
+name = "corp"
+urls = ["ldaps://dc1.example.com"]
+bind_dn = "cn=svc,dc=example,dc=com"
+bind_password = "service-secret-value"
+base_dn = "dc=example,dc=com"
+  [[ldap.group_map]]
+  ldap_group = "cn=ops,ou=groups,dc=example,dc=com"
+  group = "ops"
+"#;
+
+#[test]
+fn a_directory_compiles_and_maps_its_groups_in_order() {
+    let p = parse("l.toml", &format!("{BASE}{LDAP}"), Path::new(".")).unwrap();
+    let d = &p.directories[0];
+    assert_eq!((d.name.as_str(), d.urls[0].port, d.urls[0].tls), ("corp", 636, true));
+    assert_eq!(d.user_filter.render("a*", ""), "(uid=a\\2a)");
+    let groups: Vec<usize> = d
+        .map_groups(&["CN=Ops, OU=Groups, DC=example, DC=com".into()])
+        .iter()
+        .map(|(g, _)| *g)
+        .collect();
+    assert_eq!(groups, [0]);
+    assert!(!format!("{d:?}").contains("service-secret-value"), "the password is redacted");
+}
+
+#[test]
+fn directory_mistakes_are_errors_at_their_place_without_the_secret() {
+    let bad = LDAP
+        .replace("ldaps://dc1.example.com", "http://dc1")
+        .replace("group = \"ops\"", "group = \"nobody\"")
+        .replace("base_dn = ", "user_filter = \"uid={user}\"\nbase_dn = ")
+        .replace("bind_password = \"service-secret-value\"", "bind_password = \"\"");
+    let src = format!("{BASE}{bad}");
+    let e = errors(&src);
+    let text: Vec<String> = e.iter().map(|e| e.to_string()).collect();
+    let line_of = |needle: &str| src.lines().position(|l| l.contains(needle)).unwrap() + 1;
+    let at = |needle: &str, what: &str| {
+        e.iter().any(|x| {
+            matches!(x, ConfigError::At { line, msg, .. } if *line == line_of(needle) && msg.contains(what))
+        })
+    };
+    assert!(at("http://dc1", "starts with ldap:// or ldaps://"), "{text:?}");
+    assert!(at("group = \"nobody\"", "no group named \"nobody\""), "{text:?}");
+    assert!(at("uid={user}", "in parentheses"), "{text:?}");
+    assert!(text.iter().any(|t| t.contains("password is empty")), "{text:?}");
+    // A password given without a DN, a DN without a password.
+    let e =
+        errors(&format!("{BASE}{}", LDAP.replace("bind_dn = \"cn=svc,dc=example,dc=com\"\n", "")));
+    assert!(e[0].to_string().contains("without bind_dn"), "{}", e[0]);
+    assert!(!e[0].to_string().contains("service-secret-value"));
+}
+
+#[test]
+fn clear_text_directories_chap_devices_and_lonely_prefers_draw_warnings() {
+    let w = warnings(&format!(
+        "{}{}",
+        BASE.replace("keys = [\"k1\"]", "keys = [\"k1\"]\nlogin_methods = [\"chap\", \"pap\"]"),
+        LDAP.replace("ldaps://dc1.example.com", "ldap://dc1.example.com")
+    ));
+    assert!(w.iter().any(|w| w.contains("in clear")), "{w:?}");
+    assert!(w.iter().any(|w| w.contains("CHAP or MS-CHAP")), "{w:?}");
+    let w =
+        warnings(&BASE.replace("groups = [\"ops\"]", "groups = [\"ops\"]\nprefer = \"directory\""));
+    assert!(w.iter().any(|w| w.contains("no [[ldap]] directory is configured")), "{w:?}");
+    let loopback = LDAP.replace("ldaps://dc1.example.com", "ldap://127.0.0.1:3890");
+    assert!(!warnings(&format!("{BASE}{loopback}")).iter().any(|w| w.contains("in clear")));
+}
+
+#[test]
+fn explain_lists_every_rule_looked_at_and_the_one_that_decided() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
+    let user = p.user(b"op").unwrap();
+    let e = p.explain(core, user, &with("op", &["service=shell", "cmd=reload"]));
+    assert_eq!(e.decision, p.authorize(core, &with("op", &["service=shell", "cmd=reload"])));
+    assert!(
+        e.steps.iter().any(|s| s.contains("rule 2 \"reload\" permit (device groups core-lab): matches, but not for this device's group")),
+        "{:?}",
+        e.steps
+    );
+    assert!(e.steps.iter().any(|s| s.contains("rule 1 \"show .*\" permit: does not match")));
+}

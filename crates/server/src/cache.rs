@@ -28,8 +28,15 @@ pub enum CredKind {
 }
 
 /// Which credentials' state a verification saw (see the module doc).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
 pub struct Generation(u64);
+
+impl Generation {
+    /// The one after this.
+    pub(crate) fn next(self) -> Generation {
+        Generation(self.0 + 1)
+    }
+}
 
 /// Cache settings (`[authentication.cache]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,12 +47,20 @@ pub struct CacheSettings {
     pub ttl: Duration,
     /// Entries kept at most.
     pub max_entries: usize,
+    /// How long a directory credential is still good while every directory
+    /// is unreachable ([`CredCache::hit_within`]); at least `ttl`.
+    pub outage_ttl: Duration,
 }
 
 impl CacheSettings {
     /// From the configuration section.
     pub fn from_conf(c: &tacvs_policy::config::CacheConf) -> Self {
-        CacheSettings { enabled: c.enabled, ttl: c.ttl.0, max_entries: c.max_entries }
+        CacheSettings {
+            enabled: c.enabled,
+            ttl: c.ttl.0,
+            max_entries: c.max_entries,
+            outage_ttl: c.outage_ttl.0.max(c.ttl.0),
+        }
     }
 }
 
@@ -54,6 +69,7 @@ pub struct CredCache {
     secret: [u8; 32],
     s: CacheSettings,
     generation: Generation,
+    /// Key → (when it verified, generation).
     map: HashMap<[u8; 32], (Instant, Generation)>,
 }
 
@@ -98,11 +114,32 @@ impl CredCache {
 
     /// Whether this triple verified in the current generation within `ttl`.
     pub fn hit(&self, kind: CredKind, user: &[u8], password: &[u8], now: Instant) -> bool {
+        self.hit_within(kind, user, password, now, self.s.ttl)
+    }
+
+    /// Whether this triple verified in the current generation within
+    /// `max_age` (at most `outage_ttl`): the outage view of the cache.
+    pub fn hit_within(
+        &self,
+        kind: CredKind,
+        user: &[u8],
+        password: &[u8],
+        now: Instant,
+        max_age: Duration,
+    ) -> bool {
         if !self.s.enabled {
             return false;
         }
+        let max_age = max_age.min(self.s.outage_ttl.max(self.s.ttl));
         let k = self.key(kind, user, password);
-        self.map.get(&k).is_some_and(|&(exp, g)| g == self.generation && exp > now)
+        self.map.get(&k).is_some_and(|&(at, g)| {
+            g == self.generation && now.saturating_duration_since(at) < max_age
+        })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &CacheSettings {
+        &self.s
     }
 
     /// Remember a triple that verified against the credentials of `seen`.
@@ -121,20 +158,20 @@ impl CredCache {
         }
         let k = self.key(kind, user, password);
         if self.map.len() >= self.s.max_entries && !self.map.contains_key(&k) {
-            let g = self.generation;
-            self.map.retain(|_, &mut (exp, eg)| exp > now && eg == g);
+            let (g, keep) = (self.generation, self.s.outage_ttl.max(self.s.ttl));
+            self.map.retain(|_, &mut (at, eg)| now.saturating_duration_since(at) < keep && eg == g);
             if self.map.len() >= self.s.max_entries {
                 return false;
             }
         }
-        self.map.insert(k, (now + self.s.ttl, self.generation));
+        self.map.insert(k, (now, self.generation));
         true
     }
 
     /// Forget everything and start a new generation (credentials changed).
     pub fn clear(&mut self) {
         self.map.clear();
-        self.generation = Generation(self.generation.0 + 1);
+        self.generation = self.generation.next();
     }
 
     /// Entries held.
@@ -157,7 +194,35 @@ mod tests {
             enabled: true,
             ttl: Duration::from_secs(ttl),
             max_entries: max,
+            outage_ttl: Duration::from_secs(ttl),
         })
+    }
+
+    #[test]
+    fn the_outage_view_reaches_back_outage_ttl_and_no_further() {
+        let mut c = CredCache::new(CacheSettings {
+            enabled: true,
+            ttl: Duration::from_secs(60),
+            max_entries: 10,
+            outage_ttl: Duration::from_secs(600),
+        });
+        let now = Instant::now();
+        c.insert(CredKind::Login, b"alice", b"pw", c.generation(), now);
+        let later = now + Duration::from_secs(300);
+        assert!(!c.hit(CredKind::Login, b"alice", b"pw", later), "past the ttl");
+        let long = Duration::from_secs(600);
+        assert!(c.hit_within(CredKind::Login, b"alice", b"pw", later, long));
+        assert!(!c.hit_within(CredKind::Login, b"alice", b"pw", now + long, long));
+        assert!(
+            !c.hit_within(
+                CredKind::Login,
+                b"alice",
+                b"pw",
+                now + Duration::from_secs(700),
+                Duration::from_secs(3600)
+            ),
+            "never beyond outage_ttl whatever the caller asks"
+        );
     }
 
     #[test]
@@ -223,6 +288,7 @@ mod tests {
             enabled: false,
             ttl: Duration::from_secs(60),
             max_entries: 10,
+            outage_ttl: Duration::from_secs(60),
         });
         let now = Instant::now();
         assert!(!c.insert(CredKind::Login, b"a", b"b", c.generation(), now));

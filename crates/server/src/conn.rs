@@ -33,16 +33,34 @@ type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
 
 /// The result of slow work, applied back to the session that asked for it.
 enum Done {
-    Verified { sid: u32, verdict: Verdict },
-    Stored { sid: u32, result: Result<(), String> },
-    Acct { sid: u32, result: Result<(), JournalError>, started: Instant, user: Bytes },
+    Verified {
+        sid: u32,
+        verdict: Verdict,
+    },
+    Authorized {
+        sid: u32,
+        decision: tacvs_policy::AuthorDecision,
+        started: Instant,
+        request: AaaRequest,
+        account: Option<std::sync::Arc<crate::accounts::Account>>,
+    },
+    Stored {
+        sid: u32,
+        result: Result<(), String>,
+    },
+    Acct {
+        sid: u32,
+        result: Result<(), JournalError>,
+        started: Instant,
+        user: Bytes,
+    },
 }
 
 struct Ctx {
     shared: Arc<Shared>,
     device: SocketAddr,
     dg: usize,
-    dg_name: String,
+    dg_name: std::sync::Arc<str>,
     keys: usize,
     logins: HashMap<u32, Login>,
     rotated_key_logged: bool,
@@ -193,7 +211,7 @@ pub(crate) async fn serve(
         shared: shared.clone(),
         device,
         dg,
-        dg_name: group.name.clone(),
+        dg_name: group.name.as_str().into(),
         keys: group.keys.len(),
         logins: HashMap::new(),
         rotated_key_logged: false,
@@ -340,10 +358,7 @@ impl Ctx {
                 match request {
                     Request::AuthenStart(s) => self.authen_start(conn, sid, &s, now),
                     Request::AuthenContinue(c) => self.authen_continue(conn, sid, &c, now),
-                    Request::Author(r) => {
-                        self.authorize(conn, sid, &r, now);
-                        None
-                    }
+                    Request::Author(r) => self.authorize(conn, sid, r, now),
                     Request::Acct(r) => Some(self.account(sid, r, now)),
                 }
             }
@@ -381,7 +396,9 @@ impl Ctx {
     }
 
     fn settings(&self) -> login::Settings {
-        login::Settings::from_conf(&self.shared.policy.load().auth)
+        let policy = self.shared.policy.load();
+        let methods = policy.device_groups.get(self.dg).and_then(|g| g.login_methods);
+        login::Settings::from_conf(&policy.auth, methods)
     }
 
     fn authen_start(
@@ -431,8 +448,8 @@ impl Ctx {
                 self.reply(conn, sid, reply);
                 None
             }
-            Action::Verify { user, credential, kind, priv_lvl } => {
-                let check = Check { user, credential, kind, priv_lvl, src: self.device.ip() };
+            Action::Verify { user, credential, kind, priv_lvl, otp } => {
+                let check = Check { user, credential, kind, priv_lvl, src: self.device.ip(), otp };
                 let shared = self.shared.clone();
                 Some(Box::pin(async move {
                     let verdict = crate::authn::verify(&shared, check).await;
@@ -499,6 +516,9 @@ impl Ctx {
                     let _ = self.act(conn, sid, login, action);
                 }
             }
+            Done::Authorized { sid, decision, started, request, account } => {
+                self.answer_author(conn, sid, decision, started, request, account);
+            }
             Done::Stored { sid, result } => {
                 if let Some(mut login) = self.logins.remove(&sid) {
                     let action = login.stored(result, now);
@@ -526,9 +546,57 @@ impl Ctx {
         }
     }
 
-    fn authorize(&self, conn: &mut ServerConnection, sid: u32, r: &AaaRequest, started: Instant) {
+    /// Answer an authorization: inline for the file's users and directory
+    /// users whose groups are known; after a directory lookup otherwise.
+    fn authorize(
+        &self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        r: AaaRequest,
+        started: Instant,
+    ) -> Option<Pending> {
         let policy = self.shared.policy.load();
-        let d = policy.authorize(self.dg, r);
+        if policy.directories.is_empty() {
+            let d = policy.authorize(self.dg, &r);
+            self.answer_author(conn, sid, d, started, r, None);
+            return None;
+        }
+        let local = policy.user(&r.user).map(|u| u.prefer);
+        let need = crate::backend::Need::Authorization;
+        let break_glass = match crate::backend::plan(local, true, need) {
+            crate::backend::Plan::Local => {
+                let d = policy.authorize(self.dg, &r);
+                self.answer_author(conn, sid, d, started, r, None);
+                return None;
+            }
+            crate::backend::Plan::Directory { break_glass } => break_glass,
+        };
+        let fresh = self.shared.accounts().fresh(&r.user, Instant::now());
+        if let Some(found) = fresh {
+            let (d, account) =
+                crate::author::decide(&policy, self.dg, &r, Ok(found), break_glass, None);
+            self.answer_author(conn, sid, d, started, r, account);
+            return None;
+        }
+        drop(policy);
+        let shared = self.shared.clone();
+        let dg = self.dg;
+        Some(Box::pin(async move {
+            let (decision, account) =
+                crate::author::lookup_and_decide(&shared, dg, &r, break_glass).await;
+            Done::Authorized { sid, decision, started, request: r, account }
+        }) as Pending)
+    }
+
+    fn answer_author(
+        &self,
+        conn: &mut ServerConnection,
+        sid: u32,
+        d: tacvs_policy::AuthorDecision,
+        started: Instant,
+        r: AaaRequest,
+        account: Option<std::sync::Arc<crate::accounts::Account>>,
+    ) {
         let cmd = tacvs_policy::CommandLine::from_args(&r.args);
         tracing::info!(
             device = %self.device,
@@ -544,6 +612,18 @@ impl Ctx {
         if let Err(e) = conn.reply_author(sid, resp) {
             tracing::warn!(device = %self.device, error = %e, "cannot send authorization response");
         }
+        if let Some(log) = &self.shared.authz_log {
+            // Moved, not formatted: the log's thread writes it.
+            log.record(crate::journal::AuthzEvent {
+                at: std::time::SystemTime::now(),
+                device: self.device.ip(),
+                device_group: self.dg_name.clone(),
+                request: r,
+                status: d.status,
+                reason: d.reason,
+                account,
+            });
+        }
     }
 
     fn account(&self, sid: u32, r: AcctRequest, started: Instant) -> Pending {
@@ -554,7 +634,7 @@ impl Ctx {
             server: policy.server_name.as_str().into(),
             device: self.device.ip().to_string().into(),
             device_port: self.device.port(),
-            device_group: self.dg_name.as_str().into(),
+            device_group: self.dg_name.as_ref().into(),
             session_id: sid,
             record: r.flags.as_str().into(),
             user: String::from_utf8_lossy(&q.user),

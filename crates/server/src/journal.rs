@@ -15,6 +15,17 @@
 //! directory (not deleted: link count above zero; not replaced: same device and
 //! inode at its path). If it is not, it logs that and starts a new file, so
 //! records are never acknowledged into a file nobody can read.
+//!
+//! **Authorization log** (`[accounting] authorization_log`): every
+//! authorization decision as an [`AuthzRecord`], in files of its own
+//! (`authz-…jsonl`, beside the accounting files, which readers of
+//! [`read_records`] never see), by [`AuthzLog`]: off the hot path, the
+//! connection moves the request and the decision into a queue (no
+//! formatting, no wake-up); a thread takes the queue every 20 ms, formats and
+//! writes it (no fsync: a log, not an acknowledged record). When it falls
+//! 65,536 records behind, new ones are dropped and counted
+//! (`tacvs_authz_log_dropped_total`) rather than queued without bound.
+//! `tacvs policy diff --replay DIR` replays them against two configurations.
 
 use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
@@ -50,7 +61,18 @@ pub struct JournalConfig {
     pub rotate_size: u64,
     /// Rotate after this long.
     pub rotate_interval: Duration,
+    /// File name prefix: [`ACCT`] or [`AUTHZ`].
+    pub prefix: &'static str,
+    /// `fdatasync` each batch before acknowledging it.
+    pub sync: bool,
 }
+
+/// Accounting files' prefix.
+pub const ACCT: &str = "acct-";
+/// Authorization log files' prefix.
+pub const AUTHZ: &str = "authz-";
+/// Authorization records waiting for the writer at most.
+const AUTHZ_BACKLOG: usize = 65_536;
 
 struct Pending {
     line: Vec<u8>,
@@ -83,7 +105,7 @@ impl Journal {
         committed: Option<CommittedTx>,
     ) -> io::Result<(Journal, Recovery, std::thread::JoinHandle<()>)> {
         fs::create_dir_all(&cfg.dir)?;
-        let (file, path, size, recovery) = open_latest(&cfg.dir)?;
+        let (file, path, size, recovery) = open_latest(&cfg.dir, cfg.prefix)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = Writer { cfg, file, path, size, opened: Instant::now(), committed };
         let handle = std::thread::Builder::new()
@@ -147,6 +169,177 @@ pub fn read_records(dir: &Path) -> io::Result<Vec<AcctRecord<'static>>> {
         .collect()
 }
 
+/// One authorization decision as the authorization log keeps it: the
+/// request (what a replay needs), the answer, and where the user's groups
+/// came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AuthzRecord<'a> {
+    /// When the server answered (RFC 3339, milliseconds, UTC).
+    pub time: Cow<'a, str>,
+    /// The server's name.
+    pub server: Cow<'a, str>,
+    /// The device's address (after PROXY intake).
+    pub device: Cow<'a, str>,
+    /// Its device group.
+    pub device_group: Cow<'a, str>,
+    /// The user field as sent.
+    pub user: Cow<'a, str>,
+    /// The port field.
+    pub port: Cow<'a, str>,
+    /// The priv_lvl field.
+    pub priv_lvl: u8,
+    /// Every AV of the request, in order (`name=value` / `name*value`).
+    pub args: Vec<String>,
+    /// The answer: `pass_add`, `pass_repl`, `fail`, `error` (RFC 8907 §6.2).
+    pub status: Cow<'a, str>,
+    /// Why (the rule or fact that decided).
+    pub reason: Cow<'a, str>,
+    /// The directory the user's groups came from (empty: the file).
+    #[serde(default)]
+    pub directory: Cow<'a, str>,
+    /// The user's directory groups (DNs) at the time, for replays.
+    #[serde(default)]
+    pub ldap_groups: Vec<String>,
+}
+
+/// One decision, as the connection hands it over: owned values moved, not
+/// formatted (the log's thread does that).
+#[derive(Debug)]
+pub struct AuthzEvent {
+    /// When it was answered.
+    pub at: SystemTime,
+    /// The device.
+    pub device: std::net::IpAddr,
+    /// Its device group.
+    pub device_group: std::sync::Arc<str>,
+    /// The request.
+    pub request: tacvs_proto::AaaRequest,
+    /// The answer.
+    pub status: tacvs_proto::AuthorStatus,
+    /// Why.
+    pub reason: String,
+    /// The directory account whose groups decided, if any.
+    pub account: Option<std::sync::Arc<crate::accounts::Account>>,
+}
+
+/// The authorization log: a thread that wakes every [`AUTHZ_TICK`], takes
+/// what was queued, formats it and writes it in one `write` (no fsync).
+/// Senders never wake it, so recording costs a queue push.
+#[derive(Debug, Clone)]
+pub struct AuthzLog {
+    tx: mpsc::UnboundedSender<AuthzEvent>,
+    backlog: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// How often the authorization log's thread writes what was queued.
+pub const AUTHZ_TICK: Duration = Duration::from_millis(20);
+
+impl AuthzLog {
+    /// Open (or continue) the `authz-*.jsonl` files in `cfg.dir`.
+    pub fn open(
+        cfg: JournalConfig,
+        server: String,
+    ) -> io::Result<(AuthzLog, std::thread::JoinHandle<()>)> {
+        let cfg = JournalConfig { prefix: AUTHZ, sync: false, ..cfg };
+        fs::create_dir_all(&cfg.dir)?;
+        let (file, path, size, _) = open_latest(&cfg.dir, AUTHZ)?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let backlog = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut w = Writer { cfg, file, path, size, opened: Instant::now(), committed: None };
+        let left = backlog.clone();
+        let handle =
+            std::thread::Builder::new().name("tacvs-authz-log".into()).spawn(move || {
+                authz_loop(&mut w, rx, &left, &server);
+            })?;
+        Ok((AuthzLog { tx, backlog }, handle))
+    }
+
+    /// Queue one decision; dropped (and counted) when the writer is far behind.
+    pub fn record(&self, e: AuthzEvent) {
+        use std::sync::atomic::Ordering;
+        if self.backlog.fetch_add(1, Ordering::Relaxed) >= AUTHZ_BACKLOG {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+            metrics::counter!("tacvs_authz_log_dropped_total").increment(1);
+            return;
+        }
+        if self.tx.send(e).is_err() {
+            self.backlog.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn authz_loop(
+    w: &mut Writer,
+    mut rx: mpsc::UnboundedReceiver<AuthzEvent>,
+    backlog: &std::sync::atomic::AtomicUsize,
+    server: &str,
+) {
+    let mut buf = Vec::with_capacity(1 << 20);
+    loop {
+        std::thread::sleep(AUTHZ_TICK);
+        buf.clear();
+        let mut n = 0;
+        let closed = loop {
+            match rx.try_recv() {
+                Ok(e) => {
+                    buf.extend_from_slice(&to_line(&authz_record(&e, server)));
+                    buf.push(b'\n');
+                    n += 1;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => break false,
+                Err(mpsc::error::TryRecvError::Disconnected) => break true,
+            }
+        };
+        backlog.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
+        if n > 0
+            && let Err(e) = w.write_batch(&buf, Instant::now())
+        {
+            metrics::counter!("tacvs_authz_log_errors_total").increment(1);
+            tracing::error!(file = %w.path.display(), error = %e, records = n, "authorization log write failed; these records are lost");
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+/// The record of an event.
+pub fn authz_record<'a>(e: &'a AuthzEvent, server: &'a str) -> AuthzRecord<'a> {
+    let r = &e.request;
+    AuthzRecord {
+        time: humantime::format_rfc3339_millis(e.at).to_string().into(),
+        server: server.into(),
+        device: e.device.to_string().into(),
+        device_group: e.device_group.as_ref().into(),
+        user: String::from_utf8_lossy(&r.user),
+        port: String::from_utf8_lossy(&r.port),
+        priv_lvl: r.priv_lvl.get(),
+        args: r.args.iter().map(|a| a.to_string()).collect(),
+        status: e.status.as_str().into(),
+        reason: e.reason.as_str().into(),
+        directory: e.account.as_ref().map(|a| a.directory_name.as_str()).unwrap_or_default().into(),
+        ldap_groups: e.account.as_ref().map(|a| a.ldap_groups.clone()).unwrap_or_default(),
+    }
+}
+
+/// Every authorization record in `dir`, oldest first. A line that does not
+/// parse is an error naming its file and line.
+pub fn read_authz_records(dir: &Path) -> io::Result<Vec<AuthzRecord<'static>>> {
+    let mut out = Vec::new();
+    for f in files_with_prefix(dir, AUTHZ)? {
+        for (n, l) in fs::read_to_string(&f)?.lines().enumerate() {
+            let r = serde_json::from_str(l).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}:{}: not an authorization record: {e}", f.display(), n + 1),
+                )
+            })?;
+            out.push(r);
+        }
+    }
+    Ok(out)
+}
+
 /// One record as a JSON line (without the newline). Beyond what JSON requires,
 /// DEL, C1 controls, the Unicode line and paragraph separators and the
 /// bidirectional controls are written as `\uXXXX` escapes (the same characters
@@ -185,20 +378,24 @@ impl serde_json::ser::Formatter for SafeJson {
 
 /// `acct-20261125T221000Z-000.jsonl`: names sort in creation order; the counter
 /// separates files created within one second.
-fn file_name(t: SystemTime, n: u32) -> String {
+fn file_name(prefix: &str, t: SystemTime, n: u32) -> String {
     let s = humantime::format_rfc3339_seconds(t).to_string();
     let compact: String = s.chars().filter(|c| c.is_ascii_digit() || *c == 'T').collect();
-    format!("acct-{compact}Z-{n:03}.jsonl")
+    format!("{prefix}{compact}Z-{n:03}.jsonl")
 }
 
 /// Journal files in `dir`, oldest first.
 pub fn journal_files(dir: &Path) -> io::Result<Vec<PathBuf>> {
+    files_with_prefix(dir, ACCT)
+}
+
+fn files_with_prefix(dir: &Path, prefix: &str) -> io::Result<Vec<PathBuf>> {
     let mut files: Vec<PathBuf> = fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("acct-") && n.ends_with(".jsonl"))
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(".jsonl"))
         })
         .collect();
     files.sort();
@@ -215,14 +412,14 @@ pub fn read_lines(dir: &Path) -> io::Result<Vec<String>> {
     Ok(out)
 }
 
-fn open_latest(dir: &Path) -> io::Result<(File, PathBuf, u64, Recovery)> {
+fn open_latest(dir: &Path, prefix: &str) -> io::Result<(File, PathBuf, u64, Recovery)> {
     let mut recovery = Recovery::default();
-    let path = match journal_files(dir)?.pop() {
+    let path = match files_with_prefix(dir, prefix)?.pop() {
         Some(p) => {
             recovery.torn_bytes_cut = repair_torn_tail(&p)?;
             p
         }
-        None => dir.join(file_name(SystemTime::now(), 0)),
+        None => dir.join(file_name(prefix, SystemTime::now(), 0)),
     };
     let file = OpenOptions::new().create(true).append(true).open(&path)?;
     let size = file.metadata()?.len();
@@ -324,7 +521,10 @@ impl Writer {
         {
             self.rotate(now).map_err(|e| self.err(e))?;
         }
-        if let Err(e) = self.file.write_all(buf).and_then(|_| self.file.sync_data()) {
+        let sync = self.cfg.sync;
+        if let Err(e) =
+            self.file.write_all(buf).and_then(|_| if sync { self.file.sync_data() } else { Ok(()) })
+        {
             // A failed write may have left a partial line: cut it so the file stays whole.
             let _ = self.file.set_len(self.size);
             return Err(self.err(e));
@@ -350,10 +550,10 @@ impl Writer {
     fn rotate(&mut self, now: Instant) -> io::Result<()> {
         let wall = SystemTime::now();
         let mut n = 0;
-        let mut path = self.cfg.dir.join(file_name(wall, n));
+        let mut path = self.cfg.dir.join(file_name(self.cfg.prefix, wall, n));
         while path.exists() || path <= self.path {
             n += 1;
-            path = self.cfg.dir.join(file_name(wall, n));
+            path = self.cfg.dir.join(file_name(self.cfg.prefix, wall, n));
         }
         let file = OpenOptions::new().create(true).append(true).open(&path)?;
         // Make the new directory entry durable too.
@@ -376,6 +576,57 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn authorization_records_go_to_their_own_files_and_read_back() {
+        let d = tmp("authz");
+        let cfg = |prefix, sync| JournalConfig {
+            dir: d.clone(),
+            rotate_size: 1 << 30,
+            rotate_interval: Duration::from_secs(3600),
+            prefix,
+            sync,
+        };
+        let (acct, _, _) = Journal::open(cfg(ACCT, true), None).unwrap();
+        let (authz, h) = AuthzLog::open(cfg(AUTHZ, false), "s".into()).unwrap();
+        let args = vec![
+            tacvs_proto::Argument::new("service", "shell", true).unwrap(),
+            tacvs_proto::Argument::new("cmd", "show", true).unwrap(),
+        ];
+        authz.record(AuthzEvent {
+            at: SystemTime::UNIX_EPOCH,
+            device: "10.0.0.1".parse().unwrap(),
+            device_group: "core".into(),
+            request: tacvs_proto::AaaRequest::new("anna", args),
+            status: tacvs_proto::AuthorStatus::PassAdd,
+            reason: "r".into(),
+            account: None,
+        });
+        acct.append(b"{\"n\":1}".to_vec()).await.unwrap();
+        drop(authz);
+        h.join().unwrap();
+        let rec = AuthzRecord {
+            time: "1970-01-01T00:00:00.000Z".into(),
+            server: "s".into(),
+            device: "10.0.0.1".into(),
+            device_group: "core".into(),
+            user: "anna".into(),
+            port: "".into(),
+            priv_lvl: 1,
+            args: vec!["service=shell".into(), "cmd=show".into()],
+            status: "pass_add".into(),
+            reason: "r".into(),
+            directory: "".into(),
+            ldap_groups: vec![],
+        };
+        assert_eq!(read_authz_records(&d).unwrap(), [rec]);
+        assert_eq!(
+            read_lines(&d).unwrap(),
+            ["{\"n\":1}"],
+            "accounting readers see no authorization record"
+        );
+        fs::remove_dir_all(&d).unwrap();
+    }
 
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("tacvs-journal-{name}-{}", std::process::id()));
@@ -400,8 +651,14 @@ mod tests {
 
     fn writer(d: &Path, rotate_interval: Duration) -> Writer {
         fs::create_dir_all(d).unwrap();
-        let (file, path, size, _) = open_latest(d).unwrap();
-        let cfg = JournalConfig { dir: d.to_owned(), rotate_size: 1 << 30, rotate_interval };
+        let (file, path, size, _) = open_latest(d, ACCT).unwrap();
+        let cfg = JournalConfig {
+            dir: d.to_owned(),
+            rotate_size: 1 << 30,
+            rotate_interval,
+            prefix: ACCT,
+            sync: true,
+        };
         Writer { cfg, file, path, size, opened: Instant::now(), committed: None }
     }
 
@@ -460,6 +717,8 @@ mod tests {
             dir: d.clone(),
             rotate_size: 1 << 30,
             rotate_interval: Duration::from_secs(3600),
+            prefix: ACCT,
+            sync: true,
         };
         let (j, rec, _h) = Journal::open(cfg, None).unwrap();
         assert_eq!((rec.file.as_path(), rec.torn_bytes_cut), (p.as_path(), 5));
@@ -490,6 +749,8 @@ mod tests {
             dir: d.clone(),
             rotate_size: 300,
             rotate_interval: Duration::from_secs(3600),
+            prefix: ACCT,
+            sync: true,
         };
         let (j, rec, _h) = Journal::open(cfg.clone(), None).unwrap();
         assert_eq!(rec.torn_bytes_cut, 0);

@@ -8,23 +8,33 @@
 //! - [`signals::Signals`]: SIGHUP reloads, SIGTERM / SIGINT drain.
 //! - [`journal`]: the accounting journal (fsync'd before SUCCESS) and its reader.
 //! - [`logfmt`]: log formatting a peer cannot forge (used by the `tacvs` binary).
+//! - Users from directories ([`directory`], `[[ldap]]`) beside the file's,
+//!   behind one [`backend::CredentialBackend`] trait, with the choice of
+//!   backend and the meaning of an outage decided by pure functions
+//!   ([`backend::plan`], [`backend::settle`]); one-time passwords ([`otp`]).
 //!
 //! How it is built: pure decisions with time and bytes as inputs —
-//! [`lockout`], [`cache`], [`listeners::plan`], and the protocol machine
+//! [`lockout`], [`cache`], [`accounts`], [`backend`], [`otp`],
+//! [`listeners::plan`], and the protocol machine
 //! [`tacvs_proto::ServerConnection`] — driven by thin I/O modules: one task per
 //! connection (`conn`), a bounded hashing pool ([`authn`]), one journal writer
 //! thread, an optional syslog sink, PROXY intake ([`proxy`]).
 
+pub mod accounts;
 pub mod authn;
+pub mod author;
+pub mod backend;
 pub mod cache;
 mod conn;
 pub mod control;
 pub mod deadline;
+pub mod directory;
 pub mod journal;
 pub mod listeners;
 pub mod lockout;
 pub mod logfmt;
 pub mod login;
+pub mod otp;
 pub mod passwords;
 pub mod proxy;
 pub mod sessions;
@@ -35,7 +45,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -55,10 +65,16 @@ use crate::lockout::Lockout;
 pub struct Shared {
     policy: ArcSwap<Policy>,
     journal: Journal,
+    authz_log: Option<journal::AuthzLog>,
     hashes: HashPool,
     cache: Mutex<CredCache>,
     lockout: Mutex<Lockout>,
     passwords: passwords::PasswordStore,
+    directories: ArcSwap<directory::Directories>,
+    accounts: Mutex<accounts::AccountCache>,
+    otp_store: ArcSwap<otp::OtpStore>,
+    otp_guard: Mutex<otp::ReplayGuard>,
+    directory_ops: Arc<AtomicU64>,
     conns: AtomicUsize,
     per_source: Mutex<HashMap<IpAddr, usize>>,
     sessions: sessions::Registry,
@@ -95,6 +111,31 @@ impl Shared {
     pub fn cache(&self) -> MutexGuard<'_, CredCache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The directories of the configuration in force.
+    pub fn directories(&self) -> Arc<directory::Directories> {
+        self.directories.load_full()
+    }
+
+    /// Directory users as last read (short critical sections only).
+    pub fn accounts(&self) -> MutexGuard<'_, accounts::AccountCache> {
+        self.accounts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The one-time password secrets file, as last read.
+    pub fn otp_store(&self) -> Arc<otp::OtpStore> {
+        self.otp_store.load_full()
+    }
+
+    /// The one-time codes already used (short critical sections only).
+    pub fn otp_guard(&self) -> MutexGuard<'_, otp::ReplayGuard> {
+        self.otp_guard.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Directory operations (searches and binds) sent since start.
+    pub fn directory_operations(&self) -> u64 {
+        self.directory_ops.load(Ordering::Relaxed)
+    }
 }
 
 /// A running server.
@@ -117,6 +158,23 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         dir: policy.accounting.directory.clone(),
         rotate_size: policy.accounting.rotate_size.0,
         rotate_interval: policy.accounting.rotate_interval.0,
+        prefix: journal::ACCT,
+        sync: true,
+    };
+    let authz_log = if policy.accounting.authorization_log {
+        let (log, _) =
+            journal::AuthzLog::open(jcfg.clone(), policy.server_name.clone()).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!(
+                        "cannot open the authorization log in {}: {e}",
+                        policy.accounting.directory.display()
+                    ),
+                )
+            })?;
+        Some(log)
+    } else {
+        None
     };
     let committed = match &policy.accounting.syslog {
         Some(conf) => {
@@ -153,18 +211,35 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
     let a = &policy.auth;
     let passwords = passwords::PasswordStore::open(&a.password_store)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let otp_store = otp::OtpStore::open(&policy.otp.secrets_file)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let (shutdown_tx, shutdown) = watch::channel(false);
+    let policy = Arc::new(policy);
+    let directory_ops = Arc::new(AtomicU64::new(0));
+    let directories = directory::Directories::new(policy.clone(), directory_ops.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    for d in &policy.directories {
+        let urls: Vec<&str> = d.urls.iter().map(|u| u.url.as_str()).collect();
+        tracing::info!(directory = %d.name, servers = %urls.join(" "), groups_mapped = d.group_map.len(), "directory configured (connected on first use)");
+    }
+    let a = &policy.auth;
     let shared = Arc::new(Shared {
         hashes: HashPool::new(a.hash_workers, a.hash_queue),
         cache: Mutex::new(CredCache::new(CacheSettings::from_conf(&a.cache))),
         lockout: Mutex::new(Lockout::new(lockout::Settings::from_conf(&a.lockout))),
         passwords,
+        directories: ArcSwap::from_pointee(directories),
+        accounts: Mutex::new(accounts::AccountCache::new(accounts::Settings::from_conf(&a.cache))),
+        otp_store: ArcSwap::from_pointee(otp_store),
+        otp_guard: Mutex::new(otp::ReplayGuard::new(a.cache.max_entries)),
+        directory_ops,
         journal,
+        authz_log,
         conns: AtomicUsize::new(0),
         per_source: Mutex::new(HashMap::new()),
         sessions: sessions::Registry::default(),
         shutdown,
-        policy: ArcSwap::from_pointee(policy),
+        policy: ArcSwap::new(policy),
     });
     let policy = shared.policy();
     let mut running = Vec::new();
@@ -284,14 +359,27 @@ impl ServerHandle {
         }
         let settings: Vec<Listener> = policy.listeners.clone();
         metrics::gauge!("tacvs_config_users").set(policy.user_count() as f64);
+        let policy = Arc::new(policy);
+        // Directories and one-time secrets are checked before anything changes.
+        let directories =
+            directory::Directories::new(policy.clone(), self.shared.directory_ops.clone())
+                .map_err(ReloadError::Identity)?;
+        let otp_store =
+            otp::OtpStore::open(&policy.otp.secrets_file).map_err(ReloadError::Identity)?;
         {
             let mut cache = self.shared.cache();
+            let mut accounts = self.shared.accounts();
             cache.set_settings(CacheSettings::from_conf(&policy.auth.cache));
+            accounts.set_settings(accounts::Settings::from_conf(&policy.auth.cache));
             self.shared.lockout().set_settings(lockout::Settings::from_conf(&policy.auth.lockout));
-            self.shared.policy.store(Arc::new(policy));
-            // Passwords may have changed: forget verified credentials, and refuse
-            // to cache what a verification that began before now finds.
+            self.shared.directories.store(Arc::new(directories));
+            self.shared.otp_store.store(Arc::new(otp_store));
+            self.shared.policy.store(policy);
+            // Passwords and groups may have changed: forget verified
+            // credentials and directory users, and refuse to cache what a
+            // check that began before now finds.
             cache.clear();
+            accounts.clear();
         }
         let mut slots: Vec<Option<listeners::Running>> = running.drain(..).map(Some).collect();
         let mut next: Vec<Option<listeners::Running>> = (0..new.len()).map(|_| None).collect();
@@ -363,6 +451,7 @@ pub fn restart_needed(old: &Policy, new: &Policy) -> Vec<&'static str> {
     check(a.rotate_size != b.rotate_size, "[accounting] rotate_size");
     check(a.rotate_interval != b.rotate_interval, "[accounting] rotate_interval");
     check(syslog(&a.syslog) != syslog(&b.syslog), "[accounting.syslog]");
+    check(a.authorization_log != b.authorization_log, "[accounting] authorization_log");
     check(old.metrics != new.metrics, "[metrics] listen");
     check(old.control_socket != new.control_socket, "[server] control_socket");
     check(old.auth.hash_workers != new.auth.hash_workers, "[authentication] hash_workers");
@@ -383,6 +472,10 @@ pub enum ReloadError {
     /// Something failed inside the server.
     #[error("reload failed: {0}")]
     Internal(String),
+    /// A directory's TLS settings or filters, or the one-time password
+    /// secrets file, are not usable.
+    #[error("{0}; nothing was changed")]
+    Identity(String),
 }
 
 /// IPv4-mapped IPv6 addresses (dual-stack sockets) as plain IPv4.

@@ -15,10 +15,18 @@
 //!   password (verified like a login), the new one (at least
 //!   `min_password_length`; `max_login_attempts` short ones end the change), its
 //!   confirmation, then [`Action::Store`].
+//! - One-time passwords: when the password check answers
+//!   [`Verdict::NeedOtp`] (ASCII), a GETDATA "OTP: " prompt, then a
+//!   verification of the code, up to `max_login_attempts` codes. PAP carries
+//!   the code after the password, so its one check covers both.
+//! - A device group's `login_methods` refuses the other methods at the START.
 //! - SENDAUTH and an unset type end at once.
 //!
 //! Every verification goes through the lockout in the driver; a refusal, a full
-//! hash queue or malformed CHAP data ends the session (no retry).
+//! hash queue, an unavailable directory or malformed CHAP data ends the
+//! session (no retry). An unavailable directory answers ERROR, never FAIL: the
+//! device then tries its next AAA method instead of telling the user the
+//! password is wrong.
 
 use std::borrow::Cow;
 use std::time::{Duration, Instant};
@@ -28,7 +36,7 @@ use tacvs_proto::{
     AuthenAction, AuthenReply, AuthenService, AuthenStart, AuthenStatus, AuthenType,
 };
 
-use crate::authn::{Credential, Verdict};
+use crate::authn::{Credential, OtpChallenge, OtpMode, Verdict};
 use crate::cache::CredKind;
 
 /// The settings the dialogue follows (`[authentication]`).
@@ -40,15 +48,21 @@ pub struct Settings {
     pub min_password_length: usize,
     /// Whether password changes are allowed.
     pub change_password: bool,
+    /// The methods the device's group may use (None: all).
+    pub methods: Option<tacvs_policy::identity::LoginMethods>,
 }
 
 impl Settings {
-    /// From the configuration section.
-    pub fn from_conf(a: &tacvs_policy::config::AuthSection) -> Self {
+    /// From the configuration section; `methods` from the device's group.
+    pub fn from_conf(
+        a: &tacvs_policy::config::AuthSection,
+        methods: Option<tacvs_policy::identity::LoginMethods>,
+    ) -> Self {
         Settings {
             max_login_attempts: a.max_login_attempts.max(1),
             min_password_length: a.min_password_length,
             change_password: a.change_password,
+            methods,
         }
     }
 }
@@ -74,6 +88,8 @@ pub enum Action {
         kind: CredKind,
         /// The level asked for (enable).
         priv_lvl: u8,
+        /// How a one-time password goes with it.
+        otp: OtpMode,
     },
     /// Hash and store `password` as `user`'s new password, then call
     /// [`Login::stored`].
@@ -122,6 +138,10 @@ enum State {
     Confirm(Vec<u8>),
     /// The new password is being stored.
     Storing,
+    /// "OTP: " sent (GETDATA), after a verified password.
+    Otp(OtpChallenge),
+    /// A one-time code is being verified.
+    VerifyingOtp(OtpChallenge),
     /// Over.
     Done,
 }
@@ -144,6 +164,11 @@ pub struct Login {
 /// The message of a reply that asks for a secret (no echo).
 fn ask(msg: impl Into<Bytes>) -> AuthenReply {
     AuthenReply { noecho: true, ..AuthenReply::new(AuthenStatus::GetPass, msg) }
+}
+
+/// The prompt for a one-time code: data the user types and may see (GETDATA).
+fn otp_prompt(msg: &'static str) -> AuthenReply {
+    AuthenReply::new(AuthenStatus::GetData, msg)
 }
 
 fn get_user() -> AuthenReply {
@@ -176,6 +201,12 @@ impl Login {
             started: now,
         };
         let action = match (s.action, s.authen_type) {
+            (_, t) if settings.methods.is_some_and(|m| !m.allows(t)) => l.end(
+                AuthenStatus::Fail,
+                "This login method is not allowed from this device.",
+                "login method not in the device group's login_methods",
+                now,
+            ),
             (AuthenAction::SendAuth, _) => l.end(
                 AuthenStatus::Fail,
                 "SENDAUTH is not supported by this server.",
@@ -241,6 +272,16 @@ impl Login {
                 self.prompt(next)
             }
             State::Password => self.verify(Credential::Password(msg.to_vec())),
+            State::Otp(challenge) => {
+                self.state = State::VerifyingOtp(challenge.clone());
+                Action::Verify {
+                    user: self.user.clone().unwrap_or_default(),
+                    credential: Credential::Otp { code: msg.to_vec(), challenge },
+                    kind: self.kind,
+                    priv_lvl: self.priv_lvl,
+                    otp: OtpMode::Prompt,
+                }
+            }
             State::OldPassword => {
                 let a = self.verify(Credential::Password(msg.to_vec()));
                 self.state = State::VerifyingOld;
@@ -276,7 +317,11 @@ impl Login {
             }
             // The protocol machine refuses a CONTINUE while we owe a reply; keep
             // this answer for a driver that got it wrong.
-            State::Verifying | State::VerifyingOld | State::Storing | State::Done => {
+            State::Verifying
+            | State::VerifyingOld
+            | State::VerifyingOtp(_)
+            | State::Storing
+            | State::Done => {
                 self.end(AuthenStatus::Error, "unexpected CONTINUE", "unexpected CONTINUE", now)
             }
         }
@@ -287,6 +332,17 @@ impl Login {
         match std::mem::replace(&mut self.state, State::Done) {
             State::Verifying => match verdict {
                 Verdict::Pass => self.end(AuthenStatus::Pass, "", "verified", now),
+                Verdict::NeedOtp(challenge) if self.method == AuthenType::Ascii => {
+                    self.tries = 0;
+                    let log = self.log(
+                        "pass",
+                        "password verified; asking for the one-time password".into(),
+                        false,
+                        now,
+                    );
+                    self.state = State::Otp(challenge);
+                    Action::Reply { reply: otp_prompt("OTP: "), log: Some(log) }
+                }
                 Verdict::Fail(why)
                     if self.method == AuthenType::Ascii
                         && self.tries + 1 < settings.max_login_attempts =>
@@ -305,6 +361,18 @@ impl Login {
                     };
                     self.refused(v, fail_msg, now)
                 }
+            },
+            State::VerifyingOtp(challenge) => match verdict {
+                Verdict::Pass => {
+                    self.end(AuthenStatus::Pass, "", "verified with a one-time password", now)
+                }
+                Verdict::Fail(why) if self.tries + 1 < settings.max_login_attempts => {
+                    self.tries += 1;
+                    let log = self.log("fail", why.into(), false, now);
+                    self.state = State::Otp(challenge);
+                    Action::Reply { reply: otp_prompt("Code incorrect. OTP: "), log: Some(log) }
+                }
+                v => self.refused(v, "Authentication failed.", now),
             },
             State::VerifyingOld => match verdict {
                 Verdict::Pass => {
@@ -399,11 +467,17 @@ impl Login {
 
     fn verify(&mut self, credential: Credential) -> Action {
         self.state = State::Verifying;
+        let otp = match (self.change, self.method) {
+            (true, _) => OtpMode::Refuse,
+            (false, AuthenType::Ascii) => OtpMode::Prompt,
+            (false, _) => OtpMode::Inline,
+        };
         Action::Verify {
             user: self.user.clone().unwrap_or_default(),
             credential,
             kind: if self.change { CredKind::Login } else { self.kind },
             priv_lvl: self.priv_lvl,
+            otp,
         }
     }
 
@@ -427,18 +501,27 @@ impl Login {
 
     /// End after a check that did not pass.
     fn refused(&mut self, v: Verdict, fail_msg: &'static str, now: Instant) -> Action {
-        let reason: Cow<'static, str> = match v {
+        let reason: Cow<'static, str> = match &v {
             Verdict::Pass => "verified".into(),
-            Verdict::Fail(w) => w.into(),
+            Verdict::Fail(w) => (*w).into(),
             Verdict::Refused(r) => r.to_string().into(),
             Verdict::Busy => "hash queue full".into(),
             Verdict::Malformed => "malformed CHAP data".into(),
+            Verdict::Unavailable(why) => format!("directory unavailable: {why}").into(),
+            Verdict::NeedOtp(_) => {
+                "a one-time password is needed and this method cannot ask for one".into()
+            }
         };
         let (status, msg) = match v {
             Verdict::Refused(_) => (AuthenStatus::Fail, "Too many failed logins; try again later."),
             Verdict::Busy => (AuthenStatus::Error, "Server busy; try again."),
             Verdict::Malformed => (AuthenStatus::Error, "Malformed CHAP data."),
-            Verdict::Pass | Verdict::Fail(_) => (AuthenStatus::Fail, fail_msg),
+            Verdict::Unavailable(_) => {
+                (AuthenStatus::Error, "Authentication service unavailable; try again.")
+            }
+            Verdict::Pass | Verdict::Fail(_) | Verdict::NeedOtp(_) => {
+                (AuthenStatus::Fail, fail_msg)
+            }
         };
         self.end(status, msg, reason, now)
     }
@@ -451,8 +534,12 @@ mod tests {
     use super::*;
     use crate::lockout::Refusal;
 
-    const S: Settings =
-        Settings { max_login_attempts: 3, min_password_length: 8, change_password: true };
+    const S: Settings = Settings {
+        max_login_attempts: 3,
+        min_password_length: 8,
+        change_password: true,
+        methods: None,
+    };
 
     fn start_pkt(
         action: AuthenAction,
@@ -623,6 +710,99 @@ mod tests {
             (AuthenStatus::Fail, "Too many failed logins; try again later.".into())
         );
         assert!(l.is_done());
+    }
+
+    fn challenge() -> OtpChallenge {
+        OtpChallenge::new(crate::otp::OtpSecret::from_bytes(b"12345678901234567890"))
+    }
+
+    #[test]
+    fn an_unavailable_directory_ends_with_error_never_fail() {
+        for ty in [AuthenType::Pap, AuthenType::Ascii] {
+            let (mut l, _) = login(ty, "anna", b"pw");
+            if ty == AuthenType::Ascii {
+                l.answered(b"pw", &S, now());
+            }
+            let end = l.verified(Verdict::Unavailable("corp: refused".into()), &S, now());
+            assert_eq!(
+                reply(&end),
+                (AuthenStatus::Error, "Authentication service unavailable; try again.".into())
+            );
+            assert!(log(&end).reason.contains("corp: refused"), "the log says which and why");
+            assert!(l.is_done(), "no retry on an outage");
+        }
+    }
+
+    #[test]
+    fn ascii_asks_for_the_one_time_password_after_the_password() {
+        let (mut l, _) = login(AuthenType::Ascii, "frank", b"");
+        let a = l.answered(b"frank-pass", &S, now());
+        assert!(matches!(a, Action::Verify { otp: OtpMode::Prompt, .. }), "{a:?}");
+        let a = l.verified(Verdict::NeedOtp(challenge()), &S, now());
+        assert_eq!(reply(&a), (AuthenStatus::GetData, "OTP: ".into()));
+        assert!(!log(&a).last && !l.is_done());
+        let a = l.answered(b"123456", &S, now());
+        match &a {
+            Action::Verify { credential: Credential::Otp { code, .. }, user, .. } => {
+                assert_eq!((code.as_slice(), &user[..]), (&b"123456"[..], &b"frank"[..]));
+            }
+            other => panic!("expected a code check, got {other:?}"),
+        }
+        // A wrong code is asked again, up to max_login_attempts codes.
+        let a = l.verified(Verdict::Fail("wrong one-time password"), &S, now());
+        assert_eq!(reply(&a), (AuthenStatus::GetData, "Code incorrect. OTP: ".into()));
+        l.answered(b"654321", &S, now());
+        let end = l.verified(Verdict::Pass, &S, now());
+        assert_eq!(reply(&end).0, AuthenStatus::Pass);
+        assert!(l.is_done());
+        // Three wrong codes end it.
+        let (mut l, _) = login(AuthenType::Ascii, "frank", b"");
+        l.answered(b"frank-pass", &S, now());
+        l.verified(Verdict::NeedOtp(challenge()), &S, now());
+        for _ in 0..2 {
+            l.answered(b"000000", &S, now());
+            l.verified(Verdict::Fail("wrong one-time password"), &S, now());
+        }
+        l.answered(b"000000", &S, now());
+        let end = l.verified(Verdict::Fail("wrong one-time password"), &S, now());
+        assert_eq!(reply(&end).0, AuthenStatus::Fail);
+        assert!(l.is_done());
+    }
+
+    #[test]
+    fn pap_carries_the_code_inline_and_cannot_be_asked_for_one() {
+        let (mut l, a) = login(AuthenType::Pap, "frank", b"pw123456");
+        assert!(matches!(a, Action::Verify { otp: OtpMode::Inline, .. }), "{a:?}");
+        let end = l.verified(Verdict::NeedOtp(challenge()), &S, now());
+        assert_eq!(reply(&end).0, AuthenStatus::Fail);
+        let (_, a) = chpass("frank");
+        assert_eq!(reply(&a).0, AuthenStatus::GetPass);
+    }
+
+    #[test]
+    fn a_password_change_refuses_one_time_password_users() {
+        let (mut l, _) = chpass("frank");
+        let a = l.answered(b"old", &S, now());
+        assert!(matches!(a, Action::Verify { otp: OtpMode::Refuse, .. }), "{a:?}");
+    }
+
+    #[test]
+    fn a_method_the_device_group_does_not_list_is_refused_at_the_start() {
+        let text = "[server]\n[[server.listen]]\naddress = \"127.0.0.1:0\"\n[[device_group]]\nname = \"d\"\nprefixes = [\"10.0.0.0/8\"]\nkeys = [\"0123456789abcdef\"]\nlogin_methods = [\"pap\"]\n";
+        let p = tacvs_policy::parse("t.toml", text, std::path::Path::new(".")).unwrap();
+        let s = Settings { methods: p.device_groups[0].login_methods, ..S };
+        let st =
+            start_pkt(AuthenAction::Login, AuthenType::Ascii, AuthenService::Login, "bob", b"");
+        let (l, a) = Login::start(&st, &s, now());
+        assert_eq!(
+            reply(&a),
+            (AuthenStatus::Fail, "This login method is not allowed from this device.".into())
+        );
+        assert!(l.is_done());
+        let st =
+            start_pkt(AuthenAction::Login, AuthenType::Pap, AuthenService::Login, "bob", b"pw");
+        let (_, a) = Login::start(&st, &s, now());
+        assert!(matches!(a, Action::Verify { .. }));
     }
 
     #[test]
@@ -819,7 +999,7 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..12).prop_map(Input::Answer),
-            (0u8..5).prop_map(Input::Verdict),
+            (0u8..7).prop_map(Input::Verdict),
             any::<bool>().prop_map(Input::Stored),
         ]
     }
@@ -845,6 +1025,8 @@ mod tests {
                             0 => Verdict::Pass,
                             1 | 2 => Verdict::Fail("wrong password"),
                             3 => Verdict::Busy,
+                            5 => Verdict::Unavailable("down".into()),
+                            6 => Verdict::NeedOtp(challenge()),
                             _ => Verdict::Refused(Refusal::Pending),
                         },
                         &S,
@@ -867,8 +1049,9 @@ mod tests {
                 }
             }
             let max = usize::from(S.max_login_attempts);
-            proptest::prop_assert!(checks <= max, "{checks} checks");
-            proptest::prop_assert!(prompts <= 3 * max + 3, "{prompts} prompts");
+            // Passwords, then as many one-time codes.
+            proptest::prop_assert!(checks <= 2 * max, "{checks} checks");
+            proptest::prop_assert!(prompts <= 4 * max + 3, "{prompts} prompts");
         }
     }
 }

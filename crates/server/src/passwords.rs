@@ -58,20 +58,29 @@ impl PasswordStore {
     }
 
     fn write(&self, body: &[u8]) -> Result<(), String> {
-        let dir =
-            self.path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = self.path.with_extension("json.tmp");
-        let write = || -> std::io::Result<()> {
-            std::fs::create_dir_all(dir)?;
-            let mut f =
-                std::fs::OpenOptions::new().create(true).write(true).truncate(true).open(&tmp)?;
-            f.write_all(body)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)?;
-            std::fs::File::open(dir)?.sync_all()
-        };
-        write().map_err(|e| format!("cannot write {}: {e}", self.path.display()))
+        write_atomically(&self.path, body, 0o600)
     }
+}
+
+/// Replace `path` with `body`: a temporary file (created with `mode`), fsync,
+/// rename, fsync of the directory. Blocking I/O.
+pub(crate) fn write_atomically(path: &Path, body: &[u8], mode: u32) -> Result<(), String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
+    let write = || -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let _ = std::fs::remove_file(&tmp);
+        let mut f =
+            std::fs::OpenOptions::new().create_new(true).write(true).mode(mode).open(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| format!("cannot write {}: {e}", path.display()))
 }
 
 #[cfg(test)]

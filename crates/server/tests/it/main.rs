@@ -5,7 +5,9 @@
 mod authn;
 mod control;
 mod flows;
+mod ldap;
 mod limits;
 mod logs;
 mod reload;
+mod slapd;
 mod support;

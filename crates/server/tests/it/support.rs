@@ -38,6 +38,10 @@ pub struct Conf {
     pub users: String,
     /// Password of alice, bob and carol; sha256-crypt with this many rounds.
     pub rounds: Option<u32>,
+    /// Lines in `[authentication.cache]`.
+    pub cache: String,
+    /// Tables at the end of the file (e.g. `[[ldap]]`).
+    pub tail: String,
 }
 
 /// sha256-crypt of `pw` with `rounds` rounds.
@@ -73,6 +77,7 @@ password_store = "{dir}/passwords.json"
 {auth}
 [authentication.lockout]
 {lockout}
+{cache}
 [accounting]
 directory = "{dir}/acct"
 {accounting}
@@ -109,6 +114,7 @@ name = "carol"
 password = "{carol}"
 groups = ["netops"]
 {users}
+{tail}
 "#,
         dir = dir.display(),
         listeners = c.listeners,
@@ -116,6 +122,12 @@ groups = ["netops"]
         auth = c.auth,
         accounting = c.accounting,
         users = c.users,
+        cache = if c.cache.is_empty() {
+            String::new()
+        } else {
+            format!("[authentication.cache]\n{}", c.cache)
+        },
+        tail = c.tail,
     )
 }
 
