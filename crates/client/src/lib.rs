@@ -236,7 +236,11 @@ impl Client {
     /// the client connects to `opts.server` by itself as usual.
     pub fn with_stream(opts: ClientOptions, stream: TcpStream) -> Self {
         stream.set_nodelay(true).ok();
-        let cfg = ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: opts.single_connect };
+        let cfg = ClientConfig {
+            max_body: DEFAULT_MAX_BODY,
+            single_connect: opts.single_connect,
+            tls: false,
+        };
         let machine = ClientConnection::new(cfg, opts.key.clone());
         let mut c = Client::new(opts);
         c.conn = Some(Conn { stream, machine });
@@ -270,8 +274,11 @@ impl Client {
             Ok(Ok(s)) => s,
         };
         stream.set_nodelay(true).ok();
-        let cfg =
-            ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: self.opts.single_connect };
+        let cfg = ClientConfig {
+            max_body: DEFAULT_MAX_BODY,
+            single_connect: self.opts.single_connect,
+            tls: false,
+        };
         self.rbuf.clear();
         self.conn =
             Some(Conn { stream, machine: ClientConnection::new(cfg, self.opts.key.clone()) });

@@ -106,6 +106,7 @@ async fn refuse_direct(
         max_body: policy.limits.max_body.0 as u32,
         single_connect: false,
         max_sessions: 1,
+        tls: false,
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
     loop {
@@ -186,6 +187,7 @@ pub(crate) async fn serve(
         max_body: policy.limits.max_body.0 as u32,
         single_connect: true,
         max_sessions: policy.limits.max_sessions_per_connection,
+        tls: false,
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
     let registration = crate::sessions::Registry::register(shared, device, &group.name);
