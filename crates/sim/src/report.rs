@@ -21,6 +21,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "wrong_key",
     "protocol_error",
     "local_error",
+    "tls_handshake",
     "status_error",
 ];
 

@@ -9,3 +9,4 @@ mod limits;
 mod logs;
 mod reload;
 mod support;
+mod tls;
