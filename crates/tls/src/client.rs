@@ -72,3 +72,18 @@ pub fn server_name(name: Option<&str>, addr: IpAddr) -> Result<ServerName<'stati
         None => Ok(ServerName::IpAddress(addr.into())),
     }
 }
+
+/// A client certificate chain and its key from PEM text (e.g. minted by
+/// [`crate::certs::issue`]).
+pub fn identity_from_pem(
+    cert: &str,
+    key: &str,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    let bad = |what: &'static str| TlsError::Other(format!("not a PEM {what}"), Field::Certificate);
+    let chain = CertificateDer::pem_slice_iter(cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| bad("certificate"))?;
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|_| bad("private key"))?;
+    Ok((chain, key))
+}
