@@ -255,6 +255,7 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         timeout: Duration::from_secs(5),
         pipeline: 1,
         acked: None,
+        tls: None,
     };
     let sim = tokio::spawn(tacvs_sim::run(cfg));
     let mut left_after = None;

@@ -1,6 +1,7 @@
 //! `tacvs`: the one binary. Each subcommand lives in its own module.
 
 mod admin;
+mod cert;
 mod client;
 mod common;
 mod demo;
@@ -89,6 +90,9 @@ enum Command {
     Check(admin::CheckArgs),
     /// Direct routing: set up or check a real server.
     Dr(dr::DrArgs),
+    /// Certificates for TACACS+ over TLS in a lab or a first deployment: a
+    /// CA, server and device certificates, a CRL that revokes devices.
+    Cert(cert::CertArgs),
 }
 
 fn main() -> ExitCode {
@@ -130,6 +134,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::HashPassword(a) => admin::hash_password(a),
         Command::Check(a) => admin::check(a),
         Command::Dr(a) => dr::run(a).await,
+        Command::Cert(a) => cert::run(a),
     }
 }
 

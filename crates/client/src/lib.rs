@@ -454,7 +454,7 @@ impl Client {
             Err(_) => Err(ClientError::ReplyTimeout { addr, after: self.opts.timeout }),
             Ok(Err(source)) => {
                 self.conn = None;
-                Err(ClientError::Io { addr, source })
+                Err(io_error(addr, source))
             }
             Ok(Ok(())) => Ok(()),
         }
@@ -492,7 +492,7 @@ impl Client {
                 }
                 Ok(Err(source)) => {
                     self.conn = None;
-                    return Err(ClientError::Io { addr, source });
+                    return Err(io_error(addr, source));
                 }
                 Ok(Ok(n)) => n,
             };
@@ -551,6 +551,16 @@ impl Client {
             other => unreachable!("accounting session got {other:?}"),
         }
     }
+}
+
+/// A failed read or write; over TLS 1.3 a certificate the server refused is
+/// first seen here (its alert follows our Finished), and is said as such.
+fn io_error(addr: SocketAddr, source: io::Error) -> ClientError {
+    if source.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+        let (kind, reason) = tacvs_tls::failure(&source);
+        return ClientError::Tls { addr, kind, reason };
+    }
+    ClientError::Io { addr, source }
 }
 
 fn event_session(ev: &ClientEvent) -> u32 {
