@@ -567,16 +567,6 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
         }
         let h = &s.health;
         if let Some(t) = &h.tls {
-            if let Err((field, e)) = t.client_config() {
-                let path = [
-                    Seg::Key("service"),
-                    Seg::Idx(i),
-                    Seg::Key("health"),
-                    Seg::Key("tls"),
-                    Seg::Key(field),
-                ];
-                errs.push(sp.at(&path, format!("{svc}: [service.health.tls] {field}: {e}")));
-            }
             if let Some(n) = &t.server_name
                 && tacvs_tls::client::server_name(Some(n), std::net::Ipv4Addr::LOCALHOST.into())
                     .is_err()
@@ -704,6 +694,25 @@ fn line(sp: &Spans<'_>, path: &[Seg<'_>]) -> String {
 
 fn warnings(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
     let mut w = Vec::new();
+    // The TLS files of health checks are read here (`tacvs check`) and by
+    // the checks themselves, which fail with the reason while they do not load.
+    for (i, s) in f.services.iter().enumerate() {
+        if let Some(t) = &s.health.tls
+            && let Err((field, e)) = t.client_config()
+        {
+            let path = [
+                Seg::Key("service"),
+                Seg::Idx(i),
+                Seg::Key("health"),
+                Seg::Key("tls"),
+                Seg::Key(field),
+            ];
+            w.push(sp.at(
+                &path,
+                format!("service {:?}: [service.health.tls] {field}: {e}; its checks fail until it loads", s.name),
+            ));
+        }
+    }
     if let Some(g) = &f.director.control_socket_group
         && crate::control::access::group_id(g).is_none()
     {

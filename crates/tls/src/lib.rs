@@ -112,16 +112,16 @@ pub fn failure(e: &std::io::Error) -> (&'static str, String) {
         E::PeerIncompatible(p) => {
             ("incompatible", format!("the peer's TLS is incompatible: {p:?}"))
         }
-        E::AlertReceived(A::CertificateRevoked) => (
-            "revoked",
-            "the peer says our certificate is revoked (it is in the peer's CRL)".into(),
-        ),
+        E::AlertReceived(A::CertificateRevoked) => {
+            ("revoked", "the peer says our certificate is revoked (it is in the peer's CRL)".into())
+        }
         E::AlertReceived(A::CertificateExpired) => {
             ("expired", "the peer says our certificate has expired".into())
         }
         E::AlertReceived(A::UnknownCA) => (
             "unknown_ca",
-            "the peer does not trust the CA of our certificate (its client_ca is another CA)".into(),
+            "the peer does not trust the CA of our certificate (its client_ca is another CA)"
+                .into(),
         ),
         E::AlertReceived(
             a @ (A::BadCertificate
