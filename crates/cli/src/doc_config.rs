@@ -192,8 +192,9 @@ fn server_file_reference_matches_the_code() {
     // And the TLS material of [server.listen.tls].
     use tacvs_tls::certs::{self, Role, Validity};
     let ca = certs::ca("doc CA", Validity::days(30)).unwrap();
-    let srv = certs::issue(&ca, Role::Server, "aaa", &["aaa.example.net".into()], Validity::days(30))
-        .unwrap();
+    let srv =
+        certs::issue(&ca, Role::Server, "aaa", &["aaa.example.net".into()], Validity::days(30))
+            .unwrap();
     for (name, text) in [
         ("ca.pem", ca.cert.clone()),
         ("server.pem", srv.cert),

@@ -469,6 +469,31 @@ fn demo_passes() {
     assert!(out.contains("devices' own addresses only: yes"), "{out}");
 }
 
+#[test]
+fn demo_over_tls_passes() {
+    let o = tacvs(
+        &[
+            "demo",
+            "--tls",
+            "--devices",
+            "50",
+            "--rate",
+            "100",
+            "--duration",
+            "4s",
+            "--kill-at",
+            "2s",
+        ],
+        None,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}");
+    assert!(out.contains("All expectations met"), "{out}");
+    assert!(out.contains("plain TACACS+ to the TLS port          refused"), "{out}");
+    assert!(out.contains("tls.subject CN=tacvs-demo-fleet): yes"), "{out}");
+    assert!(out.contains("TLS: ") && out.contains("resumed"), "{out}");
+}
+
 // ---------------------------------------------------------------------------
 // `tacvs server` as a process.
 
