@@ -566,10 +566,10 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
             }
         }
         let h = &s.health;
-        if let Some(t) = &h.tls {
-            if let Some(n) = &t.server_name
-                && tacvs_tls::client::server_name(Some(n), std::net::Ipv4Addr::LOCALHOST.into())
-                    .is_err()
+        if let Some(n) = h.tls.as_ref().and_then(|t| t.server_name.as_ref())
+            && tacvs_tls::client::server_name(Some(n), std::net::Ipv4Addr::LOCALHOST.into())
+                .is_err()
+        {
             {
                 let path = [
                     Seg::Key("service"),
