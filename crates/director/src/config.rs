@@ -570,21 +570,15 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
             && tacvs_tls::client::server_name(Some(n), std::net::Ipv4Addr::LOCALHOST.into())
                 .is_err()
         {
-            {
-                let path = [
-                    Seg::Key("service"),
-                    Seg::Idx(i),
-                    Seg::Key("health"),
-                    Seg::Key("tls"),
-                    Seg::Key("server_name"),
-                ];
-                errs.push(
-                    sp.at(
-                        &path,
-                        format!("{svc}: server_name is neither a DNS name nor an address"),
-                    ),
-                );
-            }
+            let path = [
+                Seg::Key("service"),
+                Seg::Idx(i),
+                Seg::Key("health"),
+                Seg::Key("tls"),
+                Seg::Key("server_name"),
+            ];
+            let msg = format!("{svc}: server_name is neither a DNS name nor an address");
+            errs.push(sp.at(&path, msg));
         }
         if h.check == CheckKind::Tacacs
             && h.tls.is_none()
