@@ -1,6 +1,8 @@
 //! The server state machine fed hostile bytes in arbitrary pieces, answering each
 //! request with a reply chosen by the input: no panic, bounded buffering, and
-//! replies only while the machine allows them.
+//! replies only while the machine allows them. Bit 0x40 of the control byte
+//! runs the machine in TLS mode (RFC 9887 §4): then every byte it sends must
+//! be a whole packet carrying TAC_PLUS_UNENCRYPTED_FLAG with a clear body.
 #![no_main]
 
 use std::sync::Arc;
@@ -16,7 +18,9 @@ fuzz_target!(|data: &[u8]| {
         1 => vec![Key::new("old"), Key::new("fuzz-key")].into(),
         _ => Vec::new().into(),
     };
-    let cfg = ServerConfig { max_body: 4096, single_connect: ctl & 0x80 != 0, max_sessions: 4 };
+    let tls = ctl & 0x40 != 0;
+    let cfg =
+        ServerConfig { max_body: 4096, single_connect: ctl & 0x80 != 0, max_sessions: 4, tls };
     let mut conn = ServerConnection::new(cfg, keys);
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
@@ -39,6 +43,19 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         conn.poll_transmit(&mut out);
+        if tls {
+            let mut frames = BytesMut::from(&out[..]);
+            while !frames.is_empty() {
+                let (h, body) = split_frame(&mut frames, u32::MAX)
+                    .expect("the server's own output decodes")
+                    .expect("the server sends whole packets");
+                assert!(h.flags.unencrypted(), "a packet without the UNENCRYPTED flag over TLS");
+                assert!(
+                    h.length == 0 || Body::decode(&h, &body.freeze()).is_ok(),
+                    "a body that is not clear text over TLS"
+                );
+            }
+        }
         out.clear();
     }
 });

@@ -44,6 +44,8 @@ pub struct ClientArgs {
     /// Print the reply as one JSON object.
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    tls: crate::common::TlsArgs,
     #[command(subcommand)]
     action: Action,
 }
@@ -203,15 +205,22 @@ pub(crate) fn validate(a: &ClientArgs) -> anyhow::Result<()> {
     if let Some(s) = a.source {
         crate::common::single_address(s)?;
     }
-    Ok(())
+    a.tls.check()
 }
 
 pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
-    let key = crate::common::read_key(a.key.as_deref(), a.key_file.as_deref())?;
-    let Some(server) = &a.server else {
+    a.tls.check()?;
+    // Over TLS nothing is obfuscated (RFC 9887 §4): no key is needed or used.
+    let key = if a.tls.tls {
+        None
+    } else {
+        Some(crate::common::read_key(a.key.as_deref(), a.key_file.as_deref())?)
+    };
+    let Some(server_text) = &a.server else {
         bail!("no server: pass --server HOST:PORT (e.g. --server 127.0.0.1:49)");
     };
-    let server = resolve(server).await?;
+    let server = resolve(server_text).await?;
+    let tls = a.tls.client(server_text, server.ip())?;
     let source = a.source.map(crate::common::single_address).transpose()?;
     // Settle the password before connecting: a missing one must not reach the
     // server as an empty password (a FAIL that counts toward a lockout).
@@ -229,14 +238,12 @@ pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
         }
         other => other,
     };
-    let opts = ClientOptions {
-        server,
-        key: Some(key),
-        timeout: a.timeout,
-        single_connect: a.single_connect,
-        source,
-    };
+    let opts =
+        ClientOptions { server, key, timeout: a.timeout, single_connect: a.single_connect, source };
     let mut client = Client::new(opts);
+    if let Some(t) = tls {
+        client = client.with_tls(t);
+    }
     let started = Instant::now();
     let result = match action {
         Action::Authenticate { user, password, authen_type, service, ctx, .. } => {
@@ -306,15 +313,17 @@ pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
             Ok(o.exit)
         }
         Err(e) => {
-            report_error(&e, a.json, server, elapsed_ms);
+            report_error(&e, a.json, server, elapsed_ms, a.tls.tls);
             Ok(2)
         }
     }
 }
 
-fn report_error(e: &ClientError, json: bool, server: SocketAddr, elapsed_ms: f64) {
+fn report_error(e: &ClientError, json: bool, server: SocketAddr, elapsed_ms: f64, tls: bool) {
     let hint = if e.is_wrong_key() {
         " (check that the key matches the server's key for this client address)"
+    } else if tls && matches!(e, ClientError::Closed { .. }) {
+        " (over TLS: does the server use a TLS listener there, and know this certificate's address or name?)"
     } else {
         ""
     };

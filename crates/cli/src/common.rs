@@ -1,9 +1,10 @@
 //! What several subcommands share, so that each spells it the same way: the
-//! shared key (`--key`, `--key-file`, `TACVS_KEY`), durations (`3s`, `800ms`)
-//! and source addresses (`ADDRESS[/LEN]`).
+//! shared key (`--key`, `--key-file`, `TACVS_KEY`), durations (`3s`, `800ms`),
+//! source addresses (`ADDRESS[/LEN]`) and TACACS+ over TLS (`--tls`,
+//! `--tls-ca`, `--tls-cert`, `--tls-key`, `--sni`).
 
 use std::net::IpAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -28,6 +29,82 @@ pub fn read_key(key: Option<&str>, key_file: Option<&Path>) -> anyhow::Result<Ke
     match key {
         Some(k) if !k.is_empty() => Ok(Key::new(k)),
         _ => bail!("no shared key: pass --key, --key-file FILE or set TACVS_KEY"),
+    }
+}
+
+/// TACACS+ over TLS 1.3 (RFC 9887), for the commands that connect to a server.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsArgs {
+    /// Speak TACACS+ over TLS 1.3 (RFC 9887): nothing is obfuscated, the
+    /// shared key is not used.
+    #[arg(long, global = true)]
+    pub tls: bool,
+    /// CA bundle (PEM) the server's certificate must chain to.
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_ca: Option<PathBuf>,
+    /// Our certificate (PEM), for servers that require one (mutual TLS).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub tls_key: Option<PathBuf>,
+    /// The server's name in its certificate (a DNS-ID, sent as SNI);
+    /// default: the host of --server (its address is then an IP-ID).
+    #[arg(long, value_name = "NAME", global = true)]
+    pub sni: Option<String>,
+}
+
+impl TlsArgs {
+    /// Refuse what cannot work, before connecting.
+    pub fn check(&self) -> anyhow::Result<()> {
+        let any = self.tls_ca.is_some()
+            || self.tls_cert.is_some()
+            || self.tls_key.is_some()
+            || self.sni.is_some();
+        if !self.tls {
+            if any {
+                bail!("--tls-ca, --tls-cert, --tls-key and --sni go with --tls");
+            }
+            return Ok(());
+        }
+        if self.tls_ca.is_none() {
+            bail!(
+                "--tls needs --tls-ca FILE: the CA certificate that issued the server's certificate"
+            );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("--tls-cert and --tls-key go together: the certificate and its private key");
+        }
+        Ok(())
+    }
+
+    /// The server's reference identity: --sni, else the host of `server`
+    /// when it is a name, else the address it resolved to.
+    pub fn server_name(
+        &self,
+        server: &str,
+        addr: IpAddr,
+    ) -> anyhow::Result<tacvs_tls::rustls::pki_types::ServerName<'static>> {
+        let host = server.rsplit_once(':').map_or(server, |(h, _)| h).trim_matches(['[', ']']);
+        let name = self.sni.as_deref().or((host.parse::<IpAddr>().is_err()).then_some(host));
+        tacvs_tls::client::server_name(name, addr).map_err(anyhow::Error::msg)
+    }
+
+    /// The client's TLS settings for `server` (as given) at `addr`; None without --tls.
+    pub fn client(
+        &self,
+        server: &str,
+        addr: IpAddr,
+    ) -> anyhow::Result<Option<tacvs_client::ClientTls>> {
+        self.check()?;
+        let Some(ca) = self.tls.then_some(self.tls_ca.as_ref()).flatten() else { return Ok(None) };
+        let roots = tacvs_tls::client::roots(ca)?;
+        let id = match (&self.tls_cert, &self.tls_key) {
+            (Some(c), Some(k)) => Some(tacvs_tls::client::identity(c, k)?),
+            _ => None,
+        };
+        let config = tacvs_tls::client::config(roots, id)?;
+        Ok(Some(tacvs_client::ClientTls { config, server_name: self.server_name(server, addr)? }))
     }
 }
 

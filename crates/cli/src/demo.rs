@@ -34,6 +34,62 @@ pub struct DemoArgs {
     /// When to kill -9 the first real server (0s: never).
     #[arg(long, default_value = "10s", value_parser = crate::common::duration)]
     kill_at: Duration,
+    /// Everything over TACACS+ over TLS 1.3 (RFC 9887): a lab CA made on the
+    /// spot, TLS listeners on the servers, the director relaying TLS and
+    /// checking the servers over TLS, every device with a certificate.
+    #[arg(long)]
+    tls: bool,
+}
+
+/// The demo's PKI (`--tls`), written under the demo's directory.
+struct DemoPki {
+    dir: PathBuf,
+    fleet: tacvs_tls::certs::Pem,
+}
+
+impl DemoPki {
+    fn new(dir: &Path) -> anyhow::Result<DemoPki> {
+        use tacvs_tls::certs::{self, Role, Validity};
+        let dir = dir.join("pki");
+        std::fs::create_dir_all(&dir)?;
+        let ca = certs::ca("tacvs demo CA", Validity::days(2))?;
+        let put = |name: &str, text: &str| std::fs::write(dir.join(name), text);
+        put("ca.pem", &ca.cert)?;
+        put("ca.crl", &certs::crl(&ca, &[], 2, 1)?)?;
+        let server = certs::issue(
+            &ca,
+            Role::Server,
+            "tacvs-demo-server",
+            &["127.0.0.1".into()],
+            Validity::days(30),
+        )?;
+        put("server.pem", &server.cert)?;
+        put("server.key", &server.key)?;
+        let director =
+            certs::issue(&ca, Role::Device, "tacvs-demo-director", &[], Validity::days(30))?;
+        put("director.pem", &director.cert)?;
+        put("director.key", &director.key)?;
+        let fleet = certs::issue(&ca, Role::Device, "tacvs-demo-fleet", &[], Validity::days(30))?;
+        Ok(DemoPki { dir, fleet })
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+
+    fn client(
+        &self,
+        vip: SocketAddr,
+        id: &tacvs_tls::certs::Pem,
+    ) -> anyhow::Result<tacvs_client::ClientTls> {
+        let roots = tacvs_tls::client::roots(&self.dir.join("ca.pem"))?;
+        let id = tacvs_tls::client::identity_from_pem(&id.cert, &id.key)?;
+        Ok(tacvs_client::ClientTls {
+            config: tacvs_tls::client::config(roots, Some(id))?,
+            server_name: tacvs_tls::client::server_name(None, vip.ip())
+                .map_err(anyhow::Error::msg)?,
+        })
+    }
 }
 
 struct Proc(Child);
@@ -109,10 +165,21 @@ fn at<'a>(doc: &'a mut toml::Table, path: &str) -> anyhow::Result<&'a mut toml::
 /// examples/cluster/serverN.toml, edited as a value: a port the kernel
 /// chooses, its files under `dir`, no metrics endpoint (nothing to collide
 /// with). Written as TOML for the server process to read.
-fn server_config(text: &str, n: u32, dir: &Path) -> anyhow::Result<String> {
+fn server_config(text: &str, n: u32, dir: &Path, pki: Option<&DemoPki>) -> anyhow::Result<String> {
     let d = dir.join(format!("rs{n}"));
     let mut doc: toml::Table = toml::from_str(text)?;
     at(&mut doc, "server.listen")?.insert("address".into(), "127.0.0.1:0".into());
+    if let Some(p) = pki {
+        let mut tls = toml::Table::new();
+        for (k, f) in
+            [("certificate", "server.pem"), ("key", "server.key"), ("client_ca", "ca.pem")]
+        {
+            tls.insert(k.into(), p.path(f).into());
+        }
+        tls.insert("crls".into(), toml::Value::Array(vec![p.path("ca.crl").into()]));
+        tls.insert("max_handshakes_per_source".into(), 64.into());
+        at(&mut doc, "server.listen")?.insert("tls".into(), tls.into());
+    }
     at(&mut doc, "accounting")?
         .insert("directory".into(), d.join("acct").display().to_string().into());
     at(&mut doc, "authentication")?
@@ -124,8 +191,19 @@ fn server_config(text: &str, n: u32, dir: &Path) -> anyhow::Result<String> {
 /// examples/cluster/director.toml, edited as a value: a port the kernel
 /// chooses for the virtual service, the two servers' real addresses, the
 /// control socket under `dir`.
-fn director_config(dir: &Path, reals: [SocketAddr; 2]) -> anyhow::Result<String> {
+fn director_config(
+    dir: &Path,
+    reals: [SocketAddr; 2],
+    pki: Option<&DemoPki>,
+) -> anyhow::Result<String> {
     let mut doc: toml::Table = toml::from_str(DIRECTOR)?;
+    if let Some(p) = pki {
+        let mut tls = toml::Table::new();
+        for (k, f) in [("ca", "ca.pem"), ("certificate", "director.pem"), ("key", "director.key")] {
+            tls.insert(k.into(), p.path(f).into());
+        }
+        at(&mut doc, "service.health")?.insert("tls".into(), tls.into());
+    }
     at(&mut doc, "director")?
         .insert("control_socket".into(), dir.join("director.sock").display().to_string().into());
     let service = at(&mut doc, "service")?;
@@ -172,15 +250,16 @@ fn journal(dir: &Path) -> Vec<serde_json::Value> {
 }
 
 async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
+    let pki = if a.tls { Some(DemoPki::new(dir)?) } else { None };
     let mut paths: Vec<PathBuf> = Vec::new();
     for (n, text) in [(1, SERVER1), (2, SERVER2)] {
         let p = dir.join(format!("server{n}.toml"));
-        std::fs::write(&p, server_config(text, n, dir)?)?;
+        std::fs::write(&p, server_config(text, n, dir, pki.as_ref())?)?;
         paths.push(p);
     }
     let (mut rs1, a1) = spawn_server(&paths[0], dir)?;
     let (_rs2, a2) = spawn_server(&paths[1], dir)?;
-    let dtext = director_config(dir, [a1, a2])?;
+    let dtext = director_config(dir, [a1, a2], pki.as_ref())?;
     let conf = tacvs_director::config::parse("examples/cluster/director.toml (embedded)", &dtext)
         .map_err(anyhow::Error::msg)?;
     let (interval, timeout, fall) = (
@@ -191,12 +270,22 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let director = tacvs_director::start(conf).await?;
     let vip = director.local_addrs[0];
     println!(
-        "tacvs demo: director on {vip} (wlc, TACACS+ health checks every {}) in front of two tacvs servers: rs1 {a1}, rs2 {a2}",
-        human(interval)
+        "tacvs demo: director on {vip} (wlc, TACACS+ health checks every {}) in front of two tacvs servers: rs1 {a1}, rs2 {a2}{}",
+        human(interval),
+        if a.tls {
+            "; everything over TLS 1.3 (RFC 9887), certificates from a CA made for the demo"
+        } else {
+            ""
+        }
     );
     // Both real servers up (their checks have risen), within a bound.
     let ready = Instant::now();
-    while !director.status()[0].reals.iter().all(|r| r.state == "up") {
+    // Over TLS, up only once a check over TLS has passed.
+    while !director.status()[0]
+        .reals
+        .iter()
+        .all(|r| r.state == "up" && (!a.tls || r.last_check == "ok"))
+    {
         if ready.elapsed() > (fall + 2) * (interval + timeout) + Duration::from_secs(5) {
             let st = director.status();
             let states: Vec<String> =
@@ -209,14 +298,29 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     println!("\n1. Every protocol flow through the virtual IP, as user bob (readonly: show only):");
     // From a device's own address (not 127.0.0.1, which is also where the
     // director connects from): every address a server records is a device's.
-    let checks = tacvs_client::selfcheck::run_from(
-        vip,
-        Key::new("tacvs-demo-key"),
-        "bob",
-        "bob-pass",
-        Some(SELFCHECK_DEVICE.parse()?),
-    )
-    .await;
+    let checks = match &pki {
+        None => {
+            tacvs_client::selfcheck::run_from(
+                vip,
+                Key::new("tacvs-demo-key"),
+                "bob",
+                "bob-pass",
+                Some(SELFCHECK_DEVICE.parse()?),
+            )
+            .await
+        }
+        Some(p) => {
+            let tls = p.client(vip, &p.fleet)?;
+            tacvs_client::selfcheck::run_tls(
+                vip,
+                tls,
+                "bob",
+                "bob-pass",
+                Some(SELFCHECK_DEVICE.parse()?),
+            )
+            .await
+        }
+    };
     let mut failed = 0;
     for c in &checks {
         failed += usize::from(!c.ok());
@@ -255,6 +359,15 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         timeout: Duration::from_secs(5),
         pipeline: 1,
         acked: None,
+        tls: match &pki {
+            Some(p) => Some(tacvs_sim::SimTls {
+                roots: tacvs_tls::client::roots(&p.dir.join("ca.pem"))?,
+                server_name: tacvs_tls::client::server_name(None, vip.ip())
+                    .map_err(anyhow::Error::msg)?,
+                devices: tacvs_sim::DeviceCerts::Shared(p.fleet.clone()),
+            }),
+            None => None,
+        },
     };
     let sim = tokio::spawn(tacvs_sim::run(cfg));
     let mut left_after = None;
@@ -279,6 +392,7 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
 
     println!("\n3. What the servers kept (accounting is fsync'd before each SUCCESS):");
     let mut devices_ok = true;
+    let mut tls_ok = true;
     let mut seen_devices = 0;
     let mut kept = 0;
     let st = director.status();
@@ -286,6 +400,10 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         let j = journal(&dir.join(format!("rs{n}")));
         kept += j.len();
         let addrs: HashSet<&str> = j.iter().filter_map(|v| v["device"].as_str()).collect();
+        if a.tls {
+            // Every record carries the certificate the device authenticated with.
+            tls_ok &= j.iter().all(|v| v["tls"]["subject"] == "CN=tacvs-demo-fleet");
+        }
         let own = addrs.iter().filter(|d| is_device(d)).count();
         let all_own = addrs.iter().all(|d| is_device(d));
         devices_ok &= all_own;
@@ -336,6 +454,15 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     }
     if new_records < acct_ok {
         problems.push(format!("only {new_records} records on disk for {acct_ok} acknowledged"));
+    }
+    if a.tls {
+        println!(
+            "   every record names the device's certificate (tls.subject CN=tacvs-demo-fleet): {}",
+            if tls_ok { "yes" } else { "NO" }
+        );
+        if !tls_ok {
+            problems.push("a journal record without the device's certificate".into());
+        }
     }
     if !devices_ok || seen_devices == 0 {
         problems.push("a server saw an address that is not a device's own".into());

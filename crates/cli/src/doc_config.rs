@@ -191,6 +191,20 @@ fn server_file_reference_matches_the_code() {
     std::fs::write(base.join("fleet.key"), "a-key-from-a-file\n").unwrap();
     std::fs::write(base.join("ldap-bind.secret"), "a-service-password\n").unwrap();
     std::fs::write(base.join("corp-ca.pem"), "").unwrap();
+    // And the TLS material of [server.listen.tls].
+    use tacvs_tls::certs::{self, Role, Validity};
+    let ca = certs::ca("doc CA", Validity::days(30)).unwrap();
+    let srv =
+        certs::issue(&ca, Role::Server, "aaa", &["aaa.example.net".into()], Validity::days(30))
+            .unwrap();
+    for (name, text) in [
+        ("ca.pem", ca.cert.clone()),
+        ("server.pem", srv.cert),
+        ("server.key", srv.key),
+        ("ca.crl", certs::crl(&ca, &[], 7, 1).unwrap()),
+    ] {
+        std::fs::write(base.join(name), text).unwrap();
+    }
     check_kind::<tacvs_policy::ServerFile>("Server file", |text| {
         tacvs_policy::parse("server.toml", text, &base).map(|_| ()).map_err(|e| e.to_string())
     });

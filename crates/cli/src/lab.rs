@@ -34,6 +34,9 @@ enum LabCmd {
         /// Directors (1 or 2).
         #[arg(long, default_value_t = 2)]
         directors: u8,
+        /// Everything over TACACS+ over TLS 1.3 (a lab CA in DIR/pki).
+        #[arg(long)]
+        tls: bool,
     },
     /// Stop every lab process and delete the namespaces (safe to repeat, and after a crash).
     Down {
@@ -60,6 +63,9 @@ enum LabCmd {
         /// Leave the lab running afterwards (then `tacvs lab down`).
         #[arg(long)]
         keep: bool,
+        /// Run the scenario over TACACS+ over TLS 1.3 (as `[topology] tls = true`).
+        #[arg(long)]
+        tls: bool,
     },
 }
 
@@ -71,7 +77,7 @@ fn need_root() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn lab_for(c: &Common, servers: u8, directors: u8) -> anyhow::Result<Lab> {
+fn lab_for(c: &Common, servers: u8, directors: u8, tls: bool) -> anyhow::Result<Lab> {
     let bin = std::env::current_exe().context("cannot find the tacvs binary itself")?;
     let dir = std::path::absolute(&c.dir).with_context(|| format!("--dir {}", c.dir.display()))?;
     Ok(Lab::new(Spec {
@@ -81,6 +87,7 @@ fn lab_for(c: &Common, servers: u8, directors: u8) -> anyhow::Result<Lab> {
         servers,
         directors,
         director: DirectorSettings::default(),
+        tls,
     })?)
 }
 
@@ -101,8 +108,8 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
         need_root()?;
     }
     match a.cmd {
-        LabCmd::Up { c, servers, directors } => {
-            let lab = lab_for(&c, servers, directors)?;
+        LabCmd::Up { c, servers, directors, tls } => {
+            let lab = lab_for(&c, servers, directors, tls)?;
             let l2 = lab.clone();
             tokio::task::spawn_blocking(move || l2.up()).await??;
             let m = tacvs_lab::runner::wait_ready(&lab, std::time::Duration::from_secs(20)).await?;
@@ -153,8 +160,9 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
             print!("{}", status(&lab).await);
             Ok(0)
         }
-        LabCmd::Run { scenario, c, scale, keep } => {
-            let sc = tacvs_lab::Scenario::load(&scenario).map_err(anyhow::Error::msg)?;
+        LabCmd::Run { scenario, c, scale, keep, tls } => {
+            let mut sc = tacvs_lab::Scenario::load(&scenario).map_err(anyhow::Error::msg)?;
+            sc.topology.tls |= tls;
             anyhow::ensure!(scale > 0.0, "--scale must be above 0");
             let bin = std::env::current_exe()?;
             let opts = tacvs_lab::RunOptions {

@@ -1,6 +1,7 @@
 //! `tacvs`: the one binary. Each subcommand lives in its own module.
 
 mod admin;
+mod cert;
 mod client;
 mod common;
 mod demo;
@@ -102,6 +103,9 @@ enum Command {
     Otp(otp::OtpArgs),
     /// Policy dry-run: explain one decision, or diff two configurations over the authorization log.
     Policy(policy::PolicyArgs),
+    /// Certificates for TACACS+ over TLS in a lab or a first deployment: a
+    /// CA, server and device certificates, a CRL that revokes devices.
+    Cert(cert::CertArgs),
 }
 
 fn main() -> ExitCode {
@@ -147,6 +151,7 @@ async fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Generate(a) => generate::run(a),
         Command::Otp(a) => otp::run(a),
         Command::Policy(a) => policy::run(a).await,
+        Command::Cert(a) => cert::run(a),
     }
 }
 

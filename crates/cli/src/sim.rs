@@ -63,6 +63,16 @@ pub struct SimArgs {
     /// (device, record type, arguments), to check against the journals.
     #[arg(long, value_name = "FILE")]
     acked: Option<PathBuf>,
+    #[command(flatten)]
+    tls: crate::common::TlsArgs,
+    /// With --tls: a certificate per device, minted at start by this CA
+    /// (PEM; its key in --tls-issuer-key), each naming the device's address
+    /// (subjectAltName iPAddress), instead of one shared --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_issuer_key", conflicts_with = "tls_cert")]
+    tls_issuer_cert: Option<PathBuf>,
+    /// The private key of --tls-issuer-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_issuer_cert")]
+    tls_issuer_key: Option<PathBuf>,
     /// Assertions, e.g. 'errors==0' 'p99<5ms' 'throughput>=10000' 'author.p99<2ms'
     /// (quote them: < and > are shell redirections). Exit 1 if one fails.
     #[arg(long, value_name = "EXPR")]
@@ -147,6 +157,11 @@ pub(crate) fn validate(a: &SimArgs) -> anyhow::Result<()> {
             );
             expectations(a)?;
             Profile::load(&a.profile).map_err(anyhow::Error::msg)?;
+            a.tls.check()?;
+            anyhow::ensure!(
+                a.tls_issuer_cert.is_none() || a.tls.tls,
+                "--tls-issuer-cert goes with --tls"
+            );
         }
     }
     Ok(())
@@ -167,7 +182,14 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
     let Some(server) = a.server.clone() else {
         anyhow::bail!("--server HOST:PORT is required (or use `tacvs sim plan`)");
     };
-    let key = crate::common::read_key(a.key.as_deref(), a.key_file.as_deref())?;
+    a.tls.check()?;
+    anyhow::ensure!(a.tls_issuer_cert.is_none() || a.tls.tls, "--tls-issuer-cert goes with --tls");
+    // Over TLS the key is never used (RFC 9887 §4).
+    let key = if a.tls.tls {
+        tacvs_proto::Key::new("")
+    } else {
+        crate::common::read_key(a.key.as_deref(), a.key_file.as_deref())?
+    };
     let expects = expectations(&a)?;
     let profile = Profile::load(&a.profile).map_err(anyhow::Error::msg)?;
     let target = tokio::net::lookup_host(&server)
@@ -195,6 +217,7 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
         timeout: a.timeout,
         pipeline: a.pipeline,
         acked: a.acked.clone(),
+        tls: sim_tls(&a, &server, target.ip())?,
     };
     crate::raise_nofile_limit();
     let progress = std::sync::Arc::new(tacvs_sim::Progress::default());
@@ -239,6 +262,34 @@ pub async fn run(a: SimArgs) -> anyhow::Result<u8> {
         print!("{human}");
     }
     Ok(if failed > 0 { 1 } else { 0 })
+}
+
+/// The fleet's TLS settings from --tls and its companions.
+fn sim_tls(
+    a: &SimArgs,
+    server: &str,
+    addr: std::net::IpAddr,
+) -> anyhow::Result<Option<tacvs_sim::SimTls>> {
+    let Some(ca) = a.tls.tls.then_some(a.tls.tls_ca.as_ref()).flatten() else { return Ok(None) };
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))
+    };
+    let devices = match (&a.tls.tls_cert, &a.tls.tls_key, &a.tls_issuer_cert, &a.tls_issuer_key) {
+        (Some(c), Some(k), _, _) => {
+            tacvs_tls::client::identity(c, k)?; // checked now, with the file names
+            tacvs_sim::DeviceCerts::Shared(tacvs_tls::certs::Pem { cert: read(c)?, key: read(k)? })
+        }
+        (_, _, Some(c), Some(k)) => tacvs_sim::DeviceCerts::PerDevice(tacvs_tls::certs::Pem {
+            cert: read(c)?,
+            key: read(k)?,
+        }),
+        _ => tacvs_sim::DeviceCerts::None,
+    };
+    Ok(Some(tacvs_sim::SimTls {
+        roots: tacvs_tls::client::roots(ca)?,
+        server_name: a.tls.server_name(server, addr)?,
+        devices,
+    }))
 }
 
 /// A live line on a terminal (indicatif draws nothing when stderr is not one).

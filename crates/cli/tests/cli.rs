@@ -471,6 +471,31 @@ fn demo_passes() {
     assert!(out.contains("devices' own addresses only: yes"), "{out}");
 }
 
+#[test]
+fn demo_over_tls_passes() {
+    let o = tacvs(
+        &[
+            "demo",
+            "--tls",
+            "--devices",
+            "50",
+            "--rate",
+            "100",
+            "--duration",
+            "4s",
+            "--kill-at",
+            "2s",
+        ],
+        None,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}");
+    assert!(out.contains("All expectations met"), "{out}");
+    assert!(out.contains("plain TACACS+ to the TLS port          refused"), "{out}");
+    assert!(out.contains("tls.subject CN=tacvs-demo-fleet): yes"), "{out}");
+    assert!(out.contains("TLS: ") && out.contains("resumed"), "{out}");
+}
+
 // ---------------------------------------------------------------------------
 // `tacvs server` as a process.
 
@@ -1209,4 +1234,130 @@ async fn accounting_success_leaves_only_after_the_journal_fdatasync_returns() {
          {reply}:\n{t}"
     );
     std::fs::remove_dir_all(&cwd).ok();
+}
+
+/// The TLS example as its header says: `tacvs cert` makes the PKI, `tacvs
+/// server` runs examples/tls/server.toml, `tacvs client --tls` and `tacvs sim
+/// --tls` (a certificate per device) get answers, a revoked device does not.
+#[test]
+fn tls_example_with_tacvs_cert_client_and_sim() {
+    let ws = workspace();
+    let dir = temp_dir("tls");
+    let pki = dir.join("pki");
+    let p = |f: &str| pki.join(f).display().to_string();
+    let ok = |args: &[&str]| {
+        let o = tacvs(args, None);
+        assert_eq!(code(&o), 0, "tacvs {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    };
+    ok(&["cert", "ca", "--out", &pki.display().to_string()]);
+    let ca = ["--ca", &p("ca.pem"), "--ca-key", &p("ca.key")].map(String::from);
+    let issue = |kind: &str, name: &str, sans: &[&str]| {
+        let mut a: Vec<String> = vec!["cert".into(), kind.into()];
+        a.extend(ca.iter().cloned());
+        a.extend(["--name".into(), name.into(), "--out".into(), p(name)]);
+        for s in sans {
+            a.extend(["--san".into(), s.to_string()]);
+        }
+        ok(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    };
+    issue("server", "server", &["127.0.0.1", "localhost"]);
+    issue("device", "rtr1", &["127.0.0.1"]);
+    issue("device", "stolen", &["127.0.0.1"]);
+    let mut crl: Vec<String> = vec!["cert".into(), "crl".into()];
+    crl.extend(ca.iter().cloned());
+    crl.extend(["--revoke".into(), p("stolen.pem"), "--out".into(), p("ca.crl")]);
+    ok(&crl.iter().map(String::as_str).collect::<Vec<_>>());
+    let text = std::fs::read_to_string(ws.join("examples/tls/server.toml"))
+        .unwrap()
+        .replace("127.0.0.1:4950", "127.0.0.1:0");
+    std::fs::write(dir.join("server.toml"), text).unwrap();
+    let srv = ServerProc::start(&dir.join("server.toml"), &dir);
+    let addr = srv.addr.to_string();
+    let client = |cert: &str| {
+        tacvs(
+            &[
+                "client",
+                "--server",
+                &addr,
+                "--tls",
+                "--tls-ca",
+                &p("ca.pem"),
+                "--tls-cert",
+                &p(&format!("{cert}.pem")),
+                "--tls-key",
+                &p(&format!("{cert}.key")),
+                "--json",
+                "authorize",
+                "--user",
+                "alice",
+                "--cmd",
+                "show version",
+            ],
+            None,
+        )
+    };
+    let o = client("rtr1");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("\"status\":\"pass-add\"") || out.contains("pass"), "{out}");
+    let o = client("stolen");
+    assert_eq!(code(&o), 2, "a revoked certificate is refused");
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("\"error_kind\":\"tls_handshake\"") && out.contains("revoked"), "{out}");
+    // A wrong server name (RFC 9525: checked against subjectAltName).
+    let o = tacvs(
+        &[
+            "client",
+            "--server",
+            &addr,
+            "--tls",
+            "--tls-ca",
+            &p("ca.pem"),
+            "--tls-cert",
+            &p("rtr1.pem"),
+            "--tls-key",
+            &p("rtr1.key"),
+            "--sni",
+            "aaa9.example.net",
+            "authorize",
+            "--user",
+            "alice",
+        ],
+        None,
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(code(&o) == 2 && err.contains("not issued for aaa9.example.net"), "{err}");
+    // The simulator, one certificate per device minted by the CA.
+    let o = tacvs(
+        &[
+            "sim",
+            "--server",
+            &addr,
+            "--tls",
+            "--tls-ca",
+            &p("ca.pem"),
+            "--tls-issuer-cert",
+            &p("ca.pem"),
+            "--tls-issuer-key",
+            &p("ca.key"),
+            "--devices",
+            "10",
+            "--source",
+            "127.3.0.0/24",
+            "--rate",
+            "50",
+            "--duration",
+            "1s",
+            "--warmup",
+            "0s",
+            "--expect",
+            "errors==0",
+        ],
+        None,
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(code(&o), 0, "{out}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("TLS: ") && out.contains("resumed"), "{out}");
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&dir);
 }

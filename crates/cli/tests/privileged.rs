@@ -677,6 +677,7 @@ fn lab_down_after_a_crash_stops_what_is_left_despite_a_stale_state_file() {
         servers: 2,
         directors: 2,
         director: topo::DirectorSettings::default(),
+        tls: false,
     };
     let stale =
         topo::State { spec, procs: vec![topo::Proc { role: topo::Role::Server(1), pid: dead }] };
@@ -754,5 +755,41 @@ fn shipped_scenarios_meet_their_bounds() {
         assert!(left.is_empty(), "{name}: processes left: {left:?}");
     }
     assert!(failed.is_empty(), "scenarios failed: {failed:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `tacvs lab run SCENARIO --tls`: the whole topology over TACACS+ over TLS
+/// 1.3 — devices with their own certificates, directors relaying TLS and
+/// checking over TLS — meets the scenario's bounds, and every journal record
+/// names the device's certificate.
+#[test]
+fn a_scenario_runs_over_tls() {
+    if !privileged("a_scenario_runs_over_tls") {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let scale = std::env::var("TACVS_LAB_SCALE").unwrap_or_else(|_| "0.2".into());
+    let dir = std::env::temp_dir().join(format!("tacvs-scenario-tls-{}", std::process::id()));
+    let prefix = format!("tvt{}", std::process::id() % 100_000);
+    let (code, out) = lab(&["run", "baseline", "--tls", "--scale", &scale], &dir, &prefix);
+    assert_eq!(code, 0, "{out}");
+    let r: tacvs_lab::LabReport =
+        serde_json::from_slice(&std::fs::read(dir.join("baseline/report.json")).unwrap()).unwrap();
+    assert!(r.accounting.acknowledged > 0 && r.accounting.missing == 0, "{:?}", r.accounting);
+    let tls = r.sim.tls.as_ref().expect("the sim reports its handshakes");
+    assert!(tls.handshakes > 0 && tls.failed == 0, "{tls:?}");
+    let mut records = 0;
+    for s in 1..=3 {
+        let j =
+            tacvs_server::journal::read_records(&dir.join(format!("baseline/s{s}/acct"))).unwrap();
+        for rec in &j {
+            let t = rec.tls.as_ref().expect("a TLS identity in every record");
+            assert!(t.subject.starts_with("CN=dev-"), "{t:?}");
+            assert_eq!(t.san, format!("IP:{}", rec.device), "the certificate names the device");
+        }
+        records += j.len();
+    }
+    assert!(records > 0);
+    assert!(topo::namespaces(&prefix).is_empty(), "the lab left namespaces behind");
     let _ = std::fs::remove_dir_all(&dir);
 }

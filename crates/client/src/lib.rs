@@ -4,13 +4,19 @@
 //! from a chosen source address), runs authentication, authorization and
 //! accounting sessions with a timeout on every await, and reuses the connection
 //! when single-connect mode was negotiated. Used by `tacvs client`, the device
-//! simulator and the director's TACACS+ health checks.
+//! simulator and the director's TACACS+ health checks. With [`Client::with_tls`]
+//! every connection is TACACS+ over TLS 1.3 (RFC 9887): the handshake follows
+//! the TCP connect, the server is verified against a CA and its name, and the
+//! protocol machine sends nothing obfuscated.
 
 pub mod selfcheck;
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tacvs_proto::{
@@ -19,9 +25,11 @@ use tacvs_proto::{
     DEFAULT_MAX_BODY, Key, SessionError,
 };
 use thiserror::Error;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::time::timeout;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::ServerName;
 
 /// How to reach and talk to a server.
 #[derive(Debug, Clone)]
@@ -63,7 +71,33 @@ pub const ERROR_KINDS: &[&str] = &[
     "wrong_key",
     "protocol_error",
     "local_error",
+    "tls_handshake",
 ];
+
+/// TACACS+ over TLS (RFC 9887): the client configuration and the server's
+/// reference identity (RFC 9525; a DNS-ID is sent as SNI).
+#[derive(Clone)]
+pub struct ClientTls {
+    /// TLS 1.3 only, roots, optional client certificate (`tacvs_tls::client::config`).
+    pub config: Arc<rustls::ClientConfig>,
+    /// The name (or address) the server's certificate must carry.
+    pub server_name: ServerName<'static>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
+/// The last TLS handshake a [`Client`] made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Handshake {
+    /// Resumed from a ticket (no certificates exchanged).
+    pub resumed: bool,
+    /// From the ClientHello to the handshake's end.
+    pub took: Duration,
+}
 
 /// Why a request did not get a reply.
 #[derive(Debug, Error)]
@@ -128,6 +162,16 @@ pub enum ClientError {
     /// The request itself could not be sent (a field too long, ...).
     #[error("cannot send the request: {0}")]
     Local(#[from] SessionError),
+    /// The TLS handshake failed (or did not end within the timeout).
+    #[error("TLS with {addr} failed: {reason}")]
+    Tls {
+        /// Server.
+        addr: SocketAddr,
+        /// A short label (`unknown_ca`, `wrong_name`, `timeout`, ...).
+        kind: &'static str,
+        /// What went wrong, in words.
+        reason: String,
+    },
 }
 
 impl ClientError {
@@ -160,6 +204,7 @@ impl ClientError {
                 "protocol_error"
             }
             ClientError::Local(_) => "local_error",
+            ClientError::Tls { .. } => "tls_handshake",
         }
     }
 }
@@ -205,8 +250,48 @@ impl Prompter for FixedAnswers {
     }
 }
 
+/// Plain TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        b: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, b),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, b),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, b),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, b),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
 struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     machine: ClientConnection,
     /// Whether the server has sent anything yet (its first bytes are checked
     /// for another protocol).
@@ -216,7 +301,11 @@ struct Conn {
 /// A TACACS+ client for one server.
 pub struct Client {
     opts: ClientOptions,
+    tls: Option<ClientTls>,
     conn: Option<Conn>,
+    /// A connection the caller opened, not yet set up (TLS not yet started).
+    pending: Option<TcpStream>,
+    handshake: Option<Handshake>,
     rbuf: BytesMut,
     wbuf: Vec<u8>,
 }
@@ -225,6 +314,7 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("opts", &self.opts)
+            .field("tls", &self.tls)
             .field("connected", &self.conn.is_some())
             .finish()
     }
@@ -241,22 +331,36 @@ impl Client {
     pub fn new(opts: ClientOptions) -> Self {
         Client {
             opts,
+            tls: None,
             conn: None,
+            pending: None,
+            handshake: None,
             rbuf: BytesMut::with_capacity(4096),
             wbuf: Vec::with_capacity(1024),
         }
     }
 
     /// A client on a connection the caller opened (the director's health
-    /// check writes a PROXY LOCAL header first). When that connection ends,
-    /// the client connects to `opts.server` by itself as usual.
+    /// check writes a PROXY LOCAL header first); with TLS, the handshake
+    /// starts on it at the first request. When that connection ends, the
+    /// client connects to `opts.server` by itself as usual.
     pub fn with_stream(opts: ClientOptions, stream: TcpStream) -> Self {
         stream.set_nodelay(true).ok();
-        let cfg = ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: opts.single_connect };
-        let machine = ClientConnection::new(cfg, opts.key.clone());
         let mut c = Client::new(opts);
-        c.conn = Some(Conn { stream, machine, heard: false });
+        c.pending = Some(stream);
         c
+    }
+
+    /// Speak TACACS+ over TLS 1.3 (RFC 9887) on every connection; the
+    /// shared key is then not used.
+    pub fn with_tls(mut self, tls: ClientTls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The last handshake made (TLS only), taken: each is reported once.
+    pub fn take_handshake(&mut self) -> Option<Handshake> {
+        self.handshake.take()
     }
 
     /// The options in use.
@@ -285,9 +389,48 @@ impl Client {
             Ok(Err(source)) => return Err(ClientError::Connect { addr, source }),
             Ok(Ok(s)) => s,
         };
+        self.establish(stream).await
+    }
+
+    /// Set a TCP connection up: TLS if configured, and a fresh machine.
+    async fn establish(&mut self, stream: TcpStream) -> Result<(), ClientError> {
+        let addr = self.opts.server;
         stream.set_nodelay(true).ok();
-        let cfg =
-            ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: self.opts.single_connect };
+        let stream = match &self.tls {
+            None => Stream::Plain(stream),
+            Some(t) => {
+                let connector = tokio_rustls::TlsConnector::from(t.config.clone());
+                let started = Instant::now();
+                let s = match timeout(
+                    self.opts.timeout,
+                    connector.connect(t.server_name.clone(), stream),
+                )
+                .await
+                {
+                    Err(_) => {
+                        return Err(ClientError::Tls {
+                            addr,
+                            kind: "timeout",
+                            reason: format!("no handshake within {:?}", self.opts.timeout),
+                        });
+                    }
+                    Ok(Err(e)) => {
+                        let (kind, reason) = tacvs_tls::failure(&e);
+                        return Err(ClientError::Tls { addr, kind, reason });
+                    }
+                    Ok(Ok(s)) => s,
+                };
+                let resumed =
+                    s.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                self.handshake = Some(Handshake { resumed, took: started.elapsed() });
+                Stream::Tls(Box::new(s))
+            }
+        };
+        let cfg = ClientConfig {
+            max_body: DEFAULT_MAX_BODY,
+            single_connect: self.opts.single_connect,
+            tls: self.tls.is_some(),
+        };
         self.rbuf.clear();
         self.conn = Some(Conn {
             stream,
@@ -298,7 +441,9 @@ impl Client {
     }
 
     async fn begin(&mut self, what: Started) -> Result<u32, ClientError> {
-        if !self.conn.as_ref().is_some_and(|c| c.machine.can_start_session()) {
+        if let Some(stream) = self.pending.take() {
+            self.establish(stream).await?;
+        } else if !self.conn.as_ref().is_some_and(|c| c.machine.can_start_session()) {
             self.connect().await?;
         }
         let conn = self.conn.as_mut().expect("connected above");
@@ -320,11 +465,15 @@ impl Client {
         let conn = self.conn.as_mut().expect("connected");
         self.wbuf.clear();
         conn.machine.poll_transmit(&mut self.wbuf);
-        match timeout(self.opts.timeout, conn.stream.write_all(&self.wbuf)).await {
+        let write = async {
+            conn.stream.write_all(&self.wbuf).await?;
+            conn.stream.flush().await
+        };
+        match timeout(self.opts.timeout, write).await {
             Err(_) => Err(ClientError::ReplyTimeout { addr, after: self.opts.timeout }),
             Ok(Err(source)) => {
                 self.conn = None;
-                Err(ClientError::Io { addr, source })
+                Err(io_error(addr, source))
             }
             Ok(Ok(())) => Ok(()),
         }
@@ -362,7 +511,7 @@ impl Client {
                 }
                 Ok(Err(source)) => {
                     self.conn = None;
-                    return Err(ClientError::Io { addr, source });
+                    return Err(io_error(addr, source));
                 }
                 Ok(Ok(n)) => n,
             };
@@ -428,6 +577,16 @@ impl Client {
             other => unreachable!("accounting session got {other:?}"),
         }
     }
+}
+
+/// A failed read or write; over TLS 1.3 a certificate the server refused is
+/// first seen here (its alert follows our Finished), and is said as such.
+fn io_error(addr: SocketAddr, source: io::Error) -> ClientError {
+    if source.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+        let (kind, reason) = tacvs_tls::failure(&source);
+        return ClientError::Tls { addr, kind, reason };
+    }
+    ClientError::Io { addr, source }
 }
 
 fn event_session(ev: &ClientEvent) -> u32 {

@@ -190,11 +190,38 @@ pub async fn run_from(
     password: &str,
     source: Option<std::net::IpAddr>,
 ) -> Vec<Check> {
+    flows(addr, Some(key), None, user, password, source).await
+}
+
+/// [`run_from`] over TLS (RFC 9887): the same flows, and instead of the
+/// wrong-key check, plain TACACS+ to the same port must be refused.
+pub async fn run_tls(
+    addr: SocketAddr,
+    tls: crate::ClientTls,
+    user: &str,
+    password: &str,
+    source: Option<std::net::IpAddr>,
+) -> Vec<Check> {
+    flows(addr, None, Some(tls), user, password, source).await
+}
+
+async fn flows(
+    addr: SocketAddr,
+    key: Option<Key>,
+    tls: Option<crate::ClientTls>,
+    user: &str,
+    password: &str,
+    source: Option<std::net::IpAddr>,
+) -> Vec<Check> {
     let mut checks = Vec::new();
+    let client = |o: ClientOptions| match &tls {
+        Some(t) => Client::new(o).with_tls(t.clone()),
+        None => Client::new(o),
+    };
     let opts = ClientOptions {
         timeout: Duration::from_secs(3),
         source,
-        ..ClientOptions::new(addr, Some(key.clone()))
+        ..ClientOptions::new(addr, key.clone())
     };
     let challenge: [u8; 16] = rand::random();
     let ch8: [u8; 8] = rand::random();
@@ -236,7 +263,7 @@ pub async fn run_from(
             _ => (user, chap_data(ty, pw)),
         };
         let mut answers = FixedAnswers { user: user.into(), password: pw.into(), max_rounds: 3 };
-        let got = match Client::new(opts.clone())
+        let got = match client(opts.clone())
             .authenticate(authen_start(ty, start_user, data), &mut answers)
             .await
         {
@@ -247,7 +274,7 @@ pub async fn run_from(
     }
 
     // Single-connect: authorizations and accounting on one connection.
-    let mut sc = Client::new(ClientOptions { single_connect: true, ..opts.clone() });
+    let mut sc = client(ClientOptions { single_connect: true, ..opts.clone() });
     for (name, cmd, want) in [
         ("authorize `show version`", "show version", "pass_add"),
         ("authorize `reload` (denied)", "reload", "fail"),
@@ -292,6 +319,23 @@ pub async fn run_from(
     });
 
     let t = Instant::now();
+    if tls.is_some() {
+        let plain = ClientOptions { key: Some(Key::new("a-key-of-plain-tacacs")), ..opts };
+        let got = match Client::new(plain)
+            .authorize(AaaRequest::new(user.to_owned(), Vec::new()))
+            .await
+        {
+            Ok(r) => format!("answered {}", r.status),
+            Err(_) => "refused".into(),
+        };
+        checks.push(Check {
+            name: "plain TACACS+ to the TLS port",
+            got,
+            want: "refused",
+            elapsed: t.elapsed(),
+        });
+        return checks;
+    }
     let wrong = ClientOptions { key: Some(Key::new("not-the-key")), ..opts };
     let got = match Client::new(wrong).authorize(AaaRequest::new(user.to_owned(), Vec::new())).await
     {

@@ -11,13 +11,20 @@
 //! `tacacs` check runs one authorization or PAP login through `tacvs-client`
 //! on that connection: any well-formed answer means the server is up; a FAIL,
 //! an ERROR or an unreadable reply (a wrong key) means up but misconfigured.
+//!
+//! With `[service.health.tls]` every check (tcp or tacacs) is a full TLS 1.3
+//! handshake after the connect (and the PROXY LOCAL header): a server whose
+//! certificate the director cannot verify (another CA, expired, revoked, not
+//! issued for its name) answers, so it is misconfigured, not up; the tacacs
+//! probe then runs over TLS without the key. No resumption: a certificate
+//! gone bad is seen at the next check.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tacvs_client::{Client, ClientError, ClientOptions, FixedAnswers};
+use tacvs_client::{Client, ClientError, ClientOptions, ClientTls, FixedAnswers};
 use tacvs_proto::{
     AaaRequest, Argument, AuthenAction, AuthenService, AuthenStart, AuthenStatus, AuthenType,
     AuthorStatus, Key, PrivLvl,
@@ -37,6 +44,8 @@ pub(crate) async fn health_loop(svc: Arc<ServiceRt>, addr: SocketAddr) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq: u64 = 0;
     let mut running = tokio::task::JoinSet::new();
+    // The TLS client configuration, read from its files once per configuration.
+    let mut tls: Option<(Arc<Service>, TlsSetup)> = None;
     loop {
         tick.tick().await;
         while running.try_join_next().is_some() {}
@@ -50,12 +59,17 @@ pub(crate) async fn health_loop(svc: Arc<ServiceRt>, addr: SocketAddr) {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         }
         seq += 1;
+        if !tls.as_ref().is_some_and(|(c, _)| Arc::ptr_eq(c, &conf)) {
+            tls = Some((conf.clone(), TlsSetup::of(&conf, addr)));
+        }
+        let setup = tls.as_ref().map(|(_, t)| t.clone()).unwrap_or(TlsSetup::Plain);
         let (svc, started) = (svc.clone(), seq);
         // Dropped with the loop (a removed server's checks stop at once).
         running.spawn(async move {
             let t = Instant::now();
             let timeout = conf.health.timeout;
-            let result = match tokio::time::timeout(timeout.get(), check(&conf, addr)).await {
+            let result = match tokio::time::timeout(timeout.get(), check(&conf, addr, &setup)).await
+            {
                 Ok(r) => r,
                 Err(_) => CheckResult::Failed { reason: format!("no answer within {timeout}") },
             };
@@ -114,9 +128,47 @@ fn record(
     tracing::debug!(service = %conf.name, server = %addr, result = %r.last_result, ms, "health check");
 }
 
+/// How checks of one server reach it.
+#[derive(Clone)]
+enum TlsSetup {
+    Plain,
+    Tls(ClientTls),
+    /// The director's own TLS files do not load (since the last reload).
+    Broken(String),
+}
+
+impl TlsSetup {
+    fn of(s: &Service, addr: SocketAddr) -> TlsSetup {
+        let Some(t) = &s.health.tls else { return TlsSetup::Plain };
+        let config = match t.client_config() {
+            Ok(c) => c,
+            Err((field, e)) => {
+                return TlsSetup::Broken(format!("[service.health.tls] {field}: {e}"));
+            }
+        };
+        match tacvs_tls::client::server_name(t.server_name.as_deref(), addr.ip()) {
+            Ok(server_name) => TlsSetup::Tls(ClientTls { config, server_name }),
+            Err(e) => TlsSetup::Broken(e),
+        }
+    }
+}
+
+/// A failed TLS handshake: a server that answered with a certificate the
+/// director refuses (or refused the director's) is misconfigured; one that
+/// did not answer in time or closed is down.
+fn tls_result(kind: &'static str, reason: String, latency: std::time::Duration) -> CheckResult {
+    match kind {
+        "timeout" | "closed" | "io" => CheckResult::Failed { reason: format!("TLS: {reason}") },
+        _ => CheckResult::Misconfigured { reason: format!("TLS: {reason}"), latency },
+    }
+}
+
 /// One health check.
-async fn check(s: &Service, addr: SocketAddr) -> CheckResult {
+async fn check(s: &Service, addr: SocketAddr, tls: &TlsSetup) -> CheckResult {
     let t = Instant::now();
+    if let TlsSetup::Broken(reason) = tls {
+        return CheckResult::Failed { reason: reason.clone() };
+    }
     let mut stream = match TcpStream::connect(addr).await {
         Ok(st) => st,
         Err(e) => return CheckResult::Failed { reason: format!("connect: {e}") },
@@ -126,13 +178,32 @@ async fn check(s: &Service, addr: SocketAddr) -> CheckResult {
     {
         return CheckResult::Failed { reason: format!("write: {e}") };
     }
-    if s.health.check == CheckKind::Tcp {
-        return CheckResult::Ok { latency: t.elapsed() };
-    }
     let h = &s.health;
     let key = h.key.as_ref().map(|k| Key::new(k.expose().as_bytes()));
     let opts = ClientOptions { timeout: h.timeout.get(), ..ClientOptions::new(addr, key) };
-    let mut client = Client::with_stream(opts, stream);
+    if let TlsSetup::Tls(tls) = tls {
+        if s.health.check == CheckKind::Tcp {
+            // The handshake alone.
+            let connector = tokio_rustls::TlsConnector::from(tls.config.clone());
+            return match connector.connect(tls.server_name.clone(), stream).await {
+                Ok(_) => CheckResult::Ok { latency: t.elapsed() },
+                Err(e) => {
+                    let (kind, reason) = tacvs_tls::failure(&e);
+                    tls_result(kind, reason, t.elapsed())
+                }
+            };
+        }
+        return probe(s, Client::with_stream(opts, stream).with_tls(tls.clone()), t).await;
+    }
+    if s.health.check == CheckKind::Tcp {
+        return CheckResult::Ok { latency: t.elapsed() };
+    }
+    probe(s, Client::with_stream(opts, stream), t).await
+}
+
+/// The TACACS+ probe on a client set up for the server.
+async fn probe(s: &Service, mut client: Client, t: Instant) -> CheckResult {
+    let h = &s.health;
     let answer = match h.probe {
         crate::config::Probe::Authorize => client
             .authorize(AaaRequest::new(
@@ -177,6 +248,7 @@ async fn check(s: &Service, addr: SocketAddr) -> CheckResult {
             CheckResult::Failed { reason: "closed without a reply".into() }
         }
         Err(ClientError::Io { source, .. }) => CheckResult::Failed { reason: format!("{source}") },
+        Err(ClientError::Tls { kind, reason, .. }) => tls_result(kind, reason, latency),
         Err(e) => CheckResult::Failed { reason: format!("probe: {e}") },
     }
 }

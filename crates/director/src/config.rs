@@ -335,6 +335,60 @@ pub struct HealthConf {
     /// Probe password (authenticate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<Secret>,
+    /// `[service.health.tls]`: check the real servers over TLS (RFC 9887).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<HealthTls>,
+}
+
+/// `[service.health.tls]`: every check is a full TLS 1.3 handshake (no
+/// resumption, so a server whose certificate went bad is seen at once), then
+/// the check over it; a certificate the director cannot verify marks the
+/// server misconfigured. Paths are relative to the working directory.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthTls {
+    /// PEM bundle of the CA that issued the real servers' certificates.
+    pub ca: std::path::PathBuf,
+    /// The director's own certificate (PEM), for servers that require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<std::path::PathBuf>,
+    /// Its private key (PEM).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<std::path::PathBuf>,
+    /// The name the servers' certificates carry (a DNS-ID, sent as SNI);
+    /// default: each server's address (an IP-ID).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<String>,
+}
+
+impl HealthTls {
+    /// The client configuration of the checks, read from the files now.
+    pub fn client_config(
+        &self,
+    ) -> Result<std::sync::Arc<tacvs_tls::rustls::ClientConfig>, (&'static str, String)> {
+        let roots = tacvs_tls::client::roots(&self.ca).map_err(|e| ("ca", e.to_string()))?;
+        let id = match (&self.certificate, &self.key) {
+            (Some(c), Some(k)) => Some(tacvs_tls::client::identity(c, k).map_err(|e| {
+                (
+                    if e.field() == tacvs_tls::material::Field::Key {
+                        "key"
+                    } else {
+                        "certificate"
+                    },
+                    e.to_string(),
+                )
+            })?),
+            (None, None) => None,
+            (Some(_), None) => return Err(("certificate", "certificate needs key".into())),
+            (None, Some(_)) => return Err(("key", "key needs certificate".into())),
+        };
+        let mut c =
+            tacvs_tls::client::config(roots, id).map_err(|e| ("certificate", e.to_string()))?;
+        // A resumed handshake does not look at the certificate again.
+        std::sync::Arc::make_mut(&mut c).resumption =
+            tacvs_tls::rustls::client::Resumption::disabled();
+        Ok(c)
+    }
 }
 
 fn two() -> u32 {
@@ -512,7 +566,24 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
             }
         }
         let h = &s.health;
-        if h.check == CheckKind::Tacacs && h.key.as_ref().is_none_or(Secret::is_empty) {
+        if let Some(n) = h.tls.as_ref().and_then(|t| t.server_name.as_ref())
+            && tacvs_tls::client::server_name(Some(n), std::net::Ipv4Addr::LOCALHOST.into())
+                .is_err()
+        {
+            let path = [
+                Seg::Key("service"),
+                Seg::Idx(i),
+                Seg::Key("health"),
+                Seg::Key("tls"),
+                Seg::Key("server_name"),
+            ];
+            let msg = format!("{svc}: server_name is neither a DNS name nor an address");
+            errs.push(sp.at(&path, msg));
+        }
+        if h.check == CheckKind::Tacacs
+            && h.tls.is_none()
+            && h.key.as_ref().is_none_or(Secret::is_empty)
+        {
             errs.push(sp.at(
                 &hat("check"),
                 format!("{svc}: a tacacs health check needs key = \"...\" (the real servers' key for the director's address)"),
@@ -617,6 +688,25 @@ fn line(sp: &Spans<'_>, path: &[Seg<'_>]) -> String {
 
 fn warnings(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
     let mut w = Vec::new();
+    // The TLS files of health checks are read here (`tacvs check`) and by
+    // the checks themselves, which fail with the reason while they do not load.
+    for (i, s) in f.services.iter().enumerate() {
+        if let Some(t) = &s.health.tls
+            && let Err((field, e)) = t.client_config()
+        {
+            let path = [
+                Seg::Key("service"),
+                Seg::Idx(i),
+                Seg::Key("health"),
+                Seg::Key("tls"),
+                Seg::Key(field),
+            ];
+            w.push(sp.at(
+                &path,
+                format!("service {:?}: [service.health.tls] {field}: {e}; its checks fail until it loads", s.name),
+            ));
+        }
+    }
     if let Some(g) = &f.director.control_socket_group
         && crate::control::access::group_id(g).is_none()
     {

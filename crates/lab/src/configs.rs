@@ -34,22 +34,35 @@ fn render(what: &str, doc: &Value) -> String {
 
 /// Real server `i`: PROXY v2 from the directors only, the fleet's and the
 /// directors' key, `alice` (netops) and the health-check account.
-pub fn server(i: u8) -> String {
+/// With `pki` (the lab's certificates), the listener speaks TLS only.
+pub fn server(i: u8, pki: Option<&Path>) -> String {
     let r = Role::Server(i);
     let directors = || strings((1..=2).map(|d| format!("{}/32", Role::Director(d).addr())));
+    let mut listen = table([
+        ("address", format!("{}:49", r.addr()).into()),
+        ("proxy_protocol", "required".into()),
+        ("trusted_proxies", directors()),
+    ]);
+    if let (Some(p), Value::Table(l)) = (pki, &mut listen) {
+        let f = |name: String| Value::String(p.join(name).display().to_string());
+        l.insert(
+            "tls".into(),
+            table([
+                ("certificate", f(format!("{}.pem", r.short()))),
+                ("key", f(format!("{}.key", r.short()))),
+                ("client_ca", f("ca.pem".into())),
+                ("crls", Value::Array(vec![f("ca.crl".into())])),
+                ("max_handshakes", 4096.into()),
+                ("max_handshakes_per_source", 64.into()),
+            ]),
+        );
+    }
     let doc = table([
         (
             "server",
             table([
                 ("name", r.short().into()),
-                (
-                    "listen",
-                    Value::Array(vec![table([
-                        ("address", format!("{}:49", r.addr()).into()),
-                        ("proxy_protocol", "required".into()),
-                        ("trusted_proxies", directors()),
-                    ])]),
-                ),
+                ("listen", Value::Array(vec![listen])),
             ]),
         ),
         (
@@ -131,8 +144,30 @@ pub fn director(
     d: &DirectorSettings,
     control_socket: &Path,
     notify: &Path,
+    pki: Option<&Path>,
 ) -> String {
     let r = Role::Director(i);
+    let mut health = table([
+        ("check", "tacacs".into()),
+        ("interval", duration(d.health_interval)),
+        ("timeout", duration(d.health_timeout)),
+        ("rise", i64::from(d.rise).into()),
+        ("fall", i64::from(d.fall).into()),
+        ("key", KEY.into()),
+        ("probe", "authorize".into()),
+        ("user", "tacvs-healthcheck".into()),
+    ]);
+    if let (Some(p), Value::Table(h)) = (pki, &mut health) {
+        let f = |name: &str| Value::String(p.join(name).display().to_string());
+        h.insert(
+            "tls".into(),
+            table([
+                ("ca", f("ca.pem")),
+                ("certificate", f("director.pem")),
+                ("key", f("director.key")),
+            ]),
+        );
+    }
     let reals = (1..=servers)
         .map(|s| table([("address", format!("{}:49", Role::Server(s).addr()).into())]))
         .collect();
@@ -167,19 +202,7 @@ pub fn director(
                 ("connect_timeout", "300ms".into()),
                 ("connect_attempts", 3.into()),
                 ("idle_timeout", "2m".into()),
-                (
-                    "health",
-                    table([
-                        ("check", "tacacs".into()),
-                        ("interval", duration(d.health_interval)),
-                        ("timeout", duration(d.health_timeout)),
-                        ("rise", i64::from(d.rise).into()),
-                        ("fall", i64::from(d.fall).into()),
-                        ("key", KEY.into()),
-                        ("probe", "authorize".into()),
-                        ("user", "tacvs-healthcheck".into()),
-                    ]),
-                ),
+                ("health", health),
                 ("real", Value::Array(reals)),
             ])]),
         ),
@@ -195,12 +218,12 @@ mod tests {
     fn what_is_written_parses_with_the_real_parsers() {
         let dir = std::env::temp_dir().join(format!("tacvs-lab-configs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let text = server(2);
+        let text = server(2, None);
         let p = tacvs_policy_check(&text, &dir);
         assert_eq!(p, Ok(()), "{text}");
         assert!(text.contains("\"10.49.1.2:49\""), "{text}");
         let d = DirectorSettings { scheduler: "mh".into(), ..DirectorSettings::default() };
-        let text = director(2, 3, &d, &dir.join("d2.sock"), &dir.join("notify.sh"));
+        let text = director(2, 3, &d, &dir.join("d2.sock"), &dir.join("notify.sh"), None);
         let f = tacvs_director::config::parse("d2.toml", &text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(f.services[0].reals.len(), 3);
         let v = f.vrrp.unwrap();

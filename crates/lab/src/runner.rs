@@ -149,6 +149,7 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<LabReport, LabError
         servers: sc.topology.servers,
         directors: sc.topology.directors,
         director: sc.director.clone(),
+        tls: sc.topology.tls,
     };
     let lab = Lab::new(spec)?;
     // A fresh run: a previous run's journals would count as this one's.
@@ -222,6 +223,16 @@ async fn drive(
         "--acked".into(),
         acked.display().to_string(),
     ];
+    let mut args = args;
+    if sc.topology.tls {
+        // Each device with its own certificate (naming its address), minted by the lab CA.
+        let pki = lab.pki_dir();
+        let ca = pki.join("ca.pem").display().to_string();
+        let key = pki.join("ca.key").display().to_string();
+        for a in ["--tls", "--tls-ca", &ca, "--tls-issuer-cert", &ca, "--tls-issuer-key", &key] {
+            args.push(a.to_owned());
+        }
+    }
     let ns = lab.ns(Role::Devices);
     let t0_wall = SystemTime::now();
     let t0 = Instant::now();
@@ -676,6 +687,7 @@ mod tests {
             servers: 2,
             directors: 2,
             director: DirectorSettings::default(),
+            tls: false,
         })
         .unwrap()
     }

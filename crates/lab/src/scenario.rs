@@ -47,6 +47,9 @@ pub struct Topology {
     pub directors: u8,
     /// Simulated devices, each its own source address.
     pub devices: usize,
+    /// Everything over TACACS+ over TLS 1.3 (RFC 9887).
+    #[serde(default)]
+    pub tls: bool,
 }
 
 fn two() -> u8 {

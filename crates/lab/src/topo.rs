@@ -187,6 +187,10 @@ pub struct Spec {
     pub directors: u8,
     /// Director settings.
     pub director: DirectorSettings,
+    /// TACACS+ over TLS 1.3 everywhere: a lab CA in `DIR/pki`, TLS listeners
+    /// on the servers, the directors' checks over TLS, a certificate per device.
+    #[serde(default)]
+    pub tls: bool,
 }
 
 /// A process the lab started.
@@ -373,6 +377,9 @@ impl Lab {
         std::fs::create_dir_all(&self.spec.dir).map_err(io_err(&self.spec.dir))?;
         self.build_network()?;
         let mut st = State { spec: self.spec.clone(), procs: Vec::new() };
+        if self.spec.tls {
+            self.write_pki()?;
+        }
         for i in 1..=self.spec.servers {
             let r = Role::Server(i);
             self.write_server_config(i)?;
@@ -495,11 +502,49 @@ impl Lab {
         )))
     }
 
+    /// The lab's certificates (with `tls`): `ca.pem`/`ca.key` (the devices'
+    /// certificates are minted from it by `tacvs sim`), `ca.crl`, `sN.pem` for
+    /// each real server (naming the VIP, which devices connect to, and its
+    /// own address, which the directors check), `director.pem`.
+    pub fn pki_dir(&self) -> PathBuf {
+        self.spec.dir.join("pki")
+    }
+
+    fn write_pki(&self) -> Result<(), LabError> {
+        use tacvs_tls::certs::{self, Role as CertRole, Validity};
+        let dir = self.pki_dir();
+        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let bad = |e: tacvs_tls::certs::CertError| {
+            LabError::NotReady(format!("cannot make the lab's certificates: {e}"))
+        };
+        let put = |name: &str, text: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(io_err(&p))
+        };
+        let ca = certs::ca("tacvs lab CA", Validity::days(7)).map_err(bad)?;
+        put("ca.pem", &ca.cert)?;
+        put("ca.key", &ca.key)?;
+        put("ca.crl", &certs::crl(&ca, &[], 7, 1).map_err(bad)?)?;
+        for i in 1..=self.spec.servers {
+            let r = Role::Server(i);
+            let names = [VIP.to_string(), r.addr().to_string()];
+            let p = certs::issue(&ca, CertRole::Server, &r.short(), &names, Validity::days(30))
+                .map_err(bad)?;
+            put(&format!("{}.pem", r.short()), &p.cert)?;
+            put(&format!("{}.key", r.short()), &p.key)?;
+        }
+        let d = certs::issue(&ca, CertRole::Device, "tacvs lab director", &[], Validity::days(30))
+            .map_err(bad)?;
+        put("director.pem", &d.cert)?;
+        put("director.key", &d.key)
+    }
+
     fn write_server_config(&self, i: u8) -> Result<(), LabError> {
         let r = Role::Server(i);
         let dir = self.role_dir(r);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let text = crate::configs::server(i);
+        let pki = self.spec.tls.then(|| self.pki_dir());
+        let text = crate::configs::server(i, pki.as_deref());
         let p = dir.join("server.toml");
         std::fs::write(&p, text).map_err(io_err(&p))
     }
@@ -521,12 +566,14 @@ impl Lab {
             use std::os::unix::fs::PermissionsExt;
             let _ = std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755));
         }
+        let pki = self.spec.tls.then(|| self.pki_dir());
         let text = crate::configs::director(
             i,
             self.spec.servers,
             &self.spec.director,
             &self.control_socket(i),
             &notify,
+            pki.as_deref(),
         );
         let p = dir.join("director.toml");
         std::fs::write(&p, text).map_err(io_err(&p))
@@ -643,6 +690,7 @@ mod tests {
             servers: 3,
             directors: 2,
             director: DirectorSettings::default(),
+            tls: false,
         })
         .unwrap();
         lab.write_server_config(2).unwrap();
@@ -652,6 +700,35 @@ mod tests {
         assert_eq!((d.vrrp.as_ref().unwrap().priority, d.vrrp.as_ref().unwrap().vrid), (150, VRID));
         let text = std::fs::read_to_string(dir.join("s2/server.toml")).unwrap();
         assert!(text.contains("10.49.1.2:49"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn over_tls_the_configs_take_the_labs_certificates() {
+        let dir = std::env::temp_dir().join(format!("tacvs-lab-unit-tls-{}", std::process::id()));
+        let lab = Lab::new(Spec {
+            prefix: "unit".into(),
+            dir: dir.clone(),
+            bin: "tacvs".into(),
+            servers: 2,
+            directors: 2,
+            director: DirectorSettings::default(),
+            tls: true,
+        })
+        .unwrap();
+        lab.write_pki().unwrap();
+        lab.write_server_config(2).unwrap();
+        lab.write_director_config(1).unwrap();
+        let p = tacvs_policy::load(&dir.join("s2/server.toml")).unwrap();
+        let t = p.listeners[0].tls.as_ref().expect("a TLS listener");
+        assert_eq!(t.certificate.subject, "CN=s2");
+        let d = tacvs_director::config::check(&dir.join("d1/director.toml")).unwrap();
+        assert!(d.file.services[0].health.tls.is_some());
+        assert!(
+            d.warnings.iter().all(|w| !w.to_string().contains("[service.health.tls]")),
+            "{:?}",
+            d.warnings
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }

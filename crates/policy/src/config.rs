@@ -100,6 +100,97 @@ pub struct ListenConf {
     /// Peers whose PROXY headers are believed (the directors).
     #[serde(default)]
     pub trusted_proxies: Vec<Spanned<String>>,
+    /// `[server.listen.tls]`: TACACS+ over TLS 1.3 (RFC 9887) on this listener.
+    #[serde(default)]
+    pub tls: Option<Spanned<ListenTlsConf>>,
+}
+
+/// `[server.listen.tls]`: the listener speaks TLS 1.3 only, from the first
+/// byte (after a PROXY header when it takes one), and never plain TACACS+.
+/// Paths are relative to the configuration file's directory.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenTlsConf {
+    /// PEM certificate chain: the server's certificate, then intermediates.
+    pub certificate: Spanned<PathBuf>,
+    /// Its PEM private key (unencrypted; readable by the server only).
+    pub key: Spanned<PathBuf>,
+    /// PEM bundle of the CAs that issue device certificates.
+    #[serde(default)]
+    pub client_ca: Option<Spanned<PathBuf>>,
+    /// CRL files (PEM or DER) of those CAs: revoked device certificates are refused.
+    #[serde(default)]
+    pub crls: Vec<Spanned<PathBuf>>,
+    /// Whether devices must present a certificate (mutual TLS).
+    #[serde(default)]
+    pub client_certificate: ClientCertificateMode,
+    /// What identifies the device: its address, or its certificate's names.
+    #[serde(default)]
+    pub identity: IdentityMode,
+    /// Session resumption: how long a ticket is good for (0 turns it off).
+    #[serde(default = "default_ticket_lifetime")]
+    pub ticket_lifetime: Spanned<Dur>,
+    /// A handshake must complete within this long of the connection.
+    #[serde(default = "default_handshake_timeout")]
+    pub handshake_timeout: Dur,
+    /// Handshakes in progress at once on this listener.
+    #[serde(default = "default_max_handshakes")]
+    pub max_handshakes: usize,
+    /// Handshakes in progress at once from one device address.
+    #[serde(default = "default_max_handshakes_per_source")]
+    pub max_handshakes_per_source: usize,
+}
+
+fn default_ticket_lifetime() -> Spanned<Dur> {
+    Spanned::new(0..0, Dur(Duration::from_secs(3600)))
+}
+
+fn default_handshake_timeout() -> Dur {
+    Dur(Duration::from_secs(5))
+}
+
+fn default_max_handshakes() -> usize {
+    256
+}
+
+fn default_max_handshakes_per_source() -> usize {
+    8
+}
+
+/// `client_certificate`: mutual TLS or not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientCertificateMode {
+    /// A device must present a certificate chaining to `client_ca`, not revoked.
+    #[default]
+    Required,
+    /// A certificate is checked when one is sent; devices without one are served.
+    Optional,
+    /// No certificate is asked for.
+    None,
+}
+
+/// `identity`: how a TLS connection's device is found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityMode {
+    /// The connection's source address (after PROXY), as on plain listeners.
+    #[default]
+    Address,
+    /// The certificate's subjectAltName iPAddress, looked up in the device groups' prefixes.
+    SanIp,
+    /// The certificate's subjectAltName dNSName, matched against the device groups' `tls.names`.
+    SanDns,
+}
+
+impl std::fmt::Display for IdentityMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IdentityMode::Address => "address",
+            IdentityMode::SanIp => "san-ip",
+            IdentityMode::SanDns => "san-dns",
+        })
+    }
 }
 
 /// `[limits]`.
@@ -346,6 +437,23 @@ pub struct DeviceGroupConf {
     /// `mschapv1`, `mschapv2`); others are refused. None: all.
     #[serde(default)]
     pub login_methods: Option<Vec<Spanned<String>>>,
+    /// `[device_group.tls]`: TLS requirements and certificate names.
+    #[serde(default)]
+    pub tls: Option<DeviceGroupTlsConf>,
+}
+
+/// `[device_group.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceGroupTlsConf {
+    /// Devices of this group must use TLS: plain connections from its
+    /// prefixes are refused (and counted).
+    #[serde(default)]
+    pub required: bool,
+    /// dNSNames (`rtr1.example.net`, `*.core.example.net`) that place a
+    /// device in this group on listeners with `identity = "san-dns"`.
+    #[serde(default)]
+    pub names: Vec<Spanned<String>>,
 }
 
 /// `[[group]]`.

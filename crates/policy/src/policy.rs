@@ -57,6 +57,40 @@ pub struct Listener {
     pub proxy: ProxyMode,
     /// Peers allowed to send PROXY headers.
     pub trusted_proxies: Vec<IpNet>,
+    /// TACACS+ over TLS 1.3 on this listener (RFC 9887); None: plain TACACS+.
+    pub tls: Option<Arc<ListenerTls>>,
+}
+
+/// A TLS listener's settings, its certificates loaded and checked.
+#[derive(Debug)]
+pub struct ListenerTls {
+    /// The rustls configuration (TLS 1.3 only, no early data).
+    pub config: Arc<tacvs_tls::rustls::ServerConfig>,
+    /// How the device of a connection is found.
+    pub identity: config::IdentityMode,
+    /// Whether devices must present a certificate.
+    pub client_certificate: config::ClientCertificateMode,
+    /// Bound on the handshake, from the connection.
+    pub handshake_timeout: std::time::Duration,
+    /// Handshakes in progress at once on the listener.
+    pub max_handshakes: usize,
+    /// Handshakes in progress at once from one device address.
+    pub max_handshakes_per_source: usize,
+    /// Session ticket lifetime (zero: no resumption).
+    pub ticket_lifetime: std::time::Duration,
+    /// The server certificate, for logs.
+    pub certificate: tacvs_tls::material::CertSummary,
+    /// The files, for logs.
+    pub files: String,
+}
+
+/// What a device group asks of TLS.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceGroupTls {
+    /// Plain TACACS+ from these devices is refused.
+    pub required: bool,
+    /// dNSNames that identify devices of the group (`identity = "san-dns"`).
+    pub names: Vec<tacvs_tls::identity::DnsPattern>,
 }
 
 impl Listener {
@@ -78,6 +112,8 @@ pub struct DeviceGroup {
     pub default_command_action: Option<Action>,
     /// The login methods these devices may use; None: all.
     pub login_methods: Option<LoginMethods>,
+    /// TLS requirements and certificate names.
+    pub tls: DeviceGroupTls,
 }
 
 /// A service a group grants.
@@ -212,6 +248,29 @@ impl Policy {
             IpAddr::V6(a) => *self.v6.get_lpm(&Ipv6Net::from(a))?.1,
         };
         Some((i, &self.device_groups[i]))
+    }
+
+    /// The device group a certificate's dNSNames place a device in: the most
+    /// specific matching pattern of any group (an exact name beats a
+    /// wildcard), over the names in certificate order.
+    pub fn device_group_by_dns(&self, names: &[String]) -> Option<(usize, &DeviceGroup)> {
+        let mut best: Option<((bool, usize), usize)> = None;
+        for n in names {
+            for (i, g) in self.device_groups.iter().enumerate() {
+                for p in g.tls.names.iter().filter(|p| p.matches(n)) {
+                    if best.is_none_or(|(s, _)| p.specificity() > s) {
+                        best = Some((p.specificity(), i));
+                    }
+                }
+            }
+        }
+        best.map(|(_, i)| (i, &self.device_groups[i]))
+    }
+
+    /// The device group of the first of `ips` that is in one (a
+    /// certificate's subjectAltName iPAddresses, in order), with that address.
+    pub fn device_group_by_ips(&self, ips: &[IpAddr]) -> Option<(IpAddr, usize, &DeviceGroup)> {
+        ips.iter().find_map(|&ip| self.device_group(ip).map(|(i, g)| (canonical(ip), i, g)))
     }
 
     /// A user by name.
@@ -350,7 +409,13 @@ fn compile(
                 "proxy_protocol is on but trusted_proxies is empty: list the directors' addresses",
             ));
         }
-        listeners.push(Listener { address, proxy: l.proxy_protocol, trusted_proxies: trusted });
+        let tls = l.tls.as_ref().and_then(|t| compile_listen_tls(t, loc, base, errs, warns));
+        listeners.push(Listener {
+            address,
+            proxy: l.proxy_protocol,
+            trusted_proxies: trusted,
+            tls,
+        });
     }
     let lim = &raw.limits;
     if lim.max_connections == 0
@@ -458,11 +523,12 @@ fn compile(
                 }
             }
         }
-        if keys.is_empty() {
+        let tls = compile_group_tls(d.tls.as_ref(), loc, errs);
+        if keys.is_empty() && !tls.required {
             errs.push(loc.at(
                 d.name.span().start,
                 format!(
-                    "device group {:?} has no key: add keys = [\"...\"] or key_files",
+                    "device group {:?} has no key: add keys = [\"...\"] or key_files (a group whose devices all use TLS needs none: [device_group.tls] required = true)",
                     d.name.get_ref()
                 ),
             ));
@@ -475,6 +541,7 @@ fn compile(
             keys: keys.into(),
             default_command_action,
             login_methods,
+            tls,
         });
     }
 
@@ -501,6 +568,8 @@ fn compile(
             ));
         }
     }
+
+    check_tls_identities(&raw, &listeners, &device_groups, loc, errs, warns);
 
     // Groups.
     let g_names = names(&raw.groups, |g| &g.name, "group", loc, errs);
@@ -757,4 +826,176 @@ pub fn facility_code(name: &str) -> Option<u8> {
         "local7" => 23,
         _ => return None,
     })
+}
+
+/// `[server.listen.tls]`: load and check the certificate material now, so a
+/// bad file is an error at its line (at start, in `tacvs check`, and on a
+/// reload, which then keeps the running configuration).
+fn compile_listen_tls(
+    t: &Spanned<config::ListenTlsConf>,
+    loc: &Locator<'_>,
+    base: &Path,
+    errs: &mut Vec<ConfigError>,
+    warns: &mut Vec<ConfigError>,
+) -> Option<Arc<ListenerTls>> {
+    use config::{ClientCertificateMode as M, IdentityMode as I};
+    use tacvs_tls::material::Field;
+    use tacvs_tls::server::ClientCertificate;
+    let c = t.get_ref();
+    let at = t.span().start;
+    let path = |p: &Spanned<std::path::PathBuf>| base.join(p.get_ref());
+    let mut ok = true;
+    if c.identity != I::Address && c.client_certificate != M::Required {
+        errs.push(loc.at(
+            at,
+            format!(
+                "identity = \"{}\" takes the device from its certificate: client_certificate must be \"required\"",
+                c.identity
+            ),
+        ));
+        ok = false;
+    }
+    if c.client_certificate != M::None && c.client_ca.is_none() {
+        errs.push(loc.at(
+            at,
+            "client_ca is missing: give the PEM bundle of the CA that issues device certificates \
+             (or client_certificate = \"none\" for server authentication only)",
+        ));
+        ok = false;
+    }
+    if c.max_handshakes == 0 || c.max_handshakes_per_source == 0 {
+        errs.push(loc.at(at, "max_handshakes and max_handshakes_per_source must be at least 1"));
+        ok = false;
+    }
+    if c.handshake_timeout.0.is_zero() {
+        errs.push(loc.at(at, "handshake_timeout must be above zero (e.g. \"5s\")"));
+        ok = false;
+    }
+    let lifetime = c.ticket_lifetime.get_ref().0;
+    if lifetime.as_secs() > tacvs_tls::MAX_LIFETIME_SECS {
+        errs.push(loc.at(
+            c.ticket_lifetime.span().start,
+            "ticket_lifetime is at most 12h (the ticket keys' life); 0 turns resumption off",
+        ));
+        ok = false;
+    }
+    if !ok {
+        return None;
+    }
+    let settings = tacvs_tls::server::ServerSettings {
+        certificate: path(&c.certificate),
+        key: path(&c.key),
+        client_ca: c.client_ca.as_ref().map(path),
+        crls: c.crls.iter().map(path).collect(),
+        client_certificate: match c.client_certificate {
+            M::Required => ClientCertificate::Required,
+            M::Optional => ClientCertificate::Optional,
+            M::None => ClientCertificate::None,
+        },
+        ticket_lifetime: lifetime,
+    };
+    let span_of = |f: Field| match f {
+        Field::Certificate => c.certificate.span().start,
+        Field::Key => c.key.span().start,
+        Field::Ca => c.client_ca.as_ref().map_or(at, |p| p.span().start),
+        Field::Crl(i) => c.crls.get(i).map_or(at, |p| p.span().start),
+        Field::Whole => at,
+    };
+    match tacvs_tls::server::server_config(&settings, std::time::SystemTime::now()) {
+        Ok(built) => {
+            for (f, w) in built.warnings {
+                warns.push(loc.at(span_of(f), w));
+            }
+            let files = format!(
+                "certificate {}, client_ca {}, {} CRL file(s)",
+                settings.certificate.display(),
+                settings.client_ca.as_ref().map_or("none".into(), |p| p.display().to_string()),
+                settings.crls.len()
+            );
+            Some(Arc::new(ListenerTls {
+                config: built.config,
+                identity: c.identity,
+                client_certificate: c.client_certificate,
+                handshake_timeout: c.handshake_timeout.0,
+                max_handshakes: c.max_handshakes,
+                max_handshakes_per_source: c.max_handshakes_per_source,
+                ticket_lifetime: lifetime,
+                certificate: built.certificate,
+                files,
+            }))
+        }
+        Err(e) => {
+            errs.push(loc.at(span_of(e.field()), e.to_string()));
+            None
+        }
+    }
+}
+
+fn compile_group_tls(
+    t: Option<&config::DeviceGroupTlsConf>,
+    loc: &Locator<'_>,
+    errs: &mut Vec<ConfigError>,
+) -> DeviceGroupTls {
+    let Some(t) = t else { return DeviceGroupTls::default() };
+    let names = t
+        .names
+        .iter()
+        .filter_map(|n| match tacvs_tls::identity::DnsPattern::parse(n.get_ref()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                errs.push(loc.at(n.span().start, e));
+                None
+            }
+        })
+        .collect();
+    DeviceGroupTls { required: t.required, names }
+}
+
+/// Identities that cannot work: `san-dns` with no names to match, a group
+/// that requires TLS with no TLS listener to use, one name in two groups.
+fn check_tls_identities(
+    raw: &ServerFile,
+    listeners: &[Listener],
+    groups: &[DeviceGroup],
+    loc: &Locator<'_>,
+    errs: &mut Vec<ConfigError>,
+    warns: &mut Vec<ConfigError>,
+) {
+    let any_names = groups.iter().any(|g| !g.tls.names.is_empty());
+    for (l, conf) in listeners.iter().zip(&raw.server.listen) {
+        if let (Some(t), Some(c)) = (&l.tls, &conf.tls)
+            && t.identity == config::IdentityMode::SanDns
+            && !any_names
+        {
+            errs.push(loc.at(
+                c.span().start,
+                "identity = \"san-dns\" but no device group lists names: add [device_group.tls] names = [\"*.example.net\"]",
+            ));
+        }
+    }
+    let tls_listener = raw.server.listen.iter().any(|l| l.tls.is_some());
+    for (g, d) in groups.iter().zip(&raw.device_groups) {
+        if g.tls.required && !tls_listener {
+            warns.push(loc.at(
+                d.name.span().start,
+                format!(
+                    "device group {:?} requires TLS but no listener has a [server.listen.tls] section: its devices cannot connect",
+                    g.name
+                ),
+            ));
+        }
+    }
+    let mut seen: HashMap<String, &str> = HashMap::new();
+    for (g, d) in groups.iter().zip(&raw.device_groups) {
+        for (p, n) in g.tls.names.iter().zip(d.tls.iter().flat_map(|t| &t.names)) {
+            if let Some(other) = seen.insert(p.to_string(), &g.name)
+                && other != g.name
+            {
+                errs.push(loc.at(
+                    n.span().start,
+                    format!("the name {p} is already in device group {other:?}"),
+                ));
+            }
+        }
+    }
 }

@@ -552,3 +552,143 @@ fn explain_lists_every_rule_looked_at_and_the_one_that_decided() {
     );
     assert!(e.steps.iter().any(|s| s.contains("rule 1 \"show .*\" permit: does not match")));
 }
+
+mod tls {
+    //! `[server.listen.tls]` and `[device_group.tls]`: material checked at
+    //! compile time, errors at the field's line, identities that cannot work.
+
+    use std::path::PathBuf;
+
+    use tacvs_tls::certs::{self, Role, Validity};
+
+    struct Dir(PathBuf);
+
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A CA, a server certificate and a CRL in a fresh directory.
+    fn pki(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("tacvs-policy-tls-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let ca = certs::ca("Test CA", Validity::days(30)).unwrap();
+        let srv = certs::issue(&ca, Role::Server, "aaa", &["127.0.0.1".into()], Validity::days(30))
+            .unwrap();
+        let other = certs::issue(&ca, Role::Server, "bbb", &[], Validity::days(30)).unwrap();
+        for (name, text) in [
+            ("ca.pem", ca.cert.clone()),
+            ("server.pem", srv.cert),
+            ("server.key", srv.key),
+            ("other.key", other.key),
+            ("ca.crl", certs::crl(&ca, &[], 7, 1).unwrap()),
+        ] {
+            std::fs::write(d.join(name), text).unwrap();
+        }
+        Dir(d)
+    }
+
+    fn conf(tls: &str, groups: &str) -> String {
+        format!(
+            "[server]\n[[server.listen]]\naddress = \"127.0.0.1:0\"\n  [server.listen.tls]\n{tls}\n{groups}"
+        )
+    }
+
+    const TLS: &str = "  certificate = \"server.pem\"\n  key = \"server.key\"\n  client_ca = \"ca.pem\"\n  crls = [\"ca.crl\"]\n";
+    const GROUP: &str = "[[device_group]]\nname = \"core\"\nprefixes = [\"10.0.0.0/8\"]\nkeys = [\"0123456789abcdef0\"]\n";
+
+    fn compile(d: &Dir, text: &str) -> Result<super::Policy, String> {
+        super::parse("t.toml", text, &d.0).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_tls_listener_compiles_with_its_certificate_loaded() {
+        let d = pki("ok");
+        let p = compile(&d, &conf(TLS, GROUP)).unwrap();
+        let t = p.listeners[0].tls.as_ref().expect("a TLS listener");
+        assert_eq!(t.certificate.subject, "CN=aaa");
+        assert_eq!(t.handshake_timeout, std::time::Duration::from_secs(5));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn a_key_of_another_certificate_is_an_error_at_the_key_line() {
+        let d = pki("mismatch");
+        let e = compile(&d, &conf(&TLS.replace("server.key", "other.key"), GROUP)).unwrap_err();
+        assert!(e.starts_with("t.toml:6:"), "{e}");
+        assert!(e.contains("does not belong to the certificate"), "{e}");
+    }
+
+    #[test]
+    fn a_missing_crl_file_is_an_error_at_its_place() {
+        let d = pki("nocrl");
+        let e = compile(&d, &conf(&TLS.replace("ca.crl", "gone.crl"), GROUP)).unwrap_err();
+        assert!(e.contains("t.toml:8:") && e.contains("gone.crl"), "{e}");
+    }
+
+    #[test]
+    fn identities_that_cannot_work_are_refused() {
+        let d = pki("ident");
+        let e = compile(&d, &conf(&format!("{TLS}  identity = \"san-dns\"\n"), GROUP)).unwrap_err();
+        assert!(e.contains("no device group lists names"), "{e}");
+        let e = compile(
+            &d,
+            &conf(
+                &format!("{TLS}  identity = \"san-ip\"\n  client_certificate = \"optional\"\n"),
+                GROUP,
+            ),
+        )
+        .unwrap_err();
+        assert!(e.contains("client_certificate must be \"required\""), "{e}");
+        let e =
+            compile(&d, &conf("  certificate = \"server.pem\"\n  key = \"server.key\"\n", GROUP))
+                .unwrap_err();
+        assert!(e.contains("client_ca is missing"), "{e}");
+    }
+
+    #[test]
+    fn groups_find_devices_by_certificate_names_most_specific_first() {
+        let d = pki("names");
+        let groups = "[[device_group]]\nname = \"wide\"\nprefixes = [\"10.0.0.0/8\"]\n  [device_group.tls]\n  required = true\n  names = [\"*.example.net\"]\n[[device_group]]\nname = \"core\"\nprefixes = [\"10.1.0.0/16\"]\n  [device_group.tls]\n  required = true\n  names = [\"*.core.example.net\", \"edge1.example.net\"]\n";
+        let p = compile(&d, &conf(&format!("{TLS}  identity = \"san-dns\"\n"), groups)).unwrap();
+        let g = |names: &[&str]| {
+            let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+            p.device_group_by_dns(&names).map(|(_, g)| g.name.clone())
+        };
+        assert_eq!(g(&["rtr1.core.example.net"]).as_deref(), Some("core"));
+        assert_eq!(g(&["edge1.example.net"]).as_deref(), Some("core"), "exact beats wildcard");
+        assert_eq!(g(&["edge2.example.net"]).as_deref(), Some("wide"));
+        assert_eq!(g(&["x.example.org"]), None);
+        assert!(
+            p.device_groups.iter().all(|g| g.keys.is_empty() && g.tls.required),
+            "no keys needed"
+        );
+        let ips = ["192.0.2.1".parse().unwrap(), "10.1.2.3".parse().unwrap()];
+        assert_eq!(
+            p.device_group_by_ips(&ips).map(|(ip, _, g)| (ip.to_string(), g.name.clone())),
+            Some(("10.1.2.3".into(), "core".into()))
+        );
+    }
+
+    #[test]
+    fn a_name_in_two_groups_and_a_bad_pattern_are_errors() {
+        let d = pki("dup");
+        let groups = "[[device_group]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]\n  [device_group.tls]\n  required = true\n  names = [\"rtr.example.net\", \"*.net\"]\n[[device_group]]\nname = \"b\"\nprefixes = [\"10.1.0.0/16\"]\n  [device_group.tls]\n  required = true\n  names = [\"rtr.example.net\"]\n";
+        let e = compile(&d, &conf(TLS, groups)).unwrap_err();
+        assert!(e.contains("already in device group \"a\""), "{e}");
+        assert!(e.contains("two labels"), "{e}");
+    }
+
+    #[test]
+    fn a_group_without_keys_needs_tls_required() {
+        let d = pki("nokey");
+        let e = compile(
+            &d,
+            &conf(TLS, "[[device_group]]\nname = \"x\"\nprefixes = [\"10.0.0.0/8\"]\n"),
+        )
+        .unwrap_err();
+        assert!(e.contains("required = true"), "{e}");
+    }
+}

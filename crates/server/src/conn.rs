@@ -20,7 +20,7 @@ use tacvs_proto::{
     AuthorResponse, ProtocolError, Request, ServerConfig, ServerConnection, ServerEvent,
     SessionError,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::authn::{Check, Verdict};
@@ -66,6 +66,7 @@ struct Ctx {
     rotated_key_logged: bool,
     info: Arc<crate::sessions::Conn>,
     head: Head,
+    tls: Option<Arc<crate::tls::Authenticated>>,
 }
 
 /// The first bytes a connection sent (before its first whole packet).
@@ -94,7 +95,7 @@ fn foreign(first: &[u8]) -> Option<&'static str> {
     if HTTP.iter().any(|m| first.starts_with(m)) {
         Some("HTTP (a web browser, a health check or a scanner?)")
     } else if first.starts_with(&[0x16, 0x03]) {
-        Some("TLS (TACACS+ over TLS is not supported here)")
+        Some("TLS (use a TLS listener)")
     } else if first.starts_with(b"SSH-") {
         Some("SSH")
     } else if first.starts_with(b"PROXY") || first.starts_with(b"\r\n\r\n\0\r\nQUIT\n") {
@@ -124,6 +125,7 @@ async fn refuse_direct(
         max_body: policy.limits.max_body.0 as u32,
         single_connect: false,
         max_sessions: 1,
+        tls: false,
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
     loop {
@@ -158,6 +160,8 @@ pub(crate) async fn serve(
     let mut buf = BytesMut::new();
     stream.set_nodelay(true).ok();
 
+    // PROXY first on every listener that takes it; on a TLS listener the TLS
+    // bytes follow the header.
     let device = match crate::proxy::intake(
         &mut stream,
         &mut buf,
@@ -172,7 +176,7 @@ pub(crate) async fn serve(
         Err(e) => {
             tracing::warn!(%peer, reason = %e, "connection refused at PROXY intake");
             metrics::counter!("tacvs_rejects_total", "reason" => "proxy_protocol").increment(1);
-            if e == crate::proxy::ProxyError::Missing {
+            if e == crate::proxy::ProxyError::Missing && l.tls.is_none() {
                 let deadline = accepted + policy.limits.first_packet_timeout.0;
                 refuse_direct(&mut stream, &mut buf, &policy, peer, deadline).await;
             }
@@ -182,28 +186,70 @@ pub(crate) async fn serve(
     // One address, one count: an IPv4-mapped IPv6 address (dual-stack socket,
     // or a PROXY header that wrote it so) is the IPv4 device it maps.
     let device = SocketAddr::new(crate::canonical_ip(device.ip()), device.port());
+    if let Some(tls) = &l.tls {
+        return crate::tls::serve(shared, stream, buf, device, tls, policy, accepted).await;
+    }
     let Some((dg, group)) = policy.device_group(device.ip()) else {
         tracing::warn!(%device, %peer, "connection refused: the device's address is in no device_group");
         metrics::counter!("tacvs_rejects_total", "reason" => "unknown_device").increment(1);
         return;
     };
-    let _slot = match SourceSlot::take(
-        shared,
-        device.ip(),
-        policy.limits.max_connections_per_source,
-    ) {
-        Some(s) => s,
-        None => {
-            tracing::warn!(%device, max = policy.limits.max_connections_per_source, "connection refused: max_connections_per_source reached");
-            metrics::counter!("tacvs_rejects_total", "reason" => "max_connections_per_source")
-                .increment(1);
-            return;
-        }
-    };
+    if group.tls.required {
+        tracing::warn!(%device, device_group = %group.name, "connection refused: the device group requires TLS, and this listener is plain TACACS+: configure the device for TACACS+ over TLS to the TLS listener");
+        metrics::counter!("tacvs_rejects_total", "reason" => "tls_required").increment(1);
+        return;
+    }
+    let Some(_slot) = SourceSlot::admit(shared, device, &policy) else { return };
+    let peer = Peer { device, dg, tls: None };
+    run(shared, stream, peer, policy, buf, accepted).await;
+}
+
+/// Who the device of a connection is, once known.
+pub(crate) struct Peer {
+    /// Its address (after PROXY; a certificate's iPAddress with `identity = "san-ip"`).
+    pub device: SocketAddr,
+    /// Its device group's index.
+    pub dg: usize,
+    /// The certificate it authenticated with, over TLS.
+    pub tls: Option<Arc<crate::tls::Authenticated>>,
+}
+
+/// A byte stream a connection runs on: plain TCP or TLS over it.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
+    /// Wait until a read would make progress (bytes arrived, or bytes the
+    /// stream holds already), without a read buffer: an idle connection
+    /// allocates only once its device speaks.
+    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+
+    /// End the connection cleanly (TLS: close_notify), within a short bound.
+    fn finish(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+impl Transport for TcpStream {
+    async fn readable(&self) -> std::io::Result<()> {
+        TcpStream::readable(self).await
+    }
+}
+
+/// Serve the TACACS+ sessions of one connection whose device is known:
+/// feed the protocol machine, answer, run slow work, until the connection ends.
+pub(crate) async fn run<S: Transport>(
+    shared: &Arc<Shared>,
+    mut stream: S,
+    peer: Peer,
+    policy: Arc<tacvs_policy::Policy>,
+    mut buf: BytesMut,
+    accepted: tokio::time::Instant,
+) {
+    let Peer { device, dg, tls } = peer;
+    let group = &policy.device_groups[dg];
     let cfg = ServerConfig {
         max_body: policy.limits.max_body.0 as u32,
         single_connect: true,
         max_sessions: policy.limits.max_sessions_per_connection,
+        tls: tls.is_some(),
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
     let registration = crate::sessions::Registry::register(shared, device, &group.name);
@@ -217,7 +263,9 @@ pub(crate) async fn serve(
         rotated_key_logged: false,
         info: registration.conn.clone(),
         head: Head::default(),
+        tls: tls.clone(),
     };
+    // The connection must not keep an old policy alive after a reload.
     drop(policy);
 
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
@@ -234,6 +282,13 @@ pub(crate) async fn serve(
             if !clock.got_packet {
                 // Kept to describe a peer that does not speak TACACS+ at all.
                 ctx.head = Head::of(&buf);
+                if tls.is_none() && tacvs_tls::looks_like_tls(&buf) {
+                    // No RFC 8907 §4.1 reply: it would be garbage to a TLS client.
+                    tracing::warn!(%device, device_group = %ctx.dg_name, "this is TLS; use a TLS listener: the device speaks TACACS+ over TLS to a plain TACACS+ listener (give the listener a [server.listen.tls] section, or point the device at the TLS one); closing");
+                    metrics::counter!("tacvs_rejects_total", "reason" => "tls_on_plain")
+                        .increment(1);
+                    break;
+                }
             }
             conn.handle_input(&mut buf);
             clock.input(buf.len() < before, buf.len(), tokio::time::Instant::now());
@@ -248,7 +303,7 @@ pub(crate) async fn serve(
             let mut out = Vec::new();
             conn.poll_transmit(&mut out);
             let wt = ctx.shared.policy.load().limits.read_timeout.0;
-            match tokio::time::timeout(wt, stream.write_all(&out)).await {
+            match tokio::time::timeout(wt, write_all(&mut stream, &out)).await {
                 Ok(Ok(())) => clock.output(tokio::time::Instant::now()),
                 Ok(Err(e)) => {
                     tracing::debug!(%device, error = %e, "write failed; closing");
@@ -298,9 +353,16 @@ pub(crate) async fn serve(
             _ = shutdown.changed(), if !draining => draining = true,
         }
     }
+    stream.finish().await;
 }
 
-async fn read_into(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Result<usize> {
+/// Write and flush (TLS holds records until flushed).
+async fn write_all<S: Transport>(stream: &mut S, out: &[u8]) -> std::io::Result<()> {
+    stream.write_all(out).await?;
+    stream.flush().await
+}
+
+async fn read_into<S: Transport>(stream: &mut S, buf: &mut BytesMut) -> std::io::Result<usize> {
     if buf.capacity() == 0 {
         stream.readable().await?;
         buf.reserve(4096);
@@ -309,12 +371,29 @@ async fn read_into(stream: &mut TcpStream, buf: &mut BytesMut) -> std::io::Resul
 }
 
 /// A per-source connection slot, released on drop.
-struct SourceSlot {
+pub(crate) struct SourceSlot {
     shared: Arc<Shared>,
     ip: IpAddr,
 }
 
 impl SourceSlot {
+    /// Take `device`'s slot under `max_connections_per_source`, or log and
+    /// count the refusal.
+    pub(crate) fn admit(
+        shared: &Arc<Shared>,
+        device: SocketAddr,
+        policy: &tacvs_policy::Policy,
+    ) -> Option<SourceSlot> {
+        let max = policy.limits.max_connections_per_source;
+        let slot = SourceSlot::take(shared, device.ip(), max);
+        if slot.is_none() {
+            tracing::warn!(%device, max, "connection refused: max_connections_per_source reached");
+            metrics::counter!("tacvs_rejects_total", "reason" => "max_connections_per_source")
+                .increment(1);
+        }
+        slot
+    }
+
     fn take(shared: &Arc<Shared>, ip: IpAddr, max: usize) -> Option<SourceSlot> {
         let mut m = shared.per_source.lock().unwrap_or_else(|e| e.into_inner());
         let n = m.entry(ip).or_insert(0);
@@ -645,6 +724,7 @@ impl Ctx {
             authen_type: q.authen_type.as_str().into(),
             authen_service: q.authen_service.as_str().into(),
             args: q.args.iter().map(|a| a.to_string()).collect(),
+            tls: self.tls.as_ref().map(|t| t.journal()),
         };
         let line = crate::journal::to_line(&rec);
         tracing::debug!(device = %self.device, user = %Esc(&q.user), record = %rec.record, "accounting");

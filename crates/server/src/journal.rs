@@ -159,6 +159,23 @@ pub struct AcctRecord<'a> {
     pub authen_service: Cow<'a, str>,
     /// Every AV, in order, as `name=value` / `name*value`.
     pub args: Vec<String>,
+    /// The certificate the device authenticated with over TLS (RFC 9887);
+    /// absent for plain TACACS+ (and in records written before TLS existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsPeer<'a>>,
+}
+
+/// The TLS identity of a journal record's device.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TlsPeer<'a> {
+    /// The certificate's subject (RFC 4514).
+    pub subject: Cow<'a, str>,
+    /// Its subjectAltName entries, `IP:…,DNS:…`.
+    pub san: Cow<'a, str>,
+    /// SHA-256 of the certificate, lower-case hex.
+    pub sha256: Cow<'a, str>,
+    /// Whether the session was resumed from a ticket.
+    pub resumed: bool,
 }
 
 /// Every record in the journal directory, oldest first.

@@ -40,6 +40,7 @@ pub mod proxy;
 pub mod sessions;
 pub mod signals;
 pub mod syslog;
+mod tls;
 
 use std::collections::HashMap;
 use std::io;
@@ -79,6 +80,7 @@ pub struct Shared {
     per_source: Mutex<HashMap<IpAddr, usize>>,
     sessions: sessions::Registry,
     shutdown: watch::Receiver<bool>,
+    handshakes: tls::Handshakes,
 }
 
 impl Shared {
@@ -100,6 +102,11 @@ impl Shared {
     /// The lockout state (short critical sections only).
     pub fn lockout(&self) -> MutexGuard<'_, Lockout> {
         self.lockout.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// TLS handshakes in progress.
+    pub fn handshakes_in_progress(&self) -> usize {
+        self.handshakes.in_progress()
     }
 
     /// Open connections, for `tacvs server sessions`.
@@ -239,6 +246,7 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         per_source: Mutex::new(HashMap::new()),
         sessions: sessions::Registry::default(),
         shutdown,
+        handshakes: tls::Handshakes::default(),
         policy: ArcSwap::new(policy),
     });
     let policy = shared.policy();
@@ -388,6 +396,10 @@ impl ServerHandle {
             let (was, now) = (r.settings.load_full(), &settings[ni]);
             if was.proxy != now.proxy || was.trusted_proxies != now.trusted_proxies {
                 tracing::info!(address = %r.bound, proxy_protocol = %now.proxy, trusted_proxies = %listeners::trusted(now), "listener settings changed (new connections)");
+            }
+            if was.tls.is_some() || now.tls.is_some() {
+                // Certificates, keys, CAs and CRLs are re-read by every reload.
+                tracing::info!(address = %r.bound, tls = %listeners::tls(now), "TLS settings reloaded (new connections)");
             }
             r.settings.store(Arc::new(now.clone()));
             next[ni] = Some(r);

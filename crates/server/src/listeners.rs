@@ -107,10 +107,29 @@ pub(crate) fn run(
 ) -> io::Result<Running> {
     let bound = listener.local_addr()?;
     let configured = settings.address;
-    tracing::info!(addr = %bound, proxy_protocol = %settings.proxy, trusted_proxies = %trusted(&settings), "listening");
+    tracing::info!(addr = %bound, proxy_protocol = %settings.proxy, trusted_proxies = %trusted(&settings), tls = %tls(&settings), "listening");
     let settings = Arc::new(ArcSwap::from_pointee(settings));
     let task = tokio::spawn(accept_loop(shared.clone(), listener, settings.clone()));
     Ok(Running { configured, bound, settings, task })
+}
+
+/// The TLS settings, for logs: `off`, or the certificate and identity.
+pub(crate) fn tls(l: &Listener) -> String {
+    match &l.tls {
+        None => "off".into(),
+        Some(t) => format!(
+            "TLS 1.3; certificate {:?} valid until {}; identity by {}; client certificates {}; {}",
+            t.certificate.subject,
+            t.certificate.not_after,
+            t.identity,
+            match t.client_certificate {
+                tacvs_policy::config::ClientCertificateMode::Required => "required",
+                tacvs_policy::config::ClientCertificateMode::Optional => "optional",
+                tacvs_policy::config::ClientCertificateMode::None => "not asked for",
+            },
+            t.files
+        ),
+    }
 }
 
 /// The trusted proxies, for logs.

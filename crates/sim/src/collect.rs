@@ -224,6 +224,7 @@ impl Collector {
             started_unix_ms,
             outages: self.outages,
             acct_acknowledged: self.acks,
+            tls: None,
         }
     }
 }

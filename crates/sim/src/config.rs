@@ -1,6 +1,7 @@
 //! A run's settings, and what makes one impossible before it starts.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ipnet::IpNet;
@@ -47,6 +48,38 @@ pub struct SimConfig {
     /// (`DEVICE RECORD ARGS...`, as [`ack_key`](crate::request::ack_key) forms it), so a harness can
     /// prove each is in a journal.
     pub acked: Option<std::path::PathBuf>,
+    /// TACACS+ over TLS 1.3 (RFC 9887) instead of the key's obfuscation.
+    pub tls: Option<SimTls>,
+}
+
+/// How the simulated devices speak TLS.
+#[derive(Clone)]
+pub struct SimTls {
+    /// The CA bundle the server's certificate must chain to.
+    pub roots: Arc<tacvs_tls::rustls::RootCertStore>,
+    /// The server's reference identity (RFC 9525).
+    pub server_name: tacvs_tls::rustls::pki_types::ServerName<'static>,
+    /// The devices' certificates.
+    pub devices: DeviceCerts,
+}
+
+impl std::fmt::Debug for SimTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimTls").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
+/// Which certificate each device presents.
+#[derive(Debug, Clone)]
+pub enum DeviceCerts {
+    /// None (the server does not ask for one).
+    None,
+    /// One certificate and key for every device (PEM).
+    Shared(tacvs_tls::certs::Pem),
+    /// One per device, minted at start by this CA (PEM certificate and key),
+    /// with the device's address as subjectAltName iPAddress and `dev-N` as
+    /// its name.
+    PerDevice(tacvs_tls::certs::Pem),
 }
 
 /// A run that could not start.
@@ -158,6 +191,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             pipeline: 1,
             acked: None,
+            tls: None,
         };
         assert!(ok.check().is_ok());
         let no_devices = SimConfig { devices: 0, ..ok.clone() };

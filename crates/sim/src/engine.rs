@@ -8,12 +8,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use tacvs_client::{Client, ClientOptions};
+use hdrhistogram::Histogram;
+use tacvs_client::{Client, ClientOptions, ClientTls, Handshake};
+use tacvs_tls::rustls;
 use tokio::sync::{Mutex, Semaphore, mpsc};
 use tokio::time::Instant;
 
 use crate::collect::{Collector, Outcome, Progress, Sample};
-use crate::config::{Load, SimConfig, SimError, nth_address};
+use crate::config::{DeviceCerts, Load, SimConfig, SimError, nth_address};
 use crate::profile::{Op, Style};
 use crate::report::Report;
 use crate::request::{ack_key, perform};
@@ -37,6 +39,99 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     /// Each profile's session, built once (index 0: the profile, 1: its alternate).
     scripts: [Vec<Op>; 2],
+    /// TACACS+ over TLS: a client configuration per device (or one for all).
+    pub(crate) tls: Option<TlsRuntime>,
+    handshakes: std::sync::Mutex<HandshakeStats>,
+}
+
+/// The devices' TLS configurations.
+pub(crate) struct TlsRuntime {
+    pub(crate) server_name: rustls::pki_types::ServerName<'static>,
+    configs: Vec<Arc<rustls::ClientConfig>>,
+}
+
+impl TlsRuntime {
+    /// Build every device's configuration (minting certificates if asked).
+    fn new(cfg: &SimConfig) -> Result<Option<TlsRuntime>, SimError> {
+        let Some(t) = &cfg.tls else { return Ok(None) };
+        let bad = |e: String| SimError::Invalid(format!("TLS: {e}"));
+        let one =
+            |id| tacvs_tls::client::config(t.roots.clone(), id).map_err(|e| bad(e.to_string()));
+        let configs = match &t.devices {
+            DeviceCerts::None => vec![one(None)?],
+            DeviceCerts::Shared(p) => {
+                vec![one(Some(
+                    tacvs_tls::client::identity_from_pem(&p.cert, &p.key)
+                        .map_err(|e| bad(e.to_string()))?,
+                ))?]
+            }
+            DeviceCerts::PerDevice(ca) => (0..cfg.devices)
+                .map(|i| {
+                    let addr = nth_address(cfg.source, i as u128).expect("checked size");
+                    let pem = tacvs_tls::certs::issue(
+                        ca,
+                        tacvs_tls::certs::Role::Device,
+                        &format!("dev-{i}"),
+                        &[addr.to_string()],
+                        tacvs_tls::certs::Validity::days(2),
+                    )
+                    .map_err(|e| bad(format!("cannot mint device certificates: {e}")))?;
+                    one(Some(
+                        tacvs_tls::client::identity_from_pem(&pem.cert, &pem.key)
+                            .map_err(|e| bad(e.to_string()))?,
+                    ))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        Ok(Some(TlsRuntime { server_name: t.server_name.clone(), configs }))
+    }
+
+    /// Device `dev`'s TLS settings.
+    pub(crate) fn client(&self, dev: usize) -> ClientTls {
+        ClientTls {
+            config: self.configs[dev % self.configs.len()].clone(),
+            server_name: self.server_name.clone(),
+        }
+    }
+}
+
+/// Handshake times, full and resumed, in microseconds.
+struct HandshakeStats {
+    full: Histogram<u64>,
+    resumed: Histogram<u64>,
+    failed: u64,
+}
+
+impl Shared {
+    /// Count one handshake.
+    pub(crate) fn handshake(&self, h: Result<Handshake, ()>) {
+        let mut s = self.handshakes.lock().unwrap_or_else(|e| e.into_inner());
+        match h {
+            Ok(h) => {
+                let us = (h.took.as_micros() as u64).max(1);
+                let _ = if h.resumed { s.resumed.record(us) } else { s.full.record(us) };
+            }
+            Err(()) => s.failed += 1,
+        }
+    }
+
+    fn tls_report(&self) -> Option<crate::report::TlsHandshakes> {
+        self.tls.as_ref()?;
+        let s = self.handshakes.lock().unwrap_or_else(|e| e.into_inner());
+        let (full, resumed) = (s.full.len(), s.resumed.len());
+        Some(crate::report::TlsHandshakes {
+            handshakes: full + resumed,
+            resumed,
+            resumption_rate: if full + resumed > 0 {
+                resumed as f64 / (full + resumed) as f64
+            } else {
+                0.0
+            },
+            failed: s.failed,
+            full_ms: crate::report::Latency::from_hist(&s.full),
+            resumed_ms: crate::report::Latency::from_hist(&s.resumed),
+        })
+    }
 }
 
 /// Run the simulation to its end and report.
@@ -77,8 +172,16 @@ pub async fn run_with_progress(
             })
         })
         .collect();
+    let tls = TlsRuntime::new(&cfg)?;
+    let hist = || Histogram::new_with_bounds(1, 600_000_000, 3).expect("static bounds");
     let (tx, mut rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
+        tls,
+        handshakes: std::sync::Mutex::new(HandshakeStats {
+            full: hist(),
+            resumed: hist(),
+            failed: 0,
+        }),
         sockets: Arc::new(Semaphore::new(cfg.max_sockets)),
         devices,
         tx,
@@ -124,10 +227,13 @@ pub async fn run_with_progress(
         d.lock().await.client = None;
     }
     let delayed = shared.delayed.load(Ordering::Relaxed);
+    let tls = shared.tls_report();
     drop(shared);
     let c = collector.await.expect("collector task");
     let cpu = cpu_seconds() - cpu0;
-    Ok(c.report(&cfg, delayed, cpu))
+    let mut report = c.report(&cfg, delayed, cpu);
+    report.tls = tls;
+    Ok(report)
 }
 
 /// Stop the drivers: let what is in flight finish within its timeout.
@@ -181,9 +287,22 @@ pub(crate) async fn request(sh: &Shared, dev: usize, intended: Instant) {
     };
     let (mut client, permit) = match kept {
         Some((c, p)) => (c, p),
-        None => (Client::new(opts), permit.expect("taken above when no connection is kept")),
+        None => {
+            let mut c = Client::new(opts);
+            if let Some(t) = &sh.tls {
+                c = c.with_tls(t.client(dev));
+            }
+            (c, permit.expect("taken above when no connection is kept"))
+        }
     };
     let (kind, result, ack) = perform(&mut client, profile, &op, dev, d.task).await;
+    if sh.tls.is_some() {
+        if let Some(h) = client.take_handshake() {
+            sh.handshake(Ok(h));
+        } else if result == Err("tls_handshake") {
+            sh.handshake(Err(()));
+        }
+    }
     let ack = ack
         .filter(|_| sh.cfg.acked.is_some() && result == Ok(true))
         .map(|args| ack_key(&d.addr.to_string(), &args.0, &args.1));

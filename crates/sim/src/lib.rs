@@ -32,10 +32,10 @@ mod request;
 mod sys;
 
 pub use collect::Progress;
-pub use config::{Load, SimConfig, SimError, nth_address};
+pub use config::{DeviceCerts, Load, SimConfig, SimError, SimTls, nth_address};
 pub use engine::{run, run_with_progress};
 pub use expect::Expect;
 pub use profile::{Login, Op, Profile, Style};
-pub use report::{Report, Totals};
+pub use report::{Report, TlsHandshakes, Totals};
 pub use request::ack_key;
 pub use sys::{cpu_seconds, open_file_limit};

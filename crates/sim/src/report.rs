@@ -21,6 +21,7 @@ pub const ERROR_KINDS: &[&str] = &[
     "wrong_key",
     "protocol_error",
     "local_error",
+    "tls_handshake",
     "status_error",
 ];
 
@@ -142,6 +143,26 @@ pub struct Report {
     /// the `acked` file when one was given).
     #[serde(default)]
     pub acct_acknowledged: u64,
+    /// TACACS+ over TLS: the handshakes of the whole run (warm-up included).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsHandshakes>,
+}
+
+/// The TLS handshakes a run made.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TlsHandshakes {
+    /// Handshakes completed.
+    pub handshakes: u64,
+    /// Of which resumed from a ticket.
+    pub resumed: u64,
+    /// resumed / handshakes.
+    pub resumption_rate: f64,
+    /// Handshakes that failed (in `errors_by_kind` as `tls_handshake` too).
+    pub failed: u64,
+    /// Time from connected to handshake done, full handshakes.
+    pub full_ms: Latency,
+    /// The same for resumed ones.
+    pub resumed_ms: Latency,
 }
 
 /// A window of failed requests.
@@ -234,6 +255,20 @@ impl Report {
                 s,
                 "delayed starts: {} (waits are included in the latency)",
                 self.delayed_starts
+            );
+        }
+        if let Some(t) = &self.tls {
+            let _ = writeln!(
+                s,
+                "TLS: {} handshakes, {} resumed ({:.1} %), {} failed; full p50 {:.3} ms p99 {:.3} ms, resumed p50 {:.3} ms p99 {:.3} ms",
+                t.handshakes,
+                t.resumed,
+                t.resumption_rate * 100.0,
+                t.failed,
+                t.full_ms.p50,
+                t.full_ms.p99,
+                t.resumed_ms.p50,
+                t.resumed_ms.p99
             );
         }
         let _ = writeln!(

@@ -42,6 +42,7 @@ fn cfg(target: SocketAddr, key: &str, profile: Profile, load: Load) -> SimConfig
         timeout: Duration::from_millis(400),
         pipeline: 1,
         acked: None,
+        tls: None,
     }
 }
 
@@ -168,5 +169,90 @@ async fn failure_kinds_are_classified() {
     ] {
         assert!(v.get(field).is_some(), "report field {field}");
     }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+/// A server with a TLS listener (identity from the certificate's iPAddress,
+/// mutual TLS) and the CA that issues its devices' certificates.
+async fn tls_server(tag: &str) -> (tacvs_server::ServerHandle, PathBuf, tacvs_tls::certs::Pem) {
+    use tacvs_tls::certs::{self, Role, Validity};
+    let dir = std::env::temp_dir().join(format!("tacvs-sim-it-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = certs::ca("sim CA", Validity::days(2)).unwrap();
+    let srv =
+        certs::issue(&ca, Role::Server, "aaa", &["127.0.0.1".into()], Validity::days(2)).unwrap();
+    std::fs::write(dir.join("ca.pem"), &ca.cert).unwrap();
+    std::fs::write(dir.join("server.pem"), &srv.cert).unwrap();
+    std::fs::write(dir.join("server.key"), &srv.key).unwrap();
+    std::fs::write(dir.join("ca.crl"), certs::crl(&ca, &[], 2, 1).unwrap()).unwrap();
+    let pw =
+        tacvs_policy::PasswordHash::create(tacvs_policy::HashAlgorithm::Sha256Crypt, b"alice-pass")
+            .unwrap();
+    let text = format!(
+        "[server]\nname = \"sim-rs\"\n[[server.listen]]\naddress = \"127.0.0.1:0\"\n  [server.listen.tls]\n  certificate = \"server.pem\"\n  key = \"server.key\"\n  client_ca = \"ca.pem\"\n  crls = [\"ca.crl\"]\n  identity = \"san-ip\"\n  max_handshakes_per_source = 64\n\
+         [accounting]\ndirectory = \"{}/acct\"\n\
+         [[device_group]]\nname = \"fleet\"\nprefixes = [\"127.0.0.0/8\"]\n  [device_group.tls]\n  required = true\n\
+         [[group]]\nname = \"ops\"\ndefault_command_action = \"permit\"\n  [[group.service]]\n  name = \"shell\"\n\
+         [[user]]\nname = \"alice\"\npassword = \"{pw}\"\ngroups = [\"ops\"]\n",
+        dir.display()
+    );
+    let policy = tacvs_policy::parse("sim.toml", &text, &dir).unwrap();
+    (tacvs_server::start(policy, None).await.unwrap(), dir, ca)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_a_certificate_per_device_and_one_shared() {
+    let (srv, dir, ca) = tls_server("tls").await;
+    let roots = tacvs_tls::client::roots(&dir.join("ca.pem")).unwrap();
+    let server_name = tacvs_tls::client::server_name(None, "127.0.0.1".parse().unwrap()).unwrap();
+    let shared = tacvs_tls::certs::issue(
+        &ca,
+        tacvs_tls::certs::Role::Device,
+        "fleet",
+        &["127.1.0.9".into()],
+        tacvs_tls::certs::Validity::days(1),
+    )
+    .unwrap();
+    for (style, load, devices) in [
+        (Style::PerSession, Load::Open(300.0), tacvs_sim::DeviceCerts::PerDevice(ca.clone())),
+        (Style::SingleConnect, Load::Closed(8), tacvs_sim::DeviceCerts::Shared(shared.clone())),
+    ] {
+        let before = journal_lines(&dir);
+        let mut p = Profile::builtin("automation").unwrap();
+        p.style = style;
+        p.commands = 5;
+        let mut c = cfg(srv.local_addrs[0], "unused-over-tls", p, load);
+        c.devices = 20;
+        c.timeout = Duration::from_secs(2);
+        c.tls = Some(tacvs_sim::SimTls {
+            roots: roots.clone(),
+            server_name: server_name.clone(),
+            devices,
+        });
+        let r = tacvs_sim::run(c).await.unwrap();
+        assert_eq!(r.total.errors, 0, "{style:?}: {}", r.table());
+        assert!(r.total.requests > 100, "{}", r.table());
+        let t = r.tls.as_ref().expect("handshakes reported");
+        assert!(t.handshakes > 0 && t.failed == 0, "{}", r.table());
+        assert!(r.table().contains("TLS: "), "{}", r.table());
+        if style == Style::PerSession {
+            // A new connection per session: most of them resume.
+            assert!(t.resumption_rate > 0.5, "{}", r.table());
+        }
+        let j = tacvs_server::journal::read_records(&dir.join("acct")).unwrap();
+        assert_eq!(j.len() - before, r.by_type["acct"].ok as usize);
+        let tls = j.last().unwrap().tls.as_ref().expect("the device certificate in the journal");
+        if style == Style::PerSession {
+            assert!(tls.subject.starts_with("CN=dev-"), "{tls:?}");
+            // identity = san-ip: each device is its certificate's address.
+            let rec = j.last().unwrap();
+            assert_eq!(tls.san, format!("IP:{}", rec.device));
+        } else {
+            assert_eq!(tls.subject, "CN=fleet");
+            assert_eq!(j.last().unwrap().device, "127.1.0.9");
+        }
+    }
+    srv.shutdown(Duration::from_secs(1)).await;
     std::fs::remove_dir_all(dir).ok();
 }

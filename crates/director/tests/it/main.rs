@@ -5,4 +5,5 @@ mod core;
 mod e2e;
 mod lifecycle;
 mod limits;
+mod tls;
 mod vrrp;

@@ -20,11 +20,16 @@ pub struct ClientConfig {
     pub max_body: u32,
     /// Ask for single-connect mode in the first packet (RFC 8907 §4.3).
     pub single_connect: bool,
+    /// The connection runs inside TLS (RFC 9887 §4): every packet is sent in
+    /// clear with `TAC_PLUS_UNENCRYPTED_FLAG`, the key given to
+    /// [`ClientConnection::new`] is ignored, and a reply without the flag fails
+    /// its session.
+    pub tls: bool,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
-        ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: false }
+        ClientConfig { max_body: DEFAULT_MAX_BODY, single_connect: false, tls: false }
     }
 }
 
@@ -43,6 +48,11 @@ pub enum ClientSessionError {
     /// The server sent clear text while we have a key (§4.5).
     #[error("the server replied in clear text although a key is configured")]
     Unencrypted,
+    /// A reply without `TAC_PLUS_UNENCRYPTED_FLAG` on a TLS connection (RFC 9887 §4).
+    #[error(
+        "the server's reply lacks the UNENCRYPTED flag on a TLS connection (RFC 9887 §4 forbids obfuscation inside TLS)"
+    )]
+    ObfuscatedOverTls,
     /// A reply with the wrong seq_no or type.
     #[error("out-of-sequence reply: seq_no {got}, expected {expected}")]
     BadSequence {
@@ -127,7 +137,10 @@ pub struct ClientConnection {
 
 impl ClientConnection {
     /// A client connection obfuscating with `key` (None: clear text, deprecated).
+    /// With [`ClientConfig::tls`] the key is dropped: nothing is obfuscated
+    /// inside TLS.
     pub fn new(cfg: ClientConfig, key: Option<Key>) -> Self {
+        let key = if cfg.tls { None } else { key };
         ClientConnection {
             cfg,
             key,
@@ -306,7 +319,9 @@ impl ClientConnection {
             // §4.3: the server's first packet settles single-connect mode.
             self.single_connect = Some(self.cfg.single_connect && header.flags.single_connect());
         }
-        let result = if header.length == 0 {
+        let result = if self.cfg.tls && !header.flags.unencrypted() {
+            Err(ClientSessionError::ObfuscatedOverTls)
+        } else if header.length == 0 {
             Err(ClientSessionError::EmptyReply)
         } else if header.flags.unencrypted() && self.key.is_some() {
             Err(ClientSessionError::Unencrypted)

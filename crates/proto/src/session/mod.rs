@@ -42,6 +42,12 @@ pub enum ProtocolError {
     /// RFC 8907 §4.5: clear-text bodies are refused while a key is configured.
     #[error("packet has the UNENCRYPTED flag but a key is configured; refusing clear text")]
     UnencryptedRefused,
+    /// RFC 9887 §4: a packet without `TAC_PLUS_UNENCRYPTED_FLAG` on a TLS
+    /// connection (obfuscation is not used inside TLS).
+    #[error(
+        "packet without the UNENCRYPTED flag on a TLS connection: inside TLS the body is sent in clear with the flag set (RFC 9887 §4), never obfuscated with a shared key"
+    )]
+    ObfuscatedOverTls,
     /// A packet that only the other role may send.
     #[error(
         "{0} packet with seq_no {1} travels the wrong way (client packets are odd, server packets even)"

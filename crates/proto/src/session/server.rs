@@ -25,11 +25,22 @@ pub struct ServerConfig {
     pub single_connect: bool,
     /// Most sessions one connection may have open at once.
     pub max_sessions: usize,
+    /// The connection runs inside TLS (RFC 9887). Obfuscation is then never
+    /// used (§4): every packet must carry `TAC_PLUS_UNENCRYPTED_FLAG`, one
+    /// without it is answered with its type's ERROR status and ends the
+    /// connection, replies are sent in clear (inside TLS) with the flag set,
+    /// and the keys given to [`ServerConnection::new`] are ignored.
+    pub tls: bool,
 }
 
 impl Default for ServerConfig {
     fn default() -> Self {
-        ServerConfig { max_body: DEFAULT_MAX_BODY, single_connect: true, max_sessions: 64 }
+        ServerConfig {
+            max_body: DEFAULT_MAX_BODY,
+            single_connect: true,
+            max_sessions: 64,
+            tls: false,
+        }
     }
 }
 
@@ -121,8 +132,10 @@ pub struct ServerConnection {
 impl ServerConnection {
     /// A connection that accepts bodies obfuscated with any of `keys` (tried in
     /// order; the first that decodes sticks for the connection). With no keys,
-    /// only clear-text packets are accepted.
+    /// only clear-text packets are accepted. With [`ServerConfig::tls`] the
+    /// keys are dropped: the legacy key never touches a TLS connection.
     pub fn new(cfg: ServerConfig, keys: Arc<[Key]>) -> Self {
+        let keys = if cfg.tls { Vec::new().into() } else { keys };
         ServerConnection {
             cfg,
             keys,
@@ -183,7 +196,9 @@ impl ServerConnection {
     }
 
     fn reply_flags(&self) -> Flags {
-        Flags::default().with(Flags::SINGLE_CONNECT, self.single_connect == Some(true))
+        Flags::default()
+            .with(Flags::SINGLE_CONNECT, self.single_connect == Some(true))
+            .with(Flags::UNENCRYPTED, self.cfg.tls)
     }
 
     fn handle_packet(&mut self, header: Header, body: BytesMut) {
@@ -334,6 +349,13 @@ impl ServerConnection {
 
     /// De-obfuscate with the connection's key, or find which key works.
     fn open(&mut self, header: &Header, body: BytesMut) -> Result<(Body, usize), ProtocolError> {
+        if self.cfg.tls {
+            // RFC 9887 §4: inside TLS every packet is in clear with the flag set.
+            if !header.flags.unencrypted() {
+                return Err(ProtocolError::ObfuscatedOverTls);
+            }
+            return Ok((open_body(header, body, None)?, 0));
+        }
         if header.flags.unencrypted() {
             if !self.keys.is_empty() {
                 return Err(ProtocolError::UnencryptedRefused);

@@ -6,3 +6,4 @@ mod interop;
 mod roundtrip;
 mod sessions;
 mod support;
+mod tls;

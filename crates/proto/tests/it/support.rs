@@ -15,21 +15,35 @@ pub struct Pair {
     pub client_events: Vec<ClientEvent>,
     c2s: BytesMut,
     s2c: BytesMut,
+    /// Every byte each side sent, in order.
+    pub wire_c2s: Vec<u8>,
+    pub wire_s2c: Vec<u8>,
 }
 
 impl Pair {
     pub fn new(client_key: &str, server_keys: &[&str], single_connect: bool) -> Pair {
+        Pair::with(client_key, server_keys, single_connect, false)
+    }
+
+    /// Both machines in TLS mode (RFC 9887), each still handed its legacy key.
+    pub fn tls(single_connect: bool) -> Pair {
+        Pair::with(KEY, &[KEY], single_connect, true)
+    }
+
+    fn with(client_key: &str, server_keys: &[&str], single_connect: bool, tls: bool) -> Pair {
         let keys: Arc<[Key]> = server_keys.iter().map(|k| Key::new(*k)).collect();
         Pair {
             client: ClientConnection::new(
-                ClientConfig { single_connect, ..Default::default() },
+                ClientConfig { single_connect, tls, ..Default::default() },
                 Some(Key::new(client_key)),
             ),
-            server: ServerConnection::new(ServerConfig::default(), keys),
+            server: ServerConnection::new(ServerConfig { tls, ..Default::default() }, keys),
             server_events: Vec::new(),
             client_events: Vec::new(),
             c2s: BytesMut::new(),
             s2c: BytesMut::new(),
+            wire_c2s: Vec::new(),
+            wire_s2c: Vec::new(),
         }
     }
 
@@ -37,6 +51,7 @@ impl Pair {
     pub fn deliver_to_server(&mut self) {
         let mut out = Vec::new();
         self.client.poll_transmit(&mut out);
+        self.wire_c2s.extend_from_slice(&out);
         self.c2s.extend_from_slice(&out);
         self.server.handle_input(&mut self.c2s);
         while let Some(e) = self.server.poll_event() {
@@ -48,6 +63,7 @@ impl Pair {
     pub fn deliver_to_client(&mut self) {
         let mut out = Vec::new();
         self.server.poll_transmit(&mut out);
+        self.wire_s2c.extend_from_slice(&out);
         self.s2c.extend_from_slice(&out);
         self.client.handle_input(&mut self.s2c);
         while let Some(e) = self.client.poll_event() {
@@ -201,4 +217,15 @@ pub fn author(cmd: &str) -> AaaRequest {
     args.push(Argument::new("cmd", words.next().unwrap(), true).unwrap());
     args.extend(words.map(|w| Argument::new("cmd-arg", w, true).unwrap()));
     AaaRequest::new("alice", args)
+}
+
+/// The headers of the whole frames in `wire`, in order.
+pub fn frames(wire: &[u8]) -> Vec<(Header, Bytes)> {
+    let mut buf = BytesMut::from(wire);
+    let mut out = Vec::new();
+    while let Ok(Some((h, body))) = split_frame(&mut buf, u32::MAX) {
+        out.push((h, body.freeze()));
+    }
+    assert!(buf.is_empty(), "a partial frame on the wire");
+    out
 }

@@ -11,3 +11,4 @@ mod logs;
 mod reload;
 mod slapd;
 mod support;
+mod tls;
