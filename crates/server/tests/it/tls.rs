@@ -248,7 +248,9 @@ async fn a_device_group_that_requires_tls_refuses_plain_connections() {
     let (h, pki) =
         start_tls("tls-required", Conf { users: users.into(), ..Conf::default() }, "").await;
     let e = h.client_from("127.200.0.1").authorize(cmd("alice", "show version")).await.unwrap_err();
-    assert!(matches!(e, ClientError::Closed { .. }), "{e}");
+    // Closed unanswered: a FIN, or a RST when the request was already in the
+    // server's receive queue as it closed (kernel timing, both refusals).
+    assert!(matches!(e.kind(), "closed" | "reset"), "{e}");
     // Over TLS the same device is served (the group has no key at all).
     let mut c = Client::new(tacvs_client::ClientOptions {
         server: tls_addr(&h),
