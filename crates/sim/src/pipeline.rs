@@ -54,17 +54,26 @@ pub(crate) async fn connection(sh: Arc<Shared>, dev: usize, depth: usize, end: I
     let (mut pos, mut task) = (0usize, 0u64);
     let mut next_sid: u32 = (dev as u32).wrapping_mul(0x9e37_79b9) | 1;
     let src = crate::nth_address(sh.cfg.source, dev as u128).expect("checked by run");
+    // Whether the current connection has had an answer: its later requests
+    // count as on a kept connection.
+    let established = std::sync::atomic::AtomicBool::new(false);
     let send = |kind: Kind, start: Instant, outcome: Outcome| {
         let done = Instant::now();
+        let kept = established.load(std::sync::atomic::Ordering::Relaxed);
+        if !matches!(outcome, Outcome::Error(_)) {
+            established.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         let _ = sh.tx.send(Sample {
             kind,
             done,
             latency_us: (done - start).as_micros() as u64,
             outcome,
             ack: None,
+            kept,
         });
     };
     'reconnect: while Instant::now() < end {
+        established.store(false, std::sync::atomic::Ordering::Relaxed);
         let socket = match if src.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() } {
             Ok(s) => s,
             Err(_) => return,
