@@ -677,9 +677,15 @@ fn lab_down_after_a_crash_stops_what_is_left_despite_a_stale_state_file() {
         servers: 2,
         directors: 2,
         director: topo::DirectorSettings::default(),
+        front: topo::Front::Proxy,
+        nat: topo::NatSettings::default(),
+        steer: false,
     };
-    let stale =
-        topo::State { spec, procs: vec![topo::Proc { role: topo::Role::Server(1), pid: dead }] };
+    let stale = topo::State {
+        spec,
+        procs: vec![topo::Proc { role: topo::Role::Server(1), pid: dead }],
+        helpers: Vec::new(),
+    };
     for f in [dir.join("lab.json"), dir.join("server-crash/lab.json")] {
         std::fs::write(f, serde_json::to_vec(&stale).unwrap()).unwrap();
     }
