@@ -783,6 +783,14 @@ fn warnings(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
             "[director] control_socket_group names no group on this machine; the director will not start here",
         ));
     }
+    if let Some(i) = f.dr.as_ref().and_then(|d| d.interface.as_deref())
+        && !Path::new("/sys/class/net").join(i).exists()
+    {
+        w.push(sp.at(
+            &[Seg::Key("dr"), Seg::Key("interface")],
+            "[dr] interface does not exist on this machine (in this network namespace); the director will not start here",
+        ));
+    }
     if let Some(v) = &f.vrrp {
         if !Path::new("/sys/class/net").join(&v.interface).exists() {
             w.push(sp.at(

@@ -84,8 +84,8 @@ pub struct Workload {
     /// Open loop, requests per second (or `rate_per_device`).
     #[serde(default)]
     pub rate: Option<f64>,
-    /// Open loop, requests per second per device: the rate grows with the
-    /// fleet (`tacvs lab compare --devices`).
+    /// Open loop, requests per second per device, in place of `rate`: the
+    /// rate grows with the fleet (`tacvs lab compare --devices`).
     #[serde(default)]
     pub rate_per_device: Option<f64>,
     /// Measured time.
@@ -130,8 +130,8 @@ impl Workload {
     /// The rate offered to `devices` devices, before `--scale`.
     pub fn rate_for(&self, devices: usize) -> f64 {
         match (self.rate, self.rate_per_device) {
-            (Some(r), _) => r,
-            (None, Some(p)) => p * devices as f64,
+            (_, Some(p)) => p * devices as f64,
+            (Some(r), None) => r,
             (None, None) => 0.0,
         }
     }
@@ -251,12 +251,10 @@ impl Scenario {
                 "{file}: [topology] devices must be 1-{FLEET_SIZE} (the fleet prefix)"
             ));
         }
-        match (s.workload.rate, s.workload.rate_per_device) {
-            (Some(r), None) | (None, Some(r)) if r > 0.0 => {}
-            (Some(_), Some(_)) => {
-                errs.push(format!("{file}: [workload] give rate or rate_per_device, not both"))
-            }
-            _ => errs.push(format!("{file}: [workload] rate (or rate_per_device) must be above 0")),
+        if s.workload.rate_for(s.topology.devices) <= 0.0
+            || s.workload.rate.is_some_and(|r| r <= 0.0)
+        {
+            errs.push(format!("{file}: [workload] rate (or rate_per_device) must be above 0"));
         }
         if !t.front.is_tacvs() && t.directors != 1 {
             errs.push(format!(
@@ -380,11 +378,14 @@ mod tests {
         let e = Scenario::parse(
             "x.toml",
             &base
-                .replace("rate = 10", "rate = 10\nrate_per_device = 0.1")
+                .replace("rate = 10", "rate_per_device = 0")
                 .replace("devices = 10", "devices = 10\nfront = \"nat\""),
         )
         .unwrap_err();
-        assert!(e.contains("not both") && e.contains("nat front runs on one director"), "{e}");
+        assert!(
+            e.contains("must be above 0") && e.contains("nat front runs on one director"),
+            "{e}"
+        );
         let e = Scenario::parse(
             "x.toml",
             &format!("{base}[[fault]]\nat = \"9s\"\naction = \"kill\"\ntarget = \"s3\"\n"),
