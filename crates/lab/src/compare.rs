@@ -40,6 +40,9 @@ pub struct Row {
     pub process_us: Option<f64>,
     /// Of which in softirq on the directors' CPU.
     pub softirq_us: Option<f64>,
+    /// DR: of the softirq, the XDP program's own run time, µs.
+    #[serde(default)]
+    pub program_us: Option<f64>,
     /// Directors' resident memory, bytes.
     pub rss_bytes: Option<u64>,
     /// Kernel memory for the front, bytes, and what it is.
@@ -110,6 +113,7 @@ pub async fn compare(
                         cpu_us: r.director_cost.as_ref().map(|c| c.total_us),
                         process_us: r.director_cost.as_ref().map(|c| c.process_us),
                         softirq_us: r.director_cost.as_ref().map(|c| c.softirq_us),
+                        program_us: r.director_cost.as_ref().and_then(|c| c.program_us),
                         rss_bytes: r.director_cost.as_ref().map(|c| c.rss_bytes),
                         kernel: r
                             .director_cost
@@ -175,7 +179,7 @@ pub fn table(c: &Comparison) -> String {
         "device addrs",
         "checks",
     ];
-    let rows: Vec<[String; 14]> = c
+    let rows: Vec<[String; 15]> = c
         .rows
         .iter()
         .map(|r| {
@@ -185,10 +189,10 @@ pub fn table(c: &Comparison) -> String {
                 None => r.scenario.clone(),
             };
             if let Some(e) = &r.error {
-                let mut row: [String; 14] = Default::default();
+                let mut row: [String; 15] = Default::default();
                 row[0] = front;
                 row[1] = r.devices.to_string();
-                row[13] = format!("not run: {e}");
+                row[14] = format!("not run: {e}");
                 return row;
             }
             [
@@ -202,6 +206,7 @@ pub fn table(c: &Comparison) -> String {
                 opt(r.cpu_us),
                 opt(r.process_us),
                 opt(r.softirq_us),
+                r.program_us.map_or("-".into(), |v| format!("{v:.2}")),
                 r.rss_bytes.map_or("-".into(), mib),
                 r.kernel.as_ref().map_or("-".into(), |(b, _)| mib(*b)),
                 r.saw_devices.clone(),
@@ -211,7 +216,7 @@ pub fn table(c: &Comparison) -> String {
         .collect();
     let mut w: Vec<usize> = titles.iter().map(|t| t.chars().count()).collect();
     for row in &rows {
-        for (i, cell) in row.iter().enumerate().take(13) {
+        for (i, cell) in row.iter().enumerate().take(14) {
             w[i] = w[i].max(cell.chars().count());
         }
     }
@@ -248,7 +253,7 @@ pub fn table(c: &Comparison) -> String {
         let _ = writeln!(s, "kernel memory: {}", kernels.join("; "));
     }
     s.push_str(
-        "CPU µs/req: the directors' processes (user + system) plus softirq on the CPU their packets are steered to, each less its idle rate, per completed request (docs/benchmarks.md)\n",
+        "CPU µs/req: the directors' processes (user + system) plus softirq on the CPU their packets are steered to, each less its idle rate, per completed request; XDP prog: the DR program's own run time, part of the softirq (docs/benchmarks.md)\n",
     );
     s
 }

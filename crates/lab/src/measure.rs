@@ -17,6 +17,12 @@
 //!   status polls), and divided by the requests the devices completed in
 //!   the window. The machine is shared, so other work's softirq on that CPU
 //!   would count too; the idle window takes out what is steady.
+//! * DR also reports its XDP program's own run time per request (the
+//!   kernel's `run_time_ns`, counted while the lab holds
+//!   `BPF_ENABLE_STATS` over the window): on veth the softirq around it —
+//!   generic XDP copies every TCP segment (a clone, since TCP keeps the
+//!   original for retransmission) before the program runs — is the lab's
+//!   plumbing; on a NIC running native XDP the program is what is left.
 //! * Memory: the processes' resident set, and what the kernel holds for the
 //!   front: conntrack entries (count × the slab's object size) for NAT, the
 //!   BPF maps' memlock for DR.
@@ -44,6 +50,9 @@ pub struct Snap {
     procs: HashMap<u32, u64>,
     /// Softirq ticks of the directors' CPU.
     softirq: u64,
+    /// The directors' XDP programs (by id): run time (ns) and runs, from
+    /// their fdinfo (counted while [`tacvs_xdp::enable_run_time_stats`] is held).
+    programs: HashMap<u64, (u64, u64)>,
 }
 
 fn director_pids(lab: &Lab) -> Vec<u32> {
@@ -57,6 +66,31 @@ fn proc_ticks(pid: u32) -> Option<u64> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the whole line: 12 and 13 here.
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
+}
+
+/// The XDP programs `pid` holds: id → (run_time_ns, run_cnt), from the
+/// fdinfo of its BPF program descriptors (prog_type 6 is XDP).
+fn xdp_programs(pid: u32) -> Vec<(u64, (u64, u64))> {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else { return Vec::new() };
+    let mut out = Vec::new();
+    for fd in fds.flatten() {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        let field = |name: &str| {
+            info.lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        };
+        if field("prog_type:") != Some(6) {
+            continue;
+        }
+        if let (Some(id), Some(t), Some(n)) =
+            (field("prog_id:"), field("run_time_ns:"), field("run_cnt:"))
+            && !out.iter().any(|(i, _)| *i == id)
+        {
+            out.push((id, (t, n)));
+        }
+    }
+    out
 }
 
 /// Softirq ticks of `cpu` from `/proc/stat`.
@@ -73,9 +107,24 @@ pub fn softirq_ticks(cpu: usize) -> u64 {
 impl Snap {
     /// Read now.
     pub fn take(lab: &Lab) -> Snap {
-        let procs =
-            director_pids(lab).into_iter().filter_map(|p| Some((p, proc_ticks(p)?))).collect();
-        Snap { at: Instant::now(), procs, softirq: softirq_ticks(Lab::director_cpu()) }
+        let pids = director_pids(lab);
+        let procs = pids.iter().filter_map(|&p| Some((p, proc_ticks(p)?))).collect();
+        let programs = pids.iter().flat_map(|&p| xdp_programs(p)).collect();
+        Snap { at: Instant::now(), procs, softirq: softirq_ticks(Lab::director_cpu()), programs }
+    }
+
+    /// (run time in ns, runs) of the XDP programs from `self` to `later`.
+    fn program_runs(&self, later: &Snap) -> Option<(u64, u64)> {
+        let mut any = false;
+        let (mut ns, mut runs) = (0, 0);
+        for (id, (t, n)) in &later.programs {
+            if let Some((t0, n0)) = self.programs.get(id) {
+                any = true;
+                ns += t.saturating_sub(*t0);
+                runs += n.saturating_sub(*n0);
+            }
+        }
+        any.then_some((ns, runs))
     }
 
     /// (process CPU, softirq CPU) seconds per second from `self` to `later`:
@@ -128,6 +177,14 @@ pub struct DirectorCost {
     /// NAT: conntrack.
     #[serde(default)]
     pub conntrack: Option<Conntrack>,
+    /// DR: the XDP program's own run time per request, µs (the kernel's
+    /// `run_time_ns`; part of `softirq_us`), and its runs (packets) per
+    /// request.
+    #[serde(default)]
+    pub program_us: Option<f64>,
+    /// DR: packets the program saw per request.
+    #[serde(default)]
+    pub packets_per_request: Option<f64>,
 }
 
 /// The cost from three reads: before the load (`idle0`, `idle1`), and the
@@ -138,12 +195,15 @@ pub fn cost(idle0: &Snap, idle1: &Snap, from: &Snap, to: &Snap, requests: u64) -
     let n = requests.max(1) as f64;
     let per = |rate: f64, idle: f64| ((rate - idle).max(0.0) * secs * 1e6) / n;
     let (process_us, softirq_us) = (per(p, ip), per(s, is));
+    let runs = from.program_runs(to);
     DirectorCost {
         requests,
         process_us,
         softirq_us,
         total_us: process_us + softirq_us,
         idle: (ip, is),
+        program_us: runs.map(|(ns, _)| ns as f64 / 1e3 / n),
+        packets_per_request: runs.map(|(_, r)| r as f64 / n),
         ..DirectorCost::default()
     }
 }
@@ -269,6 +329,7 @@ mod tests {
             at: t + std::time::Duration::from_secs_f64(s),
             procs: HashMap::from([(1, p)]),
             softirq: soft,
+            programs: HashMap::from([(7, (p * 1000, p))]),
         };
         let hz = ticks_per_s() as u64;
         // Idle: 0.1 CPU of processes, 0.05 of softirq. Window 10 s with
@@ -283,5 +344,9 @@ mod tests {
         assert!((c.process_us - 500.0).abs() < 1.0, "{c:?}");
         assert!((c.softirq_us - 200.0).abs() < 1.0, "{c:?}");
         assert!((c.total_us - 700.0).abs() < 2.0, "{c:?}");
+        // The program ran 6 s × hz times for 6,000 ns × hz in the window.
+        let runs = (6 * hz) as f64 / 10_000.0;
+        assert_eq!(c.packets_per_request, Some(runs));
+        assert!((c.program_us.unwrap() - runs).abs() < 1e-9, "{c:?}");
     }
 }

@@ -174,6 +174,13 @@ pub fn table(r: &LabReport) -> String {
             c.kernel_bytes as f64 / 1048576.0,
             c.kernel_what
         );
+        if let (Some(p), Some(n)) = (c.program_us, c.packets_per_request) {
+            let _ = writeln!(
+                s,
+                "XDP program: {p:.2} µs per request ({n:.1} packets, {:.0} ns each; the rest of the softirq is the kernel around it)",
+                p * 1e3 / n.max(1e-9)
+            );
+        }
         if let Some(ct) = &c.conntrack {
             let _ = writeln!(
                 s,

@@ -388,6 +388,11 @@ async fn drive(
         let (from, to) = (t0 + w.warmup, t0 + w.warmup + w.duration);
         tokio::spawn(async move {
             tokio::time::sleep_until(from.into()).await;
+            // The XDP program's own time, counted over the window only.
+            let stats =
+                (lab2.spec.front == Front::Dr).then(tacvs_xdp::enable_run_time_stats).and_then(
+                    |r| r.map_err(|e| tracing::warn!(error = %e, "no BPF run-time stats")).ok(),
+                );
             let a = measure::Snap::take(&lab2);
             let mut peak = 0;
             while Instant::now() < to {
@@ -400,6 +405,7 @@ async fn drive(
                 .await;
             }
             let b = measure::Snap::take(&lab2);
+            drop(stats);
             if lab2.spec.front == Front::Nat {
                 peak = peak.max(measure::conntrack_count(&lab2));
             }
