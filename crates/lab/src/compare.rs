@@ -160,26 +160,31 @@ fn mib(b: u64) -> String {
     format!("{:.1}", b as f64 / 1048576.0)
 }
 
+/// The comparison table's columns (a row is an array of as many cells).
+const TITLES: [&str; 15] = [
+    "front",
+    "devices",
+    "offered/s",
+    "req/s",
+    "p50 ms",
+    "p99 ms",
+    "failures",
+    "CPU µs/req",
+    "(proc",
+    "softirq",
+    "XDP prog)",
+    "RSS MiB",
+    "kernel MiB",
+    "device addrs",
+    "checks",
+];
+
 /// The table people read.
 pub fn table(c: &Comparison) -> String {
+    let titles = TITLES;
     use std::fmt::Write as _;
-    let titles = [
-        "front",
-        "devices",
-        "offered/s",
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "failures",
-        "CPU µs/req",
-        "(proc",
-        "softirq)",
-        "RSS MiB",
-        "kernel MiB",
-        "device addrs",
-        "checks",
-    ];
-    let rows: Vec<[String; 15]> = c
+
+    let rows: Vec<[String; TITLES.len()]> = c
         .rows
         .iter()
         .map(|r| {
@@ -189,10 +194,10 @@ pub fn table(c: &Comparison) -> String {
                 None => r.scenario.clone(),
             };
             if let Some(e) = &r.error {
-                let mut row: [String; 15] = Default::default();
+                let mut row: [String; TITLES.len()] = Default::default();
                 row[0] = front;
                 row[1] = r.devices.to_string();
-                row[14] = format!("not run: {e}");
+                row[TITLES.len() - 1] = format!("not run: {e}");
                 return row;
             }
             [
@@ -216,7 +221,7 @@ pub fn table(c: &Comparison) -> String {
         .collect();
     let mut w: Vec<usize> = titles.iter().map(|t| t.chars().count()).collect();
     for row in &rows {
-        for (i, cell) in row.iter().enumerate().take(14) {
+        for (i, cell) in row.iter().enumerate().take(TITLES.len() - 1) {
             w[i] = w[i].max(cell.chars().count());
         }
     }
