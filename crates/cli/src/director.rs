@@ -38,7 +38,7 @@ struct Sock {
     /// control_socket with -c, else /run/tacvs/director.sock].
     #[arg(long, env = "TACVS_DIRECTOR_SOCKET")]
     socket: Option<PathBuf>,
-    /// The director's configuration file: its [director] control_socket is used.
+    /// The director's configuration file: its `[director]` control_socket is used.
     #[arg(long, short = 'c')]
     config: Option<PathBuf>,
 }

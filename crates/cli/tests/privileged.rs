@@ -960,6 +960,41 @@ fn dr_end_to_end_devices_reach_three_tacvs_servers_through_xdp() {
         .args(["director", "enable", &home_addr, "--socket"])
         .arg(&sock)
         .output();
+
+    // SIGHUP: s3 leaves the service; the new table (swapped whole) sends
+    // nothing more to it, and no device notices.
+    let conf_path = dir.join("d1/director.toml");
+    let mut conf: toml::Table =
+        toml::from_str(&std::fs::read_to_string(&conf_path).unwrap()).unwrap();
+    let service = conf.get_mut("service").and_then(|s| s.as_array_mut()).unwrap();
+    let reals = service[0].get_mut("real").and_then(|r| r.as_array_mut()).unwrap();
+    reals.retain(|r| r.get("address").and_then(|a| a.as_str()) != Some("10.49.1.3:49"));
+    std::fs::write(&conf_path, toml::to_string(&conf).unwrap()).unwrap();
+    let st: topo::State =
+        serde_json::from_slice(&std::fs::read(dir.join("lab.json")).unwrap()).unwrap();
+    let d1 = st.procs.iter().find(|p| p.role == topo::Role::Director(1)).unwrap().pid;
+    assert!(topo::signal(d1, libc::SIGHUP));
+    let reals_now = || {
+        let out = Command::new(bin())
+            .args(["director", "status", "--json", "--socket"])
+            .arg(&sock)
+            .output()
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        v["services"][0]["reals"].as_array().map_or(0, Vec::len)
+    };
+    wait_for("the reload applied", Duration::from_secs(10), || reals_now() == 2);
+    // The engine writes within 50 ms of a change.
+    std::thread::sleep(Duration::from_millis(200));
+    let s3_before = journaled(&dir, 3).len();
+    let r = sim_in(
+        &prefix,
+        &dir,
+        "after-reload",
+        &["--devices", "300", "--source", "10.100.0.0/16", "--rate", "200", "--duration", "2s"],
+    );
+    assert_eq!(r["total"]["errors"], 0, "{r}");
+    assert_eq!(journaled(&dir, 3).len(), s3_before, "a removed server got new flows");
 }
 
 #[test]

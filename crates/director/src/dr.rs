@@ -8,7 +8,7 @@
 //!   every DR real server is on the interface's segment, before anything
 //!   runs; a server behind a router, on another interface or unroutable
 //!   refuses the start (or the reload) with the reason.
-//! * The engine ([`Dr::run`]) re-plans every 50 ms and writes a service only
+//! * The engine (`Dr::run`) re-plans every 50 ms and writes a service only
 //!   when what it depends on changed; each write swaps the service's table
 //!   whole (map-in-map), so no packet sees a half-built table.
 //! * MACs come from the kernel's neighbour table: all servers re-read every
@@ -16,7 +16,7 @@
 //!   retried every 200 ms, with a UDP datagram to the server's discard port
 //!   once a second to make the kernel ask (the health checks do too). A MAC
 //!   once known is kept until the table shows another.
-//! * [`Dr::set_active`] is the VRRP master's switch: forward and answer ARP
+//! * [`ActiveSwitch`] is the VRRP master's switch: forward and answer ARP
 //!   for the VIPs, or pass everything. Without `[vrrp]` the plane is active
 //!   from the start. The program is held by a BPF link: when the process
 //!   dies the kernel detaches it, and a dead director answers nothing.

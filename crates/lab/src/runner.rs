@@ -821,8 +821,10 @@ fn checks(
 /// ten times the p99 of full-size runs, plus 10), and the requests sent
 /// into a window the directors measured — a takeover (the other director
 /// MASTER), or a hung or cut-off server still in scheduling (its share of
-/// the traffic until it was out). Fixed from the scenario and the directors'
-/// own times, never from the run's latency, so a collapse cannot widen it.
+/// the traffic until it was out) — a killed one too where the front cannot
+/// retry a refused connect elsewhere (DR, NAT). Fixed from the scenario and
+/// the directors' own times, never from the run's latency, so a collapse
+/// cannot widen it.
 #[derive(Debug)]
 struct Explained {
     rate: f64,

@@ -44,7 +44,7 @@ pub struct SimConfig {
     /// Closed loop, single-connect: sessions in flight per connection.
     pub pipeline: usize,
     /// Write one line per accounting record the server acknowledged
-    /// (`DEVICE RECORD ARGS...`, as [`ack_key`] forms it), so a harness can
+    /// (`DEVICE RECORD ARGS...`, as [`ack_key`](crate::ack_key) forms it), so a harness can
     /// prove each is in a journal.
     pub acked: Option<std::path::PathBuf>,
 }
