@@ -143,17 +143,7 @@ pub async fn compare(
 }
 
 fn write(c: &Comparison, dir: &Path) -> Result<(), LabError> {
-    let io = |p: &Path| {
-        let p = p.display().to_string();
-        move |err| LabError::Io { path: p, err }
-    };
-    let p = dir.join("compare.json");
-    std::fs::write(&p, serde_json::to_vec_pretty(c).unwrap_or_default()).map_err(io(&p))?;
-    let p = dir.join("compare.txt");
-    std::fs::write(&p, table(c)).map_err(io(&p))?;
-    let p = dir.join("compare.svg");
-    svg(c, &p)
-        .map_err(|e| LabError::Io { path: p.display().to_string(), err: std::io::Error::other(e) })
+    crate::report::write_three(dir, "compare", c, &table(c), |p| svg(c, p))
 }
 
 fn mib(b: u64) -> String {

@@ -130,6 +130,28 @@ impl LabReport {
     }
 }
 
+/// Write `NAME.json` (pretty), `NAME.txt` and `NAME.svg` into `dir`.
+pub fn write_three<T: Serialize>(
+    dir: &std::path::Path,
+    name: &str,
+    value: &T,
+    text: &str,
+    svg: impl FnOnce(&std::path::Path) -> Result<(), String>,
+) -> Result<(), crate::topo::LabError> {
+    use crate::topo::LabError;
+    let io = |p: &std::path::Path| {
+        let p = p.display().to_string();
+        move |err| LabError::Io { path: p, err }
+    };
+    let p = dir.join(format!("{name}.json"));
+    std::fs::write(&p, serde_json::to_vec_pretty(value).unwrap_or_default()).map_err(io(&p))?;
+    let p = dir.join(format!("{name}.txt"));
+    std::fs::write(&p, text).map_err(io(&p))?;
+    let p = dir.join(format!("{name}.svg"));
+    svg(&p)
+        .map_err(|e| LabError::Io { path: p.display().to_string(), err: std::io::Error::other(e) })
+}
+
 /// The human table.
 pub fn table(r: &LabReport) -> String {
     use std::fmt::Write as _;

@@ -901,20 +901,7 @@ impl Explained {
 }
 
 fn write_report(r: &LabReport, dir: &Path) -> Result<(), LabError> {
-    let io = |p: &Path| {
-        let p = p.display().to_string();
-        move |err| LabError::Io { path: p, err }
-    };
-    let p = dir.join("report.json");
-    std::fs::write(&p, serde_json::to_vec_pretty(r).unwrap_or_default()).map_err(io(&p))?;
-    let p = dir.join("report.txt");
-    std::fs::write(&p, table(r)).map_err(io(&p))?;
-    let p = dir.join("report.svg");
-    crate::chart::svg(r, &p).map_err(|e| LabError::Io {
-        path: p.display().to_string(),
-        err: std::io::Error::other(e),
-    })?;
-    Ok(())
+    crate::report::write_three(dir, "report", r, &table(r), |p| crate::chart::svg(r, p))
 }
 
 #[cfg(test)]

@@ -319,6 +319,11 @@ pub fn sh(cmd: &str, args: &[&str]) -> Result<String, LabError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// `sysctl -w KEY=VALUE` inside namespace `ns`.
+pub fn ns_sysctl(ns: &str, kv: &str) -> Result<(), LabError> {
+    sh("ip", &["netns", "exec", ns, "sysctl", "-q", "-w", kv]).map(|_| ())
+}
+
 /// Network namespaces whose name starts with `{prefix}-`.
 pub fn namespaces(prefix: &str) -> Vec<String> {
     let want = format!("{prefix}-");
@@ -557,7 +562,7 @@ impl Lab {
                     "net.ipv4.conf.all.send_redirects=0",
                     "net.ipv4.conf.eth0.send_redirects=0",
                 ] {
-                    sh("ip", &["netns", "exec", &ns, "sysctl", "-q", "-w", kv])?;
+                    ns_sysctl(&ns, kv)?;
                 }
             }
             let d1 = Role::Director(1).addr().to_string();
@@ -565,18 +570,7 @@ impl Lab {
                 let ns = ns_of(Role::Server(i));
                 // NAT needs the replies back through the director.
                 sh("ip", &["-n", &ns, "route", "replace", FLEET, "via", &d1])?;
-                sh(
-                    "ip",
-                    &[
-                        "netns",
-                        "exec",
-                        &ns,
-                        "sysctl",
-                        "-q",
-                        "-w",
-                        "net.ipv4.conf.all.accept_redirects=0",
-                    ],
-                )?;
+                ns_sysctl(&ns, "net.ipv4.conf.all.accept_redirects=0")?;
             }
         }
         if self.spec.steer {
@@ -631,21 +625,9 @@ impl Lab {
         let p = self.role_dir(Role::Director(i)).join("nat.nft");
         sh("ip", &["netns", "exec", &ns, "nft", "-f", &p.display().to_string()])?;
         if let Some(tw) = self.spec.nat.time_wait {
-            sh(
-                "ip",
-                &[
-                    "netns",
-                    "exec",
-                    &ns,
-                    "sysctl",
-                    "-q",
-                    "-w",
-                    &format!(
-                        "net.netfilter.nf_conntrack_tcp_timeout_time_wait={}",
-                        tw.as_secs().max(1)
-                    ),
-                ],
-            )?;
+            let kv =
+                format!("net.netfilter.nf_conntrack_tcp_timeout_time_wait={}", tw.as_secs().max(1));
+            ns_sysctl(&ns, &kv)?;
         }
         Ok(())
     }
@@ -706,7 +688,7 @@ impl Lab {
                 "net.ipv4.ip_local_port_range=1024 65000",
                 "net.core.somaxconn=8192",
             ] {
-                sh("ip", &["netns", "exec", &ns, "sysctl", "-q", "-w", kv])?;
+                ns_sysctl(&ns, kv)?;
             }
         }
         Ok(())
