@@ -638,20 +638,8 @@ impl Lab {
         let hub = self.hub();
         let bin = self.spec.bin.display().to_string();
         let log_path = self.spec.dir.join(format!("xdp-pass-{port}.log"));
-        let log = std::fs::File::create(&log_path).map_err(io_err(&log_path))?;
-        let log2 = log.try_clone().map_err(io_err(&log_path))?;
-        let child = self
-            .command(&hub, &bin)
-            .args(["dr", "xdp-pass", "--interface", port])
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| LabError::Command {
-                cmd: format!("ip netns exec {hub} {bin} dr xdp-pass --interface {port}"),
-                err: e.to_string(),
-            })?;
-        let pid = child.id();
+        let args = ["dr", "xdp-pass", "--interface", port];
+        let pid = self.start_logged(&hub, &bin, &args, &self.spec.dir, &log_path, "")?;
         // Attached when `ip link` shows a program on the port.
         let until = Instant::now() + Duration::from_secs(10);
         loop {
@@ -710,27 +698,43 @@ impl Lab {
                 ));
             }
         };
-        let log_path = dir.join(format!("{what}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err(&log_path))?;
-        let log2 = log.try_clone().map_err(io_err(&log_path))?;
-        let ns = self.ns(r);
         let bin = self.spec.bin.display().to_string();
+        self.start_logged(
+            &self.ns(r),
+            &bin,
+            &[what, "-c", &conf.display().to_string()],
+            &dir,
+            &dir.join(format!("{what}.log")),
+            "",
+        )
+    }
+
+    /// Start `program ARGS` in namespace `ns` from `dir`, its output appended
+    /// to `log`; its PID. `hint` is added to a failure to start.
+    fn start_logged(
+        &self,
+        ns: &str,
+        program: &str,
+        args: &[&str],
+        dir: &Path,
+        log: &Path,
+        hint: &str,
+    ) -> Result<u32, LabError> {
+        let out =
+            std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(io_err(log))?;
+        let err = out.try_clone().map_err(io_err(log))?;
         let child = self
-            .command(&ns, &bin)
-            .args([what, "-c", &conf.display().to_string()])
-            .current_dir(&dir)
+            .command(ns, program)
+            .args(args)
+            .current_dir(dir)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .map_err(|e| LabError::Command {
-                cmd: format!("ip netns exec {ns} {bin} {what}"),
-                err: e.to_string(),
+                cmd: format!("ip netns exec {ns} {program} {}", args.join(" ")),
+                err: format!("{e}{hint}"),
             })?;
         Ok(child.id())
     }
@@ -742,30 +746,18 @@ impl Lab {
             return Err(LabError::Invalid("the NAT front has no process to start".into()));
         }
         let dir = self.role_dir(r);
-        let log_path = dir.join("haproxy.log");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err(&log_path))?;
-        let log2 = log.try_clone().map_err(io_err(&log_path))?;
-        let ns = self.ns(r);
         let bin =
             if Path::new("/usr/sbin/haproxy").exists() { "/usr/sbin/haproxy" } else { "haproxy" };
         let conf = dir.join("haproxy.cfg").display().to_string();
-        let child = self
-            .command(&ns, bin)
-            .args(["-db", "-f", &conf])
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
-            .spawn()
-            .map_err(|e| LabError::Command {
-                cmd: format!("ip netns exec {ns} {bin} -db -f {conf}"),
-                err: format!("{e} (apt-get install haproxy)"),
-            })?;
-        Ok(child.id())
+        let log = dir.join("haproxy.log");
+        self.start_logged(
+            &self.ns(r),
+            bin,
+            &["-db", "-f", &conf],
+            &dir,
+            &log,
+            " (apt-get install haproxy)",
+        )
     }
 
     /// `ip netns exec NS PROGRAM` in its own process group (a Ctrl-C at the
