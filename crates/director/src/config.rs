@@ -700,8 +700,11 @@ fn interface_name(i: &str) -> bool {
 }
 
 /// Settings that only the proxy uses (warned about when written in a DR
-/// service: the data plane has no connections to time or cap).
-const PROXY_ONLY: [&str; 7] = [
+/// service: the data plane has no connections to time or cap, and sends no
+/// PROXY header — warnings, not errors, so a file written back from the
+/// settings, defaults included, still loads).
+const PROXY_ONLY: [&str; 8] = [
+    "proxy_protocol",
     "connect_timeout",
     "connect_attempts",
     "idle_timeout",
@@ -728,12 +731,6 @@ fn dr_service(f: &DirectorFile, i: usize, sp: &Spans<'_>, errs: &mut Vec<ConfigE
         errs.push(sp.at(
             &place,
             format!("{svc}: in direct routing the data plane picks servers from a Maglev lookup table, so only scheduler = \"mh\" or \"sh\" is meaningful (both build that table; `hash` chooses the device's address or address and port)"),
-        ));
-    }
-    if sp.has(&at("proxy_protocol")) {
-        errs.push(sp.at(
-            &at("proxy_protocol"),
-            format!("{svc}: direct routing sends no PROXY header (the real servers see the devices' own addresses): remove proxy_protocol"),
         ));
     }
     if s.sorry_server.is_some() {
@@ -822,9 +819,14 @@ fn warnings(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
                 .iter()
                 .filter(|k| sp.has(&[Seg::Key("service"), Seg::Idx(i), Seg::Key(k)]))
             {
+                let why = if *field == "proxy_protocol" {
+                    " (it sends no PROXY header: the real servers see the devices' own addresses)"
+                } else {
+                    ""
+                };
                 w.push(sp.at(
                     &[Seg::Key("service"), Seg::Idx(i), Seg::Key(field)],
-                    format!("service {:?}: {field} applies to proxy mode only; direct routing ignores it", s.name),
+                    format!("service {:?}: {field} applies to proxy mode only; direct routing ignores it{why}", s.name),
                 ));
             }
         }
@@ -1030,7 +1032,6 @@ listen = "10.49.0.100:49"
         ));
         let want = [
             ("d.toml:9:13:", "only scheduler = \"mh\" or \"sh\""),
-            ("d.toml:10:18:", "sends no PROXY header"),
             ("d.toml:11:16:", "no sorry server"),
             ("d.toml:17:13:", "must be IPv4 with that port"),
             ("d.toml:18:21:", "keeps no connection counts"),
@@ -1053,6 +1054,10 @@ listen = "10.49.0.100:49"
             SERVICE.replace("\"tacacs\"", "\"other\"").replace("10.49.0.100:49", "10.49.0.100:50")
         );
         assert!(one_error(&mixed).contains("must not hold a DR VIP"), "{}", one_error(&mixed));
+        // Written back from the settings (defaults included), a DR file loads.
+        let again = toml::to_string(&f).unwrap();
+        let g = parse("again.toml", &again).unwrap_or_else(|e| panic!("{e}\n{again}"));
+        assert_eq!(g.services[0].mode, Mode::Dr);
         // Proxy-only settings are warned about, not refused.
         let c = check_text(
             "d.toml",
