@@ -18,6 +18,14 @@ enum DrCommand {
     /// This machine as a DR real server.
     #[command(subcommand)]
     RealServer(RealServerCommand),
+    /// Hold an XDP_PASS program on an interface until stopped (SIGTERM or
+    /// Ctrl-C). On a veth, native XDP_TX from the other end needs it; the
+    /// lab runs it on the bridge's ports to the directors.
+    XdpPass {
+        /// The interface (in this network namespace).
+        #[arg(long)]
+        interface: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,7 +52,20 @@ enum RealServerCommand {
 }
 
 pub async fn run(args: DrArgs) -> anyhow::Result<u8> {
-    let DrCommand::RealServer(cmd) = args.command;
+    let cmd = match args.command {
+        DrCommand::RealServer(cmd) => cmd,
+        DrCommand::XdpPass { interface } => {
+            let _held = tacvs_xdp::PassProgram::attach(&interface)?;
+            println!("XDP_PASS attached to {interface}; held until this process stops");
+            use tokio::signal::unix::{SignalKind, signal};
+            let mut term = signal(SignalKind::terminate())?;
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            return Ok(0);
+        }
+    };
     match cmd {
         RealServerCommand::Setup { vips } => {
             let done = tacvs_xdp::realserver::setup(&vips).await?;

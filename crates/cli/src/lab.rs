@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use tacvs_lab::topo::{self, DirectorSettings, Lab, Role, Spec};
+use tacvs_lab::topo::{self, DirectorSettings, Front, Lab, Role, Spec};
 
 #[derive(Debug, Args)]
 pub struct LabArgs {
@@ -37,6 +37,12 @@ enum LabCmd {
         /// Everything over TACACS+ over TLS 1.3 (a lab CA in DIR/pki).
         #[arg(long)]
         tls: bool,
+        /// What the directors run: proxy, dr, haproxy-tcp, haproxy-proxy-v2, nat.
+        #[arg(long, default_value = "proxy", value_parser = parse_front)]
+        front: Front,
+        /// Direct routing: auto, native or generic XDP.
+        #[arg(long, default_value = "auto", value_parser = ["auto", "native", "generic"])]
+        attach: String,
     },
     /// Stop every lab process and delete the namespaces (safe to repeat, and after a crash).
     Down {
@@ -67,6 +73,51 @@ enum LabCmd {
         #[arg(long)]
         tls: bool,
     },
+    /// Run several scenarios one after the other (e.g. 'story-*': the 2016
+    /// story's fronts), each at every --devices size, into one table and one
+    /// chart: DIR/compare/compare.{txt,json,svg}.
+    ///
+    /// Exit status: 0 when every run happened and held its checks, 1 otherwise.
+    Compare {
+        /// Scenario files or shipped names; a shipped name may hold `*`.
+        #[arg(required = true)]
+        scenarios: Vec<String>,
+        #[command(flatten)]
+        c: Common,
+        /// Fleet sizes, e.g. 1000,15000,50000 (default: each scenario's own).
+        #[arg(long, value_delimiter = ',')]
+        devices: Vec<usize>,
+        /// Multiply the workload's rate.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f64,
+        /// Measure this long instead of each scenario's duration.
+        #[arg(long, value_parser = crate::common::duration)]
+        duration: Option<std::time::Duration>,
+    },
+}
+
+fn parse_front(s: &str) -> Result<Front, String> {
+    [Front::Proxy, Front::Dr, Front::HaproxyTcp, Front::HaproxyProxyV2, Front::Nat]
+        .into_iter()
+        .find(|f| f.name() == s)
+        .ok_or_else(|| "one of proxy, dr, haproxy-tcp, haproxy-proxy-v2, nat".into())
+}
+
+/// The scenarios named (a `*` in a shipped name matches several).
+fn scenarios(names: &[String]) -> anyhow::Result<Vec<tacvs_lab::Scenario>> {
+    let mut out = Vec::new();
+    for n in names {
+        if n.contains('*') && !std::path::Path::new(n).exists() {
+            let m = tacvs_lab::compare::shipped_matching(n);
+            anyhow::ensure!(!m.is_empty(), "no shipped scenario matches {n:?}");
+            for name in m {
+                out.push(tacvs_lab::Scenario::load(name).map_err(anyhow::Error::msg)?);
+            }
+        } else {
+            out.push(tacvs_lab::Scenario::load(n).map_err(anyhow::Error::msg)?);
+        }
+    }
+    Ok(out)
 }
 
 fn need_root() -> anyhow::Result<()> {
@@ -77,7 +128,14 @@ fn need_root() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn lab_for(c: &Common, servers: u8, directors: u8, tls: bool) -> anyhow::Result<Lab> {
+fn lab_for(
+    c: &Common,
+    servers: u8,
+    directors: u8,
+    tls: bool,
+    front: Front,
+    attach: String,
+) -> anyhow::Result<Lab> {
     let bin = std::env::current_exe().context("cannot find the tacvs binary itself")?;
     let dir = std::path::absolute(&c.dir).with_context(|| format!("--dir {}", c.dir.display()))?;
     Ok(Lab::new(Spec {
@@ -86,8 +144,11 @@ fn lab_for(c: &Common, servers: u8, directors: u8, tls: bool) -> anyhow::Result<
         bin,
         servers,
         directors,
-        director: DirectorSettings::default(),
+        director: DirectorSettings { attach, ..DirectorSettings::default() },
         tls,
+        front,
+        nat: Default::default(),
+        steer: false,
     })?)
 }
 
@@ -99,6 +160,10 @@ pub(crate) fn validate(a: &LabArgs) -> anyhow::Result<()> {
         tacvs_lab::Scenario::load(scenario).map_err(anyhow::Error::msg)?;
         anyhow::ensure!(*scale > 0.0, "--scale must be above 0");
     }
+    if let LabCmd::Compare { scenarios: names, scale, .. } = &a.cmd {
+        scenarios(names)?;
+        anyhow::ensure!(*scale > 0.0, "--scale must be above 0");
+    }
     Ok(())
 }
 
@@ -108,14 +173,15 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
         need_root()?;
     }
     match a.cmd {
-        LabCmd::Up { c, servers, directors, tls } => {
-            let lab = lab_for(&c, servers, directors, tls)?;
+        LabCmd::Up { c, servers, directors, tls, front, attach } => {
+            let lab = lab_for(&c, servers, directors, tls, front, attach)?;
             let l2 = lab.clone();
             tokio::task::spawn_blocking(move || l2.up()).await??;
-            let m = tacvs_lab::runner::wait_ready(&lab, std::time::Duration::from_secs(20)).await?;
+            tacvs_lab::runner::wait_front(&lab, std::time::Duration::from_secs(20)).await?;
             println!(
-                "lab {} is up: d{m} holds {} ; devices: ip netns exec {}-dev tacvs sim --server {}:49 --source {} --key {} --rate 100",
+                "lab {} is up ({} front) at {} ; devices: ip netns exec {}-dev tacvs sim --server {}:49 --source {} --key {} --rate 100",
                 c.prefix,
+                front.name(),
                 topo::VIP,
                 c.prefix,
                 topo::VIP,
@@ -171,6 +237,7 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
                 bin,
                 scale,
                 keep,
+                duration: None,
             };
             println!(
                 "tacvs lab: running {} ({}), reports in {}",
@@ -182,6 +249,49 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
             print!("{}", tacvs_lab::report::table(&r));
             println!("report: {}", opts.dir.join(&sc.name).join("report.{json,txt,svg}").display());
             Ok(if r.ok() { 0 } else { 1 })
+        }
+        LabCmd::Compare { scenarios: names, c, devices, scale, duration } => {
+            let list = scenarios(&names)?;
+            anyhow::ensure!(scale > 0.0, "--scale must be above 0");
+            let opts = tacvs_lab::RunOptions {
+                prefix: c.prefix.clone(),
+                dir: std::path::absolute(&c.dir)?,
+                bin: std::env::current_exe()?,
+                scale,
+                keep: false,
+                duration,
+            };
+            let sizes = if devices.is_empty() {
+                "each scenario's own size".to_owned()
+            } else {
+                devices.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+            };
+            println!(
+                "tacvs lab compare: {} at {sizes} devices; results in {}",
+                list.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join(", "),
+                opts.dir.join("compare").display()
+            );
+            let c = tacvs_lab::compare::compare(&list, &devices, &opts, |r| {
+                println!(
+                    "  {} at {} devices: {}",
+                    r.scenario,
+                    r.devices,
+                    match &r.error {
+                        Some(e) => format!("not run: {e}"),
+                        None => format!(
+                            "{:.0} req/s, p99 {:.2} ms, {} failed, {}",
+                            r.throughput,
+                            r.p99_ms,
+                            r.failures,
+                            if r.ok { "checks pass" } else { "checks FAIL" }
+                        ),
+                    }
+                )
+            })
+            .await?;
+            print!("{}", tacvs_lab::compare::table(&c));
+            println!("chart: {}", opts.dir.join("compare").join("compare.svg").display());
+            Ok(if c.ok() { 0 } else { 1 })
         }
     }
 }
@@ -206,7 +316,7 @@ async fn status(lab: &Lab) -> String {
         match reply {
             Ok(r) => {
                 let _ = writeln!(s, "director d{d} ({}):", Role::Director(d).addr());
-                for l in tacvs_director::render(&r.services, r.vrrp.as_ref()).lines() {
+                for l in tacvs_director::render_report(&r).lines() {
                     let _ = writeln!(s, "  {l}");
                 }
             }

@@ -32,7 +32,7 @@ use tacvs_proto::{
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::config::{CheckKind, ProxyHeader, Service};
+use crate::config::{CheckKind, Mode, ProxyHeader, Service};
 use crate::core::health::{CheckResult, State};
 use crate::proxy::proxy_local;
 use crate::service::{ServiceRt, state_name};
@@ -173,7 +173,9 @@ async fn check(s: &Service, addr: SocketAddr, tls: &TlsSetup) -> CheckResult {
         Ok(st) => st,
         Err(e) => return CheckResult::Failed { reason: format!("connect: {e}") },
     };
-    if s.proxy_protocol != ProxyHeader::None
+    // In DR the servers take devices directly, without PROXY headers.
+    if s.mode == Mode::Proxy
+        && s.proxy_protocol != ProxyHeader::None
         && let Err(e) = stream.write_all(&proxy_local()).await
     {
         return CheckResult::Failed { reason: format!("write: {e}") };

@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub use tacvs_config::ConfigErrors;
 use tacvs_config::{ConfigError, Dur, Locator, Secret, Seg, Spans};
 
-use crate::core::sched::Kind;
+use crate::core::sched::{HashOn, Kind};
 
 /// The whole file.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -31,6 +31,9 @@ pub struct DirectorFile {
     /// `[vrrp]`: hold the virtual addresses with VRRPv3 (RFC 5798) failover.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vrrp: Option<VrrpSection>,
+    /// `[dr]`: the direct-routing data plane (XDP) for `mode = "dr"` services.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dr: Option<DrSection>,
     /// `[[service]]`.
     #[serde(rename = "service")]
     pub services: Vec<Service>,
@@ -117,6 +120,61 @@ fn vips_out<S: Serializer>(v: &[(Ipv4Addr, u8)], s: S) -> Result<S::Ok, S::Error
     s.collect_seq(v.iter().map(|(a, p)| format!("{a}/{p}")))
 }
 
+/// `[dr]`: where and how the direct-routing data plane runs.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct DrSection {
+    /// The interface devices' packets arrive on and leave by (the servers'
+    /// segment); default: `[vrrp] interface`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interface: Option<String>,
+    /// `auto` (native where the driver has XDP, else generic), `native` or
+    /// `generic`.
+    #[serde(default)]
+    pub attach: Attach,
+    /// Flow-table capacity (preallocated, about 100 bytes each): more than
+    /// the flows open at once, or established ones are evicted and placed
+    /// again by the table.
+    #[serde(default = "flow_entries")]
+    pub flow_entries: u32,
+}
+
+/// How the XDP program attaches (`[dr] attach`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Attach {
+    /// Native where the driver supports XDP, generic otherwise.
+    #[default]
+    Auto,
+    /// Native (in the driver) only.
+    Native,
+    /// Generic (in the kernel's receive path) only.
+    Generic,
+}
+
+/// The most flow entries `[dr] flow_entries` may ask for (~1.6 GB).
+pub const MAX_FLOW_ENTRIES: u32 = 16 << 20;
+
+fn flow_entries() -> u32 {
+    262_144
+}
+
+impl DirectorFile {
+    /// The interface the DR data plane attaches to: `[dr] interface`, else
+    /// `[vrrp] interface`.
+    pub fn dr_interface(&self) -> Option<&str> {
+        self.dr
+            .as_ref()
+            .and_then(|d| d.interface.as_deref())
+            .or(self.vrrp.as_ref().map(|v| v.interface.as_str()))
+    }
+
+    /// Whether any service runs in direct routing.
+    pub fn has_dr(&self) -> bool {
+        self.services.iter().any(|s| s.mode == Mode::Dr)
+    }
+}
+
 /// `[director]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -182,8 +240,9 @@ pub enum Mode {
     /// Terminate the device's TCP connection and open one to the real server,
     /// with a PROXY header carrying the device's address.
     Proxy,
-    /// Direct routing (LVS-DR): packets go to the real server unchanged and
-    /// replies go straight back. Not available in this build.
+    /// Direct routing (LVS-DR): the XDP data plane rewrites the destination
+    /// MAC of the devices' packets to a real server's; the server holds the
+    /// VIP on `lo` and answers the devices directly.
     Dr,
 }
 
@@ -198,6 +257,11 @@ pub struct Service {
     /// Scheduler.
     #[serde(default = "wlc")]
     pub scheduler: Kind,
+    /// What `sh` and `mh` hash: the device's address (`source`, IPVS's
+    /// default) or its address and port (`source-port`, IPVS `sh-port` /
+    /// `mh-port`: one device's connections spread over the servers).
+    #[serde(default, skip_serializing_if = "HashOn::is_default")]
+    pub hash: HashOn,
     /// Forwarding mode.
     #[serde(default = "proxy_mode")]
     pub mode: Mode,
@@ -442,6 +506,7 @@ names! {
     ProxyHeader { V2 => "v2", V1 => "v1", None => "none" }
     OnDown { Remove => "remove", Inhibit => "inhibit" }
     Mode { Proxy => "proxy", Dr => "dr" }
+    Attach { Auto => "auto", Native => "native", Generic => "generic" }
     CopyMode { Userspace => "userspace", Splice => "splice" }
     CheckKind { Tcp => "tcp", Tacacs => "tacacs" }
     Probe { Authorize => "authorize", Authenticate => "authenticate" }
@@ -532,10 +597,7 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
             listens.insert(s.listen, i);
         }
         if s.mode == Mode::Dr {
-            errs.push(sp.at(
-                &at("mode"),
-                format!("{svc}: mode \"dr\" (direct routing) is not available in this build; use \"proxy\""),
-            ));
+            dr_service(f, i, sp, &mut errs);
         }
         if s.reals.is_empty() {
             errs.push(
@@ -636,9 +698,31 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
             }
         }
     }
+    if let Some(d) = &f.dr {
+        let at = |field: &'static str| [Seg::Key("dr"), Seg::Key(field)];
+        if let Some(i) = &d.interface
+            && !interface_name(i)
+        {
+            errs.push(sp.at(
+                &at("interface"),
+                "[dr] interface is not an interface name (1-15 characters, no '/' or space)",
+            ));
+        }
+        if d.flow_entries == 0 || d.flow_entries > MAX_FLOW_ENTRIES {
+            errs.push(sp.at(
+                &at("flow_entries"),
+                format!("[dr] flow_entries must be 1-{MAX_FLOW_ENTRIES}"),
+            ));
+        }
+    }
+    if f.has_dr() && f.dr_interface().is_none() {
+        errs.push(sp.locator().whole(
+            "direct routing needs an interface: add [dr] interface = \"eth0\" (or a [vrrp] section, whose interface is used)",
+        ));
+    }
     if let Some(v) = &f.vrrp {
         let at = |field: &'static str| [Seg::Key("vrrp"), Seg::Key(field)];
-        if v.interface.is_empty() || v.interface.len() > 15 || v.interface.contains(['/', ' ']) {
+        if !interface_name(&v.interface) {
             errs.push(sp.at(
                 &at("interface"),
                 "[vrrp] interface is not an interface name (1-15 characters, no '/' or space)",
@@ -682,6 +766,77 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
     errs
 }
 
+fn interface_name(i: &str) -> bool {
+    !i.is_empty() && i.len() <= 15 && !i.contains(['/', ' '])
+}
+
+/// Settings that only the proxy uses (warned about when written in a DR
+/// service: the data plane has no connections to time or cap, and sends no
+/// PROXY header — warnings, not errors, so a file written back from the
+/// settings, defaults included, still loads).
+const PROXY_ONLY: [&str; 8] = [
+    "proxy_protocol",
+    "connect_timeout",
+    "connect_attempts",
+    "idle_timeout",
+    "max_connections",
+    "max_connections_per_source",
+    "first_bytes_timeout",
+    "copy",
+];
+
+/// The rules of a `mode = "dr"` service (the `i`th).
+fn dr_service(f: &DirectorFile, i: usize, sp: &Spans<'_>, errs: &mut Vec<ConfigError>) {
+    let s = &f.services[i];
+    let at = |field: &'static str| [Seg::Key("service"), Seg::Idx(i), Seg::Key(field)];
+    let svc = format!("service {:?}", s.name);
+    let ip = s.listen.ip();
+    if !ip.is_ipv4() || ip.is_unspecified() || ip.is_loopback() || s.listen.port() == 0 {
+        errs.push(sp.at(
+            &at("listen"),
+            format!("{svc}: direct routing needs a specific IPv4 virtual address and port (the data plane answers ARP for it; IPv6 neighbour discovery is not answered)"),
+        ));
+    }
+    if !matches!(s.scheduler, Kind::Mh | Kind::Sh) {
+        let place = if sp.has(&at("scheduler")) { at("scheduler") } else { at("mode") };
+        errs.push(sp.at(
+            &place,
+            format!("{svc}: in direct routing the data plane picks servers from a Maglev lookup table, so only scheduler = \"mh\" or \"sh\" is meaningful (both build that table; `hash` chooses the device's address or address and port)"),
+        ));
+    }
+    if s.sorry_server.is_some() {
+        errs.push(sp.at(
+            &at("sorry_server"),
+            format!("{svc}: direct routing has no sorry server (new flows are dropped while no server is available, and devices retransmit): remove sorry_server"),
+        ));
+    }
+    for (j, r) in s.reals.iter().enumerate() {
+        let rat = |field: &'static str| {
+            [Seg::Key("service"), Seg::Idx(i), Seg::Key("real"), Seg::Idx(j), Seg::Key(field)]
+        };
+        if r.address.port() != s.listen.port() || !r.address.is_ipv4() {
+            errs.push(sp.at(
+                &rat("address"),
+                format!("{svc}: in direct routing a real server receives the packet as the device sent it (to the VIP's port {}), so its address must be IPv4 with that port", s.listen.port()),
+            ));
+        }
+        if r.max_connections > 0 {
+            errs.push(sp.at(
+                &rat("max_connections"),
+                format!("{svc}: direct routing keeps no connection counts (the replies bypass the director): remove max_connections"),
+            ));
+        }
+    }
+    for (k, other) in f.services.iter().enumerate() {
+        if other.mode == Mode::Proxy && other.listen.ip() == ip {
+            errs.push(sp.at(
+                &at("listen"),
+                format!("{svc}: its virtual address is also service {:?}'s, in proxy mode; the director holds a proxy VIP as its own address but must not hold a DR VIP (a dead director's kernel would reset the devices' flows): give the DR service its own address", f.services[k].name),
+            ));
+        }
+    }
+}
+
 fn line(sp: &Spans<'_>, path: &[Seg<'_>]) -> String {
     sp.at(path, "").line().map_or_else(|| "?".into(), |l| l.to_string())
 }
@@ -715,6 +870,14 @@ fn warnings(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
             "[director] control_socket_group names no group on this machine; the director will not start here",
         ));
     }
+    if let Some(i) = f.dr.as_ref().and_then(|d| d.interface.as_deref())
+        && !Path::new("/sys/class/net").join(i).exists()
+    {
+        w.push(sp.at(
+            &[Seg::Key("dr"), Seg::Key("interface")],
+            "[dr] interface does not exist on this machine (in this network namespace); the director will not start here",
+        ));
+    }
     if let Some(v) = &f.vrrp {
         if !Path::new("/sys/class/net").join(&v.interface).exists() {
             w.push(sp.at(
@@ -741,6 +904,22 @@ fn warnings(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
         }
     }
     for (i, s) in f.services.iter().enumerate() {
+        if s.mode == Mode::Dr {
+            for field in PROXY_ONLY
+                .iter()
+                .filter(|k| sp.has(&[Seg::Key("service"), Seg::Idx(i), Seg::Key(k)]))
+            {
+                let why = if *field == "proxy_protocol" {
+                    " (it sends no PROXY header: the real servers see the devices' own addresses)"
+                } else {
+                    ""
+                };
+                w.push(sp.at(
+                    &[Seg::Key("service"), Seg::Idx(i), Seg::Key(field)],
+                    format!("service {:?}: {field} applies to proxy mode only; direct routing ignores it{why}", s.name),
+                ));
+            }
+        }
         if let Some(k) = &s.health.key
             && k.chars() < 16
         {
@@ -758,6 +937,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::core::sched::HashOn;
 
     const SERVICE: &str = r#"
 [[service]]
@@ -862,18 +1042,23 @@ listen = "10.49.0.100:49"
         let text = format!(
             "[director]\n{}",
             SERVICE
-                .replace("listen = \"10.49.0.100:49\"\n", "listen = \"10.49.0.100:49\"\nconnect_attempts = 0\nmax_connections = 0\nmode = \"dr\"\n")
+                .replace(
+                    "listen = \"10.49.0.100:49\"\n",
+                    "listen = \"10.49.0.100:49\"\nconnect_attempts = 0\nmax_connections = 0\n"
+                )
                 .replace("check = \"tcp\"", "check = \"tacacs\"\n  probe = \"authenticate\"")
-                .replace("address = \"10.49.1.1:49\"", "address = \"10.49.1.1:49\"\n  weight = 100000")
+                .replace(
+                    "address = \"10.49.1.1:49\"",
+                    "address = \"10.49.1.1:49\"\n  weight = 100000"
+                )
         );
         let e = errors(&text);
         let want = [
             ("d.toml:6:20:", "connect_attempts must be at least 1"),
             ("d.toml:7:19:", "max_connections must be at least 1"),
-            ("d.toml:8:8:", "mode \"dr\" (direct routing) is not available"),
-            ("d.toml:10:11:", "a tacacs health check needs key"),
-            ("d.toml:11:11:", "needs password"),
-            ("d.toml:16:12:", "weight must be 0-65535"),
+            ("d.toml:9:11:", "a tacacs health check needs key"),
+            ("d.toml:10:11:", "needs password"),
+            ("d.toml:15:12:", "weight must be 0-65535"),
         ];
         assert_eq!(e.len(), want.len(), "{e:#?}");
         for ((at, what), got) in want.iter().zip(&e) {
@@ -905,6 +1090,75 @@ listen = "10.49.0.100:49"
         assert_eq!(
             one_error("service = []\n[director]\n"),
             "d.toml: no [[service]]: add a virtual service"
+        );
+    }
+
+    #[test]
+    fn direct_routing_services_say_what_does_not_apply() {
+        let dr = |extra: &str, real: &str| {
+            format!(
+                "[director]\n[dr]\ninterface = \"eth0\"\n{}",
+                SERVICE
+                    .replace(
+                        "listen = \"10.49.0.100:49\"\n",
+                        &format!("listen = \"10.49.0.100:49\"\nmode = \"dr\"\n{extra}")
+                    )
+                    .replace("address = \"10.49.1.1:49\"", real)
+            )
+        };
+        let ok = dr("scheduler = \"mh\"\nhash = \"source-port\"\n", "address = \"10.49.1.1:49\"");
+        let f = parse("d.toml", &ok).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((f.services[0].mode, f.services[0].hash), (Mode::Dr, HashOn::SourcePort));
+        assert_eq!(f.dr_interface(), Some("eth0"));
+        // The default scheduler (wlc) means nothing to a lookup table.
+        let e = one_error(&dr("", "address = \"10.49.1.1:49\""));
+        assert!(
+            e.starts_with("d.toml:8:8: ") && e.contains("only scheduler = \"mh\" or \"sh\""),
+            "{e}"
+        );
+        let e = errors(&dr(
+            "scheduler = \"wlc\"\nproxy_protocol = \"none\"\nsorry_server = \"10.49.2.1:49\"\n",
+            "address = \"10.49.1.1:4949\"\n  max_connections = 5",
+        ));
+        let want = [
+            ("d.toml:9:13:", "only scheduler = \"mh\" or \"sh\""),
+            ("d.toml:11:16:", "no sorry server"),
+            ("d.toml:17:13:", "must be IPv4 with that port"),
+            ("d.toml:18:21:", "keeps no connection counts"),
+        ];
+        assert_eq!(e.len(), want.len(), "{e:#?}");
+        for ((at, what), got) in want.iter().zip(&e) {
+            assert!(got.starts_with(at) && got.contains(what), "{at} {what}: {got}");
+        }
+        let any = dr("scheduler = \"sh\"\n", "address = \"10.49.1.1:49\"")
+            .replace("10.49.0.100:49", "0.0.0.0:49");
+        assert!(one_error(&any).contains("specific IPv4 virtual address"));
+        // No interface: neither [dr] nor [vrrp].
+        let bare = dr("scheduler = \"sh\"\n", "address = \"10.49.1.1:49\"")
+            .replace("[dr]\ninterface = \"eth0\"\n", "");
+        assert!(one_error(&bare).contains("add [dr] interface"), "{}", one_error(&bare));
+        // A proxy service on the same VIP.
+        let mixed = format!(
+            "{}{}",
+            dr("scheduler = \"mh\"\n", "address = \"10.49.1.1:49\""),
+            SERVICE.replace("\"tacacs\"", "\"other\"").replace("10.49.0.100:49", "10.49.0.100:50")
+        );
+        assert!(one_error(&mixed).contains("must not hold a DR VIP"), "{}", one_error(&mixed));
+        // Written back from the settings (defaults included), a DR file loads.
+        let again = toml::to_string(&f).unwrap();
+        let g = parse("again.toml", &again).unwrap_or_else(|e| panic!("{e}\n{again}"));
+        assert_eq!(g.services[0].mode, Mode::Dr);
+        // Proxy-only settings are warned about, not refused.
+        let c = check_text(
+            "d.toml",
+            &dr("scheduler = \"mh\"\nidle_timeout = \"1m\"\n", "address = \"10.49.1.1:49\""),
+        )
+        .unwrap();
+        let w: Vec<String> = c.warnings.iter().map(ToString::to_string).collect();
+        assert!(
+            w.iter().any(|w| w.starts_with("d.toml:10:16: ")
+                && w.contains("idle_timeout applies to proxy mode only")),
+            "{w:?}"
         );
     }
 

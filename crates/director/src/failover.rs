@@ -112,6 +112,10 @@ pub struct Router {
     shared: Arc<VrrpCell>,
     /// Advertisements that failed to leave in a row (logged once, then on recovery).
     send_failures: std::sync::atomic::AtomicU64,
+    /// Direct routing: its VIPs are answered by the data plane while we are
+    /// master, never held as addresses (a dead director's kernel would reset
+    /// the devices' flows), and the switch that turns the plane on and off.
+    dr: Option<(Vec<Ipv4Addr>, crate::dr::ActiveSwitch)>,
 }
 
 impl std::fmt::Debug for Router {
@@ -131,7 +135,11 @@ impl Router {
     /// Look up the interface, open the sockets, remove virtual addresses a
     /// crashed predecessor may have left (two holders of one address would
     /// split the devices between them).
-    pub async fn new(conf: VrrpSection, shared: Arc<VrrpCell>) -> Result<Router, FailoverError> {
+    pub async fn new(
+        conf: VrrpSection,
+        shared: Arc<VrrpCell>,
+        dr: Option<(Vec<Ipv4Addr>, crate::dr::ActiveSwitch)>,
+    ) -> Result<Router, FailoverError> {
         let iface = conf.interface.clone();
         let nlerr = |e: rtnetlink::Error| FailoverError::Netlink {
             iface: iface.clone(),
@@ -222,7 +230,7 @@ impl Router {
             },
             Instant::now(),
         ));
-        Ok(Router { conf, link, source, nl, tx, rx, arp, shared, send_failures: 0.into() })
+        Ok(Router { conf, link, source, nl, tx, rx, arp, shared, send_failures: 0.into(), dr })
     }
 
     /// Run until `stop` turns true, then give up mastership (priority 0) and
@@ -372,9 +380,17 @@ impl Router {
         for a in acts {
             match a {
                 Action::Advertise(p) => self.advertise(vrrp, p),
-                Action::AddVips => set_vips(&self.nl, self.link.index, &self.conf.vips, true).await,
+                Action::AddVips => {
+                    if let Some((_, switch)) = &self.dr {
+                        switch.set(true);
+                    }
+                    set_vips(&self.nl, self.link.index, &self.held(), true).await
+                }
                 Action::RemoveVips => {
-                    set_vips(&self.nl, self.link.index, &self.conf.vips, false).await
+                    if let Some((_, switch)) = &self.dr {
+                        switch.set(false);
+                    }
+                    set_vips(&self.nl, self.link.index, &self.held(), false).await
                 }
                 Action::GratuitousArp => self.garp(),
                 Action::Transition { from, to, reason } => {
@@ -405,6 +421,13 @@ impl Router {
                 }
             }
         }
+    }
+
+    /// The virtual addresses held as addresses of the interface while master:
+    /// all but those only direct routing uses.
+    fn held(&self) -> Vec<(Ipv4Addr, u8)> {
+        let dr: &[Ipv4Addr] = self.dr.as_ref().map_or(&[], |(v, _)| v);
+        self.conf.vips.iter().filter(|(a, _)| !dr.contains(a)).copied().collect()
     }
 
     fn advertise(&self, vrrp: &Vrrp, priority: u8) {

@@ -9,7 +9,9 @@
 //! * [`config`]: the configuration file, validated with `file:line:column`.
 //! * [`service`]: one virtual service's live state (real servers, counts,
 //!   scheduler); [`proxy`]: the proxy-mode data plane (accept, connect, PROXY
-//!   header, relay); [`checker`]: health checks through `tacvs-client`;
+//!   header, relay); [`dr`]: direct routing, the XDP data plane of
+//!   `tacvs-xdp` kept in step with health and weights (the table itself is
+//!   [`core::dr`]); [`checker`]: health checks through `tacvs-client`;
 //!   [`failover`]: VRRPv3 I/O; [`control`]: the local control socket (typed
 //!   protocol, server, client, status table).
 //! * [`runtime`]: [`start`] a director, [`DirectorHandle::reload`] it, stop it.
@@ -20,6 +22,7 @@ pub mod checker;
 pub mod config;
 pub mod control;
 pub mod core;
+pub mod dr;
 pub mod failover;
 pub mod proxy;
 pub mod runtime;

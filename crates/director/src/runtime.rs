@@ -11,11 +11,12 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::task::JoinHandle;
 
 use crate::checker::health_loop;
-use crate::config::{DirectorFile, Service};
+use crate::config::{DirectorFile, Mode, Service};
 use crate::control::access::{Access, group_id};
 use crate::control::protocol::{ServiceStatus, StatusReport, VrrpStatus};
 use crate::control::server::{self, Live};
 use crate::core::sched::Scheduler;
+use crate::dr::{Dr, DrError};
 use crate::failover::Router;
 use crate::proxy::accept_loop;
 use crate::service::{RealState, Registry, ServiceRt};
@@ -37,6 +38,9 @@ pub struct DirectorHandle {
     control: Option<PathBuf>,
     vrrp_task: Option<JoinHandle<()>>,
     stop_vrrp: tokio::sync::watch::Sender<bool>,
+    /// Direct routing: the interface index the data plane forwards on, and
+    /// the VIPs it answers for (a reload may not move a VIP between modes).
+    dr: Option<(u32, Vec<IpAddr>)>,
 }
 
 /// Why a reload was refused (the running configuration stays, unchanged).
@@ -142,6 +146,9 @@ pub enum StartError {
     /// VRRP could not start.
     #[error(transparent)]
     Vrrp(#[from] crate::failover::FailoverError),
+    /// Direct routing could not start, or a reload cannot change it.
+    #[error(transparent)]
+    Dr(#[from] Box<DrError>),
 }
 
 /// What to do about a bind error.
@@ -173,9 +180,9 @@ pub async fn start(conf: DirectorFile) -> Result<DirectorHandle, StartError> {
     let vips: Vec<std::net::IpAddr> =
         conf.vrrp.iter().flat_map(|v| v.vips.iter().map(|a| a.0.into())).collect();
     let mut bound = Vec::new();
-    for s in conf.services {
-        let l = bind(&s, &vips)?;
-        bound.push((s, l));
+    for s in &conf.services {
+        let l = bind(s, &vips)?;
+        bound.push((s.clone(), l));
     }
     let control = conf.director.control_socket.clone();
     let sock_err = |error| StartError::ControlSocket { path: control.clone(), error };
@@ -194,11 +201,36 @@ pub async fn start(conf: DirectorFile) -> Result<DirectorHandle, StartError> {
         e
     };
     let access = Access::secure(&control, group).map_err(|e| undo(sock_err(e)))?;
-    let live = Arc::new(Live::default());
+    let dr = match conf.has_dr() {
+        true => Some(Dr::open(&conf).await.map_err(|e| undo(Box::new(e).into()))?),
+        false => None,
+    };
+    let dr_vips = dr_vips(&conf);
+    let mut live = Live::default();
+    if let Some(d) = &dr {
+        live.dr = d.cell();
+    }
+    let live = Arc::new(live);
     let router = match conf.vrrp {
-        Some(v) => Some(Router::new(v, live.vrrp.clone()).await.map_err(|e| undo(e.into()))?),
+        Some(v) => {
+            let announce = dr.as_ref().map(|d| {
+                let v4 = dr_vips
+                    .iter()
+                    .filter_map(|ip| match ip {
+                        IpAddr::V4(a) => Some(*a),
+                        IpAddr::V6(_) => None,
+                    })
+                    .collect();
+                (v4, d.switch())
+            });
+            Some(Router::new(v, live.vrrp.clone(), announce).await.map_err(|e| undo(e.into()))?)
+        }
         None => None,
     };
+    if let (Some(d), None) = (&dr, &router) {
+        // No VRRP: this director alone answers for the DR VIPs.
+        d.switch().set(true);
+    }
 
     // Everything is bound: run.
     let mut services = Vec::new();
@@ -206,11 +238,17 @@ pub async fn start(conf: DirectorFile) -> Result<DirectorHandle, StartError> {
     let mut accepts = Vec::new();
     for (si, (s, (vip, listener))) in bound.into_iter().enumerate() {
         let (rt, accept) = launch(s, vip, listener, SEED + si as u64, now, &mut tasks);
-        accepts.push((rt.clone(), accept));
+        if let Some(a) = accept {
+            accepts.push((rt.clone(), a));
+        }
         services.push(rt);
     }
     let local_addrs = services.iter().map(|s| s.vip()).collect();
     live.services.store(Arc::new(services));
+    let dr_state = dr.as_ref().map(|d| (d.ifindex(), dr_vips.clone()));
+    if let Some(d) = dr {
+        tasks.push(tokio::spawn(d.run(live.clone())));
+    }
     let (stop_vrrp, stopped) = tokio::sync::watch::channel(false);
     let vrrp_task = router.map(|router| {
         let tracked = live.clone();
@@ -226,32 +264,46 @@ pub async fn start(conf: DirectorFile) -> Result<DirectorHandle, StartError> {
         control: Some(control),
         vrrp_task,
         stop_vrrp,
+        dr: dr_state,
     })
 }
 
+/// The virtual addresses of the file's DR services.
+fn dr_vips(conf: &DirectorFile) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> =
+        conf.services.iter().filter(|s| s.mode == Mode::Dr).map(|s| s.listen.ip()).collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
 /// Bind a service's address (with IP_FREEBIND when it is a VRRP address).
-fn bind(s: &Service, vips: &[IpAddr]) -> Result<(SocketAddr, TcpListener), StartError> {
+/// A DR service binds nothing: the data plane takes its packets.
+fn bind(s: &Service, vips: &[IpAddr]) -> Result<(SocketAddr, Option<TcpListener>), StartError> {
+    if s.mode == Mode::Dr {
+        return Ok((s.listen, None));
+    }
     listen(s.listen, vips.contains(&s.listen.ip()))
-        .and_then(|l| Ok((l.local_addr()?, l)))
+        .and_then(|l| Ok((l.local_addr()?, Some(l))))
         .map_err(|error| StartError::Listen { service: s.name.clone(), addr: s.listen, error })
 }
 
-/// Run a bound service: its accept loop (returned) and its checkers (pushed
-/// onto `tasks`).
+/// Run a bound service: its accept loop (returned; none in DR, where the
+/// data plane forwards) and its checkers (pushed onto `tasks`).
 fn launch(
     s: Service,
     vip: SocketAddr,
-    listener: TcpListener,
+    listener: Option<TcpListener>,
     seed: u64,
     now: Instant,
     tasks: &mut Vec<JoinHandle<()>>,
-) -> (Arc<ServiceRt>, JoinHandle<()>) {
-    tracing::info!(service = %s.name, %vip, scheduler = %s.scheduler, real_servers = s.reals.len(), "virtual service up");
+) -> (Arc<ServiceRt>, Option<JoinHandle<()>>) {
+    tracing::info!(service = %s.name, %vip, mode = %s.mode, scheduler = %s.scheduler, real_servers = s.reals.len(), "virtual service up");
     let rt = Arc::new(ServiceRt::new(s, vip, seed, now));
     for r in &rt.conf().reals {
         tasks.push(tokio::spawn(health_loop(rt.clone(), r.address)));
     }
-    let accept = tokio::spawn(accept_loop(rt.clone(), listener));
+    let accept = listener.map(|l| tokio::spawn(accept_loop(rt.clone(), l)));
     (rt, accept)
 }
 
@@ -327,15 +379,26 @@ impl DirectorHandle {
     }
 
     /// Read `path` and [`DirectorHandle::reload`] it; a file with errors
-    /// changes nothing. The outcome is logged and shown by `status`.
-    pub fn reload_file(&mut self, path: &Path) -> Result<Reloaded, ReloadFileError> {
+    /// changes nothing, nor does one whose DR real servers are not on the
+    /// data plane's segment. The outcome is logged and shown by `status`.
+    pub async fn reload_file(&mut self, path: &Path) -> Result<Reloaded, ReloadFileError> {
         let file = path.display();
         let r = match crate::config::load(path) {
             Err(e) => {
                 self.live.reloaded(false, format!("refused: {e}"));
                 Err(ReloadFileError::Config(e))
             }
-            Ok(c) => self.reload(c).map_err(ReloadFileError::Apply),
+            Ok(c) => match self.dr.as_ref().map(|(i, _)| *i) {
+                Some(ifindex) if c.has_dr() => match crate::dr::check_segment(ifindex, &c).await {
+                    Ok(()) => self.reload(c).map_err(ReloadFileError::Apply),
+                    Err(e) => {
+                        let e = ReloadError(vec![Box::new(e).into()]);
+                        self.live.reloaded(false, format!("refused: {e}"));
+                        Err(ReloadFileError::Apply(e))
+                    }
+                },
+                _ => self.reload(c).map_err(ReloadFileError::Apply),
+            },
         };
         match &r {
             Ok(done) => tracing::info!(%file, changes = %done, "configuration reloaded"),
@@ -372,7 +435,7 @@ impl DirectorHandle {
                 _ = int.recv() => break,
                 _ = &mut stop => break,
                 _ = hup.recv() => {
-                    let _ = self.reload_file(path);
+                    let _ = self.reload_file(path).await;
                 }
             }
         }
@@ -387,9 +450,30 @@ impl DirectorHandle {
         let kept = |s: &Service| {
             running
                 .iter()
-                .find(|rt| rt.conf().name == s.name && rt.conf().listen == s.listen)
+                .find(|rt| {
+                    let c = rt.conf();
+                    c.name == s.name && c.listen == s.listen && c.mode == s.mode
+                })
                 .cloned()
         };
+        // The data plane is attached at start, and VRRP knows then which
+        // VIPs it must not hold: both need a restart to change.
+        let now_dr = dr_vips(&new);
+        match &self.dr {
+            None if !now_dr.is_empty() => {
+                return Err(ReloadError(vec![Box::new(DrError::Restart(
+                    "the director started without direct routing: restart it to add mode = \"dr\" services".into(),
+                ))
+                .into()]));
+            }
+            Some((_, was)) if new.vrrp.is_some() && *was != now_dr => {
+                return Err(ReloadError(vec![Box::new(DrError::Restart(
+                    "the set of virtual addresses in direct routing changed: VRRP holds proxy VIPs as addresses and only announces DR ones, so restart the director to move an address between modes".into(),
+                ))
+                .into()]));
+            }
+            _ => {}
+        }
         let vips: Vec<IpAddr> =
             new.vrrp.iter().flat_map(|v| v.vips.iter().map(|a| a.0.into())).collect();
         // Bind first; change nothing unless every new address is ours.
@@ -430,7 +514,9 @@ impl DirectorHandle {
                     report.added.push(s.name.clone());
                     let seed = SEED + si as u64;
                     let (rt, accept) = launch(s, vip, listener, seed, now, &mut self.tasks);
-                    self.accepts.push((rt.clone(), accept));
+                    if let Some(a) = accept {
+                        self.accepts.push((rt.clone(), a));
+                    }
                     services.push(rt);
                 }
             }
@@ -450,6 +536,9 @@ impl DirectorHandle {
         self.local_addrs = services.iter().map(|s| s.vip()).collect();
         self.live.services.store(Arc::new(services));
         self.fixed = fixed;
+        if let Some((_, vips)) = &mut self.dr {
+            *vips = now_dr;
+        }
         Ok(report)
     }
 }
@@ -460,8 +549,8 @@ fn update(rt: &Arc<ServiceRt>, s: Service, now: Instant, tasks: &mut Vec<JoinHan
     let mut added = Vec::new();
     {
         let mut st = rt.state();
-        if old.scheduler != s.scheduler {
-            st.sched = Scheduler::new(s.scheduler, SEED);
+        if old.scheduler != s.scheduler || old.hash != s.hash {
+            st.sched = Scheduler::new(s.scheduler, SEED).hashing(s.hash);
             tracing::info!(service = %s.name, scheduler = %s.scheduler, "scheduler changed");
         }
         let mut next = Vec::new();

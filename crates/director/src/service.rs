@@ -261,7 +261,10 @@ impl ServiceRt {
     pub(crate) fn new(conf: Service, vip: SocketAddr, seed: u64, now: Instant) -> Self {
         let reals = conf.reals.iter().map(|r| RealState::new(r, &conf, now)).collect();
         ServiceRt {
-            state: Mutex::new(ServiceState::new(reals, Scheduler::new(conf.scheduler, seed))),
+            state: Mutex::new(ServiceState::new(
+                reals,
+                Scheduler::new(conf.scheduler, seed).hashing(conf.hash),
+            )),
             conf: ArcSwap::from_pointee(conf),
             vip,
             conns: AtomicUsize::new(0),
@@ -414,6 +417,7 @@ impl ServiceRt {
             name: conf.name.clone(),
             listen: self.vip.to_string(),
             scheduler: conf.scheduler.name().into(),
+            mode: conf.mode.name().into(),
             active: self.conns.load(Ordering::Relaxed),
             reals: st
                 .reals
@@ -432,6 +436,8 @@ impl ServiceRt {
                     state_for_s: (now - r.health.since()).as_secs_f64(),
                     bytes_in: r.traffic.bytes_in.load(Ordering::Relaxed),
                     bytes_out: r.traffic.bytes_out.load(Ordering::Relaxed),
+                    packets: 0,
+                    mac: String::new(),
                 })
                 .collect(),
         }

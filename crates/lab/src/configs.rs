@@ -11,7 +11,7 @@ use std::path::Path;
 
 use toml::Value;
 
-use crate::topo::{DirectorSettings, FLEET, KEY, Role, VIP, VRID};
+use crate::topo::{DirectorSettings, FLEET, Front, KEY, Role, VIP, VRID};
 
 /// A table from `(key, value)` pairs, in order.
 fn table<const N: usize>(pairs: [(&str, Value); N]) -> Value {
@@ -32,38 +32,49 @@ fn render(what: &str, doc: &Value) -> String {
     format!("# Written by `tacvs lab`: {what}.\n{body}")
 }
 
-/// Real server `i`: PROXY v2 from the directors only, the fleet's and the
-/// directors' key, `alice` (netops) and the health-check account.
-/// With `pki` (the lab's certificates), the listener speaks TLS only.
-pub fn server(i: u8, pki: Option<&Path>) -> String {
+/// Real server `i`: the fleet's and the directors' key, `alice` (netops)
+/// and the health-check account. Behind a front that sends PROXY headers it
+/// requires them from the directors; otherwise it takes plain connections
+/// (HAProxy without PROXY, NAT and DR), and in DR it also listens on the VIP
+/// it holds on `lo`. With `pki` (the lab's certificates), every listener
+/// speaks TLS only.
+pub fn server(i: u8, front: Front, pki: Option<&Path>) -> String {
     let r = Role::Server(i);
     let directors = || strings((1..=2).map(|d| format!("{}/32", Role::Director(d).addr())));
-    let mut listen = table([
-        ("address", format!("{}:49", r.addr()).into()),
-        ("proxy_protocol", "required".into()),
-        ("trusted_proxies", directors()),
-    ]);
-    if let (Some(p), Value::Table(l)) = (pki, &mut listen) {
+    let own = format!("{}:49", r.addr());
+    let mut listen = if front.sends_proxy() {
+        vec![table([
+            ("address", own.into()),
+            ("proxy_protocol", "required".into()),
+            ("trusted_proxies", directors()),
+        ])]
+    } else if front == Front::Dr {
+        vec![table([("address", own.into())]), table([("address", format!("{VIP}:49").into())])]
+    } else {
+        vec![table([("address", own.into())])]
+    };
+    if let Some(p) = pki {
         let f = |name: String| Value::String(p.join(name).display().to_string());
-        l.insert(
-            "tls".into(),
-            table([
-                ("certificate", f(format!("{}.pem", r.short()))),
-                ("key", f(format!("{}.key", r.short()))),
-                ("client_ca", f("ca.pem".into())),
-                ("crls", Value::Array(vec![f("ca.crl".into())])),
-                ("max_handshakes", 4096.into()),
-                ("max_handshakes_per_source", 64.into()),
-            ]),
-        );
+        for l in &mut listen {
+            if let Value::Table(l) = l {
+                l.insert(
+                    "tls".into(),
+                    table([
+                        ("certificate", f(format!("{}.pem", r.short()))),
+                        ("key", f(format!("{}.key", r.short()))),
+                        ("client_ca", f("ca.pem".into())),
+                        ("crls", Value::Array(vec![f("ca.crl".into())])),
+                        ("max_handshakes", 4096.into()),
+                        ("max_handshakes_per_source", 64.into()),
+                    ]),
+                );
+            }
+        }
     }
     let doc = table([
         (
             "server",
-            table([
-                ("name", r.short().into()),
-                ("listen", Value::Array(vec![listen])),
-            ]),
+            table([("name", r.short().into()), ("listen", Value::Array(listen))]),
         ),
         (
             "limits",
@@ -136,14 +147,25 @@ pub fn server(i: u8, pki: Option<&Path>) -> String {
     render(&format!("real server {}", r.short()), &doc)
 }
 
+/// The scheduler a front's directors use: the scenario's, or for DR (where
+/// only a hash table is meaningful) `mh` when the scenario left the default.
+pub fn scheduler(d: &DirectorSettings, front: Front) -> String {
+    match front {
+        Front::Dr if !matches!(d.scheduler.as_str(), "mh" | "sh") => "mh".into(),
+        _ => d.scheduler.clone(),
+    }
+}
+
 /// Director `i` (priority 150 for d1, 100 for d2) in front of `servers`
-/// real servers, holding the VIP with VRRP.
+/// real servers, holding the VIP with VRRP: proxy mode, or direct routing
+/// (`front` [`Front::Dr`]: the VIP is announced by the data plane, not held).
 pub fn director(
     i: u8,
     servers: u8,
     d: &DirectorSettings,
     control_socket: &Path,
     notify: &Path,
+    front: Front,
     pki: Option<&Path>,
 ) -> String {
     let r = Role::Director(i);
@@ -171,7 +193,29 @@ pub fn director(
     let reals = (1..=servers)
         .map(|s| table([("address", format!("{}:49", Role::Server(s).addr()).into())]))
         .collect();
-    let doc = table([
+    let service = if front == Front::Dr {
+        table([
+            ("name", "tacacs".into()),
+            ("listen", format!("{VIP}:49").into()),
+            ("mode", "dr".into()),
+            ("scheduler", scheduler(d, front).into()),
+            ("health", health),
+            ("real", Value::Array(reals)),
+        ])
+    } else {
+        table([
+            ("name", "tacacs".into()),
+            ("listen", format!("{VIP}:49").into()),
+            ("scheduler", d.scheduler.clone().into()),
+            ("proxy_protocol", "v2".into()),
+            ("connect_timeout", "300ms".into()),
+            ("connect_attempts", 3.into()),
+            ("idle_timeout", "2m".into()),
+            ("health", health),
+            ("real", Value::Array(reals)),
+        ])
+    };
+    let mut doc = table([
         (
             "director",
             table([
@@ -192,22 +236,73 @@ pub fn director(
                 ("track_penalty", 60.into()),
             ]),
         ),
-        (
-            "service",
-            Value::Array(vec![table([
-                ("name", "tacacs".into()),
-                ("listen", format!("{VIP}:49").into()),
-                ("scheduler", d.scheduler.clone().into()),
-                ("proxy_protocol", "v2".into()),
-                ("connect_timeout", "300ms".into()),
-                ("connect_attempts", 3.into()),
-                ("idle_timeout", "2m".into()),
-                ("health", health),
-                ("real", Value::Array(reals)),
-            ])]),
-        ),
+        ("service", Value::Array(vec![service])),
     ]);
+    if front == Front::Dr
+        && let Value::Table(t) = &mut doc
+    {
+        t.insert("dr".into(), table([("attach", d.attach.clone().into())]));
+    }
     render(&format!("director {}", r.short()), &doc)
+}
+
+/// HAProxy on d1 (`mode tcp`, HAProxy's default `roundrobin`, as the case
+/// study wrote it), with TCP health checks on the lab's timers;
+/// `send-proxy-v2` (and PROXY on its checks) when `proxy_v2`. HAProxy's own
+/// format, not TOML: built from the same values, one directive a line.
+pub fn haproxy(servers: u8, d: &DirectorSettings, proxy_v2: bool) -> String {
+    let ms = |t: std::time::Duration| format!("{}ms", t.as_millis());
+    let mut lines = vec![
+        "# Written by `tacvs lab`: HAProxy front on d1.".to_owned(),
+        "global".into(),
+        // 2 × maxconn descriptors stay under the lab's open-file limit.
+        "    maxconn 8000".into(),
+        "defaults".into(),
+        "    mode tcp".into(),
+        "    timeout connect 300ms".into(),
+        "    timeout client 2m".into(),
+        "    timeout server 2m".into(),
+        "    retries 2".into(),
+        "    option redispatch".into(),
+        "listen tacacs".into(),
+        format!("    bind {VIP}:49"),
+        "    balance roundrobin".into(),
+    ];
+    for i in 1..=servers {
+        let r = Role::Server(i);
+        let mut l = format!(
+            "    server {} {}:49 check inter {} fall {} rise {}",
+            r.short(),
+            r.addr(),
+            ms(d.health_interval),
+            d.fall,
+            d.rise
+        );
+        if proxy_v2 {
+            l.push_str(" send-proxy-v2 check-send-proxy");
+        }
+        lines.push(l);
+    }
+    lines.join("\n") + "\n"
+}
+
+/// The NAT front's nftables ruleset on d1: the case study's
+/// `iptables -t nat -A PREROUTING -p tcp --dport 49 -j DNAT --to FIRST-LAST`
+/// in nftables' words (DNAT to the range of real servers; conntrack keeps
+/// each connection on the server it was given and undoes the NAT on the
+/// replies, which the servers route back through d1).
+pub fn nft(servers: u8) -> String {
+    let last = Role::Server(servers).addr();
+    let first = Role::Server(1).addr();
+    format!(
+        "# Written by `tacvs lab`: NAT front on d1.\n\
+         table ip tacvs_lab_nat {{\n\
+         \tchain prerouting {{\n\
+         \t\ttype nat hook prerouting priority dstnat; policy accept;\n\
+         \t\tip daddr {VIP} tcp dport 49 dnat to {first}-{last}\n\
+         \t}}\n\
+         }}\n"
+    )
 }
 
 #[cfg(test)]
@@ -218,17 +313,35 @@ mod tests {
     fn what_is_written_parses_with_the_real_parsers() {
         let dir = std::env::temp_dir().join(format!("tacvs-lab-configs-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let text = server(2, None);
-        let p = tacvs_policy_check(&text, &dir);
-        assert_eq!(p, Ok(()), "{text}");
-        assert!(text.contains("\"10.49.1.2:49\""), "{text}");
+        for front in [Front::Proxy, Front::Dr, Front::HaproxyTcp, Front::Nat] {
+            let text = server(2, front, None);
+            let p = tacvs_policy_check(&text, &dir);
+            assert_eq!(p, Ok(()), "{text}");
+            assert!(text.contains("\"10.49.1.2:49\""), "{text}");
+            assert_eq!(text.contains("required"), front.sends_proxy(), "{text}");
+            assert_eq!(text.contains("\"10.49.0.100:49\""), front == Front::Dr, "{text}");
+        }
         let d = DirectorSettings { scheduler: "mh".into(), ..DirectorSettings::default() };
-        let text = director(2, 3, &d, &dir.join("d2.sock"), &dir.join("notify.sh"), None);
+        let text =
+            director(2, 3, &d, &dir.join("d2.sock"), &dir.join("notify.sh"), Front::Proxy, None);
         let f = tacvs_director::config::parse("d2.toml", &text).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(f.services[0].reals.len(), 3);
         let v = f.vrrp.unwrap();
         assert_eq!((v.priority, v.vrid, v.preempt), (100, VRID, true));
         assert_eq!(f.services[0].health.interval.get(), d.health_interval);
+        // DR: the default scheduler becomes mh, the attach mode is written.
+        let d = DirectorSettings { attach: "generic".into(), ..DirectorSettings::default() };
+        let text =
+            director(1, 3, &d, &dir.join("d1.sock"), &dir.join("notify.sh"), Front::Dr, None);
+        let f = tacvs_director::config::parse("d1.toml", &text).unwrap_or_else(|e| panic!("{e}"));
+        let s = &f.services[0];
+        assert_eq!(s.mode, tacvs_director::config::Mode::Dr);
+        assert_eq!(s.scheduler.name(), "mh");
+        assert_eq!(f.dr_interface(), Some("eth0"));
+        assert_eq!(f.dr.unwrap().attach, tacvs_director::config::Attach::Generic);
+        let h = haproxy(3, &DirectorSettings::default(), true);
+        assert!(h.contains("bind 10.49.0.100:49") && h.contains("server s3 10.49.1.3:49 check inter 200ms fall 2 rise 2 send-proxy-v2 check-send-proxy"), "{h}");
+        assert!(nft(3).contains("dnat to 10.49.1.1-10.49.1.3"));
         let _ = std::fs::remove_dir_all(dir);
     }
 

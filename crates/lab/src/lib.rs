@@ -4,7 +4,9 @@
 //! what the devices saw. Linux only; needs root (namespaces, raw sockets).
 
 pub mod chart;
+pub mod compare;
 mod configs;
+pub mod measure;
 pub mod report;
 pub mod runner;
 pub mod scenario;
@@ -22,4 +24,12 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("director-failover", include_str!("../../../lab/scenarios/director-failover.toml")),
     ("flapping-server", include_str!("../../../lab/scenarios/flapping-server.toml")),
     ("case-2016", include_str!("../../../lab/scenarios/case-2016.toml")),
+    ("dr-director-failover", include_str!("../../../lab/scenarios/dr-director-failover.toml")),
+    ("dr-server-crash", include_str!("../../../lab/scenarios/dr-server-crash.toml")),
+    ("story-haproxy-tcp", include_str!("../../../lab/scenarios/story-haproxy-tcp.toml")),
+    ("story-haproxy-proxyv2", include_str!("../../../lab/scenarios/story-haproxy-proxyv2.toml")),
+    ("story-nat", include_str!("../../../lab/scenarios/story-nat.toml")),
+    ("story-nat-tuned", include_str!("../../../lab/scenarios/story-nat-tuned.toml")),
+    ("story-proxy", include_str!("../../../lab/scenarios/story-proxy.toml")),
+    ("story-dr", include_str!("../../../lab/scenarios/story-dr.toml")),
 ];

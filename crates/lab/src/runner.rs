@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::report::{Accounting, Applied, Check, Event, LabReport, table};
+use crate::measure;
+use crate::report::{Accounting, Applied, Check, Event, LabReport, ServersSaw, table};
 use crate::scenario::{Action, Scenario};
-use crate::topo::{self, FLEET, KEY, Lab, LabError, Role, Spec, VIP};
+use crate::topo::{self, FLEET, Front, KEY, Lab, LabError, Role, Spec, VIP};
 
 /// How to run a scenario.
 #[derive(Debug, Clone)]
@@ -25,6 +26,9 @@ pub struct RunOptions {
     pub scale: f64,
     /// Leave the lab up afterwards.
     pub keep: bool,
+    /// Measure for this long instead of the scenario's duration (CI runs
+    /// the story short); fault times stay as written.
+    pub duration: Option<Duration>,
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +145,11 @@ fn unix_ms(t: SystemTime) -> u64 {
 /// `DIR/<name>/report.{json,txt,svg}`. A lab already up under the same
 /// prefix is torn down first, and `DIR/<name>` is replaced.
 pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<LabReport, LabError> {
+    let mut sc = sc.clone();
+    if let Some(d) = opts.duration {
+        sc.workload.duration = d;
+    }
+    let sc = &sc;
     let dir = opts.dir.join(&sc.name);
     let spec = Spec {
         prefix: opts.prefix.clone(),
@@ -150,6 +159,9 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<LabReport, LabError
         directors: sc.topology.directors,
         director: sc.director.clone(),
         tls: sc.topology.tls,
+        front: sc.topology.front,
+        nat: sc.nat.clone(),
+        steer: sc.measure.director_cpu,
     };
     let lab = Lab::new(spec)?;
     // A fresh run: a previous run's journals would count as this one's.
@@ -172,42 +184,72 @@ pub async fn run(sc: &Scenario, opts: &RunOptions) -> Result<LabReport, LabError
     Ok(report)
 }
 
-async fn drive(
-    sc: &Scenario,
-    opts: &RunOptions,
-    lab: &Lab,
-    st: topo::State,
-) -> Result<LabReport, LabError> {
-    wait_ready(lab, Duration::from_secs(20)).await?;
-    let dir = lab.spec.dir.clone();
-    let mut pids: HashMap<String, u32> = st.procs.iter().map(|p| (p.role.short(), p.pid)).collect();
-    let watch = Arc::new(Mutex::new(Watch::default()));
-    let w2 = watch.clone();
-    let lab2 = lab.clone();
-    let poller = AbortOnDrop(tokio::spawn(async move {
-        loop {
-            poll_once(&lab2, &w2).await;
-            tokio::time::sleep(Duration::from_millis(20)).await;
+/// Wait until the front answers: a `tacvs director` MASTER with every real
+/// server up; HAProxy listening on the VIP; the NAT's rules are in place
+/// once `up` returns.
+pub async fn wait_front(lab: &Lab, within: Duration) -> Result<(), LabError> {
+    match lab.spec.front {
+        Front::Proxy | Front::Dr => wait_ready(lab, within).await.map(|_| ()),
+        Front::Nat => Ok(()),
+        Front::HaproxyTcp | Front::HaproxyProxyV2 => {
+            let want = format!("{}:0031", topo::hex_addr(VIP));
+            let until = Instant::now() + within;
+            loop {
+                let pid = lab
+                    .state()
+                    .and_then(|st| {
+                        st.procs.iter().find(|p| p.role == Role::Director(1)).map(|p| p.pid)
+                    })
+                    .unwrap_or(0);
+                let tcp =
+                    std::fs::read_to_string(format!("/proc/{pid}/net/tcp")).unwrap_or_default();
+                if tcp.lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.get(1) == Some(&want.as_str()) && f.get(3) == Some(&"0A")
+                }) {
+                    return Ok(());
+                }
+                if Instant::now() > until {
+                    return Err(LabError::NotReady(format!(
+                        "HAProxy does not listen on {VIP}:49 after {within:?}: see {}",
+                        lab.role_dir(Role::Director(1)).join("haproxy.log").display()
+                    )));
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
-    }));
+    }
+}
 
-    let rate = sc.workload.rate * opts.scale;
-    let sim_json = dir.join("sim.json");
-    let acked = dir.join("acked.txt");
-    let log_path = dir.join("sim.log");
+/// One `tacvs sim` in the devices namespace, writing `NAME.json` (and
+/// `NAME-acked.txt`) in `dir`.
+#[allow(clippy::too_many_arguments)]
+fn start_sim(
+    lab: &Lab,
+    dir: &Path,
+    name: &str,
+    w: &crate::scenario::Workload,
+    devices: usize,
+    source: &str,
+    profile: &str,
+    rate: f64,
+    max_sockets: usize,
+) -> Result<(tokio::process::Child, PathBuf, PathBuf, PathBuf), LabError> {
+    let json = dir.join(format!("{name}.json"));
+    let acked = dir.join(format!("{name}-acked.txt"));
+    let log_path = dir.join(format!("{name}.log"));
     let log = std::fs::File::create(&log_path)
         .map_err(|err| LabError::Io { path: log_path.display().to_string(), err })?;
-    let w = &sc.workload;
     let args: Vec<String> = vec![
         "sim".into(),
         "--server".into(),
         format!("{VIP}:49"),
         "--devices".into(),
-        sc.topology.devices.to_string(),
+        devices.to_string(),
         "--source".into(),
-        FLEET.into(),
+        source.into(),
         "--profile".into(),
-        w.profile.clone(),
+        profile.into(),
         "--rate".into(),
         format!("{rate}"),
         "--duration".into(),
@@ -217,14 +259,14 @@ async fn drive(
         "--timeout".into(),
         humantime::format_duration(w.timeout).to_string(),
         "--max-sockets".into(),
-        w.max_sockets.to_string(),
+        max_sockets.to_string(),
         "--json".into(),
-        sim_json.display().to_string(),
+        json.display().to_string(),
         "--acked".into(),
         acked.display().to_string(),
     ];
     let mut args = args;
-    if sc.topology.tls {
+    if lab.spec.tls {
         // Each device with its own certificate (naming its address), minted by the lab CA.
         let pki = lab.pki_dir();
         let ca = pki.join("ca.pem").display().to_string();
@@ -234,9 +276,7 @@ async fn drive(
         }
     }
     let ns = lab.ns(Role::Devices);
-    let t0_wall = SystemTime::now();
-    let t0 = Instant::now();
-    let mut sim =
+    let child =
         tokio::process::Command::from(lab.command(&ns, &lab.spec.bin.display().to_string()))
             .args(&args)
             .env("TACVS_KEY", KEY)
@@ -251,6 +291,138 @@ async fn drive(
                 cmd: format!("ip netns exec {ns} tacvs sim"),
                 err: e.to_string(),
             })?;
+    Ok((child, json, acked, log_path))
+}
+
+async fn wait_sim(
+    child: &mut tokio::process::Child,
+    until: Instant,
+    json: &Path,
+    log: &Path,
+) -> Result<tacvs_sim::Report, LabError> {
+    match tokio::time::timeout(until.saturating_duration_since(Instant::now()), child.wait()).await
+    {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            return Err(LabError::Command { cmd: "tacvs sim".into(), err: e.to_string() });
+        }
+        Err(_) => {
+            return Err(LabError::NotReady(format!(
+                "tacvs sim did not finish: see {}",
+                log.display()
+            )));
+        }
+    }
+    std::fs::read(json).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(|| {
+        LabError::NotReady(format!("tacvs sim wrote no report: see {}", log.display()))
+    })
+}
+
+async fn drive(
+    sc: &Scenario,
+    opts: &RunOptions,
+    lab: &Lab,
+    st: topo::State,
+) -> Result<LabReport, LabError> {
+    wait_front(lab, Duration::from_secs(20)).await?;
+    let dir = lab.spec.dir.clone();
+    let mut pids: HashMap<String, u32> = st.procs.iter().map(|p| (p.role.short(), p.pid)).collect();
+    let measuring = sc.measure.director_cpu;
+    // The directors' idle cost, subtracted from what the load costs.
+    let idle = if measuring {
+        let a = measure::Snap::take(lab);
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        Some((a, measure::Snap::take(lab)))
+    } else {
+        None
+    };
+    let watch = Arc::new(Mutex::new(Watch::default()));
+    let poller = lab.spec.front.is_tacvs().then(|| {
+        let w2 = watch.clone();
+        let lab2 = lab.clone();
+        // Faults are timed from the directors' own clocks at 20 ms; a run
+        // without faults polls less, so its cost stays out of the numbers.
+        let every = if sc.faults.is_empty() {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_millis(20)
+        };
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                poll_once(&lab2, &w2).await;
+                tokio::time::sleep(every).await;
+            }
+        }))
+    });
+
+    let w = &sc.workload;
+    let rate = w.rate_for(sc.topology.devices) * opts.scale;
+    let t0_wall = SystemTime::now();
+    let t0 = Instant::now();
+    let (mut sim, sim_json, acked, log_path) = start_sim(
+        lab,
+        &dir,
+        "sim",
+        w,
+        sc.topology.devices,
+        FLEET,
+        &w.profile,
+        rate,
+        w.max_sockets,
+    )?;
+    let mut second = match &w.single_connect {
+        None => None,
+        Some(sc1) => {
+            let profile = dir.join("single-connect.toml");
+            std::fs::write(
+                &profile,
+                "# Written by `tacvs lab`: the automation profile on one long-lived connection per device.\n\
+                 name = \"automation-single-connect\"\nstyle = \"single-connect\"\nwatchdogs = 1\n",
+            )
+            .map_err(|err| LabError::Io { path: profile.display().to_string(), err })?;
+            Some(start_sim(
+                lab,
+                &dir,
+                "single-connect",
+                w,
+                sc1.devices,
+                crate::scenario::SINGLE_CONNECT_SOURCE,
+                &profile.display().to_string(),
+                sc1.rate * opts.scale,
+                sc1.devices + 64,
+            )?)
+        }
+    };
+    // The measured window's reads, and conntrack's peak, off the fault path.
+    let window = measuring.then(|| {
+        let lab2 = lab.clone();
+        let (from, to) = (t0 + w.warmup, t0 + w.warmup + w.duration);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(from.into()).await;
+            // The XDP program's own time, counted over the window only.
+            let stats =
+                (lab2.spec.front == Front::Dr).then(tacvs_xdp::enable_run_time_stats).and_then(
+                    |r| r.map_err(|e| tracing::warn!(error = %e, "no BPF run-time stats")).ok(),
+                );
+            let a = measure::Snap::take(&lab2);
+            let mut peak = 0;
+            while Instant::now() < to {
+                if lab2.spec.front == Front::Nat {
+                    peak = peak.max(measure::conntrack_count(&lab2));
+                }
+                tokio::time::sleep(
+                    Duration::from_secs(1).min(to.saturating_duration_since(Instant::now())),
+                )
+                .await;
+            }
+            let b = measure::Snap::take(&lab2);
+            drop(stats);
+            if lab2.spec.front == Front::Nat {
+                peak = peak.max(measure::conntrack_count(&lab2));
+            }
+            (a, b, peak)
+        })
+    });
 
     let mut applied = Vec::new();
     for f in &sc.faults {
@@ -275,25 +447,45 @@ async fn drive(
             result,
         });
     }
-    let limit = w.warmup + w.duration + w.timeout + Duration::from_secs(60);
-    let status = tokio::time::timeout(limit.saturating_sub(t0.elapsed()), sim.wait()).await;
+    let until = t0 + w.warmup + w.duration + w.timeout + Duration::from_secs(60);
+    let report = wait_sim(&mut sim, until, &sim_json, &log_path).await?;
+    let mut acked_files = vec![acked];
+    let single = match &mut second {
+        None => None,
+        Some((child, json, acked, log)) => {
+            acked_files.push(acked.clone());
+            Some(wait_sim(child, until, json, log).await?)
+        }
+    };
+    let cost = match (idle, window) {
+        (Some((i0, i1)), Some(task)) => {
+            let (a, b, peak) =
+                task.await.map_err(|e| LabError::NotReady(format!("measuring: {e}")))?;
+            let requests = report.total.requests + single.as_ref().map_or(0, |s| s.total.requests);
+            let mut c = measure::cost(&i0, &i1, &a, &b, requests);
+            let lab2 = lab.clone();
+            let c = tokio::task::spawn_blocking(move || {
+                measure::memory(&lab2, &mut c, peak);
+                c
+            })
+            .await
+            .map_err(|e| LabError::NotReady(format!("measuring: {e}")))?;
+            Some(c)
+        }
+        _ => None,
+    };
+    // The data plane's attach mode, as the director reports it.
+    let attach = if lab.spec.front == Front::Dr {
+        let m = watch.lock().unwrap_or_else(|e| e.into_inner()).master().unwrap_or(1);
+        tacvs_director::status(&lab.control_socket(m))
+            .await
+            .ok()
+            .and_then(|r| r.dr)
+            .map(|d| d.attach)
+    } else {
+        None
+    };
     drop(poller);
-    match status {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            return Err(LabError::Command { cmd: "tacvs sim".into(), err: e.to_string() });
-        }
-        Err(_) => {
-            return Err(LabError::NotReady(format!(
-                "tacvs sim did not finish: see {}",
-                log_path.display()
-            )));
-        }
-    }
-    let report: tacvs_sim::Report =
-        std::fs::read(&sim_json).ok().and_then(|b| serde_json::from_slice(&b).ok()).ok_or_else(
-            || LabError::NotReady(format!("tacvs sim wrote no report: see {}", log_path.display())),
-        )?;
     // The sim's clock starts a little after t0 (process start-up): express
     // every lab time on the sim's clock, as its series is.
     let offset = (report.started_unix_ms as f64 - unix_ms(t0_wall) as f64) / 1000.0;
@@ -314,11 +506,12 @@ async fn drive(
     };
     let mut events = events;
     events.sort_by(|a, b| a.t_s.total_cmp(&b.t_s));
-    let accounting = accounting(lab, &acked);
-    let checks = checks(sc, opts.scale, &report, &applied, &events, &accounting);
+    let (accounting, servers_saw) = accounting(lab, &acked_files);
+    let checks = checks(sc, opts.scale, &report, single.as_ref(), &applied, &events, &accounting);
     Ok(LabReport {
         scenario: sc.name.clone(),
         description: sc.description.clone(),
+        front: lab.spec.front.name().into(),
         servers: sc.topology.servers,
         directors: sc.topology.directors,
         devices: sc.topology.devices,
@@ -327,7 +520,11 @@ async fn drive(
         events,
         checks,
         accounting,
+        servers_saw,
+        director_cost: cost,
+        attach,
         sim: report,
+        single_connect: single,
     })
 }
 
@@ -410,8 +607,21 @@ fn apply(
     r.unwrap_or_else(|e| e.to_string())
 }
 
-/// Every acknowledged record must be in some real server's journal.
-fn accounting(lab: &Lab, acked: &Path) -> Accounting {
+/// Every acknowledged record must be in some real server's journal, and
+/// whose addresses the servers journaled. Behind HAProxy without PROXY
+/// headers the servers journal the director's address, so there records are
+/// matched on their type and arguments alone (the task id names the device).
+fn accounting(lab: &Lab, acked: &[PathBuf]) -> (Accounting, ServersSaw) {
+    let by_device = lab.spec.front != Front::HaproxyTcp;
+    let key = |k: &str| -> String {
+        if by_device {
+            k.to_owned()
+        } else {
+            k.split_once(' ').map_or(k, |(_, rest)| rest).to_owned()
+        }
+    };
+    let fleet: ipnet::Ipv4Net = FLEET.parse().expect("a prefix");
+    let mut saw = ServersSaw::default();
     let mut have: HashMap<String, i64> = HashMap::new();
     let mut journaled = 0;
     for s in 1..=lab.spec.servers {
@@ -424,28 +634,38 @@ fn accounting(lab: &Lab, acked: &Path) -> Accounting {
                 .flatten()
                 .filter_map(|a| a.as_str().map(str::to_owned))
                 .collect();
-            let key = tacvs_sim::ack_key(
-                v["device"].as_str().unwrap_or_default(),
-                v["record"].as_str().unwrap_or_default(),
-                &args,
-            );
-            *have.entry(key).or_insert(0) += 1;
+            let device = v["device"].as_str().unwrap_or_default();
+            match device.parse::<std::net::Ipv4Addr>() {
+                Ok(a) if fleet.contains(&a) => saw.devices += 1,
+                _ => {
+                    saw.other += 1;
+                    if saw.other_examples.len() < 3
+                        && !saw.other_examples.iter().any(|e| e == device)
+                    {
+                        saw.other_examples.push(device.to_owned());
+                    }
+                }
+            }
+            let k = tacvs_sim::ack_key(device, v["record"].as_str().unwrap_or_default(), &args);
+            *have.entry(key(&k)).or_insert(0) += 1;
             journaled += 1;
         }
     }
     let mut out = Accounting { journaled, ..Default::default() };
-    for line in std::fs::read_to_string(acked).unwrap_or_default().lines() {
-        out.acknowledged += 1;
-        let n = have.entry(line.to_owned()).or_insert(0);
-        *n -= 1;
-        if *n < 0 {
-            out.missing += 1;
-            if out.missing_examples.len() < 10 {
-                out.missing_examples.push(line.to_owned());
+    for file in acked {
+        for line in std::fs::read_to_string(file).unwrap_or_default().lines() {
+            out.acknowledged += 1;
+            let n = have.entry(key(line)).or_insert(0);
+            *n -= 1;
+            if *n < 0 {
+                out.missing += 1;
+                if out.missing_examples.len() < 10 {
+                    out.missing_examples.push(line.to_owned());
+                }
             }
         }
     }
-    out
+    (out, saw)
 }
 
 fn ms(d: f64) -> String {
@@ -456,11 +676,34 @@ fn checks(
     sc: &Scenario,
     scale: f64,
     r: &tacvs_sim::Report,
+    single: Option<&tacvs_sim::Report>,
     applied: &[Applied],
     events: &[Event],
     acct: &Accounting,
 ) -> Vec<Check> {
     let mut out = Vec::new();
+    if let Some(s) = single {
+        let c = &s.connections;
+        let bound = sc.checks.max_broken_sessions;
+        out.push(Check {
+            name: "established single-connect sessions broken".into(),
+            measured: format!(
+                "{} of {} requests on kept connections ({} answered after ≥ 1 s)",
+                c.kept_errors, c.kept, c.kept_over_1s
+            ),
+            bound: bound.map_or("-".into(), |b| b.to_string()),
+            ok: bound.is_none_or(|b| c.kept_errors <= b),
+        });
+    }
+    if !applied.is_empty() {
+        let c = &r.connections;
+        out.push(Check {
+            name: "new sessions: failed / delayed ≥ 1 s (reported)".into(),
+            measured: format!("{} / {} of {}", c.new_errors, c.new_over_1s, c.new),
+            bound: "-".into(),
+            ok: true,
+        });
+    }
     for e in &sc.workload.expect {
         if let Ok(x) = tacvs_sim::Expect::parse(e) {
             let x = x.scaled(scale);
@@ -500,7 +743,12 @@ fn checks(
             ok: false,
         });
     }
-    let mut explained = Explained::new(sc.workload.rate * scale, sc.topology.servers);
+    let mut explained =
+        Explained::new(sc.workload.rate_for(sc.topology.devices) * scale, sc.topology.servers);
+    // Without a director-side connect to retry elsewhere (DR, NAT), a
+    // killed server's share fails until it is out, as a hung one's does.
+    explained.no_retry =
+        !matches!(sc.topology.front, Front::Proxy | Front::HaproxyTcp | Front::HaproxyProxyV2);
     for a in applied.iter().filter(|a| a.result == "ok") {
         let Some(role) = Role::parse(&a.resolved) else { continue };
         explained.add(a, role, events, removal_bound, sc.checks.max_failover);
@@ -584,18 +832,22 @@ fn checks(
 /// ten times the p99 of full-size runs, plus 10), and the requests sent
 /// into a window the directors measured — a takeover (the other director
 /// MASTER), or a hung or cut-off server still in scheduling (its share of
-/// the traffic until it was out). Fixed from the scenario and the directors'
-/// own times, never from the run's latency, so a collapse cannot widen it.
+/// the traffic until it was out) — a killed one too where the front cannot
+/// retry a refused connect elsewhere (DR, NAT). Fixed from the scenario and
+/// the directors' own times, never from the run's latency, so a collapse
+/// cannot widen it.
 #[derive(Debug)]
 struct Explained {
     rate: f64,
     servers: f64,
     parts: Vec<(String, u64)>,
+    /// The front cannot retry a refused connect on another server.
+    no_retry: bool,
 }
 
 impl Explained {
     fn new(rate: f64, servers: u8) -> Explained {
-        Explained { rate, servers: f64::from(servers.max(1)), parts: Vec::new() }
+        Explained { rate, servers: f64::from(servers.max(1)), parts: Vec::new(), no_retry: false }
     }
 
     fn in_flight(&self) -> u64 {
@@ -625,7 +877,9 @@ impl Explained {
                     in_flight + (self.rate * window).ceil() as u64,
                 )
             }
-            (Role::Server(_), "stop" | "link-down") => {
+            (Role::Server(_), "stop" | "link-down") | (Role::Server(_), "kill")
+                if a.action != "kill" || self.no_retry =>
+            {
                 let what = format!("{} down", a.resolved);
                 let window = after(&|e| e.what == what).unwrap_or(removal_bound.as_secs_f64());
                 (
@@ -658,20 +912,7 @@ impl Explained {
 }
 
 fn write_report(r: &LabReport, dir: &Path) -> Result<(), LabError> {
-    let io = |p: &Path| {
-        let p = p.display().to_string();
-        move |err| LabError::Io { path: p, err }
-    };
-    let p = dir.join("report.json");
-    std::fs::write(&p, serde_json::to_vec_pretty(r).unwrap_or_default()).map_err(io(&p))?;
-    let p = dir.join("report.txt");
-    std::fs::write(&p, table(r)).map_err(io(&p))?;
-    let p = dir.join("report.svg");
-    crate::chart::svg(r, &p).map_err(|e| LabError::Io {
-        path: p.display().to_string(),
-        err: std::io::Error::other(e),
-    })?;
-    Ok(())
+    crate::report::write_three(dir, "report", r, &table(r), |p| crate::chart::svg(r, p))
 }
 
 #[cfg(test)]
@@ -688,6 +929,9 @@ mod tests {
             directors: 2,
             director: DirectorSettings::default(),
             tls: false,
+            front: Front::Proxy,
+            nat: crate::topo::NatSettings::default(),
+            steer: false,
         })
         .unwrap()
     }
@@ -717,7 +961,7 @@ mod tests {
             [key("10.100.0.1", "start", "0-1"), key("10.100.0.2", "start", "1-1")].join("\n"),
         )
         .unwrap();
-        let a = accounting(&l, &acked);
+        let a = accounting(&l, std::slice::from_ref(&acked)).0;
         assert_eq!((a.acknowledged, a.journaled, a.missing), (2, 3, 0));
         // Acknowledged twice, journaled once: one is missing. And one never journaled.
         std::fs::write(
@@ -730,7 +974,7 @@ mod tests {
             .join("\n"),
         )
         .unwrap();
-        let a = accounting(&l, &acked);
+        let a = accounting(&l, std::slice::from_ref(&acked)).0;
         assert_eq!((a.acknowledged, a.missing), (3, 2));
         assert!(
             a.missing_examples.iter().any(|m| m.starts_with("10.100.0.3 stop")),
@@ -779,7 +1023,7 @@ mod tests {
             [applied(8.0, "kill", "d1"), applied(12.0, "kill", "s2"), applied(14.0, "stop", "s3")];
         let events =
             [ev(8.34, "d2", "MASTER"), ev(12.25, "d1", "s2 down"), ev(15.0, "d2", "s3 down")];
-        let c = checks(&sc, 0.5, &r, &faults, &events, &acct);
+        let c = checks(&sc, 0.5, &r, None, &faults, &events, &acct);
         let get = |name: &str| {
             c.iter().find(|c| c.name.contains(name)).unwrap_or_else(|| panic!("{name}: {c:#?}"))
         };
@@ -802,14 +1046,14 @@ mod tests {
             "{explained:?}"
         );
         r.total.errors = 74;
-        let c = checks(&sc, 0.5, &r, &faults, &events, &acct);
+        let c = checks(&sc, 0.5, &r, None, &faults, &events, &acct);
         assert!(!c.iter().any(|c| c.name.contains("faults explain") && c.ok), "{c:#?}");
         // A fault that did not happen fails the run.
         let mut skipped = applied(3.0, "netem", "s1");
         skipped.result = "skipped: this kernel has no sch_netem".into();
-        let c = checks(&sc, 0.5, &r, &[skipped], &events, &acct);
+        let c = checks(&sc, 0.5, &r, None, &[skipped], &events, &acct);
         assert!(c.iter().any(|c| c.name.contains("netem of s1") && !c.ok), "{c:#?}");
-        let no_master = checks(&sc, 1.0, &r, &faults[..1], &[], &acct);
+        let no_master = checks(&sc, 1.0, &r, None, &faults[..1], &[], &acct);
         assert!(
             no_master
                 .iter()

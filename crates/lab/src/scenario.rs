@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 
 use crate::topo::humantime_serde_compat::deserialize as dur;
-use crate::topo::{DirectorSettings, FLEET_SIZE, Role};
+use crate::topo::{DirectorSettings, FLEET_SIZE, Front, NatSettings, Role};
 
 fn opt_dur<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     dur(d).map(Some)
@@ -34,6 +34,24 @@ pub struct Scenario {
     /// `[[fault]]`, in time order.
     #[serde(default, rename = "fault")]
     pub faults: Vec<Fault>,
+    /// `[nat]`: the NAT front's conntrack settings.
+    #[serde(default)]
+    pub nat: NatSettings,
+    /// `[measure]`.
+    #[serde(default)]
+    pub measure: Measure,
+}
+
+/// `[measure]`: what the run measures besides the devices' view.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Measure {
+    /// Steer the directors' packet processing to the last CPU (RPS) and
+    /// everyone else's to the others, and report the directors' CPU per
+    /// request: their processes' user and system time plus that CPU's
+    /// softirq time, each less what it was idle (docs/benchmarks.md).
+    #[serde(default)]
+    pub director_cpu: bool,
 }
 
 /// `[topology]`.
@@ -50,6 +68,9 @@ pub struct Topology {
     /// Everything over TACACS+ over TLS 1.3 (RFC 9887).
     #[serde(default)]
     pub tls: bool,
+    /// What the directors run: proxy, dr, haproxy-tcp, haproxy-proxy-v2, nat.
+    #[serde(default)]
+    pub front: Front,
 }
 
 fn two() -> u8 {
@@ -63,8 +84,13 @@ pub struct Workload {
     /// automation, interactive, mixed (or a profile file).
     #[serde(default = "automation")]
     pub profile: String,
-    /// Open loop, requests per second.
-    pub rate: f64,
+    /// Open loop, requests per second (or `rate_per_device`).
+    #[serde(default)]
+    pub rate: Option<f64>,
+    /// Open loop, requests per second per device, in place of `rate`: the
+    /// rate grows with the fleet (`tacvs lab compare --devices`).
+    #[serde(default)]
+    pub rate_per_device: Option<f64>,
     /// Measured time.
     #[serde(deserialize_with = "dur")]
     pub duration: Duration,
@@ -80,6 +106,38 @@ pub struct Workload {
     /// `tacvs sim --expect` bounds.
     #[serde(default)]
     pub expect: Vec<String>,
+    /// `[workload.single_connect]`: more devices, each on one long-lived
+    /// single-connect connection (a second `tacvs sim`, from the top of the
+    /// fleet prefix), to see what happens to established sessions.
+    #[serde(default)]
+    pub single_connect: Option<SingleConnect>,
+}
+
+/// `[workload.single_connect]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SingleConnect {
+    /// Devices (one connection each), taken from 10.100.192.0/18.
+    pub devices: usize,
+    /// Their requests per second, in aggregate.
+    pub rate: f64,
+}
+
+/// Where the single-connect devices' addresses start (the top quarter of
+/// the fleet prefix, apart from the per-session devices).
+pub const SINGLE_CONNECT_SOURCE: &str = "10.100.192.0/18";
+/// The per-session devices stay below it.
+pub const SINGLE_CONNECT_FIRST: usize = 49_152;
+
+impl Workload {
+    /// The rate offered to `devices` devices, before `--scale`.
+    pub fn rate_for(&self, devices: usize) -> f64 {
+        match (self.rate, self.rate_per_device) {
+            (_, Some(p)) => p * devices as f64,
+            (Some(r), None) => r,
+            (None, None) => 0.0,
+        }
+    }
 }
 
 fn automation() -> String {
@@ -107,6 +165,10 @@ pub struct Checks {
     /// the directors themselves).
     #[serde(deserialize_with = "opt_dur", default)]
     pub max_removal: Option<Duration>,
+    /// Established single-connect sessions broken (requests that failed on
+    /// a kept connection), at most.
+    #[serde(default)]
+    pub max_broken_sessions: Option<u64>,
 }
 
 /// What a fault does.
@@ -192,8 +254,29 @@ impl Scenario {
                 "{file}: [topology] devices must be 1-{FLEET_SIZE} (the fleet prefix)"
             ));
         }
-        if s.workload.rate <= 0.0 {
-            errs.push(format!("{file}: [workload] rate must be above 0"));
+        if s.workload.rate_for(s.topology.devices) <= 0.0
+            || s.workload.rate.is_some_and(|r| r <= 0.0)
+        {
+            errs.push(format!("{file}: [workload] rate (or rate_per_device) must be above 0"));
+        }
+        if !t.front.is_tacvs() && t.directors != 1 {
+            errs.push(format!(
+                "{file}: [topology] the {} front runs on one director: directors = 1",
+                t.front.name()
+            ));
+        }
+        if let Some(sc) = &s.workload.single_connect {
+            if sc.devices == 0 || sc.devices > FLEET_SIZE - SINGLE_CONNECT_FIRST || sc.rate <= 0.0 {
+                errs.push(format!(
+                    "{file}: [workload.single_connect] needs 1-{} devices and a rate above 0",
+                    FLEET_SIZE - SINGLE_CONNECT_FIRST
+                ));
+            }
+            if t.devices > SINGLE_CONNECT_FIRST {
+                errs.push(format!(
+                    "{file}: [topology] devices must be at most {SINGLE_CONNECT_FIRST} with [workload.single_connect] (its devices use {SINGLE_CONNECT_SOURCE})"
+                ));
+            }
         }
         let total = s.workload.warmup + s.workload.duration;
         for (i, f) in s.faults.iter().enumerate() {
@@ -206,6 +289,12 @@ impl Scenario {
                 ));
             }
             let role = Role::parse(&f.target);
+            if t.front == Front::Nat
+                && matches!(role, Some(Role::Director(_)))
+                && matches!(f.action, Action::Kill | Action::Stop | Action::Cont | Action::Start)
+            {
+                errs.push(format!("{at}: the NAT front has no director process"));
+            }
             match (f.target.as_str(), role) {
                 ("master" | "backup", _) if t.directors < 2 && f.target == "backup" => {
                     errs.push(format!("{at}: no backup with one director"))
@@ -289,6 +378,17 @@ mod tests {
     #[test]
     fn errors_name_the_problem() {
         let base = "name = \"x\"\n[topology]\nservers = 2\ndevices = 10\n[workload]\nrate = 10\nduration = \"5s\"\n";
+        let e = Scenario::parse(
+            "x.toml",
+            &base
+                .replace("rate = 10", "rate_per_device = 0")
+                .replace("devices = 10", "devices = 10\nfront = \"nat\""),
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("must be above 0") && e.contains("nat front runs on one director"),
+            "{e}"
+        );
         let e = Scenario::parse(
             "x.toml",
             &format!("{base}[[fault]]\nat = \"9s\"\naction = \"kill\"\ntarget = \"s3\"\n"),

@@ -113,6 +113,78 @@ impl Role {
     }
 }
 
+/// What stands between the devices and the real servers: the fronts of the
+/// 2016 story, each on the same topology.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Front {
+    /// `tacvs director`, proxy mode with PROXY v2 (VRRP between directors).
+    #[default]
+    Proxy,
+    /// `tacvs director`, direct routing (XDP; VRRP between directors).
+    Dr,
+    /// Debian's HAProxy, `mode tcp`, no PROXY header: the servers see the
+    /// director's address.
+    HaproxyTcp,
+    /// Debian's HAProxy, `mode tcp` with `send-proxy-v2`.
+    HaproxyProxyV2,
+    /// nftables DNAT on the director (the kernel's NAT with conntrack); the
+    /// servers route the devices' replies back through it.
+    Nat,
+}
+
+impl Front {
+    /// As written in a scenario.
+    pub fn name(self) -> &'static str {
+        match self {
+            Front::Proxy => "proxy",
+            Front::Dr => "dr",
+            Front::HaproxyTcp => "haproxy-tcp",
+            Front::HaproxyProxyV2 => "haproxy-proxy-v2",
+            Front::Nat => "nat",
+        }
+    }
+
+    /// A `tacvs director` (control socket, VRRP, health checks).
+    pub fn is_tacvs(self) -> bool {
+        matches!(self, Front::Proxy | Front::Dr)
+    }
+
+    /// The servers take PROXY headers from the directors.
+    pub fn sends_proxy(self) -> bool {
+        matches!(self, Front::Proxy | Front::HaproxyProxyV2)
+    }
+}
+
+/// nftables NAT front: conntrack settings written in the director's
+/// namespace (`[nat]`; unset ones stay as the kernel has them).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatSettings {
+    /// `net.netfilter.nf_conntrack_tcp_timeout_time_wait` (kernel: 120 s).
+    #[serde(with = "humantime_opt", skip_serializing_if = "Option::is_none")]
+    pub time_wait: Option<Duration>,
+}
+
+/// Optional durations as humantime strings.
+pub mod humantime_opt {
+    use serde::{Deserializer, Serializer};
+    use std::time::Duration;
+
+    /// Serialize as "250ms".
+    pub fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::humantime_serde_compat::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// Parse "250ms".
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::humantime_serde_compat::deserialize(d).map(Some)
+    }
+}
+
 /// Director settings the lab writes into each director's file (a
 /// scenario's `[director]` section; every field optional).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -135,6 +207,8 @@ pub struct DirectorSettings {
     pub fall: u32,
     /// d1 (priority 150) takes the VIP back from d2 when it returns.
     pub preempt: bool,
+    /// Direct routing: `auto`, `native` or `generic` XDP.
+    pub attach: String,
 }
 
 impl Default for DirectorSettings {
@@ -147,6 +221,7 @@ impl Default for DirectorSettings {
             rise: 2,
             fall: 2,
             preempt: true,
+            attach: "auto".into(),
         }
     }
 }
@@ -191,6 +266,17 @@ pub struct Spec {
     /// on the servers, the directors' checks over TLS, a certificate per device.
     #[serde(default)]
     pub tls: bool,
+    /// What the directors run.
+    #[serde(default)]
+    pub front: Front,
+    /// The NAT front's conntrack settings.
+    #[serde(default)]
+    pub nat: NatSettings,
+    /// Steer the directors' packet processing (RPS) to the last CPU and
+    /// everyone else's to the others, so that CPU's softirq time is the
+    /// directors' kernel work (`[measure] steer`).
+    #[serde(default)]
+    pub steer: bool,
 }
 
 /// A process the lab started.
@@ -209,6 +295,10 @@ pub struct State {
     pub spec: Spec,
     /// Processes started.
     pub procs: Vec<Proc>,
+    /// Helpers started (PIDs): the XDP_PASS holders on the hub's veths for
+    /// native XDP.
+    #[serde(default)]
+    pub helpers: Vec<u32>,
 }
 
 /// A lab (built or not).
@@ -231,6 +321,11 @@ pub fn sh(cmd: &str, args: &[&str]) -> Result<String, LabError> {
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `sysctl -w KEY=VALUE` inside namespace `ns`.
+pub fn ns_sysctl(ns: &str, kv: &str) -> Result<(), LabError> {
+    sh("ip", &["netns", "exec", ns, "sysctl", "-q", "-w", kv]).map(|_| ())
 }
 
 /// Network namespaces whose name starts with `{prefix}-`.
@@ -316,6 +411,12 @@ impl Lab {
         if !(1..=2).contains(&spec.directors) || !(1..=200).contains(&spec.servers) {
             return Err(LabError::Invalid("a lab has 1-2 directors and 1-200 real servers".into()));
         }
+        if !spec.front.is_tacvs() && spec.directors != 1 {
+            return Err(LabError::Invalid(format!(
+                "the {} front runs on one director (d1 holds the VIP as its own address; no VRRP in front of it)",
+                spec.front.name()
+            )));
+        }
         Ok(Lab { spec })
     }
 
@@ -370,16 +471,19 @@ impl Lab {
             && self.roles().iter().all(|r| namespaces(&self.spec.prefix).contains(&self.ns(*r)))
             && st.spec.servers == self.spec.servers
             && st.spec.directors == self.spec.directors
+            && st.spec.front == self.spec.front
         {
             return Ok(st);
         }
         self.down()?;
         std::fs::create_dir_all(&self.spec.dir).map_err(io_err(&self.spec.dir))?;
         self.build_network()?;
-        let mut st = State { spec: self.spec.clone(), procs: Vec::new() };
+        let mut st = State { spec: self.spec.clone(), procs: Vec::new(), helpers: Vec::new() };
         if self.spec.tls {
             self.write_pki()?;
         }
+        self.build_front(&mut st)?;
+        self.save(&st)?;
         for i in 1..=self.spec.servers {
             let r = Role::Server(i);
             self.write_server_config(i)?;
@@ -395,10 +499,169 @@ impl Lab {
         for i in 1..=self.spec.directors {
             let r = Role::Director(i);
             self.write_director_config(i)?;
+            if self.spec.front == Front::Nat {
+                // The kernel is the front: rules, no process.
+                self.nat_rules(i)?;
+                continue;
+            }
             st.procs.push(Proc { role: r, pid: self.spawn(r)? });
             self.save(&st)?;
         }
         Ok(st)
+    }
+
+    /// What each front needs of the network before the daemons start.
+    fn build_front(&self, st: &mut State) -> Result<(), LabError> {
+        let dirs = 1..=self.spec.directors;
+        let ns_of = |r: Role| self.ns(r);
+        match self.spec.front {
+            Front::Proxy => {}
+            Front::HaproxyTcp | Front::HaproxyProxyV2 | Front::Nat => {
+                // One director holding the VIP as its own address, as in the
+                // case study (no VRRP in front of HAProxy or the NAT).
+                for i in dirs.clone() {
+                    let ns = ns_of(Role::Director(i));
+                    sh("ip", &["-n", &ns, "addr", "add", &format!("{VIP}/32"), "dev", "eth0"])?;
+                }
+            }
+            Front::Dr => {
+                // The real servers hold the VIP on lo and neither answer nor
+                // use it in ARP: the operator's command, in each namespace.
+                let bin = self.spec.bin.display().to_string();
+                for i in 1..=self.spec.servers {
+                    let ns = ns_of(Role::Server(i));
+                    sh(
+                        "ip",
+                        &[
+                            "netns",
+                            "exec",
+                            &ns,
+                            &bin,
+                            "dr",
+                            "real-server",
+                            "setup",
+                            "--vip",
+                            &VIP.to_string(),
+                        ],
+                    )?;
+                }
+                if self.spec.director.attach != "generic" {
+                    // Native XDP_TX on a veth: an XDP program on the peer
+                    // (the hub's port), and no partial checksums from the
+                    // devices (docs/operations.md).
+                    let dev = ns_of(Role::Devices);
+                    sh("ip", &["netns", "exec", &dev, "ethtool", "-K", "eth0", "tx", "off"])?;
+                    for i in dirs.clone() {
+                        let port = format!("v-{}", Role::Director(i).short());
+                        st.helpers.push(self.spawn_pass(&port)?);
+                    }
+                }
+            }
+        }
+        if self.spec.front == Front::Nat {
+            for i in dirs {
+                let ns = ns_of(Role::Director(i));
+                // Forward, and never tell a server to bypass us (an ICMP
+                // redirect to the devices' next hop would send replies
+                // around the NAT).
+                for kv in [
+                    "net.ipv4.ip_forward=1",
+                    "net.ipv4.conf.all.send_redirects=0",
+                    "net.ipv4.conf.eth0.send_redirects=0",
+                ] {
+                    ns_sysctl(&ns, kv)?;
+                }
+            }
+            let d1 = Role::Director(1).addr().to_string();
+            for i in 1..=self.spec.servers {
+                let ns = ns_of(Role::Server(i));
+                // NAT needs the replies back through the director.
+                sh("ip", &["-n", &ns, "route", "replace", FLEET, "via", &d1])?;
+                ns_sysctl(&ns, "net.ipv4.conf.all.accept_redirects=0")?;
+            }
+        }
+        if self.spec.steer {
+            self.steer()?;
+        }
+        Ok(())
+    }
+
+    /// RPS: the directors' receive processing on the last CPU, everyone
+    /// else's on the others. On veth, a packet is processed in softirq on
+    /// the CPU RPS picks for the interface that receives it, so the last
+    /// CPU's softirq time is the directors' kernel work: NAT and
+    /// forwarding, generic XDP, and the proxies' TCP receive path.
+    fn steer(&self) -> Result<(), LabError> {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get()).min(63);
+        if n < 2 {
+            return Err(LabError::Invalid(
+                "[measure] steer needs at least two CPUs (one for the directors' packets)".into(),
+            ));
+        }
+        let director_mask = format!("{:x}", 1u64 << (n - 1));
+        let others_mask = format!("{:x}", (1u64 << (n - 1)) - 1);
+        let set = |ns: &str, dev: &str, mask: &str| {
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    ns,
+                    "sh",
+                    "-c",
+                    &format!("echo {mask} > /sys/class/net/{dev}/queues/rx-0/rps_cpus"),
+                ],
+            )
+        };
+        for r in self.roles() {
+            let mask = if matches!(r, Role::Director(_)) { &director_mask } else { &others_mask };
+            set(&self.ns(r), "eth0", mask)?;
+            set(&self.hub(), &format!("v-{}", r.short()), &others_mask)?;
+        }
+        Ok(())
+    }
+
+    /// The CPU whose softirq time is the directors' with [`Spec::steer`].
+    pub fn director_cpu() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get()).min(63) - 1
+    }
+
+    /// Director `i`'s nftables rules and conntrack settings (NAT front).
+    fn nat_rules(&self, i: u8) -> Result<(), LabError> {
+        let ns = self.ns(Role::Director(i));
+        let p = self.role_dir(Role::Director(i)).join("nat.nft");
+        sh("ip", &["netns", "exec", &ns, "nft", "-f", &p.display().to_string()])?;
+        if let Some(tw) = self.spec.nat.time_wait {
+            let kv =
+                format!("net.netfilter.nf_conntrack_tcp_timeout_time_wait={}", tw.as_secs().max(1));
+            ns_sysctl(&ns, &kv)?;
+        }
+        Ok(())
+    }
+
+    /// Hold an `XDP_PASS` program on a hub port (`tacvs dr xdp-pass`, a
+    /// process of its own: the program goes when it does).
+    fn spawn_pass(&self, port: &str) -> Result<u32, LabError> {
+        let hub = self.hub();
+        let bin = self.spec.bin.display().to_string();
+        let log_path = self.spec.dir.join(format!("xdp-pass-{port}.log"));
+        let args = ["dr", "xdp-pass", "--interface", port];
+        let pid = self.start_logged(&hub, &bin, &args, &self.spec.dir, &log_path, "")?;
+        // Attached when `ip link` shows a program on the port.
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = sh("ip", &["-n", &hub, "link", "show", port])?;
+            if out.contains("xdp") {
+                return Ok(pid);
+            }
+            if !alive(pid) || Instant::now() > until {
+                return Err(LabError::NotReady(format!(
+                    "no XDP_PASS program on {port}: see {}",
+                    log_path.display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     fn build_network(&self) -> Result<(), LabError> {
@@ -420,15 +683,19 @@ impl Lab {
                 "net.ipv4.ip_local_port_range=1024 65000",
                 "net.core.somaxconn=8192",
             ] {
-                sh("ip", &["netns", "exec", &ns, "sysctl", "-q", "-w", kv])?;
+                ns_sysctl(&ns, kv)?;
             }
         }
         Ok(())
     }
 
-    /// Start the role's process (server or director) in its namespace.
+    /// Start the role's process (server or director: `tacvs director` or
+    /// HAProxy) in its namespace.
     pub fn spawn(&self, r: Role) -> Result<u32, LabError> {
         let dir = self.role_dir(r);
+        if matches!(r, Role::Director(_)) && !self.spec.front.is_tacvs() {
+            return self.spawn_haproxy(r);
+        }
         let (what, conf) = match r {
             Role::Server(_) => ("server", dir.join("server.toml")),
             Role::Director(_) => ("director", dir.join("director.toml")),
@@ -438,29 +705,66 @@ impl Lab {
                 ));
             }
         };
-        let log_path = dir.join(format!("{what}.log"));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(io_err(&log_path))?;
-        let log2 = log.try_clone().map_err(io_err(&log_path))?;
-        let ns = self.ns(r);
         let bin = self.spec.bin.display().to_string();
+        self.start_logged(
+            &self.ns(r),
+            &bin,
+            &[what, "-c", &conf.display().to_string()],
+            &dir,
+            &dir.join(format!("{what}.log")),
+            "",
+        )
+    }
+
+    /// Start `program ARGS` in namespace `ns` from `dir`, its output appended
+    /// to `log`; its PID. `hint` is added to a failure to start.
+    fn start_logged(
+        &self,
+        ns: &str,
+        program: &str,
+        args: &[&str],
+        dir: &Path,
+        log: &Path,
+        hint: &str,
+    ) -> Result<u32, LabError> {
+        let out =
+            std::fs::OpenOptions::new().create(true).append(true).open(log).map_err(io_err(log))?;
+        let err = out.try_clone().map_err(io_err(log))?;
         let child = self
-            .command(&ns, &bin)
-            .args([what, "-c", &conf.display().to_string()])
-            .current_dir(&dir)
+            .command(ns, program)
+            .args(args)
+            .current_dir(dir)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(log2)
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .map_err(|e| LabError::Command {
-                cmd: format!("ip netns exec {ns} {bin} {what}"),
-                err: e.to_string(),
+                cmd: format!("ip netns exec {ns} {program} {}", args.join(" ")),
+                err: format!("{e}{hint}"),
             })?;
         Ok(child.id())
+    }
+
+    /// Debian's HAProxy in director `r`'s namespace, in the foreground (`-db`)
+    /// so its PID is the one to signal.
+    fn spawn_haproxy(&self, r: Role) -> Result<u32, LabError> {
+        if self.spec.front == Front::Nat {
+            return Err(LabError::Invalid("the NAT front has no process to start".into()));
+        }
+        let dir = self.role_dir(r);
+        let bin =
+            if Path::new("/usr/sbin/haproxy").exists() { "/usr/sbin/haproxy" } else { "haproxy" };
+        let conf = dir.join("haproxy.cfg").display().to_string();
+        let log = dir.join("haproxy.log");
+        self.start_logged(
+            &self.ns(r),
+            bin,
+            &["-db", "-f", &conf],
+            &dir,
+            &log,
+            " (apt-get install haproxy)",
+        )
     }
 
     /// `ip netns exec NS PROGRAM` in its own process group (a Ctrl-C at the
@@ -544,7 +848,7 @@ impl Lab {
         let dir = self.role_dir(r);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let pki = self.spec.tls.then(|| self.pki_dir());
-        let text = crate::configs::server(i, pki.as_deref());
+        let text = crate::configs::server(i, self.spec.front, pki.as_deref());
         let p = dir.join("server.toml");
         std::fs::write(&p, text).map_err(io_err(&p))
     }
@@ -567,15 +871,30 @@ impl Lab {
             let _ = std::fs::set_permissions(&notify, std::fs::Permissions::from_mode(0o755));
         }
         let pki = self.spec.tls.then(|| self.pki_dir());
-        let text = crate::configs::director(
-            i,
-            self.spec.servers,
-            &self.spec.director,
-            &self.control_socket(i),
-            &notify,
-            pki.as_deref(),
-        );
-        let p = dir.join("director.toml");
+        let (name, text) = match self.spec.front {
+            Front::Proxy | Front::Dr => (
+                "director.toml",
+                crate::configs::director(
+                    i,
+                    self.spec.servers,
+                    &self.spec.director,
+                    &self.control_socket(i),
+                    &notify,
+                    self.spec.front,
+                    pki.as_deref(),
+                ),
+            ),
+            Front::HaproxyTcp | Front::HaproxyProxyV2 => (
+                "haproxy.cfg",
+                crate::configs::haproxy(
+                    self.spec.servers,
+                    &self.spec.director,
+                    self.spec.front == Front::HaproxyProxyV2,
+                ),
+            ),
+            Front::Nat => ("nat.nft", crate::configs::nft(self.spec.servers)),
+        };
+        let p = dir.join(name);
         std::fs::write(&p, text).map_err(io_err(&p))
     }
 
@@ -621,6 +940,7 @@ pub fn down(prefix: &str, state: Option<&Path>) -> Result<(), LabError> {
         .and_then(|b| serde_json::from_slice::<State>(&b).ok())
     {
         pids.extend(st.procs.iter().map(|p| p.pid).filter(|&p| alive(p) && is_ours(p)));
+        pids.extend(st.helpers.iter().copied().filter(|&p| alive(p) && is_ours(p)));
     }
     let nss = namespaces(prefix);
     for ns in &nss {
@@ -644,11 +964,11 @@ pub fn down(prefix: &str, state: Option<&Path>) -> Result<(), LabError> {
 fn is_ours(pid: u32) -> bool {
     let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
     let cmd = String::from_utf8_lossy(&cmd);
-    cmd.contains("tacvs") || cmd.contains("keepalived")
+    cmd.contains("tacvs") || cmd.contains("keepalived") || cmd.contains("haproxy")
 }
 
 /// /proc/net/tcp's address form (little-endian hex).
-fn hex_addr(a: Ipv4Addr) -> String {
+pub fn hex_addr(a: Ipv4Addr) -> String {
     let o = a.octets();
     format!("{:02X}{:02X}{:02X}{:02X}", o[3], o[2], o[1], o[0])
 }
@@ -691,6 +1011,9 @@ mod tests {
             directors: 2,
             director: DirectorSettings::default(),
             tls: false,
+            front: Front::Proxy,
+            nat: NatSettings::default(),
+            steer: false,
         })
         .unwrap();
         lab.write_server_config(2).unwrap();
@@ -714,6 +1037,9 @@ mod tests {
             directors: 2,
             director: DirectorSettings::default(),
             tls: true,
+            front: Front::Proxy,
+            nat: NatSettings::default(),
+            steer: false,
         })
         .unwrap();
         lab.write_pki().unwrap();

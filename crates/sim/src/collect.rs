@@ -53,6 +53,9 @@ pub(crate) struct Sample {
     pub(crate) outcome: Outcome,
     /// An acknowledged accounting record's [`ack_key`].
     pub(crate) ack: Option<String>,
+    /// Sent on a connection kept from an earlier answer (single-connect),
+    /// or on a new one.
+    pub(crate) kept: bool,
 }
 
 pub(crate) struct Collector {
@@ -66,6 +69,7 @@ pub(crate) struct Collector {
     pub(crate) acked: Option<std::io::BufWriter<std::fs::File>>,
     acks: u64,
     outages: Vec<report::Outage>,
+    connections: report::Connections,
 }
 
 struct Acc {
@@ -110,6 +114,7 @@ impl Collector {
             acked: None,
             acks: 0,
             outages: Vec::new(),
+            connections: report::Connections::default(),
         }
     }
 
@@ -175,6 +180,18 @@ impl Collector {
                 Outcome::Error(_) => acc.errors += 1,
             }
         }
+        let slow = answered && s.latency_us >= 1_000_000;
+        let failed = !answered;
+        let c = &mut self.connections;
+        if s.kept {
+            c.kept += 1;
+            c.kept_errors += u64::from(failed);
+            c.kept_over_1s += u64::from(slow);
+        } else {
+            c.new += 1;
+            c.new_errors += u64::from(failed);
+            c.new_over_1s += u64::from(slow);
+        }
         if let Outcome::Error(k) = s.outcome {
             *self.errors.entry(k.to_owned()).or_insert(0) += 1;
         }
@@ -225,6 +242,7 @@ impl Collector {
             outages: self.outages,
             acct_acknowledged: self.acks,
             tls: None,
+            connections: self.connections,
         }
     }
 }

@@ -264,6 +264,7 @@ pub(crate) async fn request(sh: &Shared, dev: usize, intended: Instant) {
     }
     // A persistent connection holds its socket permit for its whole life.
     let kept = d.client.take();
+    let on_kept = kept.is_some();
     let permit = if kept.is_some() {
         None
     } else {
@@ -322,5 +323,6 @@ pub(crate) async fn request(sh: &Shared, dev: usize, intended: Instant) {
         latency_us: (done - intended).as_micros() as u64,
         outcome,
         ack,
+        kept: on_kept,
     });
 }

@@ -59,7 +59,8 @@ pub(crate) async fn connection(sh: Arc<Shared>, dev: usize, depth: usize, end: I
         next_sid: (dev as u32).wrapping_mul(0x9e37_79b9) | 1,
     };
     let src = crate::nth_address(sh.cfg.source, dev as u128).expect("checked by run");
-    let send = |kind: Kind, start: Instant, outcome: Outcome| report(&sh, kind, start, outcome);
+    let send =
+        |kind: Kind, start: Instant, outcome: Outcome| report(&sh, kind, start, outcome, false);
     while Instant::now() < end {
         let socket = match if src.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() } {
             Ok(s) => s,
@@ -125,7 +126,9 @@ enum Next {
     Done,
 }
 
-fn report(sh: &Shared, kind: Kind, start: Instant, outcome: Outcome) {
+/// Send one request's sample; `kept`: it went on a connection that had
+/// already been answered (what a failover does to established sessions).
+fn report(sh: &Shared, kind: Kind, start: Instant, outcome: Outcome, kept: bool) {
     let done = Instant::now();
     let _ = sh.tx.send(Sample {
         kind,
@@ -133,6 +136,7 @@ fn report(sh: &Shared, kind: Kind, start: Instant, outcome: Outcome) {
         latency_us: (done - start).as_micros() as u64,
         outcome,
         ack: None,
+        kept,
     });
 }
 
@@ -145,7 +149,16 @@ async fn sessions<S: AsyncRead + AsyncWrite + Unpin>(
     mut stream: S,
     st: &mut Script,
 ) -> Next {
-    let send = |kind: Kind, start: Instant, outcome: Outcome| report(sh, kind, start, outcome);
+    // Whether this connection has had an answer: its later requests count
+    // as on a kept connection.
+    let established = std::sync::atomic::AtomicBool::new(false);
+    let send = |kind: Kind, start: Instant, outcome: Outcome| {
+        let kept = established.load(std::sync::atomic::Ordering::Relaxed);
+        if !matches!(outcome, Outcome::Error(_)) {
+            established.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        report(sh, kind, start, outcome, kept)
+    };
     let profile = &st.profile;
     let script = &st.ops;
     let (pos, task, next_sid) = (&mut st.pos, &mut st.task, &mut st.next_sid);

@@ -146,6 +146,30 @@ pub struct Report {
     /// TACACS+ over TLS: the handshakes of the whole run (warm-up included).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsHandshakes>,
+    /// Requests by the connection they used (open and closed loop, measured
+    /// window): what a failover did to established sessions and to new ones.
+    #[serde(default)]
+    pub connections: Connections,
+}
+
+/// Requests by connection: a new one (every request per-session; a
+/// single-connect device's first, or its first after a break) or one kept
+/// open from an earlier answered request (single-connect).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Connections {
+    /// Requests that opened a connection.
+    pub new: u64,
+    /// Of which failed (refused, timed out, reset...).
+    pub new_errors: u64,
+    /// Of which answered, but only after 1 s or more (a lost SYN waits for
+    /// the client's retransmission: delayed rather than failed).
+    pub new_over_1s: u64,
+    /// Requests on a single-connect connection kept from an earlier answer.
+    pub kept: u64,
+    /// Of which failed: an established session broken.
+    pub kept_errors: u64,
+    /// Of which answered after 1 s or more (TCP retransmitted).
+    pub kept_over_1s: u64,
 }
 
 /// The TLS handshakes a run made.
@@ -249,6 +273,14 @@ impl Report {
             let e: Vec<String> =
                 self.errors_by_kind.iter().map(|(k, v)| format!("{k}={v}")).collect();
             let _ = writeln!(s, "errors (counted, not in the latency columns): {}", e.join(", "));
+        }
+        let c = &self.connections;
+        if c.kept > 0 {
+            let _ = writeln!(
+                s,
+                "single-connect: {} requests on kept connections ({} failed: established sessions broken, {} answered after ≥ 1 s); {} on new connections ({} failed, {} after ≥ 1 s)",
+                c.kept, c.kept_errors, c.kept_over_1s, c.new, c.new_errors, c.new_over_1s
+            );
         }
         if self.delayed_starts > 0 {
             let _ = writeln!(

@@ -71,6 +71,15 @@ async fn counts_agree_with_the_servers_journal() {
         assert!(r.by_type["authen"].ok > 0 && r.by_type["author"].ok > 0);
         let series: u64 = r.series.iter().map(|s| s.requests).sum();
         assert_eq!(series, r.total.requests);
+        // Per-session: every request opens a connection; single-connect: one
+        // per requester, the rest ride on kept ones.
+        let c = &r.connections;
+        assert_eq!(c.new + c.kept, r.total.requests, "{c:?}");
+        assert_eq!((c.new_errors, c.kept_errors), (0, 0), "{c:?}");
+        match style {
+            Style::PerSession => assert_eq!(c.kept, 0, "{c:?}"),
+            Style::SingleConnect => assert!(c.new <= 16 && c.kept > 300, "{c:?}"),
+        }
         // Open loop keeps its rate.
         if let Load::Open(rate) = load {
             assert!((r.total.throughput - rate).abs() < rate * 0.2, "{}", r.table());
@@ -138,8 +147,10 @@ async fn failure_kinds_are_classified() {
     // The server stops mid-run: requests after that fail as refused/reset/closed.
     let target = srv.local_addrs[0];
     let base = journal_lines(&dir);
-    let run =
-        tokio::spawn(tacvs_sim::run(cfg(target, KEY, small("automation"), Load::Open(500.0))));
+    // Single-connect devices: their established sessions break when it stops.
+    let mut sc = small("automation");
+    sc.style = Style::SingleConnect;
+    let run = tokio::spawn(tacvs_sim::run(cfg(target, KEY, sc, Load::Open(500.0))));
     // Stop the server once the fleet's records are reaching its journal.
     let within = std::time::Instant::now() + Duration::from_secs(10);
     while journal_lines(&dir) < base + 20 {
@@ -154,6 +165,7 @@ async fn failure_kinds_are_classified() {
         .map(|k| r.errors_by_kind.get(*k).copied().unwrap_or(0))
         .sum();
     assert!(after > 0, "{:?}", r.errors_by_kind);
+    assert!(r.connections.kept_errors > 0, "{:?}", r.connections);
     let v = serde_json::to_value(&r).unwrap();
     for field in [
         "version",
@@ -166,6 +178,7 @@ async fn failure_kinds_are_classified() {
         "errors_by_kind",
         "series",
         "sim_cpu_us_per_request",
+        "connections",
     ] {
         assert!(v.get(field).is_some(), "report field {field}");
     }

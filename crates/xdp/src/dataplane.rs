@@ -683,6 +683,15 @@ fn zero_counters(
     m.set(index, zeros, 0)
 }
 
+/// Make the kernel time every BPF program's runs (`BPF_ENABLE_STATS`,
+/// `run_time_ns` / `run_cnt` in each program's fdinfo) while the returned
+/// descriptor is open. Machine-wide while held, and it costs each program
+/// run two clock reads: for measurements (the lab's), not for production.
+pub fn enable_run_time_stats() -> Result<std::os::fd::OwnedFd, DataPlaneError> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| DataPlaneError::Program(ProgramError::SyscallError(e)))
+}
+
 /// An interface's index and MAC, in the calling thread's network namespace.
 pub fn interface(name: &str) -> Result<(u32, MacAddr), DataPlaneError> {
     let err = |what: String| DataPlaneError::Interface { name: name.to_owned(), what };

@@ -32,8 +32,8 @@ pub mod table;
 
 pub use dataplane::{
     AttachMode, AttachedMode, DataPlane, DataPlaneError, FlowTable, GlobalStats, Options,
-    PassProgram, RealStats, Runner, Service, ServiceStats, Stats, TestRunOutcome, interface,
-    verdict,
+    PassProgram, RealStats, Runner, Service, ServiceStats, Stats, TestRunOutcome,
+    enable_run_time_stats, interface, verdict,
 };
 pub use layout::{Counters, HashInput, MacAddr, flow_hash};
 pub use table::{TableError, table_from_lookup};

@@ -70,6 +70,14 @@ pub enum NeighbourError {
     Netlink(#[from] RealServerError),
 }
 
+impl NeighbourError {
+    /// Whether only the MAC is missing (the kernel may still learn it),
+    /// rather than the server being off the director's segment.
+    pub fn is_pending(&self) -> bool {
+        matches!(self, NeighbourError::Unresolved { .. })
+    }
+}
+
 /// What the routing table said about the way to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
@@ -119,7 +127,58 @@ pub fn judge(
 /// Resolve `server`'s MAC for a data plane forwarding on `ifindex`, in the
 /// calling thread's network namespace. Needs a tokio runtime.
 pub async fn resolve(ifindex: u32, server: IpAddr) -> Result<MacAddr, NeighbourError> {
+    let mut all = resolve_many(ifindex, &[server]).await?;
+    all.pop().map_or(Err(NeighbourError::Unresolved { server, state: "none" }), |(_, r)| r)
+}
+
+/// [`resolve`] for several servers over one netlink socket and one read of
+/// the neighbour table (a director with many real servers refreshes them
+/// all at once). Fails whole only when netlink itself does.
+pub async fn resolve_many(
+    ifindex: u32,
+    servers: &[IpAddr],
+) -> Result<Vec<(IpAddr, Result<MacAddr, NeighbourError>)>, NeighbourError> {
     let nl = Netlink::open()?;
+    let mut routes = Vec::with_capacity(servers.len());
+    for &server in servers {
+        routes.push(route(&nl, server).await);
+    }
+    let mut entries: std::collections::HashMap<IpAddr, Entry> = std::collections::HashMap::new();
+    let mut neigh = nl.handle.neighbours().get().execute();
+    while let Some(m) = neigh
+        .try_next()
+        .await
+        .map_err(|source| RealServerError::Netlink { what: "listing neighbours", source })?
+    {
+        if m.header.ifindex != ifindex {
+            continue;
+        }
+        let dst = m.attributes.iter().find_map(|a| match a {
+            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => Some(IpAddr::from(*a)),
+            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => Some(IpAddr::from(*a)),
+            _ => None,
+        });
+        let Some(dst) = dst.filter(|d| servers.contains(d)) else { continue };
+        let mac = m.attributes.iter().find_map(|a| match a {
+            NeighbourAttribute::LinkLayerAddress(b) => <[u8; 6]>::try_from(b.as_slice()).ok(),
+            _ => None,
+        });
+        entries.insert(dst, Some((m.header.state, mac)));
+    }
+    Ok(servers
+        .iter()
+        .zip(routes)
+        .map(|(&server, route)| {
+            let r = route.and_then(|route| {
+                judge(server, route, ifindex, entries.get(&server).copied().flatten())
+            });
+            (server, r)
+        })
+        .collect())
+}
+
+/// Which way the kernel would send to `server`.
+async fn route(nl: &Netlink, server: IpAddr) -> Result<Route, NeighbourError> {
     let prefix = if server.is_ipv4() { 32 } else { 128 };
     let msg = rtnetlink::RouteMessageBuilder::<IpAddr>::new()
         .destination_prefix(server, prefix)
@@ -139,31 +198,7 @@ pub async fn resolve(ifindex: u32, server: IpAddr) -> Result<MacAddr, NeighbourE
             _ => {}
         }
     }
-    let mut entry: Entry = None;
-    let mut neigh = nl.handle.neighbours().get().execute();
-    while let Some(m) = neigh
-        .try_next()
-        .await
-        .map_err(|source| RealServerError::Netlink { what: "listing neighbours", source })?
-    {
-        if m.header.ifindex != ifindex {
-            continue;
-        }
-        let dst = m.attributes.iter().find_map(|a| match a {
-            NeighbourAttribute::Destination(NeighbourAddress::Inet(a)) => Some(IpAddr::from(*a)),
-            NeighbourAttribute::Destination(NeighbourAddress::Inet6(a)) => Some(IpAddr::from(*a)),
-            _ => None,
-        });
-        if dst != Some(server) {
-            continue;
-        }
-        let mac = m.attributes.iter().find_map(|a| match a {
-            NeighbourAttribute::LinkLayerAddress(b) => <[u8; 6]>::try_from(b.as_slice()).ok(),
-            _ => None,
-        });
-        entry = Some((m.header.state, mac));
-    }
-    judge(server, route, ifindex, entry)
+    Ok(route)
 }
 
 #[cfg(test)]

@@ -65,6 +65,9 @@ pub struct StatusReport {
     pub services: Vec<ServiceStatus>,
     /// VRRP, when `[vrrp]` is configured.
     pub vrrp: Option<VrrpStatus>,
+    /// The direct-routing data plane, when a service uses it.
+    #[serde(default)]
+    pub dr: Option<DrStatus>,
     /// The last reload (SIGHUP), if any since start.
     #[serde(default)]
     pub last_reload: Option<ReloadStatus>,
@@ -105,7 +108,10 @@ pub struct ServiceStatus {
     pub listen: String,
     /// Scheduler name.
     pub scheduler: String,
-    /// Device connections open.
+    /// Forwarding: "proxy" or "dr".
+    #[serde(default = "proxy")]
+    pub mode: String,
+    /// Device connections open (proxy mode).
     pub active: usize,
     /// Real servers.
     pub reals: Vec<RealStatus>,
@@ -123,11 +129,12 @@ pub struct RealStatus {
     pub weight: u32,
     /// Configured weight.
     pub config_weight: u32,
-    /// Open proxied connections.
+    /// Open proxied connections (proxy mode; 0 in DR).
     pub active: u32,
-    /// Connections sent here since start.
+    /// Connections sent here since start (DR: flows placed on it, new
+    /// flow-table entries).
     pub total: u64,
-    /// New connections per second, over the last second or so.
+    /// New connections (DR: new flows) per second, over the last second or so.
     pub cps: f64,
     /// Failed connects (each retried elsewhere).
     pub connect_failures: u64,
@@ -137,12 +144,59 @@ pub struct RealStatus {
     pub last_check_ms: Option<f64>,
     /// Seconds in the current state.
     pub state_for_s: f64,
-    /// Bytes from devices to this server since start.
+    /// Bytes from devices to this server since start (DR: IP bytes the data
+    /// plane forwarded to it).
     #[serde(default)]
     pub bytes_in: u64,
+    /// DR: packets the data plane forwarded to it.
+    #[serde(default)]
+    pub packets: u64,
+    /// DR: its MAC ("-" until known), and what is wrong when it has none.
+    #[serde(default)]
+    pub mac: String,
     /// Bytes from this server to devices since start.
     #[serde(default)]
     pub bytes_out: u64,
+}
+
+fn proxy() -> String {
+    "proxy".into()
+}
+
+/// The direct-routing data plane.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DrStatus {
+    /// Interface it is attached to.
+    pub interface: String,
+    /// "native" or "generic".
+    pub attach: String,
+    /// Forwarding and answering ARP (the VRRP master), or passing.
+    pub active: bool,
+    /// Flow-table capacity.
+    pub flow_entries: u32,
+    /// Program-wide counters.
+    pub counters: DrCounters,
+}
+
+/// Program-wide counters of the data plane, since start.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DrCounters {
+    /// New flows dropped: no server could take them.
+    pub no_server: u64,
+    /// Fragments to a VIP, dropped.
+    pub fragments: u64,
+    /// Non-TCP to a VIP, passed.
+    pub not_tcp: u64,
+    /// VIP packets and ARP requests seen while inactive, passed.
+    pub inactive: u64,
+    /// VIP packets addressed to another MAC, passed.
+    pub other_mac: u64,
+    /// ARP requests for a VIP answered.
+    pub arp_replies: u64,
+    /// Flow entries that named a removed server (placed again).
+    pub stale_flows: u64,
+    /// Flow-table insertions that failed.
+    pub flow_insert_failed: u64,
 }
 
 /// What `status` shows of VRRP.

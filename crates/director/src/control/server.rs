@@ -26,6 +26,8 @@ pub(crate) struct Live {
     pub services: Registry,
     /// VRRP's status.
     pub vrrp: Arc<VrrpCell>,
+    /// The direct-routing engine's last counters.
+    pub dr: Arc<crate::dr::DrCell>,
     /// When the last reload happened, whether it applied, and what it said.
     last_reload: Mutex<Option<(Instant, bool, String)>>,
 }
@@ -34,9 +36,27 @@ impl Live {
     pub fn status(&self) -> StatusReport {
         let now = Instant::now();
         let last = self.last_reload.lock().unwrap_or_else(|e| e.into_inner());
+        let mut services: Vec<_> = self.services.load().iter().map(|s| s.status(now)).collect();
+        for svc in services.iter_mut().filter(|s| s.mode == "dr") {
+            let Ok(vip) = svc.listen.parse::<SocketAddr>() else { continue };
+            for r in &mut svc.reals {
+                let Ok(addr) = r.address.parse::<SocketAddr>() else { continue };
+                if let Some(d) = self.dr.real(vip, addr.ip()) {
+                    r.total = d.flows;
+                    r.cps = d.flows_per_s;
+                    r.bytes_in = d.bytes;
+                    r.packets = d.packets;
+                    r.mac = match d.problem {
+                        Some(p) if d.mac == "-" => format!("- ({p})"),
+                        _ => d.mac,
+                    };
+                }
+            }
+        }
         StatusReport {
-            services: self.services.load().iter().map(|s| s.status(now)).collect(),
+            services,
             vrrp: self.vrrp.get(),
+            dr: self.dr.status(),
             last_reload: last.as_ref().map(|(at, applied, message)| ReloadStatus {
                 seconds_ago: (now - *at).as_secs_f64(),
                 applied: *applied,

@@ -115,6 +115,35 @@ impl serde::Serialize for Kind {
     }
 }
 
+/// What the hashing schedulers (`sh`, `mh`) hash: IPVS's default, the
+/// source address, or with `sh-port`/`mh-port` the address and port.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Deserialize, serde::Serialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum HashOn {
+    /// The device's address: all its connections go to one server.
+    #[default]
+    Source,
+    /// The device's address and port: its connections spread.
+    SourcePort,
+}
+
+impl HashOn {
+    /// The configuration word.
+    pub fn name(self) -> &'static str {
+        match self {
+            HashOn::Source => "source",
+            HashOn::SourcePort => "source-port",
+        }
+    }
+
+    /// Whether it is the default (not written back).
+    pub fn is_default(&self) -> bool {
+        *self == HashOn::Source
+    }
+}
+
 /// The connection being scheduled.
 #[derive(Debug, Clone, Copy)]
 pub struct Flow {
@@ -128,6 +157,7 @@ pub struct Flow {
 #[derive(Debug, Clone)]
 pub struct Scheduler {
     kind: Kind,
+    hash: HashOn,
     rr_next: usize,
     wrr_current: Vec<i64>,
     maglev: Option<(Vec<(String, u32)>, Maglev)>,
@@ -136,14 +166,29 @@ pub struct Scheduler {
 
 /// FNV-1a, for the source/destination hashes (stable across runs and builds).
 pub fn hash_addr(ip: IpAddr) -> u64 {
-    let bytes: Vec<u8> = match ip {
-        IpAddr::V4(a) => a.octets().to_vec(),
-        IpAddr::V6(a) => a.octets().to_vec(),
-    };
+    hash_bytes(ip, None)
+}
+
+/// The hash of a device for `sh`/`mh`: its address, and its port when `on`
+/// says so. The DR data plane computes the same (`tacvs_xdp::flow_hash`).
+pub fn hash_source(client: SocketAddr, on: HashOn) -> u64 {
+    hash_bytes(client.ip(), (on == HashOn::SourcePort).then_some(client.port()))
+}
+
+fn hash_bytes(ip: IpAddr, port: Option<u16>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    match ip {
+        IpAddr::V4(a) => feed(&a.octets()),
+        IpAddr::V6(a) => feed(&a.octets()),
+    }
+    if let Some(p) = port {
+        feed(&p.to_be_bytes());
     }
     // Finalize (splitmix64) so nearby addresses spread.
     h ^= h >> 30;
@@ -156,7 +201,20 @@ pub fn hash_addr(ip: IpAddr) -> u64 {
 impl Scheduler {
     /// A scheduler; `seed` drives `twos`' random choices (inject for tests).
     pub fn new(kind: Kind, seed: u64) -> Scheduler {
-        Scheduler { kind, rr_next: 0, wrr_current: Vec::new(), maglev: None, rng: seed | 1 }
+        Scheduler {
+            kind,
+            hash: HashOn::Source,
+            rr_next: 0,
+            wrr_current: Vec::new(),
+            maglev: None,
+            rng: seed | 1,
+        }
+    }
+
+    /// What `sh` and `mh` hash (default: the source address).
+    pub fn hashing(mut self, on: HashOn) -> Scheduler {
+        self.hash = on;
+        self
     }
 
     /// Which scheduler this is.
@@ -238,10 +296,8 @@ impl Scheduler {
                     .find(|&i| servers[i].active < servers[i].weight)
                     .or(order.first().copied())
             }
-            Kind::Sh | Kind::Dh => {
-                let ip = if self.kind == Kind::Sh { flow.client.ip() } else { flow.vip.ip() };
-                weighted_hash(servers, hash_addr(ip))
-            }
+            Kind::Sh => weighted_hash(servers, hash_source(flow.client, self.hash)),
+            Kind::Dh => weighted_hash(servers, hash_addr(flow.vip.ip())),
             Kind::Mh => {
                 // The table is rebuilt only when a key or a weight changed; a
                 // pick compares in place (no copy of the keys).
@@ -260,7 +316,7 @@ impl Scheduler {
                     self.maglev = Some((want, table));
                 }
                 let (_, table) = self.maglev.as_ref()?;
-                let i = table.lookup(hash_addr(flow.client.ip()))?;
+                let i = table.lookup(hash_source(flow.client, self.hash))?;
                 // A full server (cap reached) falls back to the next available one.
                 if avail(&i) { Some(i) } else { (1..n).map(|k| (i + k) % n).find(|j| avail(j)) }
             }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use tacvs_director::core::health::{CheckResult, Health, State};
 use tacvs_director::core::maglev::{Maglev, prime_at_least, table_size};
-use tacvs_director::core::sched::{Backend, Flow, Kind, Scheduler};
+use tacvs_director::core::sched::{Backend, Flow, HashOn, Kind, Scheduler};
 
 fn flow(i: u32) -> Flow {
     let client: SocketAddr =
@@ -198,6 +198,29 @@ fn mh_scheduler_is_consistent_and_follows_health() {
         moved += usize::from(before[&i] != 3 && before[&i] != now);
     }
     assert!(moved < 100, "{moved} of the healthy servers' flows moved");
+}
+
+#[test]
+fn hashing_on_the_source_port_spreads_one_devices_connections() {
+    let s = servers(&[1, 1, 1, 1]);
+    let port = |p: u16| Flow {
+        client: SocketAddr::from(([10, 0, 0, 7], p)),
+        vip: "192.0.2.1:49".parse().unwrap(),
+    };
+    for kind in [Kind::Sh, Kind::Mh] {
+        // IPVS's default: one device, one server, whatever its port.
+        let mut by_addr = Scheduler::new(kind, 0);
+        let one: std::collections::HashSet<usize> =
+            (40000..40200).map(|p| by_addr.pick(&s, port(p)).unwrap()).collect();
+        assert_eq!(one.len(), 1, "{kind}");
+        // sh-port / mh-port: its connections spread, each port stable.
+        let mut by_port = Scheduler::new(kind, 0).hashing(HashOn::SourcePort);
+        let picks: Vec<usize> =
+            (40000..40200).map(|p| by_port.pick(&s, port(p)).unwrap()).collect();
+        let spread: std::collections::HashSet<&usize> = picks.iter().collect();
+        assert_eq!(spread.len(), 4, "{kind}");
+        assert_eq!(by_port.pick(&s, port(40007)), Some(picks[7]), "{kind}");
+    }
 }
 
 #[test]

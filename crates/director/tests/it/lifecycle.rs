@@ -208,3 +208,26 @@ async fn sighup_reloads_a_running_director_and_a_broken_file_changes_nothing() {
         let _ = std::fs::remove_dir_all(dir);
     }
 }
+
+#[tokio::test]
+async fn a_reload_cannot_start_direct_routing_on_a_director_started_without_it() {
+    let dd = tmp("rd");
+    let one = conf_with(&["127.0.0.1:1".parse().unwrap()], &dd, TCP, "");
+    let mut d = tacvs_director::start(one.clone()).await.unwrap();
+    let mut dr = one.clone();
+    let mut svc = dr.services[0].clone();
+    svc.name = "dr".into();
+    svc.mode = tacvs_director::config::Mode::Dr;
+    svc.listen = "10.77.0.100:49".parse().unwrap();
+    svc.scheduler = "mh".parse().unwrap();
+    dr.services.push(svc);
+    let e = d.reload(dr).unwrap_err().to_string();
+    assert!(e.contains("started without direct routing: restart it"), "{e}");
+    let st = d.status();
+    assert_eq!(st.len(), 1, "nothing applied");
+    let report = d.report();
+    assert!(report.dr.is_none(), "{report:?}");
+    assert!(report.last_reload.is_some_and(|r| !r.applied && r.message.contains("restart")));
+    d.stop();
+    let _ = std::fs::remove_dir_all(dd);
+}
