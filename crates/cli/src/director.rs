@@ -147,7 +147,10 @@ async fn serve(path: PathBuf) -> anyhow::Result<u8> {
             .with_context(|| format!("cannot serve metrics on {}", m.listen))?;
     }
     crate::raise_nofile_limit();
+    // Handlers first: a signal sent as soon as the services are up must not
+    // find the default action (which would end the process).
+    let signals = tacvs_director::Signals::register()?;
     let d = tacvs_director::start(conf).await?;
-    d.run_until_stopped(&path, std::future::pending()).await?;
+    d.run_until_stopped(signals, &path, std::future::pending()).await?;
     Ok(0)
 }

@@ -35,4 +35,6 @@ pub use control::protocol::{
 };
 pub use control::render::{render, render_report};
 pub use proxy::{proxy_header, proxy_local};
-pub use runtime::{DirectorHandle, ReloadError, ReloadFileError, Reloaded, StartError, start};
+pub use runtime::{
+    DirectorHandle, ReloadError, ReloadFileError, Reloaded, Signals, StartError, start,
+};

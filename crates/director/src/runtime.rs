@@ -171,6 +171,30 @@ fn listen_hint(e: &std::io::Error, addr: &SocketAddr) -> String {
     }
 }
 
+/// The director's signal handlers: SIGHUP reloads, SIGTERM and SIGINT stop.
+/// Register them with [`Signals::register`] *before* [`start`]: from then on
+/// a signal is queued for [`DirectorHandle::run_until_stopped`] instead of
+/// ending the process with its default action (a SIGHUP sent as soon as
+/// "virtual service up" was logged used to kill the director).
+#[derive(Debug)]
+pub struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Install the SIGHUP, SIGTERM and SIGINT handlers.
+    pub fn register() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup())?,
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+}
+
 /// Start every service, its health checkers, the control socket and VRRP.
 /// Everything that can fail (binding every address, the control socket, VRRP's
 /// sockets) is done before anything runs or is announced.
@@ -418,23 +442,22 @@ impl DirectorHandle {
     }
 
     /// Serve until SIGTERM or SIGINT (or `stop` completes), reloading `path`
-    /// on SIGHUP; then hand over VRRP mastership and stop.
+    /// on SIGHUP; then hand over VRRP mastership and stop. `signals` were
+    /// registered before [`start`], so a signal sent as soon as the services
+    /// were up is handled, not fatal and not lost.
     pub async fn run_until_stopped(
         mut self,
+        mut signals: Signals,
         path: &Path,
         stop: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        let mut hup = signal(SignalKind::hangup())?;
         tokio::pin!(stop);
         loop {
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = signals.term.recv() => break,
+                _ = signals.int.recv() => break,
                 _ = &mut stop => break,
-                _ = hup.recv() => {
+                _ = signals.hup.recv() => {
                     let _ = self.reload_file(path).await;
                 }
             }

@@ -171,6 +171,7 @@ async fn sighup_reloads_a_running_director_and_a_broken_file_changes_nothing() {
     let path = dd.join("director.toml");
     let conf = conf_with(&[a1], &dd, TCP, "");
     std::fs::write(&path, toml::to_string(&conf).unwrap()).unwrap();
+    let signals = tacvs_director::Signals::register().unwrap();
     let d = tacvs_director::start(conf.clone()).await.unwrap();
     let vip = d.local_addrs[0];
     let sock = dd.join("director.sock");
@@ -178,7 +179,7 @@ async fn sighup_reloads_a_running_director_and_a_broken_file_changes_nothing() {
     let run = tokio::spawn({
         let path = path.clone();
         async move {
-            d.run_until_stopped(&path, async {
+            d.run_until_stopped(signals, &path, async {
                 let _ = stopped.await;
             })
             .await
@@ -203,6 +204,54 @@ async fn sighup_reloads_a_running_director_and_a_broken_file_changes_nothing() {
     let _ = stop.send(());
     run.await.unwrap().unwrap();
     assert!(!sock.exists(), "stopped and removed its socket");
+    s1.shutdown(std::time::Duration::from_millis(100)).await;
+    for dir in [d1, dd] {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// A SIGHUP that arrives after the services are up but before the serving
+/// loop runs is handled once the loop runs: registered before `start`, the
+/// handlers queue it (registered inside the loop, as they were, the signal
+/// was lost here and, in the binary, killed the director).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sighup_right_after_start_is_kept_for_the_serving_loop() {
+    let (d1, dd) = (tmp("hupearly1"), tmp("hupearlyd"));
+    let s1 = super::e2e::real_server(&d1).await;
+    let path = dd.join("director.toml");
+    let conf = conf_with(&[s1.local_addrs[0]], &dd, TCP, "");
+    std::fs::write(&path, toml::to_string(&conf).unwrap()).unwrap();
+    let signals = tacvs_director::Signals::register().unwrap();
+    let d = tacvs_director::start(conf.clone()).await.unwrap();
+    let sock = dd.join("director.sock");
+    // The file changes and the signal arrives before the loop starts.
+    let mut next = conf.clone();
+    next.services[0].reals[0].weight = 7;
+    std::fs::write(&path, toml::to_string(&next).unwrap()).unwrap();
+    let pid = std::process::id().to_string();
+    assert!(std::process::Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let run = tokio::spawn({
+        let path = path.clone();
+        async move {
+            d.run_until_stopped(signals, &path, async {
+                let _ = stopped.await;
+            })
+            .await
+        }
+    });
+    let t = std::time::Instant::now();
+    loop {
+        let st = tacvs_director::status(&sock).await.unwrap();
+        if st.services[0].reals[0].config_weight == 7 {
+            break;
+        }
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "the early SIGHUP was lost: {st:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let _ = stop.send(());
+    run.await.unwrap().unwrap();
     s1.shutdown(std::time::Duration::from_millis(100)).await;
     for dir in [d1, dd] {
         let _ = std::fs::remove_dir_all(dir);
