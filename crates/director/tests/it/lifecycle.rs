@@ -247,7 +247,10 @@ async fn a_sighup_right_after_start_is_kept_for_the_serving_loop() {
         if st.services[0].reals[0].config_weight == 7 {
             break;
         }
-        assert!(t.elapsed() < std::time::Duration::from_secs(5), "the early SIGHUP was lost: {st:?}");
+        assert!(
+            t.elapsed() < std::time::Duration::from_secs(5),
+            "the early SIGHUP was lost: {st:?}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     let _ = stop.send(());
