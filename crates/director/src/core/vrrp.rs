@@ -407,7 +407,19 @@ impl Vrrp {
                     );
                     return self.become_backup(now, &why);
                 }
-                Vec::new()
+                // Another router believes it is master (it missed our
+                // advertisements, e.g. on a loaded or lossy link) and has
+                // announced the addresses with its own MAC: RFC 5798 §6.4.3
+                // discards the advertisement, which leaves the devices'
+                // neighbour caches on a router that is about to yield them
+                // (every new session times out until those entries age out).
+                // Like keepalived's `vrrp_garp_lower_prio_repeat`: advertise
+                // at once so it backs off, and announce the addresses again.
+                if src == self.cfg.primary {
+                    return Vec::new(); // our own advertisement, looped back
+                }
+                self.deadline = Some(now + self.cfg.interval);
+                vec![Action::Advertise(self.cfg.priority), Action::GratuitousArp]
             }
         }
     }

@@ -228,7 +228,10 @@ fn a_priority_tie_is_decided_by_the_address_from_both_sides() {
     let (mut high, n) = master(hi);
     let peer_lo = Vrrp::new(cfg(100, lo.octets(), true), t0);
     let r = high.on_advert(&peer_lo.advert(100), lo, n);
-    assert!(r.is_empty() && high.state() == State::Master, "higher keeps mastership: {r:?}");
+    assert!(
+        r == [Action::Advertise(100), Action::GratuitousArp] && high.state() == State::Master,
+        "higher keeps mastership and announces the addresses again: {r:?}"
+    );
     // A master with the same address as the sender (a loop, or a copy of our
     // own advertisement) does not yield to itself.
     let r = high.on_advert(&peer_hi.advert(100), hi, n);
@@ -253,7 +256,8 @@ fn simultaneous_start_ends_with_one_master() {
     let back_a = deliver(&acts_b, &b, ib, &mut a, now);
     let back_b = deliver(&acts_a, &a, ia, &mut b, now);
     assert!(has(&back_a, State::Backup), "{back_a:?}");
-    assert!(back_b.is_empty(), "{back_b:?}");
+    // b keeps mastership and re-announces over a's announcement.
+    assert!(!has(&back_b, State::Backup) && back_b.contains(&Action::GratuitousArp), "{back_b:?}");
     assert_eq!((a.state(), b.state()), (State::Backup, State::Master));
     // From then on b's advertisements keep a backup.
     for _ in 0..10 {
@@ -378,4 +382,32 @@ fn interface_down_gives_up_the_addresses_until_it_returns() {
     assert!(r.interface_down("again").is_empty());
     let acts = r.startup(t + Duration::from_secs(5));
     assert!(has(&acts, State::Backup), "rejoins as backup: {acts:?}");
+}
+
+/// A backup that missed the master's advertisements (a loaded machine)
+/// becomes master and announces the VIPs with its MAC; when the real master
+/// hears it, it must announce them again, or the devices keep sending to a
+/// router that yields at once (seen in the lab: 20 s of failed connects
+/// after a 4 ms split).
+#[test]
+fn a_master_that_hears_a_lower_priority_master_announces_the_addresses_again() {
+    let (ia, ib, mut a, mut b) = started_pair();
+    let now = a.deadline().unwrap();
+    let acts = a.on_timer(now);
+    assert!(has(&acts, State::Master));
+    deliver(&acts, &a, ia, &mut b, now);
+    // B hears nothing more (lost advertisements) and takes over.
+    let split = b.deadline().unwrap();
+    let b_acts = b.on_timer(split);
+    assert!(has(&b_acts, State::Master) && b_acts.contains(&Action::GratuitousArp));
+    // A, still master, hears B's lower-priority advertisement.
+    let back = deliver(&b_acts, &b, ib, &mut a, split);
+    assert_eq!(a.state(), State::Master);
+    assert!(
+        back.contains(&Action::GratuitousArp) && back.contains(&Action::Advertise(200)),
+        "{back:?}"
+    );
+    // B hears A's answer and yields, removing the VIPs.
+    let yielded = deliver(&back, &a, ia, &mut b, split);
+    assert!(has(&yielded, State::Backup) && yielded.contains(&Action::RemoveVips), "{yielded:?}");
 }
