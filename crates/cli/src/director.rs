@@ -139,6 +139,9 @@ fn describe(req: &tacvs_director::Request, c: &tacvs_director::WeightChange) -> 
 async fn serve(path: PathBuf) -> anyhow::Result<u8> {
     let conf = tacvs_director::config::load(&path)
         .map_err(|e| anyhow::anyhow!("{e}\n{}: {} error(s)", path.display(), e.len()))?;
+    // Before anything is bound or changed: a missing capability is named here,
+    // not found half-way through (a VIP added, then the raw socket refused).
+    tacvs_director::caps::check(&conf).map_err(|e| anyhow::anyhow!("{e}"))?;
     if let Some(m) = &conf.metrics {
         PrometheusBuilder::new()
             .with_http_listener(m.listen)

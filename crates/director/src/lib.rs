@@ -14,10 +14,12 @@
 //!   [`core::dr`]); [`checker`]: health checks through `tacvs-client`;
 //!   [`failover`]: VRRPv3 I/O; [`control`]: the local control socket (typed
 //!   protocol, server, client, status table).
+//! * [`caps`]: the Linux capabilities a configuration needs, checked at start.
 //! * [`runtime`]: [`start`] a director, [`DirectorHandle::reload`] it, stop it.
 //!
 //! What the `tacvs director` command uses is re-exported here.
 
+pub mod caps;
 pub mod checker;
 pub mod config;
 pub mod control;
