@@ -1237,6 +1237,9 @@ fn server_started_as_root_binds_port_49_then_runs_as_nobody() {
         read().contains("\"listening\"")
     });
     assert!(read().contains("dropped root"), "{}", read());
+    use std::os::unix::fs::MetadataExt;
+    let acct = std::fs::metadata(var.join("acct")).unwrap();
+    assert_eq!(acct.uid(), 65534, "the journal's directory, made for nobody (rotation needs it)");
     let (uid, gid, groups) = ids_of(srv.id());
     assert_eq!(uid, [65534; 4], "real, effective, saved, filesystem uid");
     assert_eq!(gid, [65534; 4], "real, effective, saved, filesystem gid");

@@ -109,8 +109,8 @@ pub fn compile(s: &ServerSection, loc: &Locator<'_>, errs: &mut Vec<ConfigError>
     Some(RunAs { user: user.name, uid: user.uid.as_raw(), group, gid, group_set })
 }
 
-/// A warning for each directory in `dirs` (what, path) that the user does not
-/// own: after the drop the server creates files there (a rotated journal, the
+/// A warning for each existing directory in `dirs` (what, path) that the user
+/// does not own: after the drop the server creates files there (a rotated journal, the
 /// changed-password file) and would fail then, long after starting.
 pub fn ownership_warnings(
     r: &RunAs,
@@ -119,17 +119,8 @@ pub fn ownership_warnings(
     warns: &mut Vec<ConfigError>,
 ) {
     for (what, dir) in dirs {
-        let problem = match std::fs::metadata(dir) {
-            Ok(m) => ownership_problem(r, m.uid()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(format!(
-                "does not exist; created by the server while still root it would belong to \
-                 root: create it first (`install -d -o {} -g {} -m 0750 {}`)",
-                r.user,
-                r.group,
-                dir.display()
-            )),
-            Err(_) => None,
-        };
+        // A missing one is made by the server, for the user, before it drops root.
+        let problem = std::fs::metadata(dir).ok().and_then(|m| ownership_problem(r, m.uid()));
         if let Some(p) = problem {
             warns.push(loc.whole(format!(
                 "{what} {} {p}; the server runs as {} after binding and writes there later \

@@ -167,6 +167,10 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
     if let privilege::Plan::Refuse(why) = &privilege {
         return Err(io::Error::new(io::ErrorKind::PermissionDenied, why.clone()));
     }
+    if let (privilege::Plan::Drop, Some(r)) = (&privilege, &policy.run_as) {
+        let store = policy.auth.password_store.parent().unwrap_or(std::path::Path::new(""));
+        privilege::prepare_dirs(r, &[&policy.accounting.directory, store])?;
+    }
     let jcfg = JournalConfig {
         dir: policy.accounting.directory.clone(),
         rotate_size: policy.accounting.rotate_size.0,

@@ -64,6 +64,25 @@ pub fn plan(run_as: Option<&RunAs>, euid: u32) -> Plan {
     }
 }
 
+/// Before dropping: make each missing directory of `dirs` (the journal's, the
+/// password store's) and give it to the user, who writes there later
+/// (rotation, changed passwords). Existing ones are left as they are (the
+/// configuration check warns when the user does not own them).
+pub fn prepare_dirs(r: &RunAs, dirs: &[&std::path::Path]) -> io::Result<()> {
+    for d in dirs {
+        if d.as_os_str().is_empty() || d.exists() {
+            continue;
+        }
+        std::fs::create_dir_all(d)
+            .and_then(|()| std::os::unix::fs::chown(d, Some(r.uid), Some(r.gid)))
+            .map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot make {} for {}: {e}", d.display(), r.user))
+            })?;
+        tracing::info!(directory = %d.display(), user = %r.user, "made the directory for the user the server runs as");
+    }
+    Ok(())
+}
+
 /// Drop root for `r`: groups, gid, uid, in that order, then verify.
 pub fn drop_to(r: &RunAs) -> io::Result<()> {
     let gid = Gid::from_raw(r.gid);
