@@ -25,6 +25,7 @@ pub mod config;
 pub mod control;
 pub mod core;
 pub mod dr;
+pub mod events;
 pub mod failover;
 pub mod proxy;
 pub mod runtime;
@@ -32,8 +33,10 @@ pub mod service;
 
 pub use config::{ConfigErrors, DirectorFile};
 pub use control::client::{ControlError, request, status};
+pub use control::html::render_html;
 pub use control::protocol::{
-    RealStatus, ReloadStatus, Reply, Request, ServiceStatus, StatusReport, VrrpStatus, WeightChange,
+    RealStatus, ReloadStatus, Reply, Request, ServiceStatus, StateChange, StatusReport, VrrpStatus,
+    WeightChange,
 };
 pub use control::render::{render, render_report};
 pub use proxy::{proxy_header, proxy_local};
