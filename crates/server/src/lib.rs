@@ -40,6 +40,7 @@ pub mod privilege;
 pub mod proxy;
 pub mod sessions;
 pub mod signals;
+pub mod status;
 pub mod syslog;
 mod tls;
 
@@ -82,6 +83,13 @@ pub struct Shared {
     sessions: sessions::Registry,
     shutdown: watch::Receiver<bool>,
     handshakes: tls::Handshakes,
+    /// For the status page: requests answered, by type and result.
+    requests: status::RequestCounts,
+    /// For the status page: the listeners in force.
+    listening: Mutex<Vec<status::ListenerView>>,
+    /// For the status page: when the last reload happened and how it went.
+    last_reload: Mutex<Option<(Instant, bool, String)>>,
+    started: Instant,
 }
 
 impl Shared {
@@ -257,6 +265,10 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         sessions: sessions::Registry::default(),
         shutdown,
         handshakes: tls::Handshakes::default(),
+        requests: status::RequestCounts::default(),
+        listening: Mutex::default(),
+        last_reload: Mutex::default(),
+        started: Instant::now(),
         policy: ArcSwap::new(policy),
     });
     let policy = shared.policy();
@@ -289,6 +301,7 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         running.push(listeners::run(&shared, listener, l)?);
     }
     let local_addrs = running.iter().map(|r| r.bound).collect();
+    shared.set_listening(&running);
     let control = match control_listener {
         Some((path, l)) => {
             tracing::info!(path = %path.display(), "control socket (mode 0600) for tacvs server lockouts, unlock, sessions");
@@ -361,6 +374,12 @@ impl ServerHandle {
             Ok(p) => self.apply(p).await,
             Err(e) => Err(e),
         };
+        let said = match &result {
+            Ok(()) => "the new configuration is in force".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        *self.shared.last_reload.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), result.is_ok(), said));
         match &result {
             Ok(()) => {
                 tracing::info!(file = %path.display(), took = %humantime::format_duration(t.elapsed()), "configuration reloaded");
@@ -446,6 +465,7 @@ impl ServerHandle {
             r.close().await;
         }
         *running = next.into_iter().flatten().collect();
+        self.shared.set_listening(&running);
         Ok(())
     }
 
