@@ -325,6 +325,13 @@ impl DirectorHandle {
         self.live.status()
     }
 
+    /// A function that takes [`report`](Self::report) later (the status
+    /// page), independent of this handle's lifetime.
+    pub fn reporter(&self) -> impl Fn() -> StatusReport + Send + Sync + 'static {
+        let live = self.live.clone();
+        move || live.status()
+    }
+
     /// Set a real server's weight override (`None` = back to configured);
     /// returns how many services had it.
     pub fn set_weight(&self, server: SocketAddr, weight: Option<u32>) -> usize {
