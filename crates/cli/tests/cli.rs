@@ -1434,7 +1434,7 @@ fn status_pages_in_headless_chromium() {
     let dir = temp_dir("status-pages");
     // Two real servers taking PROXY v2 from the director, metrics on free ports.
     let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    let servers: Vec<ServerProc> = (1..=2)
+    let mut servers: Vec<ServerProc> = (1..=2)
         .map(|i| {
             let cwd = dir.join(format!("s{i}"));
             std::fs::create_dir_all(&cwd).unwrap();
@@ -1537,7 +1537,23 @@ fn status_pages_in_headless_chromium() {
         ],
     );
     println!("server status page screenshot: {}", shot.display());
+    // A real server stops: the page shows it down and the change, with why.
+    let gone = servers[1].addr.to_string();
+    drop(servers.pop());
+    let t = Instant::now();
+    while !http_get(&page_addr, "/").contains(&format!("<tr data-key=\"{gone}\" class=\"down\">")) {
+        assert!(t.elapsed() < Duration::from_secs(20), "{gone} not shown down");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dom = chromium(&profile, &["--dump-dom", &format!("http://{page_addr}/")]);
+    assert_eq!(cell(&dom, &gone, "state").as_deref(), Some("down"), "{dom}");
+    let change = format!("real server {gone} in tacacs");
+    assert_eq!(cell(&dom, &change, "from").as_deref(), Some("up"), "{dom}");
+    assert_eq!(cell(&dom, &change, "state").as_deref(), Some("down"), "{dom}");
+    assert!(cell(&dom, &change, "reason").is_some_and(|r| r.contains("refused")), "{dom}");
+    assert!(dom.contains("1 of 2 real servers up"), "{dom}");
     unsafe_sigterm(&mut director);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn unsafe_sigterm(c: &mut Child) {
