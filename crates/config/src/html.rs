@@ -62,7 +62,7 @@ pub fn table(id: &str, titles: &[&str], rows: &[(String, String, Vec<Cell>)]) ->
         s.push_str("</tr>\n");
     }
     if rows.is_empty() {
-        let _ = write!(s, "<tr><td colspan=\"{}\" class=\"none\">none</td></tr>\n", titles.len());
+        let _ = writeln!(s, "<tr><td colspan=\"{}\" class=\"none\">none</td></tr>", titles.len());
     }
     s.push_str("</tbody></table>\n");
     s
