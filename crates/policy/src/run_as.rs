@@ -120,7 +120,7 @@ pub fn ownership_warnings(
 ) {
     for (what, dir) in dirs {
         // A missing one is made by the server, for the user, before it drops root.
-        let problem = std::fs::metadata(dir).ok().and_then(|m| ownership_problem(r, m.uid()));
+        let problem = std::fs::metadata(dir).ok().and_then(|m| ownership_problem(r, m.uid(), dir));
         if let Some(p) = problem {
             warns.push(loc.whole(format!(
                 "{what} {} {p}; the server runs as {} after binding and writes there later \
@@ -133,11 +133,15 @@ pub fn ownership_warnings(
 }
 
 /// Pure: what is wrong with a directory owned by `owner` for `r`, if anything.
-pub fn ownership_problem(r: &RunAs, owner: u32) -> Option<String> {
+pub fn ownership_problem(r: &RunAs, owner: u32, dir: &Path) -> Option<String> {
     (owner != r.uid).then(|| {
         format!(
-            "is owned by uid {owner}, not by {} (uid {}): `chown -R {}:{} DIR`",
-            r.user, r.uid, r.user, r.group
+            "is owned by uid {owner}, not by {} (uid {}): `chown -R {}:{} {}`",
+            r.user,
+            r.uid,
+            r.user,
+            r.group,
+            dir.display()
         )
     })
 }
@@ -158,9 +162,10 @@ mod tests {
 
     #[test]
     fn a_directory_owned_by_another_user_is_a_problem() {
-        assert_eq!(ownership_problem(&nobody(), 65534), None);
-        let p = ownership_problem(&nobody(), 0).unwrap();
-        assert!(p.contains("uid 0") && p.contains("chown -R nobody:nogroup"), "{p}");
+        let dir = Path::new("/var/lib/tacvs");
+        assert_eq!(ownership_problem(&nobody(), 65534, dir), None);
+        let p = ownership_problem(&nobody(), 0, dir).unwrap();
+        assert!(p.contains("uid 0") && p.contains("chown -R nobody:nogroup /var/lib/tacvs"), "{p}");
     }
 
     fn compile_src(src: &str) -> (Option<RunAs>, Vec<ConfigError>) {
