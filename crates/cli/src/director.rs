@@ -6,7 +6,6 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use metrics_exporter_prometheus::PrometheusBuilder;
 
 #[derive(Debug, Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -139,18 +138,28 @@ fn describe(req: &tacvs_director::Request, c: &tacvs_director::WeightChange) -> 
 async fn serve(path: PathBuf) -> anyhow::Result<u8> {
     let conf = tacvs_director::config::load(&path)
         .map_err(|e| anyhow::anyhow!("{e}\n{}: {} error(s)", path.display(), e.len()))?;
-    if let Some(m) = &conf.metrics {
-        PrometheusBuilder::new()
-            .with_http_listener(m.listen)
-            .set_buckets(crate::server::BUCKETS)?
-            .install()
-            .with_context(|| format!("cannot serve metrics on {}", m.listen))?;
-    }
+    // Before anything is bound or changed: a missing capability is named here,
+    // not found half-way through (a VIP added, then the raw socket refused).
+    tacvs_director::caps::check(&conf).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let site = match &conf.metrics {
+        Some(m) => {
+            let (site, addr) = crate::http::serve(m.listen, crate::server::BUCKETS).await?;
+            tracing::info!(%addr, "metrics at http://{addr}/metrics, status page at http://{addr}/");
+            Some(site)
+        }
+        None => None,
+    };
     crate::raise_nofile_limit();
     // Handlers first: a signal sent as soon as the services are up must not
     // find the default action (which would end the process).
     let signals = tacvs_director::Signals::register()?;
+    let name = conf.director.name.clone();
     let d = tacvs_director::start(conf).await?;
+    if let Some(site) = site {
+        let report = d.reporter();
+        let version = env!("CARGO_PKG_VERSION");
+        site.set_page(Box::new(move || tacvs_director::render_html(&name, version, &report())));
+    }
     d.run_until_stopped(signals, &path, std::future::pending()).await?;
     Ok(0)
 }

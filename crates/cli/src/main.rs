@@ -12,6 +12,7 @@ mod doc_commands;
 mod doc_config;
 mod dr;
 mod generate;
+mod http;
 mod import;
 mod lab;
 mod otp;

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use metrics_exporter_prometheus::PrometheusBuilder;
 use tacvs_server::control::{self, LockoutView, Reply, Request, SessionView};
 
 #[derive(Debug, Args)]
@@ -80,20 +79,24 @@ async fn serve(config: PathBuf, drain: Duration) -> anyhow::Result<u8> {
             );
         }
     };
-    if let Some(addr) = policy.metrics {
-        PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .set_buckets(BUCKETS)
-            .context("metrics buckets")?
-            .install()
-            .with_context(|| format!("cannot serve metrics on {addr}"))?;
-        tracing::info!(%addr, "metrics at http://{addr}/metrics");
-    }
+    let site = match policy.metrics {
+        Some(addr) => {
+            let (site, addr) = crate::http::serve(addr, BUCKETS).await?;
+            tracing::info!(%addr, "metrics at http://{addr}/metrics, status page at http://{addr}/");
+            Some(site)
+        }
+        None => None,
+    };
     crate::raise_nofile_limit();
     // Handlers first: a signal sent as soon as "listening" is logged must not
     // find the default action (which would kill sessions in progress).
     let signals = tacvs_server::signals::Signals::register()?;
     let server = tacvs_server::start(policy, Some(config.clone())).await?;
+    if let Some(site) = site {
+        let shared = server.shared().clone();
+        let version = env!("CARGO_PKG_VERSION");
+        site.set_page(Box::new(move || tacvs_server::status::render_html(&shared.status(version))));
+    }
     signals.run_until_stopped(server, drain).await;
     Ok(0)
 }

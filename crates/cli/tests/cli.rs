@@ -1361,3 +1361,214 @@ fn tls_example_with_tacvs_cert_client_and_sim() {
     drop(srv);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---------------------------------------------------------------------------
+// Status pages in a real browser (issue 15): Debian's chromium, headless.
+
+/// `chromium` with the flags a headless run as any user needs, and `args`;
+/// bounded to 90 s. Returns its stdout.
+fn chromium(profile: &Path, args: &[&str]) -> String {
+    let o = Command::new("timeout")
+        .args(["90", "chromium", "--headless=new", "--disable-gpu", "--no-sandbox"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(args)
+        .output()
+        .expect("run chromium");
+    assert!(o.status.success(), "chromium {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The text of the cell with class `class` in the table row whose key is
+/// `key`, in a DOM as Chromium dumps it.
+fn cell(dom: &str, key: &str, class: &str) -> Option<String> {
+    let start = dom.find(&format!("<tr data-key=\"{key}\""))?;
+    let row = &dom[start..start + dom[start..].find("</tr>")?];
+    let c = row.find(&format!("<td class=\"{class}"))?;
+    let text = &row[c + row[c..].find('>')? + 1..];
+    Some(text[..text.find("</td>")?].to_owned())
+}
+
+/// A process's JSON log on stderr, read by a thread; `wait` looks for a line.
+struct LogLines(std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>);
+
+impl LogLines {
+    fn of(child: &mut Child) -> LogLines {
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let l = lines.clone();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    l.lock().unwrap().push(v);
+                }
+            }
+        });
+        LogLines(lines)
+    }
+
+    fn wait(&self, message: &str, field: &str) -> String {
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            let found = self.0.lock().unwrap().iter().find_map(|v| {
+                let m = v["message"].as_str()?;
+                m.starts_with(message).then(|| v[field].as_str().map(str::to_owned))?
+            });
+            if let Some(f) = found {
+                return f;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("no {message:?} line with {field} within 20 s: {:?}", self.0.lock().unwrap());
+    }
+}
+
+#[test]
+fn status_pages_in_headless_chromium() {
+    if Command::new("chromium").arg("--version").output().is_err() {
+        let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+        assert!(!ci, "chromium is missing (./scripts/test installs it: apt-get install chromium)");
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED status pages: chromium not installed");
+        return;
+    }
+    let dir = temp_dir("status-pages");
+    // Two real servers taking PROXY v2 from the director, metrics on free ports.
+    let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
+    let mut servers: Vec<ServerProc> = (1..=2)
+        .map(|i| {
+            let cwd = dir.join(format!("s{i}"));
+            std::fs::create_dir_all(&cwd).unwrap();
+            let cfg = cwd.join("server.toml");
+            let text = example
+                .replace(
+                    "address = \"127.0.0.1:4949\"",
+                    "address = \"127.0.0.1:0\"\nproxy_protocol = \"required\"\ntrusted_proxies = [\"127.0.0.0/8\"]",
+                )
+                .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\"")
+                .replace("name = \"tacvs-example\"", &format!("name = \"s{i}\""));
+            std::fs::write(&cfg, text).unwrap();
+            ServerProc::start(&cfg, &cwd)
+        })
+        .collect();
+    let dcfg = dir.join("director.toml");
+    std::fs::write(
+        &dcfg,
+        format!(
+            "[director]\nname = \"d1\"\ncontrol_socket = \"{}/director.sock\"\n\n[metrics]\n\
+             listen = \"127.0.0.1:0\"\n\n[[service]]\nname = \"tacacs\"\nlisten = \"127.0.0.1:0\"\n\
+             scheduler = \"rr\"\n[service.health]\ncheck = \"tcp\"\ninterval = \"200ms\"\n\
+             timeout = \"500ms\"\n[[service.real]]\naddress = \"{}\"\n[[service.real]]\n\
+             address = \"{}\"\n",
+            dir.display(),
+            servers[0].addr,
+            servers[1].addr
+        ),
+    )
+    .unwrap();
+    let mut director = Command::new(env!("CARGO_BIN_EXE_tacvs"))
+        .args(["--log-format", "json", "director", "--config"])
+        .arg(&dcfg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = LogLines::of(&mut director);
+    let page_addr = log.wait("metrics at", "addr");
+    let vip = log.wait("virtual service up", "vip");
+    // Traffic: authorizations through the director (one connection each).
+    const SENT: u64 = 6;
+    for _ in 0..SENT {
+        let o = tacvs(
+            &[
+                "client",
+                "--server",
+                &vip,
+                "--key",
+                "tacvs-demo-key",
+                "authorize",
+                "--user",
+                "alice",
+                "--cmd",
+                "show version",
+            ],
+            None,
+        );
+        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stdout));
+    }
+    let profile = dir.join("chromium-profile");
+    let dom = chromium(&profile, &["--dump-dom", &format!("http://{page_addr}/")]);
+    let shot = dir.join("director-status.png");
+    chromium(
+        &profile,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,900",
+            &format!("http://{page_addr}/"),
+        ],
+    );
+    assert!(std::fs::metadata(&shot).is_ok_and(|m| m.len() > 0), "no screenshot");
+    println!("director status page screenshot: {}", shot.display());
+    assert!(dom.contains("<title>tacvs director d1</title>"), "{dom}");
+    assert!(dom.contains("2 of 2 real servers up"), "{dom}");
+    let mut total = 0;
+    for s in &servers {
+        let key = s.addr.to_string();
+        assert_eq!(cell(&dom, &key, "state").as_deref(), Some("up"), "{key}: {dom}");
+        assert_eq!(cell(&dom, &key, "weight").as_deref(), Some("1"), "{key}: {dom}");
+        let n: u64 = cell(&dom, &key, "total").unwrap().parse().unwrap();
+        assert!(cell(&dom, &key, "check").is_some_and(|c| c == "ok"), "{key}: {dom}");
+        // The server's own page counts what the director sent it.
+        let page = format!("http://{}/", s.metrics_addr());
+        let sdom = chromium(&profile, &["--dump-dom", &page]);
+        let answered: u64 =
+            cell(&sdom, "author/pass_add", "count").map_or(0, |c| c.parse().unwrap());
+        assert_eq!(answered, n, "server {key} answered what the director sent it: {sdom}");
+        assert!(sdom.contains("<td class=\"proxy\">required</td>"), "{sdom}");
+        total += n;
+    }
+    assert_eq!(total, SENT, "the real servers' totals add up to what was sent: {dom}");
+    let shot = dir.join("server-status.png");
+    chromium(
+        &profile,
+        &[
+            &format!("--screenshot={}", shot.display()),
+            "--window-size=1200,900",
+            &format!("http://{}/", servers[0].metrics_addr()),
+        ],
+    );
+    println!("server status page screenshot: {}", shot.display());
+    // A real server stops: the page shows it down and the change, with why.
+    let gone = servers[1].addr.to_string();
+    drop(servers.pop());
+    let t = Instant::now();
+    while !http_get(&page_addr, "/").contains(&format!("<tr data-key=\"{gone}\" class=\"down\">")) {
+        assert!(t.elapsed() < Duration::from_secs(20), "{gone} not shown down");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dom = chromium(&profile, &["--dump-dom", &format!("http://{page_addr}/")]);
+    assert_eq!(cell(&dom, &gone, "state").as_deref(), Some("down"), "{dom}");
+    let change = format!("real server {gone} in tacacs");
+    assert_eq!(cell(&dom, &change, "from").as_deref(), Some("up"), "{dom}");
+    assert_eq!(cell(&dom, &change, "state").as_deref(), Some("down"), "{dom}");
+    assert!(cell(&dom, &change, "reason").is_some_and(|r| r.contains("refused")), "{dom}");
+    assert!(dom.contains("1 of 2 real servers up"), "{dom}");
+    unsafe_sigterm(&mut director);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn unsafe_sigterm(c: &mut Child) {
+    // SAFETY: kill(2) on our own child's pid.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::kill(c.id() as i32, libc::SIGTERM);
+    }
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(5) {
+        if let Ok(Some(_)) = c.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = c.kill();
+    let _ = c.wait();
+}

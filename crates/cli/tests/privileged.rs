@@ -1118,3 +1118,248 @@ fn a_scenario_runs_over_tls() {
     assert!(topo::namespaces(&prefix).is_empty(), "the lab left namespaces behind");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ---------------------------------------------------------------------------
+// Least privilege without a service manager (issue 15): the server drops
+// root after binding; unprivileged starts name the capability they lack.
+
+/// A loopback address of this test run's own (all of 127/8 is on `lo`), so
+/// that port 49 is free without choosing a port anywhere else.
+fn own_loopback(n: u8) -> String {
+    let id = std::process::id();
+    format!("127.{}.{}.{n}", 70 + (id % 50), (id / 50) % 250)
+}
+
+fn fresh_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tacvs-priv-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// examples/server.toml on `listen`, metrics on a kernel-chosen port, with
+/// `extra` lines added to `[server]`.
+fn server_toml(dir: &Path, listen: &str, extra: &str) -> PathBuf {
+    let ex = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/server.toml"),
+    )
+    .unwrap();
+    let cfg = dir.join("server.toml");
+    let text = ex
+        .replace("127.0.0.1:4949", listen)
+        .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\"")
+        .replace("name = \"tacvs-example\"", &format!("name = \"tacvs-example\"\n{extra}"));
+    std::fs::write(&cfg, text).unwrap();
+    cfg
+}
+
+/// `tacvs` run by `setpriv ARGS`, to completion (bounded): (code, stderr).
+fn run_setpriv(setpriv: &[&str], args: &[&str], cwd: &Path) -> (i32, String) {
+    let mut c = Command::new("setpriv")
+        .args(setpriv)
+        .arg(bin())
+        .args(args)
+        .current_dir(cwd)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv (util-linux)");
+    let t = Instant::now();
+    loop {
+        if let Some(s) = c.try_wait().unwrap() {
+            let mut err = String::new();
+            use std::io::Read;
+            c.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            return (s.code().unwrap_or(-1), err);
+        }
+        if t.elapsed() > Duration::from_secs(20) {
+            let _ = c.kill();
+            let _ = c.wait();
+            panic!("tacvs {args:?} under setpriv did not exit within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// As nobody with no capabilities at all.
+const NOBODY_NO_CAPS: &[&str] =
+    &["--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all", "--bounding-set=-all"];
+
+/// `/proc/PID/status`'s `Uid:`, `Gid:` and `Groups:` fields.
+fn ids_of(pid: u32) -> (Vec<u32>, Vec<u32>, Vec<u32>) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> Vec<u32> {
+        s.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_default()
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    (field("Uid:"), field("Gid:"), field("Groups:"))
+}
+
+fn client(addr: &str, args: &[&str]) -> (i32, String) {
+    let o = Command::new(bin())
+        .args(["client", "--server", addr, "--key", "tacvs-demo-key", "--timeout", "5s"])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr),
+    )
+}
+
+#[test]
+fn server_started_as_root_binds_port_49_then_runs_as_nobody() {
+    if !privileged("server_started_as_root_binds_port_49_then_runs_as_nobody") {
+        return;
+    }
+    let dir = fresh_dir("drop");
+    let var = dir.join("var");
+    std::fs::create_dir_all(&var).unwrap();
+    std::os::unix::fs::chown(&var, Some(65534), Some(65534)).unwrap();
+    let listen = format!("{}:49", own_loopback(1));
+    let cfg = server_toml(&dir, &listen, "user = \"nobody\"\ncontrol_socket = \"var/server.sock\"");
+    let log = dir.join("server.log");
+    let mut srv = Command::new(bin())
+        .args(["--log-format", "json", "server", "--config"])
+        .arg(&cfg)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the server listens", Duration::from_secs(20), || {
+        assert!(srv.try_wait().unwrap().is_none(), "the server exited:\n{}", read());
+        read().contains("\"listening\"")
+    });
+    assert!(read().contains("dropped root"), "{}", read());
+    use std::os::unix::fs::MetadataExt;
+    let acct = std::fs::metadata(var.join("acct")).unwrap();
+    assert_eq!(acct.uid(), 65534, "the journal's directory, made for nobody (rotation needs it)");
+    let (uid, gid, groups) = ids_of(srv.id());
+    assert_eq!(uid, [65534; 4], "real, effective, saved, filesystem uid");
+    assert_eq!(gid, [65534; 4], "real, effective, saved, filesystem gid");
+    assert!(groups.iter().all(|&g| g == 65534), "supplementary groups: {groups:?}");
+    // Served as nobody: an authorization, and an accounting record that
+    // needs the journal (opened as root, written as nobody).
+    let (code, out) = client(&listen, &["authorize", "--user", "alice", "--cmd", "show version"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = client(&listen, &["account", "--user", "alice", "--stop"]);
+    assert_eq!(code, 0, "{out}");
+    // The control socket was handed to nobody and still answers root.
+    let o = Command::new(bin())
+        .args(["server", "sessions", "--socket"])
+        .arg(var.join("server.sock"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // A reload that adds a listener on a port below 1024 is refused with the
+    // reason and the fix; the running listener keeps serving.
+    let second = format!("{}:49", own_loopback(2));
+    let text = std::fs::read_to_string(&cfg)
+        .unwrap()
+        .replace("[limits]", &format!("[[server.listen]]\naddress = \"{second}\"\n\n[limits]"));
+    std::fs::write(&cfg, text).unwrap();
+    topo::signal(srv.id(), libc::SIGHUP);
+    wait_for("the reload is refused", Duration::from_secs(20), || {
+        read().contains("reload refused")
+    });
+    let refused = read().lines().find(|l| l.contains("reload refused")).unwrap().to_owned();
+    assert!(
+        refused.contains(&format!("cannot listen on {second}"))
+            && refused.contains("runs as nobody")
+            && refused.contains("restart the server"),
+        "{refused}"
+    );
+    let (code, out) = client(&listen, &["authorize", "--user", "alice", "--cmd", "show version"]);
+    assert_eq!(code, 0, "the old configuration still serves: {out}");
+    sigterm(&mut srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unprivileged_starts_name_what_they_lack() {
+    if !privileged("unprivileged_starts_name_what_they_lack") {
+        return;
+    }
+    let dir = fresh_dir("unpriv");
+    let var = dir.join("var");
+    std::fs::create_dir_all(&var).unwrap();
+    std::os::unix::fs::chown(&var, Some(65534), Some(65534)).unwrap();
+    let listen = format!("{}:49", own_loopback(3));
+    // Server, no capability: port 49 names the capability and the ways out.
+    let cfg = server_toml(&dir, &listen, "");
+    let cfg_s = cfg.to_str().unwrap();
+    let (code, err) = run_setpriv(NOBODY_NO_CAPS, &["server", "--config", cfg_s], &dir);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains(&format!("cannot listen on {listen}"))
+            && err.contains("CAP_NET_BIND_SERVICE")
+            && err.contains("setcap")
+            && err.contains("user = \"tacvs\""),
+        "{err}"
+    );
+    // Server with `user` naming someone else: refused before binding.
+    // (server_toml rewrites the same file: cfg_s names it.)
+    server_toml(&dir, &listen, "user = \"daemon\"");
+    let (code, err) = run_setpriv(NOBODY_NO_CAPS, &["server", "--config", cfg_s], &dir);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("neither root nor daemon") && err.contains("uid 65534"), "{err}");
+    // Server as nobody with CAP_NET_BIND_SERVICE (ambient): it just works.
+    let cfg = server_toml(&dir, &listen, "user = \"nobody\"");
+    let mut srv = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=+net_bind_service",
+            "--ambient-caps=+net_bind_service",
+        ])
+        .arg(bin())
+        .args(["server", "--config"])
+        .arg(&cfg)
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("the capable server answers", Duration::from_secs(20), || {
+        assert!(srv.try_wait().unwrap().is_none(), "the server exited");
+        client(&listen, &["authorize", "--user", "alice", "--cmd", "show version"]).0 == 0
+    });
+    assert_eq!(ids_of(srv.id()).0, [65534; 4]);
+    sigterm(&mut srv);
+
+    // Director: VRRP and a port below 1024, as nobody without capabilities.
+    let dcfg = dir.join("director.toml");
+    std::fs::write(
+        &dcfg,
+        format!(
+            "[director]\ncontrol_socket = \"{}/var/director.sock\"\n\n[vrrp]\ninterface = \"lo\"\n\
+             vrid = 51\npriority = 100\nvips = [\"{}/32\"]\n\n[[service]]\nname = \"tacacs\"\n\
+             listen = \"{listen}\"\n[service.health]\ncheck = \"tcp\"\ninterval = \"1s\"\n\
+             timeout = \"1s\"\n[[service.real]]\naddress = \"127.0.0.1:4949\"\n",
+            dir.display(),
+            own_loopback(3)
+        ),
+    )
+    .unwrap();
+    let dcfg_s = dcfg.to_str().unwrap();
+    let (code, err) = run_setpriv(NOBODY_NO_CAPS, &["director", "--config", dcfg_s], &dir);
+    assert_ne!(code, 0, "{err}");
+    for want in [
+        "CAP_NET_BIND_SERVICE is needed by service \"tacacs\" listens on",
+        "CAP_NET_RAW is needed by VRRP (raw socket for advertisements",
+        "CAP_NET_ADMIN is needed by VRRP (adding and removing the virtual addresses)",
+        "AmbientCapabilities=",
+        "nothing was started",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in:\n{err}");
+    }
+    assert!(!var.join("director.sock").exists(), "it failed before making its socket");
+    let _ = std::fs::remove_dir_all(&dir);
+}

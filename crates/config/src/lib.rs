@@ -10,9 +10,11 @@
 //!   all of them at once;
 //! * [`from_toml`]: TOML into typed settings with errors that **never repeat a
 //!   value from the file** (it may be a key written in the wrong place), and
-//!   [`Spans`] to point later validation at the exact key or value.
+//!   [`Spans`] to point later validation at the exact key or value;
+//! * [`html`]: escaping and the page and table the status pages share.
 
 pub mod error;
+pub mod html;
 pub mod secret;
 pub mod source;
 pub mod units;

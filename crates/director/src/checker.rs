@@ -108,6 +108,11 @@ fn record(
     if let Some(tr) = r.health.observe(result, now) {
         r.publish(conf.on_down);
         let (from, to) = (state_name(tr.from), state_name(tr.to));
+        let reason = match tr.to {
+            State::Up => "checks pass".to_owned(),
+            _ => tr.reason.to_string(),
+        };
+        svc.events.record(format!("real server {addr} in {}", conf.name), from, to, reason);
         match tr.to {
             State::Down => {
                 tracing::warn!(service = %conf.name, server = %addr, from = %from, to = %to, reason = %tr.reason, "real server out of scheduling")

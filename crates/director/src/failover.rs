@@ -74,9 +74,16 @@ pub fn state_name(s: State) -> &'static str {
 #[derive(Debug, Default)]
 pub struct VrrpCell {
     status: Mutex<Option<(VrrpStatus, Instant)>>,
+    /// Where transitions are remembered for the status page.
+    events: Arc<crate::events::Events>,
 }
 
 impl VrrpCell {
+    /// A cell whose transitions go to `events`.
+    pub fn with_events(events: Arc<crate::events::Events>) -> Self {
+        VrrpCell { status: Mutex::default(), events }
+    }
+
     /// Current status, if VRRP runs.
     pub fn get(&self) -> Option<VrrpStatus> {
         let g = self.status.lock().unwrap_or_else(|e| e.into_inner());
@@ -395,6 +402,12 @@ impl Router {
                 Action::GratuitousArp => self.garp(),
                 Action::Transition { from, to, reason } => {
                     let name = state_name(to);
+                    self.shared.events.record(
+                        format!("VRRP {} on {}", self.conf.vrid, self.conf.interface),
+                        state_name(from),
+                        name,
+                        reason.to_string(),
+                    );
                     tracing::warn!(vrid = self.conf.vrid, interface = %self.conf.interface, from = state_name(from), to = name, %reason, "vrrp state change");
                     metrics::counter!("tacvs_vrrp_transitions_total", "to" => name).increment(1);
                     metrics::gauge!("tacvs_vrrp_master", "vrid" => self.conf.vrid.to_string())

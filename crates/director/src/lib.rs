@@ -14,15 +14,18 @@
 //!   [`core::dr`]); [`checker`]: health checks through `tacvs-client`;
 //!   [`failover`]: VRRPv3 I/O; [`control`]: the local control socket (typed
 //!   protocol, server, client, status table).
+//! * [`caps`]: the Linux capabilities a configuration needs, checked at start.
 //! * [`runtime`]: [`start`] a director, [`DirectorHandle::reload`] it, stop it.
 //!
 //! What the `tacvs director` command uses is re-exported here.
 
+pub mod caps;
 pub mod checker;
 pub mod config;
 pub mod control;
 pub mod core;
 pub mod dr;
+pub mod events;
 pub mod failover;
 pub mod proxy;
 pub mod runtime;
@@ -30,8 +33,10 @@ pub mod service;
 
 pub use config::{ConfigErrors, DirectorFile};
 pub use control::client::{ControlError, request, status};
+pub use control::html::render_html;
 pub use control::protocol::{
-    RealStatus, ReloadStatus, Reply, Request, ServiceStatus, StatusReport, VrrpStatus, WeightChange,
+    RealStatus, ReloadStatus, Reply, Request, ServiceStatus, StateChange, StatusReport, VrrpStatus,
+    WeightChange,
 };
 pub use control::render::{render, render_report};
 pub use proxy::{proxy_header, proxy_local};

@@ -261,7 +261,8 @@ pub async fn start(conf: DirectorFile) -> Result<DirectorHandle, StartError> {
     let mut tasks = Vec::new();
     let mut accepts = Vec::new();
     for (si, (s, (vip, listener))) in bound.into_iter().enumerate() {
-        let (rt, accept) = launch(s, vip, listener, SEED + si as u64, now, &mut tasks);
+        let (rt, accept) =
+            launch(s, vip, listener, SEED + si as u64, now, &mut tasks, &live.events);
         if let Some(a) = accept {
             accepts.push((rt.clone(), a));
         }
@@ -321,9 +322,10 @@ fn launch(
     seed: u64,
     now: Instant,
     tasks: &mut Vec<JoinHandle<()>>,
+    events: &Arc<crate::events::Events>,
 ) -> (Arc<ServiceRt>, Option<JoinHandle<()>>) {
     tracing::info!(service = %s.name, %vip, mode = %s.mode, scheduler = %s.scheduler, real_servers = s.reals.len(), "virtual service up");
-    let rt = Arc::new(ServiceRt::new(s, vip, seed, now));
+    let rt = Arc::new(ServiceRt::new(s, vip, seed, now, events.clone()));
     for r in &rt.conf().reals {
         tasks.push(tokio::spawn(health_loop(rt.clone(), r.address)));
     }
@@ -345,6 +347,13 @@ impl DirectorHandle {
     /// Services and VRRP, as the control socket reports them.
     pub fn report(&self) -> StatusReport {
         self.live.status()
+    }
+
+    /// A function that takes [`report`](Self::report) later (the status
+    /// page), independent of this handle's lifetime.
+    pub fn reporter(&self) -> impl Fn() -> StatusReport + Send + Sync + 'static {
+        let live = self.live.clone();
+        move || live.status()
     }
 
     /// Set a real server's weight override (`None` = back to configured);
@@ -536,7 +545,8 @@ impl DirectorHandle {
                     let (_, (vip, listener)) = bound.swap_remove(i);
                     report.added.push(s.name.clone());
                     let seed = SEED + si as u64;
-                    let (rt, accept) = launch(s, vip, listener, seed, now, &mut self.tasks);
+                    let (rt, accept) =
+                        launch(s, vip, listener, seed, now, &mut self.tasks, &self.live.events);
                     if let Some(a) = accept {
                         self.accepts.push((rt.clone(), a));
                     }

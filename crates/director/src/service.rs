@@ -206,6 +206,8 @@ pub struct ServiceRt {
     sources: Mutex<HashMap<IpAddr, usize>>,
     /// Removed by a reload: its checkers stop.
     retired: AtomicBool,
+    /// Where health changes are remembered for the status page.
+    pub(crate) events: Arc<crate::events::Events>,
 }
 
 /// Why a device connection was refused at the door.
@@ -258,7 +260,13 @@ pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
 }
 
 impl ServiceRt {
-    pub(crate) fn new(conf: Service, vip: SocketAddr, seed: u64, now: Instant) -> Self {
+    pub(crate) fn new(
+        conf: Service,
+        vip: SocketAddr,
+        seed: u64,
+        now: Instant,
+        events: Arc<crate::events::Events>,
+    ) -> Self {
         let reals = conf.reals.iter().map(|r| RealState::new(r, &conf, now)).collect();
         ServiceRt {
             state: Mutex::new(ServiceState::new(
@@ -270,6 +278,7 @@ impl ServiceRt {
             conns: AtomicUsize::new(0),
             sources: Mutex::new(HashMap::new()),
             retired: AtomicBool::new(false),
+            events,
         }
     }
 
@@ -466,7 +475,13 @@ mod tests {
         )
         .unwrap();
         let s = f.services.into_iter().next().unwrap();
-        Arc::new(ServiceRt::new(s, "127.0.0.1:49".parse().unwrap(), 1, Instant::now()))
+        Arc::new(ServiceRt::new(
+            s,
+            "127.0.0.1:49".parse().unwrap(),
+            1,
+            Instant::now(),
+            Arc::default(),
+        ))
     }
 
     /// A recorder that keeps every gauge's value, by name and labels.

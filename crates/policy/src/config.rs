@@ -57,6 +57,13 @@ pub struct ServerSection {
     /// None: no control socket.
     #[serde(default)]
     pub control_socket: Option<PathBuf>,
+    /// Started as root: bind the listeners, open the journal, password store
+    /// and control socket, then run as this user (see [`crate::run_as`]).
+    #[serde(default)]
+    pub user: Option<Spanned<String>>,
+    /// The group to run as with `user` (default: the user's primary group).
+    #[serde(default)]
+    pub group: Option<Spanned<String>>,
 }
 
 fn default_name() -> String {

@@ -11,6 +11,7 @@ pub mod config;
 pub mod hash;
 pub mod identity;
 pub mod policy;
+pub mod run_as;
 
 pub use authz::{AuthorDecision, CommandLine, Explanation};
 pub use config::{ProxyMode, ServerFile};

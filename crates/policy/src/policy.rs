@@ -202,6 +202,8 @@ pub struct Policy {
     pub listeners: Vec<Listener>,
     /// The control socket, resolved against the configuration file's directory.
     pub control_socket: Option<std::path::PathBuf>,
+    /// `[server] user` / `group`: who to run as after binding, when started as root.
+    pub run_as: Option<crate::run_as::RunAs>,
     /// Connection limits and timeouts.
     pub limits: config::Limits,
     /// Authentication settings.
@@ -722,6 +724,15 @@ fn compile(
         }
     }
     let otp = identity::compile_otp(&raw.authentication.otp, loc, base, errs);
+    let run_as = crate::run_as::compile(&raw.server, loc, errs);
+    if let Some(r) = &run_as {
+        let store_dir = raw.authentication.password_store.parent().unwrap_or(Path::new("."));
+        let dirs = [
+            ("[accounting] directory", raw.accounting.directory.as_path()),
+            ("the directory of [authentication] password_store", store_dir),
+        ];
+        crate::run_as::ownership_warnings(r, &dirs, loc, warns);
+    }
     let logins: Vec<&PasswordHash> = users.values().filter_map(|u| u.password.as_ref()).collect();
     let enables: Vec<&PasswordHash> = users.values().filter_map(|u| u.enable.as_ref()).collect();
     let decoy_login = decoy_for(&logins, None);
@@ -730,6 +741,7 @@ fn compile(
         server_name: raw.server.name,
         listeners,
         control_socket: raw.server.control_socket.map(|p| base.join(p)),
+        run_as,
         limits: raw.limits,
         auth: raw.authentication,
         accounting: raw.accounting,

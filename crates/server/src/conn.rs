@@ -417,7 +417,8 @@ impl Drop for SourceSlot {
     }
 }
 
-fn count(kind: &'static str, result: &'static str, elapsed: std::time::Duration) {
+fn count(shared: &Shared, kind: &'static str, result: &'static str, elapsed: std::time::Duration) {
+    shared.count_request(kind, result);
     metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result).increment(1);
     metrics::histogram!("tacvs_request_duration_seconds", "type" => kind)
         .record(elapsed.as_secs_f64());
@@ -446,6 +447,7 @@ impl Ctx {
                 tracing::info!(device = %self.device, reason = %Esc(&reason), "authentication aborted by the client");
                 metrics::counter!("tacvs_requests_total", "type" => "authen", "result" => "abort")
                     .increment(1);
+                self.shared.count_request("authen", "abort");
                 None
             }
             ServerEvent::ProtocolError { session_id, error } => {
@@ -567,7 +569,7 @@ impl Ctx {
             "{}", l.event
         );
         if l.last {
-            count("authen", l.result, l.elapsed);
+            count(&self.shared, "authen", l.result, l.elapsed);
         }
     }
 
@@ -617,7 +619,12 @@ impl Ctx {
                         )
                     }
                 };
-                count("acct", if result.is_ok() { "success" } else { "error" }, started.elapsed());
+                count(
+                    &self.shared,
+                    "acct",
+                    if result.is_ok() { "success" } else { "error" },
+                    started.elapsed(),
+                );
                 if let Err(e) = r {
                     tracing::debug!(device = %self.device, error = %e, "accounting reply not sent");
                 }
@@ -685,7 +692,7 @@ impl Ctx {
             reason = %d.reason,
             "authorization"
         );
-        count("author", d.status.as_str(), started.elapsed());
+        count(&self.shared, "author", d.status.as_str(), started.elapsed());
         let mut resp = AuthorResponse::new(d.status, d.server_msg);
         resp.args = d.args;
         if let Err(e) = conn.reply_author(sid, resp) {

@@ -31,6 +31,8 @@ use std::borrow::Cow;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use thiserror::Error;
@@ -83,6 +85,49 @@ struct Pending {
 #[derive(Clone, Debug)]
 pub struct Journal {
     tx: mpsc::UnboundedSender<Pending>,
+    stats: Arc<JournalStats>,
+}
+
+/// What the writer thread publishes about itself, for the status page.
+#[derive(Debug, Default)]
+pub struct JournalStats {
+    file: Mutex<PathBuf>,
+    size: AtomicU64,
+    last_fsync_ns: AtomicU64,
+    records: AtomicU64,
+    errors: AtomicU64,
+    last_error: Mutex<String>,
+}
+
+/// A copy of [`JournalStats`] at one moment.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct JournalView {
+    /// The file appended to now.
+    pub file: PathBuf,
+    /// Its size in bytes.
+    pub size: u64,
+    /// How long the last batch's write and fsync took, in nanoseconds.
+    pub last_fsync_ns: u64,
+    /// Records made durable since start.
+    pub records: u64,
+    /// Failed batches since start.
+    pub errors: u64,
+    /// The last failure, if any.
+    pub last_error: String,
+}
+
+impl JournalStats {
+    /// A copy now.
+    pub fn view(&self) -> JournalView {
+        JournalView {
+            file: self.file.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+            size: self.size.load(Ordering::Relaxed),
+            last_fsync_ns: self.last_fsync_ns.load(Ordering::Relaxed),
+            records: self.records.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            last_error: self.last_error.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        }
+    }
 }
 
 /// Lines just made durable, for sinks that forward them (syslog).
@@ -107,11 +152,27 @@ impl Journal {
         fs::create_dir_all(&cfg.dir)?;
         let (file, path, size, recovery) = open_latest(&cfg.dir, cfg.prefix)?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let writer = Writer { cfg, file, path, size, opened: Instant::now(), committed };
+        let stats = Arc::new(JournalStats::default());
+        *stats.file.lock().unwrap_or_else(|e| e.into_inner()) = path.clone();
+        stats.size.store(size, Ordering::Relaxed);
+        let writer = Writer {
+            cfg,
+            file,
+            path,
+            size,
+            opened: Instant::now(),
+            committed,
+            stats: stats.clone(),
+        };
         let handle = std::thread::Builder::new()
             .name("tacvs-journal".into())
             .spawn(move || writer.run(rx))?;
-        Ok((Journal { tx }, recovery, handle))
+        Ok((Journal { tx, stats }, recovery, handle))
+    }
+
+    /// The writer's file, size, last fsync and errors.
+    pub fn stats(&self) -> JournalView {
+        self.stats.view()
     }
 
     /// Append one record (a JSON object without the newline). Resolves once it is
@@ -262,7 +323,15 @@ impl AuthzLog {
         let (file, path, size, _) = open_latest(&cfg.dir, AUTHZ)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let backlog = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut w = Writer { cfg, file, path, size, opened: Instant::now(), committed: None };
+        let mut w = Writer {
+            cfg,
+            file,
+            path,
+            size,
+            opened: Instant::now(),
+            committed: None,
+            stats: Arc::default(),
+        };
         let left = backlog.clone();
         let handle =
             std::thread::Builder::new().name("tacvs-authz-log".into()).spawn(move || {
@@ -481,6 +550,7 @@ struct Writer {
     size: u64,
     opened: Instant,
     committed: Option<CommittedTx>,
+    stats: Arc<JournalStats>,
 }
 
 impl Writer {
@@ -502,6 +572,7 @@ impl Writer {
             let t = Instant::now();
             let result = self.write_batch(&buf, t);
             metrics::histogram!("tacvs_journal_fsync_seconds").record(t.elapsed().as_secs_f64());
+            self.publish(t.elapsed(), &result, batch.len());
             metrics::counter!("tacvs_journal_batches_total").increment(1);
             match &result {
                 Ok(()) => {
@@ -524,6 +595,25 @@ impl Writer {
             }
         }
         // Channel closed: every sender is gone; the last batch was synced above.
+    }
+
+    fn publish(&self, took: Duration, result: &Result<(), JournalError>, records: usize) {
+        let s = &self.stats;
+        s.last_fsync_ns.store(took.as_nanos() as u64, Ordering::Relaxed);
+        s.size.store(self.size, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                s.records.fetch_add(records as u64, Ordering::Relaxed);
+            }
+            Err(e) => {
+                s.errors.fetch_add(1, Ordering::Relaxed);
+                *s.last_error.lock().unwrap_or_else(|e| e.into_inner()) = e.to_string();
+            }
+        }
+        let mut f = s.file.lock().unwrap_or_else(|e| e.into_inner());
+        if *f != self.path {
+            f.clone_from(&self.path);
+        }
     }
 
     fn write_batch(&mut self, buf: &[u8], now: Instant) -> Result<(), JournalError> {
@@ -676,7 +766,15 @@ mod tests {
             prefix: ACCT,
             sync: true,
         };
-        Writer { cfg, file, path, size, opened: Instant::now(), committed: None }
+        Writer {
+            cfg,
+            file,
+            path,
+            size,
+            opened: Instant::now(),
+            committed: None,
+            stats: Arc::default(),
+        }
     }
 
     #[test]

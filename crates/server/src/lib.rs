@@ -36,9 +36,11 @@ pub mod logfmt;
 pub mod login;
 pub mod otp;
 pub mod passwords;
+pub mod privilege;
 pub mod proxy;
 pub mod sessions;
 pub mod signals;
+pub mod status;
 pub mod syslog;
 mod tls;
 
@@ -81,6 +83,13 @@ pub struct Shared {
     sessions: sessions::Registry,
     shutdown: watch::Receiver<bool>,
     handshakes: tls::Handshakes,
+    /// For the status page: requests answered, by type and result.
+    requests: status::RequestCounts,
+    /// For the status page: the listeners in force.
+    listening: Mutex<Vec<status::ListenerView>>,
+    /// For the status page: when the last reload happened and how it went.
+    last_reload: Mutex<Option<(Instant, bool, String)>>,
+    started: Instant,
 }
 
 impl Shared {
@@ -161,6 +170,15 @@ pub struct ServerHandle {
 
 /// Start serving `policy`. `config_path` is re-read by [`ServerHandle::reload`].
 pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<ServerHandle> {
+    // Refuse before touching anything when `[server] user` cannot be honoured.
+    let privilege = privilege::plan(policy.run_as.as_ref(), nix::unistd::geteuid().as_raw());
+    if let privilege::Plan::Refuse(why) = &privilege {
+        return Err(io::Error::new(io::ErrorKind::PermissionDenied, why.clone()));
+    }
+    if let (privilege::Plan::Drop, Some(r)) = (&privilege, &policy.run_as) {
+        let store = policy.auth.password_store.parent().unwrap_or(std::path::Path::new(""));
+        privilege::prepare_dirs(r, &[&policy.accounting.directory, store])?;
+    }
     let jcfg = JournalConfig {
         dir: policy.accounting.directory.clone(),
         rotate_size: policy.accounting.rotate_size.0,
@@ -247,20 +265,47 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         sessions: sessions::Registry::default(),
         shutdown,
         handshakes: tls::Handshakes::default(),
+        requests: status::RequestCounts::default(),
+        listening: Mutex::default(),
+        last_reload: Mutex::default(),
+        started: Instant::now(),
         policy: ArcSwap::new(policy),
     });
     let policy = shared.policy();
-    let mut running = Vec::new();
+    // Everything privileged first (ports below 1024, files), then drop root
+    // (`[server] user`), then accept.
+    let mut bound = Vec::new();
     for l in &policy.listeners {
-        let listener = listeners::bind(l.address)?;
-        running.push(listeners::run(&shared, listener, l.clone())?);
+        bound.push((listeners::bind(l.address)?, l.clone()));
+    }
+    let control_listener = match &policy.control_socket {
+        Some(path) => Some((path.clone(), control::bind(path)?)),
+        None => None,
+    };
+    if let (privilege::Plan::Drop, Some(r)) = (&privilege, &policy.run_as) {
+        if let Some((path, _)) = &control_listener {
+            // The user must be able to remove it at shutdown and to use it.
+            std::os::unix::fs::chown(path, Some(r.uid), Some(r.gid)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot hand {} to {}: {e}", path.display(), r.user),
+                )
+            })?;
+        }
+        privilege::drop_to(r)?;
+    } else if privilege == privilege::Plan::AlreadyThere {
+        tracing::info!(user = ?policy.run_as.as_ref().map(|r| &r.user), "already running as the configured user");
+    }
+    let mut running = Vec::new();
+    for (listener, l) in bound {
+        running.push(listeners::run(&shared, listener, l)?);
     }
     let local_addrs = running.iter().map(|r| r.bound).collect();
-    let control = match &policy.control_socket {
-        Some(path) => {
-            let l = control::bind(path)?;
+    shared.set_listening(&running);
+    let control = match control_listener {
+        Some((path, l)) => {
             tracing::info!(path = %path.display(), "control socket (mode 0600) for tacvs server lockouts, unlock, sessions");
-            Some((path.clone(), tokio::spawn(control::run(shared.clone(), l, path.clone()))))
+            Some((path.clone(), tokio::spawn(control::run(shared.clone(), l, path))))
         }
         None => None,
     };
@@ -329,6 +374,12 @@ impl ServerHandle {
             Ok(p) => self.apply(p).await,
             Err(e) => Err(e),
         };
+        let said = match &result {
+            Ok(()) => "the new configuration is in force".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        *self.shared.last_reload.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((Instant::now(), result.is_ok(), said));
         match &result {
             Ok(()) => {
                 tracing::info!(file = %path.display(), took = %humantime::format_duration(t.elapsed()), "configuration reloaded");
@@ -414,6 +465,7 @@ impl ServerHandle {
             r.close().await;
         }
         *running = next.into_iter().flatten().collect();
+        self.shared.set_listening(&running);
         Ok(())
     }
 
@@ -466,6 +518,7 @@ pub fn restart_needed(old: &Policy, new: &Policy) -> Vec<&'static str> {
     check(a.authorization_log != b.authorization_log, "[accounting] authorization_log");
     check(old.metrics != new.metrics, "[metrics] listen");
     check(old.control_socket != new.control_socket, "[server] control_socket");
+    check(old.run_as != new.run_as, "[server] user / group");
     check(old.auth.hash_workers != new.auth.hash_workers, "[authentication] hash_workers");
     check(old.auth.hash_queue != new.auth.hash_queue, "[authentication] hash_queue");
     check(old.auth.password_store != new.auth.password_store, "[authentication] password_store");

@@ -80,13 +80,24 @@ pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
 /// `cannot listen on ADDR: ERROR (HINT)`.
 pub fn bind_error(addr: SocketAddr, e: io::Error) -> io::Error {
     let hint = match e.kind() {
-        io::ErrorKind::PermissionDenied if addr.port() < 1024 => format!(
-            "; ports below 1024 need root or the CAP_NET_BIND_SERVICE capability: run \
-             `setcap cap_net_bind_service=+ep $(command -v tacvs)` once, or give the service \
-             AmbientCapabilities=CAP_NET_BIND_SERVICE, or listen on a port above 1023 (e.g. \
-             {})",
-            SocketAddr::new(addr.ip(), 4949)
-        ),
+        io::ErrorKind::PermissionDenied if addr.port() < 1024 => {
+            match crate::privilege::dropped_to() {
+                Some(user) => format!(
+                    "; the server dropped root after start and runs as {user}, which cannot bind \
+                 ports below 1024: restart the server to listen there (it binds as root, then \
+                 drops again), or grant the binary CAP_NET_BIND_SERVICE (`setcap \
+                 cap_net_bind_service=+ep $(command -v tacvs)`) so that a reload can"
+                ),
+                None => format!(
+                    "; ports below 1024 need root or the CAP_NET_BIND_SERVICE capability: start as \
+                 root with [server] user = \"tacvs\" (it binds, then runs as that user), or run \
+                 `setcap cap_net_bind_service=+ep $(command -v tacvs)` once, or give the service \
+                 AmbientCapabilities=CAP_NET_BIND_SERVICE, or listen on a port above 1023 (e.g. \
+                 {})",
+                    SocketAddr::new(addr.ip(), 4949)
+                ),
+            }
+        }
         io::ErrorKind::AddrInUse => format!(
             "; another process listens there (`ss -ltnp 'sport = :{}'` shows which)",
             addr.port()

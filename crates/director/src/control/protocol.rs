@@ -71,6 +71,26 @@ pub struct StatusReport {
     /// The last reload (SIGHUP), if any since start.
     #[serde(default)]
     pub last_reload: Option<ReloadStatus>,
+    /// Recent state changes, oldest first (the last [`crate::events::CAPACITY`]).
+    #[serde(default)]
+    pub changes: Vec<StateChange>,
+}
+
+/// One state change: a real server's health, VRRP, a reload.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StateChange {
+    /// Seconds since it happened.
+    pub seconds_ago: f64,
+    /// When, in seconds since the Unix epoch.
+    pub unix_time: u64,
+    /// What changed, e.g. `real server 10.0.0.1:49 in tacacs`.
+    pub subject: String,
+    /// State before.
+    pub from: String,
+    /// State after.
+    pub to: String,
+    /// Why.
+    pub reason: String,
 }
 
 /// How the last reload went.

@@ -370,6 +370,7 @@ mod tests {
                 },
             }),
             last_reload: None,
+            changes: Vec::new(),
         };
         let t = render_report(&report);
         let lines: Vec<&str> = t.lines().collect();

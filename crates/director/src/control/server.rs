@@ -20,7 +20,7 @@ const READ_TIMEOUT: Duration = Duration::from_secs(5);
 /// Serve requests until the task is aborted.
 /// What the control socket reports from, kept up to date by the runtime and
 /// the virtual router.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Live {
     /// The running services.
     pub services: Registry,
@@ -30,6 +30,21 @@ pub(crate) struct Live {
     pub dr: Arc<crate::dr::DrCell>,
     /// When the last reload happened, whether it applied, and what it said.
     last_reload: Mutex<Option<(Instant, bool, String)>>,
+    /// Recent state changes (shared with the services and the virtual router).
+    pub events: Arc<crate::events::Events>,
+}
+
+impl Default for Live {
+    fn default() -> Self {
+        let events = Arc::new(crate::events::Events::default());
+        Live {
+            services: Registry::default(),
+            vrrp: Arc::new(VrrpCell::with_events(events.clone())),
+            dr: Arc::default(),
+            last_reload: Mutex::default(),
+            events,
+        }
+    }
 }
 
 impl Live {
@@ -62,10 +77,13 @@ impl Live {
                 applied: *applied,
                 message: message.clone(),
             }),
+            changes: self.events.list(),
         }
     }
 
     pub fn reloaded(&self, applied: bool, message: String) {
+        let to = if applied { "applied" } else { "refused" };
+        self.events.record("configuration (reload)".into(), "", to, message.clone());
         *self.last_reload.lock().unwrap_or_else(|e| e.into_inner()) =
             Some((Instant::now(), applied, message));
     }
