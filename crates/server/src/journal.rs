@@ -292,6 +292,8 @@ fn authz_loop(
     server: &str,
 ) {
     let mut buf = Vec::with_capacity(1 << 20);
+    // Records answered within one millisecond share their time text.
+    let mut stamp = Stamp::default();
     loop {
         std::thread::sleep(AUTHZ_TICK);
         buf.clear();
@@ -299,7 +301,7 @@ fn authz_loop(
         let closed = loop {
             match rx.try_recv() {
                 Ok(e) => {
-                    buf.extend_from_slice(&to_line(&authz_record(&e, server)));
+                    write_line(&mut buf, &authz_record(&e, server, stamp.of(e.at)));
                     buf.push(b'\n');
                     n += 1;
                 }
@@ -320,11 +322,29 @@ fn authz_loop(
     }
 }
 
-/// The record of an event.
-pub fn authz_record<'a>(e: &'a AuthzEvent, server: &'a str) -> AuthzRecord<'a> {
+/// RFC 3339 time text with milliseconds, formatted once per millisecond.
+#[derive(Default)]
+struct Stamp {
+    millis: Option<u128>,
+    text: String,
+}
+
+impl Stamp {
+    fn of(&mut self, at: SystemTime) -> &str {
+        let millis = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).ok();
+        if millis.is_none() || millis != self.millis {
+            self.millis = millis;
+            self.text = humantime::format_rfc3339_millis(at).to_string();
+        }
+        &self.text
+    }
+}
+
+/// The record of an event; `time` is `e.at` as RFC 3339 text with milliseconds.
+pub fn authz_record<'a>(e: &'a AuthzEvent, server: &'a str, time: &'a str) -> AuthzRecord<'a> {
     let r = &e.request;
     AuthzRecord {
-        time: humantime::format_rfc3339_millis(e.at).to_string().into(),
+        time: time.into(),
         server: server.into(),
         device: e.device.to_string().into(),
         device_group: e.device_group.as_ref().into(),
@@ -365,12 +385,18 @@ pub fn read_authz_records(dir: &Path) -> io::Result<Vec<AuthzRecord<'static>>> {
 /// JSON parser.
 pub fn to_line<T: serde::Serialize>(record: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, SafeJson);
+    write_line(&mut out, record);
+    out
+}
+
+/// [`to_line`], appended to `out`.
+fn write_line<T: serde::Serialize>(out: &mut Vec<u8>, record: &T) {
+    let start = out.len();
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeJson);
     // Serializing plain structs of strings and numbers cannot fail.
     if record.serialize(&mut ser).is_err() {
-        out.clear();
+        out.truncate(start);
     }
-    out
 }
 
 struct SafeJson;
@@ -381,6 +407,10 @@ impl serde_json::ser::Formatter for SafeJson {
         w: &mut W,
         frag: &str,
     ) -> io::Result<()> {
+        // The common fragment is printable ASCII: no character to look at.
+        if frag.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return w.write_all(frag.as_bytes());
+        }
         let mut start = 0;
         for (i, c) in frag.char_indices() {
             if crate::logfmt::is_unsafe(c) {
