@@ -696,6 +696,16 @@ mod tests {
         assert_eq!(back["user"], user, "the same value for a JSON reader");
     }
 
+    #[test]
+    fn time_text_is_reformatted_each_millisecond() {
+        let mut s = Stamp::default();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_500_200);
+        assert_eq!(s.of(t), "1970-01-01T00:00:01.500Z");
+        assert_eq!(s.of(t + Duration::from_micros(700)), "1970-01-01T00:00:01.500Z");
+        assert_eq!(s.of(t + Duration::from_micros(800)), "1970-01-01T00:00:01.501Z");
+        assert_eq!(s.of(t + Duration::from_secs(60)), "1970-01-01T00:01:01.500Z");
+    }
+
     fn writer(d: &Path, rotate_interval: Duration) -> Writer {
         fs::create_dir_all(d).unwrap();
         let (file, path, size, _) = open_latest(d, ACCT).unwrap();
