@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -417,11 +417,77 @@ impl Drop for SourceSlot {
     }
 }
 
+/// The command line of an authorization, escaped, formatted only when a log
+/// line that shows it is written.
+struct CmdOf<'a>(&'a [tacvs_proto::Argument]);
+
+impl std::fmt::Display for CmdOf<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let line = tacvs_policy::CommandLine::from_args(self.0);
+        Esc(line.as_ref().map(|c| c.0.as_bytes()).unwrap_or_default()).fmt(f)
+    }
+}
+
+/// One `tacvs_requests_total` series, its handle taken on first use.
+struct Series {
+    kind: &'static str,
+    result: &'static str,
+    counter: OnceLock<metrics::Counter>,
+}
+
+impl Series {
+    const fn new(kind: &'static str, result: &'static str) -> Series {
+        Series { kind, result, counter: OnceLock::new() }
+    }
+}
+
+/// Handles for the per-request metrics. `counter!` with labels builds the key
+/// and looks it up in the recorder's registry on every call; a handle is an
+/// atomic add. Taken on a series' first use, so the recorder must be
+/// installed before the first request (`tacvs server` installs it before it
+/// starts the server). A series not listed here takes the macro's path.
+static SERIES: [Series; 13] = [
+    Series::new("author", "pass_add"),
+    Series::new("author", "pass_repl"),
+    Series::new("author", "fail"),
+    Series::new("author", "error"),
+    Series::new("author", "follow"),
+    Series::new("authen", "pass"),
+    Series::new("authen", "fail"),
+    Series::new("authen", "error"),
+    Series::new("authen", "abort"),
+    Series::new("authen", "follow"),
+    Series::new("acct", "success"),
+    Series::new("acct", "error"),
+    Series::new("acct", "follow"),
+];
+static DURATIONS: [(&str, OnceLock<metrics::Histogram>); 3] =
+    [("author", OnceLock::new()), ("authen", OnceLock::new()), ("acct", OnceLock::new())];
+
 fn count(shared: &Shared, kind: &'static str, result: &'static str, elapsed: std::time::Duration) {
     shared.count_request(kind, result);
-    metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result).increment(1);
-    metrics::histogram!("tacvs_request_duration_seconds", "type" => kind)
-        .record(elapsed.as_secs_f64());
+    count_only(kind, result);
+    let secs = elapsed.as_secs_f64();
+    match DURATIONS.iter().find(|(k, _)| *k == kind) {
+        Some((_, h)) => h
+            .get_or_init(|| metrics::histogram!("tacvs_request_duration_seconds", "type" => kind))
+            .record(secs),
+        None => metrics::histogram!("tacvs_request_duration_seconds", "type" => kind).record(secs),
+    }
+}
+
+/// Count a request in `tacvs_requests_total` (no duration).
+fn count_only(kind: &'static str, result: &'static str) {
+    match SERIES.iter().find(|s| s.kind == kind && s.result == result) {
+        Some(s) => s
+            .counter
+            .get_or_init(
+                || metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result),
+            )
+            .increment(1),
+        None => metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result)
+            .increment(1),
+    }
 }
 
 impl Ctx {
@@ -445,9 +511,8 @@ impl Ctx {
             ServerEvent::AuthenAborted { session_id, reason } => {
                 self.logins.remove(&session_id);
                 tracing::info!(device = %self.device, reason = %Esc(&reason), "authentication aborted by the client");
-                metrics::counter!("tacvs_requests_total", "type" => "authen", "result" => "abort")
-                    .increment(1);
                 self.shared.count_request("authen", "abort");
+                count_only("authen", "abort");
                 None
             }
             ServerEvent::ProtocolError { session_id, error } => {
@@ -683,15 +748,30 @@ impl Ctx {
         r: AaaRequest,
         account: Option<std::sync::Arc<crate::accounts::Account>>,
     ) {
-        let cmd = tacvs_policy::CommandLine::from_args(&r.args);
-        tracing::info!(
-            device = %self.device,
-            user = %Esc(&r.user),
-            cmd = %Esc(cmd.as_ref().map(|c| c.0.as_bytes()).unwrap_or_default()),
-            result = %d.status,
-            reason = %d.reason,
-            "authorization"
-        );
+        // With the authorization log on, every decision is in it (written off
+        // this path); the log line is then DEBUG, so the common load does not
+        // format and write(2) a line per request. Fields are only computed
+        // when the line is enabled.
+        let cmd = CmdOf(&r.args);
+        if self.shared.authz_log.is_some() {
+            tracing::debug!(
+                device = %self.device,
+                user = %Esc(&r.user),
+                cmd = %cmd,
+                result = %d.status,
+                reason = %d.reason,
+                "authorization"
+            );
+        } else {
+            tracing::info!(
+                device = %self.device,
+                user = %Esc(&r.user),
+                cmd = %cmd,
+                result = %d.status,
+                reason = %d.reason,
+                "authorization"
+            );
+        }
         count(&self.shared, "author", d.status.as_str(), started.elapsed());
         let mut resp = AuthorResponse::new(d.status, d.server_msg);
         resp.args = d.args;

@@ -361,6 +361,8 @@ fn authz_loop(
     server: &str,
 ) {
     let mut buf = Vec::with_capacity(1 << 20);
+    // Records answered within one millisecond share their time text.
+    let mut stamp = Stamp::default();
     loop {
         std::thread::sleep(AUTHZ_TICK);
         buf.clear();
@@ -368,7 +370,7 @@ fn authz_loop(
         let closed = loop {
             match rx.try_recv() {
                 Ok(e) => {
-                    buf.extend_from_slice(&to_line(&authz_record(&e, server)));
+                    write_line(&mut buf, &authz_record(&e, server, stamp.of(e.at)));
                     buf.push(b'\n');
                     n += 1;
                 }
@@ -389,11 +391,29 @@ fn authz_loop(
     }
 }
 
-/// The record of an event.
-pub fn authz_record<'a>(e: &'a AuthzEvent, server: &'a str) -> AuthzRecord<'a> {
+/// RFC 3339 time text with milliseconds, formatted once per millisecond.
+#[derive(Default)]
+struct Stamp {
+    millis: Option<u128>,
+    text: String,
+}
+
+impl Stamp {
+    fn of(&mut self, at: SystemTime) -> &str {
+        let millis = at.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis()).ok();
+        if millis.is_none() || millis != self.millis {
+            self.millis = millis;
+            self.text = humantime::format_rfc3339_millis(at).to_string();
+        }
+        &self.text
+    }
+}
+
+/// The record of an event; `time` is `e.at` as RFC 3339 text with milliseconds.
+pub fn authz_record<'a>(e: &'a AuthzEvent, server: &'a str, time: &'a str) -> AuthzRecord<'a> {
     let r = &e.request;
     AuthzRecord {
-        time: humantime::format_rfc3339_millis(e.at).to_string().into(),
+        time: time.into(),
         server: server.into(),
         device: e.device.to_string().into(),
         device_group: e.device_group.as_ref().into(),
@@ -434,12 +454,18 @@ pub fn read_authz_records(dir: &Path) -> io::Result<Vec<AuthzRecord<'static>>> {
 /// JSON parser.
 pub fn to_line<T: serde::Serialize>(record: &T) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, SafeJson);
+    write_line(&mut out, record);
+    out
+}
+
+/// [`to_line`], appended to `out`.
+fn write_line<T: serde::Serialize>(out: &mut Vec<u8>, record: &T) {
+    let start = out.len();
+    let mut ser = serde_json::Serializer::with_formatter(&mut *out, SafeJson);
     // Serializing plain structs of strings and numbers cannot fail.
     if record.serialize(&mut ser).is_err() {
-        out.clear();
+        out.truncate(start);
     }
-    out
 }
 
 struct SafeJson;
@@ -450,6 +476,10 @@ impl serde_json::ser::Formatter for SafeJson {
         w: &mut W,
         frag: &str,
     ) -> io::Result<()> {
+        // The common fragment is printable ASCII: no character to look at.
+        if frag.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return w.write_all(frag.as_bytes());
+        }
         let mut start = 0;
         for (i, c) in frag.char_indices() {
             if crate::logfmt::is_unsafe(c) {
@@ -754,6 +784,16 @@ mod tests {
         assert!(text.contains("a\\u2028b\\u0085c\\u007fd\\u202ee\\r\\n\\\"f\u{e9}"), "{text}");
         let back: serde_json::Value = serde_json::from_slice(&line).unwrap();
         assert_eq!(back["user"], user, "the same value for a JSON reader");
+    }
+
+    #[test]
+    fn time_text_is_reformatted_each_millisecond() {
+        let mut s = Stamp::default();
+        let t = SystemTime::UNIX_EPOCH + Duration::from_micros(1_500_200);
+        assert_eq!(s.of(t), "1970-01-01T00:00:01.500Z");
+        assert_eq!(s.of(t + Duration::from_micros(700)), "1970-01-01T00:00:01.500Z");
+        assert_eq!(s.of(t + Duration::from_micros(800)), "1970-01-01T00:00:01.501Z");
+        assert_eq!(s.of(t + Duration::from_secs(60)), "1970-01-01T00:01:01.500Z");
     }
 
     fn writer(d: &Path, rotate_interval: Duration) -> Writer {

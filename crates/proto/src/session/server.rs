@@ -369,16 +369,18 @@ impl ServerConnection {
                 reason: "obfuscated body but no key is configured for this client",
             }));
         }
-        let candidates: Vec<usize> = match self.matched_key {
-            Some(i) => vec![i],
-            None => (0..self.keys.len()).collect(),
+        // The key this connection used before, or every key in order (no list
+        // is built: this runs for every packet).
+        let candidates = match self.matched_key {
+            Some(i) => i..i + 1,
+            None => 0..self.keys.len(),
         };
         let mut first_err = None;
-        let last = candidates.len() - 1;
+        let last = candidates.end - 1;
         let mut body = Some(body);
-        for (n, i) in candidates.into_iter().enumerate() {
+        for i in candidates {
             // Keep the original only while another key may still need it.
-            let attempt = if n == last {
+            let attempt = if i == last {
                 body.take().unwrap_or_default()
             } else {
                 body.clone().unwrap_or_default()
