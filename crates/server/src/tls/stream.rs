@@ -188,10 +188,12 @@ impl TlsStream {
         }
     }
 
-    /// Encode the alert rustls queued with a fatal error.
+    /// Encode the alert rustls queued with a fatal error. The bytes not
+    /// discarded stay given: rustls may still hold handshake messages in
+    /// them (an empty slice here panics in rustls' handshake deframer).
     fn encode_alert(&mut self) {
         loop {
-            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut []);
+            let UnbufferedStatus { state, .. } = self.conn.process_tls_records(&mut self.incoming);
             match state {
                 Ok(ConnectionState::EncodeTlsData(mut e)) => {
                     if encode(&mut self.outgoing, |out| e.encode(out)).is_err() {
