@@ -395,3 +395,73 @@ impl crate::conn::Transport for TlsStream {
         let _ = tokio::time::timeout(std::time::Duration::from_millis(200), self.shutdown()).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use tacvs_tls::certs::{self, Role, Validity};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server configuration for 127.0.0.1 (no client certificates) and a
+    /// client configuration trusting it.
+    fn configs() -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
+        let ca = certs::ca("test CA", Validity::days(1)).unwrap();
+        let names = ["127.0.0.1".to_string()];
+        let srv = certs::issue(&ca, Role::Server, "aaa1", &names, Validity::days(1)).unwrap();
+        let (chain, key) = tacvs_tls::client::identity_from_pem(&srv.cert, &srv.key).unwrap();
+        let server = rustls::ServerConfig::builder_with_provider(tacvs_tls::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .unwrap();
+        let (ca_chain, _) = tacvs_tls::client::identity_from_pem(&ca.cert, &ca.key).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ca_chain[0].clone()).unwrap();
+        let client = tacvs_tls::client::config(Arc::new(roots), None).unwrap();
+        (Arc::new(server), client)
+    }
+
+    /// After a request and its reply, the connection holds no buffer: what
+    /// keeps an idle TLS connection small (issue 11).
+    #[tokio::test]
+    async fn an_idle_stream_holds_no_buffer() {
+        let (server, client) = configs();
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
+        let device = tokio::spawn(async move {
+            let tcp = TcpStream::connect(addr).await.unwrap();
+            let name = tacvs_tls::client::server_name(None, addr.ip()).unwrap();
+            let connector = tokio_rustls::TlsConnector::from(client);
+            let mut s = connector.connect(name, tcp).await.unwrap();
+            s.write_all(b"ping").await.unwrap();
+            let mut b = [0u8; 4];
+            s.read_exact(&mut b).await.unwrap();
+            assert_eq!(&b, b"pong");
+            // Idle until the server has looked.
+            let _ = done_rx.await;
+            s.shutdown().await.unwrap();
+        });
+        let (tcp, _) = l.accept().await.unwrap();
+        let mut s = TlsStream::new(server, tcp, Vec::new()).unwrap();
+        let wait = Duration::from_secs(20);
+        tokio::time::timeout(wait, s.handshake()).await.unwrap().unwrap();
+        let mut b = [0u8; 4];
+        tokio::time::timeout(wait, s.read_exact(&mut b)).await.unwrap().unwrap();
+        assert_eq!(&b, b"ping");
+        s.write_all(b"pong").await.unwrap();
+        s.flush().await.unwrap();
+        let held = (s.incoming.capacity(), s.plain.capacity(), s.outgoing.capacity());
+        assert_eq!(held, (0, 0, 0), "incoming, plaintext and outgoing buffers of an idle stream");
+        done_tx.send(()).unwrap();
+        // The device's close_notify is the end of the stream.
+        let mut rest = Vec::new();
+        tokio::time::timeout(wait, s.read_to_end(&mut rest)).await.unwrap().unwrap();
+        assert!(rest.is_empty());
+        device.await.unwrap();
+    }
+}
