@@ -17,27 +17,26 @@
 //! 7. the identity from the certificate, and the device group it names.
 
 use std::collections::HashMap;
-use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use tacvs_policy::Policy;
 use tacvs_policy::config::IdentityMode;
 use tacvs_policy::policy::ListenerTls;
 use tacvs_tls::identity::PeerIdentity;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use crate::Shared;
-use crate::conn::{Peer, SourceSlot, Transport};
+use crate::conn::{Peer, SourceSlot};
 use crate::journal::TlsPeer;
 use crate::logfmt::Esc;
+
+mod stream;
 
 /// What a TLS connection authenticated with.
 #[derive(Debug)]
@@ -189,12 +188,17 @@ pub(crate) async fn serve(
         }
         return;
     }
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.config.clone());
     let started = std::time::Instant::now();
-    let result =
-        tokio::time::timeout_at(deadline, acceptor.accept(Prefixed::new(buf, stream))).await;
+    let mut stream = match stream::TlsStream::new(tls.config.clone(), stream, buf.to_vec()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(%device, reason = %e, "TLS connection refused: no connection could be made");
+            return;
+        }
+    };
+    let result = tokio::time::timeout_at(deadline, stream.handshake()).await;
     drop(slot);
-    let stream = match result {
+    match result {
         Err(_) => return timed_out(device, tls.handshake_timeout),
         Ok(Err(e)) => {
             let (kind, why) = tacvs_tls::failure(&e);
@@ -204,10 +208,10 @@ pub(crate) async fn serve(
             metrics::counter!("tacvs_tls_handshake_failures_total", "reason" => kind).increment(1);
             return;
         }
-        Ok(Ok(s)) => s,
-    };
-    let (_, conn) = stream.get_ref();
-    let resumed = conn.handshake_kind() == Some(tokio_rustls::rustls::HandshakeKind::Resumed);
+        Ok(Ok(())) => {}
+    }
+    let conn = stream.tls();
+    let resumed = conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
     let identity =
         conn.peer_certificates().and_then(|c| c.first()).and_then(|c| PeerIdentity::from_der(c));
     metrics::counter!("tacvs_tls_handshakes_total", "result" => if resumed { "resumed" } else { "full" }).increment(1);
@@ -253,68 +257,4 @@ pub(crate) async fn serve(
 fn timed_out(device: SocketAddr, after: Duration) {
     tracing::warn!(%device, timeout = %humantime::format_duration(after), "TLS handshake did not complete within handshake_timeout; closing");
     metrics::counter!("tacvs_timeouts_total", "kind" => "handshake").increment(1);
-}
-
-/// A TCP stream with the bytes already read from it (with the PROXY header,
-/// or to look at the first byte) served first. The buffer is released once
-/// it is empty.
-pub(crate) struct Prefixed {
-    prefix: BytesMut,
-    inner: TcpStream,
-}
-
-impl Prefixed {
-    fn new(prefix: BytesMut, inner: TcpStream) -> Prefixed {
-        Prefixed { prefix, inner }
-    }
-}
-
-impl AsyncRead for Prefixed {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        out: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if !self.prefix.is_empty() {
-            let n = self.prefix.len().min(out.remaining());
-            out.put_slice(&self.prefix[..n]);
-            self.prefix.advance(n);
-            if self.prefix.is_empty() {
-                self.prefix = BytesMut::new();
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut self.inner).poll_read(cx, out)
-    }
-}
-
-impl AsyncWrite for Prefixed {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        b: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, b)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl Transport for tokio_rustls::server::TlsStream<Prefixed> {
-    async fn readable(&self) -> io::Result<()> {
-        let (io, conn) = self.get_ref();
-        // Plaintext already decrypted, or a close_notify seen: a read returns at once.
-        if !conn.wants_read() || !io.prefix.is_empty() {
-            return Ok(());
-        }
-        io.inner.readable().await
-    }
-
-    async fn finish(&mut self) {
-        let _ = tokio::time::timeout(Duration::from_millis(200), self.shutdown()).await;
-    }
 }
