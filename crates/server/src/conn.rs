@@ -67,6 +67,8 @@ struct Ctx {
     info: Arc<crate::sessions::Conn>,
     head: Head,
     tls: Option<Arc<crate::tls::Authenticated>>,
+    /// A health check's connection ([`Peer::probe`]).
+    probe: bool,
 }
 
 /// The first bytes a connection sent (before its first whole packet).
@@ -161,7 +163,9 @@ pub(crate) async fn serve(
     stream.set_nodelay(true).ok();
 
     // PROXY first on every listener that takes it; on a TLS listener the TLS
-    // bytes follow the header.
+    // bytes follow the header. A LOCAL header is the proxy's own connection:
+    // a director's health check, whose requests are logged at DEBUG.
+    let mut probe = false;
     let device = match crate::proxy::intake(
         &mut stream,
         &mut buf,
@@ -171,8 +175,12 @@ pub(crate) async fn serve(
     )
     .await
     {
-        Ok(Some(addr)) => addr,
-        Ok(None) => peer,
+        Ok(crate::proxy::Intake::Proxied(addr)) => addr,
+        Ok(crate::proxy::Intake::Direct) => peer,
+        Ok(crate::proxy::Intake::Local) => {
+            probe = true;
+            peer
+        }
         Err(e) => {
             tracing::warn!(%peer, reason = %e, "connection refused at PROXY intake");
             metrics::counter!("tacvs_rejects_total", "reason" => "proxy_protocol").increment(1);
@@ -187,7 +195,8 @@ pub(crate) async fn serve(
     // or a PROXY header that wrote it so) is the IPv4 device it maps.
     let device = SocketAddr::new(crate::canonical_ip(device.ip()), device.port());
     if let Some(tls) = &l.tls {
-        return crate::tls::serve(shared, stream, buf, device, tls, policy, accepted).await;
+        let arrival = Arrival { device, probe };
+        return crate::tls::serve(shared, stream, buf, arrival, tls, policy, accepted).await;
     }
     let Some((dg, group)) = policy.device_group(device.ip()) else {
         tracing::warn!(%device, %peer, "connection refused: the device's address is in no device_group");
@@ -200,8 +209,17 @@ pub(crate) async fn serve(
         return;
     }
     let Some(_slot) = SourceSlot::admit(shared, device, &policy) else { return };
-    let peer = Peer { device, dg, tls: None };
+    let peer = Peer { device, dg, tls: None, probe };
     run(shared, stream, peer, policy, buf, accepted).await;
+}
+
+/// Where a connection came from, once any PROXY header is read.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Arrival {
+    /// The device's address (the PROXY header's, or the TCP peer's).
+    pub device: SocketAddr,
+    /// A proxy's own connection ([`Peer::probe`]).
+    pub probe: bool,
 }
 
 /// Who the device of a connection is, once known.
@@ -212,6 +230,10 @@ pub(crate) struct Peer {
     pub dg: usize,
     /// The certificate it authenticated with, over TLS.
     pub tls: Option<Arc<crate::tls::Authenticated>>,
+    /// A proxy's own connection (PROXY v2 LOCAL): a director's health check.
+    /// Its requests are logged at DEBUG and kept out of the authorization log,
+    /// so checks every few hundred milliseconds do not drown real decisions.
+    pub probe: bool,
 }
 
 /// A byte stream a connection runs on: plain TCP or TLS over it.
@@ -243,7 +265,7 @@ pub(crate) async fn run<S: Transport>(
     mut buf: BytesMut,
     accepted: tokio::time::Instant,
 ) {
-    let Peer { device, dg, tls } = peer;
+    let Peer { device, dg, tls, probe } = peer;
     let group = &policy.device_groups[dg];
     let cfg = ServerConfig {
         max_body: policy.limits.max_body.0 as u32,
@@ -264,6 +286,7 @@ pub(crate) async fn run<S: Transport>(
         info: registration.conn.clone(),
         head: Head::default(),
         tls: tls.clone(),
+        probe,
     };
     // The connection must not keep an old policy alive after a reload.
     drop(policy);
@@ -625,14 +648,25 @@ impl Ctx {
 
     fn log(&self, l: &Log) {
         self.info.set_user(&l.user);
-        tracing::info!(
-            device = %self.device,
-            user = %Esc(&l.user),
-            method = %l.method,
-            result = l.result,
-            reason = %l.reason,
-            "{}", l.event
-        );
+        if self.probe {
+            tracing::debug!(
+                device = %self.device,
+                user = %Esc(&l.user),
+                method = %l.method,
+                result = l.result,
+                reason = %l.reason,
+                "health check: {}", l.event
+            );
+        } else {
+            tracing::info!(
+                device = %self.device,
+                user = %Esc(&l.user),
+                method = %l.method,
+                result = l.result,
+                reason = %l.reason,
+                "{}", l.event
+            );
+        }
         if l.last {
             count(&self.shared, "authen", l.result, l.elapsed);
         }
@@ -753,7 +787,7 @@ impl Ctx {
         // format and write(2) a line per request. Fields are only computed
         // when the line is enabled.
         let cmd = CmdOf(&r.args);
-        if self.shared.authz_log.is_some() {
+        if self.shared.authz_log.is_some() || self.probe {
             tracing::debug!(
                 device = %self.device,
                 user = %Esc(&r.user),
@@ -778,7 +812,7 @@ impl Ctx {
         if let Err(e) = conn.reply_author(sid, resp) {
             tracing::warn!(device = %self.device, error = %e, "cannot send authorization response");
         }
-        if let Some(log) = &self.shared.authz_log {
+        if let Some(log) = self.shared.authz_log.as_ref().filter(|_| !self.probe) {
             // Moved, not formatted: the log's thread writes it.
             log.record(crate::journal::AuthzEvent {
                 at: std::time::SystemTime::now(),

@@ -36,18 +36,30 @@ pub enum ProxyError {
     Incomplete,
 }
 
-/// Read a PROXY header if this listener takes one. Returns the device's address
-/// (None: the TCP peer is the device, e.g. a direct connection on an `optional`
-/// listener, or a v2 LOCAL health check). Bytes after the header stay in `buf`.
+/// Who is at the other end of a connection, once any PROXY header is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intake {
+    /// No header: the TCP peer is the device (a plain listener, or a direct
+    /// connection on an `optional` one).
+    Direct,
+    /// A trusted proxy relayed this device's connection.
+    Proxied(SocketAddr),
+    /// The proxy's own connection: a v2 LOCAL header (a director's health
+    /// check, HAProxy's `check-send-proxy`) or v1 `UNKNOWN`.
+    Local,
+}
+
+/// Read a PROXY header if this listener takes one. Bytes after the header
+/// stay in `buf`.
 pub async fn intake<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
     mode: ProxyMode,
     trusted: bool,
     wait: Duration,
-) -> Result<Option<SocketAddr>, ProxyError> {
+) -> Result<Intake, ProxyError> {
     match mode {
-        ProxyMode::Off => return Ok(None),
+        ProxyMode::Off => return Ok(Intake::Direct),
         ProxyMode::Required if !trusted => return Err(ProxyError::Untrusted),
         _ => {}
     }
@@ -57,7 +69,11 @@ pub async fn intake<S: AsyncRead + Unpin>(
     }
     // TACACS+ packets start with 0xc0/0xc1; PROXY v2 with "\r\n", v1 with "PROXY".
     if !matches!(buf[0], b'\r' | b'P') {
-        return if mode == ProxyMode::Required { Err(ProxyError::Missing) } else { Ok(None) };
+        return if mode == ProxyMode::Required {
+            Err(ProxyError::Missing)
+        } else {
+            Ok(Intake::Direct)
+        };
     }
     if !trusted {
         return Err(ProxyError::Untrusted);
@@ -94,7 +110,7 @@ pub async fn intake<S: AsyncRead + Unpin>(
                 _ => return Err(ProxyError::Malformed),
             };
             let _ = buf.split_to(len);
-            return Ok(addr);
+            return Ok(addr.map_or(Intake::Local, Intake::Proxied));
         }
         if buf.len() >= MAX_HEADER {
             return Err(ProxyError::Malformed);
@@ -122,7 +138,7 @@ mod tests {
         bytes: &[u8],
         mode: ProxyMode,
         trusted: bool,
-    ) -> (Result<Option<SocketAddr>, ProxyError>, Vec<u8>) {
+    ) -> (Result<Intake, ProxyError>, Vec<u8>) {
         let (mut a, mut b) = tokio::io::duplex(4096);
         tokio::io::AsyncWriteExt::write_all(&mut a, bytes).await.unwrap();
         drop(a);
@@ -153,14 +169,14 @@ mod tests {
         let mut bytes = v2("192.0.2.7:40000");
         bytes.extend_from_slice(&[0xc0, 1, 1]);
         let (r, rest) = run(&bytes, ProxyMode::Required, true).await;
-        assert_eq!(r, Ok(Some("192.0.2.7:40000".parse().unwrap())));
+        assert_eq!(r, Ok(Intake::Proxied("192.0.2.7:40000".parse().unwrap())));
         assert_eq!(rest, [0xc0, 1, 1], "TACACS+ bytes after the header are kept");
         let (r, _) = run(&v2("[2001:db8::5]:1234"), ProxyMode::Optional, true).await;
-        assert_eq!(r, Ok(Some("[2001:db8::5]:1234".parse().unwrap())));
+        assert_eq!(r, Ok(Intake::Proxied("[2001:db8::5]:1234".parse().unwrap())));
         let (r, rest) =
             run(b"PROXY TCP4 198.51.100.9 10.0.0.1 5555 49\r\n\xc0", ProxyMode::Required, true)
                 .await;
-        assert_eq!(r, Ok(Some("198.51.100.9:5555".parse().unwrap())));
+        assert_eq!(r, Ok(Intake::Proxied("198.51.100.9:5555".parse().unwrap())));
         assert_eq!(rest, [0xc0]);
     }
 
@@ -181,7 +197,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_optional_listener_serves_a_direct_connection() {
-        assert_eq!(run(&[0xc0, 1, 1, 0], ProxyMode::Optional, false).await.0, Ok(None));
+        assert_eq!(run(&[0xc0, 1, 1, 0], ProxyMode::Optional, false).await.0, Ok(Intake::Direct));
     }
 
     #[tokio::test]
@@ -201,6 +217,20 @@ mod tests {
 
     #[tokio::test]
     async fn a_listener_without_proxy_reads_nothing() {
-        assert_eq!(run(&[0xc0], ProxyMode::Off, false).await.0, Ok(None));
+        assert_eq!(run(&[0xc0], ProxyMode::Off, false).await.0, Ok(Intake::Direct));
+    }
+
+    #[tokio::test]
+    async fn a_local_header_is_the_proxys_own_connection() {
+        let local = v2::Builder::with_addresses(
+            v2::Version::Two | v2::Command::Local,
+            v2::Protocol::Unspecified,
+            v2::Addresses::Unspecified,
+        )
+        .build()
+        .unwrap();
+        assert_eq!(run(&local, ProxyMode::Required, true).await.0, Ok(Intake::Local));
+        let (r, rest) = run(b"PROXY UNKNOWN\r\n\xc0", ProxyMode::Required, true).await;
+        assert_eq!((r, rest), (Ok(Intake::Local), vec![0xc0]));
     }
 }

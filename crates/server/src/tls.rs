@@ -133,7 +133,7 @@ pub(crate) async fn serve(
     shared: &Arc<Shared>,
     mut stream: TcpStream,
     mut buf: BytesMut,
-    device: SocketAddr,
+    crate::conn::Arrival { device, probe }: crate::conn::Arrival,
     tls: &Arc<ListenerTls>,
     policy: Arc<Policy>,
     accepted: tokio::time::Instant,
@@ -247,8 +247,12 @@ pub(crate) async fn serve(
     span.in_scope(|| {
         tracing::debug!(device = %device_id, source = %device, resumed, device_group = %policy.device_groups[dg].name, "TLS session established");
     });
-    let peer =
-        Peer { device: device_id, dg, tls: Some(Arc::new(Authenticated { identity, resumed })) };
+    let peer = Peer {
+        device: device_id,
+        dg,
+        tls: Some(Arc::new(Authenticated { identity, resumed })),
+        probe,
+    };
     crate::conn::run(shared, stream, peer, policy, BytesMut::new(), accepted)
         .instrument(span)
         .await;

@@ -182,3 +182,77 @@ async fn the_json_log_never_repeats_a_key() {
         }
     }
 }
+
+/// A director's health check (PROXY v2 LOCAL) logs its requests at DEBUG,
+/// marked as a health check, and stays out of the authorization log; the
+/// same requests from a device relayed by the director log at INFO (its
+/// login) and are recorded (its authorization).
+#[tokio::test]
+async fn health_checks_through_proxy_local_are_debug_and_not_in_the_authorization_log() {
+    use tokio::io::AsyncWriteExt;
+    let (log, _g) = capture();
+    let h = start(
+        "probe-quiet",
+        Conf { listeners: crate::flows::PROXY_LISTENER.into(), ..Conf::default() },
+    )
+    .await;
+    let paddr = h.server.local_addrs[1];
+    let opts = tacvs_client::ClientOptions { server: paddr, ..h.opts() };
+    let client = |header: Vec<u8>| {
+        let opts = opts.clone();
+        async move {
+            let mut s = tokio::net::TcpStream::connect(paddr).await.unwrap();
+            s.write_all(&header).await.unwrap();
+            tacvs_client::Client::with_stream(opts, s)
+        }
+    };
+    let local = ppp::v2::Builder::with_addresses(
+        ppp::v2::Version::Two | ppp::v2::Command::Local,
+        ppp::v2::Protocol::Unspecified,
+        ppp::v2::Addresses::Unspecified,
+    )
+    .build()
+    .unwrap();
+    let mut probe = client(local.clone()).await;
+    assert_eq!(pap(&mut probe, "alice", "alice-pass").await, AuthenStatus::Pass);
+    let mut probe = client(local).await;
+    let r = probe.authorize(cmd("alice", "show probe")).await.unwrap();
+    assert_eq!(r.status, tacvs_proto::AuthorStatus::PassAdd);
+    let device = || crate::flows::proxy_header("127.44.0.9:50000", paddr);
+    let mut dev = client(device()).await;
+    assert_eq!(pap(&mut dev, "alice", "alice-pass").await, AuthenStatus::Pass);
+    let mut dev = client(device()).await;
+    let r = dev.authorize(cmd("alice", "show device")).await.unwrap();
+    assert_eq!(r.status, tacvs_proto::AuthorStatus::PassAdd);
+    let text = log.text();
+    let probe_lines: Vec<&str> =
+        text.lines().filter(|l| l.contains("device=127.0.0.1:") && l.contains("alice")).collect();
+    assert_eq!(probe_lines.len(), 2, "{text}");
+    assert!(probe_lines.iter().all(|l| l.contains(" DEBUG ")), "{probe_lines:?}");
+    assert!(probe_lines.iter().any(|l| l.contains("health check: ")), "{probe_lines:?}");
+    let device_login: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("device=127.44.0.9:") && l.contains("method=pap"))
+        .collect();
+    assert!(
+        device_login.len() == 1 && device_login[0].contains(" INFO "),
+        "{device_login:?}\n{text}"
+    );
+    // The authorization log (written by its thread every 20 ms): the device's
+    // decision only.
+    let authz = || {
+        let mut all = String::new();
+        for e in std::fs::read_dir(h.dir.join("acct")).unwrap().flatten() {
+            if e.file_name().to_string_lossy().starts_with("authz-") {
+                all.push_str(&std::fs::read_to_string(e.path()).unwrap());
+            }
+        }
+        all
+    };
+    let t = std::time::Instant::now();
+    while !authz().contains("cmd-arg=device") {
+        assert!(t.elapsed() < std::time::Duration::from_secs(5), "{}", authz());
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(!authz().contains("cmd-arg=probe"), "{}", authz());
+}
