@@ -553,6 +553,94 @@ fn explain_lists_every_rule_looked_at_and_the_one_that_decided() {
     assert!(e.steps.iter().any(|s| s.contains("rule 1 \"show .*\" permit: does not match")));
 }
 
+/// The command lines of a request, as rules see them (cargo-mutants found
+/// these paths only reached through the server's tests).
+#[test]
+fn command_lines_join_cmd_args_and_skip_empty_cmds_and_the_cr() {
+    use tacvs_policy::CommandLine;
+    let r = with("op", &["service=shell", "cmd=", "cmd=show", "cmd-arg=ip", "cmd-arg=<cr>"]);
+    let line = CommandLine::from_args(&r.args).unwrap();
+    assert_eq!(line.0, "show ip");
+    assert_eq!(line.to_string(), "show ip");
+    assert_eq!(CommandLine::from_args(&with("op", &["service=shell", "cmd="]).args), None);
+    assert_eq!(CommandLine::from_args(&with("op", &["service=shell", "cmd-arg=x"]).args), None);
+    let two = with("op", &["service=shell", "cmd=show", "cmd=", "cmd=dir", "cmd-arg=x"]);
+    let all: Vec<String> = CommandLine::all_from_args(&two.args).into_iter().map(|l| l.0).collect();
+    assert_eq!(all, ["show x", "dir x"]);
+    assert!(CommandLine::all_from_args(&with("op", &["service=shell"]).args).is_empty());
+}
+
+#[test]
+fn several_cmd_avs_must_each_be_permitted_and_the_reason_counts_them() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
+    let ok = with("op", &["service=shell", "cmd=show", "cmd=show", "cmd-arg=version"]);
+    let d = p.authorize(core, &ok);
+    assert_eq!(d.status, AuthorStatus::PassAdd, "{}", d.reason);
+    assert!(d.reason.starts_with("all 2 cmd AVs permitted; last: group \"ops\""), "{}", d.reason);
+    let mixed = with("op", &["service=shell", "cmd=show", "cmd=reload", "cmd-arg=now"]);
+    let d = p.authorize(core, &mixed);
+    assert_eq!(d.status, AuthorStatus::Fail, "{}", d.reason);
+    assert!(d.reason.starts_with("\"reload now\": "), "{}", d.reason);
+}
+
+#[test]
+fn a_shell_grant_gets_the_groups_priv_lvl_unless_it_sets_one() {
+    let src = BASE.replace(
+        "  [[group.service]]\n  name = \"shell\"\n",
+        "  [[group.service]]\n  name = \"shell\"\n  args = [\"autocmd=show users\"]\n",
+    );
+    let p = parse("shell.toml", &src, Path::new(".")).unwrap();
+    let (core, _) = core_and_lab(&p);
+    let args: Vec<String> =
+        p.authorize(core, &req("op", "shell", None)).args.iter().map(|a| a.to_string()).collect();
+    assert_eq!(args, ["priv-lvl=7", "autocmd=show users"]);
+    let src = BASE.replace(
+        "  [[group.service]]\n  name = \"shell\"\n",
+        "  [[group.service]]\n  name = \"shell\"\n  args = [\"priv-lvl=15\"]\n",
+    );
+    let p = parse("shell15.toml", &src, Path::new(".")).unwrap();
+    let args: Vec<String> =
+        p.authorize(core, &req("op", "shell", None)).args.iter().map(|a| a.to_string()).collect();
+    assert_eq!(args, ["priv-lvl=15"]);
+    // Not for other services.
+    let mut ppp = req("op", "ppp", None);
+    ppp.args.push("protocol=ip".parse().unwrap());
+    assert!(!p.authorize(core, &ppp).args.iter().any(|a| a.name() == b"priv-lvl"));
+}
+
+#[test]
+fn explain_names_the_command_line_and_a_rule_for_every_device_group() {
+    let p = base();
+    let (core, _) = core_and_lab(&p);
+    let user = p.user(b"op").unwrap();
+    let e = p.explain(core, user, &with("op", &["service=shell", "cmd=show", "cmd-arg=clock"]));
+    assert!(e.steps.iter().any(|s| s == "command line \"show clock\""), "{:?}", e.steps);
+    assert!(
+        e.steps.iter().any(|s| s.contains("rule 1 \"show .*\" permit: matches")
+            && !s.contains("not for this device's group")),
+        "{:?}",
+        e.steps
+    );
+}
+
+#[test]
+fn password_hashes_made_with_a_cost_are_of_the_asked_kind_and_debug_names_only_it() {
+    use tacvs_policy::{HashAlgorithm, PasswordHash};
+    for (alg, cost, prefix) in [
+        (HashAlgorithm::Sha512Crypt, 5000, "$6$rounds=5000$"),
+        (HashAlgorithm::Sha256Crypt, 6000, "$5$rounds=6000$"),
+        (HashAlgorithm::Bcrypt, 4, "$2b$04$"),
+    ] {
+        let text = PasswordHash::create_with_cost(alg, b"pw", cost).unwrap();
+        assert!(text.starts_with(prefix), "{alg:?}: {text}");
+        let h = PasswordHash::parse(&text).unwrap();
+        assert_eq!(h.algorithm(), alg);
+        assert!(h.verify(b"pw") && !h.verify(b"px"));
+        assert_eq!(format!("{h:?}"), format!("PasswordHash({alg:?}, <redacted>)"));
+    }
+}
+
 mod tls {
     //! `[server.listen.tls]` and `[device_group.tls]`: material checked at
     //! compile time, errors at the field's line, identities that cannot work.
