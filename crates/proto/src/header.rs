@@ -214,6 +214,8 @@ mod tests {
         bad[2] = 0;
         assert_eq!(Header::decode(&bad, 100), Err(DecodeError::ZeroSeqNo));
         assert_eq!(Header::decode(&b, 41), Err(DecodeError::BodyTooLong { len: 42, max: 41 }));
+        // The cap is inclusive: a body of exactly `max_body` is allowed.
+        assert_eq!(Header::decode(&b, 42).map(|h| h.length), Ok(42));
     }
 
     #[test]
