@@ -119,6 +119,9 @@ pub struct Router {
     shared: Arc<VrrpCell>,
     /// Advertisements that failed to leave in a row (logged once, then on recovery).
     send_failures: std::sync::atomic::AtomicU64,
+    /// Notify programs still running: waited for (bounded) when the router
+    /// stops, so the FAULT of a shutdown is not killed with the process.
+    notifies: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Direct routing: its VIPs are answered by the data plane while we are
     /// master, never held as addresses (a dead director's kernel would reset
     /// the devices' flows), and the switch that turns the plane on and off.
@@ -237,7 +240,19 @@ impl Router {
             },
             Instant::now(),
         ));
-        Ok(Router { conf, link, source, nl, tx, rx, arp, shared, send_failures: 0.into(), dr })
+        Ok(Router {
+            conf,
+            link,
+            source,
+            nl,
+            tx,
+            rx,
+            arp,
+            shared,
+            send_failures: 0.into(),
+            notifies: Default::default(),
+            dr,
+        })
     }
 
     /// Run until `stop` turns true, then give up mastership (priority 0) and
@@ -343,6 +358,16 @@ impl Router {
         }
         let acts = vrrp.shutdown();
         self.execute(&vrrp, acts).await;
+        // The notify programs of the last transitions (FAULT) finish before
+        // the process exits, as keepalived's do; 1.5 s at most, inside the
+        // director's 2 s wait for this task.
+        let pending = std::mem::take(&mut *self.notifies.lock().unwrap_or_else(|e| e.into_inner()));
+        let _ = tokio::time::timeout(Duration::from_millis(1500), async {
+            for t in pending {
+                let _ = t.await;
+            }
+        })
+        .await;
     }
 
     /// Validate a received packet (RFC 5798 §7.1, in [`parse_packet`]), then
@@ -424,12 +449,15 @@ impl Router {
                     });
                     if let Some(prog) = &self.conf.notify {
                         let state = if to == State::Initialize { "FAULT" } else { name };
-                        notify(
+                        let t = notify(
                             prog.clone(),
                             format!("vrid{}", self.conf.vrid),
                             state,
                             vrrp.priority(),
                         );
+                        let mut n = self.notifies.lock().unwrap_or_else(|e| e.into_inner());
+                        n.retain(|t| !t.is_finished());
+                        n.push(t);
                     }
                 }
             }
@@ -566,7 +594,12 @@ async fn set_vips(nl: &rtnetlink::Handle, index: u32, vips: &[(Ipv4Addr, u8)], a
     }
 }
 
-fn notify(prog: std::path::PathBuf, instance: String, state: &'static str, priority: u8) {
+fn notify(
+    prog: std::path::PathBuf,
+    instance: String,
+    state: &'static str,
+    priority: u8,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let child = tokio::process::Command::new(&prog)
             .args(["INSTANCE", &instance, state, &priority.to_string()])
@@ -592,7 +625,7 @@ fn notify(prog: std::path::PathBuf, instance: String, state: &'static str, prior
                 tracing::warn!(program = %prog.display(), "notify program still running after 30 s: killed")
             }
         }
-    });
+    })
 }
 
 /// A gratuitous ARP request (RFC 5227 §3 "ARP Announcement"): sender and
