@@ -25,15 +25,40 @@ pub const TOP_SOURCES: usize = 10;
 /// How many lockout entries the page lists.
 pub const MAX_LOCKOUTS: usize = 50;
 
-/// Requests answered, by type and result (a handful of pairs: a short
-/// critical section and a linear scan, no allocation after the first of each).
+/// The (type, result) pairs the server answers; each has a lock-free count.
+const PAIRS: [(&str, &str); 13] = [
+    ("author", "pass_add"),
+    ("author", "pass_repl"),
+    ("author", "fail"),
+    ("author", "error"),
+    ("author", "follow"),
+    ("authen", "pass"),
+    ("authen", "fail"),
+    ("authen", "error"),
+    ("authen", "abort"),
+    ("authen", "follow"),
+    ("acct", "success"),
+    ("acct", "error"),
+    ("acct", "follow"),
+];
+
+/// Requests answered, by type and result: an atomic add per request for the
+/// known pairs (every connection counts here, so no lock on the request
+/// path); any other pair under a mutex.
 #[derive(Debug, Default)]
-pub struct RequestCounts(Mutex<Vec<(&'static str, &'static str, u64)>>);
+pub struct RequestCounts {
+    known: [std::sync::atomic::AtomicU64; PAIRS.len()],
+    other: Mutex<Vec<(&'static str, &'static str, u64)>>,
+}
 
 impl RequestCounts {
     /// Count one request of `kind` (authen, author, acct) answered `result`.
     pub fn count(&self, kind: &'static str, result: &'static str) {
-        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = PAIRS.iter().position(|&(k, r)| k == kind && r == result) {
+            self.known[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+        let mut v = self.other.lock().unwrap_or_else(|e| e.into_inner());
         match v.iter_mut().find(|(k, r, _)| *k == kind && *r == result) {
             Some(e) => e.2 += 1,
             None => v.push((kind, result, 1)),
@@ -42,12 +67,14 @@ impl RequestCounts {
 
     /// The counts, sorted by type then result.
     pub fn list(&self) -> Vec<RequestCount> {
-        let mut v: Vec<RequestCount> = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|&(kind, result, count)| RequestCount {
+        let known = PAIRS.iter().zip(&self.known).map(|(&(kind, result), n)| {
+            (kind, result, n.load(std::sync::atomic::Ordering::Relaxed))
+        });
+        let other = self.other.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let mut v: Vec<RequestCount> = known
+            .chain(other)
+            .filter(|&(_, _, count)| count > 0)
+            .map(|(kind, result, count)| RequestCount {
                 kind: kind.into(),
                 result: result.into(),
                 count,
