@@ -260,33 +260,34 @@ fn take_plain(plain: &mut Vec<u8>, at: &mut usize, payload: &[u8]) {
 /// Append what `f` encodes to `out`, growing it to the size asked for.
 fn encode(
     out: &mut Vec<u8>,
-    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
+    f: impl FnMut(&mut [u8]) -> Result<usize, EncodeError>,
 ) -> Result<(), rustls::Error> {
-    let start = out.len();
-    let mut room = 512;
-    loop {
-        out.resize(start + room, 0);
-        match f(&mut out[start..]) {
-            Ok(n) => {
-                out.truncate(start + n);
-                return Ok(());
-            }
-            Err(EncodeError::InsufficientSize(s)) => room = s.required_size,
-            Err(e) => {
-                out.truncate(start);
-                return Err(rustls::Error::General(e.to_string()));
-            }
-        }
-    }
+    grow(out, 512, f, |e| match e {
+        EncodeError::InsufficientSize(s) => Some(s.required_size),
+        _ => None,
+    })
 }
 
 /// Append what `f` encrypts to `out`, growing it to the size asked for.
 fn encrypt(
     out: &mut Vec<u8>,
-    mut f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+    f: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> Result<(), rustls::Error> {
+    grow(out, 256, f, |e| match e {
+        EncryptError::InsufficientSize(s) => Some(s.required_size),
+        _ => None,
+    })
+}
+
+/// Run `f` on free room at the end of `out`, first `room` bytes, then as
+/// many as its error says it needs (`needed`); keep what it wrote.
+fn grow<E: std::fmt::Display>(
+    out: &mut Vec<u8>,
+    mut room: usize,
+    mut f: impl FnMut(&mut [u8]) -> Result<usize, E>,
+    needed: impl Fn(&E) -> Option<usize>,
 ) -> Result<(), rustls::Error> {
     let start = out.len();
-    let mut room = 256;
     loop {
         out.resize(start + room, 0);
         match f(&mut out[start..]) {
@@ -294,11 +295,13 @@ fn encrypt(
                 out.truncate(start + n);
                 return Ok(());
             }
-            Err(EncryptError::InsufficientSize(s)) => room = s.required_size,
-            Err(e) => {
-                out.truncate(start);
-                return Err(rustls::Error::General(e.to_string()));
-            }
+            Err(e) => match needed(&e) {
+                Some(n) => room = n,
+                None => {
+                    out.truncate(start);
+                    return Err(rustls::Error::General(e.to_string()));
+                }
+            },
         }
     }
 }
