@@ -24,7 +24,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::authn::{Check, Verdict};
-use crate::journal::{AcctRecord, JournalError};
+use crate::journal::JournalError;
 use crate::logfmt::Esc;
 use crate::login::{Action, Log, Login};
 use crate::{Shared, deadline, login};
@@ -813,15 +813,14 @@ impl Ctx {
             tracing::warn!(device = %self.device, error = %e, "cannot send authorization response");
         }
         if let Some(log) = self.shared.authz_log.as_ref().filter(|_| !self.probe) {
-            // Moved, not formatted: the log's thread writes it.
-            log.record(crate::journal::AuthzEvent {
+            log.record(&crate::journal::AuthzEvent {
                 at: std::time::SystemTime::now(),
                 device: self.device.ip(),
-                device_group: self.dg_name.clone(),
-                request: r,
+                device_group: &self.dg_name,
+                request: &r,
                 status: d.status,
-                reason: d.reason,
-                account,
+                reason: &d.reason,
+                account: account.as_deref(),
             });
         }
     }
@@ -829,26 +828,20 @@ impl Ctx {
     fn account(&self, sid: u32, r: AcctRequest, started: Instant) -> Pending {
         let policy = self.shared.policy.load();
         let q = &r.request;
-        let rec = AcctRecord {
-            time: humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string().into(),
-            server: policy.server_name.as_str().into(),
-            device: self.device.ip().to_string().into(),
-            device_port: self.device.port(),
-            device_group: self.dg_name.as_ref().into(),
+        let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
+        let tls = self.tls.as_ref().map(|t| t.journal());
+        let line = crate::journal::AcctSource {
+            time: &time,
+            server: &policy.server_name,
+            device: self.device,
+            device_group: &self.dg_name,
             session_id: sid,
-            record: r.flags.as_str().into(),
-            user: String::from_utf8_lossy(&q.user),
-            port: String::from_utf8_lossy(&q.port),
-            rem_addr: String::from_utf8_lossy(&q.rem_addr),
-            priv_lvl: q.priv_lvl.get(),
-            authen_method: q.authen_method.as_str().into(),
-            authen_type: q.authen_type.as_str().into(),
-            authen_service: q.authen_service.as_str().into(),
-            args: q.args.iter().map(|a| a.to_string()).collect(),
-            tls: self.tls.as_ref().map(|t| t.journal()),
-        };
-        let line = crate::journal::to_line(&rec);
-        tracing::debug!(device = %self.device, user = %Esc(&q.user), record = %rec.record, "accounting");
+            flags: r.flags,
+            request: q,
+            tls: tls.as_ref(),
+        }
+        .line();
+        tracing::debug!(device = %self.device, user = %Esc(&q.user), record = r.flags.as_str(), "accounting");
         let user = q.user.clone();
         let journal = self.shared.journal.clone();
         Box::pin(async move {

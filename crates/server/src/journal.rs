@@ -19,12 +19,13 @@
 //! **Authorization log** (`[accounting] authorization_log`): every
 //! authorization decision as an [`AuthzRecord`], in files of its own
 //! (`authz-…jsonl`, beside the accounting files, which readers of
-//! [`read_records`] never see), by [`AuthzLog`]: off the hot path, the
-//! connection moves the request and the decision into a queue (no
-//! formatting, no wake-up); a thread takes the queue every 20 ms, formats and
-//! writes it (no fsync: a log, not an acknowledged record). When it falls
-//! 65,536 records behind, new ones are dropped and counted
-//! (`tacvs_authz_log_dropped_total`) rather than queued without bound.
+//! [`read_records`] never see), by [`AuthzLog`]: the connection writes the
+//! line into a shared buffer (hand-written JSON, no queue, no wake-up); a
+//! thread takes the buffer every 20 ms and writes it (no fsync: a log, not an
+//! acknowledged record; the server writes what is left when it stops). When
+//! 16 MiB are waiting (the disk is not keeping up), new records are dropped
+//! and counted (`tacvs_authz_log_dropped_total`) rather than held without
+//! bound.
 //! `tacvs policy diff --replay DIR` replays them against two configurations.
 
 use std::borrow::Cow;
@@ -73,8 +74,6 @@ pub struct JournalConfig {
 pub const ACCT: &str = "acct-";
 /// Authorization log files' prefix.
 pub const AUTHZ: &str = "authz-";
-/// Authorization records waiting for the writer at most.
-const AUTHZ_BACKLOG: usize = 65_536;
 
 struct Pending {
     line: Vec<u8>,
@@ -280,36 +279,65 @@ pub struct AuthzRecord<'a> {
     pub ldap_groups: Vec<String>,
 }
 
-/// One decision, as the connection hands it over: owned values moved, not
-/// formatted (the log's thread does that).
-#[derive(Debug)]
-pub struct AuthzEvent {
+/// One decision, as the connection hands it to [`AuthzLog::record`]:
+/// borrowed; the line is written into the log's buffer at once.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthzEvent<'a> {
     /// When it was answered.
     pub at: SystemTime,
     /// The device.
     pub device: std::net::IpAddr,
     /// Its device group.
-    pub device_group: std::sync::Arc<str>,
+    pub device_group: &'a str,
     /// The request.
-    pub request: tacvs_proto::AaaRequest,
+    pub request: &'a tacvs_proto::AaaRequest,
     /// The answer.
     pub status: tacvs_proto::AuthorStatus,
     /// Why.
-    pub reason: String,
+    pub reason: &'a str,
     /// The directory account whose groups decided, if any.
-    pub account: Option<std::sync::Arc<crate::accounts::Account>>,
+    pub account: Option<&'a crate::accounts::Account>,
 }
 
-/// The authorization log: a thread that wakes every [`AUTHZ_TICK`], takes
-/// what was queued, formats it and writes it in one `write` (no fsync).
-/// Senders never wake it, so recording costs a queue push.
+/// The authorization log: the connection writes each decision's line into
+/// a shared buffer (a short lock: no queue, no wake-up, and the request is
+/// freed where it was decoded); a thread takes the buffer every
+/// [`AUTHZ_TICK`] and writes it in one `write` (no fsync).
 #[derive(Debug, Clone)]
 pub struct AuthzLog {
-    tx: mpsc::UnboundedSender<AuthzEvent>,
-    backlog: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    shared: Arc<AuthzShared>,
+    /// The thread stops once every handle is gone (after a last write).
+    _alive: Arc<()>,
 }
 
-/// How often the authorization log's thread writes what was queued.
+#[derive(Debug)]
+struct AuthzShared {
+    server: String,
+    pending: Mutex<AuthzPending>,
+    /// Held while a batch is written (the thread, or [`AuthzLog::flush`]).
+    writer: Mutex<AuthzWriter>,
+}
+
+#[derive(Debug, Default)]
+struct AuthzPending {
+    lines: Vec<u8>,
+    /// Records answered within one millisecond share their time text.
+    stamp: Stamp,
+}
+
+struct AuthzWriter {
+    w: Writer,
+    /// The buffer swapped in for the next batch (its capacity kept).
+    spare: Vec<u8>,
+}
+
+impl std::fmt::Debug for AuthzWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthzWriter").field("file", &self.w.path).finish()
+    }
+}
+
+/// How often the authorization log's thread writes what was recorded.
 pub const AUTHZ_TICK: Duration = Duration::from_millis(20);
 
 impl AuthzLog {
@@ -321,9 +349,7 @@ impl AuthzLog {
         let cfg = JournalConfig { prefix: AUTHZ, sync: false, ..cfg };
         fs::create_dir_all(&cfg.dir)?;
         let (file, path, size, _) = open_latest(&cfg.dir, AUTHZ)?;
-        let (tx, rx) = mpsc::unbounded_channel();
-        let backlog = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let mut w = Writer {
+        let w = Writer {
             cfg,
             file,
             path,
@@ -332,67 +358,79 @@ impl AuthzLog {
             committed: None,
             stats: Arc::default(),
         };
-        let left = backlog.clone();
+        let shared = Arc::new(AuthzShared {
+            server,
+            pending: Mutex::new(AuthzPending::default()),
+            writer: Mutex::new(AuthzWriter { w, spare: Vec::new() }),
+        });
+        let alive = Arc::new(());
+        let (s, weak) = (shared.clone(), Arc::downgrade(&alive));
         let handle =
             std::thread::Builder::new().name("tacvs-authz-log".into()).spawn(move || {
-                authz_loop(&mut w, rx, &left, &server);
+                loop {
+                    std::thread::sleep(AUTHZ_TICK);
+                    // Looked at before the write, so what the last handle recorded
+                    // is in it.
+                    let gone = weak.strong_count() == 0;
+                    s.write_pending();
+                    if gone {
+                        return;
+                    }
+                }
             })?;
-        Ok((AuthzLog { tx, backlog }, handle))
+        Ok((AuthzLog { shared, _alive: alive }, handle))
     }
 
-    /// Queue one decision; dropped (and counted) when the writer is far behind.
-    pub fn record(&self, e: AuthzEvent) {
-        use std::sync::atomic::Ordering;
-        if self.backlog.fetch_add(1, Ordering::Relaxed) >= AUTHZ_BACKLOG {
-            self.backlog.fetch_sub(1, Ordering::Relaxed);
+    /// Record one decision; dropped (and counted) when
+    /// [`AUTHZ_BACKLOG_BYTES`] are waiting for the writer already.
+    pub fn record(&self, e: &AuthzEvent<'_>) {
+        let mut p = self.shared.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.lines.len() >= AUTHZ_BACKLOG_BYTES {
+            drop(p);
             metrics::counter!("tacvs_authz_log_dropped_total").increment(1);
             return;
         }
-        if self.tx.send(e).is_err() {
-            self.backlog.fetch_sub(1, Ordering::Relaxed);
-        }
+        let AuthzPending { lines, stamp } = &mut *p;
+        write_authz(lines, e, &self.shared.server, stamp.of(e.at));
+    }
+
+    /// Write what is recorded now (at shutdown: nothing is left behind).
+    pub fn flush(&self) {
+        self.shared.write_pending();
     }
 }
 
-fn authz_loop(
-    w: &mut Writer,
-    mut rx: mpsc::UnboundedReceiver<AuthzEvent>,
-    backlog: &std::sync::atomic::AtomicUsize,
-    server: &str,
-) {
-    let mut buf = Vec::with_capacity(1 << 20);
-    // Records answered within one millisecond share their time text.
-    let mut stamp = Stamp::default();
-    loop {
-        std::thread::sleep(AUTHZ_TICK);
-        buf.clear();
-        let mut n = 0;
-        let closed = loop {
-            match rx.try_recv() {
-                Ok(e) => {
-                    write_line(&mut buf, &authz_record(&e, server, stamp.of(e.at)));
-                    buf.push(b'\n');
-                    n += 1;
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break false,
-                Err(mpsc::error::TryRecvError::Disconnected) => break true,
-            }
-        };
-        backlog.fetch_sub(n, std::sync::atomic::Ordering::Relaxed);
-        if n > 0
-            && let Err(e) = w.write_batch(&buf, Instant::now())
+/// Bytes of recorded lines waiting for the writer at most (≈ 64,000
+/// records): beyond it, the disk is not keeping up and new records are
+/// dropped and counted rather than held without bound.
+const AUTHZ_BACKLOG_BYTES: usize = 16 << 20;
+
+impl AuthzShared {
+    fn write_pending(&self) {
+        let mut wr = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let AuthzWriter { w, spare } = &mut *wr;
+        spare.clear();
         {
-            metrics::counter!("tacvs_authz_log_errors_total").increment(1);
-            tracing::error!(file = %w.path.display(), error = %e, records = n, "authorization log write failed; these records are lost");
+            let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            std::mem::swap(&mut p.lines, spare);
         }
-        if closed {
+        if spare.is_empty() {
             return;
+        }
+        if let Err(e) = w.write_batch(spare, Instant::now()) {
+            let records = spare.iter().filter(|&&b| b == b'\n').count();
+            metrics::counter!("tacvs_authz_log_errors_total").increment(1);
+            tracing::error!(file = %w.path.display(), error = %e, records, "authorization log write failed; these records are lost");
+        }
+        // A burst's buffer is not kept for ever.
+        if spare.capacity() > 4 << 20 {
+            *spare = Vec::new();
         }
     }
 }
 
 /// RFC 3339 time text with milliseconds, formatted once per millisecond.
-#[derive(Default)]
+#[derive(Debug, Default)]
 struct Stamp {
     millis: Option<u128>,
     text: String,
@@ -410,21 +448,127 @@ impl Stamp {
 }
 
 /// The record of an event; `time` is `e.at` as RFC 3339 text with milliseconds.
-pub fn authz_record<'a>(e: &'a AuthzEvent, server: &'a str, time: &'a str) -> AuthzRecord<'a> {
-    let r = &e.request;
+pub fn authz_record<'a>(e: &AuthzEvent<'a>, server: &'a str, time: &'a str) -> AuthzRecord<'a> {
+    let r = e.request;
     AuthzRecord {
         time: time.into(),
         server: server.into(),
         device: e.device.to_string().into(),
-        device_group: e.device_group.as_ref().into(),
+        device_group: e.device_group.into(),
         user: String::from_utf8_lossy(&r.user),
         port: String::from_utf8_lossy(&r.port),
         priv_lvl: r.priv_lvl.get(),
         args: r.args.iter().map(|a| a.to_string()).collect(),
         status: e.status.as_str().into(),
-        reason: e.reason.as_str().into(),
-        directory: e.account.as_ref().map(|a| a.directory_name.as_str()).unwrap_or_default().into(),
-        ldap_groups: e.account.as_ref().map(|a| a.ldap_groups.clone()).unwrap_or_default(),
+        reason: e.reason.into(),
+        directory: e.account.map(|a| a.directory_name.as_str()).unwrap_or_default().into(),
+        ldap_groups: e.account.map(|a| a.ldap_groups.clone()).unwrap_or_default(),
+    }
+}
+
+/// The record of an event as its JSON line, newline included, appended to
+/// `out`: the bytes `to_line(&authz_record(e, server, time))` makes, written
+/// without building the record (crate::jsonline).
+pub fn write_authz(out: &mut Vec<u8>, e: &AuthzEvent<'_>, server: &str, time: &str) {
+    let r = e.request;
+    let account = e.account;
+    let mut o = crate::jsonline::Obj::new(out);
+    o.str("time", time)
+        .str("server", server)
+        .display("device", e.device)
+        .str("device_group", e.device_group)
+        .bytes("user", &r.user)
+        .bytes("port", &r.port)
+        .uint("priv_lvl", r.priv_lvl.get().into())
+        .list("args", r.args.iter().map(|a| a.as_bytes()))
+        .str("status", e.status.as_str())
+        .str("reason", e.reason)
+        .str("directory", account.map(|a| a.directory_name.as_str()).unwrap_or_default())
+        .list(
+            "ldap_groups",
+            account.iter().flat_map(|a| a.ldap_groups.iter().map(|g| g.as_bytes())),
+        );
+    o.end();
+    out.push(b'\n');
+}
+
+/// What an accounting record is made of, borrowed from the request and
+/// its connection.
+#[derive(Debug, Clone, Copy)]
+pub struct AcctSource<'a> {
+    /// When the server received it (RFC 3339, milliseconds, UTC).
+    pub time: &'a str,
+    /// The server's name.
+    pub server: &'a str,
+    /// The device's address and source port.
+    pub device: std::net::SocketAddr,
+    /// Its device group.
+    pub device_group: &'a str,
+    /// The TACACS+ session id.
+    pub session_id: u32,
+    /// The record's kind (RFC 8907 §7.1 flags).
+    pub flags: tacvs_proto::AcctFlags,
+    /// The request.
+    pub request: &'a tacvs_proto::AaaRequest,
+    /// The device's certificate, over TLS.
+    pub tls: Option<&'a TlsPeer<'a>>,
+}
+
+impl AcctSource<'_> {
+    /// The typed record (what readers get back from the line).
+    pub fn record(&self) -> AcctRecord<'_> {
+        let q = self.request;
+        AcctRecord {
+            time: self.time.into(),
+            server: self.server.into(),
+            device: self.device.ip().to_string().into(),
+            device_port: self.device.port(),
+            device_group: self.device_group.into(),
+            session_id: self.session_id,
+            record: self.flags.as_str().into(),
+            user: String::from_utf8_lossy(&q.user),
+            port: String::from_utf8_lossy(&q.port),
+            rem_addr: String::from_utf8_lossy(&q.rem_addr),
+            priv_lvl: q.priv_lvl.get(),
+            authen_method: q.authen_method.as_str().into(),
+            authen_type: q.authen_type.as_str().into(),
+            authen_service: q.authen_service.as_str().into(),
+            args: q.args.iter().map(|a| a.to_string()).collect(),
+            tls: self.tls.cloned(),
+        }
+    }
+
+    /// The record as its JSON line (without the newline): the bytes
+    /// `to_line(&self.record())` makes, written without building it.
+    pub fn line(&self) -> Vec<u8> {
+        let q = self.request;
+        let mut out = Vec::with_capacity(384);
+        let mut o = crate::jsonline::Obj::new(&mut out);
+        o.str("time", self.time)
+            .str("server", self.server)
+            .display("device", self.device.ip())
+            .uint("device_port", self.device.port().into())
+            .str("device_group", self.device_group)
+            .uint("session_id", self.session_id.into())
+            .str("record", self.flags.as_str())
+            .bytes("user", &q.user)
+            .bytes("port", &q.port)
+            .bytes("rem_addr", &q.rem_addr)
+            .uint("priv_lvl", q.priv_lvl.get().into())
+            .str("authen_method", q.authen_method.as_str())
+            .str("authen_type", q.authen_type.as_str())
+            .str("authen_service", q.authen_service.as_str())
+            .list("args", q.args.iter().map(|a| a.as_bytes()));
+        if let Some(t) = self.tls {
+            o.obj("tls")
+                .str("subject", &t.subject)
+                .str("san", &t.san)
+                .str("sha256", &t.sha256)
+                .bool("resumed", t.resumed)
+                .end();
+        }
+        o.end();
+        out
     }
 }
 
@@ -713,6 +857,136 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// A request with arbitrary peer bytes in every field.
+    fn request() -> impl Strategy<Value = tacvs_proto::AaaRequest> {
+        let field = || proptest::collection::vec(any::<u8>(), 0..24);
+        (field(), field(), field(), 0u8..=15, proptest::collection::vec(field(), 0..4)).prop_map(
+            |(user, port, rem, lvl, args)| {
+                let args = args
+                    .into_iter()
+                    .map(|mut v| {
+                        // name, separator, value: as a device may send them.
+                        v.retain(|b| *b != b'=' && *b != b'*');
+                        let mut raw = b"n\xff".to_vec();
+                        raw.push(if lvl % 2 == 0 { b'=' } else { b'*' });
+                        raw.extend_from_slice(&v);
+                        tacvs_proto::Argument::parse(raw.into(), "test").unwrap()
+                    })
+                    .collect();
+                let mut r = tacvs_proto::AaaRequest::new(user, args);
+                r.port = port.into();
+                r.rem_addr = rem.into();
+                r.priv_lvl = tacvs_proto::PrivLvl::new(lvl).unwrap();
+                r
+            },
+        )
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![Just("core".to_string()), "\\PC{0,12}", any::<String>()]
+    }
+
+    proptest! {
+        /// The hand-written authorization line is the serde one, byte for byte.
+        #[test]
+        fn authz_line_is_the_serde_line(
+            request in request(),
+            reason in text(),
+            group in text(),
+            v6 in any::<bool>(),
+        ) {
+            let e = AuthzEvent {
+                at: SystemTime::UNIX_EPOCH,
+                device: if v6 { "2001:db8::1".parse().unwrap() } else { "10.0.0.1".parse().unwrap() },
+                device_group: &group,
+                request: &request,
+                status: tacvs_proto::AuthorStatus::PassAdd,
+                reason: &reason,
+                account: None,
+            };
+            let mut by_hand = Vec::new();
+            write_authz(&mut by_hand, &e, "srv", "2026-12-01T00:00:00.000Z");
+            let mut serde = to_line(&authz_record(&e, "srv", "2026-12-01T00:00:00.000Z"));
+            serde.push(b'\n');
+            prop_assert_eq!(by_hand, serde);
+        }
+
+        /// The hand-written accounting line is the serde one, byte for byte.
+        #[test]
+        fn acct_line_is_the_serde_line(
+            request in request(),
+            group in text(),
+            sid in any::<u32>(),
+            port in any::<u16>(),
+            tls in proptest::option::of((text(), text(), any::<bool>())),
+        ) {
+            let tls = tls.map(|(subject, san, resumed)| TlsPeer {
+                subject: subject.into(),
+                san: san.into(),
+                sha256: "ab01".into(),
+                resumed,
+            });
+            let src = AcctSource {
+                time: "2026-12-01T00:00:00.000Z",
+                server: "srv",
+                device: std::net::SocketAddr::new("192.0.2.7".parse().unwrap(), port),
+                device_group: &group,
+                session_id: sid,
+                flags: tacvs_proto::AcctFlags::Stop,
+                request: &request,
+                tls: tls.as_ref(),
+            };
+            prop_assert_eq!(src.line(), to_line(&src.record()));
+        }
+    }
+
+    #[test]
+    fn authz_line_of_a_directory_user_has_its_groups() {
+        let policy = tacvs_policy::parse(
+            "t.toml",
+            "[server]\n[[server.listen]]\naddress = \"127.0.0.1:0\"\n",
+            std::path::Path::new("."),
+        )
+        .unwrap();
+        let user = tacvs_policy::User {
+            name: "alice".into(),
+            password: None,
+            chap_secret: None,
+            enable: None,
+            groups: vec![],
+            max_priv: 15,
+            prefer: tacvs_policy::identity::Prefer::Directory,
+            otp: false,
+        };
+        let account = crate::accounts::Account {
+            directory: 0,
+            directory_name: "corp".into(),
+            dn: "uid=alice,dc=x".into(),
+            ldap_groups: vec!["cn=net\"ops,dc=x".into(), "cn=b,dc=x".into()],
+            user: Arc::new(user),
+            policy: Arc::new(policy),
+            otp_secret: None,
+        };
+        let e = AuthzEvent {
+            at: SystemTime::UNIX_EPOCH,
+            device: "10.0.0.1".parse().unwrap(),
+            device_group: "core",
+            request: &tacvs_proto::AaaRequest::new("alice", vec![]),
+            status: tacvs_proto::AuthorStatus::Fail,
+            reason: "no rule",
+            account: Some(&account),
+        };
+        let mut by_hand = Vec::new();
+        write_authz(&mut by_hand, &e, "s", "t");
+        let mut serde = to_line(&authz_record(&e, "s", "t"));
+        serde.push(b'\n');
+        assert_eq!(String::from_utf8_lossy(&by_hand), String::from_utf8_lossy(&serde));
+        let back: AuthzRecord<'_> = serde_json::from_slice(&by_hand).unwrap();
+        assert_eq!(back.ldap_groups, ["cn=net\"ops,dc=x", "cn=b,dc=x"]);
+        assert_eq!(back.directory, "corp");
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn authorization_records_go_to_their_own_files_and_read_back() {
@@ -730,13 +1004,13 @@ mod tests {
             tacvs_proto::Argument::new("service", "shell", true).unwrap(),
             tacvs_proto::Argument::new("cmd", "show", true).unwrap(),
         ];
-        authz.record(AuthzEvent {
+        authz.record(&AuthzEvent {
             at: SystemTime::UNIX_EPOCH,
             device: "10.0.0.1".parse().unwrap(),
-            device_group: "core".into(),
-            request: tacvs_proto::AaaRequest::new("anna", args),
+            device_group: "core",
+            request: &tacvs_proto::AaaRequest::new("anna", args),
             status: tacvs_proto::AuthorStatus::PassAdd,
-            reason: "r".into(),
+            reason: "r",
             account: None,
         });
         acct.append(b"{\"n\":1}".to_vec()).await.unwrap();

@@ -30,6 +30,7 @@ pub mod control;
 pub mod deadline;
 pub mod directory;
 pub mod journal;
+mod jsonline;
 pub mod listeners;
 pub mod lockout;
 pub mod logfmt;
@@ -488,6 +489,9 @@ impl ServerHandle {
         let left = self.shared.connections();
         if left > 0 {
             tracing::warn!(connections = left, "shutdown: drain time is up; closing the rest");
+        }
+        if let Some(log) = &self.shared.authz_log {
+            log.flush();
         }
     }
 }
