@@ -40,6 +40,12 @@ struct Cli {
     /// Log level filter (error, warn, info, debug, trace, or a tracing directive).
     #[arg(long, global = true, env = "TACVS_LOG", default_value = "info")]
     log_level: String,
+    /// Threads that run connections (the async runtime's workers). Default:
+    /// the CPUs this process may run on (its affinity mask, so `taskset -c 0`
+    /// or a one-CPU cpuset means one). With one, the runtime is
+    /// single-threaded: no work stealing, no cross-thread wake-ups.
+    #[arg(long, global = true, env = "TACVS_THREADS", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -119,7 +125,15 @@ fn main() -> ExitCode {
         &cli.log_level
     };
     init_logging(cli.log_format, level);
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let threads = cli.threads.map(usize::from).unwrap_or_else(|| {
+        std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
+    });
+    let built = if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()
+    };
+    let rt = match built {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tacvs: cannot start the async runtime: {e}");

@@ -516,6 +516,21 @@ fn temp_dir(tag: &str) -> PathBuf {
     d
 }
 
+/// `examples/server.toml` as shipped, written into `cwd` with its TACACS+
+/// listener on `tacacs` and its metrics on a port the kernel chooses.
+fn example_config(cwd: &Path, tacacs: &str) -> PathBuf {
+    let cfg = cwd.join("server.toml");
+    let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
+    std::fs::write(
+        &cfg,
+        example
+            .replace("127.0.0.1:4949", tacacs)
+            .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""),
+    )
+    .unwrap();
+    cfg
+}
+
 /// A `tacvs server` child; SIGTERM on drop if still running.
 struct ServerProc {
     child: Child,
@@ -689,15 +704,7 @@ fn independent_clients_against_the_example_config() {
 
     let cwd = temp_dir("interop");
     // examples/server.toml as shipped, on ports the kernel chooses.
-    let cfg = cwd.join("server.toml");
-    let example = std::fs::read_to_string(ws.join("examples/server.toml")).unwrap();
-    std::fs::write(
-        &cfg,
-        example
-            .replace("127.0.0.1:4949", "127.0.0.1:0")
-            .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""),
-    )
-    .unwrap();
+    let cfg = example_config(&cwd, "127.0.0.1:0");
     let srv = ServerProc::start(&cfg, &cwd);
     let port = srv.addr.port().to_string();
     let metrics_addr = srv.metrics_addr().to_string();
@@ -819,12 +826,7 @@ fn independent_clients_against_the_example_config() {
 async fn kill_9_loses_no_acknowledged_accounting_record() {
     use std::sync::{Arc, Mutex};
     let cwd = temp_dir("crash");
-    let cfg = cwd.join("server.toml");
-    let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    let text = example
-        .replace("127.0.0.1:4949", "127.0.0.1:0")
-        .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\"");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = example_config(&cwd, "127.0.0.1:0");
     let srv = ServerProc::start(&cfg, &cwd);
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
     let mut tasks = Vec::new();
@@ -905,15 +907,7 @@ async fn sigterm_drains_sessions_in_progress() {
     use tacvs_proto::*;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let cwd = temp_dir("drain");
-    let cfg = cwd.join("server.toml");
-    let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    std::fs::write(
-        &cfg,
-        example
-            .replace("127.0.0.1:4949", "[::1]:0")
-            .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\""),
-    )
-    .unwrap();
+    let cfg = example_config(&cwd, "[::1]:0");
     let mut srv = ServerProc::start(&cfg, &cwd);
     assert!(srv.addr.is_ipv6(), "listening on IPv6: {}", srv.addr);
     // Start an ASCII login and stop at the password prompt.
@@ -987,13 +981,7 @@ async fn sigterm_drains_sessions_in_progress() {
 #[test]
 fn sim_expect_json_and_plan() {
     let cwd = temp_dir("sim");
-    let cfg = cwd.join("server.toml");
-    let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    std::fs::write(
-        &cfg,
-        example.replace("127.0.0.1:4949", "127.0.0.1:0").replace("127.0.0.1:9449", "127.0.0.1:0"),
-    )
-    .unwrap();
+    let cfg = example_config(&cwd, "127.0.0.1:0");
     let srv = ServerProc::start(&cfg, &cwd);
     let metrics_addr = srv.metrics_addr().to_string();
     let target = srv.addr.to_string();
@@ -1144,12 +1132,7 @@ async fn accounting_success_leaves_only_after_the_journal_fdatasync_returns() {
         return;
     }
     let cwd = temp_dir("fsync-order");
-    let cfg = cwd.join("server.toml");
-    let example = std::fs::read_to_string(workspace().join("examples/server.toml")).unwrap();
-    let text = example
-        .replace("127.0.0.1:4949", "127.0.0.1:0")
-        .replace("listen = \"127.0.0.1:9449\"", "listen = \"127.0.0.1:0\"");
-    std::fs::write(&cfg, text).unwrap();
+    let cfg = example_config(&cwd, "127.0.0.1:0");
     let trace = cwd.join("trace.txt");
     let trace_arg = trace.to_str().unwrap().to_owned();
     let srv = ServerProc::start_under(
@@ -1571,4 +1554,81 @@ fn unsafe_sigterm(c: &mut Child) {
     }
     let _ = c.kill();
     let _ = c.wait();
+}
+
+/// The names of process `pid`'s threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+                .map(|n| n.trim().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A server allowed one CPU (`taskset -c 0`) runs its connections on a
+/// single-threaded runtime (`--threads` defaults to the CPUs of its affinity
+/// mask): no runtime worker threads. It still serves authorizations and
+/// fsync'd accounting (the journal's thread acknowledges into the runtime
+/// from outside), a reload, its metrics page and a clean exit on SIGTERM;
+/// `tacvs sim` pinned the same way drives it. `--threads 3` asks for three.
+#[test]
+fn a_server_on_one_cpu_is_single_threaded_and_serves_everything() {
+    let cwd = temp_dir("one-cpu");
+    let cfg = example_config(&cwd, "127.0.0.1:0");
+    let workers =
+        |pid: u32| thread_names(pid).into_iter().filter(|n| n.starts_with("tokio-r")).count();
+    let mut srv = ServerProc::start_under(&["taskset", "-c", "0"], &cfg, &cwd);
+    assert_eq!(workers(srv.child.id()), 0, "threads: {:?}", thread_names(srv.child.id()));
+    let metrics_addr = srv.metrics_addr().to_string();
+    let target = srv.addr.to_string();
+    let json = cwd.join("report.json");
+    let sim = || {
+        run_ok(
+            Command::new("taskset")
+                .args(["-c", "0", env!("CARGO_BIN_EXE_tacvs"), "sim", "--server", &target])
+                .args(["--key", "tacvs-demo-key", "--profile"])
+                .arg(workspace().join("examples/sim/acct.toml"))
+                .args(["--devices", "32", "--concurrency", "32", "--duration", "2s"])
+                .args(["--warmup", "0s", "--expect", "errors==0", "--expect", "acct.errors==0"])
+                .arg("--json")
+                .arg(&json),
+        )
+    };
+    let (code, out) = sim();
+    assert_eq!(code, 0, "{out}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let acct = report["by_type"]["acct"]["requests"].as_u64().unwrap();
+    assert!(acct > 0 && report["by_type"]["author"]["requests"].as_u64().unwrap() > 0, "{out}");
+    // Every acknowledged record is in the journal.
+    assert_eq!(journal_lines(&cwd.join("var/acct")).len() as u64, acct);
+
+    srv.signal(libc::SIGHUP);
+    let within = Instant::now() + Duration::from_secs(10);
+    while !http_get(&metrics_addr, "/metrics").contains("tacvs_reloads_total{result=\"ok\"} 1") {
+        assert!(Instant::now() < within, "no reload counted 10 s after SIGHUP");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, out) = sim();
+    assert_eq!(code, 0, "after the reload: {out}");
+    srv.signal(libc::SIGTERM);
+    let within = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = srv.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < within, "still running 15 s after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "exit status {status:?}");
+    drop(srv);
+
+    let srv =
+        ServerProc::start_under(&["env", "TACVS_THREADS=3", "taskset", "-c", "0"], &cfg, &cwd);
+    assert_eq!(workers(srv.child.id()), 3, "threads: {:?}", thread_names(srv.child.id()));
+    drop(srv);
+    std::fs::remove_dir_all(&cwd).ok();
 }

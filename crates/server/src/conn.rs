@@ -296,6 +296,18 @@ pub(crate) async fn run<S: Transport>(
     let mut draining = *shutdown.borrow();
     let mut peer_closed = false;
     let mut clock = deadline::Clock::new(accepted);
+    // One timer for the connection's life, re-armed lazily: a deadline that
+    // moves later (the idle deadline after every request) leaves it where it
+    // is, and when it fires early the loop re-arms it for the real deadline.
+    // Re-arming it per request would cost a timer-wheel removal and insertion
+    // on every request of every single-connect connection.
+    let timer = tokio::time::sleep_until(
+        accepted + {
+            let p = ctx.shared.policy.load();
+            p.limits.first_packet_timeout.0
+        },
+    );
+    tokio::pin!(timer);
     loop {
         // Process what is buffered (also bytes that came with the PROXY header).
         // While draining we still read: a session in progress (an ASCII login
@@ -356,6 +368,9 @@ pub(crate) async fn run<S: Transport>(
         });
         let limits = deadline::Limits::from_conf(&ctx.shared.policy.load().limits);
         let (until, kind) = clock.deadline(&limits, conn.open_sessions() > 0);
+        if until < timer.deadline() {
+            timer.as_mut().reset(until);
+        }
         let reading = !peer_closed && conn.close_reason().is_none();
         // An idle connection holds no read buffer (thousands of idle single-connect
         // devices): it waits for readability and allocates only then.
@@ -368,7 +383,12 @@ pub(crate) async fn run<S: Transport>(
                 Ok(_) => {}
             },
             Some(done) = pending.next(), if !pending.is_empty() => ctx.on_done(&mut conn, done),
-            _ = tokio::time::sleep_until(until), if pending.is_empty() => {
+            () = &mut timer, if pending.is_empty() => {
+                if tokio::time::Instant::now() < until {
+                    // Fired for an earlier deadline that has since moved.
+                    timer.as_mut().reset(until);
+                    continue;
+                }
                 tracing::debug!(%device, open_sessions = conn.open_sessions(), timeout = kind.as_str(), "timeout; closing");
                 metrics::counter!("tacvs_timeouts_total", "kind" => kind.as_str()).increment(1);
                 break;
@@ -385,10 +405,16 @@ async fn write_all<S: Transport>(stream: &mut S, out: &[u8]) -> std::io::Result<
     stream.flush().await
 }
 
+/// The read buffer a connection allocates when bytes arrive after it was
+/// idle: one authorization or accounting packet fits (they are a few hundred
+/// bytes), and an allocation this size comes from the allocator's per-thread
+/// cache; larger packets grow it.
+const READ_CHUNK: usize = 1024;
+
 async fn read_into<S: Transport>(stream: &mut S, buf: &mut BytesMut) -> std::io::Result<usize> {
     if buf.capacity() == 0 {
         stream.readable().await?;
-        buf.reserve(4096);
+        buf.reserve(READ_CHUNK);
     }
     stream.read_buf(buf).await
 }
@@ -828,19 +854,20 @@ impl Ctx {
     fn account(&self, sid: u32, r: AcctRequest, started: Instant) -> Pending {
         let policy = self.shared.policy.load();
         let q = &r.request;
-        let time = humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string();
         let tls = self.tls.as_ref().map(|t| t.journal());
-        let line = crate::journal::AcctSource {
-            time: &time,
-            server: &policy.server_name,
-            device: self.device,
-            device_group: &self.dg_name,
-            session_id: sid,
-            flags: r.flags,
-            request: q,
-            tls: tls.as_ref(),
-        }
-        .line();
+        let line = crate::journal::with_time(std::time::SystemTime::now(), |time| {
+            crate::journal::AcctSource {
+                time,
+                server: &policy.server_name,
+                device: self.device,
+                device_group: &self.dg_name,
+                session_id: sid,
+                flags: r.flags,
+                request: q,
+                tls: tls.as_ref(),
+            }
+            .line()
+        });
         tracing::debug!(device = %self.device, user = %Esc(&q.user), record = r.flags.as_str(), "accounting");
         let user = q.user.clone();
         let journal = self.shared.journal.clone();

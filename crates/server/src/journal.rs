@@ -447,6 +447,17 @@ impl Stamp {
     }
 }
 
+thread_local! {
+    static STAMP: std::cell::RefCell<Stamp> = std::cell::RefCell::default();
+}
+
+/// Call `f` with `at` as RFC 3339 text with milliseconds, formatted once per
+/// millisecond on each thread (a record per request would otherwise format
+/// the same time again and again).
+pub fn with_time<R>(at: SystemTime, f: impl FnOnce(&str) -> R) -> R {
+    STAMP.with(|s| f(s.borrow_mut().of(at)))
+}
+
 /// The record of an event; `time` is `e.at` as RFC 3339 text with milliseconds.
 pub fn authz_record<'a>(e: &AuthzEvent<'a>, server: &'a str, time: &'a str) -> AuthzRecord<'a> {
     let r = e.request;
@@ -475,7 +486,7 @@ pub fn write_authz(out: &mut Vec<u8>, e: &AuthzEvent<'_>, server: &str, time: &s
     let mut o = crate::jsonline::Obj::new(out);
     o.str("time", time)
         .str("server", server)
-        .display("device", e.device)
+        .ip("device", e.device)
         .str("device_group", e.device_group)
         .bytes("user", &r.user)
         .bytes("port", &r.port)
@@ -546,7 +557,7 @@ impl AcctSource<'_> {
         let mut o = crate::jsonline::Obj::new(&mut out);
         o.str("time", self.time)
             .str("server", self.server)
-            .display("device", self.device.ip())
+            .ip("device", self.device.ip())
             .uint("device_port", self.device.port().into())
             .str("device_group", self.device_group)
             .uint("session_id", self.session_id.into())
@@ -895,11 +906,11 @@ mod tests {
             request in request(),
             reason in text(),
             group in text(),
-            v6 in any::<bool>(),
+            device in any::<std::net::IpAddr>(),
         ) {
             let e = AuthzEvent {
                 at: SystemTime::UNIX_EPOCH,
-                device: if v6 { "2001:db8::1".parse().unwrap() } else { "10.0.0.1".parse().unwrap() },
+                device,
                 device_group: &group,
                 request: &request,
                 status: tacvs_proto::AuthorStatus::PassAdd,
@@ -919,7 +930,7 @@ mod tests {
             request in request(),
             group in text(),
             sid in any::<u32>(),
-            port in any::<u16>(),
+            device in any::<std::net::SocketAddr>(),
             tls in proptest::option::of((text(), text(), any::<bool>())),
         ) {
             let tls = tls.map(|(subject, san, resumed)| TlsPeer {
@@ -931,7 +942,7 @@ mod tests {
             let src = AcctSource {
                 time: "2026-12-01T00:00:00.000Z",
                 server: "srv",
-                device: std::net::SocketAddr::new("192.0.2.7".parse().unwrap(), port),
+                device,
                 device_group: &group,
                 session_id: sid,
                 flags: tacvs_proto::AcctFlags::Stop,

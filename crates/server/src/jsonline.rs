@@ -74,10 +74,26 @@ impl<'a> Obj<'a> {
         self
     }
 
+    /// An IP address field (an IPv4 address written without the formatter).
+    pub(crate) fn ip(&mut self, key: &'static str, v: std::net::IpAddr) -> &mut Self {
+        let std::net::IpAddr::V4(a) = v else { return self.display(key, v) };
+        self.key(key);
+        self.out.push(b'"');
+        let mut n = itoa::Buffer::new();
+        for (i, o) in a.octets().into_iter().enumerate() {
+            if i > 0 {
+                self.out.push(b'.');
+            }
+            self.out.extend_from_slice(n.format(o).as_bytes());
+        }
+        self.out.push(b'"');
+        self
+    }
+
     /// An unsigned number field.
     pub(crate) fn uint(&mut self, key: &'static str, v: u64) -> &mut Self {
         self.key(key);
-        let _ = write!(self.out, "{v}");
+        self.out.extend_from_slice(itoa::Buffer::new().format(v).as_bytes());
         self
     }
 
@@ -172,14 +188,28 @@ fn lossy(out: &mut Vec<u8>, v: &[u8]) {
 
 /// The inside of a JSON string.
 fn escape(out: &mut Vec<u8>, v: &str) {
+    let b = v.as_bytes();
     // The common value is printable ASCII: copied whole.
-    if all_plain(v.as_bytes()) {
-        out.extend_from_slice(v.as_bytes());
+    if all_plain(b) {
+        out.extend_from_slice(b);
         return;
     }
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+    // Runs of plain ASCII are copied whole; a character is decoded only where
+    // a byte is not ASCII (a policy's reason text quotes names: `"` is common).
     let mut start = 0;
-    for (i, c) in v.char_indices() {
+    let mut i = 0;
+    while i < b.len() {
+        let byte = b[i];
+        if plain(byte) {
+            i += 1;
+            continue;
+        }
+        let c = if byte < 0x80 {
+            char::from(byte)
+        } else {
+            v[i..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER)
+        };
+        let len = c.len_utf8();
         let short: &[u8] = match c {
             '"' => b"\\\"",
             '\\' => b"\\\\",
@@ -189,22 +219,31 @@ fn escape(out: &mut Vec<u8>, v: &str) {
             '\u{8}' => b"\\b",
             '\u{c}' => b"\\f",
             c if (c as u32) < 0x20 || crate::logfmt::is_unsafe(c) => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&v.as_bytes()[start..i]);
-        if short.is_empty() {
-            // Every such character is in the Basic Multilingual Plane.
-            let n = c as u32;
-            out.extend_from_slice(b"\\u");
-            for shift in [12, 8, 4, 0] {
-                out.push(HEX[((n >> shift) & 0xf) as usize]);
+            _ => {
+                i += len;
+                continue;
             }
+        };
+        out.extend_from_slice(&b[start..i]);
+        if short.is_empty() {
+            unicode(out, c);
         } else {
             out.extend_from_slice(short);
         }
-        start = i + c.len_utf8();
+        i += len;
+        start = i;
     }
-    out.extend_from_slice(&v.as_bytes()[start..]);
+    out.extend_from_slice(&b[start..]);
+}
+
+/// `\uXXXX` (every character escaped so is in the Basic Multilingual Plane).
+fn unicode(out: &mut Vec<u8>, c: char) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let n = c as u32;
+    out.extend_from_slice(b"\\u");
+    for shift in [12, 8, 4, 0] {
+        out.push(HEX[((n >> shift) & 0xf) as usize]);
+    }
 }
 
 #[cfg(test)]
