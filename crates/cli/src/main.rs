@@ -15,6 +15,7 @@ mod generate;
 mod http;
 mod import;
 mod lab;
+mod logout;
 mod otp;
 mod policy;
 mod server;
@@ -56,19 +57,30 @@ enum LogFormat {
     Json,
 }
 
-fn init_logging(format: LogFormat, level: &str) {
+/// Log to standard error (INFO and DEBUG lines gathered: crate::logout);
+/// the returned handle writes what is left at exit.
+fn init_logging(format: LogFormat, level: &str) -> logout::LogOut<std::io::Stderr> {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     use std::io::IsTerminal;
+    let out = logout::LogOut::new(std::io::stderr());
     let b = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(out.clone())
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match format {
         // Peer strings escaped, values with spaces quoted: one line per event.
         LogFormat::Text => b.fmt_fields(tacvs_server::logfmt::SafeFields).try_init(),
         LogFormat::Json => b.json().flatten_event(true).try_init(),
     };
+    // A panic's message comes after the lines that led to it.
+    let flush = out.clone();
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        flush.flush();
+        default(info);
+    }));
+    out
 }
 
 #[derive(Debug, Subcommand)]
@@ -124,7 +136,7 @@ fn main() -> ExitCode {
     } else {
         &cli.log_level
     };
-    init_logging(cli.log_format, level);
+    let log = init_logging(cli.log_format, level);
     let threads = cli.threads.map(usize::from).unwrap_or_else(|| {
         std::thread::available_parallelism().map(std::num::NonZeroUsize::get).unwrap_or(1)
     });
@@ -141,6 +153,9 @@ fn main() -> ExitCode {
         }
     };
     let code = rt.block_on(dispatch(cli.command));
+    // Tasks still running log as the runtime stops: then write every line.
+    drop(rt);
+    log.flush();
     match code {
         Ok(c) => ExitCode::from(c),
         Err(e) => {

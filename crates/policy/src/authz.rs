@@ -273,14 +273,7 @@ impl Policy {
                 if !rule.device_groups.is_empty() && !rule.device_groups.contains(&dg) {
                     continue;
                 }
-                let reason = format!(
-                    "group {:?} rule {} {:?} {}",
-                    g.name,
-                    rule.number,
-                    rule.pattern,
-                    rule.action.as_str()
-                );
-                return decide(rule.action, reason);
+                return decide(rule.action, rule.reason.clone());
             }
         }
         let (action, why) = match self.device_groups[dg].default_command_action {

@@ -142,6 +142,9 @@ pub struct CommandRule {
     pub number: usize,
     /// Whether it is anchored.
     pub anchored: bool,
+    /// The decision's reason when this rule decides (`group "G" rule N
+    /// "PATTERN" ACTION`), made once at load rather than per request.
+    pub reason: String,
 }
 
 /// A user group.
@@ -634,7 +637,15 @@ fn compile(
                     }
                 })
                 .collect();
+            let reason = format!(
+                "group {:?} rule {} {:?} {}",
+                g.name.get_ref(),
+                n + 1,
+                text,
+                action.as_str()
+            );
             commands.push(CommandRule {
+                reason,
                 pattern: text.clone(),
                 action,
                 device_groups: dgs,

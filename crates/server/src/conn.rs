@@ -196,7 +196,10 @@ pub(crate) async fn serve(
     let device = SocketAddr::new(crate::canonical_ip(device.ip()), device.port());
     if let Some(tls) = &l.tls {
         let arrival = Arrival { device, probe };
-        return crate::tls::serve(shared, stream, buf, arrival, tls, policy, accepted).await;
+        // Boxed: the TLS state machine is four times the plain one, and
+        // inline it would make every plain connection's task that large.
+        return Box::pin(crate::tls::serve(shared, stream, buf, arrival, tls, policy, accepted))
+            .await;
     }
     let Some((dg, group)) = policy.device_group(device.ip()) else {
         tracing::warn!(%device, %peer, "connection refused: the device's address is in no device_group");
@@ -294,6 +297,10 @@ pub(crate) async fn run<S: Transport>(
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
     let mut shutdown = shared.shutdown.clone();
     let mut draining = *shutdown.borrow();
+    // One wait for the shutdown signal for the connection's life (a new one
+    // per loop would join and leave the signal's waiter list per request).
+    let stopping = shutdown.changed();
+    tokio::pin!(stopping);
     let mut peer_closed = false;
     let mut clock = deadline::Clock::new(accepted);
     // One timer for the connection's life, re-armed lazily: a deadline that
@@ -337,8 +344,16 @@ pub(crate) async fn run<S: Transport>(
             // Take the machine's buffer; nothing is kept between replies.
             let mut out = Vec::new();
             conn.poll_transmit(&mut out);
-            let wt = ctx.shared.policy.load().limits.read_timeout.0;
-            match tokio::time::timeout(wt, write_all(&mut stream, &out)).await {
+            let mut write = std::pin::pin!(write_all(&mut stream, &out));
+            // A reply the socket takes at once (the common case) needs no timer.
+            let written = match futures::FutureExt::now_or_never(write.as_mut()) {
+                Some(r) => Ok(r),
+                None => {
+                    let wt = ctx.shared.policy.load().limits.read_timeout.0;
+                    tokio::time::timeout(wt, write).await
+                }
+            };
+            match written {
                 Ok(Ok(())) => clock.output(tokio::time::Instant::now()),
                 Ok(Err(e)) => {
                     tracing::debug!(%device, error = %e, "write failed; closing");
@@ -393,7 +408,7 @@ pub(crate) async fn run<S: Transport>(
                 metrics::counter!("tacvs_timeouts_total", "kind" => kind.as_str()).increment(1);
                 break;
             }
-            _ = shutdown.changed(), if !draining => draining = true,
+            _ = &mut stopping, if !draining => draining = true,
         }
     }
     stream.finish().await;

@@ -336,14 +336,29 @@ pub(crate) fn admit_connection(
         tracing::warn!(%peer, max, "connection refused: max_connections reached");
         return;
     }
-    metrics::gauge!("tacvs_connections_active").increment(1.0);
-    metrics::counter!("tacvs_connections_total").increment(1);
+    let (active, total) = connection_metrics();
+    active.increment(1.0);
+    total.increment(1);
     let shared = shared.clone();
-    tokio::spawn(async move {
+    // Boxed: the connection's state machine is large, and the runtime moves
+    // a spawned future by value (into its task, and over it when it ends);
+    // a box moves once, at birth.
+    tokio::spawn(Box::pin(async move {
         conn::serve(&shared, stream, peer, &listener).await;
         shared.conns.fetch_sub(1, Ordering::AcqRel);
-        metrics::gauge!("tacvs_connections_active").decrement(1.0);
-    });
+        active.decrement(1.0);
+    }));
+}
+
+/// `tacvs_connections_active` and `tacvs_connections_total`, registered on
+/// the first connection (a registry look-up per connection otherwise).
+fn connection_metrics() -> (&'static metrics::Gauge, &'static metrics::Counter) {
+    static ACTIVE: std::sync::OnceLock<metrics::Gauge> = std::sync::OnceLock::new();
+    static TOTAL: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    (
+        ACTIVE.get_or_init(|| metrics::gauge!("tacvs_connections_active")),
+        TOTAL.get_or_init(|| metrics::counter!("tacvs_connections_total")),
+    )
 }
 
 impl ServerHandle {
