@@ -382,7 +382,7 @@ impl AuthzLog {
     }
 
     /// Record one decision; dropped (and counted) when
-    /// [`AUTHZ_BACKLOG_BYTES`] are waiting for the writer already.
+    /// 16 MiB of lines are waiting for the writer already.
     pub fn record(&self, e: &AuthzEvent<'_>) {
         let mut p = self.shared.pending.lock().unwrap_or_else(|e| e.into_inner());
         if p.lines.len() >= AUTHZ_BACKLOG_BYTES {
