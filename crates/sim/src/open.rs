@@ -2,21 +2,38 @@
 //! in turn, started at its intended time whatever the target does; latency
 //! counts from that intended time (no coordinated omission).
 //!
-//! A pacing thread releases each request at its intended time, to within the
-//! kernel's sleep precision (tens of microseconds): the runtime's timers tick
-//! in milliseconds, which would release a millisecond's requests in one burst
+//! A pacing thread releases requests at their intended times, to within
+//! [`TICK`] and the kernel's sleep precision: the runtime's timers tick in
+//! milliseconds, which would release a millisecond's requests in one burst
 //! and add up to a millisecond to every latency measured from the intended
-//! time. Each device is a task that sends its released requests one after
-//! another (a device has one request in flight), so a request costs no task
-//! of its own.
+//! time. What a tick releases reaches the runtime in one hand-over (one
+//! wake-up across threads per tick, not per request); a dispatcher task
+//! passes each request to its device. Each device is a task that sends its
+//! requests one after another (a device has one request in flight), so a
+//! request costs no task of its own.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use crate::engine::{Shared, drain, request};
+
+/// The pacing thread's shortest sleep: requests due within it are released
+/// together (at most this late, which counts in their latency).
+pub(crate) const TICK: Duration = Duration::from_micros(50);
+
+/// Requests released by the pacing thread, not yet passed to their devices.
+#[derive(Default)]
+struct Released {
+    /// (device, intended time).
+    queue: Mutex<Vec<(usize, std::time::Instant)>>,
+    /// Set, under the queue's lock, after the last request is queued.
+    done: AtomicBool,
+    ready: Notify,
+}
 
 /// Drive `rate` requests/s from `start` until `end`.
 pub(crate) async fn drive(shared: &Arc<Shared>, rate: f64, start: Instant, end: Instant) {
@@ -34,24 +51,40 @@ pub(crate) async fn drive(shared: &Arc<Shared>, rate: f64, start: Instant, end: 
             }
         }));
     }
+    let released = Arc::new(Released::default());
+    let r = released.clone();
+    let (start, end) = (start.into_std(), end.into_std());
     let pacer = std::thread::Builder::new()
         .name("tacvs-sim-pace".into())
-        .spawn(move || pace(&senders, per, start.into_std(), end.into_std()));
-    match pacer {
-        Ok(p) => {
-            // The thread ends at `end`; wait for it off the runtime's threads.
-            let _ = tokio::task::spawn_blocking(move || p.join()).await;
-        }
+        .spawn(move || pace(&r, devices, per, start, end));
+    if let Err(e) = pacer {
         // No requests are sent: the report says so (and --expect fails).
-        Err(e) => eprintln!("tacvs sim: cannot start the open loop's pacing thread: {e}"),
+        eprintln!("tacvs sim: cannot start the open loop's pacing thread: {e}");
+    } else {
+        loop {
+            let (batch, done) = {
+                let mut q = released.queue.lock().unwrap_or_else(|e| e.into_inner());
+                (std::mem::take(&mut *q), released.done.load(Ordering::Acquire))
+            };
+            for (dev, intended) in batch {
+                let _ = senders[dev].send(Instant::from_std(intended));
+            }
+            if done {
+                break;
+            }
+            released.ready.notified().await;
+        }
     }
+    // Each device ends once it has sent what it was given.
+    drop(senders);
     drain(shared, handles, shared.cfg.timeout).await;
 }
 
 /// Release request `k` to device `k mod devices` at `start + k × per`, until
-/// `end`. Dropping the senders at the end lets each device finish.
+/// `end`.
 fn pace(
-    senders: &[mpsc::UnboundedSender<Instant>],
+    released: &Released,
+    devices: usize,
     per: Duration,
     start: std::time::Instant,
     end: std::time::Instant,
@@ -59,18 +92,53 @@ fn pace(
     let mut k: u64 = 0;
     loop {
         let now = std::time::Instant::now();
-        loop {
-            let intended = start + per.mul_f64(k as f64);
-            if intended > now || intended >= end {
-                break;
+        let mut next;
+        let mut any = false;
+        {
+            let mut q = released.queue.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                next = start + per.mul_f64(k as f64);
+                if next > now || next >= end {
+                    break;
+                }
+                q.push(((k % devices as u64) as usize, next));
+                any = true;
+                k += 1;
             }
-            let _ = senders[(k % senders.len() as u64) as usize].send(Instant::from_std(intended));
-            k += 1;
+            if next >= end {
+                released.done.store(true, Ordering::Release);
+            }
         }
-        let next = start + per.mul_f64(k as f64);
+        if any || next >= end {
+            released.ready.notify_one();
+        }
         if next >= end {
             return;
         }
-        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()));
+        std::thread::sleep(next.saturating_duration_since(std::time::Instant::now()).max(TICK));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pace_releases_every_request_once_in_turn_at_its_intended_time() {
+        let released = Released::default();
+        let start = std::time::Instant::now();
+        let per = Duration::from_micros(700);
+        let end = start + Duration::from_millis(35);
+        pace(&released, 3, per, start, end);
+        let q = released.queue.lock().unwrap();
+        // 35 ms / 0.7 ms: requests 0..=49, each once, devices in turn.
+        assert_eq!(q.len(), 50);
+        for (k, &(dev, intended)) in q.iter().enumerate() {
+            assert_eq!(dev, k % 3, "request {k}");
+            assert_eq!(intended, start + per * k as u32, "request {k}");
+        }
+        assert!(released.done.load(Ordering::Acquire));
+        // Nothing is released before its time.
+        assert!(std::time::Instant::now() >= q[49].1);
     }
 }
