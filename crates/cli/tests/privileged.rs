@@ -82,14 +82,19 @@ fn holds(what: &str, for_: Duration, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn vrrp_state(sock: &Path) -> String {
+/// The director's status report over its control socket (None when it
+/// does not answer).
+fn director_status(sock: &Path) -> Option<tacvs_director::control::protocol::StatusReport> {
     let out = Command::new(bin())
         .args(["director", "status", "--json", "--socket"])
         .arg(sock)
         .output()
         .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    v["vrrp"]["state"].as_str().unwrap_or("unreachable").to_owned()
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+fn vrrp_state(sock: &Path) -> String {
+    director_status(sock).and_then(|r| r.vrrp).map_or_else(|| "unreachable".to_owned(), |v| v.state)
 }
 
 /// Namespaces `PREFIX-hub` (bridge) and one per member, each with eth0 on the
@@ -815,13 +820,10 @@ fn sim_in(prefix: &str, dir: &Path, name: &str, args: &[&str]) -> serde_json::Va
 
 /// (device, device_port) of every record in server `s`'s journal.
 fn journaled(dir: &Path, s: u8) -> Vec<(String, u64)> {
-    tacvs_server::journal::read_lines(&dir.join(format!("s{s}/acct")))
+    tacvs_server::journal::read_records(&dir.join(format!("s{s}/acct")))
         .unwrap_or_default()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .map(|v| {
-            (v["device"].as_str().unwrap_or("").to_owned(), v["device_port"].as_u64().unwrap_or(0))
-        })
+        .into_iter()
+        .map(|r| (r.device.into_owned(), u64::from(r.device_port)))
         .collect()
 }
 
@@ -879,20 +881,12 @@ fn dr_end_to_end_devices_reach_three_tacvs_servers_through_xdp() {
 
     // Status: the data plane, the mode, per-server flows and packets.
     let sock = dir.join("d1/director.sock");
-    let st = Command::new(bin())
-        .args(["director", "status", "--json", "--socket"])
-        .arg(&sock)
-        .output()
-        .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
-    assert_eq!(v["dr"]["attach"], "native", "{v}");
-    assert_eq!(v["dr"]["active"], true, "{v}");
-    assert_eq!(v["services"][0]["mode"], "dr", "{v}");
-    for real in v["services"][0]["reals"].as_array().unwrap() {
-        assert!(
-            real["total"].as_u64().unwrap() > 0 && real["packets"].as_u64().unwrap() > 0,
-            "{real}"
-        );
+    let v = director_status(&sock).expect("the director's status");
+    let dr = v.dr.as_ref().expect("a data plane in the status");
+    assert_eq!((dr.attach.as_str(), dr.active), ("native", true), "{v:?}");
+    assert_eq!(v.services[0].mode, "dr", "{v:?}");
+    for real in &v.services[0].reals {
+        assert!(real.total > 0 && real.packets > 0, "{real:?}");
     }
 
     // Drain: a device's established single-connect session stays on its
@@ -976,13 +970,7 @@ fn dr_end_to_end_devices_reach_three_tacvs_servers_through_xdp() {
     let d1 = st.procs.iter().find(|p| p.role == topo::Role::Director(1)).unwrap().pid;
     assert!(topo::signal(d1, libc::SIGHUP));
     let reals_now = || {
-        let out = Command::new(bin())
-            .args(["director", "status", "--json", "--socket"])
-            .arg(&sock)
-            .output()
-            .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        v["services"][0]["reals"].as_array().map_or(0, Vec::len)
+        director_status(&sock).and_then(|v| v.services.first().map(|s| s.reals.len())).unwrap_or(0)
     };
     wait_for("the reload applied", Duration::from_secs(10), || reals_now() == 2);
     // The engine writes within 50 ms of a change.
