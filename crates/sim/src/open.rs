@@ -47,7 +47,9 @@ pub(crate) async fn drive(shared: &Arc<Shared>, rate: f64, start: Instant, end: 
         let sh = shared.clone();
         handles.push(tokio::spawn(async move {
             while let Some(intended) = rx.recv().await {
-                request(&sh, dev, intended).await;
+                // Boxed: a request's state is a few KB, and a fleet of tens
+                // of thousands of idle devices should not each hold one.
+                Box::pin(request(&sh, dev, intended)).await;
             }
         }));
     }
