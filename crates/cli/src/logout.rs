@@ -18,6 +18,7 @@
 //! lose that much of its INFO lines.
 
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,7 +36,7 @@ struct Inner<W> {
     sink: Mutex<W>,
     pending: Mutex<Vec<u8>>,
     /// Whether the writing thread runs; without it every line writes through.
-    buffered: bool,
+    buffered: AtomicBool,
 }
 
 impl<W: Write> Inner<W> {
@@ -71,9 +72,13 @@ impl<W: Write + Send + 'static> LogOut<W> {
     /// Lines to `sink`, with a thread that writes the buffer every [`TICK`]
     /// (it ends when every `LogOut` is dropped).
     pub fn new(sink: W) -> LogOut<W> {
-        let (tx, rx) = std::sync::mpsc::channel::<std::sync::Weak<Inner<W>>>();
+        let inner = Arc::new(Inner {
+            sink: Mutex::new(sink),
+            pending: Mutex::new(Vec::new()),
+            buffered: AtomicBool::new(true),
+        });
+        let weak = Arc::downgrade(&inner);
         let spawned = std::thread::Builder::new().name("tacvs-log".into()).spawn(move || {
-            let Ok(weak) = rx.recv() else { return };
             loop {
                 std::thread::sleep(TICK);
                 let Some(inner) = weak.upgrade() else { return };
@@ -83,12 +88,9 @@ impl<W: Write + Send + 'static> LogOut<W> {
                 }
             }
         });
-        let inner = Arc::new(Inner {
-            sink: Mutex::new(sink),
-            pending: Mutex::new(Vec::new()),
-            buffered: spawned.is_ok(),
-        });
-        let _ = tx.send(Arc::downgrade(&inner));
+        if spawned.is_err() {
+            inner.buffered.store(false, Ordering::Relaxed);
+        }
         LogOut { inner }
     }
 
@@ -135,7 +137,7 @@ impl<'a, W: Write + Send + 'static> MakeWriter<'a> for LogOut<W> {
     }
 
     fn make_writer_for(&'a self, meta: &tracing::Metadata<'_>) -> Line<W> {
-        let urgent = !self.inner.buffered || *meta.level() <= Level::WARN;
+        let urgent = !self.inner.buffered.load(Ordering::Relaxed) || *meta.level() <= Level::WARN;
         Line { inner: self.inner.clone(), urgent }
     }
 }

@@ -629,6 +629,8 @@ impl Drop for ServerProc {
                 }
                 std::thread::sleep(Duration::from_millis(20));
             }
+            // The server itself (a wrapper such as strace outlives nothing it forks).
+            self.signal(libc::SIGKILL);
             let _ = self.child.kill();
             let _ = self.child.wait();
         }

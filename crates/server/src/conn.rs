@@ -308,12 +308,8 @@ pub(crate) async fn run<S: Transport>(
     // is, and when it fires early the loop re-arms it for the real deadline.
     // Re-arming it per request would cost a timer-wheel removal and insertion
     // on every request of every single-connect connection.
-    let timer = tokio::time::sleep_until(
-        accepted + {
-            let p = ctx.shared.policy.load();
-            p.limits.first_packet_timeout.0
-        },
-    );
+    let first = ctx.shared.policy.load().limits.first_packet_timeout.0;
+    let timer = tokio::time::sleep_until(accepted + first);
     tokio::pin!(timer);
     loop {
         // Process what is buffered (also bytes that came with the PROXY header).

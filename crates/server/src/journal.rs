@@ -313,16 +313,10 @@ pub struct AuthzLog {
 #[derive(Debug)]
 struct AuthzShared {
     server: String,
-    pending: Mutex<AuthzPending>,
+    /// Recorded lines waiting for the writer.
+    pending: Mutex<Vec<u8>>,
     /// Held while a batch is written (the thread, or [`AuthzLog::flush`]).
     writer: Mutex<AuthzWriter>,
-}
-
-#[derive(Debug, Default)]
-struct AuthzPending {
-    lines: Vec<u8>,
-    /// Records answered within one millisecond share their time text.
-    stamp: Stamp,
 }
 
 struct AuthzWriter {
@@ -360,7 +354,7 @@ impl AuthzLog {
         };
         let shared = Arc::new(AuthzShared {
             server,
-            pending: Mutex::new(AuthzPending::default()),
+            pending: Mutex::new(Vec::new()),
             writer: Mutex::new(AuthzWriter { w, spare: Vec::new() }),
         });
         let alive = Arc::new(());
@@ -385,13 +379,12 @@ impl AuthzLog {
     /// 16 MiB of lines are waiting for the writer already.
     pub fn record(&self, e: &AuthzEvent<'_>) {
         let mut p = self.shared.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if p.lines.len() >= AUTHZ_BACKLOG_BYTES {
+        if p.len() >= AUTHZ_BACKLOG_BYTES {
             drop(p);
             metrics::counter!("tacvs_authz_log_dropped_total").increment(1);
             return;
         }
-        let AuthzPending { lines, stamp } = &mut *p;
-        write_authz(lines, e, &self.shared.server, stamp.of(e.at));
+        with_time(e.at, |time| write_authz(&mut p, e, &self.shared.server, time));
     }
 
     /// Write what is recorded now (at shutdown: nothing is left behind).
@@ -412,7 +405,7 @@ impl AuthzShared {
         spare.clear();
         {
             let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            std::mem::swap(&mut p.lines, spare);
+            std::mem::swap(&mut *p, spare);
         }
         if spare.is_empty() {
             return;

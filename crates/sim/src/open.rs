@@ -12,7 +12,6 @@
 //! requests one after another (a device has one request in flight), so a
 //! request costs no task of its own.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -28,11 +27,16 @@ pub(crate) const TICK: Duration = Duration::from_micros(50);
 /// Requests released by the pacing thread, not yet passed to their devices.
 #[derive(Default)]
 struct Released {
-    /// (device, intended time).
-    queue: Mutex<Vec<(usize, std::time::Instant)>>,
-    /// Set, under the queue's lock, after the last request is queued.
-    done: AtomicBool,
+    queue: Mutex<Queue>,
     ready: Notify,
+}
+
+#[derive(Default)]
+struct Queue {
+    /// (device, intended time).
+    due: Vec<(usize, std::time::Instant)>,
+    /// The last request is in `due` (or was taken from it).
+    done: bool,
 }
 
 /// Drive `rate` requests/s from `start` until `end`.
@@ -66,7 +70,7 @@ pub(crate) async fn drive(shared: &Arc<Shared>, rate: f64, start: Instant, end: 
         loop {
             let (batch, done) = {
                 let mut q = released.queue.lock().unwrap_or_else(|e| e.into_inner());
-                (std::mem::take(&mut *q), released.done.load(Ordering::Acquire))
+                (std::mem::take(&mut q.due), q.done)
             };
             for (dev, intended) in batch {
                 let _ = senders[dev].send(Instant::from_std(intended));
@@ -103,13 +107,11 @@ fn pace(
                 if next > now || next >= end {
                     break;
                 }
-                q.push(((k % devices as u64) as usize, next));
+                q.due.push(((k % devices as u64) as usize, next));
                 any = true;
                 k += 1;
             }
-            if next >= end {
-                released.done.store(true, Ordering::Release);
-            }
+            q.done = next >= end;
         }
         if any || next >= end {
             released.ready.notify_one();
@@ -134,13 +136,13 @@ mod tests {
         pace(&released, 3, per, start, end);
         let q = released.queue.lock().unwrap();
         // 35 ms / 0.7 ms: requests 0..=49, each once, devices in turn.
-        assert_eq!(q.len(), 50);
-        for (k, &(dev, intended)) in q.iter().enumerate() {
+        assert_eq!(q.due.len(), 50);
+        for (k, &(dev, intended)) in q.due.iter().enumerate() {
             assert_eq!(dev, k % 3, "request {k}");
             assert_eq!(intended, start + per * k as u32, "request {k}");
         }
-        assert!(released.done.load(Ordering::Acquire));
+        assert!(q.done);
         // Nothing is released before its time.
-        assert!(std::time::Instant::now() >= q[49].1);
+        assert!(std::time::Instant::now() >= q.due[49].1);
     }
 }
