@@ -71,7 +71,12 @@ fn init_logging(format: LogFormat, level: &str) -> logout::LogOut<std::io::Stder
     let _ = match format {
         // Peer strings escaped, values with spaces quoted: one line per event.
         LogFormat::Text => b.fmt_fields(tacvs_server::logfmt::SafeFields).try_init(),
-        LogFormat::Json => b.json().flatten_event(true).try_init(),
+        // The stock JSON keys and order, written by hand (logjson).
+        LogFormat::Json => b
+            .json()
+            .flatten_event(true)
+            .event_format(tacvs_server::logjson::JsonEvent::default())
+            .try_init(),
     };
     // A panic's message comes after the lines that led to it.
     let flush = out.clone();

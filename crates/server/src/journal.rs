@@ -5,7 +5,10 @@
 //! One writer thread owns the file. Requests queue a record and a oneshot; the
 //! writer takes everything queued, writes it in one `write`, calls `fdatasync`
 //! once, then acknowledges the whole batch: group commit, so a thousand
-//! concurrent accounting requests cost one fsync, not a thousand.
+//! concurrent accounting requests cost one fsync, not a thousand. The
+//! acknowledgements go out from one task spawned on the runtime that opened
+//! the journal: one cross-thread wake-up per batch (an `eventfd` write on a
+//! single-threaded runtime) instead of one per record.
 //!
 //! Files are `acct-YYYYMMDDTHHMMSSZ.jsonl` in the journal directory, rotated by
 //! size and age. At start-up a torn last line (a crash mid-write) is cut off and
@@ -152,6 +155,7 @@ impl Journal {
         let (file, path, size, recovery) = open_latest(&cfg.dir, cfg.prefix)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(JournalStats::default());
+        let runtime = tokio::runtime::Handle::try_current().ok();
         *stats.file.lock().unwrap_or_else(|e| e.into_inner()) = path.clone();
         stats.size.store(size, Ordering::Relaxed);
         let writer = Writer {
@@ -162,6 +166,7 @@ impl Journal {
             opened: Instant::now(),
             committed,
             stats: stats.clone(),
+            runtime,
         };
         let handle = std::thread::Builder::new()
             .name("tacvs-journal".into())
@@ -351,6 +356,7 @@ impl AuthzLog {
             opened: Instant::now(),
             committed: None,
             stats: Arc::default(),
+            runtime: None,
         };
         let shared = Arc::new(AuthzShared {
             server,
@@ -729,12 +735,22 @@ struct Writer {
     opened: Instant,
     committed: Option<CommittedTx>,
     stats: Arc<JournalStats>,
+    /// Where acknowledgements are sent from (see the module doc); without
+    /// one (a journal opened outside a runtime) the writer sends them itself.
+    runtime: Option<tokio::runtime::Handle>,
 }
+
+type Ack = oneshot::Sender<Result<(), JournalError>>;
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Pending>) {
         let mut batch: Vec<Pending> = Vec::with_capacity(1024);
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
+        let fsync_seconds = metrics::histogram!("tacvs_journal_fsync_seconds");
+        let batches = metrics::counter!("tacvs_journal_batches_total");
+        let records = metrics::counter!("tacvs_journal_records_total");
+        let errors = metrics::counter!("tacvs_journal_errors_total");
+        let syslog_dropped = metrics::counter!("tacvs_syslog_dropped_total");
         while let Some(first) = rx.blocking_recv() {
             batch.push(first);
             while batch.len() < 8192 {
@@ -749,30 +765,55 @@ impl Writer {
             }
             let t = Instant::now();
             let result = self.write_batch(&buf, t);
-            metrics::histogram!("tacvs_journal_fsync_seconds").record(t.elapsed().as_secs_f64());
-            self.publish(t.elapsed(), &result, batch.len());
-            metrics::counter!("tacvs_journal_batches_total").increment(1);
+            let took = t.elapsed();
+            let n = batch.len();
+            let mut acks: Vec<Ack> = Vec::with_capacity(n);
+            let mut lines = Vec::with_capacity(if result.is_ok() { n } else { 0 });
+            for p in batch.drain(..) {
+                acks.push(p.ack);
+                if result.is_ok() && self.committed.is_some() {
+                    lines.push(p.line);
+                }
+            }
+            self.acknowledge(acks, result.clone());
+            fsync_seconds.record(took.as_secs_f64());
+            self.publish(took, &result, n);
+            batches.increment(1);
             match &result {
                 Ok(()) => {
-                    metrics::counter!("tacvs_journal_records_total").increment(batch.len() as u64);
+                    records.increment(n as u64);
                     if let Some(c) = &self.committed {
-                        for p in &batch {
-                            if c.try_send(p.line.clone()).is_err() {
-                                metrics::counter!("tacvs_syslog_dropped_total").increment(1);
+                        for line in lines {
+                            if c.try_send(line).is_err() {
+                                syslog_dropped.increment(1);
                             }
                         }
                     }
                 }
                 Err(e) => {
-                    metrics::counter!("tacvs_journal_errors_total").increment(1);
-                    tracing::error!(file = %self.path.display(), error = %e, records = batch.len(), "journal write failed; replying ERROR to these accounting requests");
+                    errors.increment(1);
+                    tracing::error!(file = %self.path.display(), error = %e, records = n, "journal write failed; replying ERROR to these accounting requests");
                 }
-            }
-            for p in batch.drain(..) {
-                let _ = p.ack.send(result.clone());
             }
         }
         // Channel closed: every sender is gone; the last batch was synced above.
+    }
+
+    /// Resolve every append of a batch. A waiting connection task woken from
+    /// this thread costs the runtime a wake-up each; woken from a task on the
+    /// runtime, it is a push onto a local run queue.
+    fn acknowledge(&self, acks: Vec<Ack>, result: Result<(), JournalError>) {
+        let send = move || {
+            for ack in acks {
+                let _ = ack.send(result.clone());
+            }
+        };
+        match &self.runtime {
+            // A runtime that has shut down drops the task and with it the
+            // senders: those appends resolve as `Closed`, never as stored.
+            Some(rt) => drop(rt.spawn(async move { send() })),
+            None => send(),
+        }
     }
 
     fn publish(&self, took: Duration, result: &Result<(), JournalError>, records: usize) {
@@ -1043,6 +1084,17 @@ mod tests {
         fs::remove_dir_all(&d).unwrap();
     }
 
+    /// An fsync'd accounting journal in `d` that rotates only by hand.
+    fn acct_config(d: &Path) -> JournalConfig {
+        JournalConfig {
+            dir: d.to_owned(),
+            rotate_size: 1 << 30,
+            rotate_interval: Duration::from_secs(3600),
+            prefix: ACCT,
+            sync: true,
+        }
+    }
+
     fn tmp(name: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("tacvs-journal-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&d);
@@ -1077,13 +1129,7 @@ mod tests {
     fn writer(d: &Path, rotate_interval: Duration) -> Writer {
         fs::create_dir_all(d).unwrap();
         let (file, path, size, _) = open_latest(d, ACCT).unwrap();
-        let cfg = JournalConfig {
-            dir: d.to_owned(),
-            rotate_size: 1 << 30,
-            rotate_interval,
-            prefix: ACCT,
-            sync: true,
-        };
+        let cfg = JournalConfig { rotate_interval, ..acct_config(d) };
         Writer {
             cfg,
             file,
@@ -1092,6 +1138,7 @@ mod tests {
             opened: Instant::now(),
             committed: None,
             stats: Arc::default(),
+            runtime: None,
         }
     }
 
@@ -1146,13 +1193,7 @@ mod tests {
         fs::create_dir_all(&d).unwrap();
         let p = d.join("acct-20260101T000000Z-000.jsonl");
         fs::write(&p, b"{\"a\":1}\n{\"b\":").unwrap();
-        let cfg = JournalConfig {
-            dir: d.clone(),
-            rotate_size: 1 << 30,
-            rotate_interval: Duration::from_secs(3600),
-            prefix: ACCT,
-            sync: true,
-        };
+        let cfg = acct_config(&d);
         let (j, rec, _h) = Journal::open(cfg, None).unwrap();
         assert_eq!((rec.file.as_path(), rec.torn_bytes_cut), (p.as_path(), 5));
         j.append(b"{\"c\":3}".to_vec()).await.unwrap();
@@ -1178,13 +1219,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn group_commit_and_rotation() {
         let d = tmp("rotate");
-        let cfg = JournalConfig {
-            dir: d.clone(),
-            rotate_size: 300,
-            rotate_interval: Duration::from_secs(3600),
-            prefix: ACCT,
-            sync: true,
-        };
+        let cfg = JournalConfig { rotate_size: 300, ..acct_config(&d) };
         let (j, rec, _h) = Journal::open(cfg.clone(), None).unwrap();
         assert_eq!(rec.torn_bytes_cut, 0);
         // Ten rounds of twenty concurrent appends: each round is a batch or a few.
@@ -1211,6 +1246,50 @@ mod tests {
         let (j2, rec2, _h) = Journal::open(cfg, None).unwrap();
         assert_eq!(rec2.file, *files.last().unwrap());
         j2.append(b"{\"n\":200}".to_vec()).await.unwrap();
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn appends_resolve_whether_or_not_a_runtime_opened_the_journal() {
+        let d = tmp("ack-paths");
+        let cfg = acct_config(&d);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let fifty = |j: Journal, base: u32| async move {
+            let tasks: Vec<_> = (base..base + 50)
+                .map(|n| {
+                    let j = j.clone();
+                    tokio::spawn(
+                        async move { j.append(format!("{{\"n\":{n}}}").into_bytes()).await },
+                    )
+                })
+                .collect();
+            for t in tasks {
+                t.await.unwrap().unwrap();
+            }
+        };
+        // Opened outside any runtime: the writer thread acknowledges itself.
+        assert!(tokio::runtime::Handle::try_current().is_err());
+        let (j, _, h) = Journal::open(cfg.clone(), None).unwrap();
+        rt.block_on(fifty(j, 0));
+        h.join().unwrap();
+        // Opened on a single-threaded runtime: acknowledged from a task on it.
+        let h = rt.block_on(async {
+            let (j, _, h) = Journal::open(cfg, None).unwrap();
+            fifty(j, 50).await;
+            h
+        });
+        h.join().unwrap();
+        #[derive(serde::Deserialize)]
+        struct N {
+            n: u32,
+        }
+        let mut ns: Vec<u32> = read_lines(&d)
+            .unwrap()
+            .iter()
+            .map(|l| serde_json::from_str::<N>(l).unwrap().n)
+            .collect();
+        ns.sort_unstable();
+        assert_eq!(ns, (0..100).collect::<Vec<_>>());
         fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -187,7 +187,7 @@ fn lossy(out: &mut Vec<u8>, v: &[u8]) {
 }
 
 /// The inside of a JSON string.
-fn escape(out: &mut Vec<u8>, v: &str) {
+pub(crate) fn escape(out: &mut Vec<u8>, v: &str) {
     let b = v.as_bytes();
     // The common value is printable ASCII: copied whole.
     if all_plain(b) {

@@ -35,6 +35,7 @@ pub mod listeners;
 pub mod lockout;
 pub mod logfmt;
 pub mod login;
+pub mod logjson;
 pub mod otp;
 pub mod passwords;
 pub mod privilege;

@@ -175,14 +175,15 @@ impl Visit for Visitor<'_, '_> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io;
     use std::sync::{Arc, Mutex};
 
     use super::*;
 
+    /// A log writer that keeps what it is given (for tests of formats).
     #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
+    pub(crate) struct Capture(pub(crate) Arc<Mutex<Vec<u8>>>);
 
     impl io::Write for Capture {
         fn write(&mut self, b: &[u8]) -> io::Result<usize> {
