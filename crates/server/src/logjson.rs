@@ -5,7 +5,7 @@
 //! `json().flatten_event(true)` (`timestamp` with microseconds, `level`, the
 //! event's fields in the order they were recorded, `target`), so every
 //! reader of the log keeps working. Strings are escaped as the accounting
-//! records are ([`crate::jsonline`]: beyond what JSON requires, C1 controls,
+//! records are (`crate::jsonline`: beyond what JSON requires, C1 controls,
 //! DEL, line separators and bidirectional controls as `\uXXXX`), so a field
 //! can neither end a line nor hide text in any tool that shows it.
 //!
