@@ -282,11 +282,12 @@ fn replay(policy: &Policy, r: &AuthzRecord<'_>) -> (String, String) {
             }
             let mut d = policy.authorize_as(dg, &policy.directory_user(&r.user, groups), &req);
             d.reason =
-                format!("{} (groups from directory {:?}, as recorded)", d.reason, r.directory);
+                format!("{} (groups from directory {:?}, as recorded)", d.reason, r.directory)
+                    .into();
             d
         }
     };
-    (d.status.as_str().to_ascii_uppercase(), d.reason)
+    (d.status.as_str().to_ascii_uppercase(), d.reason.to_string())
 }
 
 fn diff(a: DiffArgs) -> anyhow::Result<u8> {

@@ -16,6 +16,7 @@
 //!   does not add a second value for it.
 
 use std::fmt;
+use std::sync::Arc;
 
 use tacvs_proto::{AaaRequest, Argument, AuthorStatus};
 
@@ -148,17 +149,18 @@ pub struct AuthorDecision {
     pub args: Vec<Argument>,
     /// server_msg for the user.
     pub server_msg: String,
-    /// The rule or fact that decided, for the log.
-    pub reason: String,
+    /// The rule or fact that decided, for the log (shared: most are made at
+    /// load).
+    pub reason: Arc<str>,
 }
 
 impl AuthorDecision {
-    fn fail(msg: &str, reason: String) -> Self {
+    fn fail(msg: &str, reason: impl Into<Arc<str>>) -> Self {
         AuthorDecision {
             status: AuthorStatus::Fail,
             args: Vec::new(),
             server_msg: msg.into(),
-            reason,
+            reason: reason.into(),
         }
     }
 }
@@ -201,12 +203,10 @@ impl Policy {
         req: &AaaRequest,
         t: &mut Trace,
     ) -> AuthorDecision {
-        let Some(service) =
-            req.arg(b"service").map(|a| String::from_utf8_lossy(a.value()).into_owned())
-        else {
+        let Some(service) = req.arg(b"service").map(|a| String::from_utf8_lossy(a.value())) else {
             return AuthorDecision::fail(
                 "no service requested",
-                "request has no service AV (RFC 8907 §6.1 makes it mandatory)".into(),
+                "request has no service AV (RFC 8907 §6.1 makes it mandatory)",
             );
         };
         // Every non-empty `cmd` AV makes a line; each must be permitted. The
@@ -232,7 +232,7 @@ impl Policy {
             let d = self.authorize_command(device_group, user, &service, &line, t);
             if d.status != AuthorStatus::PassAdd {
                 return if several {
-                    AuthorDecision { reason: format!("{:?}: {}", line.0, d.reason), ..d }
+                    AuthorDecision { reason: format!("{:?}: {}", line.0, d.reason).into(), ..d }
                 } else {
                     d
                 };
@@ -243,7 +243,7 @@ impl Policy {
         let d = last.expect("at least one line");
         if several {
             return AuthorDecision {
-                reason: format!("all {permitted} cmd AVs permitted; last: {}", d.reason),
+                reason: format!("all {permitted} cmd AVs permitted; last: {}", d.reason).into(),
                 ..d
             };
         }
@@ -276,17 +276,17 @@ impl Policy {
                 return decide(rule.action, rule.reason.clone());
             }
         }
-        let (action, why) = match self.device_groups[dg].default_command_action {
-            Some(a) => (a, format!("default of device group {:?}", self.device_groups[dg].name)),
-            None => match user.groups.first() {
-                Some(&g) => (
-                    self.groups[g].default_command_action,
-                    format!("default of group {:?}", self.groups[g].name),
-                ),
-                None => (Action::Deny, "user has no groups".into()),
-            },
-        };
-        decide(action, format!("no rule matched; {why} is {}", action.as_str()))
+        let d = &self.device_groups[dg];
+        match (d.default_command_action, user.groups.first()) {
+            (Some(a), _) => decide(a, d.default_reason.clone()),
+            (None, Some(&g)) => {
+                let g = &self.groups[g];
+                decide(g.default_command_action, g.default_reason.clone())
+            }
+            (None, None) => {
+                decide(Action::Deny, no_rule_matched("user has no groups", Action::Deny).into())
+            }
+        }
     }
 
     fn authorize_service(
@@ -365,8 +365,12 @@ fn reconcile(
             substitute.push((i, si));
         }
     }
-    let decision =
-        |status, args, reason| AuthorDecision { status, args, server_msg: String::new(), reason };
+    let decision = |status, args, reason: String| AuthorDecision {
+        status,
+        args,
+        server_msg: String::new(),
+        reason: reason.into(),
+    };
     if replace {
         // The configured list replaces the request's, as written.
         return decision(AuthorStatus::PassRepl, server, reason);
@@ -409,7 +413,12 @@ fn agrees(request: &Argument, server: &Argument) -> bool {
     request.value() == server.value()
 }
 
-fn decide(action: Action, reason: String) -> AuthorDecision {
+/// The reason of a command decided by a default (`why`: which default).
+pub(crate) fn no_rule_matched(why: &str, action: Action) -> String {
+    format!("no rule matched; {why} is {}", action.as_str())
+}
+
+fn decide(action: Action, reason: Arc<str>) -> AuthorDecision {
     match action {
         Action::Permit => AuthorDecision {
             status: AuthorStatus::PassAdd,

@@ -110,6 +110,8 @@ pub struct DeviceGroup {
     pub keys: Arc<[Key]>,
     /// Command default for these devices, overriding the user's group default.
     pub default_command_action: Option<Action>,
+    /// The decision's reason when that default decides, made at load.
+    pub default_reason: Arc<str>,
     /// The login methods these devices may use; None: all.
     pub login_methods: Option<LoginMethods>,
     /// TLS requirements and certificate names.
@@ -144,7 +146,7 @@ pub struct CommandRule {
     pub anchored: bool,
     /// The decision's reason when this rule decides (`group "G" rule N
     /// "PATTERN" ACTION`), made once at load rather than per request.
-    pub reason: String,
+    pub reason: Arc<str>,
 }
 
 /// A user group.
@@ -156,6 +158,8 @@ pub struct Group {
     pub priv_lvl: u8,
     /// When no rule matches.
     pub default_command_action: Action,
+    /// The decision's reason when that default decides, made at load.
+    pub default_reason: Arc<str>,
     /// Services granted.
     pub services: Vec<ServiceGrant>,
     /// Command rules, in order.
@@ -541,10 +545,15 @@ fn compile(
         let default_command_action =
             d.default_command_action.as_ref().map(|a| Action::parse(a, loc, errs));
         let login_methods = d.login_methods.as_ref().map(|m| LoginMethods::parse(m, loc, errs));
+        let default_reason = default_command_action.map_or_else(Arc::default, |a: Action| {
+            let why = format!("default of device group {:?}", d.name.get_ref());
+            crate::authz::no_rule_matched(&why, a).into()
+        });
         device_groups.push(DeviceGroup {
             name: d.name.get_ref().clone(),
             keys: keys.into(),
             default_command_action,
+            default_reason,
             login_methods,
             tls,
         });
@@ -645,7 +654,7 @@ fn compile(
                 action.as_str()
             );
             commands.push(CommandRule {
-                reason,
+                reason: reason.into(),
                 pattern: text.clone(),
                 action,
                 device_groups: dgs,
@@ -654,10 +663,12 @@ fn compile(
             });
         }
         let command_set = RegexSet::new(&patterns).unwrap_or_else(|_| RegexSet::empty());
+        let why = format!("default of group {:?}", g.name.get_ref());
         groups.push(Group {
             name: g.name.get_ref().clone(),
             priv_lvl: g.priv_lvl.min(15),
             default_command_action,
+            default_reason: crate::authz::no_rule_matched(&why, default_command_action).into(),
             services,
             commands,
             otp: g.otp,

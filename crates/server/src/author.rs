@@ -47,7 +47,8 @@ pub fn decide(
             let a = stale.expect("settled on a stale account");
             let mut d = as_directory_user(dg, req, &a);
             d.reason =
-                format!("{} (directory unavailable; groups as read within outage_ttl)", d.reason);
+                format!("{} (directory unavailable; groups as read within outage_ttl)", d.reason)
+                    .into();
             return (d, Some(a));
         }
         Settle::Fail(why) => fail(format!(
@@ -57,14 +58,15 @@ pub fn decide(
         )),
         Settle::UseLocal => {
             let mut d = policy.authorize(dg, req);
-            d.reason = format!("{} (directory unavailable: break-glass local entry)", d.reason);
+            d.reason =
+                format!("{} (directory unavailable: break-glass local entry)", d.reason).into();
             d
         }
         Settle::Error => AuthorDecision {
             status: AuthorStatus::Error,
             args: Vec::new(),
             server_msg: "Authorization service unavailable; try again.".into(),
-            reason: format!("directory unavailable: {}", found.err().unwrap_or_default()),
+            reason: format!("directory unavailable: {}", found.err().unwrap_or_default()).into(),
         },
     };
     (d, account)
@@ -75,14 +77,14 @@ fn fail(reason: String) -> AuthorDecision {
         status: AuthorStatus::Fail,
         args: Vec::new(),
         server_msg: String::new(),
-        reason,
+        reason: reason.into(),
     }
 }
 
 fn as_directory_user(dg: usize, req: &AaaRequest, a: &Account) -> AuthorDecision {
     // Group numbers are those of the configuration the account was mapped in.
     let mut d = a.policy.authorize_as(dg, &a.user, req);
-    d.reason = format!("{} (groups from directory {:?})", d.reason, a.directory_name);
+    d.reason = format!("{} (groups from directory {:?})", d.reason, a.directory_name).into();
     d
 }
 
