@@ -244,7 +244,7 @@ fn check_reply(header: &Header, body: BytesMut, key: &Key, expect_sid: u32) -> R
 // ---------------------------------------------------------------------------
 // Options.
 
-#[derive(Debug)]
+/// The run's options (no `Debug`: it holds the shared key).
 struct Opts {
     addr: SocketAddr,
     key: String,
