@@ -780,3 +780,18 @@ mod tls {
         assert!(e.contains("required = true"), "{e}");
     }
 }
+
+#[test]
+fn a_default_decision_names_the_default_that_decided() {
+    let p = base();
+    let (core, _) = p.device_group("10.1.2.3".parse().unwrap()).unwrap();
+    let (lab, _) = p.device_group("10.9.1.1".parse().unwrap()).unwrap();
+    // No rule matches `write memory`: the device group's default decides
+    // where it has one, the user's first group's default elsewhere.
+    let d = p.authorize(lab, &req("op", "shell", Some("write memory")));
+    assert_eq!(d.status, AuthorStatus::PassAdd);
+    assert_eq!(&*d.reason, "no rule matched; default of device group \"core-lab\" is permit");
+    let d = p.authorize(core, &req("op", "shell", Some("write memory")));
+    assert_eq!(d.status, AuthorStatus::Fail);
+    assert_eq!(&*d.reason, "no rule matched; default of group \"ops\" is deny");
+}

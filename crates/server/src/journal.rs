@@ -768,10 +768,12 @@ impl Writer {
             let took = t.elapsed();
             let n = batch.len();
             let mut acks: Vec<Ack> = Vec::with_capacity(n);
-            let mut lines = Vec::with_capacity(if result.is_ok() { n } else { 0 });
+            // Lines go on to syslog only when stored and forwarded.
+            let forward = result.is_ok() && self.committed.is_some();
+            let mut lines = Vec::with_capacity(if forward { n } else { 0 });
             for p in batch.drain(..) {
                 acks.push(p.ack);
-                if result.is_ok() && self.committed.is_some() {
+                if forward {
                     lines.push(p.line);
                 }
             }

@@ -96,13 +96,15 @@ where
             b.line.extend_from_slice(b",\"target\":\"");
             jsonline::escape(&mut b.line, meta.target());
             b.line.extend_from_slice(b"\"}\n");
+            let written = std::str::from_utf8(&b.line)
+                .map_err(|_| fmt::Error)
+                .and_then(|line| writer.write_str(line));
             if b.line.capacity() > 64 << 10 {
                 // One huge event does not keep its buffer for the thread's life.
-                let line = std::mem::take(&mut b.line);
+                b.line = Vec::new();
                 b.scratch = String::new();
-                return writer.write_str(std::str::from_utf8(&line).map_err(|_| fmt::Error)?);
             }
-            writer.write_str(std::str::from_utf8(&b.line).map_err(|_| fmt::Error)?)
+            written
         })
     }
 }
