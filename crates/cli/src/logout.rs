@@ -72,6 +72,11 @@ impl<W: Write + Send + 'static> LogOut<W> {
     /// Lines to `sink`, with a thread that writes the buffer every [`TICK`]
     /// (it ends when every `LogOut` is dropped).
     pub fn new(sink: W) -> LogOut<W> {
+        Self::with_tick(sink, TICK)
+    }
+
+    /// [`LogOut::new`] with another tick (tests: one that never comes).
+    fn with_tick(sink: W, tick: Duration) -> LogOut<W> {
         let inner = Arc::new(Inner {
             sink: Mutex::new(sink),
             pending: Mutex::new(Vec::new()),
@@ -80,7 +85,7 @@ impl<W: Write + Send + 'static> LogOut<W> {
         let weak = Arc::downgrade(&inner);
         let spawned = std::thread::Builder::new().name("tacvs-log".into()).spawn(move || {
             loop {
-                std::thread::sleep(TICK);
+                std::thread::sleep(tick);
                 let Some(inner) = weak.upgrade() else { return };
                 let waiting = !inner.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty();
                 if waiting {
@@ -232,8 +237,11 @@ mod tests {
         out.flush();
         assert_eq!(sink.text(), " INFO last words\n");
 
+        // No tick during the test: a tick that took the buffer half-way
+        // would leave less than HIGH waiting at the end (this test failed so
+        // on a loaded machine, where the loop outlasts a tick).
         let sink = Counting::default();
-        let out = LogOut::new(sink.clone());
+        let out = LogOut::with_tick(sink.clone(), Duration::from_secs(3600));
         let line = "x".repeat(1000);
         let lines = HIGH / 1000 + 1;
         tracing::subscriber::with_default(subscriber(&out), || {
