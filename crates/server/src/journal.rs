@@ -838,10 +838,23 @@ impl Writer {
     }
 
     fn write_batch(&mut self, buf: &[u8], now: Instant) -> Result<(), JournalError> {
-        if !self.file_is_in_place().map_err(|e| self.err(e))? {
-            tracing::warn!(file = %self.path.display(), "the journal file was deleted or replaced while the server runs; starting a new one (records written since the previous batch are only in the old file)");
-            metrics::counter!("tacvs_journal_reopened_total").increment(1);
-            self.rotate(now).map_err(|e| self.err(e))?;
+        match self.file_in_place().map_err(|e| self.err(e))? {
+            None => {
+                tracing::warn!(file = %self.path.display(), "the journal file was deleted or replaced while the server runs; starting a new one (records written since the previous batch are only in the old file)");
+                metrics::counter!("tacvs_journal_reopened_total").increment(1);
+                self.rotate(now).map_err(|e| self.err(e))?;
+            }
+            // Cut or grown by someone else (logrotate's copytruncate keeps
+            // the file and empties it). Appends land at its real end anyway;
+            // the size kept here decides rotation and where a failed write
+            // is cut back to, which from a stale size would extend the file
+            // with zeros.
+            Some(len) if len != self.size => {
+                tracing::warn!(file = %self.path.display(), expected = self.size, found = len, "the journal file changed size while the server runs (truncated or copied over by a log rotation tool, e.g. logrotate's copytruncate: use its default create mode, or tacvs's own rotate_size and rotate_interval); continuing from its real size");
+                metrics::counter!("tacvs_journal_resized_total").increment(1);
+                self.size = len;
+            }
+            Some(_) => {}
         }
         if self.size > 0
             && (self.size + buf.len() as u64 > self.cfg.rotate_size
@@ -861,16 +874,17 @@ impl Writer {
         Ok(())
     }
 
-    /// Whether the open file is still linked at its path.
-    fn file_is_in_place(&self) -> io::Result<bool> {
+    /// The open file's size, if it is still linked at its path.
+    fn file_in_place(&self) -> io::Result<Option<u64>> {
         use std::os::unix::fs::MetadataExt;
         let open = self.file.metadata()?;
         if open.nlink() == 0 {
-            return Ok(false);
+            return Ok(None);
         }
         match fs::metadata(&self.path) {
-            Ok(m) => Ok(m.ino() == open.ino() && m.dev() == open.dev()),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Ok(m) if m.ino() == open.ino() && m.dev() == open.dev() => Ok(Some(open.len())),
+            Ok(_) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -1171,6 +1185,26 @@ mod tests {
         fs::write(&p, b"").unwrap();
         w.write_batch(b"{\"n\":2}\n", now).unwrap();
         assert_eq!(read_lines(&d).unwrap(), ["{\"n\":2}"]);
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    /// logrotate's copytruncate empties the file in place: the writer goes
+    /// on from the real size (before, it kept the old one: a failed write
+    /// then cut the file back to that size, extending it with zeros, and
+    /// size-based rotation came early).
+    #[test]
+    fn a_file_truncated_in_place_is_continued_from_its_real_size() {
+        let d = tmp("copytruncate");
+        let mut w = writer(&d, Duration::from_secs(3600));
+        let now = Instant::now();
+        w.write_batch(b"{\"n\":1}\n", now).unwrap();
+        w.write_batch(b"{\"n\":2}\n", now).unwrap();
+        let p = journal_files(&d).unwrap().pop().unwrap();
+        OpenOptions::new().write(true).open(&p).unwrap().set_len(0).unwrap();
+        w.write_batch(b"{\"n\":3}\n", now).unwrap();
+        assert_eq!(fs::read_to_string(&p).unwrap(), "{\"n\":3}\n");
+        assert_eq!(w.size, 8, "the size the writer keeps is the file's");
+        assert_eq!(journal_files(&d).unwrap().len(), 1, "the same file, not a new one");
         fs::remove_dir_all(&d).unwrap();
     }
 
