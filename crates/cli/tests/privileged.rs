@@ -1141,6 +1141,21 @@ fn server_toml(dir: &Path, listen: &str, extra: &str) -> PathBuf {
     cfg
 }
 
+/// `tacvs server --config CFG` in `dir`, its standard error (JSON log lines)
+/// to `dir/server.log`: the child and that file.
+fn start_logged(dir: &Path, cfg: &Path) -> (Child, PathBuf) {
+    let log = dir.join("server.log");
+    let child = Command::new(bin())
+        .args(["--log-format", "json", "server", "--config"])
+        .arg(cfg)
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    (child, log)
+}
+
 /// `tacvs` run by `setpriv ARGS`, to completion (bounded): (code, stderr).
 fn run_setpriv(setpriv: &[&str], args: &[&str], cwd: &Path) -> (i32, String) {
     let mut c = Command::new("setpriv")
@@ -1210,15 +1225,7 @@ fn server_started_as_root_binds_port_49_then_runs_as_nobody() {
     std::os::unix::fs::chown(&var, Some(65534), Some(65534)).unwrap();
     let listen = format!("{}:49", own_loopback(1));
     let cfg = server_toml(&dir, &listen, "user = \"nobody\"\ncontrol_socket = \"var/server.sock\"");
-    let log = dir.join("server.log");
-    let mut srv = Command::new(bin())
-        .args(["--log-format", "json", "server", "--config"])
-        .arg(&cfg)
-        .current_dir(&dir)
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let (mut srv, log) = start_logged(&dir, &cfg);
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_for("the server listens", Duration::from_secs(20), || {
         assert!(srv.try_wait().unwrap().is_none(), "the server exited:\n{}", read());
@@ -1266,6 +1273,54 @@ fn server_started_as_root_binds_port_49_then_runs_as_nobody() {
     let (code, out) = client(&listen, &["authorize", "--user", "alice", "--cmd", "show version"]);
     assert_eq!(code, 0, "the old configuration still serves: {out}");
     sigterm(&mut srv);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Started as root to run as nobody, the server opens its journal only once
+/// it is nobody: a symbolic link that the service user put in its journal
+/// directory, to a file of root's, is not followed as root. (Before, the
+/// journal was opened as root and records were appended to the link's
+/// target; a torn-tail repair could cut it.) The start fails and says why.
+#[test]
+fn a_link_in_the_journal_directory_is_not_followed_as_root() {
+    if !privileged("a_link_in_the_journal_directory_is_not_followed_as_root") {
+        return;
+    }
+    let dir = fresh_dir("journal-link");
+    let var = dir.join("var");
+    let acct = var.join("acct");
+    std::fs::create_dir_all(&acct).unwrap();
+    for d in [&var, &acct] {
+        std::os::unix::fs::chown(d, Some(65534), Some(65534)).unwrap();
+    }
+    let target = dir.join("roots-file");
+    std::fs::write(&target, "root's own line\n").unwrap();
+    std::os::unix::fs::symlink(&target, acct.join("acct-99991231T235959Z-000.jsonl")).unwrap();
+    let listen = format!("{}:49", own_loopback(4));
+    let cfg = server_toml(&dir, &listen, "user = \"nobody\"");
+    let (mut srv, log) = start_logged(&dir, &cfg);
+    let read = || std::fs::read_to_string(&log).unwrap_or_default();
+    let t = Instant::now();
+    while srv.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = srv.try_wait().unwrap().is_none();
+    if started {
+        sigterm(&mut srv);
+    }
+    let status = srv.wait().unwrap();
+    assert!(
+        !started,
+        "the server started on a journal file that links to root's file:\n{}",
+        read()
+    );
+    assert!(!status.success());
+    assert!(
+        read().contains("cannot open the accounting journal") && read().contains("nobody"),
+        "{}",
+        read()
+    );
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "root's own line\n");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

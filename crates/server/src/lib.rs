@@ -181,6 +181,47 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         let store = policy.auth.password_store.parent().unwrap_or(std::path::Path::new(""));
         privilege::prepare_dirs(r, &[&policy.accounting.directory, store])?;
     }
+    log_warnings(&policy);
+    let a = &policy.auth;
+    let passwords = passwords::PasswordStore::open(&a.password_store)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let otp_store = otp::OtpStore::open(&policy.otp.secrets_file)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let (shutdown_tx, shutdown) = watch::channel(false);
+    let policy = Arc::new(policy);
+    let directory_ops = Arc::new(AtomicU64::new(0));
+    let directories = directory::Directories::new(policy.clone(), directory_ops.clone())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    for d in &policy.directories {
+        let urls: Vec<&str> = d.urls.iter().map(|u| u.url.as_str()).collect();
+        tracing::info!(directory = %d.name, servers = %urls.join(" "), groups_mapped = d.group_map.len(), "directory configured (connected on first use)");
+    }
+    // Everything privileged first (ports below 1024, the configuration's
+    // files), then drop root (`[server] user`), then open the journal (its
+    // directory belongs to that user, who could have put a symbolic link
+    // there for root to follow), then accept.
+    let mut bound = Vec::new();
+    for l in &policy.listeners {
+        bound.push((listeners::bind(l.address)?, l.clone()));
+    }
+    let control_listener = match &policy.control_socket {
+        Some(path) => Some((path.clone(), control::bind(path)?)),
+        None => None,
+    };
+    if let (privilege::Plan::Drop, Some(r)) = (&privilege, &policy.run_as) {
+        if let Some((path, _)) = &control_listener {
+            // The user must be able to remove it at shutdown and to use it.
+            std::os::unix::fs::chown(path, Some(r.uid), Some(r.gid)).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot hand {} to {}: {e}", path.display(), r.user),
+                )
+            })?;
+        }
+        privilege::drop_to(r)?;
+    } else if privilege == privilege::Plan::AlreadyThere {
+        tracing::info!(user = ?policy.run_as.as_ref().map(|r| &r.user), "already running as the configured user");
+    }
     let jcfg = JournalConfig {
         dir: policy.accounting.directory.clone(),
         rotate_size: policy.accounting.rotate_size.0,
@@ -194,8 +235,9 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
                 io::Error::new(
                     e.kind(),
                     format!(
-                        "cannot open the authorization log in {}: {e}",
-                        policy.accounting.directory.display()
+                        "cannot open the authorization log in {}: {e}{}",
+                        policy.accounting.directory.display(),
+                        journal_hint(&e)
                     ),
                 )
             })?;
@@ -225,8 +267,9 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         io::Error::new(
             e.kind(),
             format!(
-                "cannot open the accounting journal in {}: {e}",
-                policy.accounting.directory.display()
+                "cannot open the accounting journal in {}: {e}{}",
+                policy.accounting.directory.display(),
+                journal_hint(&e)
             ),
         )
     })?;
@@ -234,21 +277,6 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         tracing::warn!(file = %recovery.file.display(), bytes = recovery.torn_bytes_cut, "journal ended in a torn record (crash during a write); cut it off. That record was never acknowledged");
     }
     tracing::info!(file = %recovery.file.display(), "accounting journal open");
-    log_warnings(&policy);
-    let a = &policy.auth;
-    let passwords = passwords::PasswordStore::open(&a.password_store)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let otp_store = otp::OtpStore::open(&policy.otp.secrets_file)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let (shutdown_tx, shutdown) = watch::channel(false);
-    let policy = Arc::new(policy);
-    let directory_ops = Arc::new(AtomicU64::new(0));
-    let directories = directory::Directories::new(policy.clone(), directory_ops.clone())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    for d in &policy.directories {
-        let urls: Vec<&str> = d.urls.iter().map(|u| u.url.as_str()).collect();
-        tracing::info!(directory = %d.name, servers = %urls.join(" "), groups_mapped = d.group_map.len(), "directory configured (connected on first use)");
-    }
     let a = &policy.auth;
     let shared = Arc::new(Shared {
         hashes: HashPool::new(a.hash_workers, a.hash_queue),
@@ -274,30 +302,6 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         policy: ArcSwap::new(policy),
     });
     let policy = shared.policy();
-    // Everything privileged first (ports below 1024, files), then drop root
-    // (`[server] user`), then accept.
-    let mut bound = Vec::new();
-    for l in &policy.listeners {
-        bound.push((listeners::bind(l.address)?, l.clone()));
-    }
-    let control_listener = match &policy.control_socket {
-        Some(path) => Some((path.clone(), control::bind(path)?)),
-        None => None,
-    };
-    if let (privilege::Plan::Drop, Some(r)) = (&privilege, &policy.run_as) {
-        if let Some((path, _)) = &control_listener {
-            // The user must be able to remove it at shutdown and to use it.
-            std::os::unix::fs::chown(path, Some(r.uid), Some(r.gid)).map_err(|e| {
-                io::Error::new(
-                    e.kind(),
-                    format!("cannot hand {} to {}: {e}", path.display(), r.user),
-                )
-            })?;
-        }
-        privilege::drop_to(r)?;
-    } else if privilege == privilege::Plan::AlreadyThere {
-        tracing::info!(user = ?policy.run_as.as_ref().map(|r| &r.user), "already running as the configured user");
-    }
     let mut running = Vec::new();
     for (listener, l) in bound {
         running.push(listeners::run(&shared, listener, l)?);
@@ -320,6 +324,17 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         control,
         config_path,
     })
+}
+
+/// What to do about a journal that cannot be opened after dropping root.
+fn journal_hint(e: &io::Error) -> String {
+    match (e.kind(), privilege::dropped_to()) {
+        (io::ErrorKind::PermissionDenied, Some(user)) => format!(
+            " (the server opens its journal after dropping root, as {user}: give {user} the \
+             directory and the files in it, and no symbolic links there)"
+        ),
+        _ => String::new(),
+    }
 }
 
 /// A connection was accepted: count it against `max_connections` before any
