@@ -1584,12 +1584,29 @@ fn thread_names(pid: u32) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// The scheduling policy (sched(7); `/proc/PID/task/TID/stat` field 41) of
+/// each of process `pid`'s threads named `name`.
+fn thread_policies(pid: u32, name: &str) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else { return vec![] };
+    dir.flatten()
+        .filter(|t| std::fs::read_to_string(t.path().join("comm")).is_ok_and(|n| n.trim() == name))
+        .filter_map(|t| {
+            let stat = std::fs::read_to_string(t.path().join("stat")).ok()?;
+            // Fields after the `(comm)`, which may hold spaces, start at field 3.
+            stat[stat.rfind(')')? + 1..].split_whitespace().nth(41 - 3)?.parse().ok()
+        })
+        .collect()
+}
+
 /// A server allowed one CPU (`taskset -c 0`) runs its connections on a
 /// single-threaded runtime (`--threads` defaults to the CPUs of its affinity
 /// mask): no runtime worker threads. It still serves authorizations and
 /// fsync'd accounting (the journal's thread acknowledges into the runtime
 /// from outside), a reload, its metrics page and a clean exit on SIGTERM;
 /// `tacvs sim` pinned the same way drives it. `--threads 3` asks for three.
+/// The journal's thread runs under SCHED_BATCH (its wake-ups after a sync do
+/// not preempt the runtime's thread on the shared core), the runtime's thread
+/// under the default policy.
 #[test]
 fn a_server_on_one_cpu_is_single_threaded_and_serves_everything() {
     let cwd = temp_dir("one-cpu");
@@ -1621,6 +1638,10 @@ fn a_server_on_one_cpu_is_single_threaded_and_serves_everything() {
     assert!(acct > 0 && report["by_type"]["author"]["requests"].as_u64().unwrap() > 0, "{out}");
     // Every acknowledged record is in the journal.
     assert_eq!(journal_lines(&cwd.join("var/acct")).len() as u64, acct);
+    const SCHED_OTHER: u32 = libc::SCHED_OTHER as u32;
+    const SCHED_BATCH: u32 = libc::SCHED_BATCH as u32;
+    assert_eq!(thread_policies(srv.pid, "tacvs-journal"), [SCHED_BATCH]);
+    assert_eq!(thread_policies(srv.pid, "tacvs"), [SCHED_OTHER]);
 
     srv.signal(libc::SIGHUP);
     let within = Instant::now() + Duration::from_secs(10);

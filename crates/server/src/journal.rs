@@ -10,6 +10,11 @@
 //! the journal: one cross-thread wake-up per batch (an `eventfd` write on a
 //! single-threaded runtime) instead of one per record.
 //!
+//! The writer thread runs under `SCHED_BATCH` (`yield_to_requests`, below):
+//! when a sync completes it does not preempt the thread answering requests,
+//! so on a busy core records gather while that thread works, and each fsync
+//! then covers more of them; its share of the CPU is unchanged.
+//!
 //! Files are `acct-YYYYMMDDTHHMMSSZ.jsonl` in the journal directory, rotated by
 //! size and age. At start-up a torn last line (a crash mid-write) is cut off and
 //! logged; a record is either whole or absent, never half-kept.
@@ -648,6 +653,26 @@ impl serde_json::ser::Formatter for SafeJson {
 
 /// `acct-20261125T221000Z-000.jsonl`: names sort in creation order; the counter
 /// separates files created within one second.
+/// Put the calling thread under `SCHED_BATCH` (sched(7)): the same share of
+/// the CPU as any other thread, but its wake-ups do not preempt the thread
+/// that is running. For the journal's writer that is the point: an `fdatasync`
+/// wakes it up to three times (data, inode, cache flush), and on a core it
+/// shares with the runtime each wake-up used to cut into the request being
+/// answered. Now it continues when the runtime waits for input or its time
+/// slice ends, and the records that arrived meanwhile go into the next batch.
+/// Measured on one core under 64 single-connect connections of authorization
+/// plus accounting (docs/benchmarks.md, issue 13 fifth round): 29 records per
+/// fsync instead of 20, the journal thread's CPU per record 3.9 µs instead of
+/// 6.3–7.0, and accounting answered sooner, not later.
+fn yield_to_requests() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `sched_setscheduler` reads `param` (a valid, initialised struct
+    // that outlives the call); pid 0 is the calling thread.
+    #[allow(unsafe_code)]
+    let r = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
+}
+
 fn file_name(prefix: &str, t: SystemTime, n: u32) -> String {
     let s = humantime::format_rfc3339_seconds(t).to_string();
     let compact: String = s.chars().filter(|c| c.is_ascii_digit() || *c == 'T').collect();
@@ -744,6 +769,9 @@ type Ack = oneshot::Sender<Result<(), JournalError>>;
 
 impl Writer {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Pending>) {
+        if let Err(e) = yield_to_requests() {
+            tracing::debug!(error = %e, "the journal thread keeps the default scheduling policy");
+        }
         let mut batch: Vec<Pending> = Vec::with_capacity(1024);
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
         let fsync_seconds = metrics::histogram!("tacvs_journal_fsync_seconds");
