@@ -41,7 +41,7 @@ fn enroll(user: &str, config: &std::path::Path, no_qr: bool) -> anyhow::Result<u
     tacvs_policy::identity::directory_user(user.as_bytes())
         .map_err(|b| anyhow::anyhow!("not a user name: {}", b.as_str()))?;
     let path = &policy.otp.secrets_file;
-    let mut store = OtpStore::open(path).map_err(anyhow::Error::msg)?;
+    let mut store = OtpStore::open(path)?;
     let replaced = store.get(user).is_some();
     let secret = store.enroll(user).map_err(anyhow::Error::msg)?;
     let link = uri(&secret, &policy.otp, user).map_err(anyhow::Error::msg)?;

@@ -1276,6 +1276,27 @@ fn server_started_as_root_binds_port_49_then_runs_as_nobody() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `tacvs server` in `dir` as root with `user = "nobody"`, listening on
+/// `own_loopback(n)`, which must fail to start (`what` says on what): its log.
+fn start_as_nobody_must_fail(dir: &Path, n: u8, what: &str) -> String {
+    let listen = format!("{}:49", own_loopback(n));
+    let cfg = server_toml(dir, &listen, "user = \"nobody\"");
+    let (mut srv, log) = start_logged(dir, &cfg);
+    let t = Instant::now();
+    while srv.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let started = srv.try_wait().unwrap().is_none();
+    if started {
+        sigterm(&mut srv);
+    }
+    let status = srv.wait().unwrap();
+    let out = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(!started, "the server started on {what}:\n{out}");
+    assert!(!status.success(), "{out}");
+    out
+}
+
 /// Started as root to run as nobody, the server opens its journal only once
 /// it is nobody: a symbolic link that the service user put in its journal
 /// directory, to a file of root's, is not followed as root. (Before, the
@@ -1296,31 +1317,37 @@ fn a_link_in_the_journal_directory_is_not_followed_as_root() {
     let target = dir.join("roots-file");
     std::fs::write(&target, "root's own line\n").unwrap();
     std::os::unix::fs::symlink(&target, acct.join("acct-99991231T235959Z-000.jsonl")).unwrap();
-    let listen = format!("{}:49", own_loopback(4));
-    let cfg = server_toml(&dir, &listen, "user = \"nobody\"");
-    let (mut srv, log) = start_logged(&dir, &cfg);
-    let read = || std::fs::read_to_string(&log).unwrap_or_default();
-    let t = Instant::now();
-    while srv.try_wait().unwrap().is_none() && t.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let started = srv.try_wait().unwrap().is_none();
-    if started {
-        sigterm(&mut srv);
-    }
-    let status = srv.wait().unwrap();
-    assert!(
-        !started,
-        "the server started on a journal file that links to root's file:\n{}",
-        read()
-    );
-    assert!(!status.success());
-    assert!(
-        read().contains("cannot open the accounting journal") && read().contains("nobody"),
-        "{}",
-        read()
-    );
+    let out = start_as_nobody_must_fail(&dir, 4, "a journal file that links to root's file");
+    assert!(out.contains("cannot open the accounting journal") && out.contains("nobody"), "{out}");
     assert_eq!(std::fs::read_to_string(&target).unwrap(), "root's own line\n");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The same for the password store (`[authentication] password_store`, in a
+/// directory the service user owns): a link there to a file of root's is read
+/// as the user, not as root. (Before, root read it at start, and a JSON
+/// object there had its first key printed in the start's error.)
+#[test]
+fn a_link_in_the_password_store_directory_is_not_read_as_root() {
+    if !privileged("a_link_in_the_password_store_directory_is_not_read_as_root") {
+        return;
+    }
+    let dir = fresh_dir("store-link");
+    let var = dir.join("var");
+    std::fs::create_dir_all(&var).unwrap();
+    std::os::unix::fs::chown(&var, Some(65534), Some(65534)).unwrap();
+    let target = dir.join("roots-secrets.json");
+    std::fs::write(&target, "{\"roots-secret-name\": \"roots-secret-value\"}").unwrap();
+    std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    std::os::unix::fs::symlink(&target, var.join("passwords.json")).unwrap();
+    let out = start_as_nobody_must_fail(&dir, 5, "a password store that links to root's file");
+    assert!(!out.contains("roots-secret"), "root's file was read: {out}");
+    assert!(
+        out.contains("cannot read")
+            && out.contains("passwords.json")
+            && out.contains("give nobody the file"),
+        "{out}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -182,11 +182,6 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         privilege::prepare_dirs(r, &[&policy.accounting.directory, store])?;
     }
     log_warnings(&policy);
-    let a = &policy.auth;
-    let passwords = passwords::PasswordStore::open(&a.password_store)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-    let otp_store = otp::OtpStore::open(&policy.otp.secrets_file)
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let policy = Arc::new(policy);
     let directory_ops = Arc::new(AtomicU64::new(0));
@@ -197,9 +192,9 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         tracing::info!(directory = %d.name, servers = %urls.join(" "), groups_mapped = d.group_map.len(), "directory configured (connected on first use)");
     }
     // Everything privileged first (ports below 1024, the configuration's
-    // files), then drop root (`[server] user`), then open the journal (its
-    // directory belongs to that user, who could have put a symbolic link
-    // there for root to follow), then accept.
+    // files), then drop root (`[server] user`), then open the password store
+    // and the journal (their directories belong to that user, who could have
+    // put a symbolic link there for root to follow), then accept.
     let mut bound = Vec::new();
     for l in &policy.listeners {
         bound.push((listeners::bind(l.address)?, l.clone()));
@@ -222,6 +217,11 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
     } else if privilege == privilege::Plan::AlreadyThere {
         tracing::info!(user = ?policy.run_as.as_ref().map(|r| &r.user), "already running as the configured user");
     }
+    let passwords = passwords::PasswordStore::open(&policy.auth.password_store)
+        .map_err(|e| store_error(e, "password store"))?;
+    // Read as the user on every reload too.
+    let otp_store = otp::OtpStore::open(&policy.otp.secrets_file)
+        .map_err(|e| store_error(e, "one-time password secrets file"))?;
     let jcfg = JournalConfig {
         dir: policy.accounting.directory.clone(),
         rotate_size: policy.accounting.rotate_size.0,
@@ -324,6 +324,23 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         control,
         config_path,
     })
+}
+
+/// A store file that failed to load at start, with what to do when the
+/// user the server runs as may not read it.
+fn store_error(e: passwords::StoreError, what: &str) -> io::Error {
+    let hint = match (&e, privilege::dropped_to()) {
+        (passwords::StoreError::Read { source, .. }, Some(user))
+            if source.kind() == io::ErrorKind::PermissionDenied =>
+        {
+            format!(
+                " (the server reads its {what} after dropping root, as {user}: give {user} \
+                 the file, and no symbolic link in its place)"
+            )
+        }
+        _ => String::new(),
+    };
+    io::Error::new(io::ErrorKind::InvalidData, format!("{e}{hint}"))
 }
 
 /// What to do about a journal that cannot be opened after dropping root.
@@ -455,8 +472,8 @@ impl ServerHandle {
         let directories =
             directory::Directories::new(policy.clone(), self.shared.directory_ops.clone())
                 .map_err(ReloadError::Identity)?;
-        let otp_store =
-            otp::OtpStore::open(&policy.otp.secrets_file).map_err(ReloadError::Identity)?;
+        let otp_store = otp::OtpStore::open(&policy.otp.secrets_file)
+            .map_err(|e| ReloadError::Identity(e.to_string()))?;
         {
             let mut cache = self.shared.cache();
             let mut accounts = self.shared.accounts();

@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::passwords::{StoreError, read_bounded};
 use tacvs_policy::identity::OtpSettings;
 
 /// A TOTP secret (the shared key of RFC 6238). `Debug` hides it.
@@ -194,26 +195,29 @@ pub struct OtpStore {
 impl OtpStore {
     /// Load `path` (absent = empty). A malformed file is an error naming the
     /// file and the user, never a secret.
-    pub fn open(path: &Path) -> Result<OtpStore, String> {
+    pub fn open(path: &Path) -> Result<OtpStore, StoreError> {
         let mut map = HashMap::new();
-        match std::fs::read_to_string(path) {
+        match read_bounded(path) {
             Ok(text) => {
                 let raw: HashMap<String, String> = serde_json::from_str(&text).map_err(|e| {
-                    format!(
+                    StoreError::Malformed(format!(
                         "{}: not a JSON object of user to base32 secret (line {}, column {})",
                         path.display(),
                         e.line(),
                         e.column()
-                    )
+                    ))
                 })?;
                 for (u, s) in raw {
-                    let secret = OtpSecret::from_base32(&s)
-                        .map_err(|e| format!("{}: user {u:?}: {e}", path.display()))?;
+                    let secret = OtpSecret::from_base32(&s).map_err(|e| {
+                        StoreError::Malformed(format!("{}: user {u:?}: {e}", path.display()))
+                    })?;
                     map.insert(u, secret);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => {
+                return Err(StoreError::Read { path: path.display().to_string(), source });
+            }
         }
         Ok(OtpStore { path: path.to_owned(), map })
     }
@@ -376,7 +380,7 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
         std::fs::write(&p, r#"{"bob": "!!"}"#).unwrap();
-        let e = OtpStore::open(&p).unwrap_err();
+        let e = OtpStore::open(&p).unwrap_err().to_string();
         assert!(e.contains("bob") && !e.contains("!!"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }

@@ -10,6 +10,29 @@ use std::sync::Mutex;
 
 use tacvs_policy::PasswordHash;
 
+/// Why a store file (this one, or the one-time secrets of [`crate::otp`])
+/// could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file is there but cannot be read (permissions, not a file, too large).
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The store's path.
+        path: String,
+        /// What the OS (or the size check) said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not what the store holds (a JSON object of user → hash or secret);
+    /// the message names the file and the user, never a value.
+    #[error("{0}")]
+    Malformed(String),
+}
+
+/// A store larger than this is refused rather than read into memory (a
+/// hundred thousand users take about 12 MiB).
+pub const MAX_STORE_BYTES: u64 = 64 << 20;
+
 /// The store: user → (hash text as written, parsed hash).
 #[derive(Debug)]
 pub struct PasswordStore {
@@ -18,22 +41,29 @@ pub struct PasswordStore {
 }
 
 impl PasswordStore {
-    /// Load `path` (absent = empty). A malformed file is an error naming it.
-    pub fn open(path: &Path) -> Result<PasswordStore, String> {
+    /// Load `path` (absent = empty). A malformed file is an error naming it;
+    /// anything but a regular file of at most 64 MiB is refused unread.
+    pub fn open(path: &Path) -> Result<PasswordStore, StoreError> {
         let mut map = BTreeMap::new();
-        match std::fs::read_to_string(path) {
+        match read_bounded(path) {
             Ok(text) => {
                 let raw: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
-                    format!("{}: not a JSON object of user to password hash: {e}", path.display())
+                    StoreError::Malformed(format!(
+                        "{}: not a JSON object of user to password hash: {e}",
+                        path.display()
+                    ))
                 })?;
                 for (u, h) in raw {
-                    let parsed = PasswordHash::parse(&h)
-                        .map_err(|e| format!("{}: user {u:?}: {e}", path.display()))?;
+                    let parsed = PasswordHash::parse(&h).map_err(|e| {
+                        StoreError::Malformed(format!("{}: user {u:?}: {e}", path.display()))
+                    })?;
                     map.insert(u, (h, parsed));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+            Err(source) => {
+                return Err(StoreError::Read { path: path.display().to_string(), source });
+            }
         }
         Ok(PasswordStore { path: path.to_owned(), map: Mutex::new(map) })
     }
@@ -60,6 +90,25 @@ impl PasswordStore {
     fn write(&self, body: &[u8]) -> Result<(), String> {
         write_atomically(&self.path, body, 0o600)
     }
+}
+
+/// The text of `path` if it is a regular file of at most [`MAX_STORE_BYTES`]
+/// (checked before opening: a FIFO would block the open, `/dev/zero` never end).
+pub(crate) fn read_bounded(path: &Path) -> std::io::Result<String> {
+    use std::io::{Error, ErrorKind, Read};
+    let meta = std::fs::metadata(path)?;
+    if !meta.is_file() {
+        return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
+    }
+    let mut text = String::new();
+    std::fs::File::open(path)?.take(MAX_STORE_BYTES + 1).read_to_string(&mut text)?;
+    if text.len() as u64 > MAX_STORE_BYTES {
+        return Err(Error::new(
+            ErrorKind::InvalidData,
+            format!("larger than {} MiB", MAX_STORE_BYTES >> 20),
+        ));
+    }
+    Ok(text)
 }
 
 /// Replace `path` with `body`: a temporary file (created with `mode`), fsync,
@@ -114,8 +163,20 @@ mod tests {
         std::fs::create_dir_all(&d).unwrap();
         let p = d.join("passwords.json");
         std::fs::write(&p, "{\"bob\": \"plain\"}").unwrap();
-        let e = PasswordStore::open(&p).unwrap_err();
+        let e = PasswordStore::open(&p).unwrap_err().to_string();
         assert!(e.contains("bob") && !e.contains("plain"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_store_that_is_not_a_regular_file_is_refused_unread() {
+        let d = dir("fifo");
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("passwords.json");
+        assert!(std::process::Command::new("mkfifo").arg(&p).status().unwrap().success());
+        // Opening a FIFO with no writer would block: refused before that.
+        let e = PasswordStore::open(&p).unwrap_err().to_string();
+        assert!(e.contains("cannot read") && e.contains("not a regular file"), "{e}");
         std::fs::remove_dir_all(&d).unwrap();
     }
 }
