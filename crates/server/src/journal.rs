@@ -661,9 +661,10 @@ impl serde_json::ser::Formatter for SafeJson {
 /// answered. Now it continues when the runtime waits for input or its time
 /// slice ends, and the records that arrived meanwhile go into the next batch.
 /// Measured on one core under 64 single-connect connections of authorization
-/// plus accounting (docs/benchmarks.md, issue 13 fifth round): 29 records per
-/// fsync instead of 20, the journal thread's CPU per record 3.9 µs instead of
-/// 6.3–7.0, and accounting answered sooner, not later.
+/// plus accounting (docs/benchmarks.md, issue 13, fifth round): 30 records per
+/// fsync instead of 20, the journal thread's CPU per record down a third, the
+/// server's CPU per request down 10 %, and accounting answered sooner, not
+/// later.
 fn yield_to_requests() -> io::Result<()> {
     let param = libc::sched_param { sched_priority: 0 };
     // SAFETY: `sched_setscheduler` reads `param` (a valid, initialised struct
