@@ -42,6 +42,12 @@ fn enroll(user: &str, config: &std::path::Path, no_qr: bool) -> anyhow::Result<u
         .map_err(|b| anyhow::anyhow!("not a user name: {}", b.as_str()))?;
     let path = &policy.otp.secrets_file;
     let mut store = OtpStore::open(path)?;
+    // The server reads the file after dropping root: written by root, it
+    // must still be the user's.
+    let owner = policy.run_as.as_ref().filter(|_| tacvs_server::privilege::is_root());
+    if let Some(r) = owner {
+        store.set_owner(r.uid, r.gid);
+    }
     let replaced = store.get(user).is_some();
     let secret = store.enroll(user).map_err(anyhow::Error::msg)?;
     let link = uri(&secret, &policy.otp, user).map_err(anyhow::Error::msg)?;
@@ -62,6 +68,9 @@ fn enroll(user: &str, config: &std::path::Path, no_qr: bool) -> anyhow::Result<u
         println!("{art}");
     }
     println!("secret (base32, for typing into an app): {}", secret.to_base32());
+    if let Some(r) = owner {
+        println!("{} is {}'s, who the server runs as (mode 0600)", path.display(), r.user);
+    }
     println!(
         "{} {user:?} in {}; reload the server (SIGHUP) to use it. From now on {user} logs in with \
          the password followed by a {}-digit code ({}).",

@@ -1225,6 +1225,22 @@ fn server_started_as_root_binds_port_49_then_runs_as_nobody() {
     std::os::unix::fs::chown(&var, Some(65534), Some(65534)).unwrap();
     let listen = format!("{}:49", own_loopback(1));
     let cfg = server_toml(&dir, &listen, "user = \"nobody\"\ncontrol_socket = \"var/server.sock\"");
+    // Enrolled by root: the secrets file is nobody's, who reads it after the
+    // drop (at start, so a root-owned 0600 file would stop the start).
+    let o = Command::new(bin())
+        .args(["otp", "enroll", "alice", "--no-qr", "--config"])
+        .arg(&cfg)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{said}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(said.contains("is nobody's, who the server runs as"), "{said}");
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(var.join("otp.json")).unwrap();
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (65534, 65534, 0o600));
+    }
     let (mut srv, log) = start_logged(&dir, &cfg);
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_for("the server listens", Duration::from_secs(20), || {
@@ -1240,7 +1256,7 @@ fn server_started_as_root_binds_port_49_then_runs_as_nobody() {
     assert_eq!(gid, [65534; 4], "real, effective, saved, filesystem gid");
     assert!(groups.iter().all(|&g| g == 65534), "supplementary groups: {groups:?}");
     // Served as nobody: an authorization, and an accounting record that
-    // needs the journal (opened as root, written as nobody).
+    // needs the journal (opened and written as nobody).
     let (code, out) = client(&listen, &["authorize", "--user", "alice", "--cmd", "show version"]);
     assert_eq!(code, 0, "{out}");
     let (code, out) = client(&listen, &["account", "--user", "alice", "--stop"]);
@@ -1341,7 +1357,10 @@ fn a_link_in_the_password_store_directory_is_not_read_as_root() {
     std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
     std::os::unix::fs::symlink(&target, var.join("passwords.json")).unwrap();
     let out = start_as_nobody_must_fail(&dir, 5, "a password store that links to root's file");
-    assert!(!out.contains("roots-secret"), "root's file was read: {out}");
+    assert!(
+        !out.contains("roots-secret-name") && !out.contains("roots-secret-value"),
+        "root's file was read: {out}"
+    );
     assert!(
         out.contains("cannot read")
             && out.contains("passwords.json")

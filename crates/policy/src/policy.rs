@@ -754,6 +754,13 @@ fn compile(
             ("the directory of [authentication] password_store", store_dir),
         ];
         crate::run_as::ownership_warnings(r, &dirs, loc, warns);
+        crate::run_as::file_ownership_warning(
+            r,
+            "[authentication.otp] secrets_file",
+            &otp.secrets_file,
+            loc,
+            warns,
+        );
     }
     let logins: Vec<&PasswordHash> = users.values().filter_map(|u| u.password.as_ref()).collect();
     let enables: Vec<&PasswordHash> = users.values().filter_map(|u| u.enable.as_ref()).collect();

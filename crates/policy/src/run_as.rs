@@ -132,6 +132,28 @@ pub fn ownership_warnings(
     }
 }
 
+/// A file the server reads as `r` after dropping root (the one-time password
+/// secrets, at start and on every reload): a warning when it exists and is
+/// someone else's.
+pub fn file_ownership_warning(
+    r: &RunAs,
+    what: &str,
+    file: &Path,
+    loc: &Locator<'_>,
+    warns: &mut Vec<ConfigError>,
+) {
+    let problem = std::fs::metadata(file).ok().and_then(|m| ownership_problem(r, m.uid(), file));
+    if let Some(p) = problem {
+        warns.push(loc.whole(format!(
+            "{what} {} {p}; the server reads it as {} after dropping root (`tacvs otp enroll` \
+             run as root gives it to {} itself)",
+            file.display(),
+            r.user,
+            r.user
+        )));
+    }
+}
+
 /// Pure: what is wrong with a directory owned by `owner` for `r`, if anything.
 pub fn ownership_problem(r: &RunAs, owner: u32, dir: &Path) -> Option<String> {
     (owner != r.uid).then(|| {
@@ -166,6 +188,25 @@ mod tests {
         assert_eq!(ownership_problem(&nobody(), 65534, dir), None);
         let p = ownership_problem(&nobody(), 0, dir).unwrap();
         assert!(p.contains("uid 0") && p.contains("chown -R nobody:nogroup /var/lib/tacvs"), "{p}");
+    }
+
+    #[test]
+    fn a_secrets_file_of_someone_else_is_warned_about_and_a_missing_one_is_not() {
+        let f = std::env::temp_dir().join(format!("tacvs-otp-owner-{}.json", std::process::id()));
+        std::fs::write(&f, "{}").unwrap();
+        let mine = std::fs::metadata(&f).unwrap().uid();
+        let loc = Locator::new("t.toml", "");
+        let mut warns = Vec::new();
+        let other = RunAs { uid: mine.wrapping_add(1), ..nobody() };
+        file_ownership_warning(&other, "secrets_file", &f, &loc, &mut warns);
+        assert_eq!(warns.len(), 1);
+        let w = warns[0].to_string();
+        assert!(w.contains(&format!("uid {mine}")) && w.contains("tacvs otp enroll"), "{w}");
+        let me = RunAs { uid: mine, ..nobody() };
+        file_ownership_warning(&me, "secrets_file", &f, &loc, &mut warns);
+        std::fs::remove_file(&f).unwrap();
+        file_ownership_warning(&other, "secrets_file", &f, &loc, &mut warns);
+        assert_eq!(warns.len(), 1, "the owner, and a missing file, are no warning");
     }
 
     fn compile_src(src: &str) -> (Option<RunAs>, Vec<ConfigError>) {

@@ -651,12 +651,11 @@ impl serde_json::ser::Formatter for SafeJson {
     }
 }
 
-/// `acct-20261125T221000Z-000.jsonl`: names sort in creation order; the counter
-/// separates files created within one second.
 /// Put the calling thread under `SCHED_BATCH` (sched(7)): the same share of
 /// the CPU as any other thread, but its wake-ups do not preempt the thread
 /// that is running. For the journal's writer that is the point: an `fdatasync`
-/// wakes it up to three times (data, inode, cache flush), and on a core it
+/// wakes it up several times (on ext4 without a journal three: data, inode,
+/// cache flush), and on a core it
 /// shares with the runtime each wake-up used to cut into the request being
 /// answered. Now it continues when the runtime waits for input or its time
 /// slice ends, and the records that arrived meanwhile go into the next batch.
@@ -674,6 +673,8 @@ fn yield_to_requests() -> io::Result<()> {
     if r == 0 { Ok(()) } else { Err(io::Error::last_os_error()) }
 }
 
+/// `acct-20261125T221000Z-000.jsonl`: names sort in creation order; the counter
+/// separates files created within one second.
 fn file_name(prefix: &str, t: SystemTime, n: u32) -> String {
     let s = humantime::format_rfc3339_seconds(t).to_string();
     let compact: String = s.chars().filter(|c| c.is_ascii_digit() || *c == 'T').collect();
@@ -771,7 +772,7 @@ type Ack = oneshot::Sender<Result<(), JournalError>>;
 impl Writer {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Pending>) {
         if let Err(e) = yield_to_requests() {
-            tracing::debug!(error = %e, "the journal thread keeps the default scheduling policy");
+            tracing::info!(error = %e, "the journal thread keeps the default scheduling policy (SCHED_BATCH refused): accounting costs more CPU on a busy core");
         }
         let mut batch: Vec<Pending> = Vec::with_capacity(1024);
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);

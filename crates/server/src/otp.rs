@@ -190,6 +190,7 @@ impl ReplayGuard {
 pub struct OtpStore {
     path: PathBuf,
     map: HashMap<String, OtpSecret>,
+    owner: Option<(u32, u32)>,
 }
 
 impl OtpStore {
@@ -219,7 +220,13 @@ impl OtpStore {
                 return Err(StoreError::Read { path: path.display().to_string(), source });
             }
         }
-        Ok(OtpStore { path: path.to_owned(), map })
+        Ok(OtpStore { path: path.to_owned(), map, owner: None })
+    }
+
+    /// Write the file as `uid`'s, group `gid` (run as root for a server that
+    /// drops root: the server reads the file as that user).
+    pub fn set_owner(&mut self, uid: u32, gid: u32) {
+        self.owner = Some((uid, gid));
     }
 
     /// The secret of `user`, if enrolled.
@@ -235,7 +242,7 @@ impl OtpStore {
             self.map.iter().map(|(u, s)| (u.as_str(), s.to_base32())).collect();
         texts.insert(user, secret.to_base32());
         let body = serde_json::to_vec_pretty(&texts).map_err(|e| e.to_string())?;
-        crate::passwords::write_atomically(&self.path, &body, 0o600)?;
+        crate::passwords::write_atomically(&self.path, &body, 0o600, self.owner)?;
         self.map.insert(user.to_owned(), secret.clone());
         Ok(secret)
     }

@@ -19,8 +19,8 @@ pub enum StoreError {
     Read {
         /// The store's path.
         path: String,
-        /// What the OS (or the size check) said.
-        #[source]
+        /// What the OS (or the size check) said; in the message, so not
+        /// also a `source()` (a `{:#}` chain would print it twice).
         source: std::io::Error,
     },
     /// Not what the store holds (a JSON object of user → hash or secret);
@@ -47,10 +47,13 @@ impl PasswordStore {
         let mut map = BTreeMap::new();
         match read_bounded(path) {
             Ok(text) => {
+                // Line and column only: serde's message can quote a value (a hash).
                 let raw: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
                     StoreError::Malformed(format!(
-                        "{}: not a JSON object of user to password hash: {e}",
-                        path.display()
+                        "{}: not a JSON object of user to password hash (line {}, column {})",
+                        path.display(),
+                        e.line(),
+                        e.column()
                     ))
                 })?;
                 for (u, h) in raw {
@@ -88,32 +91,43 @@ impl PasswordStore {
     }
 
     fn write(&self, body: &[u8]) -> Result<(), String> {
-        write_atomically(&self.path, body, 0o600)
+        write_atomically(&self.path, body, 0o600, None)
     }
 }
 
-/// The text of `path` if it is a regular file of at most [`MAX_STORE_BYTES`]
-/// (checked before opening: a FIFO would block the open, `/dev/zero` never end).
+/// The text of `path` if it is a regular file of at most [`MAX_STORE_BYTES`].
+/// Opened without blocking (a FIFO's open would wait for a writer) and
+/// checked on the open file (`/dev/zero` would never end).
 pub(crate) fn read_bounded(path: &Path) -> std::io::Result<String> {
     use std::io::{Error, ErrorKind, Read};
-    let meta = std::fs::metadata(path)?;
-    if !meta.is_file() {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)?;
+    if !file.metadata()?.is_file() {
         return Err(Error::new(ErrorKind::InvalidInput, "not a regular file"));
     }
-    let mut text = String::new();
-    std::fs::File::open(path)?.take(MAX_STORE_BYTES + 1).read_to_string(&mut text)?;
-    if text.len() as u64 > MAX_STORE_BYTES {
+    let mut bytes = Vec::new();
+    file.take(MAX_STORE_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_STORE_BYTES {
         return Err(Error::new(
             ErrorKind::InvalidData,
             format!("larger than {} MiB", MAX_STORE_BYTES >> 20),
         ));
     }
-    Ok(text)
+    String::from_utf8(bytes).map_err(|_| Error::new(ErrorKind::InvalidData, "not UTF-8 text"))
 }
 
-/// Replace `path` with `body`: a temporary file (created with `mode`), fsync,
-/// rename, fsync of the directory. Blocking I/O.
-pub(crate) fn write_atomically(path: &Path, body: &[u8], mode: u32) -> Result<(), String> {
+/// Replace `path` with `body`: a temporary file (created with `mode`, given
+/// to `owner` (uid, gid) when set), fsync, rename, fsync of the directory.
+/// Blocking I/O.
+pub(crate) fn write_atomically(
+    path: &Path,
+    body: &[u8],
+    mode: u32,
+    owner: Option<(u32, u32)>,
+) -> Result<(), String> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let mut tmp = path.as_os_str().to_owned();
@@ -124,6 +138,9 @@ pub(crate) fn write_atomically(path: &Path, body: &[u8], mode: u32) -> Result<()
         let _ = std::fs::remove_file(&tmp);
         let mut f =
             std::fs::OpenOptions::new().create_new(true).write(true).mode(mode).open(&tmp)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&f, Some(uid), Some(gid))?;
+        }
         f.write_all(body)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)?;

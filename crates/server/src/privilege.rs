@@ -48,6 +48,11 @@ pub enum Plan {
     Refuse(String),
 }
 
+/// Whether this process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    unistd::geteuid().is_root()
+}
+
 /// Pure: the plan for a process with effective uid `euid`.
 pub fn plan(run_as: Option<&RunAs>, euid: u32) -> Plan {
     match run_as {
@@ -100,7 +105,7 @@ pub fn drop_to(r: &RunAs) -> io::Result<()> {
     verify(r)?;
     let _ = DROPPED.set(r.user.clone());
     let names: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-    tracing::info!(user = %r.user, uid = r.uid, group = %r.group, gid = r.gid, groups = %names.join(","), "dropped root: listeners bound and files open; serving as this user");
+    tracing::info!(user = %r.user, uid = r.uid, group = %r.group, gid = r.gid, groups = %names.join(","), "dropped root: listeners bound; the stores, the journal and the logs are opened next, as this user");
     Ok(())
 }
 
