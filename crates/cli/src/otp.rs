@@ -36,17 +36,29 @@ pub fn run(a: OtpArgs) -> anyhow::Result<u8> {
     }
 }
 
+/// Who the secrets file should belong to when root writes it: (uid, gid, name).
+fn file_owner(policy: &tacvs_policy::Policy, path: &std::path::Path) -> Option<(u32, u32, String)> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(r) = &policy.run_as {
+        return Some((r.uid, r.gid, r.user.clone()));
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty())?;
+    let m = std::fs::metadata(dir).ok()?;
+    (m.uid() != 0).then(|| (m.uid(), m.gid(), format!("uid {}", m.uid())))
+}
+
 fn enroll(user: &str, config: &std::path::Path, no_qr: bool) -> anyhow::Result<u8> {
     let policy = tacvs_policy::load(config).map_err(|e| anyhow::anyhow!("{e}"))?;
     tacvs_policy::identity::directory_user(user.as_bytes())
         .map_err(|b| anyhow::anyhow!("not a user name: {}", b.as_str()))?;
     let path = &policy.otp.secrets_file;
     let mut store = OtpStore::open(path)?;
-    // The server reads the file after dropping root: written by root, it
-    // must still be the user's.
-    let owner = policy.run_as.as_ref().filter(|_| tacvs_server::privilege::is_root());
-    if let Some(r) = owner {
-        store.set_owner(r.uid, r.gid);
+    // The server reads the file as its own user: written by root, it must
+    // still be that user's, the one `[server] user` names or, without it (a
+    // service manager starts the server as its user), its directory's owner.
+    let owner = if tacvs_server::privilege::is_root() { file_owner(&policy, path) } else { None };
+    if let Some((uid, gid, _)) = &owner {
+        store.set_owner(*uid, *gid);
     }
     let replaced = store.get(user).is_some();
     let secret = store.enroll(user).map_err(anyhow::Error::msg)?;
@@ -68,8 +80,8 @@ fn enroll(user: &str, config: &std::path::Path, no_qr: bool) -> anyhow::Result<u
         println!("{art}");
     }
     println!("secret (base32, for typing into an app): {}", secret.to_base32());
-    if let Some(r) = owner {
-        println!("{} is {}'s, who the server runs as (mode 0600)", path.display(), r.user);
+    if let Some((_, _, who)) = owner {
+        println!("{} is {who}'s, who the server runs as (mode 0600)", path.display());
     }
     println!(
         "{} {user:?} in {}; reload the server (SIGHUP) to use it. From now on {user} logs in with \

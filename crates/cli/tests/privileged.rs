@@ -1227,20 +1227,7 @@ fn server_started_as_root_binds_port_49_then_runs_as_nobody() {
     let cfg = server_toml(&dir, &listen, "user = \"nobody\"\ncontrol_socket = \"var/server.sock\"");
     // Enrolled by root: the secrets file is nobody's, who reads it after the
     // drop (at start, so a root-owned 0600 file would stop the start).
-    let o = Command::new(bin())
-        .args(["otp", "enroll", "alice", "--no-qr", "--config"])
-        .arg(&cfg)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let said = String::from_utf8_lossy(&o.stdout);
-    assert!(o.status.success(), "{said}{}", String::from_utf8_lossy(&o.stderr));
-    assert!(said.contains("is nobody's, who the server runs as"), "{said}");
-    {
-        use std::os::unix::fs::MetadataExt;
-        let m = std::fs::metadata(var.join("otp.json")).unwrap();
-        assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (65534, 65534, 0o600));
-    }
+    enroll_as_root_for(&dir, &cfg, "nobody");
     let (mut srv, log) = start_logged(&dir, &cfg);
     let read = || std::fs::read_to_string(&log).unwrap_or_default();
     wait_for("the server listens", Duration::from_secs(20), || {
@@ -1290,6 +1277,23 @@ fn server_started_as_root_binds_port_49_then_runs_as_nobody() {
     assert_eq!(code, 0, "the old configuration still serves: {out}");
     sigterm(&mut srv);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `tacvs otp enroll alice` for `cfg`, run as root in `dir`: it must say the
+/// file is `who`'s and leave `dir/var/otp.json` nobody's, mode 0600.
+fn enroll_as_root_for(dir: &Path, cfg: &Path, who: &str) {
+    let o = Command::new(bin())
+        .args(["otp", "enroll", "alice", "--no-qr", "--config"])
+        .arg(cfg)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{said}{}", String::from_utf8_lossy(&o.stderr));
+    assert!(said.contains(&format!("is {who}'s, who the server runs as")), "{said}");
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(dir.join("var/otp.json")).unwrap();
+    assert_eq!((m.uid(), m.gid(), m.mode() & 0o777), (65534, 65534, 0o600));
 }
 
 /// `tacvs server` in `dir` as root with `user = "nobody"`, listening on
@@ -1367,6 +1371,24 @@ fn a_link_in_the_password_store_directory_is_not_read_as_root() {
             && out.contains("give nobody the file"),
         "{out}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Without `[server] user` (a service manager starts the server as its
+/// user), `tacvs otp enroll` run as root gives the secrets file to the owner
+/// of its directory, as the packaged /var/lib/tacvs is tacvs's: the server
+/// reads the file as that user at start and on every reload.
+#[test]
+fn otp_enroll_as_root_gives_the_file_to_its_directorys_owner() {
+    if !privileged("otp_enroll_as_root_gives_the_file_to_its_directorys_owner") {
+        return;
+    }
+    let dir = fresh_dir("otp-dir-owner");
+    let var = dir.join("var");
+    std::fs::create_dir_all(&var).unwrap();
+    std::os::unix::fs::chown(&var, Some(65534), Some(65534)).unwrap();
+    let cfg = server_toml(&dir, &format!("{}:4949", own_loopback(6)), "");
+    enroll_as_root_for(&dir, &cfg, "uid 65534");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
