@@ -118,17 +118,29 @@ pub fn ownership_warnings(
     loc: &Locator<'_>,
     warns: &mut Vec<ConfigError>,
 ) {
+    // A missing one is made by the server, for the user, before it drops root.
+    let why = format!(
+        "the server runs as {} after binding and writes there later (journal rotation, \
+         changed passwords)",
+        r.user
+    );
     for (what, dir) in dirs {
-        // A missing one is made by the server, for the user, before it drops root.
-        let problem = std::fs::metadata(dir).ok().and_then(|m| ownership_problem(r, m.uid(), dir));
-        if let Some(p) = problem {
-            warns.push(loc.whole(format!(
-                "{what} {} {p}; the server runs as {} after binding and writes there later \
-                 (journal rotation, changed passwords)",
-                dir.display(),
-                r.user
-            )));
-        }
+        owner_warning(r, what, dir, &why, loc, warns);
+    }
+}
+
+/// A warning when `path` exists and `r` does not own it.
+fn owner_warning(
+    r: &RunAs,
+    what: &str,
+    path: &Path,
+    why: &str,
+    loc: &Locator<'_>,
+    warns: &mut Vec<ConfigError>,
+) {
+    let problem = std::fs::metadata(path).ok().and_then(|m| ownership_problem(r, m.uid(), path));
+    if let Some(p) = problem {
+        warns.push(loc.whole(format!("{what} {} {p}; {why}", path.display())));
     }
 }
 
@@ -142,16 +154,12 @@ pub fn file_ownership_warning(
     loc: &Locator<'_>,
     warns: &mut Vec<ConfigError>,
 ) {
-    let problem = std::fs::metadata(file).ok().and_then(|m| ownership_problem(r, m.uid(), file));
-    if let Some(p) = problem {
-        warns.push(loc.whole(format!(
-            "{what} {} {p}; the server reads it as {} after dropping root (`tacvs otp enroll` \
-             run as root gives it to {} itself)",
-            file.display(),
-            r.user,
-            r.user
-        )));
-    }
+    let why = format!(
+        "the server reads it as {} after dropping root (`tacvs otp enroll` run as root gives \
+         it to {} itself)",
+        r.user, r.user
+    );
+    owner_warning(r, what, file, &why, loc, warns);
 }
 
 /// Pure: what is wrong with a directory owned by `owner` for `r`, if anything.

@@ -655,9 +655,8 @@ impl serde_json::ser::Formatter for SafeJson {
 /// the CPU as any other thread, but its wake-ups do not preempt the thread
 /// that is running. For the journal's writer that is the point: an `fdatasync`
 /// wakes it up several times (on ext4 without a journal three: data, inode,
-/// cache flush), and on a core it
-/// shares with the runtime each wake-up used to cut into the request being
-/// answered. Now it continues when the runtime waits for input or its time
+/// cache flush), and on a core it shares with the runtime each wake-up used
+/// to cut into the request being answered. Now it continues when the runtime waits for input or its time
 /// slice ends, and the records that arrived meanwhile go into the next batch.
 /// Measured on one core under 64 single-connect connections of authorization
 /// plus accounting (docs/benchmarks.md, issue 13, fifth round): 30 records per

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::passwords::{StoreError, read_bounded};
+use crate::passwords::{StoreError, read_user_map};
 use tacvs_policy::identity::OtpSettings;
 
 /// A TOTP secret (the shared key of RFC 6238). `Debug` hides it.
@@ -198,27 +198,11 @@ impl OtpStore {
     /// file and the user, never a secret.
     pub fn open(path: &Path) -> Result<OtpStore, StoreError> {
         let mut map = HashMap::new();
-        match read_bounded(path) {
-            Ok(text) => {
-                let raw: HashMap<String, String> = serde_json::from_str(&text).map_err(|e| {
-                    StoreError::Malformed(format!(
-                        "{}: not a JSON object of user to base32 secret (line {}, column {})",
-                        path.display(),
-                        e.line(),
-                        e.column()
-                    ))
-                })?;
-                for (u, s) in raw {
-                    let secret = OtpSecret::from_base32(&s).map_err(|e| {
-                        StoreError::Malformed(format!("{}: user {u:?}: {e}", path.display()))
-                    })?;
-                    map.insert(u, secret);
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StoreError::Read { path: path.display().to_string(), source });
-            }
+        for (u, s) in read_user_map(path, "base32 secret")? {
+            let secret = OtpSecret::from_base32(&s).map_err(|e| {
+                StoreError::Malformed(format!("{}: user {u:?}: {e}", path.display()))
+            })?;
+            map.insert(u, secret);
         }
         Ok(OtpStore { path: path.to_owned(), map, owner: None })
     }

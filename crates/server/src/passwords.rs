@@ -45,28 +45,11 @@ impl PasswordStore {
     /// anything but a regular file of at most 64 MiB is refused unread.
     pub fn open(path: &Path) -> Result<PasswordStore, StoreError> {
         let mut map = BTreeMap::new();
-        match read_bounded(path) {
-            Ok(text) => {
-                // Line and column only: serde's message can quote a value (a hash).
-                let raw: BTreeMap<String, String> = serde_json::from_str(&text).map_err(|e| {
-                    StoreError::Malformed(format!(
-                        "{}: not a JSON object of user to password hash (line {}, column {})",
-                        path.display(),
-                        e.line(),
-                        e.column()
-                    ))
-                })?;
-                for (u, h) in raw {
-                    let parsed = PasswordHash::parse(&h).map_err(|e| {
-                        StoreError::Malformed(format!("{}: user {u:?}: {e}", path.display()))
-                    })?;
-                    map.insert(u, (h, parsed));
-                }
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(StoreError::Read { path: path.display().to_string(), source });
-            }
+        for (u, h) in read_user_map(path, "password hash")? {
+            let parsed = PasswordHash::parse(&h).map_err(|e| {
+                StoreError::Malformed(format!("{}: user {u:?}: {e}", path.display()))
+            })?;
+            map.insert(u, (h, parsed));
         }
         Ok(PasswordStore { path: path.to_owned(), map: Mutex::new(map) })
     }
@@ -95,10 +78,32 @@ impl PasswordStore {
     }
 }
 
+/// A store file's JSON object of user → `value` text (a hash, a secret);
+/// empty when the file does not exist.
+pub(crate) fn read_user_map(
+    path: &Path,
+    value: &str,
+) -> Result<BTreeMap<String, String>, StoreError> {
+    let text = match read_bounded(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => return Err(StoreError::Read { path: path.display().to_string(), source }),
+    };
+    // Line and column only: serde's message can quote a value.
+    serde_json::from_str(&text).map_err(|e| {
+        StoreError::Malformed(format!(
+            "{}: not a JSON object of user to {value} (line {}, column {})",
+            path.display(),
+            e.line(),
+            e.column()
+        ))
+    })
+}
+
 /// The text of `path` if it is a regular file of at most [`MAX_STORE_BYTES`].
 /// Opened without blocking (a FIFO's open would wait for a writer) and
 /// checked on the open file (`/dev/zero` would never end).
-pub(crate) fn read_bounded(path: &Path) -> std::io::Result<String> {
+fn read_bounded(path: &Path) -> std::io::Result<String> {
     use std::io::{Error, ErrorKind, Read};
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
