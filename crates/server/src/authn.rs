@@ -266,7 +266,11 @@ fn admit<'a>(shared: &'a Shared, user: &[u8], src: IpAddr) -> Result<Attempt<'a>
 /// A password the cache knows verified: no guess, no attempt taken, but a
 /// locked pair stays locked.
 fn cached_pass(shared: &Shared, user: &[u8], src: IpAddr) -> Verdict {
-    metrics::counter!("tacvs_credential_cache_total", "result" => "hit").increment(1);
+    // A handle: the macro builds the key and looks it up on every call, and
+    // this is every repeated login's path.
+    static HIT: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+    HIT.get_or_init(|| metrics::counter!("tacvs_credential_cache_total", "result" => "hit"))
+        .increment(1);
     match shared.lockout().cached_pass(user, src, Instant::now()) {
         Ok(()) => Verdict::Pass,
         Err(r) => {
@@ -340,6 +344,9 @@ impl CredentialBackend for LocalBackend<'_> {
 /// Check one credential: which backend answers, lockout admission, the cache
 /// or the backend, the one-time code, then the lockout's bookkeeping.
 pub async fn verify(shared: &Shared, c: Check) -> Verdict {
+    if let Some(v) = cached(shared, &c) {
+        return v;
+    }
     let policy = shared.policy();
     let need = match (&c.credential, c.kind) {
         (Credential::Otp { .. }, _) => return verify_code(shared, &policy, c),
@@ -352,6 +359,40 @@ pub async fn verify(shared: &Shared, c: Check) -> Verdict {
         Plan::Local => verify_local(shared, &policy, c).await,
         Plan::Directory { break_glass } => verify_directory(shared, &policy, c, break_glass).await,
     }
+}
+
+/// The verdict of `c` when it needs no work beyond memory: a password the
+/// credential cache knows verified in this generation (for a directory user,
+/// one whose account is fresh in the account cache), for a user without a
+/// one-time password. Such a password is no guess: it passes unless its
+/// (user, device) pair is locked, and takes no attempt. None: [`verify`]
+/// must run (a miss, a one-time password, CHAP, a code).
+///
+/// The connection answers a hit inline, without a task for the check:
+/// repeated logins from automation are most of a busy server's logins.
+pub(crate) fn cached(shared: &Shared, c: &Check) -> Option<Verdict> {
+    let Credential::Password(pw) = &c.credential else { return None };
+    let policy = shared.policy();
+    let need = match c.kind {
+        CredKind::Enable => Need::Enable,
+        CredKind::Login => Need::Login,
+    };
+    let local = policy.user(&c.user);
+    let now = Instant::now();
+    let known = match backend::plan(local.map(|u| u.prefer), !policy.directories.is_empty(), need) {
+        Plan::Local => {
+            let otp = c.kind == CredKind::Login
+                && local.is_some_and(|u| needs_otp(shared, &Identity::Local(u.clone())));
+            !otp && shared.cache().hit(c.kind, &c.user, pw, now)
+        }
+        Plan::Directory { .. } => {
+            matches!(shared.accounts().fresh(&c.user, now), Some(Found::Account(a))
+                if !needs_otp(shared, &Identity::Directory(a.clone()))
+                    && !a.user.groups.is_empty())
+                && shared.cache().hit(CredKind::Login, &c.user, pw, now)
+        }
+    };
+    known.then(|| cached_pass(shared, &c.user, canonical_ip(c.src)))
 }
 
 /// The secret a user's code is checked against: the directory's attribute,
@@ -458,21 +499,11 @@ fn verify_code(shared: &Shared, policy: &Policy, c: Check) -> Verdict {
 /// The file answers: the existing local path (decoys, enable, CHAP).
 async fn verify_local(shared: &Shared, policy: &Arc<Policy>, c: Check) -> Verdict {
     let src = canonical_ip(c.src);
-    let now = Instant::now();
     // Before reading any hash: a reload after this point makes a late insert fail.
     let generation = shared.cache().generation();
     let user = policy.user(&c.user).cloned();
     let who = user.clone().map(Identity::Local);
-    let otp = c.kind == CredKind::Login && who.as_ref().is_some_and(|w| needs_otp(shared, w));
-    // A password the cache knows verified in this generation is no guess: it
-    // passes unless its (user, device) pair is locked, and takes no attempt.
-    // Not for one-time-password users: their code is checked every time.
-    if !otp
-        && let Credential::Password(pw) = &c.credential
-        && shared.cache().hit(c.kind, &c.user, pw, now)
-    {
-        return cached_pass(shared, &c.user, src);
-    }
+    // A password the cache knows was answered by `cached` before this.
     let attempt = match admit(shared, &c.user, src) {
         Ok(a) => a,
         Err(v) => return v,
@@ -593,16 +624,9 @@ async fn verify_directory(
     let generation = shared.cache().generation();
     let accounts_gen = shared.accounts().generation();
     let dirs = shared.directories();
+    // A known account whose password the cache knows was answered by
+    // `cached` before this, with no directory round trip.
     let fresh = shared.accounts().fresh(&c.user, now);
-    // Known account, password the cache knows, no code to check: no directory
-    // round trip at all.
-    if let Some(Found::Account(a)) = &fresh
-        && !needs_otp(shared, &Identity::Directory(a.clone()))
-        && !a.user.groups.is_empty()
-        && shared.cache().hit(CredKind::Login, &c.user, &data, now)
-    {
-        return cached_pass(shared, &c.user, src);
-    }
     let attempt = match admit(shared, &c.user, src) {
         Ok(a) => a,
         Err(v) => return v,

@@ -66,7 +66,9 @@ impl CacheSettings {
 
 /// The cache. Not synchronised: the server keeps it behind a mutex.
 pub struct CredCache {
-    secret: [u8; 32],
+    /// HMAC-SHA256 keyed with a secret drawn at start-up, its inner and outer
+    /// key blocks already hashed: each key costs two compressions, not four.
+    mac: hmac::Hmac<Sha256>,
     s: CacheSettings,
     generation: Generation,
     /// Key → (when it verified, generation).
@@ -86,7 +88,10 @@ impl std::fmt::Debug for CredCache {
 impl CredCache {
     /// An empty cache with a fresh secret.
     pub fn new(s: CacheSettings) -> Self {
-        CredCache { secret: rand::random(), s, generation: Generation(0), map: HashMap::new() }
+        let secret: [u8; 32] = rand::random();
+        let mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&secret)
+            .expect("HMAC takes any key length");
+        CredCache { mac, s, generation: Generation(0), map: HashMap::new() }
     }
 
     /// Apply new settings (reload). Disabling empties the cache.
@@ -98,8 +103,7 @@ impl CredCache {
     }
 
     fn key(&self, kind: CredKind, user: &[u8], password: &[u8]) -> [u8; 32] {
-        let mut m = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&self.secret)
-            .expect("HMAC takes any key length");
+        let mut m = self.mac.clone();
         m.update(&[kind as u8]);
         m.update(&(user.len() as u32).to_be_bytes());
         m.update(user);

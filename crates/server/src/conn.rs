@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 
 use crate::authn::{Check, Verdict};
 use crate::journal::JournalError;
-use crate::logfmt::Esc;
+use crate::logfmt::{Addr, Esc};
 use crate::login::{Action, Log, Login};
 use crate::{Shared, deadline, login};
 
@@ -277,12 +277,14 @@ pub(crate) async fn run<S: Transport>(
         tls: tls.is_some(),
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
-    let registration = crate::sessions::Registry::register(shared, device, &group.name);
+    // One copy of the group's name per connection, shared by its status entry.
+    let dg_name: Arc<str> = group.name.as_str().into();
+    let registration = crate::sessions::Registry::register(shared, device, dg_name.clone());
     let mut ctx = Ctx {
         shared: shared.clone(),
         device,
         dg,
-        dg_name: group.name.as_str().into(),
+        dg_name,
         keys: group.keys.len(),
         logins: HashMap::new(),
         rotated_key_logged: false,
@@ -558,7 +560,7 @@ impl Ctx {
                 if key_index > 0 && !self.rotated_key_logged {
                     // Once per connection: which of the group's keys this device uses.
                     self.rotated_key_logged = true;
-                    tracing::info!(device = %self.device, device_group = %self.dg_name, key_number = key_index + 1, "device uses a later key of its group (not the first: rotation in progress)");
+                    tracing::info!(device = %Addr(self.device), device_group = %self.dg_name, key_number = key_index + 1, "device uses a later key of its group (not the first: rotation in progress)");
                 }
                 self.info.request();
                 match request {
@@ -570,7 +572,7 @@ impl Ctx {
             }
             ServerEvent::AuthenAborted { session_id, reason } => {
                 self.logins.remove(&session_id);
-                tracing::info!(device = %self.device, reason = %Esc(&reason), "authentication aborted by the client");
+                tracing::info!(device = %Addr(self.device), reason = %Esc(&reason), "authentication aborted by the client");
                 self.shared.count_request("authen", "abort");
                 count_only("authen", "abort");
                 None
@@ -579,19 +581,19 @@ impl Ctx {
                 let first = self.info_requests() == 0;
                 match &error {
                     ProtocolError::WrongKey { error: detail, .. } => {
-                        tracing::warn!(device = %self.device, device_group = %self.dg_name, keys = self.keys, decoder = %detail, "the device's key is none of its device group's keys: check the key configured on the device; closing the connection");
+                        tracing::warn!(device = %Addr(self.device), device_group = %self.dg_name, keys = self.keys, decoder = %detail, "the device's key is none of its device group's keys: check the key configured on the device; closing the connection");
                         metrics::counter!("tacvs_rejects_total", "reason" => "wrong_key")
                             .increment(1);
                     }
                     ProtocolError::Decode(_) if first && foreign(self.head.get()).is_some() => {
                         let what = foreign(self.head.get()).unwrap_or_default();
-                        tracing::warn!(device = %self.device, first_bytes = %Esc(self.head.get()), "the peer does not speak TACACS+; it looks like {what}; closing the connection");
+                        tracing::warn!(device = %Addr(self.device), first_bytes = %Esc(self.head.get()), "the peer does not speak TACACS+; it looks like {what}; closing the connection");
                         metrics::counter!("tacvs_rejects_total", "reason" => "not_tacacs")
                             .increment(1);
                     }
                     _ => {
                         let session = session_id.map(|s| format!("{s:#010x}")).unwrap_or_default();
-                        tracing::warn!(device = %self.device, device_group = %self.dg_name, session, %error, "protocol error; closing the connection");
+                        tracing::warn!(device = %Addr(self.device), device_group = %self.dg_name, session, %error, "protocol error; closing the connection");
                         metrics::counter!("tacvs_rejects_total", "reason" => "protocol_error")
                             .increment(1);
                     }
@@ -656,6 +658,14 @@ impl Ctx {
             }
             Action::Verify { user, credential, kind, priv_lvl, otp } => {
                 let check = Check { user, credential, kind, priv_lvl, src: self.device.ip(), otp };
+                // A password the credential cache knows (repeated logins from
+                // automation): answered now, with no task and no extra turn
+                // of the connection's loop.
+                if let Some(verdict) = crate::authn::cached(&self.shared, &check) {
+                    let mut login = login;
+                    let action = login.verified(verdict, &self.settings(), Instant::now());
+                    return self.act(conn, sid, login, action);
+                }
                 let shared = self.shared.clone();
                 Some(Box::pin(async move {
                     let verdict = crate::authn::verify(&shared, check).await;
@@ -687,7 +697,7 @@ impl Ctx {
         self.info.set_user(&l.user);
         if self.probe {
             tracing::debug!(
-                device = %self.device,
+                device = %Addr(self.device),
                 user = %Esc(&l.user),
                 method = %l.method,
                 result = l.result,
@@ -696,7 +706,7 @@ impl Ctx {
             );
         } else {
             tracing::info!(
-                device = %self.device,
+                device = %Addr(self.device),
                 user = %Esc(&l.user),
                 method = %l.method,
                 result = l.result,
@@ -718,7 +728,7 @@ impl Ctx {
                 let _ = conn.reply_error(sid, "Too many prompts in one session.");
             }
             Err(e) => {
-                tracing::warn!(device = %self.device, error = %e, "cannot send authentication reply")
+                tracing::warn!(device = %Addr(self.device), error = %e, "cannot send authentication reply")
             }
         }
     }
@@ -748,7 +758,7 @@ impl Ctx {
                         conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new()))
                     }
                     Err(e) => {
-                        tracing::error!(device = %self.device, user = %Esc(&user), error = %e, "accounting record not stored; replying ERROR");
+                        tracing::error!(device = %Addr(self.device), user = %Esc(&user), error = %e, "accounting record not stored; replying ERROR");
                         conn.reply_acct(
                             sid,
                             AcctReply::new(AcctStatus::Error, "accounting record not stored"),
@@ -762,7 +772,7 @@ impl Ctx {
                     started.elapsed(),
                 );
                 if let Err(e) = r {
-                    tracing::debug!(device = %self.device, error = %e, "accounting reply not sent");
+                    tracing::debug!(device = %Addr(self.device), error = %e, "accounting reply not sent");
                 }
             }
         }
@@ -826,7 +836,7 @@ impl Ctx {
         let cmd = CmdOf(&r.args);
         if self.shared.authz_log.is_some() || self.probe {
             tracing::debug!(
-                device = %self.device,
+                device = %Addr(self.device),
                 user = %Esc(&r.user),
                 cmd = %cmd,
                 result = %d.status,
@@ -835,7 +845,7 @@ impl Ctx {
             );
         } else {
             tracing::info!(
-                device = %self.device,
+                device = %Addr(self.device),
                 user = %Esc(&r.user),
                 cmd = %cmd,
                 result = %d.status,
@@ -847,7 +857,7 @@ impl Ctx {
         let mut resp = AuthorResponse::new(d.status, d.server_msg);
         resp.args = d.args;
         if let Err(e) = conn.reply_author(sid, resp) {
-            tracing::warn!(device = %self.device, error = %e, "cannot send authorization response");
+            tracing::warn!(device = %Addr(self.device), error = %e, "cannot send authorization response");
         }
         if let Some(log) = self.shared.authz_log.as_ref().filter(|_| !self.probe) {
             log.record(&crate::journal::AuthzEvent {
@@ -879,7 +889,7 @@ impl Ctx {
             }
             .line()
         });
-        tracing::debug!(device = %self.device, user = %Esc(&q.user), record = r.flags.as_str(), "accounting");
+        tracing::debug!(device = %Addr(self.device), user = %Esc(&q.user), record = r.flags.as_str(), "accounting");
         let user = q.user.clone();
         let journal = self.shared.journal.clone();
         Box::pin(async move {

@@ -153,11 +153,15 @@ pub(crate) fn trusted(l: &Listener) -> String {
 
 async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, settings: Arc<ArcSwap<Listener>>) {
     let mut shutdown = shared.shutdown.clone();
+    // One wait for the signal for the loop's life: a new one per connection
+    // would join and leave the signal's waiter list (a lock each) per accept.
+    let stopping = shutdown.changed();
+    tokio::pin!(stopping);
     let mut backoff = Duration::from_millis(5);
     loop {
         let accepted = tokio::select! {
             r = listener.accept() => r,
-            _ = shutdown.changed() => return,
+            _ = &mut stopping => return,
         };
         let (stream, peer) = match accepted {
             Ok(v) => {

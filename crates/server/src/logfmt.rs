@@ -17,6 +17,7 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
+use std::net::SocketAddr;
 
 use tracing::field::{Field, Visit};
 use tracing_subscriber::field::RecordFields;
@@ -49,6 +50,59 @@ impl fmt::Debug for Esc<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{self}\"")
     }
+}
+
+/// A device's address as `Display` writes a [`SocketAddr`], IPv4 without
+/// the formatting machinery: std's writes each octet and the port through
+/// `Formatter::pad_integral`, which was ≈ 2,000 of the ≈ 33,000 user-space
+/// instructions of a PAP login on a new connection (docs/benchmarks.md,
+/// issue 13), and every connection's `login` line holds one.
+#[derive(Debug, Clone, Copy)]
+pub struct Addr(pub SocketAddr);
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let SocketAddr::V4(a) = self.0 else {
+            return fmt::Display::fmt(&self.0, f);
+        };
+        if f.width().is_some() || f.precision().is_some() {
+            return fmt::Display::fmt(&self.0, f);
+        }
+        // "255.255.255.255:65535"
+        let mut buf = [0u8; 21];
+        let mut n = 0;
+        for (i, octet) in a.ip().octets().into_iter().enumerate() {
+            if i > 0 {
+                buf[n] = b'.';
+                n += 1;
+            }
+            n += decimal(&mut buf[n..], octet.into());
+        }
+        buf[n] = b':';
+        n += 1;
+        n += decimal(&mut buf[n..], a.port());
+        // Only ASCII digits, dots and a colon were written.
+        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Write `v` in decimal at the start of `out`; the digits written.
+fn decimal(out: &mut [u8], v: u16) -> usize {
+    let mut digits = [0u8; 5];
+    let mut rest = v;
+    let mut len = 0;
+    loop {
+        digits[len] = b'0' + (rest % 10) as u8;
+        len += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    for (o, d) in out.iter_mut().zip(digits[..len].iter().rev()) {
+        *o = *d;
+    }
+    len
 }
 
 /// Whether `c` must not appear raw in a log line: it ends or hides a line, or
@@ -180,6 +234,24 @@ pub(crate) mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    #[test]
+    fn addr_writes_what_socketaddr_writes() {
+        use proptest::prelude::*;
+        proptest!(|(ip: [u8; 4], port: u16, v6: [u16; 8], six: bool)| {
+            let addr = if six {
+                SocketAddr::from((std::net::Ipv6Addr::from(v6), port))
+            } else {
+                SocketAddr::from((ip, port))
+            };
+            prop_assert_eq!(Addr(addr).to_string(), addr.to_string());
+            prop_assert_eq!(format!("{:>30}", Addr(addr)), format!("{addr:>30}"));
+        });
+        for a in ["0.0.0.0:0", "255.255.255.255:65535", "10.0.0.1:49", "127.0.0.1:10"] {
+            let addr: SocketAddr = a.parse().unwrap();
+            assert_eq!(Addr(addr).to_string(), a);
+        }
+    }
 
     /// A log writer that keeps what it is given (for tests of formats).
     #[derive(Clone, Default)]

@@ -42,7 +42,7 @@ impl State {
 #[derive(Debug)]
 pub struct Conn {
     device: SocketAddr,
-    group: String,
+    group: Arc<str>,
     since: SystemTime,
     state: AtomicU8,
     requests: AtomicU64,
@@ -97,12 +97,12 @@ impl Drop for Registration {
 
 impl Registry {
     /// Register a connection from `device` (group `group`).
-    pub fn register(shared: &Arc<Shared>, device: SocketAddr, group: &str) -> Registration {
+    pub fn register(shared: &Arc<Shared>, device: SocketAddr, group: Arc<str>) -> Registration {
         let r = &shared.sessions;
         let id = r.next.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(Conn {
             device,
-            group: group.to_owned(),
+            group,
             since: SystemTime::now(),
             state: AtomicU8::new(State::Idle as u8),
             requests: AtomicU64::new(0),
@@ -122,7 +122,7 @@ impl Registry {
                 let user = c.user.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let view = SessionView {
                     device: c.device.to_string(),
-                    device_group: c.group.clone(),
+                    device_group: c.group.to_string(),
                     user: user.map(|u| Esc(&u).to_string()),
                     since: humantime::format_rfc3339_seconds(c.since).to_string(),
                     state: State::as_str(c.state.load(Ordering::Relaxed)).into(),
