@@ -14,7 +14,7 @@
 /* Capacities. A service's Maglev table lives in an inner array of
  * TACVS_TABLE_CAPACITY u32: element 0 is the table size m (a prime), elements
  * 1..=m the real ids. 65537 holds the director's table for up to 512 servers
- * (prime >= 100 x 512 = 51203). */
+ * (1,000 slots per server up to 64, then 65521, the largest prime that fits). */
 #define TACVS_MAX_SERVICES 64
 #define TACVS_MAX_REALS 4096
 #define TACVS_TABLE_CAPACITY 65537

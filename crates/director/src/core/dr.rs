@@ -233,12 +233,11 @@ mod tests {
                     .zip(owners(&after))
                     .filter(|(a, b)| **a != failed && **a != *b)
                     .count();
-                // Equal weights: at most 15 %. Unequal weights move more: with
-                // weights 1, 1, 3 (and two of weight 0), removing one weight-1
-                // server moves 150 of 809 other slots (18.5 %), the other 21: the
-                // weighted table's turn order, found by this test, left to look at.
-                let equal = reals.iter().all(|r| r.weight == reals[0].weight);
-                let bound = if equal { 15 } else { 25 };
+                // At most 10 %, weighted or not: with 100 slots per server
+                // this test found weights 1, 1, 3 where one failure moved 18.5 %
+                // of the others' slots; a table of 1,000 per server
+                // (`maglev::table_size`) keeps every case seen under 6 %.
+                let bound = 10;
                 prop_assert!(moved * 100 <= before.table.len() * bound, "{moved} of {} other slots moved", before.table.len());
             }
         }

