@@ -25,7 +25,8 @@ pub fn hash_password(a: HashArgs) -> anyhow::Result<u8> {
         // Without a terminal (a pipe, cron, CI) there is nothing to prompt on.
         let no_tty = |e: std::io::Error| {
             anyhow::anyhow!(
-                "cannot prompt for the password ({e}): without a terminal, pipe it in with --stdin (echo \"$PW\" | tacvs hash-password --stdin)"
+                "cannot prompt for the password ({e}): without a terminal, pipe it in with \
+                    --stdin (echo \"$PW\" | tacvs hash-password --stdin)"
             )
         };
         let p1 = rpassword::prompt_password("Password: ").map_err(no_tty)?;

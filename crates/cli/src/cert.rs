@@ -146,7 +146,8 @@ pub fn run(a: CertArgs) -> anyhow::Result<u8> {
             let crl = certs::crl(&pem, &serials, days, number)?;
             write(&out, &crl, false, true)?;
             println!(
-                "revokes {} certificate(s); next update in {days} days: give it to the servers as crls = [...] and reload them (SIGHUP)",
+                "revokes {} certificate(s); next update in {days} days: give it to the servers \
+                    as crls = [...] and reload them (SIGHUP)",
                 serials.len()
             );
         }
@@ -158,7 +159,8 @@ fn issue(i: Issue, role: Role) -> anyhow::Result<()> {
     let ca = read_ca(&i.ca)?;
     if role == Role::Server && i.san.is_empty() {
         bail!(
-            "a server certificate needs --san: the address or name devices connect to (RFC 9525: the name is checked against subjectAltName only)"
+            "a server certificate needs --san: the address or name devices connect to (RFC \
+                9525: the name is checked against subjectAltName only)"
         );
     }
     let p = certs::issue(&ca, role, &i.name, &i.san, Validity::days(i.days))?;

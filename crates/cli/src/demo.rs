@@ -273,7 +273,8 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     let director = tacvs_director::start(conf).await?;
     let vip = director.local_addrs[0];
     println!(
-        "tacvs demo: director on {vip} (wlc, TACACS+ health checks every {}) in front of two tacvs servers: rs1 {a1}, rs2 {a2}{}",
+        "tacvs demo: director on {vip} (wlc, TACACS+ health checks every {}) in front of two \
+            tacvs servers: rs1 {a1}, rs2 {a2}{}",
         human(interval),
         if a.tls {
             "; everything over TLS 1.3 (RFC 9887), certificates from a CA made for the demo"
@@ -339,7 +340,8 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
 
     let kill = !a.kill_at.is_zero() && a.kill_at < a.duration;
     println!(
-        "\n2. {} devices run the `automation` profile (login, 50 authorized commands each with accounting, a watchdog) at {:.0} requests/s for {}{}:",
+        "\n2. {} devices run the `automation` profile (login, 50 authorized commands each with \
+            accounting, a watchdog) at {:.0} requests/s for {}{}:",
         a.devices,
         a.rate,
         human(a.duration),
@@ -422,7 +424,8 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
         let total =
             st[0].reals.iter().find(|r| r.address == addr.to_string()).map_or(0, |r| r.total);
         println!(
-            "   rs{n} ({addr}): {total} connections from the director, {} accounting records from {own} distinct device addresses; devices' own addresses only: {}",
+            "   rs{n} ({addr}): {total} connections from the director, {} accounting records \
+                from {own} distinct device addresses; devices' own addresses only: {}",
             j.len(),
             if all_own { "yes" } else { "NO" }
         );
@@ -440,7 +443,8 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
             human(fall * interval + timeout)
         );
         println!(
-            "   {} requests failed; at most {in_flight} could have been in flight on rs1 (its open connections at the kill)",
+            "   {} requests failed; at most {in_flight} could have been in flight on rs1 (its \
+                open connections at the kill)",
             report.total.errors
         );
     }
@@ -493,7 +497,9 @@ async fn demo(a: &DemoArgs, dir: &Path) -> anyhow::Result<u8> {
     director.stop();
     if problems.is_empty() {
         println!(
-            "\nAll expectations met: every flow passed; failures only among requests in flight on the killed server ({}); every acknowledged record on disk; every server saw the devices' own addresses.",
+            "\nAll expectations met: every flow passed; failures only among requests in flight \
+                on the killed server ({}); every acknowledged record on disk; every server saw \
+                the devices' own addresses.",
             report.total.errors
         );
         Ok(0)

@@ -86,7 +86,11 @@ pub async fn run(a: DirectorArgs) -> anyhow::Result<u8> {
     use tacvs_director::{Reply, Request};
     let (sock, req) = match a.cmd {
         None => {
-            return serve(a.config.context("give --config FILE to run a director, or a subcommand (status, drain, enable, weight)")?).await;
+            return serve(a.config.context(
+                "give --config FILE to run a director, or a \
+                subcommand (status, drain, enable, weight)",
+            )?)
+            .await;
         }
         Some(Ctl::Status(s)) => {
             let report = tacvs_director::status(&s.sock.path()?).await?;

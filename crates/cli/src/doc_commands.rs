@@ -280,7 +280,8 @@ fn the_check_catches_what_a_reader_would_hit() {
     // Prefixes and continuation lines.
     let cmds = extract(
         "x.md",
-        "text `tacvs sim --server a:1 --rate 1` and `tacvs sim ... --json FILE`\n\n    ip netns exec ns tacvs lab run nope \\\n        --scale 2\n",
+        "text `tacvs sim --server a:1 --rate 1` and `tacvs sim ... --json FILE`\n\n    ip \
+            netns exec ns tacvs lab run nope \\\n        --scale 2\n",
     );
     assert_eq!(cmds.len(), 2, "{cmds:?}");
     assert!(cmds[0].inline && cmds[1].at == "x.md:3", "{cmds:?}");

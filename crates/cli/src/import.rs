@@ -171,7 +171,8 @@ mod tests {
         let r = rep.to_str().unwrap();
         let s = src.to_str().unwrap();
 
-        std::fs::write(&src, "key = k\nuser = a { login = cleartext \"secret-pw\" pap = cleartext \"secret-pw\" service = exec { priv-lvl = 15 } }\n").unwrap();
+        std::fs::write(&src, "key = k\nuser = a \
+            { login = cleartext \"secret-pw\" pap = cleartext \"secret-pw\" service = exec { priv-lvl = 15 } }\n").unwrap();
         assert_eq!(run(parse(&["-o", o, "--report", r, "--hash", "sha256-crypt", s])).unwrap(), 0);
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(std::fs::metadata(&out).unwrap().permissions().mode() & 0o777, 0o600);

@@ -179,7 +179,8 @@ pub async fn run(a: LabArgs) -> anyhow::Result<u8> {
             tokio::task::spawn_blocking(move || l2.up()).await??;
             tacvs_lab::runner::wait_front(&lab, std::time::Duration::from_secs(20)).await?;
             println!(
-                "lab {} is up ({} front) at {} ; devices: ip netns exec {}-dev tacvs sim --server {}:49 --source {} --key {} --rate 100",
+                "lab {} is up ({} front) at {} ; devices: ip netns exec {}-dev tacvs sim \
+                    --server {}:49 --source {} --key {} --rate 100",
                 c.prefix,
                 front.name(),
                 topo::VIP,

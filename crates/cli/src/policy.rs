@@ -297,7 +297,8 @@ fn diff(a: DiffArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("cannot read the authorization log in {}", a.replay.display()))?;
     anyhow::ensure!(
         !records.is_empty(),
-        "{} holds no authorization records (authz-*.jsonl): the server writes them when [accounting] authorization_log = true",
+        "{} holds no authorization records (authz-*.jsonl): the server writes them when \
+            [accounting] authorization_log = true",
         a.replay.display()
     );
     // Each distinct request once, with how often it was made.

@@ -112,7 +112,8 @@ async fn control_command(
             let policy = tacvs_policy::load(file).map_err(|e| anyhow::anyhow!("{e}"))?;
             policy.control_socket.with_context(|| {
                 format!(
-                    "{} has no [server] control_socket: add one (e.g. control_socket = \"/run/tacvs/server.sock\") and restart the server",
+                    "{} has no [server] control_socket: add one (e.g. control_socket = \
+                        \"/run/tacvs/server.sock\") and restart the server",
                     file.display()
                 )
             })?

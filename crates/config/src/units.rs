@@ -123,7 +123,8 @@ impl<'de> Deserialize<'de> for Size {
             Raw::N(n) => Ok(Size(n)),
             Raw::S(s) => Size::parse(&s).map(Size).ok_or_else(|| {
                 serde::de::Error::custom(
-                    "invalid size; write a byte count or a number and a unit (KB, KiB, MB, MiB, GB, GiB), e.g. \"64KiB\", \"128MiB\", \"1GiB\"",
+                    "invalid size; write a byte count or a number and a unit (KB, KiB, MB, \
+                        MiB, GB, GiB), e.g. \"64KiB\", \"128MiB\", \"1GiB\"",
                 )
             }),
         }

@@ -648,7 +648,10 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
         {
             errs.push(sp.at(
                 &hat("check"),
-                format!("{svc}: a tacacs health check needs key = \"...\" (the real servers' key for the director's address)"),
+                format!(
+                    "{svc}: a tacacs health check needs key = \"...\" (the real servers' \
+                    key for the director's address)"
+                ),
             ));
         }
         if h.probe == Probe::Authenticate && h.password.is_none() {
@@ -688,7 +691,11 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
                 );
                 errs.push(sp.at(
                     &rat("address"),
-                    format!("{svc}: real server {} is listed twice (first at line {first_line}); remove one", r.address),
+                    format!(
+                        "{svc}: real server {} is listed twice (first at line \
+                        {first_line}); remove one",
+                        r.address
+                    ),
                 ));
             } else {
                 seen.insert(r.address, j);
@@ -717,7 +724,8 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
     }
     if f.has_dr() && f.dr_interface().is_none() {
         errs.push(sp.locator().whole(
-            "direct routing needs an interface: add [dr] interface = \"eth0\" (or a [vrrp] section, whose interface is used)",
+            "direct routing needs an interface: add [dr] interface = \"eth0\" (or a [vrrp] \
+                section, whose interface is used)",
         ));
     }
     if let Some(v) = &f.vrrp {
@@ -739,7 +747,11 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
         }
         let ms = v.advert_interval.get().as_millis();
         if !(10..=40_950).contains(&ms) || ms % 10 != 0 {
-            errs.push(sp.at(&at("advert_interval"), "[vrrp] advert_interval must be 10ms-40.95s in 10 ms steps (it travels in centiseconds)"));
+            errs.push(sp.at(
+                &at("advert_interval"),
+                "[vrrp] advert_interval must be \
+                10ms-40.95s in 10 ms steps (it travels in centiseconds)",
+            ));
         }
         if v.vips.is_empty() {
             errs.push(
@@ -755,7 +767,8 @@ fn validate(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
                 errs.push(sp.at(
                     &[Seg::Key("service"), Seg::Idx(i), Seg::Key("listen")],
                     format!(
-                        "service {:?} listens on {ip}, which is not one of the [vrrp] vips: devices would miss it after a failover",
+                        "service {:?} listens on {ip}, which is not one of the [vrrp] vips: \
+                            devices would miss it after a failover",
                         s.name
                     ),
                 ));
@@ -794,20 +807,30 @@ fn dr_service(f: &DirectorFile, i: usize, sp: &Spans<'_>, errs: &mut Vec<ConfigE
     if !ip.is_ipv4() || ip.is_unspecified() || ip.is_loopback() || s.listen.port() == 0 {
         errs.push(sp.at(
             &at("listen"),
-            format!("{svc}: direct routing needs a specific IPv4 virtual address and port (the data plane answers ARP for it; IPv6 neighbour discovery is not answered)"),
+            format!(
+                "{svc}: direct routing needs a specific IPv4 virtual address and port (the \
+                data plane answers ARP for it; IPv6 neighbour discovery is not answered)"
+            ),
         ));
     }
     if !matches!(s.scheduler, Kind::Mh | Kind::Sh) {
         let place = if sp.has(&at("scheduler")) { at("scheduler") } else { at("mode") };
         errs.push(sp.at(
             &place,
-            format!("{svc}: in direct routing the data plane picks servers from a Maglev lookup table, so only scheduler = \"mh\" or \"sh\" is meaningful (both build that table; `hash` chooses the device's address or address and port)"),
+            format!(
+                "{svc}: in direct routing the data plane picks servers from a Maglev \
+                lookup table, so only scheduler = \"mh\" or \"sh\" is meaningful (both build \
+                that table; `hash` chooses the device's address or address and port)"
+            ),
         ));
     }
     if s.sorry_server.is_some() {
         errs.push(sp.at(
             &at("sorry_server"),
-            format!("{svc}: direct routing has no sorry server (new flows are dropped while no server is available, and devices retransmit): remove sorry_server"),
+            format!(
+                "{svc}: direct routing has no sorry server (new flows are dropped while no \
+                server is available, and devices retransmit): remove sorry_server"
+            ),
         ));
     }
     for (j, r) in s.reals.iter().enumerate() {
@@ -817,13 +840,21 @@ fn dr_service(f: &DirectorFile, i: usize, sp: &Spans<'_>, errs: &mut Vec<ConfigE
         if r.address.port() != s.listen.port() || !r.address.is_ipv4() {
             errs.push(sp.at(
                 &rat("address"),
-                format!("{svc}: in direct routing a real server receives the packet as the device sent it (to the VIP's port {}), so its address must be IPv4 with that port", s.listen.port()),
+                format!(
+                    "{svc}: in direct routing a real server receives the packet as the \
+                    device sent it (to the VIP's port {}), so its address must be IPv4 with \
+                    that port",
+                    s.listen.port()
+                ),
             ));
         }
         if r.max_connections > 0 {
             errs.push(sp.at(
                 &rat("max_connections"),
-                format!("{svc}: direct routing keeps no connection counts (the replies bypass the director): remove max_connections"),
+                format!(
+                    "{svc}: direct routing keeps no connection counts (the replies bypass \
+                    the director): remove max_connections"
+                ),
             ));
         }
     }
@@ -831,7 +862,13 @@ fn dr_service(f: &DirectorFile, i: usize, sp: &Spans<'_>, errs: &mut Vec<ConfigE
         if other.mode == Mode::Proxy && other.listen.ip() == ip {
             errs.push(sp.at(
                 &at("listen"),
-                format!("{svc}: its virtual address is also service {:?}'s, in proxy mode; the director holds a proxy VIP as its own address but must not hold a DR VIP (a dead director's kernel would reset the devices' flows): give the DR service its own address", f.services[k].name),
+                format!(
+                    "{svc}: its virtual address is also service {:?}'s, in proxy mode; the \
+                    director holds a proxy VIP as its own address but must not hold a DR VIP \
+                    (a dead director's kernel would reset the devices' flows): give the DR \
+                    service its own address",
+                    f.services[k].name
+                ),
             ));
         }
     }
@@ -875,14 +912,16 @@ fn warnings(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
     {
         w.push(sp.at(
             &[Seg::Key("dr"), Seg::Key("interface")],
-            "[dr] interface does not exist on this machine (in this network namespace); the director will not start here",
+            "[dr] interface does not exist on this machine (in this network namespace); the \
+                director will not start here",
         ));
     }
     if let Some(v) = &f.vrrp {
         if !Path::new("/sys/class/net").join(&v.interface).exists() {
             w.push(sp.at(
                 &[Seg::Key("vrrp"), Seg::Key("interface")],
-                "[vrrp] interface does not exist on this machine (in this network namespace); the director will not start here",
+                "[vrrp] interface does not exist on this machine (in this network namespace); \
+                    the director will not start here",
             ));
         }
         if let Some(p) = &v.notify {
@@ -925,7 +964,11 @@ fn warnings(f: &DirectorFile, sp: &Spans<'_>) -> Vec<ConfigError> {
         {
             w.push(sp.at(
                 &[Seg::Key("service"), Seg::Idx(i), Seg::Key("health"), Seg::Key("key")],
-                format!("service {:?}: the health-check key is shorter than 16 characters; TACACS+ obfuscation is only as strong as the key", s.name),
+                format!(
+                    "service {:?}: the health-check key is shorter than 16 characters; \
+                    TACACS+ obfuscation is only as strong as the key",
+                    s.name
+                ),
             ));
         }
     }
@@ -964,7 +1007,8 @@ listen = "10.49.0.100:49"
     #[test]
     fn vrrp_section_defaults_and_vips() {
         let text = format!(
-            "[director]\n[vrrp]\ninterface = \"eth0\"\nvrid = 49\nvips = [\"10.49.0.100\", \"10.49.0.101/24\"]\n{SERVICE}"
+            "[director]\n[vrrp]\ninterface = \"eth0\"\nvrid = 49\nvips = [\"10.49.0.100\", \
+                \"10.49.0.101/24\"]\n{SERVICE}"
         );
         let f = parse("d.toml", &text).unwrap();
         let v = f.vrrp.unwrap();
@@ -993,7 +1037,8 @@ listen = "10.49.0.100:49"
                 "d.toml:5:12: [vrrp] priority must be 1-255 (0 is reserved for a master giving up)",
                 "d.toml:6:19: [vrrp] advert_interval must be 10ms-40.95s in 10 ms steps (it travels in centiseconds)",
                 "d.toml:7:8: [vrrp] no vips: list the virtual addresses this pair holds",
-                "d.toml:11:10: service \"tacacs\" listens on 10.49.0.100, which is not one of the [vrrp] vips: devices would miss it after a failover",
+                "d.toml:11:10: service \"tacacs\" listens on 10.49.0.100, which is not one of \
+                    the [vrrp] vips: devices would miss it after a failover",
             ]
         );
         let e = bad("interface = \"eth0\"\nvrid = 1\nvips = [\"10.49.0.7\"]");
@@ -1168,7 +1213,8 @@ listen = "10.49.0.100:49"
             "[director]\n{}",
             SERVICE.replace(
                 "check = \"tcp\"",
-                "check = \"tacacs\"\n  key = \"hunter2-the-key\"\n  probe = \"authenticate\"\n  password = \"hunter3-probe\""
+                "check = \"tacacs\"\n  key = \"hunter2-the-key\"\n  probe = \
+                    \"authenticate\"\n  password = \"hunter3-probe\""
             )
         );
         let f = parse("d.toml", &text).unwrap();
@@ -1183,7 +1229,8 @@ listen = "10.49.0.100:49"
     #[test]
     fn check_warns_about_this_machine_with_places() {
         let text = format!(
-            "[director]\n[vrrp]\ninterface = \"tacvs-nope0\"\nvrid = 1\nvips = [\"10.49.0.100\"]\nnotify = \"/nonexistent/notify.sh\"\n{}",
+            "[director]\n[vrrp]\ninterface = \"tacvs-nope0\"\nvrid = 1\nvips = \
+                [\"10.49.0.100\"]\nnotify = \"/nonexistent/notify.sh\"\n{}",
             SERVICE.replace("check = \"tcp\"", "check = \"tacacs\"\n  key = \"short\"")
         );
         let c = check_text("d.toml", &text).unwrap();

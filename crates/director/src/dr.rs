@@ -384,7 +384,8 @@ impl Engine {
                                 tracing::info!(server = %ip, %mac, "direct routing: real server's MAC learned")
                             }
                             Some(old) => {
-                                tracing::warn!(server = %ip, %old, new = %mac, "direct routing: real server's MAC changed")
+                                tracing::warn!(server = %ip, %old, new = %mac, "direct \
+                                    routing: real server's MAC changed")
                             }
                         }
                     }
@@ -395,9 +396,11 @@ impl Engine {
                     let text = e.to_string();
                     if m.problem.as_deref() != Some(text.as_str()) {
                         if e.is_pending() && m.mac.is_some() {
-                            tracing::debug!(server = %ip, error = %text, "direct routing: neighbour entry gone; keeping the last MAC");
+                            tracing::debug!(server = %ip, error = %text, "direct routing: \
+                                neighbour entry gone; keeping the last MAC");
                         } else {
-                            tracing::warn!(server = %ip, error = %text, "direct routing: no MAC for a real server; it takes no flows until it has one");
+                            tracing::warn!(server = %ip, error = %text, "direct routing: no \
+                                MAC for a real server; it takes no flows until it has one");
                         }
                     }
                     if e.is_pending()
@@ -441,7 +444,8 @@ impl Engine {
             Err(e) => {
                 let text = e.to_string();
                 if self.last_error.as_deref() != Some(text.as_str()) {
-                    tracing::error!(service = %conf.name, error = %text, "direct routing: cannot write the service to the data plane; retrying");
+                    tracing::error!(service = %conf.name, error = %text, "direct routing: \
+                        cannot write the service to the data plane; retrying");
                 }
                 self.last_error = Some(text);
             }

@@ -185,7 +185,9 @@ impl Router {
         };
         let stale: Vec<Ipv4Addr> = addrs.iter().filter(|a| vips.contains(a)).copied().collect();
         if !stale.is_empty() {
-            tracing::warn!(interface = %iface, addresses = %list(&stale), "virtual addresses already on the interface at start-up (a previous run?): removing them until we are master");
+            tracing::warn!(interface = %iface, addresses = %list(&stale), "virtual addresses \
+                already on the interface at start-up (a previous run?): removing them until we \
+                are master");
             set_vips(&nl, link.index, &conf.vips, false).await;
         }
 
@@ -220,7 +222,9 @@ impl Router {
         let arp = match arp_socket(link.index) {
             Ok(s) => Some(s),
             Err(e) => {
-                tracing::warn!(interface = %iface, error = %e, "no gratuitous ARP (packet socket refused); devices learn the new master when their ARP entries expire");
+                tracing::warn!(interface = %iface, error = %e, "no gratuitous ARP (packet \
+                    socket refused); devices learn the new master when their ARP entries \
+                    expire");
                 None
             }
         };
@@ -493,7 +497,8 @@ impl Router {
                     metrics::counter!("tacvs_vrrp_send_errors_total").increment(1);
                     // Every 100 ms while a link is down: say it once.
                     if self.send_failures.fetch_add(1, Relaxed) == 0 {
-                        tracing::warn!(%dst, error = %e, "vrrp advertisement not sent (further failures counted in tacvs_vrrp_send_errors_total)");
+                        tracing::warn!(%dst, error = %e, "vrrp advertisement not sent (further \
+                            failures counted in tacvs_vrrp_send_errors_total)");
                     }
                 }
             }

@@ -156,7 +156,8 @@ fn listen_hint(e: &std::io::Error, addr: &SocketAddr) -> String {
     use std::io::ErrorKind as K;
     match e.kind() {
         K::PermissionDenied if addr.port() < 1024 => format!(
-            " (port {} is privileged: run as root, or give the binary CAP_NET_BIND_SERVICE, e.g. `setcap cap_net_bind_service=+ep $(command -v tacvs)`)",
+            " (port {} is privileged: run as root, or give the binary CAP_NET_BIND_SERVICE, \
+                e.g. `setcap cap_net_bind_service=+ep $(command -v tacvs)`)",
             addr.port()
         ),
         K::AddrInUse => format!(
@@ -436,7 +437,8 @@ impl DirectorHandle {
         match &r {
             Ok(done) => tracing::info!(%file, changes = %done, "configuration reloaded"),
             Err(ReloadFileError::Config(e)) => {
-                tracing::error!(%file, errors = %e, count = e.len(), "reload refused: the file has errors; the running configuration stays")
+                tracing::error!(%file, errors = %e, count = e.len(), "reload refused: the file \
+                    has errors; the running configuration stays")
             }
             Err(ReloadFileError::Apply(e)) => {
                 tracing::error!(%file, error = %e, "reload refused; the running configuration stays")
@@ -499,10 +501,15 @@ impl DirectorHandle {
                 .into()]));
             }
             Some((_, was)) if new.vrrp.is_some() && *was != now_dr => {
-                return Err(ReloadError(vec![Box::new(DrError::Restart(
-                    "the set of virtual addresses in direct routing changed: VRRP holds proxy VIPs as addresses and only announces DR ones, so restart the director to move an address between modes".into(),
-                ))
-                .into()]));
+                return Err(ReloadError(vec![
+                    Box::new(DrError::Restart(
+                        "the set of virtual addresses in direct routing changed: VRRP holds proxy \
+                        VIPs as addresses and only announces DR ones, so restart the director \
+                        to move an address between modes"
+                            .into(),
+                    ))
+                    .into(),
+                ]));
             }
             _ => {}
         }
@@ -605,7 +612,8 @@ fn update(rt: &Arc<ServiceRt>, s: Service, now: Instant, tasks: &mut Vec<JoinHan
         }
         for gone in &st.reals {
             gone.retire();
-            tracing::info!(service = %s.name, server = %gone.addr, active = gone.active, "real server removed; its open connections finish");
+            tracing::info!(service = %s.name, server = %gone.addr, active = gone.active, "real \
+                server removed; its open connections finish");
         }
         st.reals = next;
         st.servers_changed();

@@ -470,7 +470,9 @@ mod tests {
         let f = crate::config::parse(
             "t.toml",
             &format!(
-                "[director]\n[[service]]\nname = \"s\"\nlisten = \"127.0.0.1:0\"\n{text}\n[service.health]\ncheck = \"tcp\"\ninterval = \"1s\"\ntimeout = \"1s\"\n[[service.real]]\naddress = \"127.0.0.1:1\"\n"
+                "[director]\n[[service]]\nname = \"s\"\nlisten = \
+                    \"127.0.0.1:0\"\n{text}\n[service.health]\ncheck = \"tcp\"\ninterval = \
+                    \"1s\"\ntimeout = \"1s\"\n[[service.real]]\naddress = \"127.0.0.1:1\"\n"
             ),
         )
         .unwrap();

@@ -73,7 +73,8 @@ pub(crate) fn crypt(
     report.differs(
         line,
         format!(
-            "user {who:?}: the {what} is {alg}, which tacvs cannot verify; imported without it, so this check fails until you {}",
+            "user {who:?}: the {what} is {alg}, which tacvs cannot verify; imported without \
+                it, so this check fails until you {}",
             fix(who)
         ),
     );
@@ -106,7 +107,10 @@ pub(crate) fn chap_secret(
         (None, Some((m, at))) => {
             report.differs(
                 at,
-                format!("user {who:?}: {one} the `{mschap_word}` one is used for both (CHAP, which had no secret, now passes with it)"),
+                format!(
+                    "user {who:?}: {one} the `{mschap_word}` one is used for both (CHAP, \
+                    which had no secret, now passes with it)"
+                ),
             );
             Some(Secret(m.to_owned()))
         }
@@ -119,13 +123,15 @@ pub(crate) fn chap_secret(
 /// logins failed)").
 pub(crate) fn pap_differs(who: &str, program: &str, pap_had: &str) -> String {
     format!(
-        "user {who:?}: PAP used {pap_had} in {program}; tacvs has one password for ASCII and PAP logins and uses the login password for both"
+        "user {who:?}: PAP used {pap_had} in {program}; tacvs has one password for ASCII and \
+            PAP logins and uses the login password for both"
     )
 }
 
 /// The report text for a user whose only password is the PAP one.
 pub(crate) fn ascii_from_pap(who: &str, program: &str) -> String {
     format!(
-        "user {who:?}: no usable `login` password (ASCII logins failed in {program}); tacvs uses the `pap` password for ASCII logins too"
+        "user {who:?}: no usable `login` password (ASCII logins failed in {program}); tacvs \
+            uses the `pap` password for ASCII logins too"
     )
 }

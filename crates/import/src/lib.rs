@@ -124,7 +124,8 @@ pub enum ImportError {
     /// The translation does not pass the server's own validation: a defect of
     /// `tacvs import`, reported with the validation errors.
     #[error(
-        "{file}: the translated configuration does not pass `tacvs check` (a defect in tacvs import, please report it):\n{errors}"
+        "{file}: the translated configuration does not pass `tacvs check` (a defect in tacvs \
+            import, please report it):\n{errors}"
     )]
     Invalid {
         /// Source file name.
@@ -501,7 +502,8 @@ mod tests {
         (prop::collection::vec(script.clone(), 1..3), prop::collection::vec(user, 0..4), prop::collection::vec(script, 0..3))
             .prop_map(|(profiles, users, rules)| {
                 let mut f = String::from(
-                    "id = tac_plus-ng {\ndevice d { address = 0.0.0.0/0 key = k device e { address = 10.0.0.0/8 } }\ngroup g0 { group g1 }\n",
+                    "id = tac_plus-ng \
+                        {\ndevice d { address = 0.0.0.0/0 key = k device e { address = 10.0.0.0/8 } }\ngroup g0 { group g1 }\n",
                 );
                 for (i, p) in profiles.iter().enumerate() {
                     f.push_str(&format!("profile p{i} {{ enable 7 = clear e\n{p} }}\n"));

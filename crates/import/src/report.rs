@@ -102,7 +102,8 @@ impl fmt::Display for Report {
         } else {
             write!(
                 f,
-                "{}: {differs} item(s) where tacvs decides differently, {notes} note(s): review each before using the output",
+                "{}: {differs} item(s) where tacvs decides differently, {notes} note(s): \
+                    review each before using the output",
                 self.file
             )
         }

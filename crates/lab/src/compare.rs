@@ -248,7 +248,9 @@ pub fn table(c: &Comparison) -> String {
         let _ = writeln!(s, "kernel memory: {}", kernels.join("; "));
     }
     s.push_str(
-        "CPU µs/req: the directors' processes (user + system) plus softirq on the CPU their packets are steered to, each less its idle rate, per completed request; XDP prog: the DR program's own run time, part of the softirq (docs/benchmarks.md)\n",
+        "CPU µs/req: the directors' processes (user + system) plus softirq on the CPU their \
+            packets are steered to, each less its idle rate, per completed request; XDP prog: \
+            the DR program's own run time, part of the softirq (docs/benchmarks.md)\n",
     );
     s
 }

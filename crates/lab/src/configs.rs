@@ -340,7 +340,14 @@ mod tests {
         assert_eq!(f.dr_interface(), Some("eth0"));
         assert_eq!(f.dr.unwrap().attach, tacvs_director::config::Attach::Generic);
         let h = haproxy(3, &DirectorSettings::default(), true);
-        assert!(h.contains("bind 10.49.0.100:49") && h.contains("server s3 10.49.1.3:49 check inter 200ms fall 2 rise 2 send-proxy-v2 check-send-proxy"), "{h}");
+        assert!(
+            h.contains("bind 10.49.0.100:49")
+                && h.contains(
+                    "server s3 10.49.1.3:49 check \
+            inter 200ms fall 2 rise 2 send-proxy-v2 check-send-proxy"
+                ),
+            "{h}"
+        );
         assert!(nft(3).contains("dnat to 10.49.1.1-10.49.1.3"));
         let _ = std::fs::remove_dir_all(dir);
     }

@@ -186,7 +186,9 @@ pub fn table(r: &LabReport) -> String {
     if let Some(c) = &r.director_cost {
         let _ = writeln!(
             s,
-            "director cost: {:.1} µs CPU per request ({:.1} µs in its processes, {:.1} µs softirq on the directors' CPU; idle {:.3} + {:.3} CPU taken out), {:.1} MiB resident, kernel {:.1} MiB ({})",
+            "director cost: {:.1} µs CPU per request ({:.1} µs in its processes, {:.1} µs \
+                softirq on the directors' CPU; idle {:.3} + {:.3} CPU taken out), {:.1} MiB \
+                resident, kernel {:.1} MiB ({})",
             c.total_us,
             c.process_us,
             c.softirq_us,
@@ -199,14 +201,16 @@ pub fn table(r: &LabReport) -> String {
         if let (Some(p), Some(n)) = (c.program_us, c.packets_per_request) {
             let _ = writeln!(
                 s,
-                "XDP program: {p:.2} µs per request ({n:.1} packets, {:.0} ns each; the rest of the softirq is the kernel around it)",
+                "XDP program: {p:.2} µs per request ({n:.1} packets, {:.0} ns each; the rest \
+                    of the softirq is the kernel around it)",
                 p * 1e3 / n.max(1e-9)
             );
         }
         if let Some(ct) = &c.conntrack {
             let _ = writeln!(
                 s,
-                "conntrack: peak {} entries, {} packets dropped (table full), {} entries evicted early, {} insertions failed",
+                "conntrack: peak {} entries, {} packets dropped (table full), {} entries \
+                    evicted early, {} insertions failed",
                 ct.peak, ct.drop, ct.early_drop, ct.insert_failed
             );
         }

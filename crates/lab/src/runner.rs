@@ -118,7 +118,8 @@ pub async fn wait_ready(lab: &Lab, within: Duration) -> Result<u8, LabError> {
             }
             if Instant::now() > until {
                 return Err(LabError::NotReady(format!(
-                    "no director became MASTER with every real server up within {within:?}: {:?}; see the logs under {}",
+                    "no director became MASTER with every real server up within {within:?}: \
+                        {:?}; see the logs under {}",
                     w.last,
                     lab.spec.dir.display()
                 )));
@@ -987,7 +988,10 @@ mod tests {
     fn scenario(extra: &str) -> Scenario {
         Scenario::parse(
             "t.toml",
-            &format!("name = \"t\"\n[topology]\nservers = 3\ndevices = 10\n[workload]\nrate = 100\nduration = \"20s\"\nexpect = [\"throughput>=90\"]\n{extra}"),
+            &format!(
+                "name = \"t\"\n[topology]\nservers = 3\ndevices = 10\n[workload]\nrate = \
+                100\nduration = \"20s\"\nexpect = [\"throughput>=90\"]\n{extra}"
+            ),
         )
         .unwrap()
     }

@@ -274,7 +274,8 @@ impl Scenario {
             }
             if t.devices > SINGLE_CONNECT_FIRST {
                 errs.push(format!(
-                    "{file}: [topology] devices must be at most {SINGLE_CONNECT_FIRST} with [workload.single_connect] (its devices use {SINGLE_CONNECT_SOURCE})"
+                    "{file}: [topology] devices must be at most {SINGLE_CONNECT_FIRST} with \
+                        [workload.single_connect] (its devices use {SINGLE_CONNECT_SOURCE})"
                 ));
             }
         }

@@ -69,7 +69,10 @@ impl PasswordHash {
         } else if text.starts_with("$argon2") {
             HashAlgorithm::Argon2
         } else {
-            return Err("not a supported password hash (expected $6$, $5$, $y$, $2b$ or $argon2id$...); make one with `tacvs hash-password`; clear-text passwords are not accepted".into());
+            return Err("not a supported password hash (expected $6$, $5$, $y$, $2b$ or \
+                $argon2id$...); make one with `tacvs hash-password`; clear-text passwords are \
+                not accepted"
+                .into());
         };
         let ok = match alg {
             HashAlgorithm::Sha512Crypt | HashAlgorithm::Sha256Crypt => text.split('$').count() >= 4,

@@ -699,14 +699,18 @@ pub(crate) fn compile_directories(
             }
         }
         match (&d.bind_dn, &bind_password) {
-            (Some(_), None) => errs.push(loc.at(
-                at,
-                format!("{what}: bind_dn needs bind_password or bind_password_file"),
-            )),
-            (None, Some(_)) => errs.push(loc.at(at, format!("{what}: a bind password without bind_dn"))),
+            (Some(_), None) => errs.push(
+                loc.at(at, format!("{what}: bind_dn needs bind_password or bind_password_file")),
+            ),
+            (None, Some(_)) => {
+                errs.push(loc.at(at, format!("{what}: a bind password without bind_dn")))
+            }
             (Some(_), Some(p)) if p.is_empty() => errs.push(loc.at(
                 at,
-                format!("{what}: the service account's password is empty (an unauthenticated bind, RFC 4513 §5.1.2): set it"),
+                format!(
+                    "{what}: the service account's password is empty (an unauthenticated \
+                    bind, RFC 4513 §5.1.2): set it"
+                ),
             )),
             _ => {}
         }

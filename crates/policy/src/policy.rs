@@ -431,7 +431,10 @@ fn compile(
         || lim.max_connections_per_source == 0
         || lim.max_sessions_per_connection == 0
     {
-        errs.push(loc.whole("[limits]: max_connections, max_connections_per_source and max_sessions_per_connection must be at least 1"));
+        errs.push(loc.whole(
+            "[limits]: max_connections, max_connections_per_source and \
+            max_sessions_per_connection must be at least 1",
+        ));
     }
     if lim.max_body.0 < 64 || lim.max_body.0 > u32::MAX as u64 {
         errs.push(loc.whole("[limits] max_body must be between 64 bytes and 4GiB"));
@@ -537,7 +540,9 @@ fn compile(
             errs.push(loc.at(
                 d.name.span().start,
                 format!(
-                    "device group {:?} has no key: add keys = [\"...\"] or key_files (a group whose devices all use TLS needs none: [device_group.tls] required = true)",
+                    "device group {:?} has no key: add keys = [\"...\"] or key_files (a group \
+                        whose devices all use TLS needs none: [device_group.tls] required = \
+                        true)",
                     d.name.get_ref()
                 ),
             ));
@@ -711,7 +716,8 @@ fn compile(
             warns.push(loc.at(
                 u.name.span().start,
                 format!(
-                    "user {:?} has prefer = \"directory\" but no [[ldap]] directory is configured: the local entry answers",
+                    "user {:?} has prefer = \"directory\" but no [[ldap]] directory is \
+                        configured: the local entry answers",
                     u.name.get_ref()
                 ),
             ));
@@ -738,7 +744,10 @@ fn compile(
                 warns.push(loc.at(
                     d.name.span().start,
                     format!(
-                        "device group {:?} logs in with CHAP or MS-CHAP, which cannot be checked against a directory (a bind needs the password itself): directory users from these devices will fail; use PAP or ASCII there, or give those users local entries with chap_secret",
+                        "device group {:?} logs in with CHAP or MS-CHAP, which cannot be \
+                            checked against a directory (a bind needs the password itself): \
+                            directory users from these devices will fail; use PAP or ASCII \
+                            there, or give those users local entries with chap_secret",
                         dg.name
                     ),
                 ));
@@ -1010,7 +1019,8 @@ fn check_tls_identities(
         {
             errs.push(loc.at(
                 c.span().start,
-                "identity = \"san-dns\" but no device group lists names: add [device_group.tls] names = [\"*.example.net\"]",
+                "identity = \"san-dns\" but no device group lists names: add \
+                    [device_group.tls] names = [\"*.example.net\"]",
             ));
         }
     }
@@ -1020,7 +1030,8 @@ fn check_tls_identities(
             warns.push(loc.at(
                 d.name.span().start,
                 format!(
-                    "device group {:?} requires TLS but no listener has a [server.listen.tls] section: its devices cannot connect",
+                    "device group {:?} requires TLS but no listener has a [server.listen.tls] \
+                        section: its devices cannot connect",
                     g.name
                 ),
             ));

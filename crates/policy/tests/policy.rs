@@ -390,8 +390,10 @@ fn a_prefix_inside_another_groups_draws_a_warning_saying_which_wins() {
     let overlap: Vec<&String> = w.iter().filter(|w| w.contains("lies inside")).collect();
     assert_eq!(overlap.len(), 1, "{w:?}");
     assert!(
-        overlap[0].contains("prefix 10.9.0.0/16 of device group \"core-lab\" lies inside 10.0.0.0/8 of device group \"core\"")
-            && overlap[0].contains("belong to \"core-lab\""),
+        overlap[0].contains(
+            "prefix 10.9.0.0/16 of device group \"core-lab\" lies inside \
+            10.0.0.0/8 of device group \"core\""
+        ) && overlap[0].contains("belong to \"core-lab\""),
         "{overlap:?}"
     );
     let line = BASE.lines().position(|l| l.contains("10.9.0.0/16")).unwrap() + 1;
@@ -546,7 +548,10 @@ fn explain_lists_every_rule_looked_at_and_the_one_that_decided() {
     let e = p.explain(core, user, &with("op", &["service=shell", "cmd=reload"]));
     assert_eq!(e.decision, p.authorize(core, &with("op", &["service=shell", "cmd=reload"])));
     assert!(
-        e.steps.iter().any(|s| s.contains("rule 2 \"reload\" permit (device groups core-lab): matches, but not for this device's group")),
+        e.steps.iter().any(|s| s.contains(
+            "rule 2 \"reload\" permit (device groups core-lab): \
+            matches, but not for this device's group"
+        )),
         "{:?}",
         e.steps
     );
@@ -684,8 +689,10 @@ mod tls {
         )
     }
 
-    const TLS: &str = "  certificate = \"server.pem\"\n  key = \"server.key\"\n  client_ca = \"ca.pem\"\n  crls = [\"ca.crl\"]\n";
-    const GROUP: &str = "[[device_group]]\nname = \"core\"\nprefixes = [\"10.0.0.0/8\"]\nkeys = [\"0123456789abcdef0\"]\n";
+    const TLS: &str = "  certificate = \"server.pem\"\n  key = \"server.key\"\n  client_ca = \
+        \"ca.pem\"\n  crls = [\"ca.crl\"]\n";
+    const GROUP: &str = "[[device_group]]\nname = \"core\"\nprefixes = [\"10.0.0.0/8\"]\nkeys \
+        = [\"0123456789abcdef0\"]\n";
 
     fn compile(d: &Dir, text: &str) -> Result<super::Policy, String> {
         super::parse("t.toml", text, &d.0).map_err(|e| e.to_string())
@@ -739,7 +746,11 @@ mod tls {
     #[test]
     fn groups_find_devices_by_certificate_names_most_specific_first() {
         let d = pki("names");
-        let groups = "[[device_group]]\nname = \"wide\"\nprefixes = [\"10.0.0.0/8\"]\n  [device_group.tls]\n  required = true\n  names = [\"*.example.net\"]\n[[device_group]]\nname = \"core\"\nprefixes = [\"10.1.0.0/16\"]\n  [device_group.tls]\n  required = true\n  names = [\"*.core.example.net\", \"edge1.example.net\"]\n";
+        let groups = "[[device_group]]\nname = \"wide\"\nprefixes = \
+            [\"10.0.0.0/8\"]\n  [device_group.tls]\n  required = true\n  names = \
+            [\"*.example.net\"]\n[[device_group]]\nname = \"core\"\nprefixes = \
+            [\"10.1.0.0/16\"]\n  [device_group.tls]\n  required = true\n  names = \
+            [\"*.core.example.net\", \"edge1.example.net\"]\n";
         let p = compile(&d, &conf(&format!("{TLS}  identity = \"san-dns\"\n"), groups)).unwrap();
         let g = |names: &[&str]| {
             let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
@@ -763,7 +774,11 @@ mod tls {
     #[test]
     fn a_name_in_two_groups_and_a_bad_pattern_are_errors() {
         let d = pki("dup");
-        let groups = "[[device_group]]\nname = \"a\"\nprefixes = [\"10.0.0.0/8\"]\n  [device_group.tls]\n  required = true\n  names = [\"rtr.example.net\", \"*.net\"]\n[[device_group]]\nname = \"b\"\nprefixes = [\"10.1.0.0/16\"]\n  [device_group.tls]\n  required = true\n  names = [\"rtr.example.net\"]\n";
+        let groups = "[[device_group]]\nname = \"a\"\nprefixes = \
+            [\"10.0.0.0/8\"]\n  [device_group.tls]\n  required = true\n  names = \
+            [\"rtr.example.net\", \"*.net\"]\n[[device_group]]\nname = \"b\"\nprefixes = \
+            [\"10.1.0.0/16\"]\n  [device_group.tls]\n  required = true\n  names = \
+            [\"rtr.example.net\"]\n";
         let e = compile(&d, &conf(TLS, groups)).unwrap_err();
         assert!(e.contains("already in device group \"a\""), "{e}");
         assert!(e.contains("two labels"), "{e}");

@@ -753,13 +753,15 @@ async fn outage_or_refusal(
         backend::Settle::Fail(why) => attempt.end(Verdict::Fail(why)),
         backend::Settle::PassFromCache => {
             let (who, otp, code) = cached.expect("settled on a cache hit");
-            tracing::info!(user = %Esc(c_user), directories = %why, "directory unavailable; the password verified within the outage window (outage_ttl)");
+            tracing::info!(user = %Esc(c_user), directories = %why, "directory unavailable; \
+                the password verified within the outage window (outage_ttl)");
             metrics::counter!("tacvs_credential_cache_total", "result" => "outage_hit")
                 .increment(1);
             attempt.end(second_factor(shared, policy, c_user, &who, otp, code.as_deref()))
         }
         backend::Settle::UseLocal => {
-            tracing::warn!(user = %Esc(c_user), directories = %why, "directory unavailable; the user's local entry answers (break-glass)");
+            tracing::warn!(user = %Esc(c_user), directories = %why, "directory unavailable; \
+                the user's local entry answers (break-glass)");
             metrics::counter!("tacvs_break_glass_total").increment(1);
             let who = policy.user(c_user).cloned().map(Identity::Local);
             local_login(shared, policy, c_user, who.as_ref(), data, mode, None, attempt).await

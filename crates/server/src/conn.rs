@@ -121,7 +121,8 @@ async fn refuse_direct(
     peer: SocketAddr,
     deadline: tokio::time::Instant,
 ) {
-    const MSG: &str = "This server port takes connections from a director only (PROXY protocol required): send the device to the director's address instead.";
+    const MSG: &str = "This server port takes connections from a director only (PROXY protocol \
+        required): send the device to the director's address instead.";
     let Some((_, group)) = policy.device_group(crate::canonical_ip(peer.ip())) else { return };
     let cfg = ServerConfig {
         max_body: policy.limits.max_body.0 as u32,
@@ -207,7 +208,9 @@ pub(crate) async fn serve(
         return;
     };
     if group.tls.required {
-        tracing::warn!(%device, device_group = %group.name, "connection refused: the device group requires TLS, and this listener is plain TACACS+: configure the device for TACACS+ over TLS to the TLS listener");
+        tracing::warn!(%device, device_group = %group.name, "connection refused: the device \
+            group requires TLS, and this listener is plain TACACS+: configure the device for \
+            TACACS+ over TLS to the TLS listener");
         metrics::counter!("tacvs_rejects_total", "reason" => "tls_required").increment(1);
         return;
     }
@@ -324,7 +327,10 @@ pub(crate) async fn run<S: Transport>(
                 ctx.head = Head::of(&buf);
                 if tls.is_none() && tacvs_tls::looks_like_tls(&buf) {
                     // No RFC 8907 §4.1 reply: it would be garbage to a TLS client.
-                    tracing::warn!(%device, device_group = %ctx.dg_name, "this is TLS; use a TLS listener: the device speaks TACACS+ over TLS to a plain TACACS+ listener (give the listener a [server.listen.tls] section, or point the device at the TLS one); closing");
+                    tracing::warn!(%device, device_group = %ctx.dg_name, "this is TLS; use a \
+                        TLS listener: the device speaks TACACS+ over TLS to a plain TACACS+ \
+                        listener (give the listener a [server.listen.tls] section, or point \
+                        the device at the TLS one); closing");
                     metrics::counter!("tacvs_rejects_total", "reason" => "tls_on_plain")
                         .increment(1);
                     break;

@@ -237,7 +237,8 @@ pub async fn request(socket: &Path, r: &Request) -> io::Result<Reply> {
         io::Error::new(
             e.kind(),
             format!(
-                "cannot reach the server's control socket {}: {e} (is the server running with this [server] control_socket? are you root or its user?)",
+                "cannot reach the server's control socket {}: {e} (is the server running with \
+                    this [server] control_socket? are you root or its user?)",
                 socket.display()
             ),
         )

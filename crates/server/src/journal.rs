@@ -424,7 +424,8 @@ impl AuthzShared {
         if let Err(e) = w.write_batch(spare, Instant::now()) {
             let records = spare.iter().filter(|&&b| b == b'\n').count();
             metrics::counter!("tacvs_authz_log_errors_total").increment(1);
-            tracing::error!(file = %w.path.display(), error = %e, records, "authorization log write failed; these records are lost");
+            tracing::error!(file = %w.path.display(), error = %e, records, "authorization log \
+                write failed; these records are lost");
         }
         // A burst's buffer is not kept for ever.
         if spare.capacity() > 4 << 20 {
@@ -771,7 +772,8 @@ type Ack = oneshot::Sender<Result<(), JournalError>>;
 impl Writer {
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Pending>) {
         if let Err(e) = yield_to_requests() {
-            tracing::info!(error = %e, "the journal thread keeps the default scheduling policy (SCHED_BATCH refused): accounting costs more CPU on a busy core");
+            tracing::info!(error = %e, "the journal thread keeps the default scheduling policy \
+                (SCHED_BATCH refused): accounting costs more CPU on a busy core");
         }
         let mut batch: Vec<Pending> = Vec::with_capacity(1024);
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
@@ -869,7 +871,9 @@ impl Writer {
     fn write_batch(&mut self, buf: &[u8], now: Instant) -> Result<(), JournalError> {
         match self.file_in_place().map_err(|e| self.err(e))? {
             None => {
-                tracing::warn!(file = %self.path.display(), "the journal file was deleted or replaced while the server runs; starting a new one (records written since the previous batch are only in the old file)");
+                tracing::warn!(file = %self.path.display(), "the journal file was deleted or \
+                    replaced while the server runs; starting a new one (records written since \
+                    the previous batch are only in the old file)");
                 metrics::counter!("tacvs_journal_reopened_total").increment(1);
                 self.rotate(now).map_err(|e| self.err(e))?;
             }

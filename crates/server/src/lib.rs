@@ -310,7 +310,8 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
     shared.set_listening(&running);
     let control = match control_listener {
         Some((path, l)) => {
-            tracing::info!(path = %path.display(), "control socket (mode 0600) for tacvs server lockouts, unlock, sessions");
+            tracing::info!(path = %path.display(), "control socket (mode 0600) for tacvs \
+                server lockouts, unlock, sessions");
             Some((path.clone(), tokio::spawn(control::run(shared.clone(), l, path))))
         }
         None => None,
@@ -499,7 +500,8 @@ impl ServerHandle {
             }
             if was.tls.is_some() || now.tls.is_some() {
                 // Certificates, keys, CAs and CRLs are re-read by every reload.
-                tracing::info!(address = %r.bound, tls = %listeners::tls(now), "TLS settings reloaded (new connections)");
+                tracing::info!(address = %r.bound, tls = %listeners::tls(now), "TLS settings \
+                    reloaded (new connections)");
             }
             r.settings.store(Arc::new(now.clone()));
             next[ni] = Some(r);
@@ -510,7 +512,8 @@ impl ServerHandle {
             next[ni] = Some(r);
         }
         for r in slots.into_iter().flatten() {
-            tracing::info!(address = %r.bound, "stopped listening (removed from the configuration); connections already open continue");
+            tracing::info!(address = %r.bound, "stopped listening (removed from the \
+                configuration); connections already open continue");
             r.close().await;
         }
         *running = next.into_iter().flatten().collect();
@@ -606,7 +609,9 @@ mod tests {
 
     fn policy(extra: &str) -> Policy {
         let text = format!(
-            "[server]\n[[server.listen]]\naddress = \"127.0.0.1:0\"\n{extra}\n[[device_group]]\nname = \"d\"\nprefixes = [\"10.0.0.0/8\"]\nkeys = [\"0123456789abcdef\"]\n"
+            "[server]\n[[server.listen]]\naddress = \
+                \"127.0.0.1:0\"\n{extra}\n[[device_group]]\nname = \"d\"\nprefixes = \
+                [\"10.0.0.0/8\"]\nkeys = [\"0123456789abcdef\"]\n"
         );
         tacvs_policy::parse("t.toml", &text, std::path::Path::new(".")).unwrap()
     }
@@ -616,7 +621,8 @@ mod tests {
         let base = policy("");
         assert!(restart_needed(&base, &policy("")).is_empty());
         let changed = policy(
-            "[accounting]\ndirectory = \"/elsewhere\"\n[authentication]\nhash_workers = 7\n[metrics]\nlisten = \"127.0.0.1:9\"",
+            "[accounting]\ndirectory = \"/elsewhere\"\n[authentication]\nhash_workers = \
+                7\n[metrics]\nlisten = \"127.0.0.1:9\"",
         );
         assert_eq!(
             restart_needed(&base, &changed),

@@ -292,7 +292,8 @@ pub(crate) mod tests {
         String::from_utf8(cap.0.lock().unwrap().clone()).unwrap()
     }
 
-    const FORGED: &[u8] = b"evil\r\n2026-01-01T00:00:00Z  INFO authentication user=alice result=\"pass\"\x1b[2J\0\xc2\x85x\xe2\x80\xa8y\xe2\x80\xaez\xff";
+    const FORGED: &[u8] = b"evil\r\n2026-01-01T00:00:00Z  INFO authentication user=alice \
+        result=\"pass\"\x1b[2J\0\xc2\x85x\xe2\x80\xa8y\xe2\x80\xaez\xff";
 
     #[test]
     fn esc_makes_peer_bytes_printable() {

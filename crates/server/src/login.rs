@@ -788,7 +788,9 @@ mod tests {
 
     #[test]
     fn a_method_the_device_group_does_not_list_is_refused_at_the_start() {
-        let text = "[server]\n[[server.listen]]\naddress = \"127.0.0.1:0\"\n[[device_group]]\nname = \"d\"\nprefixes = [\"10.0.0.0/8\"]\nkeys = [\"0123456789abcdef\"]\nlogin_methods = [\"pap\"]\n";
+        let text = "[server]\n[[server.listen]]\naddress = \
+            \"127.0.0.1:0\"\n[[device_group]]\nname = \"d\"\nprefixes = [\"10.0.0.0/8\"]\nkeys \
+            = [\"0123456789abcdef\"]\nlogin_methods = [\"pap\"]\n";
         let p = tacvs_policy::parse("t.toml", text, std::path::Path::new(".")).unwrap();
         let s = Settings { methods: p.device_groups[0].login_methods, ..S };
         let st =

@@ -25,7 +25,9 @@ pub enum ProxyError {
     Untrusted,
     /// The listener requires a header and none came.
     #[error(
-        "no PROXY header, but this listener requires one (proxy_protocol = \"required\"): the peer connected directly, not through a director; send devices to the director, or make the listener \"optional\""
+        "no PROXY header, but this listener requires one (proxy_protocol = \"required\"): the \
+            peer connected directly, not through a director; send devices to the director, or \
+            make the listener \"optional\""
     )]
     Missing,
     /// The header does not parse.

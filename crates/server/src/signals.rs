@@ -44,7 +44,8 @@ impl Signals {
                 _ = self.int.recv() => break,
             }
         }
-        tracing::info!(drain = %humantime::format_duration(drain), "shutting down: no new connections; finishing sessions in progress");
+        tracing::info!(drain = %humantime::format_duration(drain), "shutting down: no new \
+            connections; finishing sessions in progress");
         server.shutdown(drain).await;
         tracing::info!("stopped");
     }

@@ -382,7 +382,14 @@ mod tests {
     #[test]
     fn the_numbers_are_in_their_cells() {
         let h = render_html(&status());
-        assert!(h.contains("<tr data-key=\"author/pass_add\" class=\"\"><td class=\"type\">author</td><td class=\"result\">pass_add</td><td class=\"count num\">7</td></tr>"), "{h}");
+        assert!(
+            h.contains(
+                "<tr data-key=\"author/pass_add\" class=\"\"><td \
+            class=\"type\">author</td><td class=\"result\">pass_add</td><td class=\"count \
+            num\">7</td></tr>"
+            ),
+            "{h}"
+        );
         assert!(h.contains("<p id=\"connections\">3 open (limit 100)</p>"), "{h}");
         assert!(
             h.contains("<td class=\"source\">10.0.0.1</td><td class=\"open num\">2</td>"),

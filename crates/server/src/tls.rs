@@ -179,11 +179,13 @@ pub(crate) async fn serve(
             refuse(
                 device,
                 "plain_on_tls",
-                "the device sent plain TACACS+ to a TLS listener: configure it for TACACS+ over TLS, or send it to a plain listener",
+                "the device sent plain TACACS+ to a TLS listener: configure it for TACACS+ \
+                    over TLS, or send it to a plain listener",
             );
         } else {
             let first = &buf[..buf.len().min(8)];
-            tracing::warn!(%device, first_bytes = %Esc(first), "TLS connection refused: the first bytes are not a TLS ClientHello");
+            tracing::warn!(%device, first_bytes = %Esc(first), "TLS connection refused: the \
+                first bytes are not a TLS ClientHello");
             metrics::counter!("tacvs_rejects_total", "reason" => "not_tls").increment(1);
         }
         return;
@@ -229,7 +231,9 @@ pub(crate) async fn serve(
     };
     let Some((device_id, dg)) = found else {
         let names = identity.as_ref().map(|i| i.san()).unwrap_or_default();
-        tracing::warn!(%device, identity = %tls.identity, san = %Esc(names.as_bytes()), "TLS connection refused: the certificate's names place it in no device group (add its address to a group's prefixes, or its name to a group's tls.names)");
+        tracing::warn!(%device, identity = %tls.identity, san = %Esc(names.as_bytes()), "TLS \
+            connection refused: the certificate's names place it in no device group (add its \
+            address to a group's prefixes, or its name to a group's tls.names)");
         metrics::counter!("tacvs_rejects_total", "reason" => "unknown_certificate_identity")
             .increment(1);
         return;
@@ -259,6 +263,7 @@ pub(crate) async fn serve(
 }
 
 fn timed_out(device: SocketAddr, after: Duration) {
-    tracing::warn!(%device, timeout = %humantime::format_duration(after), "TLS handshake did not complete within handshake_timeout; closing");
+    tracing::warn!(%device, timeout = %humantime::format_duration(after), "TLS handshake did \
+        not complete within handshake_timeout; closing");
     metrics::counter!("tacvs_timeouts_total", "kind" => "handshake").increment(1);
 }

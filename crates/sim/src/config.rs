@@ -97,7 +97,9 @@ pub enum SimError {
     },
     /// Single-connect holds a socket per device.
     #[error(
-        "single-connect keeps one socket per device: --devices {devices} exceeds --max-sockets {max}; lower --devices or raise --max-sockets (at most the open-file hard limit, `ulimit -Hn`: {hard_limit})"
+        "single-connect keeps one socket per device: --devices {devices} exceeds --max-sockets \
+            {max}; lower --devices or raise --max-sockets (at most the open-file hard limit, \
+            `ulimit -Hn`: {hard_limit})"
     )]
     TooManyPersistent {
         /// Devices.

@@ -87,7 +87,8 @@ pub fn plan(
         .max_by_key(|s| s.requests);
     let Some(best) = best else {
         return Err(format!(
-            "no second of the report met p99 <= {latency_target_ms} ms without errors: measure with fewer requests in flight (or a lower rate), or relax --latency-target"
+            "no second of the report met p99 <= {latency_target_ms} ms without errors: measure \
+                with fewer requests in flight (or a lower rate), or relax --latency-target"
         ));
     };
     let capacity = best.requests as f64;

@@ -175,8 +175,12 @@ impl Profile {
             return Ok(p);
         }
         let path = Path::new(spec);
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("--profile {spec:?}: not a built-in (automation, interactive, mixed) and not a readable file: {e}"))?;
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "--profile {spec:?}: not a built-in (automation, interactive, \
+                mixed) and not a readable file: {e}"
+            )
+        })?;
         Profile::parse(&path.display().to_string(), &text)
     }
 

@@ -278,7 +278,9 @@ impl Report {
         if c.kept > 0 {
             let _ = writeln!(
                 s,
-                "single-connect: {} requests on kept connections ({} failed: established sessions broken, {} answered after ≥ 1 s); {} on new connections ({} failed, {} after ≥ 1 s)",
+                "single-connect: {} requests on kept connections ({} failed: established \
+                    sessions broken, {} answered after ≥ 1 s); {} on new connections ({} \
+                    failed, {} after ≥ 1 s)",
                 c.kept, c.kept_errors, c.kept_over_1s, c.new, c.new_errors, c.new_over_1s
             );
         }
@@ -292,7 +294,8 @@ impl Report {
         if let Some(t) = &self.tls {
             let _ = writeln!(
                 s,
-                "TLS: {} handshakes, {} resumed ({:.1} %), {} failed; full p50 {:.3} ms p99 {:.3} ms, resumed p50 {:.3} ms p99 {:.3} ms",
+                "TLS: {} handshakes, {} resumed ({:.1} %), {} failed; full p50 {:.3} ms p99 \
+                    {:.3} ms, resumed p50 {:.3} ms p99 {:.3} ms",
                 t.handshakes,
                 t.resumed,
                 t.resumption_rate * 100.0,

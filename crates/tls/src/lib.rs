@@ -67,29 +67,40 @@ pub fn failure(e: &std::io::Error) -> (&'static str, String) {
         match c {
             C::UnknownIssuer => (
                 "unknown_ca",
-                "the certificate does not chain to a trusted CA (another CA's certificate, or the CA file is not the issuer's)".into(),
+                "the certificate does not chain to a trusted CA (another CA's certificate, or \
+                    the CA file is not the issuer's)"
+                    .into(),
             ),
             C::Revoked => ("revoked", "the certificate is revoked (listed in the CRL)".into()),
             C::UnknownRevocationStatus => (
                 "revocation_unknown",
-                "no CRL of the certificate's issuer was given, so its revocation status is unknown: add the issuer's CRL".into(),
+                "no CRL of the certificate's issuer was given, so its revocation status is \
+                    unknown: add the issuer's CRL"
+                    .into(),
             ),
-            C::Expired | C::ExpiredContext { .. } => ("expired", "the certificate has expired".into()),
+            C::Expired | C::ExpiredContext { .. } => {
+                ("expired", "the certificate has expired".into())
+            }
             C::NotValidYet | C::NotValidYetContext { .. } => {
                 ("not_yet_valid", "the certificate is not valid yet (check the clocks)".into())
             }
-            C::NotValidForName => ("wrong_name", "the certificate is not issued for the name asked for".into()),
+            C::NotValidForName => {
+                ("wrong_name", "the certificate is not issued for the name asked for".into())
+            }
             C::NotValidForNameContext { expected, presented } => (
                 "wrong_name",
                 format!(
-                    "the certificate is not issued for {} (it names {}): give its name with --sni, or issue it for this address",
+                    "the certificate is not issued for {} (it names {}): give its name with \
+                        --sni, or issue it for this address",
                     expected.to_str(),
                     if presented.is_empty() { "nothing".into() } else { presented.join(", ") }
                 ),
             ),
             C::InvalidPurpose | C::InvalidPurposeContext { .. } => (
                 "wrong_purpose",
-                "the certificate is not for this use (a server certificate presented as a client's, or the reverse)".into(),
+                "the certificate is not for this use (a server certificate presented as a \
+                    client's, or the reverse)"
+                    .into(),
             ),
             other => ("bad_certificate", format!("the certificate was refused: {other:?}")),
         }

@@ -83,7 +83,8 @@ pub enum TlsError {
     },
     /// The private key is not the certificate's.
     #[error(
-        "the private key in {key} does not belong to the certificate in {certificate} (subject {subject:?}): give the key the certificate was issued for"
+        "the private key in {key} does not belong to the certificate in {certificate} (subject \
+            {subject:?}): give the key the certificate was issued for"
     )]
     KeyMismatch {
         /// The key file.
@@ -180,7 +181,9 @@ pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
             field: Field::Key,
             path: path.to_owned(),
             what: "private key for the server",
-            reason: "it is encrypted with a passphrase; store it unencrypted (`openssl pkey -in FILE -out FILE.plain`) and readable by the server's user only".into(),
+            reason: "it is encrypted with a passphrase; store it unencrypted (`openssl pkey \
+                -in FILE -out FILE.plain`) and readable by the server's user only"
+                .into(),
         });
     }
     match PrivateKeyDer::from_pem_slice(&bytes) {

@@ -111,7 +111,8 @@ pub fn server_config(s: &ServerSettings, now: SystemTime) -> Result<ServerTls, T
                             warnings.push((
                                 Field::Crl(i),
                                 format!(
-                                    "{}: this CRL was issued by {:?}, which is not in client_ca: it revokes nothing here",
+                                    "{}: this CRL was issued by {:?}, which is not in \
+                                        client_ca: it revokes nothing here",
                                     path.display(),
                                     info.issuer
                                 ),
@@ -126,7 +127,8 @@ pub fn server_config(s: &ServerSettings, now: SystemTime) -> Result<ServerTls, T
                             warnings.push((
                                 Field::Crl(i),
                                 format!(
-                                    "{}: the CRL's next update was due {text}: fetch the CA's current CRL (this one is still used)",
+                                    "{}: the CRL's next update was due {text}: fetch the CA's \
+                                        current CRL (this one is still used)",
                                     path.display()
                                 ),
                             ));
@@ -138,7 +140,9 @@ pub fn server_config(s: &ServerSettings, now: SystemTime) -> Result<ServerTls, T
             if s.crls.is_empty() {
                 warnings.push((
                     Field::Ca,
-                    "no crls: a revoked device certificate is accepted until it expires (RFC 9887 asks for revocation checking)".into(),
+                    "no crls: a revoked device certificate is accepted until it expires (RFC \
+                        9887 asks for revocation checking)"
+                        .into(),
                 ));
             }
             let mut b = WebPkiClientVerifier::builder_with_provider(roots.into(), provider.clone())

@@ -213,13 +213,21 @@ fn policy_explain_and_diff_on_the_fixture_log() {
     let text = std::fs::read_to_string(&example)
         .unwrap()
         .replace("match = \"show( .*)?\"", "match = \"(show|configure)( .*)?\"")
-        + "\n[[ldap]]\nname = \"corp\"\nurls = [\"ldap://127.0.0.1:1\"]\nbase_dn = \"dc=example,dc=com\"\n  [[ldap.group_map]]\n  ldap_group = \"cn=netops,ou=groups,dc=example,dc=com\"\n  group = \"netops\"\n";
+        + "\n[[ldap]]\nname = \"corp\"\nurls = [\"ldap://127.0.0.1:1\"]\nbase_dn = \
+            \"dc=example,dc=com\"\n  [[ldap.group_map]]\n  ldap_group = \
+            \"cn=netops,ou=groups,dc=example,dc=com\"\n  group = \"netops\"\n";
     std::fs::write(&newer, text).unwrap();
     let (code, out) =
         tacvs(&["policy", "diff", &example, &newer.display().to_string(), "--replay", &fixture]);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("2 decision(s) change"), "{out}");
-    assert!(out.contains("bob on 127.0.0.1 (lab): service=shell cmd=configure cmd-arg=terminal — FAIL -> PASS_ADD"), "{out}");
+    assert!(
+        out.contains(
+            "bob on 127.0.0.1 (lab): service=shell cmd=configure cmd-arg=terminal \
+        — FAIL -> PASS_ADD"
+        ),
+        "{out}"
+    );
     assert!(
         out.contains("anna on 127.0.0.1") && out.contains("groups from directory \"corp\""),
         "{out}"
@@ -275,7 +283,9 @@ fn check_says_chap_devices_cannot_use_a_directory() {
     let text = std::fs::read_to_string(&cfg).unwrap().replace(
         "keys = [\"tacvs-demo-key\"]",
         "keys = [\"tacvs-demo-key\"]\nlogin_methods = [\"pap\", \"chap\"]",
-    ) + "\n[[ldap]]\nname = \"corp\"\nurls = [\"ldaps://dc1.example.com\"]\nbase_dn = \"dc=example,dc=com\"\n  [[ldap.group_map]]\n  ldap_group = \"netops\"\n  group = \"netops\"\n";
+    ) + "\n[[ldap]]\nname = \"corp\"\nurls = [\"ldaps://dc1.example.com\"]\nbase_dn = \
+        \"dc=example,dc=com\"\n  [[ldap.group_map]]\n  ldap_group = \"netops\"\n  group = \
+        \"netops\"\n";
     std::fs::write(&cfg, text).unwrap();
     let (code, out) = tacvs(&["check", &cfg.display().to_string()]);
     assert_eq!(code, 0, "{out}");

@@ -16,7 +16,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 pub enum ControlError {
     /// Nothing listens there, or we may not connect.
     #[error(
-        "cannot reach the director at {path}: {error} (is it running? see [director] control_socket, or give --socket or -c FILE)"
+        "cannot reach the director at {path}: {error} (is it running? see [director] \
+            control_socket, or give --socket or -c FILE)"
     )]
     Connect {
         /// The socket path.

@@ -100,7 +100,8 @@ pub fn render_html(name: &str, version: &str, r: &StatusReport) -> String {
         let up = svc.reals.iter().filter(|r| r.state == "up").count();
         let _ = writeln!(
             b,
-            "<h2 class=\"service\" data-service=\"{}\">Service {} — {} ({}, {}), {} of {} real servers up, {} device connections open</h2>",
+            "<h2 class=\"service\" data-service=\"{}\">Service {} — {} ({}, {}), {} of {} real \
+                servers up, {} device connections open</h2>",
             esc(&svc.name),
             esc(&svc.name),
             esc(&svc.listen),
@@ -254,7 +255,16 @@ mod tests {
     #[test]
     fn the_numbers_are_in_their_cells() {
         let h = render_html("d1", "0.1.0", &report());
-        assert!(h.contains("<tr data-key=\"10.0.0.2:49\" class=\"up\"><td class=\"server\">10.0.0.2:49</td><td class=\"state\">up</td><td class=\"weight num\">1</td><td class=\"config-weight num\">2</td><td class=\"active num\">3</td><td class=\"total num\">1234</td><td class=\"cps num\">12.5</td><td class=\"bytes-in num\">2500K</td>"), "{h}");
+        assert!(
+            h.contains(
+                "<tr data-key=\"10.0.0.2:49\" class=\"up\"><td \
+            class=\"server\">10.0.0.2:49</td><td class=\"state\">up</td><td class=\"weight \
+            num\">1</td><td class=\"config-weight num\">2</td><td class=\"active \
+            num\">3</td><td class=\"total num\">1234</td><td class=\"cps num\">12.5</td><td \
+            class=\"bytes-in num\">2500K</td>"
+            ),
+            "{h}"
+        );
         assert!(h.contains("<tr data-key=\"10.0.0.3:49\" class=\"down\">"), "{h}");
         assert!(h.contains("1 of 2 real servers up, 3 device connections open"), "{h}");
         assert!(
@@ -262,7 +272,13 @@ mod tests {
             "{h}"
         );
         assert!(h.contains("<td class=\"check-ms num\">0.42</td>"), "{h}");
-        assert!(h.contains("<td class=\"from\">up</td><td class=\"state\">down</td><td class=\"reason\">connect: &lt;refused&gt;</td>"), "{h}");
+        assert!(
+            h.contains(
+                "<td class=\"from\">up</td><td class=\"state\">down</td><td \
+            class=\"reason\">connect: &lt;refused&gt;</td>"
+            ),
+            "{h}"
+        );
         assert!(h.contains("No reload since start."), "{h}");
     }
 }

@@ -168,7 +168,8 @@ pub fn render(services: &[ServiceStatus], vrrp: Option<&VrrpStatus>) -> String {
     if let Some(v) = vrrp {
         let _ = writeln!(
             s,
-            "VRRP vrid {} on {} ({}): {}, priority {} (configured {}), master {}, {:.1} s in this state, {} changes, last: {}\n  VIPs {}",
+            "VRRP vrid {} on {} ({}): {}, priority {} (configured {}), master {}, {:.1} s in \
+                this state, {} changes, last: {}\n  VIPs {}",
             v.vrid,
             v.interface,
             v.source,
@@ -212,7 +213,8 @@ pub fn render(services: &[ServiceStatus], vrrp: Option<&VrrpStatus>) -> String {
             let packets: u64 = svc.reals.iter().map(|r| r.packets).sum();
             let _ = writeln!(
                 s,
-                "TCP  {} {} ({}) direct routing: {} flows, {} packets, {} bytes in (replies go from the servers straight to the devices)",
+                "TCP  {} {} ({}) direct routing: {} flows, {} packets, {} bytes in (replies go \
+                    from the servers straight to the devices)",
                 svc.listen,
                 svc.scheduler,
                 svc.name,
@@ -242,7 +244,9 @@ pub fn render(services: &[ServiceStatus], vrrp: Option<&VrrpStatus>) -> String {
     }
     if marked {
         s.push_str(
-            "  * weight in force differs from the configured one: set with `tacvs director drain` or `weight` (`tacvs director enable ADDRESS` restores it), or 0 while a failed server is inhibited (on_down = \"inhibit\")\n",
+            "  * weight in force differs from the configured one: set with `tacvs director \
+                drain` or `weight` (`tacvs director enable ADDRESS` restores it), or 0 while a \
+                failed server is inhibited (on_down = \"inhibit\")\n",
         );
     }
     s
@@ -376,9 +380,16 @@ mod tests {
         let lines: Vec<&str> = t.lines().collect();
         assert_eq!(
             lines[0],
-            "DR data plane on eth0 (native XDP), active, flow table 262144 entries; 3 ARP requests answered, 2 new flows dropped with no server available"
+            "DR data plane on eth0 (native XDP), active, flow table 262144 entries; 3 ARP \
+                requests answered, 2 new flows dropped with no server available"
         );
-        assert!(lines[1].starts_with("TCP  10.49.0.100:49 mh (tacacs) direct routing: 2468 flows, 4321 packets, 5000K bytes in"), "{t}");
+        assert!(
+            lines[1].starts_with(
+                "TCP  10.49.0.100:49 mh (tacacs) direct routing: 2468 \
+            flows, 4321 packets, 5000K bytes in"
+            ),
+            "{t}"
+        );
         let head = lines[2];
         let titles: Vec<&str> = head.split_whitespace().skip(1).collect();
         assert_eq!(titles, DR_TITLES.map(|(t, _)| t));

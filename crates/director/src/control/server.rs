@@ -107,11 +107,13 @@ pub(crate) async fn serve(live: Arc<Live>, ul: UnixListener, access: Access) {
 async fn refuse(mut s: UnixStream, cred: Option<tokio::net::unix::UCred>) {
     let who =
         cred.map_or("an unknown peer".to_owned(), |c| format!("uid {} (gid {})", c.uid(), c.gid()));
-    tracing::warn!(peer = %who, "control socket: request refused (only root, the director's user or control_socket_group may use it)");
+    tracing::warn!(peer = %who, "control socket: request refused (only root, the director's \
+        user or control_socket_group may use it)");
     // Read (and ignore) the request so the peer gets the answer, not a reset.
     let _ = read_request(&mut s).await;
     let error = format!(
-        "permission denied for {who}: only root, the director's user or members of [director] control_socket_group may use the control socket"
+        "permission denied for {who}: only root, the director's user or members of [director] \
+            control_socket_group may use the control socket"
     );
     send(&mut s, &Reply::Error { error }).await;
 }

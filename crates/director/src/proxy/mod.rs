@@ -164,7 +164,8 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
             };
             match sorry {
                 Some((sorry, s)) => {
-                    tracing::warn!(service = %conf.name, device = %peer, %sorry, "no real server available; using the sorry server");
+                    tracing::warn!(service = %conf.name, device = %peer, %sorry, "no real \
+                        server available; using the sorry server");
                     (None, Arc::default(), s)
                 }
                 None => {

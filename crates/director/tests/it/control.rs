@@ -20,7 +20,8 @@ fn as_nobody(sock: &Path, line: &str) -> String {
         0,
         "this test changes user: run it as root (./scripts/test; CI runs it as root)"
     );
-    let perl = "use IO::Socket::UNIX; my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die \"connect: $!\"; print $s \"$ARGV[1]\\n\"; print while <$s>;";
+    let perl = "use IO::Socket::UNIX; my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die \
+        \"connect: $!\"; print $s \"$ARGV[1]\\n\"; print while <$s>;";
     let out = Command::new("setpriv")
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "perl", "-e", perl])
         .arg(sock)

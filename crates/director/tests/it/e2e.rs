@@ -349,7 +349,9 @@ pub(crate) fn conf_with(
     extra: &str,
 ) -> tacvs_director::config::DirectorFile {
     let mut s = format!(
-        "[director]\ncontrol_socket = \"{}/director.sock\"\n[[service]]\nname = \"tacacs\"\nlisten = \"127.0.0.1:0\"\nscheduler = \"rr\"\nconnect_timeout = \"200ms\"\n{extra}\n  [service.health]\n{health}\n",
+        "[director]\ncontrol_socket = \"{}/director.sock\"\n[[service]]\nname = \
+            \"tacacs\"\nlisten = \"127.0.0.1:0\"\nscheduler = \"rr\"\nconnect_timeout = \
+            \"200ms\"\n{extra}\n  [service.health]\n{health}\n",
         dir.display()
     );
     for r in reals {

@@ -77,7 +77,9 @@ groups = ["ops"]
 
 fn health(pki: &Path) -> String {
     format!(
-        "  check = \"tacacs\"\n  interval = \"100ms\"\n  timeout = \"500ms\"\n  rise = 1\n    [service.health.tls]\n    ca = \"{p}/ca.pem\"\n    certificate = \"{p}/director.pem\"\n    key = \"{p}/director.key\"",
+        "  check = \"tacacs\"\n  interval = \"100ms\"\n  timeout = \"500ms\"\n  rise = \
+            1\n    [service.health.tls]\n    ca = \"{p}/ca.pem\"\n    certificate = \
+            \"{p}/director.pem\"\n    key = \"{p}/director.key\"",
         p = pki.display()
     )
 }

@@ -540,7 +540,11 @@ impl<'a> Parser<'a> {
                 "service" => e.svcs.push(self.service(t.pos)?),
                 "cmd" => e.svcs.push(self.cmd(t.pos)?),
                 "password" => {
-                    return Err(self.err(t.pos, "`password = …` is obsolete in tac_plus (it refuses it): use `login = des …`"));
+                    return Err(self.err(
+                        t.pos,
+                        "`password = …` is obsolete in tac_plus (it \
+                        refuses it): use `login = des …`",
+                    ));
                 }
                 other => {
                     return Err(self.err(

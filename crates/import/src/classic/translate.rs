@@ -88,7 +88,8 @@ impl<'a> Translator<'a> {
         for (kw, pos) in &self.cfg.settings {
             let what = match kw.as_str() {
                 "accounting" => format!(
-                    "`accounting`: tacvs writes its own journal (JSON Lines, fsync'd before SUCCESS) under {}/acct; add [accounting.syslog] to forward records",
+                    "`accounting`: tacvs writes its own journal (JSON Lines, fsync'd before \
+                        SUCCESS) under {}/acct; add [accounting.syslog] to forward records",
                     self.opts.state_dir.trim_end_matches('/')
                 ),
                 "logging" => "`logging`: tacvs logs to standard error (journald under systemd)".into(),
@@ -100,7 +101,9 @@ impl<'a> Translator<'a> {
         if let Some(p) = self.cfg.default_authentication {
             self.report.differs(
                 line(p),
-                "`default authentication = file …`: tac_plus checked users without a password here (and unknown users) against a passwd file; tacvs has no such backend and refuses them",
+                "`default authentication = file …`: tac_plus checked users without a password \
+                    here (and unknown users) against a passwd file; tacvs has no such backend \
+                    and refuses them",
             );
         }
         for a in &self.cfg.acls {
@@ -134,7 +137,8 @@ impl<'a> Translator<'a> {
         } else {
             self.report.differs(
                 0,
-                "no top-level `key`: tac_plus served devices without a host key unencrypted; tacvs serves only the hosts listed with a key",
+                "no top-level `key`: tac_plus served devices without a host key unencrypted; \
+                    tacvs serves only the hosts listed with a key",
             );
         }
         for h in &self.cfg.hosts {
@@ -150,7 +154,11 @@ impl<'a> Translator<'a> {
             if let Some(e) = &h.enable {
                 self.report.differs(
                     line(e.pos),
-                    format!("host {:?}: a device-wide enable password is not translated; tacvs checks each user's own `enable`", h.name),
+                    format!(
+                        "host {:?}: a device-wide enable password is not translated; tacvs \
+                        checks each user's own `enable`",
+                        h.name
+                    ),
                 );
             }
             let net = match (h.name.parse::<IpAddr>(), h.name.parse::<IpNet>()) {
@@ -158,14 +166,22 @@ impl<'a> Translator<'a> {
                 (_, Ok(net)) => {
                     self.report.note(
                         line(h.pos),
-                        format!("host {:?}: tac_plus-F matches host names as address text; read here as a prefix", h.name),
+                        format!(
+                            "host {:?}: tac_plus-F matches host names as address text; \
+                            read here as a prefix",
+                            h.name
+                        ),
                     );
                     net.trunc()
                 }
                 _ => {
                     self.report.note(
                         line(h.pos),
-                        format!("host {:?} is not an address: tac_plus looks hosts up by the device's address text, so it never matched; left out", h.name),
+                        format!(
+                            "host {:?} is not an address: tac_plus looks hosts up by the \
+                            device's address text, so it never matched; left out",
+                            h.name
+                        ),
                     );
                     continue;
                 }
@@ -174,7 +190,11 @@ impl<'a> Translator<'a> {
                 if self.cfg.key.is_none() {
                     self.report.differs(
                         line(h.pos),
-                        format!("host {:?} has no key and there is no top-level key: tac_plus talked to it unencrypted; tacvs refuses it", h.name),
+                        format!(
+                            "host {:?} has no key and there is no top-level key: tac_plus \
+                            talked to it unencrypted; tacvs refuses it",
+                            h.name
+                        ),
                     );
                 }
                 continue;
@@ -235,14 +255,20 @@ impl<'a> Translator<'a> {
             if user.name == "DEFAULT" {
                 self.report.differs(
                     upos,
-                    "user DEFAULT: tac_plus authorized (and authenticated) unknown users as DEFAULT; tacvs refuses unknown users; left out",
+                    "user DEFAULT: tac_plus authorized (and authenticated) unknown users as \
+                        DEFAULT; tacvs refuses unknown users; left out",
                 );
                 continue;
             }
             if user.name.starts_with("$enab") && user.name.ends_with('$') {
                 self.report.differs(
                     upos,
-                    format!("user {:?}: tac_plus used it for enable requests of users without an enable password of their own; tacvs checks only each user's `enable`; left out", user.name),
+                    format!(
+                        "user {:?}: tac_plus used it for enable requests of users without \
+                        an enable password of their own; tacvs checks only each user's \
+                        `enable`; left out",
+                        user.name
+                    ),
                 );
                 continue;
             }
@@ -272,7 +298,9 @@ impl<'a> Translator<'a> {
                     self.report.differs(
                         line(pos),
                         format!(
-                            "`default service = permit` of {kind} {:?} permits every service in tac_plus; tacvs grants services by name, so {} gets {} and no other service",
+                            "`default service = permit` of {kind} {:?} permits every service \
+                                in tac_plus; tacvs grants services by name, so {} gets {} and \
+                                no other service",
                             e.name,
                             if kind == "user" { "it" } else { "each member" },
                             STANDARD_SERVICES.join(", ")
@@ -329,7 +357,8 @@ impl<'a> Translator<'a> {
                         SvcKind::Named(n) if n == "shell" => {
                             self.report.note(
                                 line(*pos),
-                                "`service = shell` never matched in tac_plus (service=shell requests are `service = exec` and `cmd`); left out",
+                                "`service = shell` never matched in tac_plus (service=shell \
+                                    requests are `service = exec` and `cmd`); left out",
                             );
                             continue;
                         }
@@ -337,13 +366,22 @@ impl<'a> Translator<'a> {
                     };
                     let id = format!("{svc}/{}", protocol.as_deref().unwrap_or(""));
                     if !seen_svc.insert(id) {
-                        self.report.note(line(*pos), format!("a second `service = {svc}` block in {:?}: tac_plus uses only the first; left out", e.name));
+                        self.report.note(
+                            line(*pos),
+                            format!(
+                                "a second `service = {svc}` block \
+                            in {:?}: tac_plus uses only the first; left out",
+                                e.name
+                            ),
+                        );
                         continue;
                     }
                     if let Some(p) = default_attribute_permit {
                         self.report.differs(
                             line(*p),
-                            "`default attribute = permit`: tac_plus let any AV the device sent through; tacvs answers by RFC 8907 §6.1-6.2 (a mandatory AV it does not grant fails the request)",
+                            "`default attribute = permit`: tac_plus let any AV the device sent \
+                                through; tacvs answers by RFC 8907 §6.1-6.2 (a mandatory AV it \
+                                does not grant fails the request)",
                         );
                     }
                     let mut args = Vec::new();
@@ -382,17 +420,32 @@ impl<'a> Translator<'a> {
                 }
                 Svc::Cmd { name: cmd, pos, matches } => {
                     if cmd.is_empty() {
-                        self.report.note(line(*pos), "`cmd = \"\"` never matched (an empty cmd is exec authorization); left out");
+                        self.report.note(
+                            line(*pos),
+                            "`cmd = \"\"` never matched (an empty cmd \
+                            is exec authorization); left out",
+                        );
                         continue;
                     }
                     if !seen_cmd.insert(cmd.as_str()) {
-                        self.report.note(line(*pos), format!("a second `cmd = {cmd}` block in {:?}: tac_plus uses only the first; left out", e.name));
+                        self.report.note(
+                            line(*pos),
+                            format!(
+                                "a second `cmd = {cmd}` block in \
+                            {:?}: tac_plus uses only the first; left out",
+                                e.name
+                            ),
+                        );
                         continue;
                     }
                     if cmd.contains(' ') {
                         self.report.note(
                             line(*pos),
-                            format!("`cmd = {cmd:?}` holds a space: tacvs matches the whole command line, so this block also applies when a device sends `{cmd}` as a command and its arguments"),
+                            format!(
+                                "`cmd = {cmd:?}` holds a space: tacvs matches the whole \
+                                command line, so this block also applies when a device sends \
+                                `{cmd}` as a command and its arguments"
+                            ),
                         );
                     }
                     self.command_block(cmd, *pos, matches, &mut commands)?;
@@ -454,28 +507,48 @@ impl<'a> Translator<'a> {
             if p.strip_trailing_cr() > 0 {
                 self.report.note(
                     line(*rpos),
-                    format!("pattern {re:?} ends in `<cr>`, which tacvs drops from command lines: translated as the end of the arguments"),
+                    format!(
+                        "pattern {re:?} ends in `<cr>`, which tacvs drops from command \
+                        lines: translated as the end of the arguments"
+                    ),
                 );
             } else if had_end {
                 self.report.differs(
                     line(*rpos),
-                    format!("pattern {re:?} ends with `$`: tac_plus saw the `<cr>` argument Cisco IOS appends, so `$` never matched the end of IOS arguments; tacvs drops `<cr>`, so this rule now matches such commands too"),
+                    format!(
+                        "pattern {re:?} ends with `$`: tac_plus saw the `<cr>` argument \
+                        Cisco IOS appends, so `$` never matched the end of IOS arguments; \
+                        tacvs drops `<cr>`, so this rule now matches such commands too"
+                    ),
                 );
             }
             if p.mentions_cr() {
                 self.report.differs(
                     line(*rpos),
-                    format!("pattern {re:?} holds `<cr>` other than at its end; tacvs drops `<cr>` from command lines, so that part never matches"),
+                    format!(
+                        "pattern {re:?} holds `<cr>` other than at its end; tacvs drops \
+                        `<cr>` from command lines, so that part never matches"
+                    ),
                 );
             }
             if p.never_matches() {
-                self.report.note(line(*rpos), format!("pattern {re:?} can never match (an anchor where no position fits); left out"));
+                self.report.note(
+                    line(*rpos),
+                    format!(
+                        "pattern {re:?} can never match (an \
+                    anchor where no position fits); left out"
+                    ),
+                );
                 continue;
             }
             if self.opts.anchor && !p.fully_anchored() {
                 self.report.differs(
                     line(*rpos),
-                    format!("--anchor: {} {re:?} now applies only when the whole argument text matches it (tac_plus: anywhere in it)", action.as_str()),
+                    format!(
+                        "--anchor: {} {re:?} now applies only when the whole argument text \
+                        matches it (tac_plus: anywhere in it)",
+                        action.as_str()
+                    ),
                 );
             } else if !p.fully_anchored() {
                 self.unanchored += 1;
@@ -505,7 +578,11 @@ impl<'a> Translator<'a> {
             commands.push(Command {
                 pattern: everything,
                 action: Action::Deny,
-                comment: format!("line {}: cmd = {cmd}: no pattern matched, so tac_plus denies (and consults no group)", pos.line),
+                comment: format!(
+                    "line {}: cmd = {cmd}: no pattern matched, so tac_plus denies \
+                    (and consults no group)",
+                    pos.line
+                ),
             });
         }
         Ok(())
@@ -527,17 +604,26 @@ impl<'a> Translator<'a> {
         match action {
             Action::Permit => self.report.differs(
                 line(pos),
-                format!("permit {re:?} for `{cmd}` not translated ({why}); left out, so what it permitted falls to the next rules"),
+                format!(
+                    "permit {re:?} for `{cmd}` not translated ({why}); left out, so what \
+                    it permitted falls to the next rules"
+                ),
             ),
             Action::Deny => {
                 self.report.differs(
                     line(pos),
-                    format!("deny {re:?} for `{cmd}` not translated ({why}); every remaining `{cmd}` command is denied instead"),
+                    format!(
+                        "deny {re:?} for `{cmd}` not translated ({why}); every remaining \
+                        `{cmd}` command is denied instead"
+                    ),
                 );
                 commands.push(Command {
                     pattern: everything.to_owned(),
                     action: Action::Deny,
-                    comment: format!("line {}: stands for deny {re:?}, which has no equivalent", pos.line),
+                    comment: format!(
+                        "line {}: stands for deny {re:?}, which has no equivalent",
+                        pos.line
+                    ),
                 });
             }
         }
@@ -592,7 +678,9 @@ impl<'a> Translator<'a> {
                     .map(|s| Service { name: (*s).into(), protocol: None, args: Vec::new() })
                     .collect(),
                 commands: Vec::new(),
-                comment: "tac_plus's `default service = permit` for services no block names; listed after the user's groups".into(),
+                comment: "tac_plus's `default service = permit` for services no block names; \
+                    listed after the user's groups"
+                    .into(),
             });
         }
         name.into()
@@ -607,7 +695,10 @@ impl<'a> Translator<'a> {
                 default_action: Action::Deny,
                 services: Vec::new(),
                 commands: Vec::new(),
-                comment: "tac_plus accepts a user's enable password for any level; tacvs only up to its groups' highest priv_lvl, so this group (no services, no rules) raises it to 15".into(),
+                comment: "tac_plus accepts a user's enable password for any level; tacvs only \
+                    up to its groups' highest priv_lvl, so this group (no services, no rules) \
+                    raises it to 15"
+                    .into(),
             });
         }
         name.into()
@@ -623,7 +714,10 @@ impl<'a> Translator<'a> {
             SpecKind::NoPassword => {
                 self.report.differs(
                     line(s.pos),
-                    format!("user {who:?}: `nopassword` let any {what} pass in tac_plus; tacvs always checks one, so this check fails until you {fix}"),
+                    format!(
+                        "user {who:?}: `nopassword` let any {what} pass in tac_plus; tacvs \
+                        always checks one, so this check fails until you {fix}"
+                    ),
                 );
                 None
             }
@@ -636,7 +730,10 @@ impl<'a> Translator<'a> {
                 };
                 self.report.differs(
                     line(s.pos),
-                    format!("user {who:?}: the {what} is checked by {kind} in tac_plus; tacvs has no such backend, so this check fails until you {fix}"),
+                    format!(
+                        "user {who:?}: the {what} is checked by {kind} in tac_plus; tacvs \
+                        has no such backend, so this check fails until you {fix}"
+                    ),
                 );
                 None
             }
@@ -708,7 +805,11 @@ impl<'a> Translator<'a> {
             if password.is_some() || enable.is_some() {
                 self.report.differs(
                     line(*pos),
-                    format!("user {who:?}: logins were limited to devices acl {acl:?} permits; tacvs cannot limit a user's logins by device, so the user is imported without passwords (no login anywhere) until you decide"),
+                    format!(
+                        "user {who:?}: logins were limited to devices acl {acl:?} permits; \
+                        tacvs cannot limit a user's logins by device, so the user is imported \
+                        without passwords (no login anywhere) until you decide"
+                    ),
                 );
             }
             password = None;
@@ -719,7 +820,11 @@ impl<'a> Translator<'a> {
         {
             self.report.differs(
                 line(*pos),
-                format!("user {who:?}: enable was limited to devices enableacl {acl:?} permits; tacvs cannot, so the enable password is left out (enable fails) until you decide"),
+                format!(
+                    "user {who:?}: enable was limited to devices enableacl {acl:?} \
+                    permits; tacvs cannot, so the enable password is left out (enable fails) \
+                    until you decide"
+                ),
             );
             enable = None;
         }
@@ -728,18 +833,27 @@ impl<'a> Translator<'a> {
                 Some(day) if day <= self.opts.today => {
                     self.report.note(
                         line(*pos),
-                        format!("user {who:?} expired on {date}: tac_plus refused its logins, and it is imported without a password"),
+                        format!(
+                            "user {who:?} expired on {date}: tac_plus refused its logins, \
+                            and it is imported without a password"
+                        ),
                     );
                     password = None;
                 }
                 Some(_) => self.report.differs(
                     line(*pos),
-                    format!("user {who:?} expires on {date}: tacvs has no expiry dates, so after it the user can still log in; remove the user then"),
+                    format!(
+                        "user {who:?} expires on {date}: tacvs has no expiry dates, so \
+                        after it the user can still log in; remove the user then"
+                    ),
                 ),
                 None => {
                     self.report.differs(
                         line(*pos),
-                        format!("user {who:?}: expiry date {date:?} is not `Mon DD YYYY`; imported without a password to be safe"),
+                        format!(
+                            "user {who:?}: expiry date {date:?} is not `Mon DD YYYY`; \
+                            imported without a password to be safe"
+                        ),
                     );
                     password = None;
                 }
@@ -749,11 +863,21 @@ impl<'a> Translator<'a> {
             if let Some(p) = e.before.or(e.after) {
                 self.report.differs(
                     line(p),
-                    format!("user {who:?}: `before`/`after authorization` programs of {:?} are not run by tacvs; it decides by the rules alone", e.name),
+                    format!(
+                        "user {who:?}: `before`/`after authorization` programs of {:?} are \
+                        not run by tacvs; it decides by the rules alone",
+                        e.name
+                    ),
                 );
             }
             if let Some(p) = e.maxsess {
-                self.report.differs(line(p), format!("user {who:?}: `maxsess` is not translated; tacvs does not limit sessions per user"));
+                self.report.differs(
+                    line(p),
+                    format!(
+                        "user {who:?}: `maxsess` is not \
+                    translated; tacvs does not limit sessions per user"
+                    ),
+                );
             }
             if let Some(p) = e.message {
                 self.report.note(line(p), format!("user {who:?}: `message` is not translated"));
@@ -780,25 +904,35 @@ impl<'a> Translator<'a> {
         if self.rules > 0 {
             self.report.note(
                 0,
-                "command lines: tacvs matches `cmd` and its arguments joined by spaces, without the `<cr>` argument Cisco IOS appends; each `cmd = C` block becomes rules matching `C` followed by its arguments",
+                "command lines: tacvs matches `cmd` and its arguments joined by spaces, \
+                    without the `<cr>` argument Cisco IOS appends; each `cmd = C` block \
+                    becomes rules matching `C` followed by its arguments",
             );
         }
         if self.unanchored > 0 && !self.opts.anchor {
             self.report.note(
                 0,
-                format!("{} pattern(s) are unanchored as in tac_plus (they match anywhere in the arguments) and are written with explicit `(?s:.*)`; `--anchor` would make them match whole arguments and list each change", self.unanchored),
+                format!(
+                    "{} pattern(s) are unanchored as in tac_plus (they match anywhere in \
+                    the arguments) and are written with explicit `(?s:.*)`; `--anchor` would \
+                    make them match whole arguments and list each change",
+                    self.unanchored
+                ),
             );
         }
         if self.bare_shell {
             self.report.note(
                 0,
-                "exec authorizations tac_plus answered without AVs are answered with priv-lvl=1 by tacvs, the level a device assumes when none is sent",
+                "exec authorizations tac_plus answered without AVs are answered with \
+                    priv-lvl=1 by tacvs, the level a device assumes when none is sent",
             );
         }
         if self.attrs {
             self.report.note(
                 0,
-                "AVs a device sends with exec and service requests are reconciled by tacvs's RFC 8907 §6.1-6.2 rules, which agree with tac_plus's for the usual exchanges (priv-lvl, timeouts, ACL names)",
+                "AVs a device sends with exec and service requests are reconciled by tacvs's \
+                    RFC 8907 §6.1-6.2 rules, which agree with tac_plus's for the usual \
+                    exchanges (priv-lvl, timeouts, ACL names)",
             );
         }
     }
@@ -872,7 +1006,8 @@ mod tests {
     #[test]
     fn special_users_are_left_out_and_said_so() {
         let (o, r) = classic(
-            "user = DEFAULT { default service = permit }\nuser = $enab15$ { login = cleartext e }\nuser = b { login = cleartext x }",
+            "user = DEFAULT { default service = permit }\nuser = $enab15$ \
+                { login = cleartext e }\nuser = b { login = cleartext x }",
         )
         .unwrap();
         assert_eq!(o.users.len(), 1);

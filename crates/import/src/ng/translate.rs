@@ -173,7 +173,11 @@ impl<'a> Translator<'a> {
             if let Some(pos) = p.parent {
                 self.report.differs(
                     line(pos),
-                    format!("profile {:?}: `parent` is not followed; requests its script leaves undecided are refused", p.name),
+                    format!(
+                        "profile {:?}: `parent` is not followed; requests its script \
+                        leaves undecided are refused",
+                        p.name
+                    ),
                 );
             }
         }
@@ -210,7 +214,11 @@ impl<'a> Translator<'a> {
                     _ => {
                         self.report.differs(
                             line(*pos),
-                            format!("device {:?}: address {a:?} is not an address or prefix tacvs reads; left out", d.name),
+                            format!(
+                                "device {:?}: address {a:?} is not an address or prefix \
+                                tacvs reads; left out",
+                                d.name
+                            ),
                         );
                         continue;
                     }
@@ -321,10 +329,21 @@ impl<'a> Translator<'a> {
                     if reported.insert(i) {
                         self.report.differs(
                             line(*pos),
-                            format!("rule {:?} is not translated ({why}); users who reach it get no authorization", rule.name),
+                            format!(
+                                "rule {:?} is not translated ({why}); users who reach it \
+                                get no authorization",
+                                rule.name
+                            ),
                         );
                     }
-                    self.report.differs(line(u.pos), format!("user {:?} reaches rule {:?}, which is not translated: no authorization", u.name, rule.name));
+                    self.report.differs(
+                        line(u.pos),
+                        format!(
+                            "user {:?} reaches rule {:?}, \
+                        which is not translated: no authorization",
+                            u.name, rule.name
+                        ),
+                    );
                     return Ok(None);
                 }
             };
@@ -333,15 +352,29 @@ impl<'a> Translator<'a> {
             match run(stmts, facts, &mut avs, &mut profile) {
                 Ok(Flow::Permit) => {
                     let Some((name, pos)) = profile else {
-                        self.report.note(line(u.pos), format!("user {:?}: rule {:?} permits without a profile, so every request is refused", u.name, rule.name));
+                        self.report.note(
+                            line(u.pos),
+                            format!(
+                                "user {:?}: rule {:?} permits \
+                            without a profile, so every request is \
+                            refused",
+                                u.name, rule.name
+                            ),
+                        );
                         return Ok(None);
                     };
-                    return cfg
-                        .profiles
-                        .iter()
-                        .find(|p| p.name == name)
-                        .map(Some)
-                        .ok_or_else(|| syntax(self.file, pos, format!("profile {name:?} is not defined (tac_plus-ng refuses this file)")));
+                    return cfg.profiles.iter().find(|p| p.name == name).map(Some).ok_or_else(
+                        || {
+                            syntax(
+                                self.file,
+                                pos,
+                                format!(
+                                    "profile {name:?} is not \
+                            defined (tac_plus-ng refuses this file)"
+                                ),
+                            )
+                        },
+                    );
                 }
                 Ok(Flow::Deny) => return Ok(None),
                 Ok(Flow::Continue | Flow::Return) => continue,
@@ -439,13 +472,26 @@ impl<'a> Translator<'a> {
                         if matches!(general, Decided::Permit(_)) {
                             self.report.differs(
                                 line(p.pos),
-                                format!("profile {:?}: service {s} is refused for protocol {proto} but permitted for others; tacvs cannot grant a service except for one protocol, so it is refused for every protocol", p.name),
+                                format!(
+                                    "profile {:?}: service {s} is refused for protocol \
+                                    {proto} but permitted for others; tacvs cannot grant a \
+                                    service except for one protocol, so it is refused for \
+                                    every protocol",
+                                    p.name
+                                ),
                             );
                             general_ok = false;
                         }
                     }
                     Decided::Unsupported(pos, why) => {
-                        self.report.differs(line(pos), format!("profile {:?}: service {s} with protocol {proto} is decided by {why}; refused", p.name));
+                        self.report.differs(
+                            line(pos),
+                            format!(
+                                "profile {:?}: service {s} with \
+                            protocol {proto} is decided by {why}; refused",
+                                p.name
+                            ),
+                        );
                     }
                 }
             }
@@ -491,7 +537,13 @@ impl<'a> Translator<'a> {
         if let Decided::Permit(avs) = other {
             self.report.differs(
                 line(p.pos),
-                format!("profile {:?} permits services its script does not name; tacvs grants services by name, so it grants {} and refuses others", p.name, STANDARD_SERVICES.join(", ")),
+                format!(
+                    "profile {:?} permits services its script does not name; tacvs grants \
+                    services by name, so it grants {} and refuses \
+                    others",
+                    p.name,
+                    STANDARD_SERVICES.join(", ")
+                ),
             );
             for s in STANDARD_SERVICES {
                 if !services.iter().any(|x| x == s) {
@@ -543,7 +595,11 @@ impl<'a> Translator<'a> {
         if permits_some && !g.services.iter().any(|s| s.name == "shell") {
             self.report.differs(
                 line(p.pos),
-                format!("profile {:?} permits commands but not exec; tacvs authorizes commands only for users granted the shell service, so they are refused", p.name),
+                format!(
+                    "profile {:?} permits commands but not exec; tacvs authorizes commands \
+                    only for users granted the shell service, so they are refused",
+                    p.name
+                ),
             );
         }
         self.pattern_notes(stmts, p);
@@ -561,17 +617,31 @@ impl<'a> Translator<'a> {
             let Ok(mut pat) = Pattern::parse(&re, Dialect::Pcre) else { continue };
             let had_end = pat.has_end_anchor();
             if pat.strip_trailing_cr() > 0 {
-                self.report.note(line(pos), format!("pattern /{re}/ ends in `<cr>`, which tacvs drops from command lines: translated as the end of the line"));
+                self.report.note(
+                    line(pos),
+                    format!(
+                        "pattern /{re}/ ends in `<cr>`, which \
+                    tacvs drops from command lines: translated as the end of the line"
+                    ),
+                );
             } else if had_end {
                 self.report.differs(
                     line(pos),
-                    format!("pattern /{re}/ ends with `$`: for devices that send a `<cr>` argument (Cisco IOS) tac_plus-ng saw it at the end of the command; tacvs drops `<cr>`, so this rule now matches such commands too"),
+                    format!(
+                        "pattern /{re}/ ends with `$`: for devices that send a `<cr>` \
+                        argument (Cisco IOS) tac_plus-ng saw it at the end of the command; \
+                        tacvs drops `<cr>`, so this rule now matches such commands too"
+                    ),
                 );
             }
             if self.opts.anchor && !pat.fully_anchored() {
                 self.report.differs(
                     line(pos),
-                    format!("--anchor: /{re}/ in profile {:?} now applies only when the whole command line matches it (tac_plus-ng: anywhere in it)", p.name),
+                    format!(
+                        "--anchor: /{re}/ in profile {:?} now applies only when the whole \
+                        command line matches it (tac_plus-ng: anywhere in it)",
+                        p.name
+                    ),
                 );
             } else if !pat.fully_anchored() {
                 self.unanchored += 1;
@@ -585,7 +655,14 @@ impl<'a> Translator<'a> {
             PwSpec::Clear(c) => Some(Password::Clear(Secret(c.clone()))),
             PwSpec::Crypt(h) => common::crypt(self.report, who, what, h, line(pw.pos)),
             PwSpec::Permit => {
-                self.report.differs(line(pw.pos), format!("user {who:?}: `{what} = permit` let any password pass; tacvs always checks one, so this check fails until you {fix}"));
+                self.report.differs(
+                    line(pw.pos),
+                    format!(
+                        "user {who:?}: `{what} = permit` let \
+                    any password pass; tacvs always checks one, so this check fails until you \
+                    {fix}"
+                    ),
+                );
                 None
             }
             PwSpec::Deny => None,
@@ -594,7 +671,13 @@ impl<'a> Translator<'a> {
                 _ => None,
             },
             PwSpec::Mavis => {
-                self.report.differs(line(pw.pos), format!("user {who:?}: the {what} is checked by a MAVIS backend; tacvs has none, so this check fails until you {fix}"));
+                self.report.differs(
+                    line(pw.pos),
+                    format!(
+                        "user {who:?}: the {what} is checked \
+                    by a MAVIS backend; tacvs has none, so this check fails until you {fix}"
+                    ),
+                );
                 None
             }
         }
@@ -666,7 +749,10 @@ impl<'a> Translator<'a> {
             if usable.iter().any(|(_, p)| resolve(p) != resolve(pw)) {
                 self.report.differs(
                     line(pw.pos),
-                    format!("user {who:?}: enable passwords differ by level; tacvs has one, the level {top} one, for every level up to {top}"),
+                    format!(
+                        "user {who:?}: enable passwords differ by level; tacvs has one, \
+                        the level {top} one, for every level up to {top}"
+                    ),
                 );
             }
             enable = self.password(who, "enable password", pw, login);
@@ -694,7 +780,11 @@ impl<'a> Translator<'a> {
                 default_action: Action::Deny,
                 services: Vec::new(),
                 commands: Vec::new(),
-                comment: format!("tacvs accepts an enable password only up to the user's groups' highest priv_lvl; this group (no services, no rules) raises it to {level}"),
+                comment: format!(
+                    "tacvs accepts an enable password only up to the user's \
+                    groups' highest priv_lvl; this group (no services, no rules) raises it to \
+                    {level}"
+                ),
             });
         }
         name
@@ -704,19 +794,34 @@ impl<'a> Translator<'a> {
         if self.commands {
             self.report.note(
                 0,
-                "command lines: tacvs matches `cmd` and its arguments joined by spaces, without the `<cr>` argument Cisco IOS appends",
+                "command lines: tacvs matches `cmd` and its arguments joined by spaces, \
+                    without the `<cr>` argument Cisco IOS appends",
             );
         }
         if self.unanchored > 0 && !self.opts.anchor {
             self.report.note(
                 0,
-                format!("{} command pattern(s) are unanchored as in tac_plus-ng (they match anywhere in the line) and are written with explicit `(?s:.*)`; `--anchor` would anchor them and list each change", self.unanchored),
+                format!(
+                    "{} command pattern(s) are unanchored as in tac_plus-ng (they match \
+                    anywhere in the line) and are written with explicit `(?s:.*)`; `--anchor` \
+                    would anchor them and list each change",
+                    self.unanchored
+                ),
             );
         }
         if self.bare_shell {
-            self.report.note(0, "exec authorizations tac_plus-ng answered without priv-lvl are answered with priv-lvl=1 by tacvs, the level a device assumes when none is sent");
+            self.report.note(
+                0,
+                "exec authorizations tac_plus-ng answered without priv-lvl are \
+                answered with priv-lvl=1 by tacvs, the level a device assumes when none is \
+                sent",
+            );
         }
-        self.report.note(0, "tac_plus-ng `/…/` patterns are read as PCRE (tac_plus-ng built with PCRE2, its usual build)");
+        self.report.note(
+            0,
+            "tac_plus-ng `/…/` patterns are read as PCRE (tac_plus-ng built \
+            with PCRE2, its usual build)",
+        );
     }
 }
 

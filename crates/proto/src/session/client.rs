@@ -42,7 +42,8 @@ pub enum ClientSessionError {
     /// §4.1: an empty body answers a packet the server could not process (or a
     /// key mismatch, for some servers).
     #[error(
-        "the server answered with an empty error packet: it could not process our request; the key may be wrong, or the request unsupported"
+        "the server answered with an empty error packet: it could not process our request; the \
+            key may be wrong, or the request unsupported"
     )]
     EmptyReply,
     /// The server sent clear text while we have a key (§4.5).

@@ -45,7 +45,8 @@ pub enum ProtocolError {
     /// RFC 9887 §4: a packet without `TAC_PLUS_UNENCRYPTED_FLAG` on a TLS
     /// connection (obfuscation is not used inside TLS).
     #[error(
-        "packet without the UNENCRYPTED flag on a TLS connection: inside TLS the body is sent in clear with the flag set (RFC 9887 §4), never obfuscated with a shared key"
+        "packet without the UNENCRYPTED flag on a TLS connection: inside TLS the body is sent \
+            in clear with the flag set (RFC 9887 §4), never obfuscated with a shared key"
     )]
     ObfuscatedOverTls,
     /// A packet that only the other role may send.

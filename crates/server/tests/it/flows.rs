@@ -246,7 +246,8 @@ async fn every_key_of_a_rotation_works() {
     );
 }
 
-pub const PROXY_LISTENER: &str = "[[server.listen]]\naddress = \"127.0.0.1:0\"\nproxy_protocol = \"required\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
+pub const PROXY_LISTENER: &str = "[[server.listen]]\naddress = \"127.0.0.1:0\"\nproxy_protocol \
+    = \"required\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
 
 /// A PROXY v2 header naming `src` as the device, for a connection to `dst`.
 pub fn proxy_header(src: &str, dst: std::net::SocketAddr) -> Vec<u8> {

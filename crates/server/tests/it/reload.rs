@@ -9,7 +9,8 @@ use tacvs_proto::AuthorStatus;
 
 use crate::support::*;
 
-const PROXY_ON_2: &str = "[[server.listen]]\naddress = \"127.0.0.2:0\"\nproxy_protocol = \"required\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
+const PROXY_ON_2: &str = "[[server.listen]]\naddress = \"127.0.0.2:0\"\nproxy_protocol = \
+    \"required\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n";
 const PLAIN_ON_1: &str = "[[server.listen]]\naddress = \"127.0.0.1:0\"\n";
 
 async fn direct(h: &Harness, addr: std::net::SocketAddr) -> Result<AuthorStatus, ClientError> {

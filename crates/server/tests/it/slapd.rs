@@ -54,7 +54,8 @@ pub struct Slapd {
 fn conf(dir: &Path, tls: bool) -> String {
     let tls = if tls {
         format!(
-            "TLSCACertificateFile {d}/ca.pem\nTLSCertificateFile {d}/server.pem\nTLSCertificateKeyFile {d}/server.key\n",
+            "TLSCACertificateFile {d}/ca.pem\nTLSCertificateFile \
+                {d}/server.pem\nTLSCertificateKeyFile {d}/server.key\n",
             d = dir.display()
         )
     } else {
@@ -101,7 +102,8 @@ access to *
 
 fn person(uid: &str, extra: &str) -> String {
     let mut s = format!(
-        "dn: uid={uid},ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\nuserPassword: {uid}-ldap-pass\n"
+        "dn: uid={uid},ou=people,{BASE}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: \
+            {uid}\nsn: {uid}\nuserPassword: {uid}-ldap-pass\n"
     );
     for l in extra.lines() {
         s.push_str(l);

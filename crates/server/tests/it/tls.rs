@@ -109,7 +109,10 @@ impl Pki {
 /// A TLS listener section (the second listener of the test server).
 fn tls_listener(extra: &str) -> String {
     format!(
-        "[[server.listen]]\naddress = \"127.0.0.1:0\"\n{extra}\n  [server.listen.tls]\n  certificate = \"server.pem\"\n  key = \"server.key\"\n  client_ca = \"ca.pem\"\n  crls = [\"ca.crl\"]\n"
+        "[[server.listen]]\naddress = \
+            \"127.0.0.1:0\"\n{extra}\n  [server.listen.tls]\n  certificate = \
+            \"server.pem\"\n  key = \"server.key\"\n  client_ca = \"ca.pem\"\n  crls = \
+            [\"ca.crl\"]\n"
     )
 }
 
@@ -244,7 +247,8 @@ async fn no_co_hosting_plain_on_tls_and_tls_on_plain_are_closed_unanswered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_group_that_requires_tls_refuses_plain_connections() {
-    let users = "[[device_group]]\nname = \"secure\"\nprefixes = [\"127.200.0.0/16\"]\n  [device_group.tls]\n  required = true\n";
+    let users = "[[device_group]]\nname = \"secure\"\nprefixes = \
+        [\"127.200.0.0/16\"]\n  [device_group.tls]\n  required = true\n";
     let (h, pki) =
         start_tls("tls-required", Conf { users: users.into(), ..Conf::default() }, "").await;
     let e = h.client_from("127.200.0.1").authorize(cmd("alice", "show version")).await.unwrap_err();
@@ -266,7 +270,8 @@ async fn a_device_group_that_requires_tls_refuses_plain_connections() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn san_ip_identity_takes_the_device_from_its_certificate() {
-    let users = "[[device_group]]\nname = \"core\"\nprefixes = [\"10.20.0.0/16\"]\n  [device_group.tls]\n  required = true\n";
+    let users = "[[device_group]]\nname = \"core\"\nprefixes = \
+        [\"10.20.0.0/16\"]\n  [device_group.tls]\n  required = true\n";
     let (h, pki) = start_tls(
         "tls-sanip",
         Conf { users: users.into(), ..Conf::default() },
