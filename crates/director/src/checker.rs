@@ -115,20 +115,52 @@ fn record(
         svc.events.record(format!("real server {addr} in {}", conf.name), from, to, reason);
         match tr.to {
             State::Down => {
-                tracing::warn!(service = %conf.name, server = %addr, from = %from, to = %to, reason = %tr.reason, "real server out of scheduling")
+                tracing::warn!(
+                    service = %conf.name,
+                    server = %addr,
+                    from = %from,
+                    to = %to,
+                    reason = %tr.reason,
+                    "real server out of scheduling"
+                )
             }
             State::Misconfigured => {
-                tracing::warn!(service = %conf.name, server = %addr, from = %from, to = %to, reason = %tr.reason, "real server answers but its checks show a misconfiguration")
+                tracing::warn!(
+                    service = %conf.name,
+                    server = %addr,
+                    from = %from,
+                    to = %to,
+                    reason = %tr.reason,
+                    "real server answers but its checks show a misconfiguration"
+                )
             }
             // A recovery is good news, not a warning.
             State::Up if tr.from == State::Down => {
-                tracing::info!(service = %conf.name, server = %addr, from = %from, to = %to, "real server back in scheduling")
+                tracing::info!(
+                    service = %conf.name,
+                    server = %addr,
+                    from = %from,
+                    to = %to,
+                    "real server back in scheduling"
+                )
             }
             State::Up => {
-                tracing::info!(service = %conf.name, server = %addr, from = %from, to = %to, "real server checks pass again")
+                tracing::info!(
+                    service = %conf.name,
+                    server = %addr,
+                    from = %from,
+                    to = %to,
+                    "real server checks pass again"
+                )
             }
         }
-        metrics::counter!("tacvs_director_state_changes_total", "service" => conf.name.clone(), "server" => addr.to_string(), "to" => to).increment(1);
+        metrics::counter!(
+            "tacvs_director_state_changes_total",
+            "service" => conf.name.clone(),
+            "server" => addr.to_string(),
+            "to" => to
+        )
+        .increment(1);
     }
     tracing::debug!(service = %conf.name, server = %addr, result = %r.last_result, ms, "health check");
 }

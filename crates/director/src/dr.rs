@@ -227,7 +227,12 @@ impl Dr {
             cell: Arc::default(),
         };
         check_segment(dr.ifindex, conf).await?;
-        tracing::info!(interface = %dr.interface, mode = %mode, flow_entries = dr.flow_entries, "direct routing data plane attached (inactive until active)");
+        tracing::info!(
+            interface = %dr.interface,
+            mode = %mode,
+            flow_entries = dr.flow_entries,
+            "direct routing data plane attached (inactive until active)"
+        );
         Ok(dr)
     }
 
@@ -437,7 +442,14 @@ impl Engine {
         match r {
             Ok(()) => {
                 let taking = want.views.iter().filter(|v| v.takes_new()).count();
-                tracing::info!(service = %conf.name, vip = %svc.vip(), taking_new_flows = taking, listed = service.reals.len(), slots = service.table.len(), "direct routing: table written");
+                tracing::info!(
+                    service = %conf.name,
+                    vip = %svc.vip(),
+                    taking_new_flows = taking,
+                    listed = service.reals.len(),
+                    slots = service.table.len(),
+                    "direct routing: table written"
+                );
                 self.written.insert(svc.vip(), want);
                 self.last_error = None;
             }

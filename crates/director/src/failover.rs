@@ -406,7 +406,12 @@ impl Router {
         if r.advert.addrs != ours {
             // RFC 5798 §7.1: MAY log; the advertisement is still processed.
             metrics::counter!("tacvs_vrrp_address_mismatch_total").increment(1);
-            tracing::debug!(src = %r.src, theirs = %list(&r.advert.addrs), ours = %list(&ours), "vrrp peer lists other virtual addresses");
+            tracing::debug!(
+                src = %r.src,
+                theirs = %list(&r.advert.addrs),
+                ours = %list(&ours),
+                "vrrp peer lists other virtual addresses"
+            );
         }
         metrics::counter!("tacvs_vrrp_adverts_received_total").increment(1);
         Some((r.advert, r.src))
@@ -437,7 +442,14 @@ impl Router {
                         name,
                         reason.to_string(),
                     );
-                    tracing::warn!(vrid = self.conf.vrid, interface = %self.conf.interface, from = state_name(from), to = name, %reason, "vrrp state change");
+                    tracing::warn!(
+                        vrid = self.conf.vrid,
+                        interface = %self.conf.interface,
+                        from = state_name(from),
+                        to = name,
+                        %reason,
+                        "vrrp state change"
+                    );
                     metrics::counter!("tacvs_vrrp_transitions_total", "to" => name).increment(1);
                     metrics::gauge!("tacvs_vrrp_master", "vrid" => self.conf.vrid.to_string())
                         .set(if to == State::Master { 1.0 } else { 0.0 });
@@ -588,12 +600,22 @@ async fn set_vips(nl: &rtnetlink::Handle, index: u32, vips: &[(Ipv4Addr, u8)], a
         };
         match r {
             Ok(()) => {
-                tracing::info!(address = %ip, prefix = plen, "{}", if add { "virtual address added" } else { "virtual address removed" })
+                tracing::info!(
+                    address = %ip,
+                    prefix = plen,
+                    "{}",
+                    if add { "virtual address added" } else { "virtual address removed" }
+                )
             }
             Err(rtnetlink::Error::NetlinkError(e)) if add && e.raw_code() == -libc::EEXIST => {}
             Err(e) => {
                 metrics::counter!("tacvs_vrrp_netlink_errors_total").increment(1);
-                tracing::error!(address = %ip, error = %e, "cannot {} virtual address", if add { "add" } else { "remove" });
+                tracing::error!(
+                    address = %ip,
+                    error = %e,
+                    "cannot {} virtual address",
+                    if add { "add" } else { "remove" }
+                );
             }
         }
     }

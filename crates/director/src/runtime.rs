@@ -325,7 +325,14 @@ fn launch(
     tasks: &mut Vec<JoinHandle<()>>,
     events: &Arc<crate::events::Events>,
 ) -> (Arc<ServiceRt>, Option<JoinHandle<()>>) {
-    tracing::info!(service = %s.name, %vip, mode = %s.mode, scheduler = %s.scheduler, real_servers = s.reals.len(), "virtual service up");
+    tracing::info!(
+        service = %s.name,
+        %vip,
+        mode = %s.mode,
+        scheduler = %s.scheduler,
+        real_servers = s.reals.len(),
+        "virtual service up"
+    );
     let rt = Arc::new(ServiceRt::new(s, vip, seed, now, events.clone()));
     for r in &rt.conf().reals {
         tasks.push(tokio::spawn(health_loop(rt.clone(), r.address)));

@@ -692,7 +692,12 @@ impl Pattern {
                 out.push('|');
             }
             // `.*` at an unanchored end already stands for what it would add.
-            let any = |n: Option<&Node>| matches!(n, Some(Node::Repeat { node, min: 0, max: None }) if **node == Node::Any);
+            let any = |n: Option<&Node>| {
+                matches!(
+                    n,
+                    Some(Node::Repeat { node, min: 0, max: None }) if **node == Node::Any
+                )
+            };
             if !b.start && !anchor && !any(b.core.first()) {
                 out.push_str("(?s:.*)");
             }
@@ -1019,7 +1024,10 @@ mod tests {
             if let Ok(pat) = Pattern::parse(&p, d)
                 && let Some(w) = pat.whole(false)
             {
-                prop_assert!(regex::RegexBuilder::new(&format!("^(?:{w})$")).size_limit(1 << 24).build().is_ok(), "{p:?} -> {w:?}");
+                prop_assert!(
+                    regex::RegexBuilder::new(&format!("^(?:{w})$")).size_limit(1 << 24).build().is_ok(),
+                    "{p:?} -> {w:?}"
+                );
             }
         }
     }

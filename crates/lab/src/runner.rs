@@ -439,7 +439,14 @@ async fn drive(
             None => "skipped: no single MASTER at that moment".to_owned(),
             Some(r) => apply(lab, &mut pids, f.action, r, &f.args),
         };
-        tracing::info!(at, action = %f.action, target = %f.target, resolved = resolved.as_deref().unwrap_or("none"), %result, "fault");
+        tracing::info!(
+            at,
+            action = %f.action,
+            target = %f.target,
+            resolved = resolved.as_deref().unwrap_or("none"),
+            %result,
+            "fault"
+        );
         applied.push(Applied {
             at_s: at,
             action: f.action.to_string(),

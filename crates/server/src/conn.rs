@@ -408,7 +408,12 @@ pub(crate) async fn run<S: Transport>(
                     timer.as_mut().reset(until);
                     continue;
                 }
-                tracing::debug!(%device, open_sessions = conn.open_sessions(), timeout = kind.as_str(), "timeout; closing");
+                tracing::debug!(
+                    %device,
+                    open_sessions = conn.open_sessions(),
+                    timeout = kind.as_str(),
+                    "timeout; closing"
+                );
                 metrics::counter!("tacvs_timeouts_total", "kind" => kind.as_str()).increment(1);
                 break;
             }
@@ -566,7 +571,12 @@ impl Ctx {
                 if key_index > 0 && !self.rotated_key_logged {
                     // Once per connection: which of the group's keys this device uses.
                     self.rotated_key_logged = true;
-                    tracing::info!(device = %Addr(self.device), device_group = %self.dg_name, key_number = key_index + 1, "device uses a later key of its group (not the first: rotation in progress)");
+                    tracing::info!(
+                        device = %Addr(self.device),
+                        device_group = %self.dg_name,
+                        key_number = key_index + 1,
+                        "device uses a later key of its group (not the first: rotation in progress)"
+                    );
                 }
                 self.info.request();
                 match request {
@@ -578,7 +588,11 @@ impl Ctx {
             }
             ServerEvent::AuthenAborted { session_id, reason } => {
                 self.logins.remove(&session_id);
-                tracing::info!(device = %Addr(self.device), reason = %Esc(&reason), "authentication aborted by the client");
+                tracing::info!(
+                    device = %Addr(self.device),
+                    reason = %Esc(&reason),
+                    "authentication aborted by the client"
+                );
                 self.shared.count_request("authen", "abort");
                 count_only("authen", "abort");
                 None
@@ -593,13 +607,23 @@ impl Ctx {
                     }
                     ProtocolError::Decode(_) if first && foreign(self.head.get()).is_some() => {
                         let what = foreign(self.head.get()).unwrap_or_default();
-                        tracing::warn!(device = %Addr(self.device), first_bytes = %Esc(self.head.get()), "the peer does not speak TACACS+; it looks like {what}; closing the connection");
+                        tracing::warn!(
+                            device = %Addr(self.device),
+                            first_bytes = %Esc(self.head.get()),
+                            "the peer does not speak TACACS+; it looks like {what}; closing the connection"
+                        );
                         metrics::counter!("tacvs_rejects_total", "reason" => "not_tacacs")
                             .increment(1);
                     }
                     _ => {
                         let session = session_id.map(|s| format!("{s:#010x}")).unwrap_or_default();
-                        tracing::warn!(device = %Addr(self.device), device_group = %self.dg_name, session, %error, "protocol error; closing the connection");
+                        tracing::warn!(
+                            device = %Addr(self.device),
+                            device_group = %self.dg_name,
+                            session,
+                            %error,
+                            "protocol error; closing the connection"
+                        );
                         metrics::counter!("tacvs_rejects_total", "reason" => "protocol_error")
                             .increment(1);
                     }
@@ -764,7 +788,12 @@ impl Ctx {
                         conn.reply_acct(sid, AcctReply::new(AcctStatus::Success, Bytes::new()))
                     }
                     Err(e) => {
-                        tracing::error!(device = %Addr(self.device), user = %Esc(&user), error = %e, "accounting record not stored; replying ERROR");
+                        tracing::error!(
+                            device = %Addr(self.device),
+                            user = %Esc(&user),
+                            error = %e,
+                            "accounting record not stored; replying ERROR"
+                        );
                         conn.reply_acct(
                             sid,
                             AcctReply::new(AcctStatus::Error, "accounting record not stored"),

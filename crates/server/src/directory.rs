@@ -176,7 +176,11 @@ impl Directories {
                 Ok(Some(a)) => return Lookup::Found(Identity::Directory(a)),
                 Ok(None) => {}
                 Err(why) => {
-                    metrics::counter!("tacvs_directory_unavailable_total", "directory" => d.conf.name.clone()).increment(1);
+                    metrics::counter!(
+                        "tacvs_directory_unavailable_total",
+                        "directory" => d.conf.name.clone()
+                    )
+                    .increment(1);
                     tracing::warn!(directory = %d.conf.name, reason = %why, "directory unavailable");
                     trouble.push(format!("{}: {why}", d.conf.name));
                 }
@@ -310,7 +314,13 @@ impl Pool {
 impl DirClient {
     fn op_done(&self, op: &'static str, result: &'static str, took: Duration) {
         let name = self.conf.name.clone();
-        metrics::counter!("tacvs_directory_operations_total", "directory" => name.clone(), "op" => op, "result" => result).increment(1);
+        metrics::counter!(
+            "tacvs_directory_operations_total",
+            "directory" => name.clone(),
+            "op" => op,
+            "result" => result
+        )
+        .increment(1);
         metrics::histogram!("tacvs_directory_operation_seconds", "directory" => name, "op" => op)
             .record(took.as_secs_f64());
     }
@@ -343,15 +353,31 @@ impl DirClient {
         match failure {
             Some(why) => {
                 if !was_down {
-                    tracing::warn!(directory = %self.conf.name, server = %url, reason = %why, skipped_for = %crate::lockout::human(self.conf.retry_interval), "directory server failed; trying the next");
+                    tracing::warn!(
+                        directory = %self.conf.name,
+                        server = %url,
+                        reason = %why,
+                        skipped_for = %crate::lockout::human(self.conf.retry_interval),
+                        "directory server failed; trying the next"
+                    );
                 }
                 down[server] = Some((Instant::now() + self.conf.retry_interval, why));
-                metrics::gauge!("tacvs_directory_server_up", "directory" => self.conf.name.clone(), "server" => url.clone()).set(0.0);
+                metrics::gauge!(
+                    "tacvs_directory_server_up",
+                    "directory" => self.conf.name.clone(),
+                    "server" => url.clone()
+                )
+                .set(0.0);
             }
             None if was_down => {
                 tracing::info!(directory = %self.conf.name, server = %url, "directory server answers again");
                 down[server] = None;
-                metrics::gauge!("tacvs_directory_server_up", "directory" => self.conf.name.clone(), "server" => url.clone()).set(1.0);
+                metrics::gauge!(
+                    "tacvs_directory_server_up",
+                    "directory" => self.conf.name.clone(),
+                    "server" => url.clone()
+                )
+                .set(1.0);
             }
             None => {}
         }
@@ -569,7 +595,11 @@ impl DirClient {
         let mut entries =
             self.search(&self.conf.base_dn, Scope::Subtree, &filter, &attrs, 2).await?;
         if entries.len() > 1 {
-            tracing::warn!(directory = %self.conf.name, user = %Esc(name.as_bytes()), "user_filter matches several entries; refusing rather than choosing (make the filter match one entry)");
+            tracing::warn!(
+                directory = %self.conf.name,
+                user = %Esc(name.as_bytes()),
+                "user_filter matches several entries; refusing rather than choosing (make the filter match one entry)"
+            );
             return Ok(None);
         }
         let Some(e) = entries.pop() else { return Ok(None) };
@@ -651,7 +681,13 @@ impl DirClient {
                 match OtpSecret::from_base32(text) {
                     Ok(s) => Some(s),
                     Err(e) => {
-                        tracing::warn!(directory = %self.conf.name, user = %Esc(name.as_bytes()), attribute = self.conf.otp_attribute.as_deref().unwrap_or_default(), problem = %e, "the user's TOTP secret attribute is not usable; the user cannot log in until it is fixed");
+                        tracing::warn!(
+                            directory = %self.conf.name,
+                            user = %Esc(name.as_bytes()),
+                            attribute = self.conf.otp_attribute.as_deref().unwrap_or_default(),
+                            problem = %e,
+                            "the user's TOTP secret attribute is not usable; the user cannot log in until it is fixed"
+                        );
                         None
                     }
                 }

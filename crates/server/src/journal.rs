@@ -825,7 +825,12 @@ impl Writer {
                 }
                 Err(e) => {
                     errors.increment(1);
-                    tracing::error!(file = %self.path.display(), error = %e, records = n, "journal write failed; replying ERROR to these accounting requests");
+                    tracing::error!(
+                        file = %self.path.display(),
+                        error = %e,
+                        records = n,
+                        "journal write failed; replying ERROR to these accounting requests"
+                    );
                 }
             }
         }

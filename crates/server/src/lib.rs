@@ -189,7 +189,12 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     for d in &policy.directories {
         let urls: Vec<&str> = d.urls.iter().map(|u| u.url.as_str()).collect();
-        tracing::info!(directory = %d.name, servers = %urls.join(" "), groups_mapped = d.group_map.len(), "directory configured (connected on first use)");
+        tracing::info!(
+            directory = %d.name,
+            servers = %urls.join(" "),
+            groups_mapped = d.group_map.len(),
+            "directory configured (connected on first use)"
+        );
     }
     // Everything privileged first (ports below 1024, the configuration's
     // files), then drop root (`[server] user`), then open the password store
@@ -274,7 +279,11 @@ pub async fn start(policy: Policy, config_path: Option<PathBuf>) -> io::Result<S
         )
     })?;
     if recovery.torn_bytes_cut > 0 {
-        tracing::warn!(file = %recovery.file.display(), bytes = recovery.torn_bytes_cut, "journal ended in a torn record (crash during a write); cut it off. That record was never acknowledged");
+        tracing::warn!(
+            file = %recovery.file.display(),
+            bytes = recovery.torn_bytes_cut,
+            "journal ended in a torn record (crash during a write); cut it off. That record was never acknowledged"
+        );
     }
     tracing::info!(file = %recovery.file.display(), "accounting journal open");
     let a = &policy.auth;
@@ -432,7 +441,11 @@ impl ServerHandle {
             Some((Instant::now(), result.is_ok(), said));
         match &result {
             Ok(()) => {
-                tracing::info!(file = %path.display(), took = %humantime::format_duration(t.elapsed()), "configuration reloaded");
+                tracing::info!(
+                    file = %path.display(),
+                    took = %humantime::format_duration(t.elapsed()),
+                    "configuration reloaded"
+                );
                 metrics::counter!("tacvs_reloads_total", "result" => "ok").increment(1);
             }
             Err(e) => {
@@ -496,7 +509,12 @@ impl ServerHandle {
             let r = slots[oi].take().expect("each old listener is kept once");
             let (was, now) = (r.settings.load_full(), &settings[ni]);
             if was.proxy != now.proxy || was.trusted_proxies != now.trusted_proxies {
-                tracing::info!(address = %r.bound, proxy_protocol = %now.proxy, trusted_proxies = %listeners::trusted(now), "listener settings changed (new connections)");
+                tracing::info!(
+                    address = %r.bound,
+                    proxy_protocol = %now.proxy,
+                    trusted_proxies = %listeners::trusted(now),
+                    "listener settings changed (new connections)"
+                );
             }
             if was.tls.is_some() || now.tls.is_some() {
                 // Certificates, keys, CAs and CRLs are re-read by every reload.

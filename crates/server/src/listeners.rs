@@ -118,7 +118,13 @@ pub(crate) fn run(
 ) -> io::Result<Running> {
     let bound = listener.local_addr()?;
     let configured = settings.address;
-    tracing::info!(addr = %bound, proxy_protocol = %settings.proxy, trusted_proxies = %trusted(&settings), tls = %tls(&settings), "listening");
+    tracing::info!(
+        addr = %bound,
+        proxy_protocol = %settings.proxy,
+        trusted_proxies = %trusted(&settings),
+        tls = %tls(&settings),
+        "listening"
+    );
     let settings = Arc::new(ArcSwap::from_pointee(settings));
     let task = tokio::spawn(accept_loop(shared.clone(), listener, settings.clone()));
     Ok(Running { configured, bound, settings, task })

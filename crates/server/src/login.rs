@@ -628,7 +628,10 @@ mod tests {
         for ty in [AuthenType::Chap, AuthenType::MsChapV1, AuthenType::MsChapV2] {
             let (mut l, a) = login(ty, "alice", b"\x01challenge-response");
             assert!(
-                matches!(&a, Action::Verify { credential: Credential::Chap { authen_type, .. }, .. } if *authen_type == ty),
+                matches!(
+                    &a,
+                    Action::Verify { credential: Credential::Chap { authen_type, .. }, .. } if *authen_type == ty
+                ),
                 "{a:?}"
             );
             let end = l.verified(Verdict::Fail("wrong response"), &S, now());

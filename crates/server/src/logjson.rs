@@ -245,7 +245,16 @@ mod tests {
     fn lines_are_the_stock_formatter_s_lines() {
         let addr: std::net::IpAddr = "192.0.2.7".parse().unwrap();
         same(|| {
-            tracing::info!(device = %addr, user = "alice", method = "pap", result = "pass", reason = "", last = true, elapsed_ms = 3u64, "login");
+            tracing::info!(
+                device = %addr,
+                user = "alice",
+                method = "pap",
+                result = "pass",
+                reason = "",
+                last = true,
+                elapsed_ms = 3u64,
+                "login"
+            );
             tracing::warn!(
                 n = -4i64,
                 ratio = 0.5f64,

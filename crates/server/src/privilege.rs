@@ -105,7 +105,14 @@ pub fn drop_to(r: &RunAs) -> io::Result<()> {
     verify(r)?;
     let _ = DROPPED.set(r.user.clone());
     let names: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-    tracing::info!(user = %r.user, uid = r.uid, group = %r.group, gid = r.gid, groups = %names.join(","), "dropped root: listeners bound; the stores, the journal and the logs are opened next, as this user");
+    tracing::info!(
+        user = %r.user,
+        uid = r.uid,
+        group = %r.group,
+        gid = r.gid,
+        groups = %names.join(","),
+        "dropped root: listeners bound; the stores, the journal and the logs are opened next, as this user"
+    );
     Ok(())
 }
 

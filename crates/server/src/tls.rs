@@ -249,7 +249,13 @@ pub(crate) async fn serve(
         sha256 = %sha256,
     );
     span.in_scope(|| {
-        tracing::debug!(device = %device_id, source = %device, resumed, device_group = %policy.device_groups[dg].name, "TLS session established");
+        tracing::debug!(
+            device = %device_id,
+            source = %device,
+            resumed,
+            device_group = %policy.device_groups[dg].name,
+            "TLS session established"
+        );
     });
     let peer = Peer {
         device: device_id,

@@ -238,7 +238,11 @@ mod tests {
                 // of the others' slots; a table of 1,000 per server
                 // (`maglev::table_size`) keeps every case seen under 6 %.
                 let bound = 10;
-                prop_assert!(moved * 100 <= before.table.len() * bound, "{moved} of {} other slots moved", before.table.len());
+                prop_assert!(
+                    moved * 100 <= before.table.len() * bound,
+                    "{moved} of {} other slots moved",
+                    before.table.len()
+                );
             }
         }
     }

@@ -42,9 +42,18 @@ pub(crate) async fn accept_loop(svc: Arc<ServiceRt>, listener: TcpListener) {
             Ok(slot) => slot,
             Err(full) => {
                 // Counted, not logged per connection: a flood must not become a log flood.
-                metrics::counter!("tacvs_director_rejects_total", "service" => svc.conf().name.clone(), "reason" => full.reason())
-                    .increment(1);
-                tracing::debug!(service = %svc.conf().name, device = %peer, reason = full.reason(), "connection refused");
+                metrics::counter!(
+                    "tacvs_director_rejects_total",
+                    "service" => svc.conf().name.clone(),
+                    "reason" => full.reason()
+                )
+                .increment(1);
+                tracing::debug!(
+                    service = %svc.conf().name,
+                    device = %peer,
+                    reason = full.reason(),
+                    "connection refused"
+                );
                 continue;
             }
         };
@@ -117,8 +126,18 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
         outcome => {
             // Nothing to forward: closed, reset, or silent past the deadline.
             if outcome.is_err() {
-                metrics::counter!("tacvs_director_rejects_total", "service" => conf.name.clone(), "reason" => "first_bytes_timeout").increment(1);
-                tracing::debug!(service = %conf.name, device = %peer, timeout = %conf.first_bytes_timeout, "device sent nothing in time; closed");
+                metrics::counter!(
+                    "tacvs_director_rejects_total",
+                    "service" => conf.name.clone(),
+                    "reason" => "first_bytes_timeout"
+                )
+                .increment(1);
+                tracing::debug!(
+                    service = %conf.name,
+                    device = %peer,
+                    timeout = %conf.first_bytes_timeout,
+                    "device sent nothing in time; closed"
+                );
             }
             give_buf(first);
             return;
@@ -139,7 +158,12 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
             // Per-connection detail at debug: a dead server fails many connects
             // before its checks take it out; status and metrics count them.
             Ok(Err(e)) => {
-                tracing::debug!(service = %conf.name, server = %addr, error = %e, "connect failed; trying another server")
+                tracing::debug!(
+                    service = %conf.name,
+                    server = %addr,
+                    error = %e,
+                    "connect failed; trying another server"
+                )
             }
             Err(_) => {
                 tracing::debug!(service = %conf.name, server = %addr, "connect timed out; trying another server")
@@ -170,7 +194,12 @@ async fn proxy(svc: &ServiceRt, device: TcpStream, peer: SocketAddr, vip: Socket
                 }
                 None => {
                     tracing::warn!(service = %conf.name, device = %peer, "no real server available; closing");
-                    metrics::counter!("tacvs_director_rejects_total", "service" => conf.name.clone(), "reason" => "no_server").increment(1);
+                    metrics::counter!(
+                        "tacvs_director_rejects_total",
+                        "service" => conf.name.clone(),
+                        "reason" => "no_server"
+                    )
+                    .increment(1);
                     give_buf(first);
                     return;
                 }

@@ -235,9 +235,10 @@ fn abort_ends_session_without_reply() {
     assert_eq!(authen_status(&one_reply(&mut p)), AuthenStatus::GetUser);
     p.client.abort_authen(4, "user hit ^C").unwrap();
     p.deliver_to_server();
-    assert!(
-        matches!(&p.server_events[..], [ServerEvent::AuthenAborted { session_id: 4, reason }] if reason == "user hit ^C")
-    );
+    assert!(matches!(
+        &p.server_events[..],
+        [ServerEvent::AuthenAborted { session_id: 4, reason }] if reason == "user hit ^C"
+    ));
     assert!(!p.server.has_output(), "no reply to an abort");
     assert_eq!(p.server.open_sessions(), 0);
     assert_eq!(p.client.open_sessions(), 0);
@@ -309,9 +310,10 @@ fn authorization_and_accounting() {
         let mut p = Pair::new(KEY, &[KEY], false);
         p.client.account(12, AcctRequest { flags, request: author("show clock") }).unwrap();
         p.deliver_to_server();
-        assert!(
-            matches!(&p.server_events[..], [ServerEvent::Request { request: Request::Acct(AcctRequest { flags: f, .. }), .. }] if *f == flags)
-        );
+        assert!(matches!(
+            &p.server_events[..],
+            [ServerEvent::Request { request: Request::Acct(AcctRequest { flags: f, .. }), .. }] if *f == flags
+        ));
         p.server.reply_acct(12, AcctReply::new(AcctStatus::Success, "")).unwrap();
         p.deliver_to_client();
         assert!(matches!(
