@@ -113,46 +113,24 @@ fn record(
             _ => tr.reason.to_string(),
         };
         svc.events.record(format!("real server {addr} in {}", conf.name), from, to, reason);
-        match tr.to {
-            State::Down => {
-                tracing::warn!(
-                    service = %conf.name,
-                    server = %addr,
-                    from = %from,
-                    to = %to,
-                    reason = %tr.reason,
-                    "real server out of scheduling"
-                )
-            }
-            State::Misconfigured => {
-                tracing::warn!(
-                    service = %conf.name,
-                    server = %addr,
-                    from = %from,
-                    to = %to,
-                    reason = %tr.reason,
-                    "real server answers but its checks show a misconfiguration"
-                )
-            }
-            // A recovery is good news, not a warning.
-            State::Up if tr.from == State::Down => {
-                tracing::info!(
-                    service = %conf.name,
-                    server = %addr,
-                    from = %from,
-                    to = %to,
-                    "real server back in scheduling"
-                )
-            }
-            State::Up => {
-                tracing::info!(
-                    service = %conf.name,
-                    server = %addr,
-                    from = %from,
-                    to = %to,
-                    "real server checks pass again"
-                )
-            }
+        let what = match tr.to {
+            State::Down => "real server out of scheduling",
+            State::Misconfigured => "real server answers but its checks show a misconfiguration",
+            State::Up if tr.from == State::Down => "real server back in scheduling",
+            State::Up => "real server checks pass again",
+        };
+        // A recovery is good news, not a warning.
+        if tr.to == State::Up {
+            tracing::info!(service = %conf.name, server = %addr, from = %from, to = %to, "{what}");
+        } else {
+            tracing::warn!(
+                service = %conf.name,
+                server = %addr,
+                from = %from,
+                to = %to,
+                reason = %tr.reason,
+                "{what}"
+            );
         }
         metrics::counter!(
             "tacvs_director_state_changes_total",
