@@ -341,12 +341,10 @@ impl CredentialBackend for LocalBackend<'_> {
     }
 }
 
-/// Check one credential: which backend answers, lockout admission, the cache
-/// or the backend, the one-time code, then the lockout's bookkeeping.
+/// Check one credential that [`cached`] did not answer (the caller asks it
+/// first, inline): which backend answers, lockout admission, the backend, the
+/// one-time code, then the lockout's bookkeeping.
 pub async fn verify(shared: &Shared, c: Check) -> Verdict {
-    if let Some(v) = cached(shared, &c) {
-        return v;
-    }
     let policy = shared.policy();
     let need = match (&c.credential, c.kind) {
         (Credential::Otp { .. }, _) => return verify_code(shared, &policy, c),
@@ -366,11 +364,12 @@ pub async fn verify(shared: &Shared, c: Check) -> Verdict {
 /// one whose account is fresh in the account cache), for a user without a
 /// one-time password. Such a password is no guess: it passes unless its
 /// (user, device) pair is locked, and takes no attempt. None: [`verify`]
-/// must run (a miss, a one-time password, CHAP, a code).
+/// must run (a miss, a one-time password, CHAP, a code); asked once, by the
+/// caller, so a miss does not compute the cache's key twice.
 ///
 /// The connection answers a hit inline, without a task for the check:
 /// repeated logins from automation are most of a busy server's logins.
-pub(crate) fn cached(shared: &Shared, c: &Check) -> Option<Verdict> {
+pub fn cached(shared: &Shared, c: &Check) -> Option<Verdict> {
     let Credential::Password(pw) = &c.credential else { return None };
     let policy = shared.policy();
     let need = match c.kind {

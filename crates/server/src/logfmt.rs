@@ -54,7 +54,7 @@ impl fmt::Debug for Esc<'_> {
 
 /// A device's address as `Display` writes a [`SocketAddr`], IPv4 without
 /// the formatting machinery: std's writes each octet and the port through
-/// `Formatter::pad_integral`, which was ≈ 2,000 of the ≈ 33,000 user-space
+/// `Formatter::pad_integral` (here: `itoa`), which was ≈ 2,000 of the ≈ 33,000 user-space
 /// instructions of a PAP login on a new connection (docs/benchmarks.md,
 /// issue 13), and every connection's `login` line holds one.
 #[derive(Debug, Clone, Copy)]
@@ -68,41 +68,16 @@ impl fmt::Display for Addr {
         if f.width().is_some() || f.precision().is_some() {
             return fmt::Display::fmt(&self.0, f);
         }
-        // "255.255.255.255:65535"
-        let mut buf = [0u8; 21];
-        let mut n = 0;
+        let mut digits = itoa::Buffer::new();
         for (i, octet) in a.ip().octets().into_iter().enumerate() {
             if i > 0 {
-                buf[n] = b'.';
-                n += 1;
+                f.write_str(".")?;
             }
-            n += decimal(&mut buf[n..], octet.into());
+            f.write_str(digits.format(octet))?;
         }
-        buf[n] = b':';
-        n += 1;
-        n += decimal(&mut buf[n..], a.port());
-        // Only ASCII digits, dots and a colon were written.
-        f.write_str(std::str::from_utf8(&buf[..n]).map_err(|_| fmt::Error)?)
+        f.write_str(":")?;
+        f.write_str(digits.format(a.port()))
     }
-}
-
-/// Write `v` in decimal at the start of `out`; the digits written.
-fn decimal(out: &mut [u8], v: u16) -> usize {
-    let mut digits = [0u8; 5];
-    let mut rest = v;
-    let mut len = 0;
-    loop {
-        digits[len] = b'0' + (rest % 10) as u8;
-        len += 1;
-        rest /= 10;
-        if rest == 0 {
-            break;
-        }
-    }
-    for (o, d) in out.iter_mut().zip(digits[..len].iter().rev()) {
-        *o = *d;
-    }
-    len
 }
 
 /// Whether `c` must not appear raw in a log line: it ends or hides a line, or
