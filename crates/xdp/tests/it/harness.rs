@@ -31,3 +31,30 @@ pub fn load(test: &str, opts: Options) -> Option<DataPlane> {
         Err(e) => panic!("{test}: the kernel refused the XDP program as root: {e}\n{e:?}"),
     }
 }
+
+/// Pins the calling thread to the first CPU it may run on until the guard
+/// drops.
+/// `BPF_PROG_TEST_RUN` runs the program on the caller's CPU, so a test that
+/// follows one flow through a per-CPU table must not migrate between packets
+/// (a NIC's RSS keeps a flow on one CPU; a test thread has no such promise).
+pub struct Pinned(nix::sched::CpuSet);
+
+impl Pinned {
+    pub fn one_cpu() -> Pinned {
+        use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
+        use nix::unistd::Pid;
+        let old = sched_getaffinity(Pid::from_raw(0)).expect("sched_getaffinity");
+        let cpu =
+            (0..CpuSet::count()).find(|&c| old.is_set(c) == Ok(true)).expect("an allowed CPU");
+        let mut one = CpuSet::new();
+        one.set(cpu).expect("CPU number within CpuSet");
+        sched_setaffinity(Pid::from_raw(0), &one).expect("sched_setaffinity");
+        Pinned(old)
+    }
+}
+
+impl Drop for Pinned {
+    fn drop(&mut self) {
+        let _ = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &self.0);
+    }
+}

@@ -440,6 +440,8 @@ fn redirect_to_another_interface() {
 
 #[test]
 fn every_flow_table_kind_works() {
+    // The SYN and the ACK must run on the same CPU for a per-CPU table.
+    let _pinned = harness::Pinned::one_cpu();
     for kind in [FlowTable::SharedPerCpuLists, FlowTable::PerCpu] {
         let Some(mut f) = Fix::with("flow_table_kinds", kind) else { return };
         let src = "10.100.3.1:40000";
