@@ -45,11 +45,13 @@ impl CommandLine {
     }
 
     fn with_args(cmd: &Argument, args: &[Argument]) -> CommandLine {
-        let mut line = String::from_utf8_lossy(cmd.value()).into_owned();
-        for a in args.iter().filter(|a| a.name() == b"cmd-arg") {
-            if a.value() == b"<cr>" {
-                continue;
-            }
+        let words = || args.iter().filter(|a| a.name() == b"cmd-arg" && a.value() != b"<cr>");
+        // One allocation per request: the line's length is known before it
+        // is built (unless bytes that are not UTF-8 widen it to U+FFFD).
+        let len = cmd.value().len() + words().map(|a| 1 + a.value().len()).sum::<usize>();
+        let mut line = String::with_capacity(len);
+        line.push_str(&String::from_utf8_lossy(cmd.value()));
+        for a in words() {
             line.push(' ');
             line.push_str(&String::from_utf8_lossy(a.value()));
         }
@@ -58,6 +60,10 @@ impl CommandLine {
 
     /// The first character no command may hold, if any (see [`hostile_char`]).
     pub fn hostile(&self) -> Option<char> {
+        // Printable ASCII (nearly every command) holds none: no decoding.
+        if self.0.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+            return None;
+        }
         self.0.chars().find(|&c| hostile_char(c))
     }
 }
@@ -118,7 +124,7 @@ impl Trace {
                 String::new()
             } else {
                 let names: Vec<&str> =
-                    r.device_groups.iter().map(|&d| p.device_groups[d].name.as_str()).collect();
+                    r.device_groups.iter().map(|&d| &*p.device_groups[d].name).collect();
                 format!(" (device groups {})", names.join(", "))
             };
             let what = match (
@@ -427,5 +433,49 @@ fn decide(action: Action, reason: Arc<str>) -> AuthorDecision {
             reason,
         },
         Action::Deny => AuthorDecision::fail("command denied", reason),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The printable-ASCII shortcut finds what the full scan finds, and
+        /// the line is the words joined as they were before the capacity
+        /// was computed first.
+        #[test]
+        fn command_lines_and_their_hostile_characters(
+            cmd in proptest::collection::vec(any::<u8>(), 0..12),
+            words in proptest::collection::vec(
+                prop_oneof![
+                    proptest::collection::vec(any::<u8>(), 0..10),
+                    "[ -~]{0,10}".prop_map(String::into_bytes),
+                    Just(b"<cr>".to_vec()),
+                ],
+                0..5,
+            ),
+            other in any::<bool>(),
+        ) {
+            let arg = |name: &str, v: &[u8]| {
+                let mut b = name.as_bytes().to_vec();
+                b.push(b'=');
+                b.extend_from_slice(v);
+                Argument::parse(b.into(), "test").unwrap()
+            };
+            let mut args: Vec<Argument> = words.iter().map(|w| arg("cmd-arg", w)).collect();
+            if other {
+                args.push(arg("service", b"shell"));
+            }
+            let line = CommandLine::with_args(&arg("cmd", &cmd), &args);
+            let mut want = String::from_utf8_lossy(&cmd).into_owned();
+            for w in words.iter().filter(|w| w.as_slice() != b"<cr>") {
+                want.push(' ');
+                want.push_str(&String::from_utf8_lossy(w));
+            }
+            prop_assert_eq!(&line.0, &want);
+            prop_assert_eq!(line.hostile(), want.chars().find(|&c| hostile_char(c)));
+        }
     }
 }

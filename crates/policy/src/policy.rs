@@ -105,7 +105,7 @@ impl Listener {
 #[derive(Debug)]
 pub struct DeviceGroup {
     /// Name.
-    pub name: String,
+    pub name: Arc<str>,
     /// Keys to try, in order.
     pub keys: Arc<[Key]>,
     /// Command default for these devices, overriding the user's group default.
@@ -555,7 +555,7 @@ fn compile(
             crate::authz::no_rule_matched(&why, a).into()
         });
         device_groups.push(DeviceGroup {
-            name: d.name.get_ref().clone(),
+            name: d.name.get_ref().as_str().into(),
             keys: keys.into(),
             default_command_action,
             default_reason,
@@ -1041,7 +1041,7 @@ fn check_tls_identities(
     for (g, d) in groups.iter().zip(&raw.device_groups) {
         for (p, n) in g.tls.names.iter().zip(d.tls.iter().flat_map(|t| &t.names)) {
             if let Some(other) = seen.insert(p.to_string(), &g.name)
-                && other != g.name
+                && other != &*g.name
             {
                 errs.push(loc.at(
                     n.span().start,

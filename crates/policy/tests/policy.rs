@@ -70,7 +70,7 @@ fn base() -> Policy {
 fn the_example_lab_group_covers_loopback_only() {
     let p = example();
     let (_, g) = p.device_group("127.0.0.1".parse().unwrap()).unwrap();
-    assert_eq!(g.name, "lab");
+    assert_eq!(&*g.name, "lab");
     assert!(p.device_group("::1".parse().unwrap()).is_some());
     assert!(p.device_group("192.0.2.1".parse().unwrap()).is_none());
 }

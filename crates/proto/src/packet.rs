@@ -110,6 +110,10 @@ pub fn open_body(
     Body::decode(header, &body.freeze())
 }
 
+/// Body bytes [`seal`] reserves before encoding (a reply with a message or
+/// a few arguments fits; a longer body grows the buffer as it is written).
+const REPLY_ROOM: usize = 256;
+
 /// Encode `body` under `header` (its length is computed, its UNENCRYPTED flag set
 /// from whether there is a key), obfuscate it in place, and append header + body
 /// to `out`. Returns the header as sent.
@@ -121,6 +125,10 @@ pub fn seal(
     out: &mut Vec<u8>,
 ) -> Result<Header, EncodeError> {
     let start = out.len();
+    // Room for the header and a usual reply's body at once: the body's
+    // fields are appended piece by piece, and growing from the header's
+    // 12 bytes cost a reallocation per reply.
+    out.reserve(HEADER_LEN + REPLY_ROOM);
     out.extend_from_slice(&[0u8; HEADER_LEN]);
     if let Err(e) = body.encode(out) {
         out.truncate(start);

@@ -25,11 +25,37 @@ use tokio::net::TcpStream;
 
 use crate::authn::{Check, Verdict};
 use crate::journal::JournalError;
-use crate::logfmt::{Addr, Esc};
+use crate::logfmt::{Addr, AddrText, Esc};
 use crate::login::{Action, Log, Login};
 use crate::{Shared, deadline, login};
 
 type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;
+
+/// A connection's slow work in flight (verifications that wait on a hash, a
+/// directory or the journal). The set is made on first use: making one costs
+/// two allocations, and a connection that only logs in with a password the
+/// credential cache knows, or only asks for authorization of known users,
+/// never needs it: those are answered inline.
+#[derive(Default)]
+struct Slow(Option<FuturesUnordered<Pending>>);
+
+impl Slow {
+    fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(FuturesUnordered::is_empty)
+    }
+
+    fn push(&mut self, work: Pending) {
+        self.0.get_or_insert_with(FuturesUnordered::new).push(work);
+    }
+
+    /// The next finished piece of work (never, while there is none).
+    async fn next(&mut self) -> Option<Done> {
+        match &mut self.0 {
+            Some(set) => set.next().await,
+            None => std::future::pending().await,
+        }
+    }
+}
 
 /// The result of slow work, applied back to the session that asked for it.
 enum Done {
@@ -280,8 +306,8 @@ pub(crate) async fn run<S: Transport>(
         tls: tls.is_some(),
     };
     let mut conn = ServerConnection::new(cfg, group.keys.clone());
-    // One copy of the group's name per connection, shared by its status entry.
-    let dg_name: Arc<str> = group.name.as_str().into();
+    // The group's name is shared by the connection and its status entry.
+    let dg_name = group.name.clone();
     let registration = crate::sessions::Registry::register(shared, device, dg_name.clone());
     let mut ctx = Ctx {
         shared: shared.clone(),
@@ -299,7 +325,7 @@ pub(crate) async fn run<S: Transport>(
     // The connection must not keep an old policy alive after a reload.
     drop(policy);
 
-    let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+    let mut pending = Slow::default();
     let mut shutdown = shared.shutdown.clone();
     let mut draining = *shutdown.borrow();
     // One wait for the shutdown signal for the connection's life (a new one
@@ -735,13 +761,16 @@ impl Ctx {
                 "health check: {}", l.event
             );
         } else {
+            // Every field but the user's as a `&str`: recorded without a
+            // formatting call (this line is written once per login).
+            let device = AddrText::new(self.device);
             tracing::info!(
-                device = %Addr(self.device),
+                message = l.event,
+                device = device.as_str(),
                 user = %Esc(&l.user),
-                method = %l.method,
+                method = l.method.as_str(),
                 result = l.result,
-                reason = %l.reason,
-                "{}", l.event
+                reason = &*l.reason,
             );
         }
         if l.last {

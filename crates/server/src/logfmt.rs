@@ -56,27 +56,79 @@ impl fmt::Debug for Esc<'_> {
 /// the formatting machinery: std's writes each octet and the port through
 /// `Formatter::pad_integral` (here: `itoa`), which was ≈ 2,000 of the ≈ 33,000 user-space
 /// instructions of a PAP login on a new connection (docs/benchmarks.md,
-/// issue 13), and every connection's `login` line holds one.
+/// issue 13). For a field on a hot path, [`AddrText`] gives the same text as
+/// a `&str`, which a log records without any formatting call at all.
 #[derive(Debug, Clone, Copy)]
 pub struct Addr(pub SocketAddr);
 
 impl fmt::Display for Addr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let SocketAddr::V4(a) = self.0 else {
-            return fmt::Display::fmt(&self.0, f);
-        };
-        if f.width().is_some() || f.precision().is_some() {
+        if matches!(self.0, SocketAddr::V6(_)) || f.width().is_some() || f.precision().is_some() {
             return fmt::Display::fmt(&self.0, f);
         }
-        let mut digits = itoa::Buffer::new();
-        for (i, octet) in a.ip().octets().into_iter().enumerate() {
-            if i > 0 {
-                f.write_str(".")?;
+        f.write_str(AddrText::new(self.0).as_str())
+    }
+}
+
+/// [`Addr`]'s text in a buffer on the stack, for `device = text.as_str()`:
+/// tracing records a `&str` field directly, where a `%` field goes through
+/// `fmt::write` once per piece (the `login` line's fields cost ≈ 300
+/// instructions each that way; docs/benchmarks.md, issue 13).
+pub struct AddrText {
+    buf: [u8; AddrText::MAX],
+    len: usize,
+}
+
+impl AddrText {
+    /// The longest text: `[` + an IPv6 address with a scope id + `]:65535`.
+    const MAX: usize = 64;
+
+    pub fn new(addr: SocketAddr) -> AddrText {
+        let mut t = AddrText { buf: [0; AddrText::MAX], len: 0 };
+        match addr {
+            SocketAddr::V4(a) => {
+                let mut digits = itoa::Buffer::new();
+                for (i, octet) in a.ip().octets().into_iter().enumerate() {
+                    if i > 0 {
+                        t.push(b".");
+                    }
+                    t.push(digits.format(octet).as_bytes());
+                }
+                t.push(b":");
+                t.push(digits.format(a.port()).as_bytes());
             }
-            f.write_str(digits.format(octet))?;
+            SocketAddr::V6(a) => {
+                // Not on the hot path (IPv6 devices are few); std's text.
+                let _ = write!(t, "{a}");
+            }
         }
-        f.write_str(":")?;
-        f.write_str(digits.format(a.port()))
+        t
+    }
+
+    fn push(&mut self, b: &[u8]) {
+        // Never past MAX (an IPv6 text with a scope id is at most 54 bytes).
+        let n = b.len().min(AddrText::MAX - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
+        self.len += n;
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Only whole ASCII pieces are pushed (digits, dots, colons, brackets,
+        // hex, and a scope id's digits).
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("?")
+    }
+}
+
+impl fmt::Debug for AddrText {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Write for AddrText {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        self.push(s.as_bytes());
+        Ok(())
     }
 }
 
@@ -220,12 +272,22 @@ pub(crate) mod tests {
                 SocketAddr::from((ip, port))
             };
             prop_assert_eq!(Addr(addr).to_string(), addr.to_string());
+            let text = AddrText::new(addr);
+            prop_assert_eq!(text.as_str(), addr.to_string());
             prop_assert_eq!(format!("{:>30}", Addr(addr)), format!("{addr:>30}"));
         });
         for a in ["0.0.0.0:0", "255.255.255.255:65535", "10.0.0.1:49", "127.0.0.1:10"] {
             let addr: SocketAddr = a.parse().unwrap();
             assert_eq!(Addr(addr).to_string(), a);
+            assert_eq!(AddrText::new(addr).as_str(), a);
         }
+        let scoped = SocketAddr::V6(std::net::SocketAddrV6::new(
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap(),
+            65535,
+            0,
+            u32::MAX,
+        ));
+        assert_eq!(AddrText::new(scoped).as_str(), scoped.to_string(), "the longest text fits");
     }
 
     /// A log writer that keeps what it is given (for tests of formats).

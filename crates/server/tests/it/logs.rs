@@ -145,6 +145,12 @@ async fn enable_is_logged_apart_from_login_and_a_lock_in_words() {
         "{}",
         log.text()
     );
+    // The whole line from the message on, as the text log writes it.
+    let bob = login.iter().find(|l| l.contains("user=bob")).unwrap();
+    let from = bob.split_once(": login device=127.0.0.1:").map(|(_, r)| r).unwrap_or_default();
+    let (port, rest) = from.split_once(' ').unwrap_or_default();
+    assert!(port.parse::<u16>().is_ok(), "{bob}");
+    assert!(rest.starts_with("user=bob method=pap result=fail reason="), "{bob}");
     let lock = lines_with(&log, "locked out on this device");
     assert!(lock.len() == 1 && lock[0].contains("locked_for=1m"), "{lock:?}");
     assert!(!log.text().contains("Some(") && !log.text().contains("User("), "{}", log.text());
