@@ -106,7 +106,7 @@ impl AddrText {
     }
 
     fn push(&mut self, b: &[u8]) {
-        // Never past MAX (an IPv6 text with a scope id is at most 54 bytes).
+        // Never past MAX (the longest text, an IPv6 address with a scope id, is 58 bytes).
         let n = b.len().min(AddrText::MAX - self.len);
         self.buf[self.len..self.len + n].copy_from_slice(&b[..n]);
         self.len += n;
