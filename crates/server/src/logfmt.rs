@@ -10,10 +10,12 @@
 //!   means an escape). The server logs every peer string through it, so the text
 //!   log, the JSON log and any other subscriber receive only printable text.
 //! - [`SafeFields`] formats the fields of the text log: `message key=value`, a
-//!   value quoted (`key="show version"`, `"` as `\"`) when it is empty or holds a
-//!   space, `"` or `=`, and any control or separator character that reached it
-//!   from elsewhere (an error message, a path) escaped as above. A line of the
-//!   text log is therefore always exactly one event.
+//!   value quoted (`key="show version"`; inside the quotes `"` as `\"`, and `\`
+//!   as `\\` before a `"`, a `\` or the closing quote) when it is empty or holds
+//!   a space, `"` or `=`, and any control or
+//!   separator character that reached it from elsewhere (an error message, a
+//!   path) escaped as above. A line of the text log is therefore always
+//!   exactly one event, and each quoted value ends where it seems to.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
@@ -229,9 +231,17 @@ impl Visitor<'_, '_> {
         if quote {
             self.w.write_char('"')?;
         }
-        for c in value.chars() {
+        let mut chars = value.chars().peekable();
+        while let Some(c) = chars.next() {
+            // Inside quotes, `"` is `\"`, and a backslash is doubled where it
+            // could be misread: before a `"` or another backslash, or last
+            // (`reason="a\"` would read as an escaped quote). Elsewhere it
+            // stays single, so an escape `Esc` wrote (`\r`) reads as written.
+            let doubled = quote && c == '\\' && matches!(chars.peek(), None | Some('"' | '\\'));
             if quote && c == '"' {
                 self.w.write_str("\\\"")?;
+            } else if doubled {
+                self.w.write_str("\\\\")?;
             } else {
                 write_char(self.w, c)?;
             }
@@ -370,6 +380,58 @@ pub(crate) mod tests {
             tracing::info!(cmd = %"show version", empty = "", one = "word", eq = "a=b", "authorization");
         });
         assert!(log.contains(r#"cmd="show version" empty="" one=word eq="a=b""#), "{log}");
+    }
+
+    /// A quoted value's backslash that could be misread is doubled: a value
+    /// ending in one, or holding `\"` or `\\`, cannot end its quotes early or
+    /// swallow the closing one; any other backslash stays single.
+    #[test]
+    fn backslashes_in_quoted_values_read_back() {
+        let log = text_log(|| {
+            tracing::info!(
+                a = %"ends in \\",
+                b = %"x\\\" y",
+                c = %"C:\\dir",
+                d = %"two \\\\ in \\r",
+                "event"
+            );
+        });
+        // The first of the two is doubled (a backslash follows), the second not.
+        let want = r#"a="ends in \\" b="x\\\" y" c=C:\dir d="two \\\ in \r""#;
+        assert!(log.contains(want), "{log}");
+    }
+
+    proptest::proptest! {
+        /// A logfmt reader (`\\` is `\`, `\"` is `"`, any other backslash
+        /// as is) finds the value's end where it is and reads the value back.
+        #[test]
+        fn quoted_values_read_back(v in "[a \"\\\\=r]{0,12}") {
+            let mut text = String::new();
+            let mut w = Writer::new(&mut text);
+            let mut visitor = Visitor { w: &mut w, first: true, result: Ok(()) };
+            visitor.write("k", &v).unwrap();
+            let raw = text.strip_prefix("k=").unwrap();
+            let Some(inner) = raw.strip_prefix('"') else {
+                proptest::prop_assert_eq!(raw, v.as_str());
+                return Ok(());
+            };
+            let (mut read, mut chars, mut closed) = (String::new(), inner.chars().peekable(), false);
+            while let Some(c) = chars.next() {
+                match (c, chars.peek()) {
+                    ('\\', Some(&n)) if n == '\\' || n == '"' => {
+                        read.push(n);
+                        chars.next();
+                    }
+                    ('"', _) => {
+                        closed = true;
+                        break;
+                    }
+                    (c, _) => read.push(c),
+                }
+            }
+            proptest::prop_assert!(closed && chars.next().is_none(), "{text}");
+            proptest::prop_assert_eq!(read, v);
+        }
     }
 
     #[test]
