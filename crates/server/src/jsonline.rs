@@ -79,13 +79,7 @@ impl<'a> Obj<'a> {
         let std::net::IpAddr::V4(a) = v else { return self.display(key, v) };
         self.key(key);
         self.out.push(b'"');
-        let mut n = itoa::Buffer::new();
-        for (i, o) in a.octets().into_iter().enumerate() {
-            if i > 0 {
-                self.out.push(b'.');
-            }
-            self.out.extend_from_slice(n.format(o).as_bytes());
-        }
+        crate::logfmt::write_ipv4(a, |b| self.out.extend_from_slice(b));
         self.out.push(b'"');
         self
     }

@@ -12,10 +12,10 @@
 //! - [`SafeFields`] formats the fields of the text log: `message key=value`, a
 //!   value quoted (`key="show version"`; inside the quotes `"` as `\"`, and `\`
 //!   as `\\` before a `"`, a `\` or the closing quote) when it is empty or holds
-//!   a space, `"` or `=`, and any control or
-//!   separator character that reached it from elsewhere (an error message, a
-//!   path) escaped as above. A line of the text log is therefore always
-//!   exactly one event, and each quoted value ends where it seems to.
+//!   a space, `"` or `=`, and any control or separator character that reached
+//!   it from elsewhere (an error message, a path) escaped as above. A line of
+//!   the text log is therefore always exactly one event, and each quoted value
+//!   ends where it seems to.
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
@@ -56,10 +56,11 @@ impl fmt::Debug for Esc<'_> {
 
 /// A device's address as `Display` writes a [`SocketAddr`], IPv4 without
 /// the formatting machinery: std's writes each octet and the port through
-/// `Formatter::pad_integral` (here: `itoa`), which was ≈ 2,000 of the ≈ 33,000 user-space
+/// `Formatter::pad_integral`, which was ≈ 2,000 of the ≈ 33,000 user-space
 /// instructions of a PAP login on a new connection (docs/benchmarks.md,
-/// issue 13). For a field on a hot path, [`AddrText`] gives the same text as
-/// a `&str`, which a log records without any formatting call at all.
+/// issue 13); here they go through `write_ipv4`. For a field on a hot
+/// path, [`AddrText`] gives the same text as a `&str`, which a log records
+/// without any formatting call at all.
 #[derive(Debug, Clone, Copy)]
 pub struct Addr(pub SocketAddr);
 
@@ -69,6 +70,18 @@ impl fmt::Display for Addr {
             return fmt::Display::fmt(&self.0, f);
         }
         f.write_str(AddrText::new(self.0).as_str())
+    }
+}
+
+/// `ip` as dotted decimal, piece by piece into `put`, with `itoa` (the
+/// log's addresses and the records' `device` fields).
+pub(crate) fn write_ipv4(ip: std::net::Ipv4Addr, mut put: impl FnMut(&[u8])) {
+    let mut digits = itoa::Buffer::new();
+    for (i, octet) in ip.octets().into_iter().enumerate() {
+        if i > 0 {
+            put(b".");
+        }
+        put(digits.format(octet).as_bytes());
     }
 }
 
@@ -89,15 +102,9 @@ impl AddrText {
         let mut t = AddrText { buf: [0; AddrText::MAX], len: 0 };
         match addr {
             SocketAddr::V4(a) => {
-                let mut digits = itoa::Buffer::new();
-                for (i, octet) in a.ip().octets().into_iter().enumerate() {
-                    if i > 0 {
-                        t.push(b".");
-                    }
-                    t.push(digits.format(octet).as_bytes());
-                }
+                write_ipv4(*a.ip(), |b| t.push(b));
                 t.push(b":");
-                t.push(digits.format(a.port()).as_bytes());
+                t.push(itoa::Buffer::new().format(a.port()).as_bytes());
             }
             SocketAddr::V6(a) => {
                 // Not on the hot path (IPv6 devices are few); std's text.

@@ -33,10 +33,10 @@ pub fn load(test: &str, opts: Options) -> Option<DataPlane> {
 }
 
 /// Pins the calling thread to the first CPU it may run on until the guard
-/// drops.
-/// `BPF_PROG_TEST_RUN` runs the program on the caller's CPU, so a test that
-/// follows one flow through a per-CPU table must not migrate between packets
-/// (a NIC's RSS keeps a flow on one CPU; a test thread has no such promise).
+/// drops. `BPF_PROG_TEST_RUN` runs the program on the caller's CPU, so a test
+/// that follows one flow through a per-CPU table must not migrate between
+/// packets (a NIC's RSS keeps a flow on one CPU; a test thread has no such
+/// promise).
 pub struct Pinned(nix::sched::CpuSet);
 
 impl Pinned {
