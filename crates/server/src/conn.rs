@@ -507,10 +507,11 @@ impl SourceSlot {
 impl Drop for SourceSlot {
     fn drop(&mut self) {
         let mut m = self.shared.per_source.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(n) = m.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                m.remove(&self.ip);
+        // One hash of the address, not one to count down and one to remove.
+        if let std::collections::hash_map::Entry::Occupied(mut e) = m.entry(self.ip) {
+            *e.get_mut() -= 1;
+            if *e.get() == 0 {
+                e.remove();
             }
         }
     }
@@ -527,45 +528,21 @@ impl std::fmt::Display for CmdOf<'_> {
     }
 }
 
-/// One `tacvs_requests_total` series, its handle taken on first use.
-struct Series {
-    kind: &'static str,
-    result: &'static str,
-    counter: OnceLock<metrics::Counter>,
-}
-
-impl Series {
-    const fn new(kind: &'static str, result: &'static str) -> Series {
-        Series { kind, result, counter: OnceLock::new() }
-    }
-}
-
-/// Handles for the per-request metrics. `counter!` with labels builds the key
+/// Handles for the per-request metrics, by the pair's index in
+/// [`PAIRS`](crate::status::PAIRS). `counter!` with labels builds the key
 /// and looks it up in the recorder's registry on every call; a handle is an
 /// atomic add. Taken on a series' first use, so the recorder must be
 /// installed before the first request (`tacvs server` installs it before it
-/// starts the server). A series not listed here takes the macro's path.
-static SERIES: [Series; 13] = [
-    Series::new("author", "pass_add"),
-    Series::new("author", "pass_repl"),
-    Series::new("author", "fail"),
-    Series::new("author", "error"),
-    Series::new("author", "follow"),
-    Series::new("authen", "pass"),
-    Series::new("authen", "fail"),
-    Series::new("authen", "error"),
-    Series::new("authen", "abort"),
-    Series::new("authen", "follow"),
-    Series::new("acct", "success"),
-    Series::new("acct", "error"),
-    Series::new("acct", "follow"),
-];
+/// starts the server). A pair not listed there takes the macro's path.
+static SERIES: [OnceLock<metrics::Counter>; crate::status::PAIRS.len()] =
+    [const { OnceLock::new() }; crate::status::PAIRS.len()];
 static DURATIONS: [(&str, OnceLock<metrics::Histogram>); 3] =
     [("author", OnceLock::new()), ("authen", OnceLock::new()), ("acct", OnceLock::new())];
 
 fn count(shared: &Shared, kind: &'static str, result: &'static str, elapsed: std::time::Duration) {
-    shared.count_request(kind, result);
-    count_only(kind, result);
+    // The pair is found once, for the status page's count and the metric's.
+    let pair = shared.count_request(kind, result);
+    count_pair(pair, kind, result);
     let secs = elapsed.as_secs_f64();
     match DURATIONS.iter().find(|(k, _)| *k == kind) {
         Some((_, h)) => h
@@ -577,15 +554,16 @@ fn count(shared: &Shared, kind: &'static str, result: &'static str, elapsed: std
 
 /// Count a request in `tacvs_requests_total` (no duration).
 fn count_only(kind: &'static str, result: &'static str) {
-    match SERIES.iter().find(|s| s.kind == kind && s.result == result) {
-        Some(s) => s
-            .counter
-            .get_or_init(
-                || metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result),
-            )
-            .increment(1),
-        None => metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result)
-            .increment(1),
+    count_pair(crate::status::pair_index(kind, result), kind, result);
+}
+
+/// `count_only` with the pair's index in [`PAIRS`](crate::status::PAIRS)
+/// already found.
+fn count_pair(pair: Option<usize>, kind: &'static str, result: &'static str) {
+    let series = || metrics::counter!("tacvs_requests_total", "type" => kind, "result" => result);
+    match pair {
+        Some(i) => SERIES[i].get_or_init(series).increment(1),
+        None => series().increment(1),
     }
 }
 
@@ -764,14 +742,23 @@ impl Ctx {
             // Every field but the user's as a `&str`: recorded without a
             // formatting call (this line is written once per login).
             let device = AddrText::new(self.device);
-            tracing::info!(
-                message = l.event,
-                device = device.as_str(),
-                user = %Esc(&l.user),
-                method = l.method.as_str(),
-                result = l.result,
-                reason = &*l.reason,
-            );
+            macro_rules! login_line {
+                ($($user:tt)+) => {
+                    tracing::info!(
+                        message = l.event,
+                        device = device.as_str(),
+                        user = $($user)+,
+                        method = l.method.as_str(),
+                        result = l.result,
+                        reason = &*l.reason,
+                    )
+                };
+            }
+            // A plain user name (the common one) too: `Esc` would write it as is.
+            match Esc(&l.user).as_plain() {
+                Some(user) => login_line!(user),
+                None => login_line!(%Esc(&l.user)),
+            }
         }
         if l.last {
             count(&self.shared, "authen", l.result, l.elapsed);

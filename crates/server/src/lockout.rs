@@ -30,8 +30,10 @@
 //!   (full buckets, unlocked pairs with no recent failure) are dropped first, and
 //!   when every entry is live new subjects are refused ([`Refusal::Full`]).
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
@@ -222,6 +224,47 @@ pub enum Entry {
     },
 }
 
+/// A (user, source) pair's key by its parts: the table's owned keys borrow
+/// as this, so a look-up needs no owned copy of the user name (std's
+/// `HashMap` looks a compound key up only through `Borrow`).
+trait PairKey {
+    fn parts(&self) -> (&[u8], IpAddr);
+}
+
+impl PairKey for (Box<[u8]>, IpAddr) {
+    fn parts(&self) -> (&[u8], IpAddr) {
+        (&self.0, self.1)
+    }
+}
+
+impl PairKey for (&[u8], IpAddr) {
+    fn parts(&self) -> (&[u8], IpAddr) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn PairKey + 'a> for (Box<[u8]>, IpAddr) {
+    fn borrow(&self) -> &(dyn PairKey + 'a) {
+        self
+    }
+}
+
+/// As the owned tuple hashes (`Box<[u8]>` hashes as its slice), which
+/// `Borrow` requires.
+impl Hash for dyn PairKey + '_ {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.parts().hash(h);
+    }
+}
+
+impl PartialEq for dyn PairKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.parts() == other.parts()
+    }
+}
+
+impl Eq for dyn PairKey + '_ {}
+
 /// The lockout state. Not synchronised: the server keeps it behind a mutex.
 #[derive(Debug)]
 pub struct Lockout {
@@ -268,9 +311,8 @@ impl Lockout {
         }
         self.maybe_prune(now);
         let s = &self.s;
-        let key = (Box::<[u8]>::from(user), src);
         // Check everything first, take only when every check passed.
-        if let Some(p) = self.pairs.get_mut(&key) {
+        if let Some(p) = self.pairs.get_mut(&(user, src) as &dyn PairKey) {
             if let Some(t) = p.locked_until {
                 if t > now {
                     return Err(Refusal::Locked(t - now));
@@ -320,7 +362,7 @@ impl Lockout {
         if source_limited {
             self.sources.entry(src).or_insert_with(|| full(s.source_burst)).tokens -= 1;
         }
-        let p = self.pairs.entry(key).or_insert_with(|| Pair {
+        let p = self.pairs.entry((user.into(), src)).or_insert_with(|| Pair {
             failures: VecDeque::new(),
             in_flight: 0,
             locked_until: None,
@@ -340,8 +382,7 @@ impl Lockout {
         if !self.enabled() {
             return Ok(());
         }
-        let key = (Box::<[u8]>::from(user), src);
-        let Some(p) = self.pairs.get_mut(&key) else { return Ok(()) };
+        let Some(p) = self.pairs.get_mut(&(user, src) as &dyn PairKey) else { return Ok(()) };
         if let Some(t) = p.locked_until.filter(|&t| t > now) {
             return Err(Refusal::Locked(t - now));
         }

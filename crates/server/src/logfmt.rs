@@ -48,6 +48,19 @@ impl fmt::Display for Esc<'_> {
     }
 }
 
+impl<'a> Esc<'a> {
+    /// The bytes as a `&str` when the text `Display` writes is the bytes
+    /// themselves (printable ASCII without a backslash): such a value can be
+    /// recorded as a `&str`, without a formatting call, and reads the same.
+    pub fn as_plain(&self) -> Option<&'a str> {
+        if self.0.iter().all(|&b| (0x20..0x7f).contains(&b) && b != b'\\') {
+            std::str::from_utf8(self.0).ok()
+        } else {
+            None
+        }
+    }
+}
+
 impl fmt::Debug for Esc<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "\"{self}\"")
@@ -278,6 +291,20 @@ pub(crate) mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    #[test]
+    fn a_plain_value_is_what_esc_writes() {
+        use proptest::prelude::*;
+        proptest!(|(b in proptest::collection::vec(any::<u8>(), 0..12), ascii in "[ -~]{0,12}")| {
+            for v in [&b[..], ascii.as_bytes()] {
+                let e = Esc(v);
+                if let Some(s) = e.as_plain() {
+                    prop_assert_eq!(e.to_string(), s);
+                }
+            }
+            prop_assert_eq!(Esc(ascii.as_bytes()).as_plain().is_some(), !ascii.contains('\\'));
+        });
+    }
 
     #[test]
     fn addr_writes_what_socketaddr_writes() {

@@ -77,7 +77,8 @@ impl Conn {
 #[derive(Debug, Default)]
 pub struct Registry {
     next: AtomicU64,
-    map: Mutex<HashMap<u64, Arc<Conn>>>,
+    /// By an id the registry chose (a counter): no peer picks these keys.
+    map: Mutex<HashMap<u64, Arc<Conn>, foldhash::fast::RandomState>>,
 }
 
 /// A connection's entry; dropping it deregisters.

@@ -25,8 +25,9 @@ pub const TOP_SOURCES: usize = 10;
 /// How many lockout entries the page lists.
 pub const MAX_LOCKOUTS: usize = 50;
 
-/// The (type, result) pairs the server answers; each has a lock-free count.
-const PAIRS: [(&str, &str); 13] = [
+/// The (type, result) pairs the server answers; each has a lock-free count
+/// here and a metrics handle in the connection module, by its index.
+pub(crate) const PAIRS: [(&str, &str); 13] = [
     ("author", "pass_add"),
     ("author", "pass_repl"),
     ("author", "fail"),
@@ -42,6 +43,11 @@ const PAIRS: [(&str, &str); 13] = [
     ("acct", "follow"),
 ];
 
+/// Where `(kind, result)` is in [`PAIRS`].
+pub(crate) fn pair_index(kind: &str, result: &str) -> Option<usize> {
+    PAIRS.iter().position(|&(k, r)| k == kind && r == result)
+}
+
 /// Requests answered, by type and result: an atomic add per request for the
 /// known pairs (every connection counts here, so no lock on the request
 /// path); any other pair under a mutex.
@@ -53,16 +59,18 @@ pub struct RequestCounts {
 
 impl RequestCounts {
     /// Count one request of `kind` (authen, author, acct) answered `result`.
-    pub fn count(&self, kind: &'static str, result: &'static str) {
-        if let Some(i) = PAIRS.iter().position(|&(k, r)| k == kind && r == result) {
+    /// Returns the pair's index in [`PAIRS`] when it is a known pair.
+    pub fn count(&self, kind: &'static str, result: &'static str) -> Option<usize> {
+        if let Some(i) = pair_index(kind, result) {
             self.known[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            return;
+            return Some(i);
         }
         let mut v = self.other.lock().unwrap_or_else(|e| e.into_inner());
         match v.iter_mut().find(|(k, r, _)| *k == kind && *r == result) {
             Some(e) => e.2 += 1,
             None => v.push((kind, result, 1)),
         }
+        None
     }
 
     /// The counts, sorted by type then result.
@@ -150,9 +158,10 @@ pub struct ServerStatus {
 }
 
 impl Shared {
-    /// Count a request answered (for the status page).
-    pub(crate) fn count_request(&self, kind: &'static str, result: &'static str) {
-        self.requests.count(kind, result);
+    /// Count a request answered (for the status page); its index in
+    /// [`PAIRS`] when it is a known pair.
+    pub(crate) fn count_request(&self, kind: &'static str, result: &'static str) -> Option<usize> {
+        self.requests.count(kind, result)
     }
 
     pub(crate) fn set_listening(&self, running: &[crate::listeners::Running]) {

@@ -122,7 +122,9 @@ pub struct ServerConnection {
     matched_key: Option<usize>,
     /// None until the first packet; then whether single-connect mode is on.
     single_connect: Option<bool>,
-    sessions: HashMap<u32, Session>,
+    /// By session id. The peer chooses the ids, but holds at most
+    /// `max_sessions` at once, so a cheap seeded hash is safe here.
+    sessions: HashMap<u32, Session, foldhash::fast::RandomState>,
     sessions_started: u64,
     out: Vec<u8>,
     events: VecDeque<ServerEvent>,
@@ -141,7 +143,7 @@ impl ServerConnection {
             keys,
             matched_key: None,
             single_connect: None,
-            sessions: HashMap::new(),
+            sessions: HashMap::default(),
             sessions_started: 0,
             out: Vec::new(),
             events: VecDeque::new(),
