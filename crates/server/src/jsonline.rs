@@ -143,28 +143,39 @@ fn all_plain(v: &[u8]) -> bool {
 /// common, and a byte-by-byte scan of it cost more than the rest of its
 /// record's line).
 fn plain_run(v: &[u8]) -> usize {
-    const ONES: u64 = u64::from_le_bytes([1; 8]);
-    const HIGH: u64 = ONES * 0x80;
-    // A high bit in each byte lane that is zero.
-    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
     let mut n = 0;
     for c in v.chunks_exact(8) {
-        let x = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
-        // A flag in the lane of each byte that is not plain: non-ASCII, below
-        // 0x20, DEL, '"', '\\'. A subtraction's borrow leaves a lane only if
-        // that lane is flagged itself, so a false flag can only lie above a
-        // true one: the lowest flag is the first byte that is not plain.
-        let bad = x & HIGH
-            | x.wrapping_sub(ONES * 0x20) & !x & HIGH
-            | zero(x ^ (ONES * 0x7f))
-            | zero(x ^ (ONES * b'"' as u64))
-            | zero(x ^ (ONES * b'\\' as u64));
+        let bad = not_plain(u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]));
         if bad != 0 {
             return n + (bad.trailing_zeros() / 8) as usize;
         }
         n += 8;
     }
-    n + v[n..].iter().take_while(|&&b| plain(b)).count()
+    // The last 0–7 bytes as one word, padded with a plain byte: most field
+    // names and values are shorter than eight bytes, or end in such a tail.
+    let rest = &v[n..];
+    let mut tail = [b'a'; 8];
+    tail[..rest.len()].copy_from_slice(rest);
+    match not_plain(u64::from_le_bytes(tail)) {
+        0 => v.len(),
+        bad => n + (bad.trailing_zeros() / 8) as usize,
+    }
+}
+
+/// A flag in the lane of each byte of `x` that is not [`plain`]: non-ASCII,
+/// below 0x20, DEL, '"', '\\'. A subtraction's borrow leaves a lane only if
+/// that lane is flagged itself, so a false flag can only lie above a true
+/// one: the lowest flag is the first byte that is not plain.
+fn not_plain(x: u64) -> u64 {
+    const ONES: u64 = u64::from_le_bytes([1; 8]);
+    const HIGH: u64 = ONES * 0x80;
+    // A high bit in each byte lane that is zero.
+    let zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    x & HIGH
+        | x.wrapping_sub(ONES * 0x20) & !x & HIGH
+        | zero(x ^ (ONES * 0x7f))
+        | zero(x ^ (ONES * b'"' as u64))
+        | zero(x ^ (ONES * b'\\' as u64))
 }
 
 /// `v` as a JSON string.
@@ -329,6 +340,20 @@ mod tests {
         ) {
             prop_assert_eq!(all_plain(&v), v.iter().all(|&b| plain(b)));
             prop_assert_eq!(plain_run(&v), v.iter().take_while(|&&b| plain(b)).count());
+        }
+    }
+
+    #[test]
+    fn plain_run_finds_any_byte_in_any_place_of_a_short_value() {
+        for len in 0..=17 {
+            for pos in 0..len {
+                for b in 0..=255u8 {
+                    let mut v = vec![b'a'; len];
+                    v[pos] = b;
+                    let want = if plain(b) { len } else { pos };
+                    assert_eq!(plain_run(&v), want, "{v:?}");
+                }
+            }
         }
     }
 
