@@ -378,6 +378,9 @@ fn names<'a, T>(
 /// Keys shorter than this draw a warning.
 pub const MIN_KEY_CHARS: usize = 16;
 
+/// The most `[limits] max_sessions_per_connection` may be.
+pub const MAX_SESSIONS_PER_CONNECTION: usize = 4096;
+
 fn short_key(what: &str, n: usize, len: usize) -> String {
     format!(
         "{what}: key #{n} is {len} characters long; a short key can be guessed offline from one \
@@ -435,6 +438,14 @@ fn compile(
             "[limits]: max_connections, max_connections_per_source and \
             max_sessions_per_connection must be at least 1",
         ));
+    }
+    if lim.max_sessions_per_connection > MAX_SESSIONS_PER_CONNECTION {
+        // The server's table of a connection's sessions uses a fast hash
+        // that is safe against ids a peer picks because it is this small.
+        errs.push(loc.whole(format!(
+            "[limits] max_sessions_per_connection must be at most {MAX_SESSIONS_PER_CONNECTION} \
+            (a device keeps a few sessions in flight on one connection)"
+        )));
     }
     if lim.max_body.0 < 64 || lim.max_body.0 > u32::MAX as u64 {
         errs.push(loc.whole("[limits] max_body must be between 64 bytes and 4GiB"));

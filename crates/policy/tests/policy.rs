@@ -221,6 +221,14 @@ fn errors(src: &str) -> Vec<ConfigError> {
 }
 
 #[test]
+fn max_sessions_per_connection_is_bounded() {
+    let with = |n: usize| format!("{BASE}\n[limits]\nmax_sessions_per_connection = {n}\n");
+    assert!(parse("t.toml", &with(4096), Path::new(".")).is_ok());
+    let e = errors(&with(4097));
+    assert!(e[0].to_string().contains("must be at most 4096"), "{}", e[0]);
+}
+
+#[test]
 fn errors_name_file_line_and_column() {
     let e = errors("[server]\nlisten = []\n[limits]\nidle_timeout = \"soon\"\n");
     match &e[..] {

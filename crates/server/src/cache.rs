@@ -71,8 +71,10 @@ pub struct CredCache {
     mac: hmac::Hmac<Sha256>,
     s: CacheSettings,
     generation: Generation,
-    /// Key → (when it verified, generation).
-    map: HashMap<[u8; 32], (Instant, Generation)>,
+    /// Key → (when it verified, generation). The keys are HMAC outputs under
+    /// a secret no peer knows, so no peer can choose colliding ones: a cheap
+    /// hash is enough.
+    map: HashMap<[u8; 32], (Instant, Generation), foldhash::fast::RandomState>,
 }
 
 impl std::fmt::Debug for CredCache {
@@ -91,7 +93,7 @@ impl CredCache {
         let secret: [u8; 32] = rand::random();
         let mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&secret)
             .expect("HMAC takes any key length");
-        CredCache { mac, s, generation: Generation(0), map: HashMap::new() }
+        CredCache { mac, s, generation: Generation(0), map: HashMap::default() }
     }
 
     /// Apply new settings (reload). Disabling empties the cache.

@@ -59,7 +59,7 @@ pub struct RequestCounts {
 
 impl RequestCounts {
     /// Count one request of `kind` (authen, author, acct) answered `result`.
-    /// Returns the pair's index in [`PAIRS`] when it is a known pair.
+    /// Returns its index in the table of known pairs, if it is one.
     pub fn count(&self, kind: &'static str, result: &'static str) -> Option<usize> {
         if let Some(i) = pair_index(kind, result) {
             self.known[i].fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -123,7 +123,9 @@ pub struct ServerConnection {
     /// None until the first packet; then whether single-connect mode is on.
     single_connect: Option<bool>,
     /// By session id. The peer chooses the ids, but holds at most
-    /// `max_sessions` at once, so a cheap seeded hash is safe here.
+    /// `max_sessions` at once (the server's configuration allows 4096), so a
+    /// cheap seeded hash is safe here: colliding ids cost at most that many
+    /// comparisons per look-up, on the peer's own connection.
     sessions: HashMap<u32, Session, foldhash::fast::RandomState>,
     sessions_started: u64,
     out: Vec<u8>,
