@@ -236,7 +236,10 @@ pub struct Policy {
     /// What compiles but is probably not what was meant (short keys,
     /// overlapping device groups); `tacvs check` prints these, the server logs them.
     pub warnings: Vec<ConfigError>,
-    users: HashMap<String, Arc<User>>,
+    /// By name. Only the configuration inserts here: a peer's name is looked
+    /// up, never added, so it cannot build colliding chains and a cheap hash
+    /// is safe.
+    users: HashMap<String, Arc<User>, foldhash::fast::RandomState>,
     v4: PrefixMap<Ipv4Net, usize>,
     v6: PrefixMap<Ipv6Net, usize>,
 }
@@ -694,7 +697,7 @@ fn compile(
 
     // Users.
     let _ = names(&raw.users, |u| &u.name, "user", loc, errs);
-    let mut users = HashMap::new();
+    let mut users: HashMap<String, Arc<User>, foldhash::fast::RandomState> = HashMap::default();
     for u in &raw.users {
         let hash = |h: &Option<Spanned<String>>, errs: &mut Vec<ConfigError>| {
             h.as_ref().and_then(|h| match PasswordHash::parse(h.get_ref()) {
