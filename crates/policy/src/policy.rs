@@ -239,7 +239,7 @@ pub struct Policy {
     /// By name. Only the configuration inserts here: a peer's name is looked
     /// up, never added, so it cannot build colliding chains and a cheap hash
     /// is safe.
-    users: HashMap<String, Arc<User>, foldhash::fast::RandomState>,
+    users: foldhash::HashMap<String, Arc<User>>,
     v4: PrefixMap<Ipv4Net, usize>,
     v6: PrefixMap<Ipv6Net, usize>,
 }
@@ -697,7 +697,7 @@ fn compile(
 
     // Users.
     let _ = names(&raw.users, |u| &u.name, "user", loc, errs);
-    let mut users: HashMap<String, Arc<User>, foldhash::fast::RandomState> = HashMap::default();
+    let mut users = foldhash::HashMap::default();
     for u in &raw.users {
         let hash = |h: &Option<Spanned<String>>, errs: &mut Vec<ConfigError>| {
             h.as_ref().and_then(|h| match PasswordHash::parse(h.get_ref()) {

@@ -74,7 +74,7 @@ pub struct CredCache {
     /// Key → (when it verified, generation). The keys are HMAC outputs under
     /// a secret no peer knows, so no peer can choose colliding ones: a cheap
     /// hash is enough.
-    map: HashMap<[u8; 32], (Instant, Generation), foldhash::fast::RandomState>,
+    map: foldhash::HashMap<[u8; 32], (Instant, Generation)>,
 }
 
 impl std::fmt::Debug for CredCache {

@@ -4,7 +4,6 @@
 //! authorization path takes no lock and allocates nothing for this; the user
 //! shown is the one of the connection's last authentication.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -78,7 +77,7 @@ impl Conn {
 pub struct Registry {
     next: AtomicU64,
     /// By an id the registry chose (a counter): no peer picks these keys.
-    map: Mutex<HashMap<u64, Arc<Conn>, foldhash::fast::RandomState>>,
+    map: Mutex<foldhash::HashMap<u64, Arc<Conn>>>,
 }
 
 /// A connection's entry; dropping it deregisters.

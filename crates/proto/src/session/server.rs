@@ -126,7 +126,7 @@ pub struct ServerConnection {
     /// `max_sessions` at once (the server's configuration allows 4096), so a
     /// cheap seeded hash is safe here: colliding ids cost at most that many
     /// comparisons per look-up, on the peer's own connection.
-    sessions: HashMap<u32, Session, foldhash::fast::RandomState>,
+    sessions: foldhash::HashMap<u32, Session>,
     sessions_started: u64,
     out: Vec<u8>,
     events: VecDeque<ServerEvent>,
