@@ -12,6 +12,7 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use crate::socket::Socket;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tacvs_policy::policy::Listener;
@@ -21,7 +22,6 @@ use tacvs_proto::{
     SessionError,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 use crate::authn::{Check, Verdict};
 use crate::journal::JournalError;
@@ -141,7 +141,7 @@ fn foreign(first: &[u8]) -> Option<&'static str> {
 /// connection), then close. Only for addresses in a device group: the reply
 /// is obfuscated with the group's key.
 async fn refuse_direct(
-    stream: &mut TcpStream,
+    stream: &mut Socket,
     buf: &mut BytesMut,
     policy: &tacvs_policy::Policy,
     peer: SocketAddr,
@@ -180,14 +180,13 @@ async fn refuse_direct(
 
 pub(crate) async fn serve(
     shared: &Arc<Shared>,
-    mut stream: TcpStream,
+    mut stream: Socket,
     peer: SocketAddr,
     l: &Listener,
 ) {
     let accepted = tokio::time::Instant::now();
     let policy = shared.policy();
     let mut buf = BytesMut::new();
-    stream.set_nodelay(true).ok();
 
     // PROXY first on every listener that takes it; on a TLS listener the TLS
     // bytes follow the header. A LOCAL header is the proxy's own connection:
@@ -273,7 +272,7 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
     /// Wait until a read would make progress (bytes arrived, or bytes the
     /// stream holds already), without a read buffer: an idle connection
     /// allocates only once its device speaks.
-    fn readable(&self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    fn readable(&mut self) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
 
     /// End the connection cleanly (TLS: close_notify), within a short bound.
     fn finish(&mut self) -> impl std::future::Future<Output = ()> + Send {
@@ -281,9 +280,9 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send {
     }
 }
 
-impl Transport for TcpStream {
-    async fn readable(&self) -> std::io::Result<()> {
-        TcpStream::readable(self).await
+impl Transport for Socket {
+    async fn readable(&mut self) -> std::io::Result<()> {
+        Socket::readable(self).await
     }
 }
 

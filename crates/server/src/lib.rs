@@ -42,6 +42,7 @@ pub mod privilege;
 pub mod proxy;
 pub mod sessions;
 pub mod signals;
+mod socket;
 pub mod status;
 pub mod syslog;
 mod tls;
@@ -57,7 +58,6 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use tacvs_policy::policy::Listener;
 use tacvs_policy::{ConfigErrors, Policy};
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::authn::HashPool;
@@ -368,7 +368,7 @@ fn journal_hint(e: &io::Error) -> String {
 /// work, then serve it on its own task.
 pub(crate) fn admit_connection(
     shared: &Arc<Shared>,
-    stream: TcpStream,
+    stream: socket::Socket,
     peer: SocketAddr,
     listener: Arc<Listener>,
 ) {

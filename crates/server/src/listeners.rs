@@ -14,7 +14,6 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tacvs_policy::policy::Listener;
-use tokio::net::{TcpListener, TcpSocket};
 use tokio::task::JoinHandle;
 
 use crate::Shared;
@@ -70,11 +69,8 @@ impl Running {
 }
 
 /// Bind `l.address` (the error says what to do about the usual causes).
-pub(crate) fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr).map_err(|e| bind_error(addr, e))?;
-    socket.listen(4096).map_err(|e| bind_error(addr, e))
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+    crate::socket::bind(addr).map_err(|e| bind_error(addr, e))
 }
 
 /// `cannot listen on ADDR: ERROR (HINT)`.
@@ -113,9 +109,10 @@ pub fn bind_error(addr: SocketAddr, e: io::Error) -> io::Error {
 /// Start accepting on `listener` with `settings`.
 pub(crate) fn run(
     shared: &Arc<Shared>,
-    listener: TcpListener,
+    listener: std::net::TcpListener,
     settings: Listener,
 ) -> io::Result<Running> {
+    let listener = crate::socket::Listening::new(listener)?;
     let bound = listener.local_addr()?;
     let configured = settings.address;
     tracing::info!(
@@ -157,7 +154,11 @@ pub(crate) fn trusted(l: &Listener) -> String {
     l.trusted_proxies.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")
 }
 
-async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, settings: Arc<ArcSwap<Listener>>) {
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: crate::socket::Listening,
+    settings: Arc<ArcSwap<Listener>>,
+) {
     let mut shutdown = shared.shutdown.clone();
     // One wait for the signal for the loop's life: a new one per connection
     // would join and leave the signal's waiter list (a lock each) per accept.

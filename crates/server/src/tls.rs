@@ -22,13 +22,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::socket::Socket;
 use bytes::BytesMut;
 use tacvs_policy::Policy;
 use tacvs_policy::config::IdentityMode;
 use tacvs_policy::policy::ListenerTls;
 use tacvs_tls::identity::PeerIdentity;
 use tokio::io::AsyncReadExt;
-use tokio::net::TcpStream;
 use tracing::Instrument;
 
 use crate::Shared;
@@ -131,7 +131,7 @@ fn refuse(device: SocketAddr, reason: &'static str, why: &str) {
 /// the bytes read with it are in `buf`).
 pub(crate) async fn serve(
     shared: &Arc<Shared>,
-    mut stream: TcpStream,
+    mut stream: Socket,
     mut buf: BytesMut,
     crate::conn::Arrival { device, probe }: crate::conn::Arrival,
     tls: &Arc<ListenerTls>,

@@ -19,10 +19,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
+use crate::socket::Socket;
 use rustls::server::UnbufferedServerConnection;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError, UnbufferedStatus};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// One read from the socket.
 const READ_SIZE: usize = 4096;
@@ -49,7 +49,7 @@ enum Op<'a> {
 /// TLS over TCP, its buffers released when empty.
 pub(crate) struct TlsStream {
     conn: UnbufferedServerConnection,
-    io: TcpStream,
+    io: Socket,
     /// TLS bytes received, not yet processed.
     incoming: Vec<u8>,
     /// Plaintext decrypted, not yet read; `plain_at` is read already.
@@ -71,7 +71,7 @@ impl TlsStream {
     /// it (with a PROXY header, or to look at the first byte).
     pub(crate) fn new(
         config: Arc<rustls::ServerConfig>,
-        io: TcpStream,
+        io: Socket,
         read: Vec<u8>,
     ) -> Result<TlsStream, rustls::Error> {
         Ok(TlsStream {
@@ -384,7 +384,7 @@ impl AsyncWrite for TlsStream {
 }
 
 impl crate::conn::Transport for TlsStream {
-    async fn readable(&self) -> io::Result<()> {
+    async fn readable(&mut self) -> io::Result<()> {
         // Plaintext or TLS bytes held, or the peer closed: a read returns
         // (or reads the socket) at once.
         if self.plain_at < self.plain.len() || !self.incoming.is_empty() || self.peer_closed {
@@ -433,11 +433,12 @@ mod tests {
     #[tokio::test]
     async fn an_idle_stream_holds_no_buffer() {
         let (server, client) = configs();
-        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let bound = crate::socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let l = crate::socket::Listening::new(bound).unwrap();
         let addr = l.local_addr().unwrap();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let device = tokio::spawn(async move {
-            let tcp = TcpStream::connect(addr).await.unwrap();
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
             let name = tacvs_tls::client::server_name(None, addr.ip()).unwrap();
             let connector = tokio_rustls::TlsConnector::from(client);
             let mut s = connector.connect(name, tcp).await.unwrap();

@@ -18,9 +18,23 @@ const LONG: Duration = Duration::from_secs(4);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_connection_is_closed_after_the_first_packet_timeout() {
     let h = start("silent", limits("first_packet_timeout = \"300ms\"")).await;
+    // The kernel holds it until the accept deferral (1 s) ends, then the
+    // server's first_packet_timeout runs.
     let mut s = connect_from(h.addr(), None).await;
     let took = closed_within(&mut s, LONG).await.expect("closed well before idle_timeout (5 s)");
+    assert!(took >= Duration::from_millis(1250), "not before deferral + deadline: {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_stops_inside_its_first_header_is_closed_at_the_timeout() {
+    let h = start("stalled", limits("first_packet_timeout = \"300ms\"")).await;
+    let mut s = connect_and_stall(h.addr(), None, &[0xc1]).await;
+    let took = closed_within(&mut s, LONG).await.expect("closed well before idle_timeout (5 s)");
     assert!(took >= Duration::from_millis(250), "not before the deadline: {took:?}");
+    assert!(
+        took < Duration::from_millis(1000),
+        "from its first byte, not after a deferral: {took:?}"
+    );
 }
 
 /// Write `bytes` one at a time, `gap` apart, until the server closes.
@@ -95,8 +109,8 @@ async fn max_connections_refuses_the_next_connection() {
     let h = start("max-conns", limits("max_connections = 2")).await;
     let _a = Pipe::open(h.addr(), None).await;
     let _b = Pipe::open(h.addr(), None).await;
-    let mut c = connect_from(h.addr(), None).await;
-    assert!(closed_within(&mut c, Duration::from_secs(2)).await.is_some(), "third refused");
+    let mut c = connect_and_stall(h.addr(), None, &[0xc1]).await;
+    assert!(closed_within(&mut c, Duration::from_millis(500)).await.is_some(), "third refused");
     drop(_a);
     let freed = eventually(LONG, || async {
         h.client()
@@ -113,8 +127,8 @@ async fn max_connections_per_source_counts_each_device() {
     let h = start("per-source", limits("max_connections_per_source = 2")).await;
     let _a = Pipe::open(h.addr(), None).await;
     let _b = Pipe::open(h.addr(), None).await;
-    let mut c = connect_from(h.addr(), None).await;
-    assert!(closed_within(&mut c, Duration::from_secs(2)).await.is_some(), "third refused");
+    let mut c = connect_and_stall(h.addr(), None, &[0xc1]).await;
+    assert!(closed_within(&mut c, Duration::from_millis(500)).await.is_some(), "third refused");
     let mut other =
         Client::new(ClientOptions { source: Some("127.0.0.7".parse().unwrap()), ..h.opts() });
     assert_eq!(other.authorize(cmd("bob", "show")).await.unwrap().status, AuthorStatus::PassAdd);
@@ -168,7 +182,9 @@ async fn a_proxy_listener_waits_proxy_header_timeout_for_the_header() {
         ..Conf::default()
     };
     let h = start("proxy-timeout", conf).await;
-    let mut s = connect_from(h.server.local_addrs[1], None).await;
+    // The first bytes of the PROXY v2 signature, then nothing.
+    let mut s = connect_and_stall(h.server.local_addrs[1], None, b"\r\n\r\n").await;
     let took = closed_within(&mut s, LONG).await.expect("closed before first_packet_timeout");
     assert!(took >= Duration::from_millis(250), "{took:?}");
+    assert!(took < Duration::from_millis(1000), "{took:?}");
 }

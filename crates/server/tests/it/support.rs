@@ -305,6 +305,15 @@ pub async fn connect_from(addr: SocketAddr, src: Option<IpAddr>) -> TcpStream {
     sock.connect(addr).await.unwrap()
 }
 
+/// A connection from `src` that sends `first` and stalls: a device that
+/// began and stopped. (A connection that sends nothing is held by the
+/// kernel until the listener's accept deferral ends, about 1 s.)
+pub async fn connect_and_stall(addr: SocketAddr, src: Option<IpAddr>, first: &[u8]) -> TcpStream {
+    let mut s = connect_from(addr, src).await;
+    tokio::io::AsyncWriteExt::write_all(&mut s, first).await.unwrap();
+    s
+}
+
 /// Read until the server closes; how long that took, or None if it did not
 /// within `within`. Bytes read are discarded.
 pub async fn closed_within(s: &mut TcpStream, within: Duration) -> Option<Duration> {

@@ -306,8 +306,10 @@ async fn slow_handshakes_hold_at_most_their_slots_and_time_out() {
         "  handshake_timeout = \"700ms\"\n  max_handshakes = 3\n  max_handshakes_per_source = 1\n";
     let (h, _pki) = start_tls("tls-slow", Conf::default(), tls).await;
     let addr = tls_addr(&h);
-    // One silent connection holds 127.0.0.1's only handshake slot…
-    let mut first = connect_from(addr, Some("127.0.0.1".parse().unwrap())).await;
+    // One handshake that stalls after its first byte (a TLS handshake
+    // record's type) holds 127.0.0.1's only handshake slot…
+    let stall = |ip: &str| connect_and_stall(addr, Some(ip.parse().unwrap()), &[0x16]);
+    let mut first = stall("127.0.0.1").await;
     assert!(
         eventually(Duration::from_secs(2), || async {
             h.server.shared().handshakes_in_progress() == 1
@@ -315,13 +317,13 @@ async fn slow_handshakes_hold_at_most_their_slots_and_time_out() {
         .await
     );
     // … so a second from the same address is closed at once,
-    let mut second = connect_from(addr, Some("127.0.0.1".parse().unwrap())).await;
+    let mut second = stall("127.0.0.1").await;
     let t = closed_within(&mut second, Duration::from_millis(500)).await;
     assert!(t.is_some(), "a second handshake from one source is refused at once");
     // while other addresses still get theirs (up to max_handshakes in all),
     let mut others = Vec::new();
     for ip in ["127.0.0.2", "127.0.0.3"] {
-        others.push(connect_from(addr, Some(ip.parse().unwrap())).await);
+        others.push(stall(ip).await);
     }
     assert!(
         eventually(Duration::from_secs(2), || async {
@@ -329,12 +331,12 @@ async fn slow_handshakes_hold_at_most_their_slots_and_time_out() {
         })
         .await
     );
-    let mut fourth = connect_from(addr, Some("127.0.0.4".parse().unwrap())).await;
+    let mut fourth = stall("127.0.0.4").await;
     assert!(
         closed_within(&mut fourth, Duration::from_millis(500)).await.is_some(),
         "max_handshakes in all"
     );
-    // and the silent one is closed by handshake_timeout, freeing its slot.
+    // and the stalled one is closed by handshake_timeout, freeing its slot.
     assert!(closed_within(&mut first, Duration::from_secs(3)).await.is_some());
     assert!(
         eventually(Duration::from_secs(3), || async {
