@@ -118,13 +118,15 @@ impl Listening {
 /// block, registered with the runtime from then on (module doc).
 pub(crate) struct Socket {
     state: State,
-    /// Nothing waited for yet: the first [`Socket::readable`] returns at once.
-    fresh: bool,
 }
 
 enum State {
-    /// Not registered; the descriptor is non-blocking.
-    Direct(std::net::TcpStream),
+    /// Not registered; the descriptor is non-blocking. `fresh`: nothing
+    /// waited for yet, so the first [`Socket::readable`] returns at once.
+    Direct {
+        s: std::net::TcpStream,
+        fresh: bool,
+    },
     Polled(TcpStream),
     /// Registration failed; the descriptor is closed.
     Lost,
@@ -133,7 +135,7 @@ enum State {
 impl Socket {
     /// A socket `accept4` returned, non-blocking.
     pub(crate) fn accepted(s: std::net::TcpStream) -> Self {
-        Socket { state: State::Direct(s), fresh: true }
+        Socket { state: State::Direct { s, fresh: true } }
     }
 
     /// Whether it has joined the runtime's poller (tests).
@@ -148,7 +150,9 @@ impl Socket {
     /// follows registers and waits. Later calls register, so an idle
     /// connection waits without a read buffer.
     pub(crate) async fn readable(&mut self) -> io::Result<()> {
-        if std::mem::take(&mut self.fresh) && matches!(self.state, State::Direct(_)) {
+        if let State::Direct { fresh, .. } = &mut self.state
+            && std::mem::take(fresh)
+        {
             return Ok(());
         }
         self.polled()?.readable().await
@@ -156,9 +160,9 @@ impl Socket {
 
     /// The registered stream, registering it now if it is not.
     fn polled(&mut self) -> io::Result<&mut TcpStream> {
-        if let State::Direct(_) = self.state {
+        if let State::Direct { .. } = self.state {
             self.state = match std::mem::replace(&mut self.state, State::Lost) {
-                State::Direct(s) => State::Polled(TcpStream::from_std(s)?),
+                State::Direct { s, .. } => State::Polled(TcpStream::from_std(s)?),
                 other => other,
             };
         }
@@ -195,7 +199,7 @@ impl AsyncRead for Socket {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if let State::Direct(s) = &this.state {
+        if let State::Direct { s, .. } = &this.state {
             // Safe code reads into initialized memory: at most the read
             // buffer's spare capacity (a connection's first chunk is 1 KiB)
             // is zeroed, and only until the socket first waits.
@@ -214,7 +218,7 @@ impl AsyncRead for Socket {
 impl AsyncWrite for Socket {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if let State::Direct(s) = &this.state
+        if let State::Direct { s, .. } = &this.state
             && let Some(r) = direct((&*s).write(b))
         {
             return Poll::Ready(r);
@@ -227,7 +231,7 @@ impl AsyncWrite for Socket {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().state {
-            State::Direct(_) => Poll::Ready(Ok(())),
+            State::Direct { .. } => Poll::Ready(Ok(())),
             State::Polled(s) => Pin::new(s).poll_flush(cx),
             State::Lost => Poll::Ready(Err(lost())),
         }
@@ -235,7 +239,7 @@ impl AsyncWrite for Socket {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match &mut self.get_mut().state {
-            State::Direct(s) => Poll::Ready(s.shutdown(std::net::Shutdown::Write)),
+            State::Direct { s, .. } => Poll::Ready(s.shutdown(std::net::Shutdown::Write)),
             State::Polled(s) => Pin::new(s).poll_shutdown(cx),
             State::Lost => Poll::Ready(Err(lost())),
         }
@@ -265,8 +269,14 @@ mod tests {
     #[tokio::test]
     async fn accepted_sockets_inherit_nodelay_from_the_listener() {
         let (s, _c) = pair(b"x").await;
-        let State::Direct(raw) = &s.state else { panic!("registered at accept") };
+        let State::Direct { s: raw, .. } = &s.state else { panic!("registered at accept") };
         assert!(raw.nodelay().unwrap(), "Linux copies TCP_NODELAY from the listening socket");
+    }
+
+    #[test]
+    fn a_socket_is_no_larger_than_the_stream_it_stands_for() {
+        // Every connection's task holds it, several times over.
+        assert!(std::mem::size_of::<Socket>() <= std::mem::size_of::<TcpStream>());
     }
 
     #[tokio::test]
