@@ -69,7 +69,7 @@ impl Running {
 }
 
 /// Bind `l.address` (the error says what to do about the usual causes).
-pub(crate) fn bind(addr: SocketAddr) -> io::Result<std::net::TcpListener> {
+pub(crate) fn bind(addr: SocketAddr) -> io::Result<crate::socket::Listening> {
     crate::socket::bind(addr).map_err(|e| bind_error(addr, e))
 }
 
@@ -109,10 +109,9 @@ pub fn bind_error(addr: SocketAddr, e: io::Error) -> io::Error {
 /// Start accepting on `listener` with `settings`.
 pub(crate) fn run(
     shared: &Arc<Shared>,
-    listener: std::net::TcpListener,
+    listener: crate::socket::Listening,
     settings: Listener,
 ) -> io::Result<Running> {
-    let listener = crate::socket::Listening::new(listener)?;
     let bound = listener.local_addr()?;
     let configured = settings.address;
     tracing::info!(

@@ -433,8 +433,7 @@ mod tests {
     #[tokio::test]
     async fn an_idle_stream_holds_no_buffer() {
         let (server, client) = configs();
-        let bound = crate::socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let l = crate::socket::Listening::new(bound).unwrap();
+        let l = crate::socket::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         let addr = l.local_addr().unwrap();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<()>();
         let device = tokio::spawn(async move {
