@@ -12,7 +12,6 @@
 //! old password back into the cache. Callers take the generation *before* they
 //! look up the hash they verify against.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use hmac::{KeyInit, Mac};
@@ -93,7 +92,7 @@ impl CredCache {
         let secret: [u8; 32] = rand::random();
         let mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(&secret)
             .expect("HMAC takes any key length");
-        CredCache { mac, s, generation: Generation(0), map: HashMap::default() }
+        CredCache { mac, s, generation: Generation(0), map: foldhash::HashMap::default() }
     }
 
     /// Apply new settings (reload). Disabling empties the cache.

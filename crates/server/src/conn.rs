@@ -12,7 +12,6 @@ use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crate::socket::Socket;
 use bytes::{Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
 use tacvs_policy::policy::Listener;
@@ -27,6 +26,7 @@ use crate::authn::{Check, Verdict};
 use crate::journal::JournalError;
 use crate::logfmt::{Addr, AddrText, Esc};
 use crate::login::{Action, Log, Login};
+use crate::socket::Socket;
 use crate::{Shared, deadline, login};
 
 type Pending = Pin<Box<dyn std::future::Future<Output = Done> + Send>>;

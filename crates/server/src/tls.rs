@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::socket::Socket;
 use bytes::BytesMut;
 use tacvs_policy::Policy;
 use tacvs_policy::config::IdentityMode;
@@ -35,6 +34,7 @@ use crate::Shared;
 use crate::conn::{Peer, SourceSlot};
 use crate::journal::TlsPeer;
 use crate::logfmt::Esc;
+use crate::socket::Socket;
 
 mod stream;
 
