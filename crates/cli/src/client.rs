@@ -11,7 +11,10 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 use tacvs_client::{Client, ClientError, ClientOptions, FixedAnswers, Prompter};
 use tacvs_proto::chap::{self, ChapData};
-use tacvs_proto::*;
+use tacvs_proto::{
+    AaaRequest, AcctFlags, AcctRequest, AcctStatus, Argument, AuthenAction, AuthenService,
+    AuthenStart, AuthenStatus, AuthenType, AuthorStatus, PrivLvl,
+};
 
 /// Every option of `tacvs client` is accepted before or after the request
 /// type (`tacvs client --json authorize …` or `tacvs client authorize --json …`).
@@ -296,7 +299,14 @@ pub async fn run(a: ClientArgs) -> anyhow::Result<u8> {
     match result {
         Ok(o) => {
             if a.json {
-                let v = json!({"request": o.kind, "status": o.status, "server_msg": o.server_msg, "data": o.data, "args": o.args, "elapsed_ms": elapsed_ms});
+                let v = json!({
+                    "request": o.kind,
+                    "status": o.status,
+                    "server_msg": o.server_msg,
+                    "data": o.data,
+                    "args": o.args,
+                    "elapsed_ms": elapsed_ms,
+                });
                 println!("{v}");
             } else {
                 println!("{}: {}", o.kind, o.status.to_uppercase());
@@ -328,10 +338,14 @@ fn report_error(e: &ClientError, json: bool, server: SocketAddr, elapsed_ms: f64
         ""
     };
     if json {
-        println!(
-            "{}",
-            json!({"status": "error", "error_kind": e.kind(), "error": format!("{e}{hint}"), "server": server.to_string(), "elapsed_ms": elapsed_ms})
-        );
+        let v = json!({
+            "status": "error",
+            "error_kind": e.kind(),
+            "error": format!("{e}{hint}"),
+            "server": server.to_string(),
+            "elapsed_ms": elapsed_ms,
+        });
+        println!("{v}");
     } else {
         eprintln!("tacvs client: {e}{hint}");
     }

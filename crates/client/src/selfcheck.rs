@@ -9,7 +9,11 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tacvs_proto::chap::{self, ChapData};
-use tacvs_proto::*;
+use tacvs_proto::{
+    AaaRequest, AcctFlags, AcctReply, AcctRequest, AcctStatus, Argument, AuthenAction, AuthenReply,
+    AuthenService, AuthenStart, AuthenStatus, AuthenType, AuthorResponse, AuthorStatus, Key,
+    PrivLvl, Request, ServerConfig, ServerConnection, ServerEvent,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;

@@ -342,7 +342,12 @@ impl Router {
                         match guard.try_io(|fd| fd.get_ref().read(&mut buf)) {
                             Ok(Ok(n)) => {
                                 if let Some((adv, src)) = self.accept(&buf[..n]) {
-                                    self.shared.update(|s, _| if vrrp.state() == State::Backup { s.master = src.to_string() });
+                                    let backup = vrrp.state() == State::Backup;
+                                    self.shared.update(|s, _| {
+                                        if backup {
+                                            s.master = src.to_string();
+                                        }
+                                    });
                                     let acts = vrrp.on_advert(&adv, src, Instant::now());
                                     self.execute(&vrrp, acts).await;
                                 }

@@ -949,7 +949,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tacvs-lab-acct-{}", std::process::id()));
         let l = lab(&dir);
         let line = |dev: &str, rec: &str, task: &str| {
-            serde_json::json!({"device": dev, "record": rec, "args": [format!("task_id={task}"), "service=shell"]}).to_string()
+            let args = [format!("task_id={task}"), "service=shell".into()];
+            serde_json::json!({"device": dev, "record": rec, "args": args}).to_string()
         };
         for (s, lines) in [
             (1, vec![line("10.100.0.1", "start", "0-1"), line("10.100.0.1", "stop", "0-1")]),

@@ -604,7 +604,14 @@ impl Ctx {
                 let first = self.info_requests() == 0;
                 match &error {
                     ProtocolError::WrongKey { error: detail, .. } => {
-                        tracing::warn!(device = %Addr(self.device), device_group = %self.dg_name, keys = self.keys, decoder = %detail, "the device's key is none of its device group's keys: check the key configured on the device; closing the connection");
+                        tracing::warn!(
+                            device = %Addr(self.device),
+                            device_group = %self.dg_name,
+                            keys = self.keys,
+                            decoder = %detail,
+                            "the device's key is none of its device group's keys: check the key \
+                             configured on the device; closing the connection"
+                        );
                         metrics::counter!("tacvs_rejects_total", "reason" => "wrong_key")
                             .increment(1);
                     }

@@ -888,7 +888,15 @@ impl Writer {
             // is cut back to, which from a stale size would extend the file
             // with zeros.
             Some(len) if len != self.size => {
-                tracing::warn!(file = %self.path.display(), expected = self.size, found = len, "the journal file changed size while the server runs (truncated or copied over by a log rotation tool, e.g. logrotate's copytruncate: use its default create mode, or tacvs's own rotate_size and rotate_interval); continuing from its real size");
+                tracing::warn!(
+                    file = %self.path.display(),
+                    expected = self.size,
+                    found = len,
+                    "the journal file changed size while the server runs (truncated or copied \
+                     over by a log rotation tool, e.g. logrotate's copytruncate: use its default \
+                     create mode, or tacvs's own rotate_size and rotate_interval); continuing \
+                     from its real size"
+                );
                 metrics::counter!("tacvs_journal_resized_total").increment(1);
                 self.size = len;
             }
