@@ -11,6 +11,7 @@ use tacvs_proto::chap::{self, ChapData};
 use tacvs_proto::{
     AaaRequest, AcctFlags, AcctReply, AcctRequest, AcctStatus, AuthenAction, AuthenService,
     AuthenStatus, AuthenType, AuthorStatus, ClientConfig, ClientConnection, ClientEvent, Key,
+    PrivLvl,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -506,6 +507,30 @@ async fn enable_above_the_users_groups_level_fails_even_with_the_right_password(
         enable(&h, AuthenType::Pap, "alice", "alice-enable").await.status,
         AuthenStatus::Pass
     );
+}
+
+/// The credential cache keys a password by (kind, user, password), not by
+/// level: a pass at a level the user holds must not be reused for one above
+/// the user's groups (found by an adversarial review; passed before the fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cached_enable_does_not_pass_a_level_above_the_users_groups() {
+    let h = start("enable-cached-above", Conf::default()).await;
+    for ty in [AuthenType::Pap, AuthenType::Ascii] {
+        let at = |lvl: u8| {
+            let mut s =
+                start_pkt(ty, AuthenService::Enable, "bob", login_data(ty, "bob", "bob-enable"));
+            s.priv_lvl = PrivLvl::new(lvl).unwrap();
+            let mut answers =
+                FixedAnswers { user: "bob".into(), password: "bob-enable".into(), max_rounds: 3 };
+            let mut c = h.client();
+            async move { c.authenticate(s, &mut answers).await.unwrap().status }
+        };
+        // bob's only group (readonly) grants priv-lvl 1: a pass there is cached ...
+        assert_eq!(at(1).await, AuthenStatus::Pass, "{ty:?} at bob's own level");
+        // ... and must not open level 15 while it is.
+        assert_eq!(at(15).await, AuthenStatus::Fail, "{ty:?}: the cached pass opened level 15");
+        assert_eq!(at(1).await, AuthenStatus::Pass, "{ty:?}: the cache still serves level 1");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
