@@ -384,8 +384,8 @@ pub fn cached(shared: &Shared, c: &Check) -> Option<Verdict> {
                 && local.is_some_and(|u| needs_otp(shared, &Identity::Local(u.clone())));
             // The cache's key holds no level: an enable passes from it only at
             // a level the user's groups grant, as `verify` checks on a miss.
-            let level = c.kind == CredKind::Login
-                || local.is_some_and(|u| c.priv_lvl <= u.max_priv);
+            let level =
+                c.kind == CredKind::Login || local.is_some_and(|u| c.priv_lvl <= u.max_priv);
             level && !otp && shared.cache().hit(c.kind, &c.user, pw, now)
         }
         Plan::Directory { .. } => {

@@ -127,7 +127,10 @@ fn foreign(first: &[u8]) -> Option<&'static str> {
     } else if first.starts_with(b"SSH-") {
         Some("SSH")
     } else if first.starts_with(b"PROXY") || first.starts_with(b"\r\n\r\n\0\r\nQUIT\n") {
-        Some("a PROXY protocol header, but this listener has proxy_protocol = \"off\"")
+        Some(
+            "a PROXY protocol header, but this listener has proxy_protocol = \"off\" or does \
+             not list the peer in trusted_proxies",
+        )
     } else if first.first().is_some_and(|&b| b >> 4 != 0xc) {
         Some("something other than TACACS+ (its first byte is not a TACACS+ version)")
     } else {

@@ -53,6 +53,14 @@ pub enum Intake {
 
 /// Read a PROXY header if this listener takes one. Bytes after the header
 /// stay in `buf`.
+///
+/// A peer that is not a trusted proxy is never waited for: on a `required`
+/// listener it is refused at once, and on an `optional` one it is the
+/// device itself (nothing is read), admitted as on a plain listener (a
+/// device group, a slot for its address, `first_packet_timeout`). Waiting
+/// for its first bytes here would let any address, in a device group or
+/// not, hold connection slots under `max_connections` with silent
+/// connections; a header it sends anyway fails as the first packet does.
 pub async fn intake<S: AsyncRead + Unpin>(
     stream: &mut S,
     buf: &mut BytesMut,
@@ -63,6 +71,7 @@ pub async fn intake<S: AsyncRead + Unpin>(
     match mode {
         ProxyMode::Off => return Ok(Intake::Direct),
         ProxyMode::Required if !trusted => return Err(ProxyError::Untrusted),
+        ProxyMode::Optional if !trusted => return Ok(Intake::Direct),
         _ => {}
     }
     let deadline = tokio::time::Instant::now() + wait;
@@ -76,9 +85,6 @@ pub async fn intake<S: AsyncRead + Unpin>(
         } else {
             Ok(Intake::Direct)
         };
-    }
-    if !trusted {
-        return Err(ProxyError::Untrusted);
     }
     loop {
         let parsed = HeaderResult::parse(buf);
@@ -183,10 +189,23 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_header_from_an_untrusted_peer_is_refused_on_any_proxy_listener() {
-        for mode in [ProxyMode::Required, ProxyMode::Optional] {
-            assert_eq!(run(&v2("192.0.2.7:1"), mode, false).await.0, Err(ProxyError::Untrusted));
-        }
+    async fn a_header_from_an_untrusted_peer_is_never_believed() {
+        let (r, _) = run(&v2("192.0.2.7:1"), ProxyMode::Required, false).await;
+        assert_eq!(r, Err(ProxyError::Untrusted));
+        // On an optional listener the peer is the device: nothing is read (its
+        // header then fails as a first packet), and nothing is waited for.
+        let (r, read) = run(&v2("192.0.2.7:1"), ProxyMode::Optional, false).await;
+        assert_eq!((r, read), (Ok(Intake::Direct), vec![]));
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_peer_on_an_optional_listener_is_not_waited_for() {
+        let (_a, mut b) = tokio::io::duplex(64);
+        let mut buf = BytesMut::new();
+        let t = tokio::time::Instant::now();
+        let r = intake(&mut b, &mut buf, ProxyMode::Optional, false, Duration::from_secs(5)).await;
+        assert_eq!(r, Ok(Intake::Direct));
+        assert!(t.elapsed() < Duration::from_secs(1), "waited {:?} for a silent peer", t.elapsed());
     }
 
     #[tokio::test]

@@ -122,6 +122,36 @@ async fn max_connections_refuses_the_next_connection() {
     assert!(freed, "a slot frees when a connection ends");
 }
 
+/// An `optional` PROXY listener does not wait for the first bytes of a peer
+/// that is not a trusted proxy: such a peer is the device, admitted as on a
+/// plain listener. Waiting let any address, in no device group, hold every
+/// slot under max_connections with silent connections (found by an
+/// adversarial review; failed before the fix: the device was refused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_peers_outside_the_device_groups_hold_no_slot_on_an_optional_proxy_listener() {
+    let optional = "[[server.listen]]\naddress = \"127.0.0.1:0\"\nproxy_protocol = \"optional\"\n\
+        trusted_proxies = [\"127.0.0.1/32\"]\n";
+    let conf = Conf {
+        listeners: optional.into(),
+        limits:
+            "max_connections = 2\nproxy_header_timeout = \"10s\"\nfirst_packet_timeout = \"10s\""
+                .into(),
+        ..Conf::default()
+    };
+    let h = start("optional-silent", conf).await;
+    let paddr = h.server.local_addrs[1];
+    // 127.200.0.1: no trusted proxy, and outside the device group (127.0.0.0/9).
+    let stranger = Some("127.200.0.1".parse().unwrap());
+    let _held = [connect_from(paddr, stranger).await, connect_from(paddr, stranger).await];
+    // The kernel hands silent connections over when the accept deferral (1 s) ends.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = tokio::time::timeout(LONG, h.client().authorize(cmd("bob", "show"))).await;
+    assert!(
+        matches!(r, Ok(Ok(ref r)) if r.status == AuthorStatus::PassAdd),
+        "a device was refused while two silent strangers waited: {r:?}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_connections_per_source_counts_each_device() {
     let h = start("per-source", limits("max_connections_per_source = 2")).await;
