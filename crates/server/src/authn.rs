@@ -587,7 +587,13 @@ async fn local_login(
     let otp = needs_otp(shared, who);
     let (password, code) = match split(policy, mode, otp, data) {
         Ok(x) => x,
-        Err(why) => return attempt.end(Verdict::Fail(why)),
+        Err(why) => {
+            // Hashed anyway: an answer without a hash, where an unknown user
+            // costs one, would tell that this name exists and needs a code.
+            let r = local.decoy(data.to_vec(), why).await;
+            count_check(local.kind(), &r, t.elapsed());
+            return attempt.end(checked_verdict(r));
+        }
     };
     let cached = otp
         && generation.is_some()

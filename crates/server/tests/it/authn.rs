@@ -360,3 +360,30 @@ async fn a_full_hash_queue_answers_error() {
     let errors = statuses.iter().filter(|s| **s == AuthenStatus::Error).count();
     assert!(errors >= 4, "one runs, one waits, the rest are refused: {statuses:?}");
 }
+
+/// A one-time-password user's PAP that cannot carry the code (too short, or
+/// `pap = "refuse"`) costs a hash as an unknown user's does: a reply without
+/// one would tell which names exist and need a code (found by an adversarial
+/// review; no hash ran before the fix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_time_password_users_unusable_pap_costs_a_hash_as_an_unknown_users_does() {
+    for (name, otp) in
+        [("otp-short", ""), ("otp-refuse", "[authentication.otp]\npap = \"refuse\"\n")]
+    {
+        let dave = hash("dave-pass", 1000);
+        let conf = Conf {
+            users: format!(
+                "[[user]]\nname = \"dave\"\npassword = \"{dave}\"\notp = true\ngroups = [\"netops\"]"
+            ),
+            tail: otp.into(),
+            ..Conf::default()
+        };
+        let h = start(name, conf).await;
+        let before = h.verifications();
+        assert_eq!(pap(&mut h.client(), "nobody", "x").await, AuthenStatus::Fail);
+        let unknown = h.verifications() - before;
+        let before = h.verifications();
+        assert_eq!(pap(&mut h.client(), "dave", "x").await, AuthenStatus::Fail);
+        assert_eq!(h.verifications() - before, unknown, "{name}: hashes for dave and for nobody");
+    }
+}
