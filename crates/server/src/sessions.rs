@@ -65,9 +65,17 @@ impl Conn {
     }
 
     /// The user of an authentication on this connection (authentication path only).
+    ///
+    /// A copy, not a view: `user` is a slice of the packet's read buffer, and
+    /// kept for the connection's life a view would pin that whole buffer (up
+    /// to `max_body`) on a connection that then stays idle.
     pub fn set_user(&self, user: &Bytes) {
-        if !user.is_empty() {
-            *self.user.lock().unwrap_or_else(|e| e.into_inner()) = Some(user.clone());
+        if user.is_empty() {
+            return;
+        }
+        let mut held = self.user.lock().unwrap_or_else(|e| e.into_inner());
+        if held.as_deref() != Some(&user[..]) {
+            *held = Some(Bytes::copy_from_slice(user));
         }
     }
 }
@@ -143,5 +151,34 @@ impl Registry {
     /// Whether none is.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by an adversarial review: a view kept a 64 KiB read buffer alive
+    /// for the user's 5 bytes, on every idle connection that had logged in.
+    #[test]
+    fn the_user_kept_does_not_pin_the_packets_buffer() {
+        let conn = Conn {
+            device: "192.0.2.1:1".parse().unwrap(),
+            group: "lab".into(),
+            since: SystemTime::now(),
+            state: AtomicU8::new(0),
+            requests: AtomicU64::new(0),
+            user: Mutex::new(None),
+        };
+        let buffer = Bytes::from(vec![b'a'; 65536]);
+        conn.set_user(&buffer.slice(..5));
+        assert!(buffer.is_unique(), "the read buffer is still shared");
+        assert_eq!(conn.user.lock().unwrap().as_deref(), Some(&b"aaaaa"[..]));
+        // The same name again keeps what is held; another replaces it.
+        let held = conn.user.lock().unwrap().as_ref().map(|b| b.as_ptr());
+        conn.set_user(&Bytes::from_static(b"aaaaa"));
+        assert_eq!(conn.user.lock().unwrap().as_ref().map(|b| b.as_ptr()), held);
+        conn.set_user(&Bytes::from_static(b"bob"));
+        assert_eq!(conn.user.lock().unwrap().as_deref(), Some(&b"bob"[..]));
     }
 }
