@@ -17,9 +17,10 @@
 //! text are copied whole, and the time's text up to the second is reused
 //! within the second.
 //!
-//! Events inside a span (the TLS handshake's) and events forwarded from the
-//! `log` crate are written by tracing-subscriber's own JSON formatter, which
-//! adds the span's fields and normalizes the forwarded metadata.
+//! Events inside a span (every event of a TLS connection) and events
+//! forwarded from the `log` crate are written by tracing-subscriber's own
+//! JSON formatter, which adds the span's fields and normalizes the forwarded
+//! metadata; its line is then escaped as ours are ([`escape_beyond_json`]).
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
@@ -77,12 +78,12 @@ where
             || ctx.lookup_current().is_some()
             || meta.fields().field("log.target").is_some()
         {
-            return self.stock.format_event(ctx, writer, event);
+            return self.stock(ctx, writer, event);
         }
         LINE.with(|b| {
             let Ok(mut b) = b.try_borrow_mut() else {
                 // Only if formatting a value logged an event of its own.
-                return self.stock.format_event(ctx, writer, event);
+                return self.stock(ctx, writer, event);
             };
             let b = &mut *b;
             b.line.clear();
@@ -107,6 +108,43 @@ where
             written
         })
     }
+}
+
+impl JsonEvent {
+    /// The stock formatter's line, escaped as ours are.
+    fn stock<S, N>(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> fmt::Result
+    where
+        S: Subscriber + for<'a> LookupSpan<'a>,
+        N: for<'a> FormatFields<'a> + 'static,
+    {
+        let mut line = String::new();
+        self.stock.format_event(ctx, Writer::new(&mut line), event)?;
+        escape_beyond_json(&mut writer, &line)
+    }
+}
+
+/// Write `line`, a JSON line, with every character that [`crate::jsonline`]
+/// escapes beyond what JSON requires (DEL, C1 controls, line separators,
+/// bidirectional controls: all in the BMP) escaped as `\uXXXX`. serde_json
+/// escapes only `"`, `\` and C0 controls, and peer text reaches span events
+/// too (a TLS device's attributes in an authorization's reason). Outside its
+/// strings a JSON line holds only ASCII, so escaping such a character
+/// wherever it is changes no value.
+fn escape_beyond_json(w: &mut impl fmt::Write, line: &str) -> fmt::Result {
+    let mut start = 0;
+    for (i, c) in line.char_indices() {
+        if (c as u32) >= 0x7f && crate::logfmt::is_unsafe(c) {
+            w.write_str(&line[start..i])?;
+            write!(w, "\\u{:04x}", c as u32)?;
+            start = i + c.len_utf8();
+        }
+    }
+    w.write_str(&line[start..])
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.ffffffZ` (UTC), as tracing-subscriber writes it.
@@ -280,6 +318,26 @@ mod tests {
         assert_eq!(ours.lines().count(), 1);
         let v: serde_json::Value = serde_json::from_str(ours.trim_end()).unwrap();
         assert_eq!(v["reason"], "a\u{2028}b\u{85}c\u{202e}d\u{7f}");
+    }
+
+    /// Found by an adversarial review: every event of a TLS connection is in
+    /// its span, and went out with serde_json's escaping only.
+    #[test]
+    fn an_event_in_a_span_is_escaped_as_the_others_are() {
+        let hostile = "a\u{2028}b\u{85}c\u{202e}d\u{7f}";
+        let (_, ours) = both(|| {
+            let span = tracing::info_span!("tls", sni = hostile);
+            let _g = span.enter();
+            tracing::info!(reason = hostile, "x\u{2029}");
+        });
+        assert_eq!(ours.lines().count(), 1, "{ours}");
+        for raw in ['\u{2028}', '\u{2029}', '\u{85}', '\u{202e}', '\u{7f}'] {
+            assert!(!ours.contains(raw), "raw U+{:04X} in {ours}", raw as u32);
+        }
+        assert!(ours.contains(r#""reason":"a\u2028b\u0085c\u202ed\u007f""#), "{ours}");
+        let v: serde_json::Value = serde_json::from_str(ours.trim_end()).unwrap();
+        assert_eq!((&v["reason"], &v["message"]), (&hostile.into(), &"x\u{2029}".into()));
+        assert_eq!(v["span"]["sni"], hostile);
     }
 
     #[test]
