@@ -20,7 +20,7 @@
 //! Events inside a span (every event of a TLS connection) and events
 //! forwarded from the `log` crate are written by tracing-subscriber's own
 //! JSON formatter, which adds the span's fields and normalizes the forwarded
-//! metadata; its line is then escaped as ours are ([`escape_beyond_json`]).
+//! metadata; its line is then escaped as ours are (`escape_beyond_json`).
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
