@@ -395,7 +395,20 @@ pub fn cached(shared: &Shared, c: &Check) -> Option<Verdict> {
                 && shared.cache().hit(CredKind::Login, &c.user, pw, now)
         }
     };
-    known.then(|| cached_pass(shared, &c.user, canonical_ip(c.src)))
+    let key = lockout_name(&policy, &c.user, need);
+    known.then(|| cached_pass(shared, &key, canonical_ip(c.src)))
+}
+
+/// The name `user`'s failures and rate are counted under: as sent for a
+/// user of the file, as directories compare names for a directory user
+/// ([`crate::directory::prepared_name`]), so that no spelling of a directory
+/// name buys a new set of guesses.
+fn lockout_name<'a>(policy: &Policy, user: &'a [u8], need: Need) -> std::borrow::Cow<'a, [u8]> {
+    let local = policy.user(user).map(|u| u.prefer);
+    match backend::plan(local, !policy.directories.is_empty(), need) {
+        Plan::Local => std::borrow::Cow::Borrowed(user),
+        Plan::Directory { .. } => crate::directory::prepared_name(user),
+    }
 }
 
 /// The secret a user's code is checked against: the directory's attribute,
@@ -491,7 +504,8 @@ fn verify_code(shared: &Shared, policy: &Policy, c: Check) -> Verdict {
     let Credential::Otp { code, challenge } = c.credential else {
         return Verdict::Fail("not a one-time code");
     };
-    let attempt = match admit(shared, &c.user, canonical_ip(c.src)) {
+    let key = lockout_name(policy, &c.user, Need::Login);
+    let attempt = match admit(shared, &key, canonical_ip(c.src)) {
         Ok(a) => a,
         Err(v) => return v,
     };
@@ -636,7 +650,7 @@ async fn verify_directory(
     // A known account whose password the cache knows was answered by
     // `cached` before this, with no directory round trip.
     let fresh = shared.accounts().fresh(&c.user, now);
-    let attempt = match admit(shared, &c.user, src) {
+    let attempt = match admit(shared, &crate::directory::prepared_name(&c.user), src) {
         Ok(a) => a,
         Err(v) => return v,
     };

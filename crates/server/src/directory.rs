@@ -23,6 +23,11 @@
 //!   password is an unauthenticated bind that many servers answer with
 //!   success, RFC 4513 §5.1.2). A filter that matches several entries is a
 //!   refusal, not a choice.
+//! - **One name, one lockout.** A directory compares names as RFC 4518
+//!   prepares them (slapd for `uid`: case, NFKC, spaces at either end; Active
+//!   Directory likewise), so `ben`, `BEN`, ` Ben` and `ｂｅｎ` are one entry.
+//!   The lockout and the per-user rate count a directory user under
+//!   `prepared_name`, so no spelling buys a new set of guesses.
 //! - **Groups.** From the entry's `member_attribute` or a group search; with
 //!   `in_chain`, one search with Active Directory's matching rule in chain;
 //!   with `recursive`, one OR-ed group search per level, at most `max_depth`
@@ -702,5 +707,90 @@ impl DirClient {
             policy: policy.clone(),
             otp_secret,
         })))
+    }
+}
+
+/// `user` as directories compare names (RFC 4518 string preparation, as
+/// slapd applies it to `uid` and Active Directory to `sAMAccountName`):
+/// characters mapped to nothing removed (§2.2), NFKC, lower case (with `ß`
+/// as `ss` and a final sigma as `σ`, as case folding has them), whitespace
+/// at either end dropped and each run inside as one space (§2.6.1). The key
+/// a directory user's failures and rate are counted under. More spellings
+/// meet here than a given directory joins, which only makes their lockout
+/// shared. Bytes that are not UTF-8 are kept as they are (the directory
+/// path refuses such names). A plain lower-case ASCII name is returned as
+/// it is, without a copy.
+pub(crate) fn prepared_name(user: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    use std::borrow::Cow;
+    use unicode_normalization::UnicodeNormalization;
+    let plain = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-@".contains(b);
+    if user.iter().all(plain) {
+        return Cow::Borrowed(user);
+    }
+    let Ok(text) = std::str::from_utf8(user) else { return Cow::Borrowed(user) };
+    let mapped = text.chars().filter(|&c| {
+        !matches!(c, '\u{ad}' | '\u{34f}' | '\u{1806}' | '\u{180b}'..='\u{180e}' | '\u{200b}'..='\u{200d}'
+            | '\u{2060}' | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{fffc}')
+    });
+    let folded: String = mapped
+        .nfkc()
+        .flat_map(char::to_lowercase)
+        .map(|c| if c == 'ς' { 'σ' } else { c })
+        .collect::<String>()
+        .replace('ß', "ss")
+        // Lower case can undo the normal form (a capital with a combining
+        // mark); once more keeps the key stable.
+        .nfkc()
+        .collect::<String>();
+    let mut out = String::with_capacity(folded.len());
+    for word in folded.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    Cow::Owned(out.into_bytes())
+}
+
+#[cfg(test)]
+mod prepared_tests {
+    use super::prepared_name;
+
+    #[test]
+    fn spellings_a_directory_joins_have_one_key() {
+        let ben = prepared_name(b"ben");
+        for s in [
+            "BEN",
+            "Ben ",
+            " ben",
+            "\u{ff42}\u{ff45}\u{ff4e}",
+            "BEN\u{a0}",
+            "b\u{200b}e\u{ad}n",
+            "\tbEn\u{3000}",
+        ] {
+            assert_eq!(prepared_name(s.as_bytes()), ben, "{s:?}");
+        }
+        assert_eq!(prepared_name("Anna  Maria".as_bytes()).as_ref(), b"anna maria");
+        assert_eq!(prepared_name("STRASSE".as_bytes()), prepared_name("stra\u{df}e".as_bytes()));
+        assert_eq!(
+            prepared_name("\u{3a3}\u{3bf}\u{3c2}".as_bytes()),
+            prepared_name("\u{3c3}\u{3bf}\u{3c3}".as_bytes())
+        );
+    }
+
+    #[test]
+    fn different_names_stay_apart_and_plain_ones_are_not_copied() {
+        assert_ne!(prepared_name(b"ben"), prepared_name(b"ben2"));
+        assert_ne!(prepared_name(b"b en"), prepared_name(b"ben"));
+        assert!(matches!(prepared_name(b"svc.backup-01@corp"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(prepared_name(b"\xff\xfe").as_ref(), b"\xff\xfe");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn preparing_twice_changes_nothing(s in "\\PC{0,24}") {
+            let once = prepared_name(s.as_bytes()).into_owned();
+            proptest::prop_assert_eq!(prepared_name(&once).into_owned(), once);
+        }
     }
 }

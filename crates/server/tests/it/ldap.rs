@@ -280,6 +280,44 @@ async fn the_lockout_counts_wrong_passwords_not_directory_failures() {
     assert_eq!(pap(&mut h.client(), "ben", "ben-ldap-pass").await, AuthenStatus::Fail, "locked");
 }
 
+/// A directory compares names as RFC 4518 prepares them (case, compatibility
+/// forms, ignorable characters and spaces): every spelling it takes for one
+/// entry shares that entry's lockout. Found by an adversarial review: each
+/// spelling was a user of its own, with its own failures and rate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spellings_of_one_directory_name_share_its_lockout() {
+    let conf = Conf {
+        lockout: Some(
+            "max_failures = 3\nwindow = \"1m\"\nduration = \"1m\"\nuser_burst = 0\nsource_burst = 0"
+                .into(),
+        ),
+        ..Conf::default()
+    };
+    let d = start_dir("ldap-spellings", "", "", conf).await;
+    let h = &d.h;
+    // The directory takes each of them for ben.
+    // The directory takes each of these for ben (slapd: case, NFKC, spaces
+    // at either end, a no-break space among them).
+    let spellings = ["ben", "BEN", "Ben ", " ben", "ｂｅｎ", "BEN\u{a0}"];
+    for name in spellings {
+        assert_eq!(
+            pap(&mut h.client(), name, "ben-ldap-pass").await,
+            AuthenStatus::Pass,
+            "{name:?}"
+        );
+    }
+    for name in ["ben", "Ben", "bEn"] {
+        assert_eq!(pap(&mut h.client(), name, "guess").await, AuthenStatus::Fail);
+    }
+    for name in spellings {
+        assert_eq!(
+            pap(&mut h.client(), name, "ben-ldap-pass").await,
+            AuthenStatus::Fail,
+            "{name:?} is ben, locked after three failures"
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_first_server_is_skipped_and_a_frozen_directory_times_out_to_error() {
     let (_hold, dead) = {
