@@ -92,6 +92,17 @@ async fn ben_passes_again(h: &Harness) -> bool {
     .await
 }
 
+/// A pair locks after three failures; no per-user or per-device rate.
+fn lock_after_three() -> Conf {
+    Conf {
+        lockout: Some(
+            "max_failures = 3\nwindow = \"1m\"\nduration = \"1m\"\nuser_burst = 0\nsource_burst = 0"
+                .into(),
+        ),
+        ..Conf::default()
+    }
+}
+
 fn ops(h: &Harness) -> u64 {
     h.server.shared().directory_operations()
 }
@@ -241,14 +252,7 @@ async fn the_outage_view_outlives_the_ttl_and_a_disabled_user_is_refused_once_th
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_lockout_counts_wrong_passwords_not_directory_failures() {
-    let conf = Conf {
-        lockout: Some(
-            "max_failures = 3\nwindow = \"1m\"\nduration = \"1m\"\nuser_burst = 0\nsource_burst = 0"
-                .into(),
-        ),
-        ..Conf::default()
-    };
-    let mut d = start_dir("ldap-lockout", "", "", conf).await;
+    let mut d = start_dir("ldap-lockout", "", "", lock_after_three()).await;
     tokio::task::block_in_place(|| d.slapd.stop());
     for _ in 0..5 {
         assert_eq!(pap(&mut d.h.client(), "ben", "ben-ldap-pass").await, AuthenStatus::Error);
@@ -286,14 +290,7 @@ async fn the_lockout_counts_wrong_passwords_not_directory_failures() {
 /// spelling was a user of its own, with its own failures and rate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spellings_of_one_directory_name_share_its_lockout() {
-    let conf = Conf {
-        lockout: Some(
-            "max_failures = 3\nwindow = \"1m\"\nduration = \"1m\"\nuser_burst = 0\nsource_burst = 0"
-                .into(),
-        ),
-        ..Conf::default()
-    };
-    let d = start_dir("ldap-spellings", "", "", conf).await;
+    let d = start_dir("ldap-spellings", "", "", lock_after_three()).await;
     let h = &d.h;
     // The directory takes each of them for ben.
     // The directory takes each of these for ben (slapd: case, NFKC, spaces
