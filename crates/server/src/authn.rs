@@ -378,7 +378,8 @@ pub fn cached(shared: &Shared, c: &Check) -> Option<Verdict> {
     };
     let local = policy.user(&c.user);
     let now = Instant::now();
-    let known = match backend::plan(local.map(|u| u.prefer), !policy.directories.is_empty(), need) {
+    let plan = backend::plan(local.map(|u| u.prefer), !policy.directories.is_empty(), need);
+    let known = match plan {
         Plan::Local => {
             let otp = c.kind == CredKind::Login
                 && local.is_some_and(|u| needs_otp(shared, &Identity::Local(u.clone())));
@@ -395,17 +396,15 @@ pub fn cached(shared: &Shared, c: &Check) -> Option<Verdict> {
                 && shared.cache().hit(CredKind::Login, &c.user, pw, now)
         }
     };
-    let key = lockout_name(&policy, &c.user, need);
-    known.then(|| cached_pass(shared, &key, canonical_ip(c.src)))
+    known.then(|| cached_pass(shared, &lockout_key(plan, &c.user), canonical_ip(c.src)))
 }
 
-/// The name `user`'s failures and rate are counted under: as sent for a
-/// user of the file, as directories compare names for a directory user
-/// ([`crate::directory::prepared_name`]), so that no spelling of a directory
-/// name buys a new set of guesses.
-fn lockout_name<'a>(policy: &Policy, user: &'a [u8], need: Need) -> std::borrow::Cow<'a, [u8]> {
-    let local = policy.user(user).map(|u| u.prefer);
-    match backend::plan(local, !policy.directories.is_empty(), need) {
+/// The name `user`'s failures and rate are counted under, where `plan` says
+/// who answers for it: as sent for a user of the file, as directories
+/// compare names for a directory user ([`crate::directory::prepared_name`]),
+/// so that no spelling of a directory name buys a new set of guesses.
+fn lockout_key(plan: Plan, user: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    match plan {
         Plan::Local => std::borrow::Cow::Borrowed(user),
         Plan::Directory { .. } => crate::directory::prepared_name(user),
     }
@@ -504,8 +503,9 @@ fn verify_code(shared: &Shared, policy: &Policy, c: Check) -> Verdict {
     let Credential::Otp { code, challenge } = c.credential else {
         return Verdict::Fail("not a one-time code");
     };
-    let key = lockout_name(policy, &c.user, Need::Login);
-    let attempt = match admit(shared, &key, canonical_ip(c.src)) {
+    let local = policy.user(&c.user).map(|u| u.prefer);
+    let plan = backend::plan(local, !policy.directories.is_empty(), Need::Login);
+    let attempt = match admit(shared, &lockout_key(plan, &c.user), canonical_ip(c.src)) {
         Ok(a) => a,
         Err(v) => return v,
     };
@@ -650,7 +650,7 @@ async fn verify_directory(
     // A known account whose password the cache knows was answered by
     // `cached` before this, with no directory round trip.
     let fresh = shared.accounts().fresh(&c.user, now);
-    let attempt = match admit(shared, &crate::directory::prepared_name(&c.user), src) {
+    let attempt = match admit(shared, &lockout_key(Plan::Directory { break_glass }, &c.user), src) {
         Ok(a) => a,
         Err(v) => return v,
     };
